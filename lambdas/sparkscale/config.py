@@ -1,0 +1,347 @@
+"""The one configuration schema: defaults, units, meaning and validation of every setting.
+
+Read from cdk.json context (the stack), a JSON file (the CLI) and the Lambda environment (the handlers, which get
+the same JSON the stack validated). Validation happens once, in `Config.from_mapping`, and fails with a
+`ConfigError` naming the field and why. Pure: no os.environ, no file access here (see config_io.py).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import MISSING, asdict, dataclass, field, fields
+from typing import Any, Final, Literal, cast
+
+CONTEXT_KEY: Final = "sparkscale"  # cdk.json: {"context": {"sparkscale": {...}}}
+
+
+class ConfigError(ValueError):
+    """A setting is wrong. `field` names it; the message says why."""
+
+    def __init__(self, field_name: str, why: str, *, source: str = "config") -> None:
+        self.field = field_name
+        self.why = why
+        super().__init__(f"{source}: invalid setting {field_name!r}: {why}")
+
+
+def _f(
+    default: Any,
+    *,
+    unit: str,
+    doc: str,
+    lo: float | None = None,
+    hi: float | None = None,
+    kind: str = "policy",
+) -> Any:
+    meta = {"unit": unit, "doc": doc, "lo": lo, "hi": hi, "kind": kind}
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: type(default)(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass(frozen=True, slots=True)
+class GroupBounds:
+    min_nodes: int
+    max_nodes: int
+
+
+@dataclass(frozen=True)
+class Config:
+    """Every setting of sparkscale. Field metadata carries unit, meaning and range; the README table is built
+    from it and a test keeps the two equal."""
+
+    # --- targets: what "enough memory" means (target tracking) ---------------------------------------------
+    yarn_memory_used_target_pct: float = _f(
+        75.0,
+        unit="%",
+        lo=1,
+        hi=100,
+        doc="Target share of YARN memory allocated (100 - YARNMemoryAvailablePercentage).",
+    )
+    heap_used_target_pct: float = _f(
+        70.0,
+        unit="%",
+        lo=1,
+        hi=100,
+        doc="Target Spark executor JVM heap used, cluster-wide (sum used / sum max).",
+    )
+    total_load_target_per_node: float = _f(
+        0.0,
+        unit="transfers/node",
+        lo=0,
+        doc="Target EMR TotalLoad per core+task node; 0 ignores TotalLoad for capacity (it counts HDFS "
+        "transfers and stays near 0 for Spark on S3).",
+    )
+    deadband_pct: float = _f(
+        10.0,
+        unit="% of target",
+        lo=0,
+        hi=50,
+        doc="No change while every signal is within target ± this share.",
+    )
+    usable_memory_fraction: float = _f(
+        0.75, unit="fraction", lo=0.05, hi=1, doc="Share of an instance's memory that YARN can allocate."
+    )
+    default_container_memory_mb: int = _f(
+        4096,
+        unit="MiB",
+        lo=128,
+        doc="Size of one pending container when it cannot be derived from MemoryAllocatedMB/ContainerAllocated.",
+    )
+    # --- bounds ------------------------------------------------------------------------------------------------
+    min_task_nodes: int = _f(
+        0, unit="nodes", lo=0, doc="Fewest TASK nodes in all SPOT/ON_DEMAND task groups."
+    )
+    max_task_nodes: int = _f(20, unit="nodes", lo=0, doc="Most TASK nodes in all task groups together.")
+    group_min_nodes: int = _f(0, unit="nodes", lo=0, doc="Default fewest nodes per TASK group.")
+    group_max_nodes: int = _f(20, unit="nodes", lo=0, doc="Default most nodes per TASK group.")
+    group_bounds: dict[str, GroupBounds] = _f(
+        {},
+        unit="{id or name: {min_nodes, max_nodes}}",
+        doc="Per-group overrides of the defaults, keyed by instance-group id or name.",
+    )
+    max_scale_out_step_nodes: int = _f(10, unit="nodes", lo=1, doc="Most TASK nodes added by one decision.")
+    max_scale_in_step_nodes: int = _f(4, unit="nodes", lo=1, doc="Most TASK nodes removed by one decision.")
+    budget_usd_per_hour: float | None = _f(
+        None, unit="USD/h", lo=0, doc="Cap on the TASK groups' cost per hour; null for none."
+    )
+    # --- stability ---------------------------------------------------------------------------------------------
+    cooldown_after_scale_out_s: int = _f(
+        120, unit="s", lo=0, doc="No new action this long after a scale-out."
+    )
+    cooldown_after_scale_in_s: int = _f(300, unit="s", lo=0, doc="No new action this long after a scale-in.")
+    scale_in_stabilization_s: int = _f(
+        600, unit="s", lo=0, doc="Scale in only to the highest recommendation of this trailing window."
+    )
+    idle_after_s: int = _f(
+        900, unit="s", lo=0, doc="Go to the minimum when no application ran or waited for this long."
+    )
+    emr_metric_max_age_s: int = _f(
+        900,
+        unit="s",
+        lo=60,
+        doc="An EMR metric older than this is ignored (EMR publishes every 300 s, late).",
+    )
+    heap_metric_max_age_s: int = _f(180, unit="s", lo=30, doc="A heap metric older than this is ignored.")
+    dry_run: bool = _f(False, unit="bool", doc="Decide, log and notify, but never resize.")
+    # --- spot market -------------------------------------------------------------------------------------------
+    max_share_per_instance_type: float = _f(
+        1.0,
+        unit="fraction",
+        lo=0.05,
+        hi=1,
+        doc="Most of the TASK memory one instance type may hold (diversification).",
+    )
+    spot_fallback_timeout_s: int = _f(
+        600,
+        unit="s",
+        lo=60,
+        doc="A SPOT group whose requested nodes are not running after this gets no more.",
+    )
+    on_demand_fallback: bool = _f(
+        True, unit="bool", doc="Use an ON_DEMAND TASK group when no SPOT group can deliver."
+    )
+    spot_price_cache_s: int = _f(300, unit="s", lo=0, doc="How long spot prices are reused.")
+    # --- alarms (the stack's thresholds; the handlers re-decide from the metrics) ---------------------------
+    total_load_alarm_threshold: float = _f(
+        100.0,
+        unit="transfers",
+        lo=0,
+        doc="TotalLoad alarm threshold (the design card's alarm), 300 s periods.",
+    )
+    container_pending_ratio_alarm_threshold: float = _f(
+        0.5,
+        unit="ratio",
+        lo=0,
+        doc="ContainerPendingRatio (pending / allocated) above this wakes the scaler.",
+    )
+    heap_used_alarm_bytes: int | None = _f(
+        None,
+        unit="bytes",
+        lo=0,
+        doc='Optional absolute heap alarm, e.g. 21474836480 for "JvmHeapUsed > 20 GB".',
+    )
+    heap_critical_pct: float = _f(
+        90.0,
+        unit="%",
+        lo=1,
+        hi=100,
+        doc="Heap used above this is critical: the alarm also goes to operators.",
+    )
+    # --- deployment --------------------------------------------------------------------------------------------
+    clusters: list[str] = _f([], unit="EMR cluster ids", doc="Managed clusters (j-…).", kind="deploy")
+    operator_emails: list[str] = _f(
+        [], unit="addresses", doc="Subscribed to the operator topic.", kind="deploy"
+    )
+    reconcile_rate_s: int = _f(
+        60, unit="s", lo=60, doc="How often every managed cluster is re-evaluated.", kind="deploy"
+    )
+    alarm_prefix: str = _f("sparkscale", unit="text", doc="Prefix of every alarm name.", kind="deploy")
+    powertools_layer_version: str = _f(
+        "latest",
+        unit="text",
+        doc="Powertools layer resolved at deploy time from the public SSM parameter ('latest' or e.g. '3.37.0').",
+        kind="deploy",
+    )
+    lease_ttl_s: int = _f(
+        90,
+        unit="s",
+        lo=10,
+        doc="Per-cluster evaluation lease; longer than a handler's timeout.",
+        kind="deploy",
+    )
+    audit_ttl_days: int = _f(30, unit="days", lo=1, doc="Audit items expire after this.", kind="deploy")
+    reserved_concurrency: int = _f(
+        5, unit="invocations", lo=1, doc="Reserved concurrency of each scaler Lambda.", kind="deploy"
+    )
+
+    # ------------------------------------------------------------------------------------------------------------
+    @classmethod
+    def from_mapping(cls, raw: Mapping[str, Any] | None, *, source: str = "config") -> Config:
+        """Validate `raw` (missing keys take their defaults). Raises ConfigError naming the first bad field."""
+        raw = dict(raw or {})
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(raw) - known)
+        if unknown:
+            raise ConfigError(
+                unknown[0], f"unknown setting (known: {', '.join(sorted(known))})", source=source
+            )
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            if f.name not in raw:
+                continue
+            values[f.name] = _coerce(f.name, raw[f.name], f.default, f.metadata, source)
+        cfg = cls(**values)
+        cfg._check_relations(source)
+        return cfg
+
+    @classmethod
+    def from_json(cls, text: str, *, source: str = "config") -> Config:
+        try:
+            raw = json.loads(text)
+        except ValueError as exc:
+            raise ConfigError("<document>", f"not JSON: {exc}", source=source) from None
+        if not isinstance(raw, dict):
+            raise ConfigError("<document>", "must be a JSON object", source=source)
+        return cls.from_mapping(raw, source=source)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+
+    def bounds_for(self, group_id: str, group_name: str = "") -> GroupBounds:
+        """Bounds of one TASK group: an override by id, then by name, else the defaults."""
+        for key in (group_id, group_name):
+            if key and key in self.group_bounds:
+                return self.group_bounds[key]
+        return GroupBounds(self.group_min_nodes, self.group_max_nodes)
+
+    def _check_relations(self, source: str) -> None:
+        if self.min_task_nodes > self.max_task_nodes:
+            raise ConfigError(
+                "min_task_nodes",
+                f"{self.min_task_nodes} > max_task_nodes {self.max_task_nodes}",
+                source=source,
+            )
+        if self.group_min_nodes > self.group_max_nodes:
+            raise ConfigError(
+                "group_min_nodes",
+                f"{self.group_min_nodes} > group_max_nodes {self.group_max_nodes}",
+                source=source,
+            )
+        if self.heap_critical_pct < self.heap_used_target_pct:
+            raise ConfigError(
+                "heap_critical_pct", f"below heap_used_target_pct {self.heap_used_target_pct}", source=source
+            )
+        for c in self.clusters:
+            if not (c.startswith("j-") and len(c) > 2 and c[2:].isalnum()):
+                raise ConfigError("clusters", f"{c!r} is not an EMR cluster id (j-XXXXXXXX)", source=source)
+        for e in self.operator_emails:
+            if "@" not in e or e.startswith("@") or e.endswith("@") or " " in e:
+                raise ConfigError("operator_emails", f"{e!r} is not an email address", source=source)
+        if not self.alarm_prefix or not all(ch.isalnum() or ch in "-_" for ch in self.alarm_prefix):
+            raise ConfigError("alarm_prefix", "use letters, digits, '-' and '_' only", source=source)
+
+
+def _coerce(name: str, value: Any, default: Any, meta: Mapping[str, Any], source: str) -> Any:
+    def bad(why: str) -> ConfigError:
+        return ConfigError(name, why, source=source)
+
+    if name == "group_bounds":
+        return _coerce_bounds(value, bad)
+    if name in ("clusters", "operator_emails"):
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise bad("must be a list of strings")
+        return list(value)
+    if default is MISSING:  # pragma: no cover - every field has a default
+        raise bad("no default")
+    if isinstance(default, bool):
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false"):
+            return value.lower() == "true"
+        raise bad(f"must be true or false, got {value!r}")
+    if isinstance(default, str):
+        if not isinstance(value, str):
+            raise bad(f"must be text, got {value!r}")
+        return value
+    # numbers (int, float, or optional number with default None)
+    if value is None:
+        if default is None:
+            return None
+        raise bad("must be a number, got null")
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise bad(f"must be a number, got {value!r}")
+    number = float(value)
+    if not math.isfinite(number):
+        raise bad("must be finite")
+    integer = isinstance(default, int) or name == "heap_used_alarm_bytes"
+    if integer and number != int(number):
+        raise bad(f"must be a whole number, got {value!r}")
+    lo, hi = meta.get("lo"), meta.get("hi")
+    if lo is not None and number < lo:
+        raise bad(f"must be >= {lo:g} {meta['unit']}, got {value!r}")
+    if hi is not None and number > hi:
+        raise bad(f"must be <= {hi:g} {meta['unit']}, got {value!r}")
+    return int(number) if integer else number
+
+
+def _coerce_bounds(value: Any, bad: Any) -> dict[str, GroupBounds]:
+    if not isinstance(value, dict):
+        raise bad("must be an object {group id or name: {min_nodes, max_nodes}}")
+    out: dict[str, GroupBounds] = {}
+    for key, b in value.items():
+        if isinstance(b, GroupBounds):
+            out[key] = b
+            continue
+        if not isinstance(b, dict) or set(b) - {"min_nodes", "max_nodes"}:
+            raise bad(f"{key!r} must be {{min_nodes, max_nodes}}")
+        lo, hi = b.get("min_nodes", 0), b.get("max_nodes")
+        if hi is None:
+            raise bad(f"{key!r} needs max_nodes")
+        if any(isinstance(v, bool) or not isinstance(v, int) or v < 0 for v in (lo, hi)):
+            raise bad(f"{key!r}: min_nodes and max_nodes must be whole numbers >= 0")
+        if lo > hi:
+            raise bad(f"{key!r}: min_nodes {lo} > max_nodes {hi}")
+        out[str(key)] = GroupBounds(int(lo), int(hi))
+    return out
+
+
+def config_table_markdown() -> str:
+    """The README's configuration table, from the schema itself."""
+    rows = ["| setting | unit | default | meaning |", "|---|---|---|---|"]
+    defaults = Config()
+    for f in fields(Config):
+        default = getattr(defaults, f.name)
+        shown = json.dumps(asdict(defaults)[f.name]) if not isinstance(default, str) else default
+        doc = cast(str, f.metadata["doc"]).replace("|", "\\|")
+        rows.append(f"| `{f.name}` | {f.metadata['unit']} | `{shown}` | {doc} |")
+    return "\n".join(rows)
+
+
+FieldKind = Literal["policy", "deploy"]

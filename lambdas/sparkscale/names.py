@@ -1,0 +1,82 @@
+"""Names shared by the stack (infra/), the handlers, the heap agent, the replay and the tests.
+
+One place, so that an alarm, the metric the agent publishes and the query the handler makes cannot drift apart.
+Pure constants: importing this module has no side effects.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+# --- Lambda environment -------------------------------------------------------------------------------------
+ENV_CONFIG_JSON: Final = "SPARKSCALE_CONFIG_JSON"  # the whole validated config, as JSON (see config.py)
+ENV_TABLE_NAME: Final = "SPARKSCALE_TABLE_NAME"  # DynamoDB table: lease, state, audit, idempotency
+ENV_OPERATOR_TOPIC_ARN: Final = "SPARKSCALE_OPERATOR_TOPIC_ARN"  # SNS topic operators subscribe to
+ENV_ALARM_PREFIX: Final = "SPARKSCALE_ALARM_PREFIX"  # prefix of every alarm the stack creates
+ENV_DRY_RUN: Final = "SPARKSCALE_DRY_RUN"  # "true" overrides the config's dry_run (an emergency brake)
+# Powertools' own variables, set by the stack
+ENV_POWERTOOLS_SERVICE_NAME: Final = "POWERTOOLS_SERVICE_NAME"
+ENV_POWERTOOLS_METRICS_NAMESPACE: Final = "POWERTOOLS_METRICS_NAMESPACE"
+
+SERVICE_NAME: Final = "sparkscale"
+
+# --- Metrics the scaler emits (EMF, Powertools Metrics), dimension ClusterId ---------------------------------
+SCALER_NAMESPACE: Final = "Sparkscale"
+DIM_CLUSTER_ID: Final = "ClusterId"
+M_SCALING_ACTIONS: Final = "ScalingActions"
+M_DESIRED_TASK_NODES: Final = "DesiredTaskNodes"
+M_RUNNING_TASK_NODES: Final = "RunningTaskNodes"
+M_DECISION_LATENCY_MS: Final = "DecisionLatencyMs"
+M_REJECTED_EVENTS: Final = "RejectedEvents"
+M_FAILURES: Final = "Failures"
+M_AT_MAX_UNDER_PRESSURE: Final = "AtMaxUnderPressure"
+
+# --- EMR's own metrics (AWS/ElasticMapReduce, dimension JobFlowId, 300 s, not configurable) -------------------
+EMR_NAMESPACE: Final = "AWS/ElasticMapReduce"
+DIM_JOB_FLOW_ID: Final = "JobFlowId"
+EMR_TOTAL_LOAD: Final = "TotalLoad"
+EMR_YARN_MEMORY_AVAILABLE_PCT: Final = "YARNMemoryAvailablePercentage"
+EMR_MEMORY_TOTAL_MB: Final = "MemoryTotalMB"
+EMR_MEMORY_ALLOCATED_MB: Final = "MemoryAllocatedMB"
+EMR_MEMORY_AVAILABLE_MB: Final = "MemoryAvailableMB"
+EMR_CONTAINER_PENDING: Final = "ContainerPending"
+EMR_CONTAINER_ALLOCATED: Final = "ContainerAllocated"
+EMR_CONTAINER_PENDING_RATIO: Final = "ContainerPendingRatio"
+EMR_APPS_RUNNING: Final = "AppsRunning"
+EMR_APPS_PENDING: Final = "AppsPending"
+EMR_IS_IDLE: Final = "IsIdle"
+EMR_PERIOD_S: Final = 300
+
+# --- Spark JVM heap, published by the node agent (bootstrap/), dimension JobFlowId only ----------------------
+# Every node's agent publishes to the same per-cluster metric, so the cluster-wide value is the SUM over nodes
+# (bytes and counts) or the MAXIMUM (per-JVM worst case). The statistic to read each with is given beside it.
+HEAP_NAMESPACE: Final = "Sparkscale/SparkHeap"
+HEAP_PERIOD_S: Final = 60
+HEAP_EXECUTOR_USED_BYTES: Final = "JvmHeapUsed"  # Sum: executor heap used, bytes (the seed's "JvmHeapUsed")
+HEAP_EXECUTOR_MAX_BYTES: Final = "JvmHeapMax"  # Sum: executor heap max, bytes
+HEAP_EXECUTOR_USED_PCT: Final = "JvmHeapUsedPercent"  # Average: per node used/max of its executors, percent
+HEAP_EXECUTOR_MAX_JVM_USED_PCT: Final = "JvmHeapUsedPercentMaxJvm"  # Maximum: the fullest single executor
+HEAP_JVM_COUNT: Final = "JvmCount"  # Sum: executor JVMs reporting
+HEAP_DRIVER_USED_BYTES: Final = "DriverHeapUsed"  # Sum: driver heap used, bytes
+HEAP_DRIVER_MAX_BYTES: Final = "DriverHeapMax"  # Sum: driver heap max, bytes
+HEAP_DRIVER_USED_PCT: Final = "DriverHeapUsedPercent"  # Maximum: the fullest driver, percent
+
+# --- Alarm names (prefix + cluster id + kind); the handlers recognise their own alarms by these ---------------
+ALARM_KIND_TOTAL_LOAD: Final = "total-load"
+ALARM_KIND_YARN_MEMORY: Final = "yarn-memory-low"
+ALARM_KIND_CONTAINER_PENDING: Final = "container-pending"
+ALARM_KIND_IDLE: Final = "idle"
+ALARM_KIND_HEAP_PCT: Final = "heap-pct"
+ALARM_KIND_HEAP_BYTES: Final = "heap-bytes"
+ALARM_KIND_HEAP_MISSING: Final = "heap-agent-silent"
+ALARM_KIND_HEAP_CRITICAL: Final = "heap-critical"
+
+# --- DynamoDB single-table layout ---------------------------------------------------------------------------
+TABLE_PK: Final = "pk"
+TABLE_SK: Final = "sk"
+TABLE_TTL_ATTR: Final = "expires_at"
+
+
+def alarm_name(prefix: str, cluster_id: str, kind: str) -> str:
+    """`<prefix>-<cluster id>-<kind>`, the name every stack alarm has."""
+    return f"{prefix}-{cluster_id}-{kind}"

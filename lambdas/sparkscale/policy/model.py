@@ -1,0 +1,223 @@
+"""Typed, frozen inputs and outputs of the policy. Pure data: no I/O, no clock, no logging.
+
+The adapters build these from AWS responses; the replay builds them from its simulation; the policy reads
+them. All datetimes are timezone-aware UTC.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from types import MappingProxyType
+
+
+class Role(StrEnum):
+    MASTER = "MASTER"
+    CORE = "CORE"
+    TASK = "TASK"
+
+
+class Market(StrEnum):
+    SPOT = "SPOT"
+    ON_DEMAND = "ON_DEMAND"
+
+
+class GroupStatus(StrEnum):
+    """EMR InstanceGroupState."""
+
+    PROVISIONING = "PROVISIONING"
+    BOOTSTRAPPING = "BOOTSTRAPPING"
+    RUNNING = "RUNNING"
+    RECONFIGURING = "RECONFIGURING"
+    RESIZING = "RESIZING"
+    SUSPENDED = "SUSPENDED"
+    TERMINATING = "TERMINATING"
+    TERMINATED = "TERMINATED"
+    ARRESTED = "ARRESTED"
+    SHUTTING_DOWN = "SHUTTING_DOWN"
+    ENDED = "ENDED"
+
+
+class ClusterState(StrEnum):
+    STARTING = "STARTING"
+    BOOTSTRAPPING = "BOOTSTRAPPING"
+    RUNNING = "RUNNING"
+    WAITING = "WAITING"
+    TERMINATING = "TERMINATING"
+    TERMINATED = "TERMINATED"
+    TERMINATED_WITH_ERRORS = "TERMINATED_WITH_ERRORS"
+
+    @property
+    def is_active(self) -> bool:
+        return self in (ClusterState.RUNNING, ClusterState.WAITING)
+
+    @property
+    def is_gone(self) -> bool:
+        return self in (
+            ClusterState.TERMINATING,
+            ClusterState.TERMINATED,
+            ClusterState.TERMINATED_WITH_ERRORS,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceGroup:
+    id: str  # ig-…
+    name: str
+    role: Role
+    market: Market
+    instance_type: str
+    memory_gib: float  # instance memory per node (not the YARN share)
+    vcpu: int
+    requested: int  # RequestedInstanceCount: what EMR is asked to have (includes in-flight nodes)
+    running: int  # RunningInstanceCount
+    status: GroupStatus
+    usd_per_hour: float  # price of one node-hour (spot price for SPOT, on-demand price otherwise)
+    status_since: datetime | None = None  # when the group entered `status` (fallback timeouts)
+
+    @property
+    def is_task(self) -> bool:
+        return self.role is Role.TASK
+
+
+@dataclass(frozen=True, slots=True)
+class Cluster:
+    id: str  # j-…
+    name: str
+    state: ClusterState
+    groups: tuple[InstanceGroup, ...]
+    availability_zone: str | None = None
+
+    @property
+    def task_groups(self) -> tuple[InstanceGroup, ...]:
+        return tuple(g for g in self.groups if g.role is Role.TASK)
+
+    def group(self, group_id: str) -> InstanceGroup | None:
+        return next((g for g in self.groups if g.id == group_id), None)
+
+
+class Signal(StrEnum):
+    """Every metric the policy may read. Values are the CloudWatch metric names where one exists."""
+
+    TOTAL_LOAD = "TotalLoad"
+    YARN_MEMORY_AVAILABLE_PCT = "YARNMemoryAvailablePercentage"
+    MEMORY_TOTAL_MB = "MemoryTotalMB"
+    MEMORY_ALLOCATED_MB = "MemoryAllocatedMB"
+    MEMORY_AVAILABLE_MB = "MemoryAvailableMB"
+    CONTAINER_PENDING = "ContainerPending"
+    CONTAINER_ALLOCATED = "ContainerAllocated"
+    APPS_RUNNING = "AppsRunning"
+    APPS_PENDING = "AppsPending"
+    IS_IDLE = "IsIdle"
+    HEAP_USED_BYTES = "JvmHeapUsed"  # executors, cluster sum
+    HEAP_MAX_BYTES = "JvmHeapMax"  # executors, cluster sum
+    HEAP_USED_PCT = "JvmHeapUsedPercent"  # executors, cluster-wide used/max
+    JVM_COUNT = "JvmCount"
+
+    @property
+    def is_emr(self) -> bool:
+        return self not in _HEAP_SIGNALS
+
+
+_HEAP_SIGNALS = frozenset(
+    {Signal.HEAP_USED_BYTES, Signal.HEAP_MAX_BYTES, Signal.HEAP_USED_PCT, Signal.JVM_COUNT}
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    value: float
+    at: datetime  # timestamp of the datapoint (not of the read)
+
+
+def _freeze(m: Mapping[Signal, Sample]) -> Mapping[Signal, Sample]:
+    return MappingProxyType(dict(m))
+
+
+@dataclass(frozen=True)
+class MetricsSnapshot:
+    """The latest datapoint of each signal that had one. A signal with no datapoint is simply absent."""
+
+    samples: Mapping[Signal, Sample] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "samples", _freeze(self.samples))
+
+    def get(self, signal: Signal) -> Sample | None:
+        return self.samples.get(signal)
+
+
+@dataclass(frozen=True, slots=True)
+class Recommendation:
+    at: datetime
+    task_nodes: int  # total TASK nodes the estimate asked for at that time (before scale-in stabilization)
+    task_memory_gib: float | None = (
+        None  # total usable TASK memory the estimate asked for (what stabilization uses)
+    )
+
+
+@dataclass(frozen=True)
+class ScalerState:
+    """What the scaler remembers between invocations (persisted per cluster by the StateStore)."""
+
+    last_scale_out_at: datetime | None = None
+    last_scale_in_at: datetime | None = None
+    last_active_at: datetime | None = None  # last time an application ran or waited
+    recommendations: tuple[Recommendation, ...] = ()  # trailing window, oldest first
+    # group id -> when its requested > running shortfall began (spot fallback)
+    shortfall_since: Mapping[str, datetime] = field(default_factory=dict)
+    # group ids EMR reported as lacking capacity, with when (spot fallback), cleared on recovery
+    capacity_errors: Mapping[str, datetime] = field(default_factory=dict)
+
+
+class Direction(StrEnum):
+    OUT = "scale_out"
+    IN = "scale_in"
+    HOLD = "hold"
+
+
+@dataclass(frozen=True, slots=True)
+class GroupTarget:
+    group_id: str
+    group_name: str
+    instance_type: str
+    market: Market
+    current: int  # requested count the decision started from
+    target: int
+    usd_per_hour_per_node: float
+
+    @property
+    def changed(self) -> bool:
+        return self.target != self.current
+
+
+@dataclass(frozen=True)
+class Decision:
+    cluster_id: str
+    at: datetime
+    direction: Direction
+    targets: tuple[GroupTarget, ...]  # every TASK group the decision considered, changed or not
+    reasons: tuple[str, ...]
+    dry_run: bool
+    driving_signal: Signal | None = None
+    driving_value: float | None = None
+    desired_task_nodes: int | None = None  # the estimate before bounds/steps/cooldowns
+    at_max_under_pressure: bool = False
+    usd_per_hour_before: float = 0.0
+    usd_per_hour_after: float = 0.0
+    # usable TASK memory (GiB, requested basis) the estimate asked for, before bounds/steps/cooldowns
+    desired_task_memory_gib: float | None = None
+    # TASK group ids that got no new capacity (spot fallback) and why, for the operator notice
+    fallback_groups: tuple[str, ...] = ()
+    # TASK group ids given the unmet part: the next cheapest SPOT group, or ON_DEMAND when SPOT cannot deliver
+    fallback_to: tuple[str, ...] = ()
+
+    @property
+    def changes(self) -> tuple[GroupTarget, ...]:
+        return tuple(t for t in self.targets if t.changed)
+
+    @property
+    def is_action(self) -> bool:
+        return self.direction is not Direction.HOLD and bool(self.changes)

@@ -1,0 +1,71 @@
+"""What the service needs from the outside world, as Protocols. Adapters (AWS) and the replay (simulation)
+implement them; the service and the handlers only see these."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from sparkscale.policy.model import Cluster, Decision, GroupTarget, MetricsSnapshot, ScalerState
+
+
+class ClusterReader(Protocol):
+    def read_cluster(self, cluster_id: str) -> Cluster:
+        """DescribeCluster + ListInstanceGroups. Raises ClusterGone for a terminated or unknown cluster."""
+        ...
+
+
+class MetricsSource(Protocol):
+    def read_metrics(self, cluster_id: str, now: datetime) -> MetricsSnapshot:
+        """Every configured signal's latest datapoint, in one GetMetricData call."""
+        ...
+
+
+class CapacityWriter(Protocol):
+    def resize(self, cluster_id: str, changes: Sequence[GroupTarget]) -> None:
+        """ModifyInstanceGroups on TASK groups only. Raises GroupBusy / Throttled / InvalidRequest / ClusterGone."""
+        ...
+
+
+class PriceSource(Protocol):
+    def usd_per_hour(self, cluster: Cluster, now: datetime) -> Mapping[str, float]:
+        """Price of one node-hour per TASK group id (spot price for SPOT groups, on-demand otherwise)."""
+        ...
+
+
+class StateStore(Protocol):
+    def acquire_lease(self, cluster_id: str, owner: str, now: datetime, ttl_s: int) -> bool: ...
+
+    def release_lease(self, cluster_id: str, owner: str) -> None: ...
+
+    def load_state(self, cluster_id: str) -> ScalerState: ...
+
+    def save(self, cluster_id: str, state: ScalerState, decision: Decision, now: datetime) -> None:
+        """Persist the new state and an audit item (with TTL) for the decision."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """One operator message: an action, a failure, or 'at max and still under pressure'."""
+
+    kind: str  # "action" | "dry_run" | "failure" | "at_max" | "cluster_gone" | "fallback" | "interruption"
+    cluster_id: str
+    subject: str  # < 100 characters (SNS email subject limit)
+    body: str  # readable in an email
+
+
+class Notifier(Protocol):
+    def notify(self, notice: Notice) -> None: ...
+
+
+@dataclass(frozen=True)
+class Ports:
+    clusters: ClusterReader
+    metrics: MetricsSource
+    capacity: CapacityWriter
+    state: StateStore
+    notifier: Notifier
+    prices: PriceSource | None = None
