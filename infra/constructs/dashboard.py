@@ -1,0 +1,164 @@
+"""One CloudWatch dashboard per managed cluster: what the scaler asked for and got, the signals it reads, and
+the state of the cluster's alarms."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from aws_cdk import Aws, Duration
+from aws_cdk import aws_cloudwatch as cloudwatch
+from constructs import Construct
+from sparkscale.alarms import HEAP_PCT_EXPRESSION, AlarmSpec
+
+from infra import names
+
+WIDTH = 12  # two widgets per row (the grid is 24 wide)
+HEIGHT = 6
+
+
+def scaler_search(metric_name: str, cluster_id: str, statistic: str) -> str:
+    """Every series of one scaler EMF metric for this cluster, whatever other dimensions (instance group …)
+    the handlers add: a schema-less SEARCH on the namespace, the metric name and the ClusterId value."""
+    return (
+        f'SEARCH(\'Namespace="{names.SCALER_NAMESPACE}" MetricName="{metric_name}" '
+        f"{names.DIM_CLUSTER_ID}=\"{cluster_id}\"', '{statistic}', 60)"
+    )
+
+
+class ClusterDashboard(Construct):
+    dashboard: cloudwatch.Dashboard
+    dashboard_name: str
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        cluster_id: str,
+        alarm_prefix: str,
+        specs: Sequence[AlarmSpec],
+        alarms: Sequence[cloudwatch.CfnAlarm],
+        include_heap: bool,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.dashboard_name = f"{alarm_prefix}-{cluster_id}"
+        emr_dims = {names.DIM_JOB_FLOW_ID: cluster_id}
+        by_kind = {s.kind: s for s in specs}
+
+        def emr(metric: str, statistic: str = "Average") -> cloudwatch.Metric:
+            return cloudwatch.Metric(
+                namespace=names.EMR_NAMESPACE,
+                metric_name=metric,
+                dimensions_map=emr_dims,
+                statistic=statistic,
+                period=Duration.seconds(names.EMR_PERIOD_S),
+            )
+
+        def line(kind: str) -> list[cloudwatch.HorizontalAnnotation]:
+            spec = by_kind.get(kind)
+            if spec is None:
+                return []
+            return [cloudwatch.HorizontalAnnotation(value=spec.threshold, label=f"alarm: {spec.name}")]
+
+        widgets: list[cloudwatch.IWidget] = [
+            cloudwatch.GraphWidget(
+                title="Task nodes: requested (desired) and running, per group",
+                left=[
+                    cloudwatch.SearchExpression(
+                        expression=scaler_search(names.M_DESIRED_TASK_NODES, cluster_id, "Maximum"),
+                        label="requested",
+                    ),
+                    cloudwatch.SearchExpression(
+                        expression=scaler_search(names.M_RUNNING_TASK_NODES, cluster_id, "Maximum"),
+                        label="running",
+                    ),
+                ],
+                width=WIDTH,
+                height=HEIGHT,
+            ),
+            cloudwatch.GraphWidget(
+                title="Scaling actions",
+                left=[
+                    cloudwatch.SearchExpression(
+                        expression=scaler_search(names.M_SCALING_ACTIONS, cluster_id, "Sum"), label="actions"
+                    )
+                ],
+                width=WIDTH,
+                height=HEIGHT,
+            ),
+            cloudwatch.GraphWidget(
+                title="YARN memory available (%)",
+                left=[emr(names.EMR_YARN_MEMORY_AVAILABLE_PCT)],
+                left_annotations=line(names.ALARM_KIND_YARN_MEMORY),
+                left_y_axis=cloudwatch.YAxisProps(min=0, max=100),
+                width=WIDTH,
+                height=HEIGHT,
+            ),
+            cloudwatch.GraphWidget(
+                title="Pending containers",
+                left=[emr(names.EMR_CONTAINER_PENDING)],
+                right=[emr(names.EMR_CONTAINER_PENDING_RATIO)],
+                right_annotations=line(names.ALARM_KIND_CONTAINER_PENDING),
+                width=WIDTH,
+                height=HEIGHT,
+            ),
+            cloudwatch.GraphWidget(
+                title="TotalLoad (concurrent HDFS transfers)",
+                left=[emr(names.EMR_TOTAL_LOAD)],
+                left_annotations=line(names.ALARM_KIND_TOTAL_LOAD),
+                width=WIDTH,
+                height=HEIGHT,
+            ),
+        ]
+        if include_heap:
+            heap_pct = cloudwatch.MathExpression(
+                expression=HEAP_PCT_EXPRESSION,
+                using_metrics={
+                    "heap_used": _heap(names.HEAP_EXECUTOR_USED_BYTES, cluster_id),
+                    "heap_max": _heap(names.HEAP_EXECUTOR_MAX_BYTES, cluster_id),
+                },
+                label="executor heap used %",
+                period=Duration.seconds(names.HEAP_PERIOD_S),
+            )
+            widgets.append(
+                cloudwatch.GraphWidget(
+                    title="Spark executor heap used (%), cluster-wide",
+                    left=[heap_pct],
+                    left_annotations=line(names.ALARM_KIND_HEAP_PCT) + line(names.ALARM_KIND_HEAP_CRITICAL),
+                    left_y_axis=cloudwatch.YAxisProps(min=0, max=100),
+                    width=WIDTH,
+                    height=HEIGHT,
+                )
+            )
+        widgets.append(
+            cloudwatch.AlarmStatusWidget(
+                title="Alarms",
+                alarms=list(alarms),
+                width=24 if len(widgets) % 2 == 0 else WIDTH,
+                height=HEIGHT,
+            )
+        )
+        self.dashboard = cloudwatch.Dashboard(
+            self,
+            "Dashboard",
+            dashboard_name=self.dashboard_name,
+            default_interval=Duration.hours(6),
+            widgets=[widgets[i : i + 2] for i in range(0, len(widgets), 2)],
+        )
+
+    @property
+    def url(self) -> str:
+        return (
+            f"https://console.aws.amazon.com/cloudwatch/home?region={Aws.REGION}"
+            f"#dashboards:name={self.dashboard_name}"
+        )
+
+
+def _heap(metric: str, cluster_id: str) -> cloudwatch.Metric:
+    return cloudwatch.Metric(
+        namespace=names.HEAP_NAMESPACE,
+        metric_name=metric,
+        dimensions_map={names.DIM_JOB_FLOW_ID: cluster_id},
+        statistic="Sum",
+        period=Duration.seconds(names.HEAP_PERIOD_S),
+    )

@@ -1,0 +1,149 @@
+"""One scaler Lambda with its own role, log group and dead-letter queue; and the encrypted queue every DLQ is.
+
+Shared by the scaler functions and the spot-events function so that runtime, architecture, timeouts, retries,
+environment and logging are set in one place.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_sqs as sqs
+from aws_cdk import aws_ssm as ssm
+from constructs import Construct
+
+# The newest Python runtime aws-cdk-lib 2.275.0 offers; the code also runs on 3.11 locally (CI).
+RUNTIME: Final = lambda_.Runtime.PYTHON_3_14
+ARCHITECTURE: Final = lambda_.Architecture.ARM_64
+MEMORY_MB: Final = 256
+LOG_RETENTION: Final = logs.RetentionDays.ONE_MONTH
+# A wake-up older than this is useless (the next reconcile tick re-decides); retry twice, then the DLQ.
+MAX_EVENT_AGE: Final = Duration.minutes(5)
+RETRY_ATTEMPTS: Final = 2
+DLQ_RETENTION: Final = Duration.days(14)
+
+# Not shipped in the Lambda asset: the simulator, caches, packaging metadata.
+ASSET_EXCLUDES: Final = (
+    "sparkscale/replay",
+    "sparkscale/replay/**",
+    "**/__pycache__",
+    "**/*.pyc",
+    "*.egg-info",
+    "tests",
+    ".mypy_cache",
+    ".pytest_cache",
+)
+
+
+def powertools_parameter_name(*, version: str, runtime: lambda_.Runtime = RUNTIME) -> str:
+    """The public SSM parameter holding the Powertools layer ARN for this architecture and Python version."""
+    # jsii returns a new proxy for every Architecture.X access: compare names, not objects.
+    return f"/aws/service/powertools/python/{ARCHITECTURE.name}/{runtime.name}/{version}"
+
+
+def powertools_layer(scope: Construct, construct_id: str, *, version: str) -> lambda_.ILayerVersion:
+    """Resolved by CloudFormation at deploy time (an SSM-typed stack parameter): no Docker and no network at
+    synth time, and the deploy region's own layer ARN."""
+    arn = ssm.StringParameter.value_for_string_parameter(scope, powertools_parameter_name(version=version))
+    return lambda_.LayerVersion.from_layer_version_arn(scope, construct_id, arn)
+
+
+def lambda_code(path: Path) -> lambda_.Code:
+    return lambda_.Code.from_asset(str(path), exclude=list(ASSET_EXCLUDES))
+
+
+def encrypted_queue(scope: Construct, construct_id: str, *, key: kms.IKey) -> sqs.Queue:
+    """A dead-letter queue: KMS-encrypted with the stack key, TLS only, messages kept 14 days."""
+    return sqs.Queue(
+        scope,
+        construct_id,
+        encryption=sqs.QueueEncryption.KMS,
+        encryption_master_key=key,
+        enforce_ssl=True,
+        retention_period=DLQ_RETENTION,
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class FunctionOptions:
+    """What every sparkscale Lambda shares."""
+
+    code: lambda_.Code
+    layer: lambda_.ILayerVersion
+    environment: Mapping[str, str]
+    timeout_s: int
+    reserved_concurrency: int
+    key: kms.IKey
+
+
+class ScalerFunction(Construct):
+    """`function` runs `handler`; `role` has no managed policy: only its log group, its DLQ and the key, plus
+    whatever the composing construct grants."""
+
+    function: lambda_.Function
+    role: iam.Role
+    dead_letter_queue: sqs.Queue
+    log_group: logs.LogGroup
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        handler: str,
+        description: str,
+        options: FunctionOptions,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.role = iam.Role(
+            self,
+            "Role",
+            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+            description=f"sparkscale {handler}",
+        )
+        self.log_group = logs.LogGroup(
+            self, "Logs", retention=LOG_RETENTION, removal_policy=RemovalPolicy.DESTROY
+        )
+        self.role.add_to_policy(
+            iam.PolicyStatement(
+                sid="WriteOwnLogs",
+                actions=["logs:CreateLogStream", "logs:PutLogEvents"],
+                resources=[self.log_group.log_group_arn],
+            )
+        )
+        self.dead_letter_queue = encrypted_queue(self, "DeadLetterQueue", key=options.key)
+        self.role.add_to_policy(
+            iam.PolicyStatement(
+                sid="UseStackKey",  # send to the encrypted DLQ and publish to the encrypted operator topic
+                actions=["kms:GenerateDataKey", "kms:Decrypt"],
+                resources=[options.key.key_arn],
+            )
+        )
+        self.function = lambda_.Function(
+            self,
+            "Function",
+            description=description,
+            runtime=RUNTIME,
+            architecture=ARCHITECTURE,
+            handler=handler,
+            code=options.code,
+            layers=[options.layer],
+            memory_size=MEMORY_MB,
+            timeout=Duration.seconds(options.timeout_s),
+            reserved_concurrent_executions=options.reserved_concurrency,
+            environment=dict(options.environment),
+            role=self.role,
+            log_group=self.log_group,
+            dead_letter_queue=self.dead_letter_queue,
+            retry_attempts=RETRY_ATTEMPTS,
+            max_event_age=MAX_EVENT_AGE,
+            recursive_loop=lambda_.RecursiveLoop.TERMINATE,
+        )

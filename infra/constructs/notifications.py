@@ -1,0 +1,92 @@
+"""The encryption key, the alarm topic (CloudWatch → scaler) and the operator topic (→ people)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from aws_cdk import ArnFormat, Duration, RemovalPolicy, Stack
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_sns as sns
+from aws_cdk import aws_sns_subscriptions as subs
+from constructs import Construct
+
+# Services that write into our encrypted topics and queues on our behalf: CloudWatch publishes alarm state
+# changes to the topics, SNS moves undeliverable messages to the subscription DLQ, EventBridge moves failed
+# target invocations to its DLQ. Each gets exactly the two KMS actions a producer needs.
+KEY_USER_SERVICES = ("cloudwatch.amazonaws.com", "sns.amazonaws.com", "events.amazonaws.com")
+KEY_PRODUCER_ACTIONS = ("kms:GenerateDataKey", "kms:Decrypt")
+
+
+class Notifications(Construct):
+    """`key` encrypts every topic and queue of the stack; `alarm_topic` only accepts CloudWatch alarms of this
+    account whose names start with the alarm prefix; `operator_topic` mails every address."""
+
+    key: kms.Key
+    alarm_topic: sns.Topic
+    operator_topic: sns.Topic
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        alarm_prefix: str,
+        operator_emails: Sequence[str],
+    ) -> None:
+        super().__init__(scope, construct_id)
+        stack = Stack.of(self)
+
+        self.key = kms.Key(
+            self,
+            "Key",
+            description="sparkscale: encrypts the alarm and operator topics and the dead-letter queues",
+            enable_key_rotation=True,
+            pending_window=Duration.days(7),
+            removal_policy=RemovalPolicy.DESTROY,
+        )
+        self.key.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="AwsServicesProduceIntoEncryptedTopicsAndQueues",
+                principals=[iam.ServicePrincipal(s) for s in KEY_USER_SERVICES],
+                actions=list(KEY_PRODUCER_ACTIONS),
+                resources=["*"],  # in a key policy "*" means this key
+                conditions={"StringEquals": {"aws:SourceAccount": stack.account}},
+            )
+        )
+
+        self.alarm_topic = sns.Topic(
+            self,
+            "AlarmTopic",
+            display_name="sparkscale alarms (wake-up calls for the scaler)",
+            master_key=self.key,
+            enforce_ssl=True,
+        )
+        self.operator_topic = sns.Topic(
+            self,
+            "OperatorTopic",
+            display_name="sparkscale operators",
+            master_key=self.key,
+            enforce_ssl=True,
+        )
+        alarm_arns = stack.format_arn(
+            service="cloudwatch",
+            resource="alarm",
+            resource_name=f"{alarm_prefix}-*",
+            arn_format=ArnFormat.COLON_RESOURCE_NAME,
+        )
+        for topic in (self.alarm_topic, self.operator_topic):
+            topic.add_to_resource_policy(
+                iam.PolicyStatement(
+                    sid="CloudWatchAlarmsOfThisAccountOnly",
+                    principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
+                    actions=["sns:Publish"],
+                    resources=[topic.topic_arn],
+                    conditions={
+                        "StringEquals": {"aws:SourceAccount": stack.account},
+                        "ArnLike": {"aws:SourceArn": alarm_arns},
+                    },
+                )
+            )
+        for address in operator_emails:
+            self.operator_topic.add_subscription(subs.EmailSubscription(address))

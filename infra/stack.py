@@ -1,0 +1,111 @@
+"""The one stack: deploy-time parameters, the `SparkAutoscaler` construct, outputs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Final
+
+from aws_cdk import CfnCondition, CfnOutput, CfnParameter, Fn, Stack
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_sns as sns
+from constructs import Construct
+
+from infra.constructs import SparkAutoscaler
+from infra.settings import StackSettings
+
+REPO_ROOT: Final = Path(__file__).resolve().parents[1]
+LAMBDA_CODE_PATH: Final = REPO_ROOT / "lambdas"
+BOOTSTRAP_DIR: Final = REPO_ROOT / "bootstrap"
+
+
+class SparkscaleStack(Stack):
+    """`autoscaler` holds every resource; this class adds what only a deployed stack has: parameters
+    (operator email, dry-run brake) and outputs."""
+
+    autoscaler: SparkAutoscaler
+
+    def __init__(
+        self, scope: Construct, construct_id: str, *, settings: StackSettings, **kwargs: Any
+    ) -> None:
+        super().__init__(
+            scope,
+            construct_id,
+            description="sparkscale: event-driven autoscaling of SPOT task groups for Spark on Amazon EMR",
+            **kwargs,
+        )
+        dry_run = CfnParameter(
+            self,
+            "DryRun",
+            type="String",
+            allowed_values=["false", "true"],
+            default="false",
+            description="true: never resize, only decide and notify (an emergency brake); false: per config.",
+        )
+        operator_email = CfnParameter(
+            self,
+            "OperatorEmail",
+            type="String",
+            default="",
+            allowed_pattern=r"^$|^[^@\s]+@[^@\s]+\.[^@\s]+$",
+            description="Optional extra address for the operator topic (besides context operator_emails).",
+        )
+        role = (
+            iam.Role.from_role_name(self, "EmrInstanceRole", settings.emr_instance_role_name)
+            if settings.emr_instance_role_name
+            else None
+        )
+        self.autoscaler = SparkAutoscaler(
+            self,
+            "Autoscaler",
+            config=settings.config,
+            features=settings.features,
+            code_path=LAMBDA_CODE_PATH,
+            bootstrap_dir=BOOTSTRAP_DIR,
+            dry_run_override=dry_run.value_as_string,
+            emr_instance_role=role,
+        )
+        has_email = CfnCondition(
+            self,
+            "HasOperatorEmail",
+            expression=Fn.condition_not(Fn.condition_equals(operator_email.value_as_string, "")),
+        )
+        extra = sns.CfnSubscription(
+            self,
+            "OperatorEmailSubscription",
+            topic_arn=self.autoscaler.notifications.operator_topic.topic_arn,
+            protocol="email",
+            endpoint=operator_email.value_as_string,
+        )
+        extra.cfn_options.condition = has_email
+
+        n = self.autoscaler.notifications
+        CfnOutput(self, "AlarmTopicArn", value=n.alarm_topic.topic_arn, description="CloudWatch → scaler")
+        CfnOutput(self, "OperatorTopicArn", value=n.operator_topic.topic_arn, description="scaler → people")
+        CfnOutput(self, "StateTableName", value=self.autoscaler.state.table.table_name)
+        for cluster_id, dashboard in self.autoscaler.dashboards.items():
+            CfnOutput(
+                self,
+                f"DashboardUrl{_alnum(cluster_id)}",
+                value=dashboard.url,
+                description=f"CloudWatch dashboard of {cluster_id}",
+            )
+        boot = self.autoscaler.heap_bootstrap
+        if boot is not None:
+            CfnOutput(self, "BootstrapActionPath", value=boot.action_path, description="EMR bootstrap action")
+            CfnOutput(self, "BootstrapActionArgs", value=Fn.join(" ", boot.action_args))
+            CfnOutput(
+                self,
+                "BootstrapActionsJson",
+                value=boot.action_json(),
+                description="aws emr create-cluster --bootstrap-actions '<this>'",
+            )
+            CfnOutput(
+                self,
+                "SparkMetricsClassification",
+                value=self.to_json_string(boot.classification),
+                description="aws emr create-cluster --configurations '<this>' (Spark StatsdSink + JvmSource)",
+            )
+
+
+def _alnum(text: str) -> str:
+    return "".join(ch for ch in text if ch.isalnum())
