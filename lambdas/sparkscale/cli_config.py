@@ -14,12 +14,20 @@ from sparkscale.config_io import from_file
 def register(sub: Any) -> None:
     p: argparse.ArgumentParser = sub.add_parser("config", help="validate a settings file or print the schema")
     csub = p.add_subparsers(dest="config_command", required=True, metavar="ACTION")
-    check = csub.add_parser("check", help="validate a JSON settings file and print it with defaults filled in")
+    check = csub.add_parser(
+        "check", help="validate a JSON settings file and print it with defaults filled in"
+    )
     check.add_argument("file")
     check.set_defaults(func=_check)
     table = csub.add_parser("table", help="print the configuration table (Markdown)")
-    table.add_argument("--write-readme", metavar="README", nargs="?", const="README.md", default=None,
-                       help="replace the table between the README's config-table markers instead of printing")
+    table.add_argument(
+        "--write-readme",
+        metavar="README",
+        nargs="?",
+        const="README.md",
+        default=None,
+        help="replace the table between the README's config-table markers instead of printing",
+    )
     table.set_defaults(func=_table)
 
 

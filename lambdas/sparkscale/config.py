@@ -1,7 +1,7 @@
 """The one configuration schema: defaults, units, meaning and validation of every setting.
 
-Read from cdk.json context (the stack), a JSON file (the CLI) and the Lambda environment (the handlers, which get
-the same JSON the stack validated). Validation happens once, in `Config.from_mapping`, and fails with a
+Read from cdk.json context (the stack), a JSON file (the CLI) and the Lambda environment (the handlers, which
+get the same JSON the stack validated). Validation happens once, in `Config.from_mapping`, and fails with a
 `ConfigError` naming the field and why. Pure: no os.environ, no file access here (see config_io.py).
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Any, Final, Literal, cast
 
@@ -34,10 +34,15 @@ def _f(
     hi: float | None = None,
     kind: str = "policy",
 ) -> Any:
-    meta = {"unit": unit, "doc": doc, "lo": lo, "hi": hi, "kind": kind}
-    if isinstance(default, (list, dict)):
-        return field(default_factory=lambda: type(default)(default), metadata=meta)
-    return field(default=default, metadata=meta)
+    """A setting with an immutable default (number, bool, text, None) and its metadata."""
+    return field(default=default, metadata=_meta(unit=unit, doc=doc, lo=lo, hi=hi, kind=kind))
+
+
+def _meta(
+    *, unit: str, doc: str, lo: float | None = None, hi: float | None = None, kind: str = "policy"
+) -> dict[str, Any]:
+    """Field metadata: unit, meaning, range and kind ("policy" or "deploy"); the README table uses it."""
+    return {"unit": unit, "doc": doc, "lo": lo, "hi": hi, "kind": kind}
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,35 +92,45 @@ class Config:
         4096,
         unit="MiB",
         lo=128,
-        doc="Size of one pending container when it cannot be derived from MemoryAllocatedMB/ContainerAllocated.",
+        doc="Size of one pending container when MemoryAllocatedMB / ContainerAllocated cannot give it.",
     )
-    # --- bounds ------------------------------------------------------------------------------------------------
+    # --- bounds ---------------------------------------------------------------------------------------------
     min_task_nodes: int = _f(
         0, unit="nodes", lo=0, doc="Fewest TASK nodes in all SPOT/ON_DEMAND task groups."
     )
     max_task_nodes: int = _f(20, unit="nodes", lo=0, doc="Most TASK nodes in all task groups together.")
     group_min_nodes: int = _f(0, unit="nodes", lo=0, doc="Default fewest nodes per TASK group.")
     group_max_nodes: int = _f(20, unit="nodes", lo=0, doc="Default most nodes per TASK group.")
-    group_bounds: dict[str, GroupBounds] = _f(
-        {},
-        unit="{id or name: {min_nodes, max_nodes}}",
-        doc="Per-group overrides of the defaults, keyed by instance-group id or name.",
+    group_bounds: dict[str, GroupBounds] = field(
+        default_factory=dict,
+        metadata=_meta(
+            unit="{id or name: {min_nodes, max_nodes}}",
+            doc="Per-group overrides of the defaults, keyed by instance-group id or name.",
+        ),
     )
     max_scale_out_step_nodes: int = _f(10, unit="nodes", lo=1, doc="Most TASK nodes added by one decision.")
     max_scale_in_step_nodes: int = _f(4, unit="nodes", lo=1, doc="Most TASK nodes removed by one decision.")
     budget_usd_per_hour: float | None = _f(
         None, unit="USD/h", lo=0, doc="Cap on the TASK groups' cost per hour; null for none."
     )
-    # --- stability ---------------------------------------------------------------------------------------------
+    # --- stability ------------------------------------------------------------------------------------------
     cooldown_after_scale_out_s: int = _f(
         120, unit="s", lo=0, doc="No new action this long after a scale-out."
     )
-    cooldown_after_scale_in_s: int = _f(300, unit="s", lo=0, doc="No new action this long after a scale-in.")
+    cooldown_after_scale_in_s: int = _f(
+        300,
+        unit="s",
+        lo=0,
+        doc="No further scale-in this long after a scale-in (a scale-out is still allowed).",
+    )
     scale_in_stabilization_s: int = _f(
         600, unit="s", lo=0, doc="Scale in only to the highest recommendation of this trailing window."
     )
     idle_after_s: int = _f(
-        900, unit="s", lo=0, doc="Go to the minimum when no application ran or waited for this long."
+        900,
+        unit="s",
+        lo=0,
+        doc="Go to the minimum (in one step) when no application ran or waited for this long.",
     )
     emr_metric_max_age_s: int = _f(
         900,
@@ -125,7 +140,7 @@ class Config:
     )
     heap_metric_max_age_s: int = _f(180, unit="s", lo=30, doc="A heap metric older than this is ignored.")
     dry_run: bool = _f(False, unit="bool", doc="Decide, log and notify, but never resize.")
-    # --- spot market -------------------------------------------------------------------------------------------
+    # --- spot market ----------------------------------------------------------------------------------------
     max_share_per_instance_type: float = _f(
         1.0,
         unit="fraction",
@@ -140,7 +155,9 @@ class Config:
         doc="A SPOT group whose requested nodes are not running after this gets no more.",
     )
     on_demand_fallback: bool = _f(
-        True, unit="bool", doc="Use an ON_DEMAND TASK group when no SPOT group can deliver."
+        True,
+        unit="bool",
+        doc="Use ON_DEMAND TASK groups when a SPOT group cannot deliver; capacity moves back to spot after.",
     )
     spot_price_cache_s: int = _f(300, unit="s", lo=0, doc="How long spot prices are reused.")
     # --- alarms (the stack's thresholds; the handlers re-decide from the metrics) ---------------------------
@@ -169,10 +186,14 @@ class Config:
         hi=100,
         doc="Heap used above this is critical: the alarm also goes to operators.",
     )
-    # --- deployment --------------------------------------------------------------------------------------------
-    clusters: list[str] = _f([], unit="EMR cluster ids", doc="Managed clusters (j-…).", kind="deploy")
-    operator_emails: list[str] = _f(
-        [], unit="addresses", doc="Subscribed to the operator topic.", kind="deploy"
+    # --- deployment -----------------------------------------------------------------------------------------
+    clusters: list[str] = field(
+        default_factory=list,
+        metadata=_meta(unit="EMR cluster ids", doc="Managed clusters (j-…).", kind="deploy"),
+    )
+    operator_emails: list[str] = field(
+        default_factory=list,
+        metadata=_meta(unit="addresses", doc="Subscribed to the operator topic.", kind="deploy"),
     )
     reconcile_rate_s: int = _f(
         60, unit="s", lo=60, doc="How often every managed cluster is re-evaluated.", kind="deploy"
@@ -181,7 +202,7 @@ class Config:
     powertools_layer_version: str = _f(
         "latest",
         unit="text",
-        doc="Powertools layer resolved at deploy time from the public SSM parameter ('latest' or e.g. '3.37.0').",
+        doc="Powertools layer, resolved at deploy time from the public SSM parameter ('latest' or '3.37.0').",
         kind="deploy",
     )
     lease_ttl_s: int = _f(
@@ -196,10 +217,11 @@ class Config:
         5, unit="invocations", lo=1, doc="Reserved concurrency of each scaler Lambda.", kind="deploy"
     )
 
-    # ------------------------------------------------------------------------------------------------------------
+    # -------------------------------------------------------------------------------------------------------
     @classmethod
     def from_mapping(cls, raw: Mapping[str, Any] | None, *, source: str = "config") -> Config:
-        """Validate `raw` (missing keys take their defaults). Raises ConfigError naming the first bad field."""
+        """Validate `raw` (missing keys take their defaults). Raises ConfigError naming the first bad
+        field."""
         raw = dict(raw or {})
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(raw) - known)
@@ -273,24 +295,39 @@ def _coerce(name: str, value: Any, default: Any, meta: Mapping[str, Any], source
     if name == "group_bounds":
         return _coerce_bounds(value, bad)
     if name in ("clusters", "operator_emails"):
-        if isinstance(value, str):
-            value = [v.strip() for v in value.split(",") if v.strip()]
-        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise bad("must be a list of strings")
-        return list(value)
+        return _coerce_strings(value, bad)
     if default is MISSING:  # pragma: no cover - every field has a default
         raise bad("no default")
     if isinstance(default, bool):
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.lower() in ("true", "false"):
-            return value.lower() == "true"
-        raise bad(f"must be true or false, got {value!r}")
+        return _coerce_bool(value, bad)
     if isinstance(default, str):
         if not isinstance(value, str):
             raise bad(f"must be text, got {value!r}")
         return value
-    # numbers (int, float, or optional number with default None)
+    integer = isinstance(default, int) or name == "heap_used_alarm_bytes"
+    return _coerce_number(value, default, meta, integer=integer, bad=bad)
+
+
+def _coerce_strings(value: Any, bad: Callable[[str], ConfigError]) -> list[str]:
+    if isinstance(value, str):
+        value = [v.strip() for v in value.split(",") if v.strip()]
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise bad("must be a list of strings")
+    return list(value)
+
+
+def _coerce_bool(value: Any, bad: Callable[[str], ConfigError]) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    raise bad(f"must be true or false, got {value!r}")
+
+
+def _coerce_number(
+    value: Any, default: Any, meta: Mapping[str, Any], *, integer: bool, bad: Callable[[str], ConfigError]
+) -> int | float | None:
+    """int, float, or an optional number (default None)."""
     if value is None:
         if default is None:
             return None
@@ -300,7 +337,6 @@ def _coerce(name: str, value: Any, default: Any, meta: Mapping[str, Any], source
     number = float(value)
     if not math.isfinite(number):
         raise bad("must be finite")
-    integer = isinstance(default, int) or name == "heap_used_alarm_bytes"
     if integer and number != int(number):
         raise bad(f"must be a whole number, got {value!r}")
     lo, hi = meta.get("lo"), meta.get("hi")
@@ -311,7 +347,7 @@ def _coerce(name: str, value: Any, default: Any, meta: Mapping[str, Any], source
     return int(number) if integer else number
 
 
-def _coerce_bounds(value: Any, bad: Any) -> dict[str, GroupBounds]:
+def _coerce_bounds(value: Any, bad: Callable[[str], ConfigError]) -> dict[str, GroupBounds]:
     if not isinstance(value, dict):
         raise bad("must be an object {group id or name: {min_nodes, max_nodes}}")
     out: dict[str, GroupBounds] = {}

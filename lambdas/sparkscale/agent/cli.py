@@ -1,0 +1,226 @@
+"""`sparkscale heap-agent` (and `python3 heap-agent.pyz` on EMR nodes): run the Spark JVM heap agent.
+
+    sparkscale heap-agent --port 8125 --cluster-id j-XXXXXXXX --interval-s 60
+
+Honours AWS_REGION / AWS_DEFAULT_REGION and AWS_ENDPOINT_URL (or AWS_ENDPOINT_URL_CLOUDWATCH); logs one
+line per publish to stdout; stops on SIGTERM or SIGINT after one last try to send what is pending. Exit
+codes: 0 stopped, 1 runtime failure (the port is taken, no client), 2 bad arguments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import sys
+import threading
+import time
+from typing import TYPE_CHECKING, Any
+
+from sparkscale import names
+
+if TYPE_CHECKING:  # pragma: no cover
+    from collections.abc import Sequence
+
+JOB_FLOW_JSON = "/mnt/var/lib/info/job-flow.json"
+DEFAULT_PORT = 8125
+DEFAULT_SPARK_PERIOD_S = 10  # bootstrap/spark-metrics.json: *.sink.statsd.period
+DEFAULT_SILENT_PERIODS = 3
+_CLUSTER_ID = re.compile(r"^j-[A-Za-z0-9]{1,64}$")
+
+
+class UsageError(Exception):
+    """Bad input: one line on stderr, exit 2."""
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--port", type=int, default=DEFAULT_PORT, help="UDP port to listen on (default 8125)")
+    p.add_argument("--bind", default="127.0.0.1", help="address to bind (default 127.0.0.1: loopback only)")
+    p.add_argument("--cluster-id", help=f"EMR cluster id: the JobFlowId dimension (default: {JOB_FLOW_JSON})")
+    p.add_argument("--job-flow-json", default=JOB_FLOW_JSON, help=argparse.SUPPRESS)
+    p.add_argument(
+        "--interval-s",
+        type=float,
+        default=float(names.HEAP_PERIOD_S),
+        help=f"publish every N seconds, on wall-clock boundaries (default {names.HEAP_PERIOD_S})",
+    )
+    p.add_argument(
+        "--spark-period-s",
+        type=float,
+        default=float(DEFAULT_SPARK_PERIOD_S),
+        help="Spark's StatsdSink period (default 10)",
+    )
+    p.add_argument(
+        "--silent-periods",
+        type=int,
+        default=DEFAULT_SILENT_PERIODS,
+        help="forget a JVM silent for this many Spark periods (default 3)",
+    )
+    p.add_argument("--publisher", choices=("auto", "boto3", "aws-cli"), default="auto", help="default: auto")
+    p.add_argument("--region", help="AWS region (default: AWS_REGION, then AWS_DEFAULT_REGION)")
+    p.add_argument("--max-pending-batches", type=int, default=60, help="unsent intervals kept (default 60)")
+    p.add_argument("--max-jvms", type=int, default=4096, help=argparse.SUPPRESS)
+    p.add_argument("--max-packets-per-s", type=int, default=50_000, help=argparse.SUPPRESS)
+    p.add_argument("--rcvbuf-bytes", type=int, default=8 * 1024 * 1024, help=argparse.SUPPRESS)
+    p.add_argument("--run-as", help="after binding as root, run as this user (e.g. nobody)")
+
+
+def register(sub: Any) -> None:
+    p: argparse.ArgumentParser = sub.add_parser(
+        "heap-agent", help="run the Spark JVM heap agent (StatsD on UDP → CloudWatch)"
+    )
+    add_arguments(p)
+    p.set_defaults(func=run_from_args)
+    b: argparse.ArgumentParser = sub.add_parser(
+        "heap-agent-bundle",
+        help="write the bootstrap asset folder (install script, spark-metrics.json, pyz)",
+    )
+    b.add_argument("out_dir")
+    b.set_defaults(func=_bundle)
+
+
+def _bundle(args: argparse.Namespace) -> int:
+    from sparkscale.agent.bundle import build_bootstrap_dir  # noqa: PLC0415
+
+    for path in build_bootstrap_dir(args.out_dir):
+        print(path)
+    return 0
+
+
+def read_cluster_id(path: str) -> str:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            value = json.load(handle).get("jobFlowId")
+    except (OSError, ValueError, AttributeError) as exc:
+        raise UsageError(f"no --cluster-id and cannot read jobFlowId from {path}: {exc}") from exc
+    if not isinstance(value, str):
+        raise UsageError(f"no --cluster-id and {path} has no jobFlowId")
+    return value
+
+
+def _validate(args: argparse.Namespace) -> str:
+    cluster_id = args.cluster_id or read_cluster_id(args.job_flow_json)
+    if not _CLUSTER_ID.match(cluster_id):
+        raise UsageError(f"--cluster-id {cluster_id!r} is not an EMR cluster id (j-…)")
+    if not 0 < args.port < 65536:
+        raise UsageError(f"--port {args.port} is not a UDP port")
+    for flag, value in (
+        ("--interval-s", args.interval_s),
+        ("--spark-period-s", args.spark_period_s),
+        ("--silent-periods", args.silent_periods),
+        ("--max-pending-batches", args.max_pending_batches),
+        ("--max-jvms", args.max_jvms),
+        ("--max-packets-per-s", args.max_packets_per_s),
+        ("--rcvbuf-bytes", args.rcvbuf_bytes),
+    ):
+        if not value > 0:
+            raise UsageError(f"{flag} must be positive, got {value}")
+    return cluster_id
+
+
+def make_sink(kind: str, *, region: str, endpoint_url: str | None) -> Any:
+    from sparkscale.agent.publish import AwsCliSink, make_boto3_sink  # noqa: PLC0415
+
+    if kind in ("auto", "boto3"):
+        try:
+            return make_boto3_sink(region=region, endpoint_url=endpoint_url)
+        except ImportError:
+            if kind == "boto3":
+                raise UsageError("--publisher boto3, but this Python has no boto3") from None
+    aws = shutil.which("aws")
+    if aws is None:
+        raise UsageError("neither boto3 nor the AWS CLI (`aws` on PATH) is available to publish with")
+    return AwsCliSink(aws=aws, region=region, endpoint_url=endpoint_url)
+
+
+def run_from_args(args: argparse.Namespace) -> int:
+    from sparkscale.agent.publish import Publisher, resolve_endpoint, resolve_region  # noqa: PLC0415
+    from sparkscale.agent.server import HeapAgent, drop_privileges, open_socket, serve  # noqa: PLC0415
+
+    try:
+        cluster_id = _validate(args)
+        region = resolve_region(os.environ, args.region)
+        if not region:
+            raise UsageError("no region: set AWS_REGION (or pass --region)")
+        sink = make_sink(args.publisher, region=region, endpoint_url=resolve_endpoint(os.environ))
+    except UsageError as exc:
+        print(f"heap-agent: {exc}", file=sys.stderr)
+        return 2
+    try:
+        sock = open_socket(args.bind, args.port, args.rcvbuf_bytes)
+    except OSError as exc:
+        print(f"heap-agent: cannot listen on udp {args.bind}:{args.port}: {exc}", file=sys.stderr)
+        return 1
+    try:
+        if args.run_as:
+            drop_privileges(args.run_as)
+        agent = HeapAgent(
+            cluster_id=cluster_id,
+            silent_after_s=args.spark_period_s * args.silent_periods,
+            max_jvms=args.max_jvms,
+            max_packets_per_s=args.max_packets_per_s,
+        )
+        publisher = Publisher(sink=sink, max_pending_batches=args.max_pending_batches)
+        stop = threading.Event()
+        previous = _install_stop_handlers(stop)
+        _log(
+            f"start cluster={cluster_id} listen=udp://{args.bind}:{sock.getsockname()[1]} "
+            f"interval_s={args.interval_s:g} publisher={sink.name} region={region} "
+            f"rcvbuf={sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)}"
+        )
+        try:
+            serve(
+                sock=sock,
+                agent=agent,
+                publisher=publisher,
+                interval_s=args.interval_s,
+                stop=stop,
+                wall_clock=time.time,  # the agent's edge; EMR's Python 3.7/3.9 cannot import sparkscale.clock
+                monotonic=time.monotonic,
+                log=_log,
+            )
+        finally:
+            _restore_handlers(previous)
+    finally:
+        sock.close()
+    counters = agent.counters
+    _log(
+        f"stopped sent_batches={publisher.sent_batches} pending={publisher.pending_batches} "
+        f"dropped_batches={publisher.dropped_batches} packets={counters.packets} "
+        f"heap_lines={counters.heap_lines} dropped={counters.dropped}"
+    )
+    return 0
+
+
+def _log(line: str) -> None:
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
+def _install_stop_handlers(stop: threading.Event) -> dict[int, Any]:
+    previous: dict[int, Any] = {}
+    if threading.current_thread() is not threading.main_thread():
+        return previous
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        previous[sig] = signal.signal(sig, lambda _signum, _frame: stop.set())
+    return previous
+
+
+def _restore_handlers(previous: dict[int, Any]) -> None:
+    for sig, handler in previous.items():
+        signal.signal(sig, handler)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="heap-agent", description=__doc__.split("\n\n")[0])
+    add_arguments(parser)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of `python3 -m sparkscale.agent` and of the zipapp."""
+    return run_from_args(build_parser().parse_args(argv))

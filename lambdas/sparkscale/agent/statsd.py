@@ -1,0 +1,139 @@
+"""Parse Spark's StatsdSink datagrams, keeping only the JVM heap gauges.
+
+Spark's `StatsdReporter` sends one metric per datagram, `<name>:<value>|<type>`, where `<name>` is `[<sink
+prefix>.]<spark.metrics.namespace or app id>.<executor id | driver>.jvm.heap.<field>` for JvmSource's heap
+gauges (`used`, `max`, `committed`, `init`, `usage`); integers are sent as `Long.toString`, doubles as
+`%2.2f`, whitespace in names becomes `-`. Prefixes, namespaces and app names may contain dots, so a name is
+read from its right end: the field, then `jvm.heap`, then the executor id; everything left of `.jvm.heap.`
+is the JVM's key (so executor "1" of two applications are two JVMs).
+
+Nothing here raises on input: every datagram and line lands in exactly one counter.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+# Spark's datagrams are ~60-250 bytes (one metric each); a StatsD client may batch lines up to a network MTU.
+MAX_PACKET_BYTES = 8192
+MAX_NAME_CHARS = 512
+HEAP_FIELDS = ("used", "max", "committed")
+DRIVER_IDS = ("driver", "<driver>")  # "<driver>" is what Spark 1.x called it
+_HEAP_BASE = "jvm.heap"
+_HEAP_BASE_SUFFIX = ".jvm.heap"
+
+
+class HeapReading(NamedTuple):
+    jvm: str  # everything left of ".jvm.heap.": identifies one JVM of one application
+    driver: bool
+    field: str  # one of HEAP_FIELDS
+    value: float
+
+
+class Counters:
+    """What happened to every datagram and line since the agent started. Plain ints, never reset."""
+
+    __slots__ = (
+        "evicted_jvms",
+        "flood_dropped_packets",
+        "heap_lines",
+        "ignored_lines",
+        "invalid_values",
+        "jvm_limit_dropped",
+        "lines",
+        "malformed_lines",
+        "non_utf8_packets",
+        "oversized_packets",
+        "packets",
+        "unattributed_lines",
+    )
+
+    def __init__(self) -> None:
+        self.packets = 0  # datagrams received
+        self.oversized_packets = 0  # longer than MAX_PACKET_BYTES: dropped unread
+        self.flood_dropped_packets = 0  # over the per-second packet budget: dropped unread
+        self.non_utf8_packets = 0
+        self.lines = 0  # non-empty lines in accepted datagrams
+        self.heap_lines = 0  # heap gauges taken
+        self.ignored_lines = (
+            0  # well-formed, but not a heap used/max/committed gauge (the bulk of Spark's lines)
+        )
+        self.malformed_lines = 0  # not `name:value|type`, a heap name with a non-gauge type, a bad number
+        self.invalid_values = 0  # heap gauge with a negative, NaN or infinite value
+        self.unattributed_lines = 0  # a heap gauge with no app/executor id (spark.app.id unset)
+        self.jvm_limit_dropped = 0  # a new JVM while the table was full
+        self.evicted_jvms = 0  # JVMs dropped after being silent too long
+
+    @property
+    def dropped(self) -> int:
+        """Everything thrown away because it was bad or too much (not the ordinary non-heap lines)."""
+        return (
+            self.oversized_packets
+            + self.flood_dropped_packets
+            + self.non_utf8_packets
+            + self.malformed_lines
+            + self.invalid_values
+            + self.unattributed_lines
+            + self.jvm_limit_dropped
+        )
+
+    def as_dict(self) -> dict[str, int]:
+        return {name: getattr(self, name) for name in self.__slots__}
+
+
+def parse_packet(data: bytes, counters: Counters) -> list[HeapReading]:
+    """All heap readings in one datagram; every other line is counted and skipped."""
+    counters.packets += 1
+    if len(data) > MAX_PACKET_BYTES:
+        counters.oversized_packets += 1
+        return []
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        counters.non_utf8_packets += 1
+        return []
+    readings: list[HeapReading] = []
+    for raw in text.split("\n"):
+        line = raw.strip()
+        if not line:
+            continue
+        counters.lines += 1
+        reading = parse_line(line, counters)
+        if reading is not None:
+            readings.append(reading)
+    return readings
+
+
+def parse_line(line: str, counters: Counters) -> HeapReading | None:  # noqa: PLR0911 - one exit per counter
+    """One `name:value|type[|...]` line → a heap reading, or None (and one counter incremented)."""
+    metric, bar, kind_part = line.partition("|")
+    name, colon, value_text = metric.rpartition(":")
+    if not bar or not colon or not name or not value_text or len(name) > MAX_NAME_CHARS:
+        counters.malformed_lines += 1
+        return None
+    base, _, field = name.rpartition(".")
+    if field not in HEAP_FIELDS:
+        counters.ignored_lines += 1
+        return None
+    if base == _HEAP_BASE:
+        counters.unattributed_lines += 1
+        return None
+    if not base.endswith(_HEAP_BASE_SUFFIX):
+        counters.ignored_lines += 1
+        return None
+    jvm = base[: -len(_HEAP_BASE_SUFFIX)]
+    executor_id = jvm.rpartition(".")[2]
+    if not executor_id or kind_part.partition("|")[0] != "g" or value_text[0] == "+":
+        counters.malformed_lines += 1
+        return None
+    try:
+        value = float(value_text)
+    except ValueError:
+        counters.malformed_lines += 1
+        return None
+    if not math.isfinite(value) or value < 0:
+        counters.invalid_values += 1
+        return None
+    counters.heap_lines += 1
+    return HeapReading(jvm, executor_id in DRIVER_IDS, field, value)
