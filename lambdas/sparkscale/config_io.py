@@ -1,4 +1,4 @@
-"""Where the one Config comes from: cdk.json context (the stack), a JSON file (the CLI), the Lambda environment."""
+"""Where the one Config comes from: cdk.json context (stack), a JSON file (CLI), the Lambda environment."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Names shared by the stack (infra/), the handlers, the heap agent, the replay and the tests.
 
-One place, so that an alarm, the metric the agent publishes and the query the handler makes cannot drift apart.
+One place, so that an alarm, the metric the agent publishes and the query the handler makes cannot drift.
 Pure constants: importing this module has no side effects.
 """
 
@@ -20,7 +20,7 @@ ENV_POWERTOOLS_METRICS_NAMESPACE: Final = "POWERTOOLS_METRICS_NAMESPACE"
 
 SERVICE_NAME: Final = "sparkscale"
 
-# --- Metrics the scaler emits (EMF, Powertools Metrics), dimension ClusterId ---------------------------------
+# --- Metrics the scaler emits (EMF, Powertools Metrics), dimension ClusterId --------------------------------
 SCALER_NAMESPACE: Final = "Sparkscale"
 DIM_CLUSTER_ID: Final = "ClusterId"
 M_SCALING_ACTIONS: Final = "ScalingActions"
@@ -30,8 +30,10 @@ M_DECISION_LATENCY_MS: Final = "DecisionLatencyMs"
 M_REJECTED_EVENTS: Final = "RejectedEvents"
 M_FAILURES: Final = "Failures"
 M_AT_MAX_UNDER_PRESSURE: Final = "AtMaxUnderPressure"
+M_SPOT_EVENTS: Final = "SpotEvents"  # spot interruption warnings and rebalance recommendations handled
+M_SPOT_REPLACEMENTS: Final = "SpotReplacements"  # nodes moved to another pool after one of those
 
-# --- EMR's own metrics (AWS/ElasticMapReduce, dimension JobFlowId, 300 s, not configurable) -------------------
+# --- EMR's own metrics (AWS/ElasticMapReduce, dimension JobFlowId, 300 s, not configurable) -----------------
 EMR_NAMESPACE: Final = "AWS/ElasticMapReduce"
 DIM_JOB_FLOW_ID: Final = "JobFlowId"
 EMR_TOTAL_LOAD: Final = "TotalLoad"
@@ -47,7 +49,7 @@ EMR_APPS_PENDING: Final = "AppsPending"
 EMR_IS_IDLE: Final = "IsIdle"
 EMR_PERIOD_S: Final = 300
 
-# --- Spark JVM heap, published by the node agent (bootstrap/), dimension JobFlowId only ----------------------
+# --- Spark JVM heap, published by the node agent (bootstrap/), dimension JobFlowId only ---------------------
 # Every node's agent publishes to the same per-cluster metric, so the cluster-wide value is the SUM over nodes
 # (bytes and counts) or the MAXIMUM (per-JVM worst case). The statistic to read each with is given beside it.
 HEAP_NAMESPACE: Final = "Sparkscale/SparkHeap"
@@ -61,7 +63,7 @@ HEAP_DRIVER_USED_BYTES: Final = "DriverHeapUsed"  # Sum: driver heap used, bytes
 HEAP_DRIVER_MAX_BYTES: Final = "DriverHeapMax"  # Sum: driver heap max, bytes
 HEAP_DRIVER_USED_PCT: Final = "DriverHeapUsedPercent"  # Maximum: the fullest driver, percent
 
-# --- Alarm names (prefix + cluster id + kind); the handlers recognise their own alarms by these ---------------
+# --- Alarm names (prefix + cluster id + kind); the handlers recognise their own alarms by these -------------
 ALARM_KIND_TOTAL_LOAD: Final = "total-load"
 ALARM_KIND_YARN_MEMORY: Final = "yarn-memory-low"
 ALARM_KIND_CONTAINER_PENDING: Final = "container-pending"

@@ -1,0 +1,96 @@
+"""Small builders for policy tests: a cluster with MASTER, CORE and the TASK groups you pass, metrics by name.
+
+Default numbers (used in the worked comments of the tests):
+- CORE: 2 x r5.2xlarge running, 64 GiB each -> 48 GiB usable each at usable_memory_fraction 0.75.
+- A TASK group: r5.2xlarge (64 GiB -> 48 GiB usable), SPOT at $0.16/h unless told otherwise.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sparkscale.config import Config
+from sparkscale.policy.model import (
+    Cluster,
+    ClusterState,
+    GroupStatus,
+    InstanceGroup,
+    Market,
+    MetricsSnapshot,
+    Role,
+    Sample,
+    Signal,
+)
+
+NOW = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
+MIB = 1024.0
+
+
+def ago(seconds: float) -> datetime:
+    return NOW - timedelta(seconds=seconds)
+
+
+def group(
+    gid: str,
+    *,
+    role: Role = Role.TASK,
+    market: Market = Market.SPOT,
+    instance_type: str = "r5.2xlarge",
+    memory_gib: float = 64.0,
+    requested: int = 0,
+    running: int | None = None,
+    status: GroupStatus = GroupStatus.RUNNING,
+    usd: float = 0.16,
+    name: str | None = None,
+) -> InstanceGroup:
+    return InstanceGroup(
+        id=gid,
+        name=name if name is not None else f"task-{gid}",
+        role=role,
+        market=market,
+        instance_type=instance_type,
+        memory_gib=memory_gib,
+        vcpu=8,
+        requested=requested,
+        running=requested if running is None else running,
+        status=status,
+        usd_per_hour=usd,
+    )
+
+
+def cluster(
+    *tasks: InstanceGroup, core_nodes: int = 2, state: ClusterState = ClusterState.RUNNING
+) -> Cluster:
+    master = group(
+        "ig-master", role=Role.MASTER, market=Market.ON_DEMAND, instance_type="m5.xlarge", memory_gib=16,
+        requested=1, usd=0.192, name="Master",
+    )  # fmt: skip
+    core = group(
+        "ig-core", role=Role.CORE, market=Market.ON_DEMAND, requested=core_nodes, usd=0.504, name="Core"
+    )  # fmt: skip
+    return Cluster("j-TEST", "test", state, (master, core, *tasks))
+
+
+def metrics(at: datetime = NOW, **values: float) -> MetricsSnapshot:
+    """metrics(MemoryTotalMB=..., ContainerPending=...) with every datapoint at `at`."""
+    return MetricsSnapshot({Signal(k): Sample(float(v), at) for k, v in values.items()})
+
+
+def yarn(total_gib: float, used_pct: float, **extra: float) -> dict[str, float]:
+    """MemoryTotalMB / MemoryAllocatedMB / MemoryAvailableMB for a YARN total and a used share (+ extras)."""
+    alloc = total_gib * used_pct / 100.0
+    return {
+        "MemoryTotalMB": total_gib * MIB,
+        "MemoryAllocatedMB": alloc * MIB,
+        "MemoryAvailableMB": (total_gib - alloc) * MIB,
+        **extra,
+    }
+
+
+def cfg(**kw: Any) -> Config:
+    return Config.from_mapping(kw)
+
+
+def targets(decision: Any) -> dict[str, int]:
+    return {t.group_id: t.target for t in decision.targets}

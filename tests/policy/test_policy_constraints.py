@@ -1,0 +1,78 @@
+"""Step 3, constraints, on its own: cooldowns, stabilization floor, offers within bounds, the bounds pass."""
+
+from __future__ import annotations
+
+import pytest
+from policy_builders import NOW, ago, cfg, cluster, group
+from sparkscale.policy.constraints import (
+    add_offers,
+    cooldown_blocks,
+    enforce_bounds,
+    remove_offers,
+    stabilization_floor,
+)
+from sparkscale.policy.model import GroupStatus, Market, Recommendation, ScalerState
+
+
+@pytest.mark.parametrize(
+    ("state", "scale_in", "blocked"),
+    [
+        (ScalerState(), True, False),
+        (ScalerState(last_scale_out_at=ago(119)), False, True),  # cooldown_after_scale_out_s 120
+        (ScalerState(last_scale_out_at=ago(120)), False, False),
+        (ScalerState(last_scale_out_at=ago(119)), True, True),  # a scale-out blocks scale-in too
+        (ScalerState(last_scale_in_at=ago(299)), True, True),  # cooldown_after_scale_in_s 300
+        (ScalerState(last_scale_in_at=ago(299)), False, False),  # ... but not a scale-out
+        (ScalerState(last_scale_in_at=ago(300)), True, False),
+    ],
+)
+def test_cooldown_blocks(state, scale_in, blocked):
+    why = cooldown_blocks(state, now=NOW, config=cfg(), scale_in=scale_in)
+    assert (why is not None) is blocked
+    if why:
+        assert why.startswith("Cooldown: the last scale-")
+        assert why.endswith("s more.")
+
+
+def test_stabilization_floor_is_the_highest_recommendation_in_the_window():
+    state = ScalerState(
+        recommendations=(
+            Recommendation(ago(900), 9, 432.0),  # outside 600 s
+            Recommendation(ago(500), 4, 192.0),
+            Recommendation(ago(100), 2, 96.0),
+            Recommendation(ago(50), 3, None),  # no memory figure: not used
+        )
+    )
+    assert stabilization_floor(state, now=NOW, config=cfg(), current_gib=48.0) == 192.0
+    assert stabilization_floor(state, now=NOW, config=cfg(), current_gib=300.0) == 300.0
+    assert (
+        stabilization_floor(state, now=NOW, config=cfg(scale_in_stabilization_s=200), current_gib=0.0) == 96.0
+    )
+
+
+def test_offers_respect_group_bounds_status_and_blocking():
+    c = cluster(
+        group("a", requested=3),
+        group("b", requested=1, status=GroupStatus.RESIZING),
+        group("c", requested=2),
+        group("od", market=Market.ON_DEMAND, requested=1),
+    )
+    config = cfg(group_bounds={"a": {"min_nodes": 1, "max_nodes": 5}})
+    adds = add_offers(c, blocked={"c": "x"}, config=config, market=Market.SPOT)
+    assert [(o.key, o.max_nodes) for o in adds] == [("a", 2)]  # b resizing, c blocked; a has room 5 - 3
+    assert adds[0].memory_gib == 48.0  # 64 GiB x 0.75
+    removes = remove_offers(c, blocked={}, config=config)
+    assert [(o.key, o.max_nodes) for o in removes] == [("a", 2), ("c", 2), ("od", 1)]  # a keeps its min 1
+
+
+def test_enforce_bounds():
+    c = cluster(group("a", requested=8, usd=0.16), group("b", requested=1, usd=0.50))
+    config = cfg(group_max_nodes=6, max_task_nodes=5)
+    t = {"a": 8, "b": 1}
+    reasons = enforce_bounds(c, t, blocked={}, config=config)
+    # a: 8 -> its max 6; total 7 > 5: the dearer memory goes first: b 1 -> 0, then a 6 -> 5
+    assert t == {"a": 5, "b": 0}
+    assert len(reasons) == 2
+    t = {"a": 0, "b": 0}
+    enforce_bounds(c, t, blocked={}, config=cfg(min_task_nodes=3))
+    assert t == {"a": 3, "b": 0}  # raised on the cheapest SPOT group

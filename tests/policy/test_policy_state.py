@@ -1,0 +1,199 @@
+"""next_state and the JSON-safe state form."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from datetime import UTC
+from decimal import Decimal
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from policy_builders import NOW, ago, cfg, cluster, group, metrics, yarn
+from sparkscale.policy import (
+    Decision,
+    Direction,
+    GroupTarget,
+    Market,
+    Recommendation,
+    ScalerState,
+    next_state,
+    state_from_dict,
+    state_to_dict,
+)
+
+CONFIG = cfg()
+
+
+def decision(direction=Direction.HOLD, *, current=2, target=2, dry_run=False, nodes=None, gib=None):
+    t = GroupTarget("ig-a", "a", "r5.2xlarge", Market.SPOT, current, target, 0.16)
+    return Decision(
+        "j-TEST",
+        NOW,
+        direction,
+        (t,),
+        ("x.",),
+        dry_run,
+        desired_task_nodes=nodes,
+        desired_task_memory_gib=gib,
+    )
+
+
+def ns(d, *, previous=None, c=None, m=None):
+    return next_state(
+        previous=previous or ScalerState(),
+        decision=d,
+        cluster=c or cluster(group("ig-a", requested=2)),
+        metrics=m or metrics(**yarn(192, 50, AppsRunning=1)),
+        now=NOW,
+        config=CONFIG,
+    )
+
+
+@pytest.mark.parametrize(
+    ("d", "out", "in_"),
+    [
+        (decision(Direction.OUT, target=3), NOW, None),
+        (decision(Direction.IN, target=1), None, NOW),
+        (decision(Direction.OUT, target=3, dry_run=True), None, None),  # a dry run changes nothing
+        (decision(), None, None),
+    ],
+)
+def test_last_actions(d, out, in_):
+    s = ns(d)
+    assert s.last_scale_out_at == out
+    assert s.last_scale_in_at == in_
+
+
+@pytest.mark.parametrize(
+    ("values", "previous", "expected"),
+    [
+        ({"AppsRunning": 1}, ago(5000), NOW),  # active: now
+        ({"AppsRunning": 0, "AppsPending": 0}, ago(5000), ago(5000)),  # idle: kept
+        ({"AppsRunning": 0}, None, NOW),  # first observation starts the clock
+        ({}, ago(10), ago(10)),  # unknown: kept
+    ],
+)
+def test_last_active(values, previous, expected):
+    s = ns(decision(), previous=ScalerState(last_active_at=previous), m=metrics(**values))
+    assert s.last_active_at == expected
+
+
+def test_recommendations_window():
+    prev = ScalerState(
+        recommendations=(Recommendation(ago(700), 9, 432.0), Recommendation(ago(100), 4, 192.0))
+    )
+    s = ns(decision(nodes=3, gib=144.0), previous=prev)
+    # 700 s > scale_in_stabilization_s 600: dropped; this decision appended
+    assert s.recommendations == (Recommendation(ago(100), 4, 192.0), Recommendation(NOW, 3, 144.0))
+    assert ns(decision(), previous=prev).recommendations == (Recommendation(ago(100), 4, 192.0),)
+
+
+def test_recommendations_are_capped():
+    prev = ScalerState(recommendations=tuple(Recommendation(ago(1), 1, 1.0) for _ in range(300)))
+    assert len(ns(decision(nodes=1, gib=1.0), previous=prev).recommendations) == 256
+
+
+def test_shortfall_tracking():
+    c = cluster(group("ig-a", requested=3, running=2), group("ig-b", requested=1, running=1))
+    # a new shortfall starts now; ig-b has none
+    assert ns(decision(), c=c).shortfall_since == {"ig-a": NOW}
+    # an existing one keeps its start
+    prev = ScalerState(shortfall_since={"ig-a": ago(400), "ig-b": ago(50)})
+    assert ns(decision(), previous=prev, c=c).shortfall_since == {"ig-a": ago(400)}  # ig-b recovered
+    # a group the decision grows restarts its clock (the new nodes get their full timeout)
+    grown = decision(Direction.OUT, current=3, target=4)
+    assert ns(grown, previous=prev, c=c).shortfall_since == {"ig-a": NOW}
+
+
+@pytest.mark.parametrize(
+    ("running", "err_age_s", "kept"),
+    [
+        (2, 30, True),  # still short: kept
+        (2, 5000, True),
+        (3, 30, True),  # delivered, but younger than spot_fallback_timeout_s 600: kept
+        (3, 601, False),  # delivered and old: cleared
+    ],
+)
+def test_capacity_errors_cleared_on_recovery(running, err_age_s, kept):
+    c = cluster(group("ig-a", requested=3, running=running))
+    prev = ScalerState(capacity_errors={"ig-a": ago(err_age_s), "ig-gone": ago(1)})
+    s = ns(decision(current=3, target=3), previous=prev, c=c)
+    assert ("ig-a" in s.capacity_errors) is kept
+    assert "ig-gone" not in s.capacity_errors  # groups no longer in the cluster are forgotten
+
+
+def test_round_trip_is_json_safe():
+    s = ScalerState(
+        last_scale_out_at=ago(10),
+        last_active_at=ago(3),
+        recommendations=(Recommendation(ago(5), 3, 144.0), Recommendation(ago(1), 2, None)),
+        shortfall_since={"ig-a": ago(100)},
+        capacity_errors={"ig-b": ago(50)},
+    )
+    d = state_to_dict(s)
+    assert state_from_dict(json.loads(json.dumps(d))) == s
+    assert d["last_scale_out_at"] == "2025-06-01T11:59:50+00:00"
+
+
+def test_empty_dict_is_a_fresh_state_and_decimals_are_accepted():
+    assert state_from_dict({}) == ScalerState()
+    s = state_from_dict(
+        {
+            "recommendations": [
+                {"at": "2025-06-01T12:00:00Z", "task_nodes": Decimal(3), "task_memory_gib": Decimal("1.5")}
+            ]
+        }
+    )
+    assert s.recommendations == (Recommendation(NOW, 3, 1.5),)
+    # naive datetimes are read as UTC
+    assert state_from_dict({"last_active_at": "2025-06-01T12:00:00"}).last_active_at == NOW
+
+
+@pytest.mark.parametrize(
+    ("raw", "field"),
+    [
+        ({"last_scale_out_at": "yesterday"}, "last_scale_out_at"),
+        ({"last_scale_in_at": 5}, "last_scale_in_at"),
+        ({"recommendations": "x"}, "recommendations"),
+        ({"recommendations": [{"at": "2025-06-01T12:00:00Z"}]}, "recommendations[0]"),
+        ({"recommendations": [5]}, "recommendations[0]"),
+        ({"shortfall_since": []}, "shortfall_since"),
+        ({"capacity_errors": {"ig-a": None}}, "capacity_errors.ig-a"),
+    ],
+)
+def test_malformed_state_raises_value_error_naming_the_field(raw, field):
+    with pytest.raises(ValueError, match=field.replace("[", r"\[").replace("]", r"\]")):
+        state_from_dict(raw)
+
+
+when = st.datetimes(timezones=st.just(UTC)).map(lambda d: d.replace(microsecond=0))
+states = st.builds(
+    ScalerState,
+    last_scale_out_at=st.none() | when,
+    last_scale_in_at=st.none() | when,
+    last_active_at=st.none() | when,
+    recommendations=st.lists(
+        st.builds(Recommendation, when, st.integers(0, 500), st.none() | st.floats(0, 1e5, allow_nan=False)),
+        max_size=5,
+    ).map(tuple),
+    shortfall_since=st.dictionaries(st.text("igab-0123", min_size=1, max_size=6), when, max_size=3),
+    capacity_errors=st.dictionaries(st.text("igab-0123", min_size=1, max_size=6), when, max_size=3),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(states)
+def test_round_trip_property(s):
+    assert state_from_dict(json.loads(json.dumps(state_to_dict(s)))) == s
+
+
+def test_next_state_uses_target_for_an_applied_decision():
+    # applied OUT to 4 on a group with 2 running: the shortfall starts now
+    c = cluster(group("ig-a", requested=2))
+    s = ns(decision(Direction.OUT, current=2, target=4), c=c)
+    assert s.shortfall_since == {"ig-a": NOW}
+    # the same decision as a dry run: nothing requested, no shortfall
+    s = ns(replace(decision(Direction.OUT, current=2, target=4), dry_run=True), c=c)
+    assert s.shortfall_since == {}
