@@ -110,6 +110,21 @@ def test_plan_removal_node_limit_and_share():
     assert _nodes(plan) == {"X": 1, "Y": 1}
 
 
+def test_plan_removal_revisits_an_expensive_offer_once_a_cheaper_removal_makes_room():
+    # share 0.75 of x 48 + y 48 + z 288 = 384 GiB (z at exactly 75 %). Removing the dearest y node first would
+    # push z to 288/360 = 80 %: blocked. Removing a cheap z node (288 -> 192, of 288 = 66.7 %) makes room,
+    # and then y may go (192/264 = 72.7 %): both in ONE plan, not y left for a second decision.
+    offers = [
+        Offer("Y", "y", 24.0, 1.0, max_nodes=1),  # 0.0417 $/GiB-h, the dearest
+        Offer("Z", "z", 96.0, 1.0, max_nodes=2),  # 0.0104 $/GiB-h
+    ]
+    plan = plan_removal(
+        memory_gib=432, offers=offers, max_nodes=3, max_share=0.75,
+        existing_gib_by_type={"x": 48.0, "y": 48.0, "z": 288.0},
+    )  # fmt: skip
+    assert _nodes(plan) == {"Y": 1, "Z": 2}
+
+
 # --- properties ---------------------------------------------------------------------------------------------
 TYPES = ["t1", "t2", "t3"]
 
