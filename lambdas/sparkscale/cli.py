@@ -17,11 +17,14 @@ COMMAND_MODULES: tuple[str, ...] = (
     "sparkscale.agent.cli",
     "sparkscale.replay.cli",
     "sparkscale.cli_plan",
+    "sparkscale.cli_events",
 )
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="sparkscale", description="Autoscale SPOT task groups of Spark on EMR.")
+    parser = argparse.ArgumentParser(
+        prog="sparkscale", description="Autoscale SPOT task groups of Spark on EMR."
+    )
     parser.add_argument("--version", action="version", version=f"sparkscale {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMAND_MODULES:

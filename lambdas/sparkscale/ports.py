@@ -25,7 +25,9 @@ class MetricsSource(Protocol):
 
 class CapacityWriter(Protocol):
     def resize(self, cluster_id: str, changes: Sequence[GroupTarget]) -> None:
-        """ModifyInstanceGroups on TASK groups only. Raises GroupBusy / Throttled / InvalidRequest / ClusterGone."""
+        """ModifyInstanceGroups on TASK groups only.
+
+        Raises GroupBusy / Throttled / InvalidRequest / ClusterGone."""
         ...
 
 
@@ -61,6 +63,28 @@ class Notifier(Protocol):
     def notify(self, notice: Notice) -> None: ...
 
 
+class NoticeLedger(Protocol):
+    """Once-only marks per cluster (SHELL addition): 'cluster gone' is notified once and then the cluster is
+    no longer evaluated; repeated failures and 'at max' are notified at most once per interval. Optional in
+    Ports: without one, every such notice is sent every time and a gone cluster is re-read every time."""
+
+    def claim(self, cluster_id: str, key: str, now: datetime, ttl_s: int | None) -> bool:
+        """True for exactly one caller per (cluster, key) until `ttl_s` s after the claim (None: forever)."""
+        ...
+
+    def claimed_at(self, cluster_id: str, key: str, now: datetime) -> datetime | None:
+        """When (cluster, key) was claimed, if that claim is still in force at `now`."""
+        ...
+
+
+class AlarmReader(Protocol):
+    """Which clusters have one of the stack's alarms in ALARM (the reconcile handler; SHELL addition)."""
+
+    def clusters_in_alarm(self, prefix: str) -> Mapping[str, Sequence[str]]:
+        """cluster id -> names of its alarms (names starting with `prefix`) that are in ALARM now."""
+        ...
+
+
 @dataclass(frozen=True)
 class Ports:
     clusters: ClusterReader
@@ -69,3 +93,4 @@ class Ports:
     state: StateStore
     notifier: Notifier
     prices: PriceSource | None = None
+    ledger: NoticeLedger | None = None  # SHELL addition: once-only notices; the DynamoDB store is one

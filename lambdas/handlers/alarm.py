@@ -1,0 +1,97 @@
+"""Alarm Lambda (SNS alarm topic): parse at the edge, then one idempotent `service.run_once` per cluster.
+
+The alarm is a wake-up call: run_once re-reads the cluster and its metrics and decides from the current state.
+A duplicate SNS delivery (same MessageId) does nothing (Powertools Idempotency on the business function, same
+DynamoDB table). A rejected event is logged with one reason and counted (RejectedEvents); it never raises. A
+transient failure raises, so SNS retries and then the subscription's DLQ keeps the message.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics
+from sparkscale import events, names
+from sparkscale.clock import utcnow
+from sparkscale.errors import BadEvent
+
+from handlers import common
+
+logger = Logger(service=os.environ.get(names.ENV_POWERTOOLS_SERVICE_NAME, names.SERVICE_NAME))
+metrics = Metrics(namespace=names.SCALER_NAMESPACE, service="")  # dimension ClusterId only
+IDEMPOTENCY_TTL_S = 6 * 3600  # SNS retries a failed async invocation for up to 6 hours
+
+
+def evaluate(trigger: dict[str, Any], owner: str) -> dict[str, Any]:
+    """The business function (idempotent on trigger["message_id"]): one run_once and its metrics."""
+    from sparkscale.service import run_once  # noqa: PLC0415 - lazy: keeps the cold import small
+
+    rt = common.runtime(logger)
+    logger.info("alarm trigger", extra={"trigger": trigger})
+    result, ms = common.timed(
+        lambda: run_once(
+            now=utcnow(), cluster_id=trigger["cluster_id"], ports=rt.ports, config=rt.config, owner=owner
+        )
+    )
+    common.emit_result(metrics, result, ms)
+    return common.result_to_dict(result, ms)
+
+
+def _idempotent(rt: common.Runtime) -> Any:
+    """`evaluate` wrapped by Powertools Idempotency (built once per warm container)."""
+    if "idempotent" not in rt.cache:
+        from aws_lambda_powertools.utilities.idempotency import (  # noqa: PLC0415
+            DynamoDBPersistenceLayer,
+            IdempotencyConfig,
+            idempotent_function,
+        )
+
+        store = DynamoDBPersistenceLayer(
+            table_name=rt.table_name,
+            key_attr=names.TABLE_PK,
+            sort_key_attr=names.TABLE_SK,
+            expiry_attr=names.TABLE_TTL_ATTR,
+            boto3_client=rt.dynamodb,
+        )
+        cfg = IdempotencyConfig(event_key_jmespath="message_id", expires_after_seconds=IDEMPOTENCY_TTL_S)
+        rt.cache["idempotent"] = (
+            idempotent_function(data_keyword_argument="trigger", persistence_store=store, config=cfg)(
+                evaluate
+            ),
+            cfg,
+        )
+    return rt.cache["idempotent"]
+
+
+@logger.inject_lambda_context(clear_state=True)
+def handler(event: Any, context: Any) -> dict[str, Any]:
+    rt = common.runtime(logger)
+    out: list[dict[str, Any]] = []
+    for record in events.split_records(event):
+        try:
+            trigger = events.parse_event(record, managed_clusters=rt.config.clusters)
+        except BadEvent as exc:
+            logger.warning("rejected event: %s", exc.reason, extra={"cluster_id": exc.cluster_id})
+            common.emit_count(metrics, names.M_REJECTED_EVENTS, exc.cluster_id, reason=exc.reason)
+            out.append({"outcome": "rejected", "reason": exc.reason})
+            continue
+        out.append(_run(rt, trigger.to_dict(), context))
+    return {"results": out}
+
+
+def _run(rt: common.Runtime, trigger: dict[str, Any], context: Any) -> dict[str, Any]:
+    from aws_lambda_powertools.utilities.idempotency.exceptions import (  # noqa: PLC0415
+        IdempotencyAlreadyInProgressError,
+    )
+
+    fn, cfg = _idempotent(rt)
+    if context is not None and hasattr(context, "get_remaining_time_in_millis"):
+        cfg.register_lambda_context(context)
+    try:
+        return dict(fn(trigger=trigger, owner=common.owner_of(context)))
+    except IdempotencyAlreadyInProgressError:
+        logger.info(
+            "duplicate delivery still in progress: nothing to do", extra={"message_id": trigger["message_id"]}
+        )
+        return {"cluster_id": trigger["cluster_id"], "outcome": "duplicate_in_progress"}

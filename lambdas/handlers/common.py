@@ -1,0 +1,159 @@
+"""What the alarm and reconcile handlers share: the lazily built Runtime (config, ports, clients) and the EMF
+metrics of one evaluation. Nothing here runs at import: boto3, the adapters and Powertools Idempotency are
+imported on the first invocation (cold import stays small), and the clients are then reused while warm."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from sparkscale import names
+from sparkscale.config import Config
+from sparkscale.config_io import from_environment
+from sparkscale.ports import AlarmReader, Ports
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools import Logger, Metrics
+    from sparkscale.service import RunResult
+
+_LOCK = threading.Lock()  # Metrics keep one shared set per process: one evaluation's EMF document at a time
+
+
+@dataclass
+class Runtime:
+    """Everything a handler needs besides the event: built once per warm container."""
+
+    config: Config
+    ports: Ports
+    alarms: AlarmReader | None
+    table_name: str
+    alarm_prefix: str
+    dynamodb: Any = None  # the boto3 DynamoDB client (Powertools Idempotency shares it)
+    clients: Any = None  # sparkscale.adapters.aws.AwsClients of a real deployment (emr, cloudwatch, ec2, ...)
+    cache: dict[str, Any] = field(default_factory=dict)
+
+
+_runtime: Runtime | None = None
+
+
+def set_runtime(rt: Runtime | None) -> None:
+    """Tests, the demo and the benchmark inject a Runtime (None: rebuild from the environment next time)."""
+    global _runtime  # noqa: PLW0603 - one per warm container, by design
+    _runtime = rt
+
+
+def build_runtime(environ: Mapping[str, str]) -> Runtime:
+    """The real Runtime from the Lambda environment (names.ENV_*). Imports boto3 and the adapters."""
+    from sparkscale.adapters.aws import alarm_reader, aws_ports, make_clients  # noqa: PLC0415 - lazy: cold start
+
+    config = from_environment(environ)
+    table = environ.get(names.ENV_TABLE_NAME, "")
+    topic = environ.get(names.ENV_OPERATOR_TOPIC_ARN, "")
+    if not table or not topic:
+        missing = [
+            k for k, v in ((names.ENV_TABLE_NAME, table), (names.ENV_OPERATOR_TOPIC_ARN, topic)) if not v
+        ]
+        raise RuntimeError(f"environment variable(s) {', '.join(missing)} not set")
+    clients = make_clients()
+    return Runtime(
+        config=config,
+        ports=aws_ports(clients=clients, config=config, table_name=table, topic_arn=topic),
+        alarms=alarm_reader(clients),
+        table_name=table,
+        alarm_prefix=environ.get(names.ENV_ALARM_PREFIX) or config.alarm_prefix,
+        dynamodb=clients.dynamodb,
+        clients=clients,
+    )
+
+
+def runtime(logger: Logger | None = None) -> Runtime:
+    global _runtime  # noqa: PLW0603
+    if _runtime is None:
+        _runtime = build_runtime(os.environ)
+        if logger is not None:
+            _route_library_logs(logger)
+    return _runtime
+
+
+def _route_library_logs(logger: Logger) -> None:
+    """sparkscale's own stdlib loggers log through Powertools' JSON formatter (never botocore's)."""
+    from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers  # noqa: PLC0415
+
+    ours = {n for n in logging.root.manager.loggerDict if n.startswith("sparkscale")}
+    if ours:
+        copy_config_to_registered_loggers(source_logger=logger, include=ours)
+
+
+def owner_of(context: Any) -> str:
+    """The lease owner: this invocation's request id."""
+    return str(getattr(context, "aws_request_id", "") or f"local-{os.getpid()}-{time.monotonic_ns()}")
+
+
+def timed(fn: Callable[[], RunResult]) -> tuple[RunResult, float]:
+    t0 = time.perf_counter()
+    result = fn()
+    return result, (time.perf_counter() - t0) * 1000.0
+
+
+def emit_result(metrics: Metrics, result: RunResult, latency_ms: float) -> None:
+    """One EMF document for one evaluation: dimension ClusterId only."""
+    from aws_lambda_powertools.metrics import MetricUnit  # noqa: PLC0415 - already imported by Metrics
+
+    with _LOCK:
+        metrics.add_dimension(name=names.DIM_CLUSTER_ID, value=result.cluster_id)
+        metrics.add_metric(name=names.M_SCALING_ACTIONS, unit=MetricUnit.Count, value=result.scaling_actions)
+        metrics.add_metric(name=names.M_DECISION_LATENCY_MS, unit=MetricUnit.Milliseconds, value=latency_ms)
+        if result.desired_task_nodes is not None:
+            metrics.add_metric(
+                name=names.M_DESIRED_TASK_NODES, unit=MetricUnit.Count, value=result.desired_task_nodes
+            )
+        if result.running_task_nodes is not None:
+            metrics.add_metric(
+                name=names.M_RUNNING_TASK_NODES, unit=MetricUnit.Count, value=result.running_task_nodes
+            )
+        if result.failed or result.notify_failures:
+            metrics.add_metric(
+                name=names.M_FAILURES,
+                unit=MetricUnit.Count,
+                value=int(result.failed) + result.notify_failures,
+            )
+        if result.decision is not None and result.decision.at_max_under_pressure:
+            metrics.add_metric(name=names.M_AT_MAX_UNDER_PRESSURE, unit=MetricUnit.Count, value=1)
+        metrics.add_metadata(key="outcome", value=result.outcome)
+        metrics.flush_metrics()
+
+
+def emit_count(metrics: Metrics, name: str, cluster_id: str | None, **metadata: str) -> None:
+    """A single count (RejectedEvents, Failures) for a cluster ("unknown" when the event named none)."""
+    from aws_lambda_powertools.metrics import MetricUnit  # noqa: PLC0415
+
+    with _LOCK:
+        metrics.add_dimension(name=names.DIM_CLUSTER_ID, value=cluster_id or "unknown")
+        metrics.add_metric(name=name, unit=MetricUnit.Count, value=1)
+        for k, v in metadata.items():
+            metrics.add_metadata(key=k, value=v)
+        metrics.flush_metrics()
+
+
+def result_to_dict(result: RunResult, latency_ms: float | None = None) -> dict[str, Any]:
+    """The JSON-safe summary a handler returns (and Idempotency stores)."""
+    d = result.decision
+    out: dict[str, Any] = {
+        "cluster_id": result.cluster_id,
+        "outcome": str(result.outcome),
+        "detail": result.detail,
+        "direction": d.direction.value if d is not None else None,
+        "targets": {t.group_id: [t.current, t.target] for t in d.targets} if d is not None else {},
+        "desired_task_nodes": result.desired_task_nodes,
+        "running_task_nodes": result.running_task_nodes,
+        "notices_sent": result.notices_sent,
+        "notify_failures": result.notify_failures,
+    }
+    if latency_ms is not None:
+        out["latency_ms"] = round(latency_ms, 3)
+    return out

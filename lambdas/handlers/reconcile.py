@@ -1,0 +1,63 @@
+"""Reconcile Lambda (EventBridge schedule, every minute): re-evaluate every managed cluster that has one of
+the stack's alarms in ALARM or whose TASK groups are above their minimum.
+
+CloudWatch notifies once per state change, so without this an alarm that stays in ALARM would stop the scaling
+after one step. One failing cluster never stops the others: its error is logged and counted (Failures), and
+the next minute's run tries again.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics
+from sparkscale import names
+from sparkscale.clock import utcnow
+from sparkscale.errors import SparkscaleError
+
+from handlers import common
+
+logger = Logger(service=os.environ.get(names.ENV_POWERTOOLS_SERVICE_NAME, names.SERVICE_NAME))
+metrics = Metrics(namespace=names.SCALER_NAMESPACE, service="")  # dimension ClusterId only
+
+
+@logger.inject_lambda_context(clear_state=True)
+def handler(event: Any, context: Any) -> dict[str, Any]:
+    from sparkscale.service import RunResult, reconcile_once  # noqa: PLC0415 - lazy: small cold import
+
+    rt = common.runtime(logger)
+    if not isinstance(event, dict):
+        logger.warning("rejected event: not a JSON object; evaluating on schedule anyway")
+    in_alarm: dict[str, Any] = {}
+    if rt.alarms is not None:
+        try:
+            in_alarm = dict(rt.alarms.clusters_in_alarm(rt.alarm_prefix))
+        except SparkscaleError as exc:  # without alarm states, evaluate every cluster
+            logger.warning("DescribeAlarms failed (%s): evaluating every managed cluster", exc)
+            in_alarm = {c: ["unknown"] for c in rt.config.clusters}
+    owner = common.owner_of(context)
+    out: list[dict[str, Any]] = []
+    for cid in rt.config.clusters:
+
+        def step(cid: str = cid) -> RunResult:
+            now = utcnow()
+            return reconcile_once(
+                now=now,
+                cluster_id=cid,
+                ports=rt.ports,
+                config=rt.config,
+                owner=owner,
+                in_alarm=cid in in_alarm,
+            )
+
+        try:
+            result, ms = common.timed(step)
+        except Exception as exc:  # one cluster's failure never stops the others
+            logger.exception("reconcile of %s failed", cid, extra={"cluster_id": cid})
+            common.emit_count(metrics, names.M_FAILURES, cid, error=type(exc).__name__)
+            out.append({"cluster_id": cid, "outcome": "failed", "detail": f"{type(exc).__name__}: {exc}"})
+            continue
+        common.emit_result(metrics, result, ms)  # skipped clusters too: continuous node-count series
+        out.append(common.result_to_dict(result, ms))
+    return {"results": out, "in_alarm": sorted(in_alarm)}

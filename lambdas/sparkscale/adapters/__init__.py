@@ -1,0 +1,14 @@
+"""The AWS side of the ports: the only package (besides the heap agent) that imports boto3/botocore.
+
+Importing this package is free: each module imports botocore itself, and `sparkscale.adapters.aws` builds the
+clients and the Ports for a Lambda, the CLI or the demo.
+
+- emr.py          EmrClusterReader (DescribeCluster + ListInstanceGroups), EmrCapacityWriter
+                  (ModifyInstanceGroups, TASK groups only)
+- cloudwatch.py   CloudWatchMetricsSource (one GetMetricData call), CloudWatchAlarmReader (DescribeAlarms)
+- dynamodb.py     DynamoStateStore: lease, state, audit (TTL) and the once-only notice ledger
+- sns.py          SnsNotifier: the operator topic
+- aws_errors.py   botocore ClientError / BotoCoreError -> sparkscale.errors
+- aws.py          botocore Config (retries), client factory, aws_ports()
+- instance_data.py, prices.py, instance_locator.py   the spot engineer's: instance table, spot prices
+"""

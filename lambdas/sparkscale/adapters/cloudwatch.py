@@ -1,0 +1,234 @@
+"""CloudWatch: every signal of a cluster in ONE GetMetricData call, and which clusters have an alarm in ALARM.
+
+The query window is computed from the injected `now` on every call (never at import: a warm Lambda would
+otherwise query a stale window). A signal without a datapoint in the window is simply absent from the
+snapshot; the policy decides what missing data means.
+
+EMR metrics (AWS/ElasticMapReduce, dimension JobFlowId, 300 s) are read with Average. The heap agent's
+metrics (Sparkscale/SparkHeap, dimension JobFlowId, 60 s) are published by every node to the same
+per-cluster metric, so bytes and JVM counts are read with Sum (the cluster total), and the cluster-wide heap
+percentage is computed here as 100 * sum(used) / sum(max) from the SAME period, never averaged from
+per-node percentages.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from sparkscale import names
+from sparkscale.adapters.aws_errors import translate
+from sparkscale.policy.model import MetricsSnapshot, Sample, Signal
+
+log = logging.getLogger(__name__)
+
+_MAX_PAGES: Final = 10  # NextToken pages of the one GetMetricData request (a few hundred datapoints: 1 page)
+
+
+@dataclass(frozen=True, slots=True)
+class MetricQuery:
+    """One MetricDataQuery: a signal read from one CloudWatch metric with one statistic."""
+
+    query_id: str  # ^[a-z][a-zA-Z0-9_]*$
+    signal: Signal
+    namespace: str
+    metric_name: str
+    stat: str
+    period_s: int
+
+
+EMR_SIGNALS: Final = tuple(s for s in Signal if s.is_emr)
+# Heap: the metrics read directly (Sum over nodes). HEAP_USED_PCT is derived from the used and max sums.
+HEAP_SUMS: Final = (
+    (Signal.HEAP_USED_BYTES, names.HEAP_EXECUTOR_USED_BYTES),
+    (Signal.HEAP_MAX_BYTES, names.HEAP_EXECUTOR_MAX_BYTES),
+    (Signal.JVM_COUNT, names.HEAP_JVM_COUNT),
+)
+
+
+def metric_queries() -> tuple[MetricQuery, ...]:
+    """The queries of every signal, in a stable order."""
+    qs = [
+        MetricQuery(f"emr_{s.value.lower()}", s, names.EMR_NAMESPACE, s.value, "Average", names.EMR_PERIOD_S)
+        for s in EMR_SIGNALS
+    ]
+    qs += [
+        MetricQuery(f"heap_{metric.lower()}", s, names.HEAP_NAMESPACE, metric, "Sum", names.HEAP_PERIOD_S)
+        for s, metric in HEAP_SUMS
+    ]
+    return tuple(qs)
+
+
+def _utc(ts: Any) -> datetime:
+    if not isinstance(ts, datetime):
+        raise TypeError(f"not a timestamp: {ts!r}")
+    return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
+
+
+def _points(result: Mapping[str, Any]) -> dict[datetime, float]:
+    out: dict[datetime, float] = {}
+    for ts, value in zip(result.get("Timestamps", []) or [], result.get("Values", []) or [], strict=False):
+        v = float(value)
+        if math.isfinite(v):
+            out[_utc(ts)] = v
+    return out
+
+
+class CloudWatchMetricsSource:
+    """ports.MetricsSource over one GetMetricData call per evaluation.
+
+    lookback_s: how far back the one query window reaches (older datapoints are useless to the policy anyway:
+    default 1200 s covers emr_metric_max_age_s 900 plus one EMR period). heap_settle_s: a heap period younger
+    than this is skipped when an older complete one exists, because not every node has published into it yet
+    (its Sum would be too small).
+    """
+
+    def __init__(self, cloudwatch: Any, *, lookback_s: int = 1200, heap_settle_s: int = 15) -> None:
+        self._cw = cloudwatch
+        self._lookback = timedelta(seconds=lookback_s)
+        self._settle = timedelta(seconds=heap_settle_s)
+        self._queries = metric_queries()
+        self.calls = 0  # GetMetricData requests made (pages included), for tests
+
+    def request(self, cluster_id: str, now: datetime) -> dict[str, Any]:
+        """The GetMetricData parameters for `cluster_id` at `now` (public for tests and the CLI)."""
+        end = now.astimezone(UTC).replace(microsecond=0) + timedelta(seconds=1)
+        dims = [{"Name": names.DIM_JOB_FLOW_ID, "Value": cluster_id}]
+        return {
+            "MetricDataQueries": [
+                {
+                    "Id": q.query_id,
+                    "MetricStat": {
+                        "Metric": {"Namespace": q.namespace, "MetricName": q.metric_name, "Dimensions": dims},
+                        "Period": q.period_s,
+                        "Stat": q.stat,
+                    },
+                    "ReturnData": True,
+                }
+                for q in self._queries
+            ],
+            "StartTime": end - self._lookback,
+            "EndTime": end,
+            "ScanBy": "TimestampDescending",
+        }
+
+    def read_metrics(self, cluster_id: str, now: datetime) -> MetricsSnapshot:
+        params = self.request(cluster_id, now)
+        by_id: dict[str, dict[datetime, float]] = {q.query_id: {} for q in self._queries}
+        token: str | None = None
+        try:
+            for _ in range(_MAX_PAGES):
+                self.calls += 1
+                resp = self._cw.get_metric_data(**params, **({"NextToken": token} if token else {}))
+                for r in resp.get("MetricDataResults", []):
+                    if r.get("StatusCode") not in (None, "Complete", "PartialData"):
+                        log.warning(
+                            "GetMetricData %s: status %s %s",
+                            r.get("Id"),
+                            r.get("StatusCode"),
+                            r.get("Messages"),
+                        )
+                    by_id.setdefault(str(r.get("Id")), {}).update(_points(r))
+                token = resp.get("NextToken")
+                if not token:
+                    break
+        except (ClientError, BotoCoreError) as exc:
+            raise translate(exc, "GetMetricData") from exc
+        return self.snapshot(by_id, now)
+
+    def snapshot(self, by_id: Mapping[str, Mapping[datetime, float]], now: datetime) -> MetricsSnapshot:
+        """The latest datapoint per signal from the per-query series (pure; public for tests)."""
+        samples: dict[Signal, Sample] = {}
+        for q in self._queries:
+            series = by_id.get(q.query_id) or {}
+            if not series:
+                continue
+            at = max(series) if q.signal.is_emr else self._settled(series, now)
+            samples[q.signal] = Sample(series[at], at)
+        used = by_id.get(f"heap_{names.HEAP_EXECUTOR_USED_BYTES.lower()}") or {}
+        cap = by_id.get(f"heap_{names.HEAP_EXECUTOR_MAX_BYTES.lower()}") or {}
+        common = {t: (used[t], cap[t]) for t in used.keys() & cap.keys() if cap[t] > 0}
+        if common:
+            at = self._settled(common, now)
+            u, m = common[at]
+            samples[Signal.HEAP_USED_PCT] = Sample(100.0 * u / m, at)
+            samples[Signal.HEAP_USED_BYTES] = Sample(u, at)
+            samples[Signal.HEAP_MAX_BYTES] = Sample(m, at)
+        return MetricsSnapshot(samples)
+
+    def _settled(self, series: Iterable[datetime], now: datetime) -> datetime:
+        """The newest heap period every node has published into: the agents stamp a snapshot with the
+        minute it was taken at and send it within seconds, so a period starting less than heap_settle_s ago
+        may still miss nodes; it is used only when there is nothing older."""
+        stamps = sorted(series, reverse=True)
+        cutoff = now - self._settle
+        return next((t for t in stamps if t <= cutoff), stamps[0])
+
+
+def _dims(raw: Any) -> dict[str, str]:
+    """Dimensions as {name: value}: the API's [{"Name","Value"}] list (any key case) or a dict."""
+    if isinstance(raw, Mapping):
+        return {str(k): str(v) for k, v in raw.items()}
+    out: dict[str, str] = {}
+    for d in raw or []:
+        if isinstance(d, Mapping):
+            low = {str(k).lower(): v for k, v in d.items()}
+            if "name" in low and "value" in low:
+                out[str(low["name"])] = str(low["value"])
+    return out
+
+
+def job_flow_id(dimensions: Any) -> str | None:
+    """The JobFlowId (or JobFlowID) dimension's value, if any."""
+    for k, v in _dims(dimensions).items():
+        if k.lower() == names.DIM_JOB_FLOW_ID.lower():
+            return v
+    return None
+
+
+class CloudWatchAlarmReader:
+    """Which managed clusters have one of the stack's alarms (by name prefix) in ALARM (DescribeAlarms)."""
+
+    def __init__(self, cloudwatch: Any) -> None:
+        self._cw = cloudwatch
+
+    def clusters_in_alarm(self, prefix: str) -> dict[str, list[str]]:
+        """cluster id -> names of its alarms in ALARM, for every alarm whose name starts with `prefix`."""
+        out: dict[str, list[str]] = {}
+        try:
+            pages = self._cw.get_paginator("describe_alarms").paginate(
+                AlarmNamePrefix=prefix, StateValue="ALARM", AlarmTypes=["MetricAlarm"]
+            )
+            for page in pages:
+                for alarm in page.get("MetricAlarms", []):
+                    # filtered again here: moto 5.2 applies only one of AlarmNamePrefix / StateValue
+                    if alarm.get("StateValue") != "ALARM" or not str(alarm.get("AlarmName", "")).startswith(
+                        prefix
+                    ):
+                        continue
+                    cid = self._cluster_of(alarm, prefix)
+                    if cid:
+                        out.setdefault(cid, []).append(str(alarm.get("AlarmName")))
+        except (ClientError, BotoCoreError) as exc:
+            raise translate(exc, "DescribeAlarms") from exc
+        return out
+
+    @staticmethod
+    def _cluster_of(alarm: Mapping[str, Any], prefix: str) -> str | None:
+        cid = job_flow_id(alarm.get("Dimensions"))
+        if cid:
+            return cid
+        for m in alarm.get("Metrics", []) or []:
+            cid = job_flow_id(((m.get("MetricStat") or {}).get("Metric") or {}).get("Dimensions"))
+            if cid:
+                return cid
+        rest = str(alarm.get("AlarmName", ""))[len(prefix) :].lstrip("-")
+        if rest.startswith("j-"):
+            return rest.split("-")[0] + "-" + rest.split("-")[1]
+        return None

@@ -1,0 +1,219 @@
+"""DynamoDB single table (pk S, sk S, TTL attribute expires_at): the per-cluster lease, the scaler state, the
+audit trail and the once-only notice ledger. Powertools Idempotency shares the table (pk "idempotency#<fn>").
+
+| item | pk | sk | attributes |
+|---|---|---|---|
+| lease | cluster#<id> | lease | owner, acquired_at, expires_at |
+| state | cluster#<id> | state | state (JSON), updated_at, last_direction |
+| audit | cluster#<id> | audit#<ISO time>#<owner> | decision (JSON), direction, expires_at (TTL) |
+| notice ledger | cluster#<id> | notice#<key> | claimed_at, expires_at (absent: forever) |
+
+The lease is a conditional PutItem: it succeeds when there is no lease, the lease has expired, or the caller
+already holds it. DynamoDB's TTL deletes expired items only eventually, so every read compares expires_at with
+`now` itself.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from sparkscale import names
+from sparkscale.adapters.aws_errors import translate
+from sparkscale.policy import state_from_dict, state_to_dict
+from sparkscale.policy.model import Decision, ScalerState
+from sparkscale.records import decision_to_dict
+
+log = logging.getLogger(__name__)
+
+PK: Final = names.TABLE_PK
+SK: Final = names.TABLE_SK
+TTL: Final = names.TABLE_TTL_ATTR
+SK_LEASE: Final = "lease"
+SK_STATE: Final = "state"
+AUDIT_PREFIX: Final = "audit#"
+NOTICE_PREFIX: Final = "notice#"
+_CONDITION_FAILED: Final = "ConditionalCheckFailedException"
+
+
+def cluster_pk(cluster_id: str) -> str:
+    return f"cluster#{cluster_id}"
+
+
+def _epoch(t: datetime) -> int:
+    return int(t.timestamp())
+
+
+def _code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+class DynamoStateStore:
+    """ports.StateStore and ports.NoticeLedger over one DynamoDB table (low-level client, injected)."""
+
+    def __init__(self, dynamodb: Any, table_name: str, *, audit_ttl_days: int = 30) -> None:
+        self._db = dynamodb
+        self._table = table_name
+        self._audit_ttl = timedelta(days=audit_ttl_days)
+
+    def _key(self, cluster_id: str, sk: str) -> dict[str, Any]:
+        return {PK: {"S": cluster_pk(cluster_id)}, SK: {"S": sk}}
+
+    # --- lease ----------------------------------------------------------------------------------------------
+    def acquire_lease(self, cluster_id: str, owner: str, now: datetime, ttl_s: int) -> bool:
+        try:
+            self._db.put_item(
+                TableName=self._table,
+                Item={
+                    **self._key(cluster_id, SK_LEASE),
+                    "owner": {"S": owner},
+                    "acquired_at": {"S": now.astimezone(UTC).isoformat()},
+                    TTL: {"N": str(_epoch(now) + int(ttl_s))},
+                },
+                ConditionExpression="attribute_not_exists(#pk) OR #exp <= :now OR #owner = :owner",
+                ExpressionAttributeNames={"#pk": PK, "#exp": TTL, "#owner": "owner"},
+                ExpressionAttributeValues={":now": {"N": str(_epoch(now))}, ":owner": {"S": owner}},
+            )
+        except ClientError as exc:
+            if _code(exc) == _CONDITION_FAILED:
+                return False
+            raise translate(exc, "PutItem(lease)") from exc
+        except BotoCoreError as exc:
+            raise translate(exc, "PutItem(lease)") from exc
+        return True
+
+    def release_lease(self, cluster_id: str, owner: str) -> None:
+        try:
+            self._db.delete_item(
+                TableName=self._table,
+                Key=self._key(cluster_id, SK_LEASE),
+                ConditionExpression="#owner = :owner",
+                ExpressionAttributeNames={"#owner": "owner"},
+                ExpressionAttributeValues={":owner": {"S": owner}},
+            )
+        except ClientError as exc:
+            if (
+                _code(exc) == _CONDITION_FAILED
+            ):  # expired and taken over (or already gone): not ours to delete
+                log.warning("lease of %s was no longer held by %s at release", cluster_id, owner)
+                return
+            raise translate(exc, "DeleteItem(lease)") from exc
+        except BotoCoreError as exc:
+            raise translate(exc, "DeleteItem(lease)") from exc
+
+    # --- state and audit ------------------------------------------------------------------------------------
+    def load_state(self, cluster_id: str) -> ScalerState:
+        try:
+            resp = self._db.get_item(
+                TableName=self._table, Key=self._key(cluster_id, SK_STATE), ConsistentRead=True
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise translate(exc, "GetItem(state)") from exc
+        item = resp.get("Item")
+        if not item or "state" not in item:
+            return ScalerState()
+        try:
+            return state_from_dict(json.loads(item["state"]["S"]))
+        except (ValueError, KeyError, TypeError) as exc:  # a corrupt item must not wedge the cluster forever
+            log.error("state of %s is unreadable (%s): starting from a fresh state", cluster_id, exc)
+            return ScalerState()
+
+    def save(self, cluster_id: str, state: ScalerState, decision: Decision, now: datetime) -> None:
+        """The new state and an audit item, in one transaction (both or neither)."""
+        iso = now.astimezone(UTC).isoformat()
+        audit_sk = f"{AUDIT_PREFIX}{iso}#{decision.direction.value}#{uuid.uuid4().hex[:12]}"
+        try:
+            self._db.transact_write_items(
+                TransactItems=[
+                    {
+                        "Put": {
+                            "TableName": self._table,
+                            "Item": {
+                                **self._key(cluster_id, SK_STATE),
+                                "state": {"S": json.dumps(state_to_dict(state), sort_keys=True)},
+                                "updated_at": {"S": iso},
+                                "last_direction": {"S": decision.direction.value},
+                            },
+                        }
+                    },
+                    {
+                        "Put": {
+                            "TableName": self._table,
+                            "Item": {
+                                **self._key(cluster_id, audit_sk),
+                                "decision": {"S": json.dumps(decision_to_dict(decision), sort_keys=True)},
+                                "direction": {"S": decision.direction.value},
+                                "dry_run": {"BOOL": decision.dry_run},
+                                TTL: {"N": str(_epoch(now + self._audit_ttl))},
+                            },
+                        }
+                    },
+                ]
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise translate(exc, "TransactWriteItems(state+audit)") from exc
+
+    def audit(self, cluster_id: str, limit: int = 50) -> list[dict[str, Any]]:
+        """The newest audit records of a cluster, newest first (decoded decisions)."""
+        try:
+            resp = self._db.query(
+                TableName=self._table,
+                KeyConditionExpression="#pk = :pk AND begins_with(#sk, :audit)",
+                ExpressionAttributeNames={"#pk": PK, "#sk": SK},
+                ExpressionAttributeValues={
+                    ":pk": {"S": cluster_pk(cluster_id)},
+                    ":audit": {"S": AUDIT_PREFIX},
+                },
+                ScanIndexForward=False,
+                Limit=limit,
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise translate(exc, "Query(audit)") from exc
+        return [json.loads(i["decision"]["S"]) for i in resp.get("Items", [])]
+
+    # --- notice ledger --------------------------------------------------------------------------------------
+    def claim(self, cluster_id: str, key: str, now: datetime, ttl_s: int | None) -> bool:
+        item: dict[str, Any] = {
+            **self._key(cluster_id, NOTICE_PREFIX + key),
+            "claimed_at": {"S": now.astimezone(UTC).isoformat()},
+        }
+        if ttl_s is not None:
+            item[TTL] = {"N": str(_epoch(now) + int(ttl_s))}
+        try:
+            self._db.put_item(
+                TableName=self._table,
+                Item=item,
+                ConditionExpression="attribute_not_exists(#pk) OR #exp <= :now",
+                ExpressionAttributeNames={"#pk": PK, "#exp": TTL},
+                ExpressionAttributeValues={":now": {"N": str(_epoch(now))}},
+            )
+        except ClientError as exc:
+            if _code(exc) == _CONDITION_FAILED:
+                return False
+            raise translate(exc, "PutItem(notice)") from exc
+        except BotoCoreError as exc:
+            raise translate(exc, "PutItem(notice)") from exc
+        return True
+
+    def claimed_at(self, cluster_id: str, key: str, now: datetime) -> datetime | None:
+        try:
+            resp = self._db.get_item(
+                TableName=self._table, Key=self._key(cluster_id, NOTICE_PREFIX + key), ConsistentRead=True
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise translate(exc, "GetItem(notice)") from exc
+        item = resp.get("Item")
+        if not item:
+            return None
+        exp = item.get(TTL, {}).get("N")
+        if exp is not None and int(float(exp)) <= _epoch(now):
+            return None
+        try:
+            return datetime.fromisoformat(item["claimed_at"]["S"])
+        except (KeyError, ValueError):
+            return now

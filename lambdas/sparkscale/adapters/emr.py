@@ -1,0 +1,176 @@
+"""EMR: read a cluster (DescribeCluster + ListInstanceGroups), resize TASK groups (ModifyInstanceGroups).
+
+Clients are injected (boto3 EMR clients built with `aws.boto_config()`); every botocore error becomes a typed
+error (aws_errors.translate). Memory and vCPU per node come from the bundled instance table
+(instance_data.py); the node-hour price is the on-demand price from the same table, which a PriceSource
+replaces with the spot price for SPOT groups (service.run_once does that).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any, Final
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from sparkscale.adapters import instance_data
+from sparkscale.adapters.aws_errors import translate
+from sparkscale.errors import ClusterGone, GroupBusy, RefusedChange, UnsupportedCluster
+from sparkscale.policy.model import (
+    Cluster,
+    ClusterState,
+    GroupStatus,
+    GroupTarget,
+    InstanceGroup,
+    Market,
+    Role,
+)
+
+log = logging.getLogger(__name__)
+
+GONE_STATES: Final = frozenset({"TERMINATING", "TERMINATED", "TERMINATED_WITH_ERRORS"})
+# A group in one of these states accepts no ModifyInstanceGroups now (EMR rejects it, or it is mid-change).
+BUSY_STATES: Final = frozenset(
+    {
+        GroupStatus.PROVISIONING,
+        GroupStatus.BOOTSTRAPPING,
+        GroupStatus.RESIZING,
+        GroupStatus.RECONFIGURING,
+    }
+)
+_MAX_PAGES: Final = 50  # a guard against a paginator that never ends; a cluster has at most 50 groups
+
+
+def _enum(value: Any, enum: type[Any], what: str, default: Any) -> Any:
+    try:
+        return enum(str(value))
+    except ValueError:
+        log.warning("unknown EMR %s %r: treating it as %s", what, value, default.value)
+        return default
+
+
+def _aware(value: Any) -> datetime | None:
+    if isinstance(value, datetime):
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    return None
+
+
+def group_from_api(raw: Mapping[str, Any]) -> InstanceGroup:
+    """One element of ListInstanceGroups' InstanceGroups (the same shape as DescribeCluster's) as a model."""
+    itype = str(raw.get("InstanceType", ""))
+    spec = instance_data.instance_spec(itype)
+    if spec is None:
+        log.warning("instance type %r is not in the bundled table: memory, vCPU and price taken as 0", itype)
+    status = raw.get("Status", {}) or {}
+    timeline = status.get("Timeline", {}) or {}
+    return InstanceGroup(
+        id=str(raw["Id"]),
+        name=str(raw.get("Name") or raw["Id"]),
+        role=_enum(raw.get("InstanceGroupType"), Role, "instance group type", Role.TASK),
+        market=_enum(raw.get("Market", "ON_DEMAND"), Market, "market", Market.ON_DEMAND),
+        instance_type=itype,
+        memory_gib=spec.memory_gib if spec else 0.0,
+        vcpu=spec.vcpu if spec else 0,
+        requested=int(raw.get("RequestedInstanceCount", 0) or 0),
+        running=int(raw.get("RunningInstanceCount", 0) or 0),
+        status=_enum(
+            status.get("State", "RUNNING"), GroupStatus, "instance group state", GroupStatus.RUNNING
+        ),
+        usd_per_hour=spec.on_demand_usd_per_hour if spec else 0.0,
+        # EMR gives no "entered this state at": only for a group still PROVISIONING is creation that moment
+        status_since=_aware(timeline.get("CreationDateTime"))
+        if status.get("State") == "PROVISIONING"
+        else None,
+    )
+
+
+class EmrClusterReader:
+    """ports.ClusterReader over DescribeCluster + ListInstanceGroups (paginated)."""
+
+    def __init__(self, emr: Any) -> None:
+        self._emr = emr
+
+    def read_cluster(self, cluster_id: str) -> Cluster:
+        try:
+            raw = self._emr.describe_cluster(ClusterId=cluster_id)["Cluster"]
+        except (ClientError, BotoCoreError) as exc:
+            raise translate(exc, "DescribeCluster") from exc
+        status = raw.get("Status", {}) or {}
+        state = str(status.get("State", ""))
+        if state in GONE_STATES:
+            why = (status.get("StateChangeReason") or {}).get("Message") or ""
+            raise ClusterGone(f"cluster {cluster_id} is {state}" + (f": {why}" if why else ""), code=state)
+        if raw.get("InstanceCollectionType") == "INSTANCE_FLEET":
+            raise UnsupportedCluster(
+                f"cluster {cluster_id} uses instance fleets: sparkscale resizes instance groups only"
+            )
+        groups = tuple(group_from_api(g) for g in self._list_groups(cluster_id))
+        attrs = raw.get("Ec2InstanceAttributes") or {}
+        return Cluster(
+            id=str(raw.get("Id", cluster_id)),
+            name=str(raw.get("Name", "")),
+            state=_enum(state, ClusterState, "cluster state", ClusterState.STARTING),
+            groups=groups,
+            availability_zone=attrs.get("Ec2AvailabilityZone") or None,
+        )
+
+    def list_groups(self, cluster_id: str) -> list[InstanceGroup]:
+        """Every instance group of the cluster (ListInstanceGroups, all pages)."""
+        return [group_from_api(g) for g in self._list_groups(cluster_id)]
+
+    def _list_groups(self, cluster_id: str) -> Iterator[Mapping[str, Any]]:
+        try:
+            pages = self._emr.get_paginator("list_instance_groups").paginate(
+                ClusterId=cluster_id, PaginationConfig={"MaxItems": _MAX_PAGES * 50}
+            )
+            for n, page in enumerate(pages):
+                if n >= _MAX_PAGES:
+                    break
+                yield from page.get("InstanceGroups", [])
+        except (ClientError, BotoCoreError) as exc:
+            raise translate(exc, "ListInstanceGroups") from exc
+
+
+class EmrCapacityWriter:
+    """ports.CapacityWriter: ModifyInstanceGroups on TASK groups only, all changes in one atomic call.
+
+    Before calling EMR it lists the cluster's groups (one ListInstanceGroups) and refuses, with RefusedChange,
+    any change to a group that is not a TASK group of this cluster, or a negative count; a group in a
+    transitional state (RESIZING, RECONFIGURING, PROVISIONING, BOOTSTRAPPING) raises GroupBusy. MASTER and
+    CORE groups can therefore never be resized through this class, whatever the caller passes.
+    """
+
+    def __init__(self, emr: Any) -> None:
+        self._emr = emr
+        self._reader = EmrClusterReader(emr)
+        self._lock = threading.Lock()
+        self.calls = 0  # ModifyInstanceGroups calls made (for tests and logs)
+
+    def resize(self, cluster_id: str, changes: Sequence[GroupTarget]) -> None:
+        wanted = [c for c in changes if c.changed]
+        if not wanted:
+            return
+        groups = {g.id: g for g in self._reader.list_groups(cluster_id)}
+        for c in wanted:
+            g = groups.get(c.group_id)
+            if g is None:
+                raise RefusedChange(f"instance group {c.group_id} is not a group of cluster {cluster_id}")
+            if g.role is not Role.TASK:
+                raise RefusedChange(
+                    f"refusing to resize {g.role.value} group {g.id}: only TASK groups change"
+                )
+            if c.target < 0:
+                raise RefusedChange(f"refusing a negative count {c.target} for group {g.id}")
+            if g.status in BUSY_STATES:
+                raise GroupBusy(f"instance group {g.id} is {g.status.value}", code=g.status.value)
+        request = [{"InstanceGroupId": c.group_id, "InstanceCount": int(c.target)} for c in wanted]
+        try:
+            with self._lock:
+                self.calls += 1
+            self._emr.modify_instance_groups(ClusterId=cluster_id, InstanceGroups=request)
+        except (ClientError, BotoCoreError) as exc:
+            raise translate(exc, "ModifyInstanceGroups") from exc
+        log.info("ModifyInstanceGroups %s: %s", cluster_id, request)

@@ -1,0 +1,168 @@
+"""In-memory ports: a fake EMR cluster, fixed metrics, a thread-safe state store and notice ledger, a
+collecting notifier. For tests, the benchmark, `sparkscale decide` without a table, and anyone who needs a
+Ports without AWS. Behaviour mirrors the AWS adapters (TASK-only resizes, lease expiry, TTL'd claims)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+
+from sparkscale.errors import ClusterGone, GroupBusy, RefusedChange
+from sparkscale.policy.model import (
+    Cluster,
+    Decision,
+    GroupStatus,
+    GroupTarget,
+    MetricsSnapshot,
+    Role,
+    ScalerState,
+)
+from sparkscale.ports import Notice, NoticeLedger, StateStore
+
+
+class FakeEmr:
+    """ClusterReader and CapacityWriter over clusters kept in memory. A resize sets the requested counts (the
+    nodes 'arrive' only when a test says so with `deliver`)."""
+
+    def __init__(self, *clusters: Cluster) -> None:
+        self._lock = threading.Lock()
+        self.clusters: dict[str, Cluster] = {c.id: c for c in clusters}
+        self.resizes: list[tuple[str, tuple[GroupTarget, ...]]] = []
+
+    def read_cluster(self, cluster_id: str) -> Cluster:
+        with self._lock:
+            c = self.clusters.get(cluster_id)
+        if c is None or c.state.is_gone:
+            raise ClusterGone(f"cluster {cluster_id} is {'unknown' if c is None else c.state.value}")
+        return c
+
+    def resize(self, cluster_id: str, changes: Sequence[GroupTarget]) -> None:
+        with self._lock:
+            c = self.clusters.get(cluster_id)
+            if c is None or c.state.is_gone:
+                raise ClusterGone(f"cluster {cluster_id} is gone")
+            by_id = {g.id: g for g in c.groups}
+            for t in changes:
+                g = by_id.get(t.group_id)
+                if g is None:
+                    raise RefusedChange(f"instance group {t.group_id} is not a group of cluster {cluster_id}")
+                if g.role is not Role.TASK:
+                    raise RefusedChange(f"refusing to resize {g.role.value} group {g.id}")
+                if g.status is not GroupStatus.RUNNING:
+                    raise GroupBusy(f"instance group {g.id} is {g.status.value}")
+            for t in changes:
+                by_id[t.group_id] = replace(by_id[t.group_id], requested=t.target)
+            self.clusters[cluster_id] = replace(c, groups=tuple(by_id[g.id] for g in c.groups))
+            self.resizes.append((cluster_id, tuple(changes)))
+
+    def deliver(self, cluster_id: str) -> None:
+        """Every TASK group's requested nodes are now running."""
+        with self._lock:
+            c = self.clusters[cluster_id]
+            groups = tuple(replace(g, running=g.requested) if g.is_task else g for g in c.groups)
+            self.clusters[cluster_id] = replace(c, groups=groups)
+
+
+@dataclass
+class FixedMetrics:
+    """MetricsSource returning one snapshot per cluster (set `snapshots[cluster_id]`)."""
+
+    snapshots: dict[str, MetricsSnapshot] = field(default_factory=dict)
+    calls: int = 0
+
+    def read_metrics(self, cluster_id: str, now: datetime) -> MetricsSnapshot:
+        self.calls += 1
+        return self.snapshots.get(cluster_id, MetricsSnapshot())
+
+
+class InMemoryStateStore:
+    """StateStore and NoticeLedger in memory, thread-safe, with the DynamoDB store's semantics."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.leases: dict[str, tuple[str, datetime]] = {}
+        self.states: dict[str, ScalerState] = {}
+        self.audit: dict[str, list[tuple[datetime, Decision]]] = {}
+        self.claims: dict[tuple[str, str], tuple[datetime, datetime | None]] = {}
+
+    def acquire_lease(self, cluster_id: str, owner: str, now: datetime, ttl_s: int) -> bool:
+        with self._lock:
+            held = self.leases.get(cluster_id)
+            if held is not None and held[0] != owner and held[1] > now:
+                return False
+            self.leases[cluster_id] = (owner, now + timedelta(seconds=ttl_s))
+            return True
+
+    def release_lease(self, cluster_id: str, owner: str) -> None:
+        with self._lock:
+            held = self.leases.get(cluster_id)
+            if held is not None and held[0] == owner:
+                del self.leases[cluster_id]
+
+    def load_state(self, cluster_id: str) -> ScalerState:
+        with self._lock:
+            return self.states.get(cluster_id, ScalerState())
+
+    def save(self, cluster_id: str, state: ScalerState, decision: Decision, now: datetime) -> None:
+        with self._lock:
+            self.states[cluster_id] = state
+            self.audit.setdefault(cluster_id, []).append((now, decision))
+
+    def claim(self, cluster_id: str, key: str, now: datetime, ttl_s: int | None) -> bool:
+        with self._lock:
+            held = self.claims.get((cluster_id, key))
+            if held is not None and (held[1] is None or held[1] > now):
+                return False
+            self.claims[(cluster_id, key)] = (now, None if ttl_s is None else now + timedelta(seconds=ttl_s))
+            return True
+
+    def claimed_at(self, cluster_id: str, key: str, now: datetime) -> datetime | None:
+        with self._lock:
+            held = self.claims.get((cluster_id, key))
+        if held is None or (held[1] is not None and held[1] <= now):
+            return None
+        return held[0]
+
+
+class CollectingNotifier:
+    """Notifier keeping every notice; `fail_with` makes every publish raise (SNS outage tests)."""
+
+    def __init__(self, fail_with: Exception | None = None) -> None:
+        self.notices: list[Notice] = []
+        self.fail_with = fail_with
+
+    def notify(self, notice: Notice) -> None:
+        if self.fail_with is not None:
+            raise self.fail_with
+        self.notices.append(notice)
+
+
+class ReadOnlyStateStore:
+    """A real store seen read-only, for dry runs from a laptop: state and claims are read from `source`, but
+    leases, saves and new claims stay in memory, so a dry run changes nothing in the table."""
+
+    def __init__(self, source: StateStore, ledger: NoticeLedger | None = None) -> None:
+        self._mem = InMemoryStateStore()
+        self._source = source
+        self._ledger = ledger
+
+    def acquire_lease(self, cluster_id: str, owner: str, now: datetime, ttl_s: int) -> bool:
+        return self._mem.acquire_lease(cluster_id, owner, now, ttl_s)
+
+    def release_lease(self, cluster_id: str, owner: str) -> None:
+        self._mem.release_lease(cluster_id, owner)
+
+    def load_state(self, cluster_id: str) -> ScalerState:
+        return self._source.load_state(cluster_id)
+
+    def save(self, cluster_id: str, state: ScalerState, decision: Decision, now: datetime) -> None:
+        self._mem.save(cluster_id, state, decision, now)
+
+    def claim(self, cluster_id: str, key: str, now: datetime, ttl_s: int | None) -> bool:
+        return self._mem.claim(cluster_id, key, now, ttl_s)
+
+    def claimed_at(self, cluster_id: str, key: str, now: datetime) -> datetime | None:
+        seen = self._ledger.claimed_at(cluster_id, key, now) if self._ledger is not None else None
+        return seen if seen is not None else self._mem.claimed_at(cluster_id, key, now)

@@ -1,0 +1,39 @@
+"""JSON-safe forms of the service's values (decisions, run results) for the audit trail, logs and the CLI."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sparkscale.policy.model import Decision
+
+
+def decision_to_dict(d: Decision) -> dict[str, Any]:
+    return {
+        "cluster_id": d.cluster_id,
+        "at": d.at.isoformat(),
+        "direction": d.direction.value,
+        "dry_run": d.dry_run,
+        "is_action": d.is_action,
+        "driving_signal": d.driving_signal.value if d.driving_signal is not None else None,
+        "driving_value": d.driving_value,
+        "desired_task_nodes": d.desired_task_nodes,
+        "desired_task_memory_gib": d.desired_task_memory_gib,
+        "at_max_under_pressure": d.at_max_under_pressure,
+        "usd_per_hour_before": d.usd_per_hour_before,
+        "usd_per_hour_after": d.usd_per_hour_after,
+        "targets": [
+            {
+                "group_id": t.group_id,
+                "group_name": t.group_name,
+                "instance_type": t.instance_type,
+                "market": t.market.value,
+                "current": t.current,
+                "target": t.target,
+                "usd_per_hour_per_node": t.usd_per_hour_per_node,
+            }
+            for t in d.targets
+        ],
+        "fallback_groups": list(d.fallback_groups),
+        "fallback_to": list(d.fallback_to),
+        "reasons": list(d.reasons),
+    }
