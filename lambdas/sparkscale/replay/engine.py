@@ -1,0 +1,365 @@
+"""The replay's event loop: a simulated EMR cluster (node life cycle, billing, spot interruptions and capacity
+shortfalls), simulated CloudWatch streams, and a controller (a policy) acting on them.
+
+Time is in seconds from the start of the trace. The scoring step is fixed (`SimParams.step_s`); everything
+else (metric samples, alarm evaluations, Lambda invocations, nodes becoming usable or terminating) happens at
+its own exact time in between, in time order. Demand is the trace's value for the step containing the
+event's time.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from functools import partial
+from typing import Protocol
+
+from sparkscale.config import Config
+from sparkscale.policy.model import GroupStatus, Market
+from sparkscale.replay.cloudwatch_sim import MetricStream
+from sparkscale.replay.cluster import ClusterSpec, GroupSpec
+from sparkscale.replay.model import SimParams, emr_signals, heap_signals, heap_used_pct
+
+ProgressFn = Callable[[int, int], None]
+
+
+class GroupRuntime:
+    """One instance group's nodes. Counts: `requested` (what EMR is asked for), `running` (usable), nodes
+    `provisioning` (billed, not yet usable), `waiting` (requested, no capacity to launch them yet, unbilled),
+    `decommissioning` (no longer usable, billed until terminated), `warned` (running nodes with a spot
+    interruption notice)."""
+
+    __slots__ = (
+        "decommissioning",
+        "hazard_left",
+        "idx",
+        "price",
+        "provisioning",
+        "requested",
+        "rng",
+        "running",
+        "shortfall_until",
+        "spec",
+        "status",
+        "status_since",
+        "usable_gib",
+        "waiting",
+        "warned",
+    )
+
+    def __init__(self, idx: int, spec: GroupSpec, usable_fraction: float, seed: int) -> None:
+        self.idx = idx
+        self.spec = spec
+        self.usable_gib = spec.usable_gib(usable_fraction)
+        self.price = spec.usd_per_hour
+        self.requested = 0
+        self.running = 0
+        self.provisioning: dict[int, float] = {}  # token -> ready time (insertion ordered)
+        self.waiting = 0
+        self.decommissioning = 0
+        self.warned: set[int] = set()  # tokens of running nodes with a spot interruption notice
+        self.status = GroupStatus.RUNNING
+        self.status_since = 0.0
+        self.shortfall_until = -math.inf
+        self.rng = random.Random(f"{seed}:{spec.id}:interruptions")  # noqa: S311 - reproducible simulation, not security
+        self.hazard_left = self.rng.expovariate(1.0)
+
+    @property
+    def billed(self) -> int:
+        return self.running + len(self.provisioning) + self.decommissioning
+
+    @property
+    def steady(self) -> bool:
+        return self.status is GroupStatus.RUNNING
+
+
+@dataclass
+class RunRecord:
+    """What one policy did over the run, per step and in total."""
+
+    name: str
+    supply_gib: list[float] = field(default_factory=list)
+    cost_usd_per_h: list[float] = field(default_factory=list)
+    heap_used_pct: list[float] = field(default_factory=list)  # the model's true value per step (nan: none)
+    cost_usd: float = 0.0
+    actions: int = 0
+    scale_out_times_s: list[float] = field(default_factory=list)
+    counters: dict[str, int] = field(default_factory=dict)
+
+    def bump(self, key: str, n: int = 1) -> None:
+        self.counters[key] = self.counters.get(key, 0) + n
+
+
+class Controller(Protocol):
+    name: str
+
+    def attach(self, world: World) -> None:
+        """Schedule the controller's own events (periodic evaluations) on the world."""
+        ...
+
+
+class World:
+    """The simulated cluster and CloudWatch that a controller reads and resizes."""
+
+    def __init__(
+        self,
+        *,
+        demand_gib: Sequence[float],
+        cluster: ClusterSpec,
+        config: Config,
+        params: SimParams,
+        seed: int,
+        record: RunRecord,
+        initial_task_nodes: dict[str, int] | None = None,
+    ) -> None:
+        self.demand = demand_gib
+        self.cluster = cluster
+        self.config = config
+        self.p = params
+        self.seed = seed
+        self.record = record
+        self.step_s = params.step_s
+        self.end_s = len(demand_gib) * params.step_s
+        self.container_gib = config.default_container_memory_mb / 1024.0
+        self.groups = [
+            GroupRuntime(i, g, config.usable_memory_fraction, seed) for i, g in enumerate(cluster.groups)
+        ]
+        self.by_id = {g.spec.id: g for g in self.groups}
+        self.task = [g for g in self.groups if g.spec.role.value == "TASK"]
+        self.core_gib = cluster.core_gib(config.usable_memory_fraction)
+        for g in self.groups:
+            if g.spec.role.value != "TASK":
+                g.requested = g.running = g.spec.nodes
+        self.supply_gib = self.core_gib
+        self.rate_usd_per_h = 0.0
+        self.cost_usd = 0.0
+        self._cost_t = 0.0
+        self.now_s = 0.0
+        self.version = 0  # bumped on every change a ClusterReader would see
+        self._q: list[tuple[float, int, Callable[[float], None]]] = []
+        self._seq = 0
+        self._token = 0
+        self.emr = MetricStream(params.emr_lag_s)
+        self.heap = MetricStream(params.heap_lag_s)
+        self._epoch = params.epoch
+        # set by a controller that handles EC2 Spot Instance Interruption Warnings: (group, node token, time)
+        self.interruption_hook: Callable[[GroupRuntime, int, float], None] | None = None
+        for gid, n in (initial_task_nodes or {}).items():
+            g = self.by_id[gid]
+            g.requested = g.running = n
+            self.supply_gib += n * g.usable_gib
+        self._recompute_rate()
+        self._schedule_spot_market()
+
+    # --- clock and events -----------------------------------------------------------------------------------
+    def dt(self, t_s: float) -> datetime:
+        return self._epoch + timedelta(seconds=t_s)
+
+    def demand_at(self, t_s: float) -> float:
+        k = int(t_s // self.step_s)
+        return self.demand[min(max(k, 0), len(self.demand) - 1)]
+
+    def schedule(self, t_s: float, fn: Callable[[float], None]) -> None:
+        if t_s >= self.end_s:
+            return
+        self._seq += 1
+        heapq.heappush(self._q, (t_s, self._seq, fn))
+
+    def every(self, first_s: float, period_s: float, fn: Callable[[float], None]) -> None:
+        def tick(t: float) -> None:
+            fn(t)
+            self.schedule(t + period_s, tick)
+
+        self.schedule(first_s, tick)
+
+    def _run_until(self, t_s: float, *, inclusive: bool) -> None:
+        q = self._q
+        while q and (q[0][0] <= t_s if inclusive else q[0][0] < t_s):
+            t, _, fn = heapq.heappop(q)
+            self.now_s = t
+            fn(t)
+
+    # --- billing --------------------------------------------------------------------------------------------
+    def _accrue(self) -> None:
+        now = self.now_s
+        if now > self._cost_t:
+            self.cost_usd += self.rate_usd_per_h * (now - self._cost_t) / 3600.0
+            self._cost_t = now
+
+    def _recompute_rate(self) -> None:
+        self.rate_usd_per_h = sum(g.billed * g.price for g in self.task)
+
+    def _changed(self, g: GroupRuntime) -> None:
+        self._recompute_rate()
+        self.version += 1
+        steady = g.running == g.requested and not g.provisioning and not g.waiting and not g.decommissioning
+        status = GroupStatus.RUNNING if steady else GroupStatus.RESIZING
+        if status is not g.status:
+            g.status = status
+            g.status_since = self.now_s
+
+    # --- node life cycle ------------------------------------------------------------------------------------
+    def set_requested(self, g: GroupRuntime, target: int) -> None:
+        """ModifyInstanceGroups(InstanceCount=target) on one group, at the current time."""
+        self._accrue()
+        delta = target - g.requested
+        g.requested = target
+        if delta > 0:
+            self._launch(g, delta)
+        elif delta < 0:
+            self._remove(g, -delta)
+        self._changed(g)
+
+    def _launch(self, g: GroupRuntime, n: int) -> None:
+        if self.now_s < g.shortfall_until:
+            g.waiting += n
+            return
+        ready = self.now_s + self.p.provisioning_s
+        for _ in range(n):
+            self._token += 1
+            token = self._token
+            g.provisioning[token] = ready
+            self.schedule(ready, partial(self._ready, g, token))
+
+    def _remove(self, g: GroupRuntime, n: int) -> None:
+        take = min(n, g.waiting)
+        g.waiting -= take
+        n -= take
+        while n and g.provisioning:  # newest first: cancelled (terminated) before they were usable
+            g.provisioning.popitem()
+            n -= 1
+        if n:
+            n = min(n, g.running)
+            for _ in range(min(n, len(g.warned))):  # nodes about to be reclaimed go first
+                g.warned.pop()
+            g.running -= n
+            self.supply_gib -= n * g.usable_gib
+            g.decommissioning += n
+            self.schedule(self.now_s + self.p.decommission_s, partial(self._terminated, g, n))
+
+    def _ready(self, g: GroupRuntime, token: int, _t: float = 0.0) -> None:
+        if g.provisioning.pop(token, None) is None:
+            return  # cancelled by a scale-in
+        self._accrue()
+        g.running += 1
+        self.supply_gib += g.usable_gib
+        self._changed(g)
+
+    def _terminated(self, g: GroupRuntime, n: int, _t: float = 0.0) -> None:
+        self._accrue()
+        g.decommissioning -= n
+        self._changed(g)
+
+    # --- spot market ----------------------------------------------------------------------------------------
+    def _schedule_spot_market(self) -> None:
+        for g in self.task:
+            s = g.spec
+            if (
+                s.market is not Market.SPOT
+                or s.shortfall_episodes_per_day <= 0
+                or s.shortfall_duration_s <= 0
+            ):
+                continue
+            rng = random.Random(f"{self.seed}:{s.id}:shortfalls")  # noqa: S311 - reproducible simulation, not security
+            rate = s.shortfall_episodes_per_day / 86_400.0
+            t = rng.expovariate(rate)
+            while t < self.end_s:
+                end = t + s.shortfall_duration_s
+                self.schedule(t, partial(self._shortfall_start, g, end))
+                self.schedule(end, partial(self._shortfall_end, g))
+                t = end + rng.expovariate(rate)
+
+    def _shortfall_start(self, g: GroupRuntime, end: float, _t: float = 0.0) -> None:
+        g.shortfall_until = end
+        self.record.bump("shortfall_episodes")
+
+    def _shortfall_end(self, g: GroupRuntime, _t: float = 0.0) -> None:
+        g.shortfall_until = -math.inf
+        if g.waiting:
+            n, g.waiting = g.waiting, 0
+            self._accrue()
+            self._launch(g, n)
+            self._changed(g)
+
+    def _interruptions(self, t: float) -> None:
+        """Poisson interruption warnings at rate λ per running node-hour, drawn once per step per group."""
+        for g in self.task:
+            lam = g.spec.interruption_rate_per_node_hour
+            if lam <= 0 or g.spec.market is not Market.SPOT:
+                continue
+            exposed = g.running - len(g.warned)
+            if exposed <= 0:
+                continue
+            g.hazard_left -= lam * exposed * self.step_s / 3600.0
+            while g.hazard_left <= 0 and g.running - len(g.warned) > 0:
+                g.hazard_left += g.rng.expovariate(1.0)
+                self._token += 1
+                token = self._token
+                g.warned.add(token)
+                self.record.bump("interruptions")
+                self.schedule(t + self.p.interruption_notice_s, partial(self._interrupted, g, token))
+                if self.interruption_hook is not None:
+                    self.interruption_hook(g, token, t)
+
+    def _interrupted(self, g: GroupRuntime, token: int, _t: float = 0.0) -> None:
+        if token not in g.warned:
+            return  # the warned node was decommissioned by a scale-in meanwhile
+        self._accrue()
+        g.warned.discard(token)
+        g.running -= 1
+        self.supply_gib -= g.usable_gib
+        # EMR keeps an instance group at its requested count: it launches a replacement in the same group.
+        if g.running + len(g.provisioning) + g.waiting < g.requested:
+            self._launch(g, 1)
+        self._changed(g)
+
+    # --- CloudWatch -----------------------------------------------------------------------------------------
+    def _emr_sample(self, t: float) -> None:
+        s = emr_signals(self.demand_at(t), self.supply_gib, container_gib=self.container_gib, p=self.p)
+        self.emr.add(t, s.by_metric())
+
+    def _heap_sample(self, t: float) -> None:
+        h = heap_signals(self.demand_at(t), self.supply_gib, container_gib=self.container_gib, p=self.p)
+        self.heap.add(t, h.by_metric())
+
+    # --- requests as scored ---------------------------------------------------------------------------------
+    def record_request(self, *, scale_out: bool) -> None:
+        self.record.actions += 1
+        if scale_out:
+            self.record.scale_out_times_s.append(self.now_s)
+
+    # --- the run --------------------------------------------------------------------------------------------
+    def run(self, controller: Controller, progress: ProgressFn | None = None) -> RunRecord:
+        p = self.p
+        self.every(p.emr_sample_offset_s, p.emr_period_s, self._emr_sample)
+        self.every(p.heap_sample_offset_s, p.heap_period_s, self._heap_sample)
+        controller.attach(self)
+        rec = self.record
+        n = len(self.demand)
+        report_every = max(1, n // 100)
+        spot_risk = any(
+            g.spec.interruption_rate_per_node_hour > 0 and g.spec.market is Market.SPOT for g in self.task
+        )
+        supply, cost, heap = rec.supply_gib, rec.cost_usd_per_h, rec.heap_used_pct
+        demand, step = self.demand, self.step_s
+        for k in range(n):
+            t = k * step
+            self._run_until(t, inclusive=True)
+            self.now_s = t
+            if spot_risk:
+                self._interruptions(t)
+            supply.append(self.supply_gib)
+            cost.append(self.rate_usd_per_h)
+            pct = heap_used_pct(demand[k], self.supply_gib, p)
+            heap.append(math.nan if pct is None else pct)
+            self._run_until(t + step, inclusive=False)
+            if progress is not None and (k % report_every == 0 or k == n - 1):
+                progress(k + 1, n)
+        self.now_s = float(self.end_s)
+        self._accrue()
+        rec.cost_usd = self.cost_usd
+        return rec

@@ -1,0 +1,176 @@
+"""One replay: the same demand through every requested policy, scored against the oracle."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sparkscale.config import Config
+from sparkscale.replay import policies as pol
+from sparkscale.replay.cluster import ClusterSpec
+from sparkscale.replay.engine import ProgressFn, RunRecord, World
+from sparkscale.replay.model import SimParams
+from sparkscale.replay.scores import Scores, score
+
+
+class ReplayError(ValueError):
+    """A replay that cannot run as asked (unknown policy, bad parameters): one line."""
+
+
+@dataclass(frozen=True)
+class PolicySpec:
+    """A policy to run: `kind` is one of policies.POLICIES; `name` labels it (variants of sparkscale with
+    their own config, e.g. without diversification, get their own names)."""
+
+    name: str
+    kind: str
+    config: Config | None = None  # sparkscale / emr-custom-rules: overrides the replay's config
+    handle_interruptions: bool = True  # sparkscale: run the spot events handler on interruption warnings
+
+
+def parse_policies(text: str) -> list[PolicySpec]:
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if not names:
+        raise ReplayError("--policies: give at least one of " + ", ".join(pol.POLICIES))
+    out: list[PolicySpec] = []
+    for n in names:
+        if n not in pol.POLICIES:
+            raise ReplayError(f"--policies: unknown policy {n!r} (known: {', '.join(pol.POLICIES)})")
+        if n not in [p.name for p in out]:
+            out.append(PolicySpec(n, n))
+    return out
+
+
+@dataclass
+class ReplayResult:
+    step_s: int
+    core_gib: float
+    offers: list[dict[str, Any]]
+    demand: list[float]
+    runs: dict[str, RunRecord]
+    scores: dict[str, Scores]
+    emr_rules: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def times_s(self) -> list[float]:
+        return [k * self.step_s for k in range(len(self.demand))]
+
+    def to_json_dict(self) -> dict[str, Any]:
+        return {
+            "step_s": self.step_s,
+            "core_gib": self.core_gib,
+            "offers": self.offers,
+            "policies": {name: s.to_dict() for name, s in self.scores.items()},
+        }
+
+
+def run_replay(
+    demand: Sequence[float],
+    *,
+    policies: Sequence[PolicySpec],
+    config: Config,
+    cluster: ClusterSpec,
+    params: SimParams,
+    seed: int = 0,
+    progress: Callable[[str], ProgressFn | None] | None = None,
+) -> ReplayResult:
+    if not demand:
+        raise ReplayError("the trace has no step to replay")
+    if not cluster.task_groups:
+        raise ReplayError("the cluster has no TASK group")
+    demand = list(demand)
+    f = config.usable_memory_fraction
+    core_gib = cluster.core_gib(f)
+    offer = cluster.cheapest_task_group(f)
+    oracle = pol.oracle_run(demand, core_gib=core_gib, offer=offer, config=config, p=params)
+    runs: dict[str, RunRecord] = {}
+    emr_rules_text: str | None = None
+    for spec in policies:
+        cfg = spec.config or config
+        if spec.kind == pol.ORACLE:
+            rec = oracle
+        elif spec.kind == pol.STATIC_PEAK:
+            rec = pol.static_peak_run(demand, core_gib=core_gib, offer=offer, config=cfg, p=params)
+        elif spec.kind in (pol.SPARKSCALE, pol.EMR_CUSTOM_RULES):
+            controller: pol.SparkscaleController | pol.EmrRulesController
+            if spec.kind == pol.SPARKSCALE:
+                controller = pol.SparkscaleController(
+                    spec.name, cfg, handle_interruptions=spec.handle_interruptions
+                )
+                start = pol.warm_start(demand[0], cluster=cluster, config=cfg)
+            else:
+                controller = pol.EmrRulesController(cfg, cluster)
+                lo, hi = controller.min_nodes, controller.max_nodes
+                start = {
+                    controller.group.id: min(
+                        hi, max(lo, pol.nodes_for(demand[0] - core_gib, controller.group.usable_gib(f)))
+                    )
+                }
+                emr_rules_text = controller.rules.describe(controller.group, lo, hi)
+            rec = RunRecord(spec.name)
+            world = World(
+                demand_gib=demand,
+                cluster=cluster,
+                config=cfg,
+                params=params,
+                seed=seed,
+                record=rec,
+                initial_task_nodes=start,
+            )
+            world.run(controller, progress(spec.name) if progress else None)
+        else:
+            raise ReplayError(f"unknown policy kind {spec.kind!r}")
+        rec = _renamed(rec, spec.name)
+        runs[spec.name] = rec
+    scores = {
+        name: score(
+            demand=demand,
+            supply=rec.supply_gib,
+            step_s=params.step_s,
+            cost_usd=rec.cost_usd,
+            oracle_cost_usd=oracle.cost_usd,
+            actions=rec.actions,
+            scale_out_times_s=rec.scale_out_times_s,
+        )
+        for name, rec in runs.items()
+    }
+    notes = list(cluster.notes)
+    capacity = core_gib + config.max_task_nodes * max(g.usable_gib(f) for g in cluster.task_groups)
+    if max(demand) > capacity:
+        notes.append(
+            f"peak demand {max(demand):.0f} GiB exceeds what max_task_nodes={config.max_task_nodes} can "
+            f"supply (~{capacity:.0f} GiB with core): raise max_task_nodes/group_max_nodes in --config to "
+            "compare fairly"
+        )
+    return ReplayResult(
+        step_s=params.step_s,
+        core_gib=core_gib,
+        offers=pol.describe_offers(cluster, config),
+        demand=demand,
+        runs=runs,
+        scores=scores,
+        emr_rules=emr_rules_text,
+        notes=notes,
+    )
+
+
+def _renamed(rec: RunRecord, name: str) -> RunRecord:
+    if rec.name == name:
+        return rec
+    return RunRecord(
+        name,
+        rec.supply_gib,
+        rec.cost_usd_per_h,
+        rec.heap_used_pct,
+        rec.cost_usd,
+        rec.actions,
+        rec.scale_out_times_s,
+        dict(rec.counters),
+    )
+
+
+def finite_or_none(x: float | None) -> float | None:
+    return x if x is not None and math.isfinite(x) else None

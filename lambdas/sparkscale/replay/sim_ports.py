@@ -1,0 +1,221 @@
+"""Simulated adapters: `sparkscale.ports` Protocols over the replay's World, so that the real
+`service.run_once` (and `interruptions.handle_spot_event`) run unchanged against the simulation."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
+
+from sparkscale.errors import ClusterGone, InvalidRequest
+from sparkscale.interruptions import InstanceLocation, Lookup
+from sparkscale.policy.model import (
+    Cluster,
+    ClusterState,
+    Decision,
+    GroupTarget,
+    InstanceGroup,
+    MetricsSnapshot,
+    Role,
+    Sample,
+    ScalerState,
+    Signal,
+)
+from sparkscale.ports import Notice, Ports
+from sparkscale.replay.cloudwatch_sim import MetricStream
+from sparkscale.replay.engine import World
+
+_SIGNAL_BY_METRIC: dict[str, Signal] = {s.value: s for s in Signal}
+
+
+class SimClusterReader:
+    """DescribeCluster + ListInstanceGroups over the simulated groups (a Cluster value, rebuilt on change)."""
+
+    def __init__(self, world: World) -> None:
+        self._w = world
+        self._cached: tuple[int, Cluster] | None = None
+        self.calls = 0
+
+    def read_cluster(self, cluster_id: str) -> Cluster:
+        self.calls += 1
+        w = self._w
+        if cluster_id != w.cluster.cluster_id:
+            raise ClusterGone(f"{cluster_id}: not the simulated cluster")
+        if self._cached is not None and self._cached[0] == w.version:
+            return self._cached[1]
+        groups = tuple(
+            InstanceGroup(
+                id=g.spec.id,
+                name=g.spec.name,
+                role=g.spec.role,
+                market=g.spec.market,
+                instance_type=g.spec.instance_type,
+                memory_gib=g.spec.memory_gib,
+                vcpu=g.spec.vcpu,
+                requested=g.requested,
+                running=g.running,
+                status=g.status,
+                usd_per_hour=g.price,
+                status_since=w.dt(g.status_since),
+            )
+            for g in w.groups
+        )
+        cluster = Cluster(
+            id=w.cluster.cluster_id,
+            name=w.cluster.name,
+            state=ClusterState.RUNNING,
+            groups=groups,
+            availability_zone=w.cluster.availability_zone,
+        )
+        self._cached = (w.version, cluster)
+        return cluster
+
+
+class SimMetricsSource:
+    """The latest visible datapoint of every EMR and heap metric (what one GetMetricData returns)."""
+
+    def __init__(self, world: World) -> None:
+        self._w = world
+        self._cached: tuple[tuple[int, int], MetricsSnapshot] | None = None
+        self._parts: dict[int, tuple[int, dict[Signal, Sample]]] = {}  # per stream: (count, samples)
+        self.calls = 0
+
+    def _samples(self, which: int, stream: MetricStream, n: int) -> dict[Signal, Sample]:
+        part = self._parts.get(which)
+        if part is not None and part[0] == n:
+            return part[1]
+        samples: dict[Signal, Sample] = {}
+        if n:
+            at = self._w.dt(stream.times[n - 1])
+            for metric, value in stream.values[n - 1].items():
+                sig = _SIGNAL_BY_METRIC.get(metric)
+                if sig is not None:
+                    samples[sig] = Sample(value, at)
+        self._parts[which] = (n, samples)
+        return samples
+
+    def read_metrics(self, cluster_id: str, now: datetime) -> MetricsSnapshot:
+        self.calls += 1
+        w = self._w
+        t = (now - w.p.epoch).total_seconds()
+        key = (w.emr.visible_count(t), w.heap.visible_count(t))
+        if self._cached is not None and self._cached[0] == key:
+            return self._cached[1]
+        snap = MetricsSnapshot({**self._samples(0, w.emr, key[0]), **self._samples(1, w.heap, key[1])})
+        self._cached = (key, snap)
+        return snap
+
+
+class SimCapacityWriter:
+    """ModifyInstanceGroups on TASK groups: the world's requested counts, effective at the call's time."""
+
+    def __init__(self, world: World) -> None:
+        self._w = world
+
+    def resize(self, cluster_id: str, changes: Sequence[GroupTarget]) -> None:
+        w = self._w
+        if cluster_id != w.cluster.cluster_id:
+            raise ClusterGone(f"{cluster_id}: not the simulated cluster")
+        todo = []
+        for c in changes:
+            g = w.by_id.get(c.group_id)
+            if g is None:
+                raise InvalidRequest(f"unknown instance group {c.group_id}")
+            if g.spec.role is not Role.TASK:
+                raise InvalidRequest(f"{c.group_id} is a {g.spec.role} group")
+            if c.target < 0:
+                raise InvalidRequest(f"{c.group_id}: negative instance count {c.target}")
+            if c.target != g.requested:
+                todo.append((g, c.target))
+        if not todo:
+            return
+        scale_out = any(target > g.requested for g, target in todo)
+        for g, target in todo:
+            w.set_requested(g, target)
+        w.record_request(scale_out=scale_out)
+
+
+class MemoryStateStore:
+    """StateStore in memory: a lease with a TTL on the simulated clock, the state, and the decisions count."""
+
+    def __init__(self) -> None:
+        self._state: dict[str, ScalerState] = {}
+        self._lease: dict[str, tuple[str, datetime]] = {}
+        self.saves = 0
+        self.last_decision: Decision | None = None
+
+    def acquire_lease(self, cluster_id: str, owner: str, now: datetime, ttl_s: int) -> bool:
+        held = self._lease.get(cluster_id)
+        if held is not None and held[0] != owner and held[1] > now:
+            return False
+        self._lease[cluster_id] = (owner, now + timedelta(seconds=ttl_s))
+        return True
+
+    def release_lease(self, cluster_id: str, owner: str) -> None:
+        held = self._lease.get(cluster_id)
+        if held is not None and held[0] == owner:
+            del self._lease[cluster_id]
+
+    def load_state(self, cluster_id: str) -> ScalerState:
+        return self._state.get(cluster_id, ScalerState())
+
+    def save(self, cluster_id: str, state: ScalerState, decision: Decision, now: datetime) -> None:
+        self._state[cluster_id] = state
+        self.saves += 1
+        self.last_decision = decision
+
+
+class CollectingNotifier:
+    """Keeps the first `keep` notices and counts all of them by kind."""
+
+    def __init__(self, keep: int = 200) -> None:
+        self.notices: list[Notice] = []
+        self.by_kind: dict[str, int] = {}
+        self._keep = keep
+
+    def notify(self, notice: Notice) -> None:
+        self.by_kind[notice.kind] = self.by_kind.get(notice.kind, 0) + 1
+        if len(self.notices) < self._keep:
+            self.notices.append(notice)
+
+
+class SimPriceSource:
+    """The simulated groups' node-hour prices (each SPOT group has its own fixed spot price)."""
+
+    def __init__(self, world: World) -> None:
+        self._prices: Mapping[str, float] = {g.spec.id: g.price for g in world.task}
+
+    def usd_per_hour(self, cluster: Cluster, now: datetime) -> Mapping[str, float]:
+        return self._prices
+
+
+class SimInstanceLocator:
+    """interruptions.InstanceLocator: the replay's synthetic instance ids name their group."""
+
+    def __init__(self, world: World) -> None:
+        self._w = world
+        self.where: dict[str, str] = {}  # instance id -> group id
+
+    def instance_id(self, group_id: str, token: int) -> str:
+        iid = f"i-{token:017x}"
+        self.where[iid] = group_id
+        return iid
+
+    def locate(self, instance_id: str, managed_clusters: Sequence[str]) -> Lookup:
+        gid = self.where.get(instance_id)
+        if gid is None:
+            return Lookup(None, f"{instance_id} is not an instance of the simulated cluster")
+        return Lookup(InstanceLocation(self._w.cluster.cluster_id, gid, instance_id))
+
+
+def sim_ports(world: World) -> tuple[Ports, MemoryStateStore, CollectingNotifier]:
+    state = MemoryStateStore()
+    notifier = CollectingNotifier()
+    ports = Ports(
+        clusters=SimClusterReader(world),
+        metrics=SimMetricsSource(world),
+        capacity=SimCapacityWriter(world),
+        state=state,
+        notifier=notifier,
+        prices=SimPriceSource(world),
+    )
+    return ports, state, notifier

@@ -1,0 +1,164 @@
+"""The event loop on a golden step trace, driven by EMR's default custom rules; alarm evaluation from the
+stack's AlarmSpecs; spot interruptions and shortfalls; determinism."""
+
+from __future__ import annotations
+
+import pytest
+from replay_helpers import tiny_cluster
+from sparkscale import names
+from sparkscale.alarms import alarm_specs
+from sparkscale.config import Config
+from sparkscale.replay.cloudwatch_sim import AlarmEvaluator, MetricStream, compile_expression
+from sparkscale.replay.engine import RunRecord, World
+from sparkscale.replay.model import SimParams, emr_signals, heap_signals
+from sparkscale.replay.policies import EmrRulesController
+from sparkscale.replay.run import PolicySpec, run_replay
+
+# Golden trace: 30 GiB for 10 min, 100 GiB for 20 min, 30 GiB for 30 min (60 steps of 60 s).
+GOLDEN = [30.0] * 10 + [100.0] * 20 + [30.0] * 30
+
+
+def test_emr_custom_rules_on_the_golden_trace_by_hand() -> None:
+    """Core 48 GiB usable, one SPOT task group of 96 GiB nodes at $0.30/h, default SimParams:
+    EMR samples at 0, 300, 600 … visible 120 s later; alarms evaluated at :50 of every minute;
+    a node is usable 360 s after the request; a scale-in node is billed 120 s more.
+
+    t=0     warm start: ⌈(30−48)/96⌉ = 0 task nodes; available 18/48 = 37.5 % (no rule fires)
+    t=600   demand 100 (step 10): supply 48 < 100, the under-provisioning episode starts
+    t=600   EMR sample: available 0 %; visible at 720
+    t=770   first evaluation that sees it: 0 < 15 → ALARM → +1 node (request at 770: reaction 170 s)
+    t=1130  the node is usable: supply 144 from step 19 (t=1140); under-provisioned steps 10..18 = 9
+            the group is RUNNING again at 1130: cooldown until 1430 (the 900 s sample, still 0 %, is ignored)
+    t=1800  demand 30 (step 30); sample: available (144−30)/144 = 79.2 % > 75; visible at 1920
+    t=1970  evaluation → scale-in ALARM → −1 node: not usable from step 33 (t=1980), billed until 2090
+    cost    1 node billed 770 → 2090 s = 1320 s × $0.30/h = $0.11; actions 2
+    τ_U     9/60 = 15 %;  θ_U = 100 · 9 · (100−48)/100 / 60 = 7.8 %
+    θ_O     steps 0-9: 18/30 = 0.6 × 10 = 6.0; 19-29: 44/100 × 11 = 4.84; 30-32: 114/30 × 3 = 11.4;
+            33-59: 0.6 × 27 = 16.2 → 38.44 · 100/60 = 64.0667 %;  τ_O = (10 + 41)/60 = 85 %
+    oracle  1 node for steps 10..29 = 20 node-minutes = $0.10 → ratio 1.1
+    """
+    cfg = Config.from_mapping({"max_task_nodes": 5})
+    result = run_replay(
+        GOLDEN,
+        policies=[PolicySpec("emr-custom-rules", "emr-custom-rules"), PolicySpec("oracle", "oracle")],
+        config=cfg,
+        cluster=tiny_cluster(),
+        params=SimParams(),
+    )
+    run = result.runs["emr-custom-rules"]
+    assert run.supply_gib == [48.0] * 19 + [144.0] * 14 + [48.0] * 27
+    assert run.scale_out_times_s == [770.0]
+    s = result.scores["emr-custom-rules"]
+    assert s.cost_usd == pytest.approx(0.11)
+    assert s.actions == 2
+    assert s.tau_u_pct == pytest.approx(15.0)
+    assert s.theta_u_pct == pytest.approx(7.8)
+    assert s.theta_o_pct == pytest.approx(64.0667, abs=1e-3)
+    assert s.tau_o_pct == pytest.approx(85.0)
+    assert s.reaction_s_p50 == pytest.approx(170.0)
+    assert s.reaction_s_max == pytest.approx(170.0)
+    assert result.scores["oracle"].cost_usd == pytest.approx(0.10)
+    assert s.cost_ratio_vs_oracle == pytest.approx(1.1)
+    assert result.core_gib == 48.0
+    assert result.emr_rules is not None
+    assert "< 15" in result.emr_rules
+    assert "cooldown 300 s" in result.emr_rules
+
+
+def test_signals_from_demand_and_supply() -> None:
+    p = SimParams()
+    # 100 GiB wanted on 48 GiB: all 48 allocated, 52 pending = 13 containers of 4 GiB; 12 allocated
+    e = emr_signals(100.0, 48.0, container_gib=4.0, p=p)
+    assert e.yarn_memory_available_pct == 0.0
+    assert e.memory_allocated_mb == 48 * 1024
+    assert e.memory_available_mb == 0.0
+    assert (e.container_pending, e.container_allocated) == (13.0, 12.0)
+    assert e.container_pending_ratio == pytest.approx(13 / 12)
+    assert (e.apps_running, e.apps_pending, e.is_idle) == (
+        1.0,
+        1.0,
+        0.0,
+    )  # ⌈100/64⌉ = 2 apps, ⌈48/64⌉ = 1 runs
+    fed = emr_signals(30.0, 48.0, container_gib=4.0, p=p)
+    assert fed.yarn_memory_available_pct == pytest.approx(37.5)
+    assert fed.container_pending == 0.0
+    assert fed.apps_pending == 0.0
+    assert emr_signals(0.1, 48.0, container_gib=4.0, p=p).is_idle == 1.0
+    h = heap_signals(100.0, 48.0, container_gib=4.0, p=p)
+    assert h.used_pct == pytest.approx(min(98.0, 60.0 * 100 / 48))  # 125 → capped at 98
+    assert h.max_bytes == pytest.approx(48 * 0.9 * 2**30)
+    assert heap_signals(30.0, 48.0, container_gib=4.0, p=p).used_pct == pytest.approx(60.0)
+    assert heap_signals(0.0, 48.0, container_gib=4.0, p=p).used_pct is None
+
+
+def test_heap_alarm_two_of_three_minutes_from_the_stack_spec() -> None:
+    cfg = Config()
+    spec = next(s for s in alarm_specs(cfg, "j-X") if s.kind == names.ALARM_KIND_HEAP_PCT)
+    assert (spec.period_s, spec.evaluation_periods, spec.datapoints_to_alarm) == (60, 3, 2)
+    stream = MetricStream(lag_s=10.0)
+    ev = AlarmEvaluator(spec, stream)
+    gib = 2.0**30
+
+    def put(t: float, pct: float) -> None:
+        stream.add(t, {names.HEAP_EXECUTOR_USED_BYTES: pct * gib, names.HEAP_EXECUTOR_MAX_BYTES: 100 * gib})
+
+    put(30, 50.0)
+    assert ev.evaluate(50) == ("OK", True)
+    put(90, 90.0)
+    assert ev.evaluate(110) == ("OK", False)  # one breaching minute of three
+    put(150, 90.0)
+    assert ev.evaluate(155) == ("OK", False)  # not visible yet (10 s lag): window [0, 1] unchanged
+    assert ev.window(170) == [50.0, 90.0, 90.0]
+    assert ev.evaluate(170) == ("ALARM", True)
+    assert ev.transitions == 2
+
+
+def test_metric_math() -> None:
+    f = compile_expression("100 * a / (b - 1)", {"a", "b"})
+    assert f({"a": 2.0, "b": 5.0}) == pytest.approx(50.0)
+    assert f({"a": 2.0, "b": 1.0}) is None  # division by zero: no value
+    assert f({"a": 2.0}) is None
+    with pytest.raises(ValueError, match="unsupported"):
+        compile_expression("SUM(METRICS())", {"a"})
+
+
+def _spot_run(seed: int) -> RunRecord:
+    cfg = Config.from_mapping({"max_task_nodes": 10})
+    rec = RunRecord("emr-custom-rules")
+    world = World(
+        demand_gib=[400.0] * 600,
+        cluster=tiny_cluster(spot_risk=0.5, shortfalls_per_day=12.0),
+        config=cfg,
+        params=SimParams(),
+        seed=seed,
+        record=rec,
+        initial_task_nodes={"ig-T": 4},
+    )
+    return world.run(EmrRulesController(cfg, tiny_cluster()))
+
+
+def test_interruptions_and_shortfalls_are_seeded() -> None:
+    a, b, c = _spot_run(7), _spot_run(7), _spot_run(8)
+    assert a.counters["interruptions"] > 0
+    assert a.counters["shortfall_episodes"] > 0
+    assert (a.supply_gib, a.cost_usd, a.counters) == (b.supply_gib, b.cost_usd, b.counters)
+    assert (a.supply_gib, a.counters) != (c.supply_gib, c.counters)
+    # an interrupted node is lost: supply dips below the 4 warm-started nodes at some point
+    assert min(a.supply_gib) < 48.0 + 4 * 96.0
+
+
+def test_a_shortfall_delays_launches_until_it_ends() -> None:
+    cfg = Config.from_mapping({"max_task_nodes": 10})
+    rec = RunRecord("manual")
+    world = World(
+        demand_gib=[0.0] * 30, cluster=tiny_cluster(), config=cfg, params=SimParams(), seed=0, record=rec
+    )
+    g = world.by_id["ig-T"]
+    world._shortfall_start(g, end=600.0)
+    world.set_requested(g, 2)
+    assert (g.waiting, len(g.provisioning), g.status.value) == (2, 0, "RESIZING")
+    assert world.rate_usd_per_h == 0.0  # not launched: not billed
+    world.now_s = 600.0
+    world._shortfall_end(g)
+    assert (g.waiting, len(g.provisioning)) == (0, 2)
+    assert world.rate_usd_per_h == pytest.approx(0.60)

@@ -1,0 +1,94 @@
+"""Scores on hand-checked numbers, and the two analytic baselines (oracle, static-peak)."""
+
+from __future__ import annotations
+
+import pytest
+from replay_helpers import tiny_cluster
+from sparkscale.config import Config
+from sparkscale.replay import policies as pol
+from sparkscale.replay.model import SimParams
+from sparkscale.replay.scores import episodes, heap_reaction_times, reaction_times, score
+
+
+def test_elasticity_metrics_by_hand() -> None:
+    # step d   s   under/max(d,1)  over/max(d,1)
+    #  0   10  20   -               10/10 = 1.0
+    #  1   20  10   10/20 = 0.5     -
+    #  2   30  30   -               -
+    #  3   10  40   -               30/10 = 3.0
+    #  4   0.5 0    0.5/1 = 0.5     -          (demand below 1 GiB is divided by 1 GiB)
+    # θ_U = 100·(0.5+0.5)/5 = 20 %, θ_O = 100·(1+3)/5 = 80 %, τ_U = 2/5 = 40 %, τ_O = 2/5 = 40 %
+    # episodes of s<d: steps [1] (starts 60 s) and [4] (starts 240 s); scale-outs at 90 s and 250 s
+    # → reactions 30 s and 10 s: p50 = 20 s, max = 30 s
+    s = score(
+        demand=[10, 20, 30, 10, 0.5],
+        supply=[20, 10, 30, 40, 0],
+        step_s=60,
+        cost_usd=3.0,
+        oracle_cost_usd=2.0,
+        actions=4,
+        scale_out_times_s=[250.0, 90.0, 400.0],
+    )
+    assert s.theta_u_pct == pytest.approx(20.0)
+    assert s.theta_o_pct == pytest.approx(80.0)
+    assert s.tau_u_pct == pytest.approx(40.0)
+    assert s.tau_o_pct == pytest.approx(40.0)
+    assert s.cost_ratio_vs_oracle == pytest.approx(1.5)
+    assert s.actions == 4
+    assert s.reaction_s_p50 == pytest.approx(20.0)
+    assert s.reaction_s_max == pytest.approx(30.0)
+
+
+def test_reaction_only_counts_requests_inside_the_episode() -> None:
+    flags = [False, True, True, False, True, False]
+    assert episodes(flags) == [(1, 3), (4, 5)]
+    # a request before the first episode and one after the second's end do not count
+    assert reaction_times(flags, [10.0, 100.0, 400.0], 60) == [40.0]
+    assert reaction_times([True, True], [], 60) == []
+    assert heap_reaction_times([50.0, 80.0, 90.0, float("nan")], 77.0, [150.0], 60) == [90.0]
+
+
+def test_no_under_provisioning_means_no_reaction_and_a_free_oracle_gives_ratio_one() -> None:
+    s = score(
+        demand=[1, 1],
+        supply=[2, 2],
+        step_s=60,
+        cost_usd=0.0,
+        oracle_cost_usd=0.0,
+        actions=0,
+        scale_out_times_s=[],
+    )
+    assert s.reaction_s_p50 is None
+    assert s.reaction_s_max is None
+    assert s.cost_ratio_vs_oracle == 1.0
+    with pytest.raises(ValueError, match="same, non-zero length"):
+        score(
+            demand=[1],
+            supply=[],
+            step_s=60,
+            cost_usd=0,
+            oracle_cost_usd=None,
+            actions=0,
+            scale_out_times_s=[],
+        )
+
+
+def test_oracle_and_static_peak_by_hand() -> None:
+    # core: 1 × 64 GiB × 0.75 = 48 GiB; task node 128 × 0.75 = 96 GiB usable at $0.30/h; steps of 60 s
+    # demand  40  100  250  40
+    # oracle nodes ⌈(d−48)/96⌉ = 0, ⌈52/96⌉ = 1, ⌈202/96⌉ = 3, 0 → supply 48, 144, 336, 48
+    # oracle cost = (0+1+3+0) node-minutes × $0.30/60 = $0.02; actions: 0→1, 1→3, 3→0 = 3
+    # static-peak: ⌈202/96⌉ = 3 nodes all the time: 12 node-minutes = $0.06
+    cluster = tiny_cluster()
+    cfg, p = Config(), SimParams()
+    offer = cluster.cheapest_task_group(cfg.usable_memory_fraction)
+    demand = [40.0, 100.0, 250.0, 40.0]
+    o = pol.oracle_run(demand, core_gib=48.0, offer=offer, config=cfg, p=p)
+    assert o.supply_gib == [48.0, 144.0, 336.0, 48.0]
+    assert o.cost_usd == pytest.approx(0.02)
+    assert o.actions == 3
+    assert o.scale_out_times_s == [60.0, 120.0]
+    st = pol.static_peak_run(demand, core_gib=48.0, offer=offer, config=cfg, p=p)
+    assert st.supply_gib == [336.0] * 4
+    assert st.cost_usd == pytest.approx(0.06)
+    assert st.actions == 0
