@@ -54,8 +54,10 @@ deploy: venv
 destroy: venv
 	$(CDK_ENV) node_modules/.bin/cdk destroy --no-notices $(ARGS)
 
+# The stack synthesized by the CDK CLI (offline), then the real handlers against it on a moto server.
 demo: venv
-	$(CDK_ENV) $(BIN)/sparkscale demo $(ARGS)
+	$(CDK) synth --no-notices --quiet
+	$(CDK_ENV) $(BIN)/sparkscale demo --template cdk.out $(ARGS)
 
 bench: venv
 	# Benchmarks print their figures; the replay one also rewrites the README's benchmark table so it stays true.

@@ -30,10 +30,12 @@ MAX_EVENT_AGE: Final = Duration.minutes(5)
 RETRY_ATTEMPTS: Final = 2
 DLQ_RETENTION: Final = Duration.days(14)
 
-# Not shipped in the Lambda asset: the simulator, caches, packaging metadata.
+# Not shipped in the Lambda asset: the simulator, the demo, caches, packaging metadata.
 ASSET_EXCLUDES: Final = (
     "sparkscale/replay",
     "sparkscale/replay/**",
+    "sparkscale/demo",
+    "sparkscale/demo/**",
     "**/__pycache__",
     "**/*.pyc",
     "*.egg-info",

@@ -18,6 +18,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "sparkscale.replay.cli",
     "sparkscale.cli_plan",
     "sparkscale.cli_events",
+    "sparkscale.demo.cli",
 )
 
 

@@ -1,0 +1,200 @@
+"""`sparkscale demo`: the real handlers scale a simulated Spark cluster on an embedded AWS (moto server).
+
+`make demo` synthesizes the stack with the CDK CLI and runs `sparkscale demo --template cdk.out $(ARGS)`.
+With `--config FILE` the demo synthesizes the stack again with that configuration (the CDK CLI, offline).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Final
+
+DEFAULT_TRACE: Final = Path("data") / "traces" / "swim_fb2009_hadoop.csv"
+DEFAULT_TRACE_PEAK_GIB: Final = 1024.0  # the bundled SWIM day rescaled to fit 20 task nodes
+PLACEHOLDER_CLUSTER: Final = "j-DEMOPLACEHOLDER"  # a --config without clusters: replaced by the moto cluster
+
+
+def register(sub: Any) -> None:
+    p: argparse.ArgumentParser = sub.add_parser(
+        "demo",
+        help="run the real handlers against an embedded AWS (moto server) on a replayed trace",
+        description="Start a moto server on 127.0.0.1, create what the synthesized stack defines (alarms, "
+        "table, topics, function settings) plus an EMR cluster, replay a trace in accelerated time: the "
+        "model publishes the cluster's metrics, the template's alarms are evaluated and wake the real alarm "
+        "handler through SNS, the real reconcile handler runs on its schedule, and the model follows what "
+        "the handlers request from EMR. Prints each decision and operator email, then a comparison with "
+        "EMR's custom rules.",
+    )
+    p.add_argument(
+        "--template",
+        default="cdk.out",
+        metavar="PATH",
+        help="synthesized template, or the cdk.out directory (default cdk.out: run `make synth`)",
+    )
+    src = p.add_mutually_exclusive_group()
+    src.add_argument(
+        "--trace",
+        metavar="FILE.csv",
+        help=f"demand trace: time_s and a GiB column (default {DEFAULT_TRACE} at {DEFAULT_TRACE_PEAK_GIB:g})",
+    )
+    src.add_argument("--synthetic", choices=("bursty-batch", "diurnal"), help="a generated demand shape")
+    p.add_argument("--column", default="demand_gib", help="the trace's demand column (default demand_gib)")
+    p.add_argument("--peak-gib", type=float, default=None, help="rescale the trace so its peak is this")
+    p.add_argument("--hours", type=float, default=None, help="replay only the first HOURS (default: all)")
+    p.add_argument(
+        "--config",
+        metavar="FILE.json",
+        help="sparkscale settings: the stack is synthesized again with them (CDK CLI, offline)",
+    )
+    p.add_argument(
+        "--cluster", metavar="FILE.json", help="the EMR cluster's groups (replay --cluster format)"
+    )
+    p.add_argument("--out", default="demo-out", metavar="DIR", help="output directory (default demo-out)")
+    p.add_argument(
+        "--seed", type=int, default=0, help="seed of the synthetic trace and the model (default 0)"
+    )
+    p.add_argument(
+        "--provisioning-s", type=float, default=360.0, help="request → node usable, s (default 360)"
+    )
+    p.add_argument("--emails", type=int, default=3, metavar="N", help="print the first N emails in full")
+    p.add_argument("--no-compare", action="store_true", help="skip the replay baselines in the summary")
+    p.add_argument(
+        "--progress",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="progress bar on stderr (auto: when stderr is a terminal)",
+    )
+    p.set_defaults(func=_demo)
+
+
+def _fail(msg: str) -> int:
+    print(f"sparkscale demo: {msg}", file=sys.stderr)
+    return 2
+
+
+def repo_root() -> Path:
+    import sparkscale  # noqa: PLC0415
+
+    return Path(sparkscale.__file__).resolve().parents[2]
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from sparkscale.config import ConfigError  # noqa: PLC0415 - keep `sparkscale --help` fast
+    from sparkscale.demo.run import DemoOptions, default_cluster, run_demo, summary_text  # noqa: PLC0415
+    from sparkscale.demo.template import DemoError  # noqa: PLC0415
+    from sparkscale.replay.cluster import ClusterSpecError, load_cluster  # noqa: PLC0415
+    from sparkscale.replay.model import SimParams  # noqa: PLC0415
+    from sparkscale.replay.trace import TraceError  # noqa: PLC0415
+
+    out_dir = Path(args.out)
+    try:
+        trace = _trace(args)
+        cluster = load_cluster(args.cluster) if args.cluster else default_cluster()
+        params = SimParams(provisioning_s=args.provisioning_s)
+        if args.emails < 0:
+            raise DemoError("--emails must be >= 0")
+        template = Path(args.template)
+        if args.config:
+            template = synth_with_config(Path(args.config), out_dir / "cdk.out")
+            print(f"synthesized the stack with {args.config} -> {template}")
+        opts = DemoOptions(
+            template=template,
+            trace=trace,
+            out_dir=out_dir,
+            cluster=cluster,
+            params=params,
+            seed=args.seed,
+            progress=args.progress == "on" or (args.progress == "auto" and sys.stderr.isatty()),
+            full_emails=args.emails,
+            compare=not args.no_compare,
+        )
+        with _terminate_as_interrupt():
+            result = run_demo(opts, out=sys.stdout, err=sys.stderr)
+    except (DemoError, ConfigError, TraceError, ClusterSpecError, ValueError) as exc:
+        return _fail(str(exc))
+    except OSError as exc:
+        return _fail(f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": "))
+    sys.stdout.write(summary_text(result, trace_name=trace.name))
+    return 1 if result.stats.failures or result.stats.fixed_groups_changed else 0
+
+
+def _trace(args: argparse.Namespace) -> Any:
+    from sparkscale.demo.template import DemoError  # noqa: PLC0415
+    from sparkscale.replay import synthetic  # noqa: PLC0415
+    from sparkscale.replay.trace import Trace, load_csv  # noqa: PLC0415
+
+    if args.hours is not None and not 0 < args.hours <= 24 * 400:
+        raise DemoError(f"--hours must be in (0, 9600], got {args.hours:g}")
+    if args.peak_gib is not None and not args.peak_gib > 0:
+        raise DemoError(f"--peak-gib must be a positive number, got {args.peak_gib:g}")
+    if args.synthetic:
+        days = (args.hours or 24.0) / 24.0
+        trace: Trace = synthetic.GENERATORS[args.synthetic](
+            days=days, peak_gib=args.peak_gib or DEFAULT_TRACE_PEAK_GIB, seed=args.seed
+        )
+    else:
+        path = Path(args.trace) if args.trace else repo_root() / DEFAULT_TRACE
+        peak = args.peak_gib if (args.trace or args.peak_gib) else DEFAULT_TRACE_PEAK_GIB
+        trace = load_csv(path, column=args.column, peak_gib=peak)
+    if args.hours is not None:
+        end = args.hours * 3600.0
+        points = [(t, d) for t, d in zip(trace.times_s, trace.demand_gib, strict=True) if t < end]
+        if not points:
+            raise DemoError(f"{trace.name}: no point in the first {args.hours:g} h")
+        trace = Trace(tuple(t for t, _ in points), tuple(d for _, d in points), trace.name)
+    return trace
+
+
+def synth_with_config(config_path: Path, outdir: Path) -> Path:
+    """`cdk synth` (the pinned CLI from `make venv`, offline) with `-c sparkscale=<the file's settings>`;
+    returns the template. A config without clusters gets a placeholder (the demo replaces it anyway)."""
+    from sparkscale.config_io import from_file  # noqa: PLC0415
+    from sparkscale.demo.template import DemoError, find_template  # noqa: PLC0415
+
+    raw = json.loads(from_file(config_path).to_json())
+    if not raw.get("clusters"):
+        raw["clusters"] = [PLACEHOLDER_CLUSTER]
+    root = repo_root()
+    cdk = root / "node_modules" / ".bin" / "cdk"
+    if not cdk.is_file() or not (root / "cdk.json").is_file():
+        raise DemoError(f"--config needs the CDK CLI ({cdk}) and cdk.json: run `make demo ARGS=...`")
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+        "CDK_DISABLE_CLI_TELEMETRY": "true",
+        "CDK_DISABLE_VERSION_CHECK": "1",
+        "JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION": "1",
+    }
+    cmd = [str(cdk), "synth", "--no-notices", "--quiet", "-c", f"sparkscale={json.dumps(raw)}"]
+    cmd += ["--output", str(outdir.resolve())]
+    done = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=900, check=False)  # noqa: S603
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or ["(no output)"])[-1]
+        raise DemoError(f"cdk synth with {config_path} failed: {last}")
+    return find_template(outdir)
+
+
+@contextmanager
+def _terminate_as_interrupt() -> Iterator[None]:
+    """SIGTERM ends the demo like Ctrl-C (the moto server stopped and every patch undone on the way out)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(_signum: int, _frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

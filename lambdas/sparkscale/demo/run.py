@@ -1,0 +1,510 @@
+"""One demo run: the embedded AWS from the template, the EMR cluster, the replay of a trace through the real
+handlers in simulated time, then the comparison with the replay's baselines and the output files.
+
+The simulated clock: `sparkscale.clock.utcnow` is the one clock the handlers read; for the run it (and every
+module-level `utcnow` imported from it) returns the simulation's time, and is restored afterwards.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import json
+import logging
+import sys
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from pathlib import Path
+from types import ModuleType
+from typing import Any, Final, TextIO
+
+from sparkscale.config import Config
+from sparkscale.demo import aws
+from sparkscale.demo import template as tp
+from sparkscale.demo.console import Console
+from sparkscale.demo.sim import DemoController, DemoStats
+from sparkscale.policy.model import Role
+from sparkscale.replay import outputs
+from sparkscale.replay import policies as pol
+from sparkscale.replay.cluster import ClusterSpec, cluster_from_mapping
+from sparkscale.replay.engine import RunRecord, World
+from sparkscale.replay.model import SimParams
+from sparkscale.replay.run import PolicySpec, ReplayResult, run_replay
+from sparkscale.replay.scores import score
+from sparkscale.replay.trace import Trace
+
+DEMO_RUN: Final = "sparkscale (demo)"
+# The demo cluster: MASTER, CORE and two SPOT TASK groups of different instance types (the replay's cluster
+# file format; spot prices are the replay's assumed share of the bundled on-demand price).
+DEFAULT_CLUSTER: Final[Mapping[str, Any]] = {
+    "name": "demo",
+    "core": {"instance_type": "r5.2xlarge", "nodes": 2},
+    "task_groups": [
+        {
+            "id": "task-spot-r6g-4xl",
+            "name": "task-spot-r6g-4xl",
+            "instance_type": "r6g.4xlarge",
+            "market": "SPOT",
+        },
+        {
+            "id": "task-spot-r5-4xl",
+            "name": "task-spot-r5-4xl",
+            "instance_type": "r5.4xlarge",
+            "market": "SPOT",
+        },
+    ],
+}
+
+
+def default_cluster() -> ClusterSpec:
+    spec = cluster_from_mapping(dict(DEFAULT_CLUSTER))
+    named = {Role.MASTER: "master", Role.CORE: "core"}
+    return replace(spec, groups=tuple(replace(g, name=named.get(g.role, g.name)) for g in spec.groups))
+
+
+@dataclass(frozen=True)
+class DemoOptions:
+    template: Path  # a template file or a cdk.out directory
+    trace: Trace
+    out_dir: Path
+    cluster: ClusterSpec
+    params: SimParams = field(default_factory=SimParams)
+    seed: int = 0
+    progress: bool = False
+    full_emails: int = 3  # print the body of the first N operator emails (all go to the emails file)
+    compare: bool = True  # run the replay's baselines for the summary
+
+
+@dataclass
+class DemoResult:
+    cluster_id: str
+    endpoint: str  # the moto server's URL (stopped by the time the result exists)
+    template: str
+    stats: DemoStats
+    record: RunRecord
+    initial_task_nodes: dict[str, int]
+    task_groups: dict[str, str]  # group id -> name
+    replay: ReplayResult
+    wall_s: float
+    files: dict[str, Path]
+    notes: list[str]
+
+    @property
+    def max_requested(self) -> int:
+        """Most TASK nodes requested at once in moto EMR during the run."""
+        totals = [sum(self.initial_task_nodes.values())]
+        totals += [sum(n for g, n in req.items() if g in self.task_groups) for _, req in self.stats.requested]
+        return max(totals)
+
+    @property
+    def scaled_out(self) -> bool:
+        return any(
+            sum(n for g, n in req.items() if g in self.task_groups) > sum(self.initial_task_nodes.values())
+            for _, req in self.stats.requested
+        )
+
+    @property
+    def scaled_in_after_out(self) -> bool:
+        seen_max = sum(self.initial_task_nodes.values())
+        for _, req in self.stats.requested:
+            total = sum(n for g, n in req.items() if g in self.task_groups)
+            if total < seen_max:
+                return True
+            seen_max = max(seen_max, total)
+        return False
+
+
+# --- the clock and the handlers ---------------------------------------------------------------------------
+@contextlib.contextmanager
+def sim_clock(now: Callable[[], datetime]) -> Iterator[None]:
+    """`sparkscale.clock.utcnow` returns `now()` inside; so does every module's `utcnow` bound to it by
+    `from sparkscale.clock import utcnow` (the handlers), before or during the run. Restored on exit."""
+    from sparkscale import clock  # noqa: PLC0415
+
+    real = clock.utcnow
+
+    def rebind(old: object, new: object) -> None:
+        for mod in list(sys.modules.values()):
+            namespace = getattr(mod, "__dict__", None)  # never a module's __getattr__
+            if isinstance(namespace, dict) and namespace.get("utcnow") is old:
+                namespace["utcnow"] = new
+
+    rebind(real, now)
+    try:
+        yield
+    finally:
+        rebind(now, real)
+        clock.utcnow = real
+
+
+def import_handlers() -> dict[str, ModuleType]:
+    """handlers.alarm, handlers.reconcile and handlers.common from the Lambda asset root (lambdas/), which an
+    installed `sparkscale` does not put on sys.path."""
+    import sparkscale  # noqa: PLC0415
+
+    root = Path(sparkscale.__file__).resolve().parent.parent
+    if not (root / "handlers" / "alarm.py").is_file():
+        raise tp.DemoError(
+            f"the Lambda handlers are not in {root / 'handlers'}: run the demo from a checkout"
+        )
+    if str(root) not in sys.path:
+        sys.path.insert(0, str(root))
+    mods = {
+        tp.ALARM_HANDLER: importlib.import_module("handlers.alarm"),
+        tp.RECONCILE_HANDLER: importlib.import_module("handlers.reconcile"),
+        "common": importlib.import_module("handlers.common"),
+    }
+    where = Path(mods["common"].__file__ or "").resolve().parent
+    if where != root / "handlers":
+        raise tp.DemoError(f"`handlers` is imported from {where}, not from {root / 'handlers'}")
+    return mods
+
+
+@contextlib.contextmanager
+def handler_logs(mods: Mapping[str, ModuleType], stream: TextIO) -> Iterator[None]:
+    """The handlers' Powertools log lines go to `stream` (not the console) while inside."""
+    swapped: list[tuple[logging.StreamHandler[Any], Any]] = []
+    seen: set[int] = set()
+    for mod in mods.values():
+        handler = getattr(getattr(mod, "logger", None), "registered_handler", None)
+        if isinstance(handler, logging.StreamHandler) and id(handler) not in seen:
+            seen.add(id(handler))
+            swapped.append((handler, handler.setStream(stream)))
+    try:
+        yield
+    finally:
+        for handler, old in swapped:
+            handler.setStream(old)
+
+
+# --- the run ----------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _Setup:
+    """What exists in moto once the template and the cluster are created."""
+
+    endpoint: str
+    clients: aws.Clients
+    tpl: tp.StackTemplate  # the template naming the moto cluster
+    prov: aws.Provisioned
+    spec: ClusterSpec  # the cluster with moto's ids
+    start: dict[str, int]  # TASK group id -> nodes at the start
+
+
+def run_demo(opts: DemoOptions, *, out: TextIO, err: TextIO) -> DemoResult:
+    """Run the demo; raises template.DemoError for inputs it cannot use. Everything it starts or patches is
+    stopped or restored on the way out, whatever the way out (error, KeyboardInterrupt)."""
+    t0 = time.perf_counter()
+    tpl = tp.load(opts.template)
+    demand = opts.trace.resample(opts.params.step_s)
+    console = Console(out, err, progress=opts.progress)
+    opts.out_dir.mkdir(parents=True, exist_ok=True)
+    files = {
+        "plot": opts.out_dir / "demo.png",
+        "scores": opts.out_dir / "scores.json",
+        "timeline": opts.out_dir / "timeline.csv",
+        "decisions": opts.out_dir / "decisions.jsonl",
+        "emails": opts.out_dir / "operator-emails.txt",
+        "handler_log": opts.out_dir / "handler-logs.jsonl",
+    }
+    start = pol.warm_start(demand[0], cluster=opts.cluster, config=tpl.config)
+    console.line(f"template: {tpl.source} (stack {tpl.stack_name}; managed cluster {tpl.cluster_ids[0]})")
+    with aws.moto_server() as endpoint, aws.patched_environ({"AWS_ENDPOINT_URL": endpoint}):
+        console.line(f"embedded AWS: moto server at {endpoint} (fake credentials, region {tp.REGION})")
+        setup = _set_up(opts, tpl, endpoint, start)
+        console.lines(_setup_lines(tpl, setup))
+        record = RunRecord(DEMO_RUN)
+        stats, notes = _drive(
+            opts, setup, demand=demand, record=record, console=console, handler_log=files["handler_log"]
+        )
+    wall = time.perf_counter() - t0
+    config, spec = setup.tpl.config, setup.spec
+    with _quiet("sparkscale"):  # the baselines' own run_once calls log like the handlers: not on the console
+        replay = (_compare if opts.compare else _alone)(opts, demand, spec, config, record)
+    _write_files(files, replay, stats, opts)
+    return DemoResult(
+        cluster_id=spec.cluster_id,
+        endpoint=endpoint,
+        template=tpl.source,
+        stats=stats,
+        record=record,
+        initial_task_nodes=setup.start,
+        task_groups={g.id: g.name for g in spec.task_groups},
+        replay=replay,
+        wall_s=wall,
+        files=files,
+        notes=notes + list(replay.notes),
+    )
+
+
+def _set_up(opts: DemoOptions, tpl: tp.StackTemplate, endpoint: str, start: Mapping[str, int]) -> _Setup:
+    """The EMR cluster (RunJobFlow), then everything the template defines, naming that cluster."""
+    c = aws.clients(endpoint)
+    spec = aws.create_cluster(c.emr, opts.cluster, start)
+    ids = {old.id: new.id for old, new in zip(opts.cluster.groups, spec.groups, strict=True)}
+    tpl_c = tp.for_cluster(tpl, spec.cluster_id)
+    prov = aws.provision(tpl_c, c, spec.cluster_id)
+    return _Setup(endpoint, c, tpl_c, prov, spec, {ids[g]: n for g, n in start.items()})
+
+
+def _drive(
+    opts: DemoOptions,
+    setup: _Setup,
+    *,
+    demand: list[float],
+    record: RunRecord,
+    console: Console,
+    handler_log: Path,
+) -> tuple[DemoStats, list[str]]:
+    """The World driven by the real handlers (in the alarm function's environment, on the simulated clock)."""
+    prov, spec = setup.prov, setup.spec
+    notes: list[str] = []
+    if prov.skipped_alarms:
+        more = ", ..." if len(prov.skipped_alarms) > 3 else ""
+        notes.append(
+            f"not created (not needed by the handlers): {len(prov.skipped_alarms)} alarms "
+            f"({', '.join(prov.skipped_alarms[:3])}{more})"
+        )
+    others = [c for c in setup.tpl.cluster_ids if c != spec.cluster_id]
+    if others:
+        notes.append(
+            f"the stack manages {len(others) + 1} clusters; the demo simulates the first, the others "
+            f"({', '.join(others)}) do not exist in moto (the handlers report them gone, once)"
+        )
+    env = {"AWS_ENDPOINT_URL": setup.endpoint, **prov.function_env[tp.ALARM_HANDLER]}
+    with aws.patched_environ(env):
+        mods = import_handlers()
+        common = mods["common"]
+        runtimes = {}
+        for h in (tp.ALARM_HANDLER, tp.RECONCILE_HANDLER):  # one warm container per function
+            rt = common.build_runtime({**_environ(), **prov.function_env[h]})
+            aws.check_endpoints(setup.endpoint, _runtime_clients(rt))
+            runtimes[h] = rt
+        world = World(
+            demand_gib=demand,
+            cluster=spec,
+            config=setup.tpl.config,
+            params=opts.params,
+            seed=opts.seed,
+            record=record,
+            initial_task_nodes=setup.start,
+        )
+        overlay = aws.EmrOverlay(spec.cluster_id, [g.id for g in spec.task_groups])
+        if not overlay.available:
+            notes.append("moto's EMR internals changed: the handlers saw new nodes as running at once")
+        since = opts.params.epoch.replace(year=opts.params.epoch.year - 1)
+        with (
+            handler_log.open("w", encoding="utf-8") as hlog,
+            aws.spot_prices(aws.spot_price_table(spec), since) as priced,
+            handler_logs(mods, hlog),
+        ):
+            if not priced:
+                notes.append("moto's EC2 internals changed: the handlers saw moto's fake spot prices")
+            controller = DemoController(
+                tpl=setup.tpl,
+                prov=prov,
+                clients=setup.clients,
+                cluster_id=spec.cluster_id,
+                handlers=mods,
+                set_runtime=lambda h: common.set_runtime(runtimes[h]),
+                overlay=overlay,
+                console=console,
+                handler_log=hlog,
+                full_emails=opts.full_emails,
+            )
+            try:
+                with sim_clock(controller.now):
+                    world.run(controller, _progress(console, world, controller))
+                controller.publish(float(world.end_s))
+            finally:
+                console.finish()
+                overlay.close()
+                common.set_runtime(None)
+    return controller.stats, notes
+
+
+@contextlib.contextmanager
+def _quiet(name: str) -> Iterator[None]:
+    logger = logging.getLogger(name)
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def _environ() -> dict[str, str]:
+    import os  # noqa: PLC0415
+
+    return dict(os.environ)
+
+
+def _runtime_clients(rt: Any) -> dict[str, Any]:
+    """The handler's DynamoDB client, and clients built the way build_runtime builds the others
+    (adapters.aws.make_clients from the environment)."""
+    from sparkscale.adapters.aws import make_clients  # noqa: PLC0415
+
+    fresh = make_clients()
+    return {
+        "dynamodb (handler)": rt.dynamodb,
+        "emr": fresh.emr,
+        "cloudwatch": fresh.cloudwatch,
+        "dynamodb": fresh.dynamodb,
+        "sns": fresh.sns,
+        "ec2": fresh.ec2,
+    }
+
+
+def _progress(console: Console, world: World, controller: DemoController) -> Callable[[int, int], None]:
+    def update(done: int, total: int) -> None:
+        nodes = sum(g.running for g in world.task)
+        label = (
+            f"sim {controller.when(world.now_s)}  TASK nodes {nodes:3d}  "
+            f"resizes {controller.stats.modifications}"
+        )
+        console.progress(done, total, label=label)
+
+    return update
+
+
+def _setup_lines(tpl: tp.StackTemplate, setup: _Setup) -> list[str]:
+    spec, prov = setup.spec, setup.prov
+
+    def count(g: Any) -> int:
+        return int(setup.start.get(g.id, 0)) if g.role is Role.TASK else int(g.nodes)
+
+    groups = ", ".join(
+        f"{g.role.value} {g.name} {g.instance_type} {g.market.value} x{count(g)}"
+        + (f" (${g.usd_per_hour:.4f}/h)" if g.role is Role.TASK else "")
+        for g in spec.groups
+    )
+    kinds = ", ".join(a.spec.kind for a in prov.alarms)
+    return [
+        f"EMR cluster {spec.cluster_id} (RunJobFlow): {groups}",
+        f"from the template ({tpl.cluster_ids[0]} -> {spec.cluster_id}): DynamoDB table {prov.table_name}; "
+        f"alarm topic and operator topic; {len(prov.alarms)} alarms ({kinds}); "
+        f"reconcile every {setup.tpl.reconcile_rate_s} s",
+        f"operator emails: SQS queue {aws.OPERATOR_QUEUE} subscribed to the operator topic",
+        "",
+    ]
+
+
+def _compare(
+    opts: DemoOptions, demand: list[float], spec: ClusterSpec, config: Config, record: RunRecord
+) -> ReplayResult:
+    """The replay's baselines on the same trace, cluster and config, with the demo's run added."""
+    base = run_replay(
+        demand,
+        policies=[
+            PolicySpec("sparkscale (replay)", pol.SPARKSCALE),
+            PolicySpec(pol.EMR_CUSTOM_RULES, pol.EMR_CUSTOM_RULES),
+            PolicySpec(pol.ORACLE, pol.ORACLE),
+        ],
+        config=config,
+        cluster=spec,
+        params=opts.params,
+        seed=opts.seed,
+    )
+    oracle = base.runs[pol.ORACLE].cost_usd
+    runs = {DEMO_RUN: record, **base.runs}
+    scores = {DEMO_RUN: _score(demand, record, opts.params, oracle), **base.scores}
+    return ReplayResult(
+        step_s=base.step_s,
+        core_gib=base.core_gib,
+        offers=base.offers,
+        demand=base.demand,
+        runs=runs,
+        scores=scores,
+        emr_rules=base.emr_rules,
+        notes=list(base.notes),
+    )
+
+
+def _alone(
+    opts: DemoOptions, demand: list[float], spec: ClusterSpec, config: Config, record: RunRecord
+) -> ReplayResult:
+    f = config.usable_memory_fraction
+    oracle = pol.oracle_run(
+        demand, core_gib=spec.core_gib(f), offer=spec.cheapest_task_group(f), config=config, p=opts.params
+    )
+    return ReplayResult(
+        step_s=opts.params.step_s,
+        core_gib=spec.core_gib(f),
+        offers=pol.describe_offers(spec, config),
+        demand=list(demand),
+        runs={DEMO_RUN: record},
+        scores={DEMO_RUN: _score(demand, record, opts.params, oracle.cost_usd)},
+    )
+
+
+def _score(demand: list[float], rec: RunRecord, params: SimParams, oracle_cost: float) -> Any:
+    return score(
+        demand=demand,
+        supply=rec.supply_gib,
+        step_s=params.step_s,
+        cost_usd=rec.cost_usd,
+        oracle_cost_usd=oracle_cost,
+        actions=rec.actions,
+        scale_out_times_s=rec.scale_out_times_s,
+    )
+
+
+def _write_files(
+    files: Mapping[str, Path], replay: ReplayResult, stats: DemoStats, opts: DemoOptions
+) -> None:
+    files["scores"].write_text(outputs.json_text(replay), encoding="utf-8")
+    files["timeline"].write_text(outputs.timeline_text(replay), encoding="utf-8")
+    files["decisions"].write_text(
+        "".join(json.dumps(d, sort_keys=True) + "\n" for d in stats.decisions), encoding="utf-8"
+    )
+    files["emails"].write_text(
+        "\n".join(
+            f"Subject: {e.get('Subject')}\nMessageId: {e.get('MessageId')}\n\n"
+            f"{e.get('Message', '')}\n{'=' * 78}\n"
+            for e in stats.emails
+        ),
+        encoding="utf-8",
+    )
+    outputs.write_plot(
+        replay, files["plot"], title=f"sparkscale demo (real handlers on moto): {Path(opts.trace.name).name}"
+    )
+
+
+# --- the summary ------------------------------------------------------------------------------------------
+def summary_text(result: DemoResult, *, trace_name: str) -> str:
+    """What happened, the comparison table (replay.outputs.summary_text) and where the files are."""
+    s = result.stats
+    hours = len(result.replay.demand) * result.replay.step_s / 3600.0
+    speed = hours * 3600.0 / result.wall_s if result.wall_s > 0 else 0.0
+    kinds: dict[str, int] = {}
+    for e in s.emails:
+        kind = ((e.get("MessageAttributes") or {}).get("kind") or {}).get("Value", "alarm")
+        kinds[kind] = kinds.get(kind, 0) + 1
+
+    def counts(d: Mapping[str, int]) -> str:
+        return ", ".join(f"{k} {v}" for k, v in sorted(d.items(), key=lambda kv: -kv[1])) or "none"
+
+    invocations = ", ".join(f"{h.split('.')[1]} {n}" for h, n in s.invocations.items())
+    fixed = (
+        "MASTER/CORE unchanged"
+        if not s.fixed_groups_changed
+        else f"MASTER/CORE CHANGED: {s.fixed_groups_changed}"
+    )
+    lines = [
+        "",
+        f"== sparkscale demo: {hours:.1f} h of {trace_name} in {result.wall_s:.0f} s "
+        f"({speed:,.0f}x real time) ==",
+        f"EMR cluster {result.cluster_id} (moto): {s.modifications} requested-count changes read back from "
+        f"ListInstanceGroups, TASK nodes requested {sum(result.initial_task_nodes.values())} at start, "
+        f"{result.max_requested} at most; {fixed}",
+        f"handler invocations: {invocations}; outcomes: {counts(s.outcomes)}",
+        f"alarm state changes: {counts(s.transitions)}",
+        f"operator emails received on SQS: {len(s.emails)} ({counts(kinds)})",
+    ]
+    lines += [f"failed invocation: {f}" for f in s.failures[:5]]
+    lines += [f"note: {n}" for n in result.notes]
+    lines += ["", outputs.summary_text(result.replay).rstrip("\n"), "", "files:"]
+    lines += [f"  {k:<12}{p}" for k, p in result.files.items()]
+    return "\n".join(lines) + "\n"

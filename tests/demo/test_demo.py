@@ -1,0 +1,292 @@
+"""`sparkscale demo`: a shortened scenario end to end (the real handlers over HTTP against a moto server, the
+stack synthesized in process the way tests/infra does), what the demo reads from the template, the Lambda
+asset's exclusion of the demo, clean-up on Ctrl-C, and the CLI's answer to bad input.
+
+No test here may reach a real AWS endpoint: the demo sets fake credentials, points every client at its own
+moto server on 127.0.0.1 and refuses to run if a handler client points anywhere else.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import socket
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import pytest
+from sparkscale import alarms, clock, names
+from sparkscale.cli import main
+from sparkscale.demo import aws
+from sparkscale.demo import template as tp
+from sparkscale.demo.run import DEMO_RUN, DemoOptions, DemoResult, default_cluster, run_demo
+from sparkscale.demo.sim import DemoController
+from sparkscale.replay import synthetic
+from sparkscale.replay.run import ReplayResult
+
+from tests.infra.stack_testlib import synth
+
+HOURS = 4.0  # bursty-batch, seed 0: the nightly ETL from 01:00 to 03:00 plus random jobs
+
+
+@pytest.fixture(scope="module")
+def cdk_out(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The stack from cdk.json's context, synthesized once (a cloud assembly with the template and assets)."""
+    out = tmp_path_factory.mktemp("cdk.out")
+    synth(outdir=out)
+    return out
+
+
+def _port_open(url: str) -> bool:
+    parsed = urlparse(url)
+    with socket.socket() as s:
+        s.settimeout(1.0)
+        return s.connect_ex((parsed.hostname or "127.0.0.1", parsed.port or 80)) == 0
+
+
+def _options(cdk_out: Path, out_dir: Path, *, hours: float = HOURS, compare: bool = True) -> DemoOptions:
+    trace = synthetic.bursty_batch(days=hours / 24.0, peak_gib=800.0, seed=0)
+    return DemoOptions(
+        template=cdk_out, trace=trace, out_dir=out_dir, cluster=default_cluster(), compare=compare
+    )
+
+
+@pytest.fixture(scope="module")
+def demo(cdk_out: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[DemoResult, str, bool]:
+    """The scenario, once: (result, what it printed, whether os.environ came back unchanged)."""
+    env_before = dict(os.environ)
+    out = io.StringIO()
+    result = run_demo(_options(cdk_out, tmp_path_factory.mktemp("demo-out")), out=out, err=io.StringIO())
+    return result, out.getvalue(), dict(os.environ) == env_before
+
+
+# --- the template, as the demo reads it ---------------------------------------------------------------------
+@pytest.mark.slow
+def test_the_alarms_the_demo_evaluates_are_the_stacks_alarm_specs(cdk_out: Path) -> None:
+    tpl = tp.load(cdk_out)
+    cid = tpl.cluster_ids[0]
+    arns = {lid: f"arn:aws:sns:us-east-1:123456789012:{lid}" for lid in (tpl.alarm_topic, tpl.operator_topic)}
+    resolve = tp.Resolver(refs=arns, parameters=tpl.parameters)
+    expected = {s.name: s for s in alarms.alarm_specs(tpl.config, cid)}
+    got = {}
+    for props in tpl.alarms_of(cid):
+        params = tp.put_metric_alarm_params(props, resolve)
+        actions = {*params.get("AlarmActions", []), *params.get("OKActions", [])}
+        spec = tp.alarm_spec(
+            params,
+            prefix=tpl.alarm_prefix,
+            cluster_id=cid,
+            to_operators=arns[tpl.operator_topic] in actions,
+        )
+        got[spec.name] = spec
+    assert set(got) == set(expected)
+    for name, spec in got.items():
+        want = expected[name]
+        for attr in (
+            "kind",
+            "namespace",
+            "metric_name",
+            "statistic",
+            "period_s",
+            "evaluation_periods",
+            "datapoints_to_alarm",
+            "threshold",
+            "comparison",
+            "treat_missing_data",
+            "to_operators",
+            "dimensions",
+            "metrics",
+            "expression",
+        ):
+            assert getattr(spec, attr) == getattr(want, attr), (name, attr)
+
+
+@pytest.mark.slow
+def test_the_template_gives_table_topics_schedule_and_function_settings(cdk_out: Path) -> None:
+    tpl = tp.load(cdk_out)
+    assert [k["AttributeName"] for k in tpl.table.key_schema] == [names.TABLE_PK, names.TABLE_SK]
+    assert tpl.table.ttl_attribute == names.TABLE_TTL_ATTR
+    assert tpl.alarm_topic != tpl.operator_topic
+    assert tpl.reconcile_rate_s == tpl.config.reconcile_rate_s
+    env = tpl.functions[tp.ALARM_HANDLER].environment
+    assert env[names.ENV_OPERATOR_TOPIC_ARN] == {"Ref": tpl.operator_topic}
+    renamed = tp.for_cluster(tpl, "j-DEMOTEST00001")
+    assert renamed.cluster_ids[0] == "j-DEMOTEST00001"
+    assert all("j-DEMOTEST00001" in p["AlarmName"] for p in renamed.alarms_of("j-DEMOTEST00001"))
+    assert renamed.alarms_of(tpl.cluster_ids[0]) == []
+
+
+@pytest.mark.slow
+def test_the_lambda_asset_does_not_ship_the_demo(cdk_out: Path) -> None:
+    assets = [d for d in cdk_out.glob("asset.*") if (d / "handlers").is_dir()]
+    assert assets, "no Lambda asset with handlers/ in the cloud assembly"
+    for asset in assets:
+        assert (asset / "sparkscale" / "service.py").is_file()
+        assert not (asset / "sparkscale" / "demo").exists()
+        assert not (asset / "sparkscale" / "replay").exists()
+
+
+# --- the shortened scenario ---------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_the_handlers_scale_out_and_back_in_through_moto_emr(
+    demo: tuple[DemoResult, str, bool],
+) -> None:
+    result, _, _ = demo
+    s = result.stats
+    # what the model read back from moto with ListInstanceGroups after the handlers' ModifyInstanceGroups
+    assert result.scaled_out, s.requested
+    assert result.scaled_in_after_out, s.requested
+    assert result.max_requested > sum(result.initial_task_nodes.values())
+    assert s.modifications == result.record.actions > 0
+    directions = {(d["direction"], d["outcome"]) for d in s.decisions}
+    assert ("scale_out", "applied") in directions
+    assert ("scale_in", "applied") in directions
+    # both handlers ran; every alarm payload the demo built was accepted by the real alarm handler
+    assert s.invocations[tp.ALARM_HANDLER] > 0
+    assert s.invocations[tp.RECONCILE_HANDLER] == int(HOURS * 60)
+    assert "rejected" not in s.outcomes
+    assert s.failures == []
+    assert s.transitions.get(names.ALARM_KIND_YARN_MEMORY, 0) >= 2  # into ALARM and back
+
+
+@pytest.mark.slow
+def test_no_master_or_core_group_changed(demo: tuple[DemoResult, str, bool]) -> None:
+    result, _, _ = demo
+    assert result.stats.fixed_groups_changed == []
+    for _, requested in result.stats.requested:
+        fixed = {g: n for g, n in requested.items() if g not in result.task_groups}
+        assert sorted(fixed.values()) == [1, 2]  # MASTER x1, CORE x2 as created
+
+
+@pytest.mark.slow
+def test_operator_emails_arrive_on_the_subscribed_queue(demo: tuple[DemoResult, str, bool]) -> None:
+    result, printed, _ = demo
+    emails = result.stats.emails
+    kinds = [((e.get("MessageAttributes") or {}).get("kind") or {}).get("Value") for e in emails]
+    subjects = [str(e.get("Subject", "")) for e in emails]
+    assert kinds.count("action") == sum(1 for d in result.stats.decisions if d["outcome"] == "applied")
+    assert any(": scale out " in t for t in subjects)
+    assert any(": scale in " in t for t in subjects)
+    assert len({e["TopicArn"] for e in emails}) == 1  # all from the operator topic, via its SQS subscription
+    assert "SCALE OUT" in printed
+    assert "SCALE IN" in printed
+    assert "email to operators:" in printed
+
+
+@pytest.mark.slow
+def test_the_summary_compares_with_emr_custom_rules_and_writes_the_files(
+    demo: tuple[DemoResult, str, bool],
+) -> None:
+    result, _, _ = demo
+    replay: ReplayResult = result.replay
+    assert {DEMO_RUN, "sparkscale (replay)", "emr-custom-rules", "oracle"} <= set(replay.scores)
+    ours, sim = replay.scores[DEMO_RUN], replay.scores["sparkscale (replay)"]
+    assert ours.cost_usd > 0
+    # the real handlers over moto and the replay's simulated adapters drive the same model to a similar cost
+    # (they differ where the real EMR adapter refuses to resize a RESIZING group, which the replay accepts)
+    assert ours.cost_usd == pytest.approx(sim.cost_usd, rel=0.35)
+    assert result.files["plot"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    scores = json.loads(result.files["scores"].read_text(encoding="utf-8"))
+    assert DEMO_RUN in scores["policies"]
+    lines = result.files["decisions"].read_text(encoding="utf-8").splitlines()
+    assert len(lines) == len(result.stats.decisions)
+    assert "Subject: " in result.files["emails"].read_text(encoding="utf-8")
+    assert result.files["handler_log"].stat().st_size > 0
+
+
+@pytest.mark.slow
+def test_the_server_is_stopped_and_everything_restored(demo: tuple[DemoResult, str, bool]) -> None:
+    result, _, env_restored = demo
+    assert not _port_open(result.endpoint)
+    assert env_restored
+    assert abs(clock.utcnow().timestamp() - time.time()) < 60  # the wall clock again, not the simulated one
+    assert sys.modules["handlers.alarm"].utcnow is clock.utcnow
+    assert sys.modules["handlers.common"]._runtime is None
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_the_server_and_restores_everything(
+    cdk_out: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    env_before = dict(os.environ)
+    real_clock = clock.utcnow
+    urls: list[str] = []
+    real_server = aws.moto_server
+
+    @contextmanager
+    def recording_server() -> Iterator[str]:
+        with real_server() as url:
+            urls.append(url)
+            assert _port_open(url)
+            yield url
+
+    real_reconcile = DemoController._reconcile
+
+    def interrupted(self: DemoController, t_s: float) -> Any:
+        if t_s > 1800:
+            raise KeyboardInterrupt
+        return real_reconcile(self, t_s)
+
+    monkeypatch.setattr(aws, "moto_server", recording_server)
+    monkeypatch.setattr(DemoController, "_reconcile", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run_demo(_options(cdk_out, tmp_path, hours=1.0, compare=False), out=io.StringIO(), err=io.StringIO())
+    assert len(urls) == 1
+    assert not _port_open(urls[0])
+    assert dict(os.environ) == env_before
+    assert clock.utcnow is real_clock
+    assert sys.modules["handlers.reconcile"].utcnow is real_clock
+
+
+# --- the command line -------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["--template", "{tmp}/missing"], "no such file or directory"),
+        (["--template", "{tmp}", "--hours", "0"], "--hours"),
+        (["--template", "{tmp}", "--trace", "{tmp}/missing.csv"], "cannot read"),
+        (["--template", "{tmp}/bad.json"], "not a JSON template"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(
+    args: list[str], says: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "bad.json").write_text("{not json", encoding="utf-8")
+    argv = ["demo", *(a.replace("{tmp}", str(tmp_path)) for a in args), "--out", str(tmp_path / "out")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1
+    assert err[0].startswith("sparkscale demo: ")
+    assert says in err[0]
+
+
+def test_the_environment_cannot_point_a_client_at_real_aws(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_PROFILE", "production")
+    monkeypatch.setenv("AWS_ENDPOINT_URL_EMR", "https://elasticmapreduce.us-east-1.amazonaws.com")
+    monkeypatch.setenv("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS", "true")
+    before = dict(os.environ)
+    with aws.patched_environ({"AWS_ENDPOINT_URL": "http://127.0.0.1:9"}):
+        assert "AWS_PROFILE" not in os.environ
+        assert "AWS_ENDPOINT_URL_EMR" not in os.environ
+        assert "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS" not in os.environ
+        assert os.environ["AWS_ACCESS_KEY_ID"] == "testing"
+        assert os.environ["AWS_CONFIG_FILE"] == os.devnull
+        assert os.environ["AWS_ENDPOINT_URL"] == "http://127.0.0.1:9"
+    assert dict(os.environ) == before
+
+
+def test_a_handler_client_pointing_elsewhere_stops_the_demo() -> None:
+    class Meta:
+        endpoint_url = "https://elasticmapreduce.us-east-1.amazonaws.com"
+
+    class Client:
+        meta = Meta()
+
+    with pytest.raises(tp.DemoError, match="refusing to run"):
+        aws.check_endpoints("http://127.0.0.1:9", {"emr": Client()})
