@@ -156,7 +156,21 @@ def test_reader_refuses_instance_fleet_clusters() -> None:
             EmrClusterReader(emr).read_cluster("j-FLEET")
 
 
-def test_writer_holds_a_resizing_group_without_calling_modify() -> None:
+def test_writer_holds_a_reconfiguring_group_without_calling_modify() -> None:
+    emr = _emr()
+    with Stubber(emr) as stub:
+        stub.add_response(
+            "list_instance_groups",
+            {"InstanceGroups": [_group("ig-T", "TASK", "RECONFIGURING")]},
+            {"ClusterId": "j-1"},
+        )
+        with pytest.raises(GroupBusy, match="RECONFIGURING"):
+            EmrCapacityWriter(emr).resize("j-1", [_target("ig-T", 1, 3)])
+        stub.assert_no_pending_responses()  # no ModifyInstanceGroups was queued or made
+
+
+def test_writer_gives_a_resizing_group_a_new_count() -> None:
+    # EMR lets a new count interrupt a resize in progress; the policy relies on it (RESIZABLE_STATUSES).
     emr = _emr()
     with Stubber(emr) as stub:
         stub.add_response(
@@ -164,9 +178,20 @@ def test_writer_holds_a_resizing_group_without_calling_modify() -> None:
             {"InstanceGroups": [_group("ig-T", "TASK", "RESIZING")]},
             {"ClusterId": "j-1"},
         )
-        with pytest.raises(GroupBusy, match="RESIZING"):
-            EmrCapacityWriter(emr).resize("j-1", [_target("ig-T", 1, 3)])
-        stub.assert_no_pending_responses()  # no ModifyInstanceGroups was queued or made
+        stub.add_response(
+            "modify_instance_groups",
+            {},
+            {"ClusterId": "j-1", "InstanceGroups": [{"InstanceGroupId": "ig-T", "InstanceCount": 3}]},
+        )
+        EmrCapacityWriter(emr).resize("j-1", [_target("ig-T", 1, 3)])
+        stub.assert_no_pending_responses()
+
+
+def test_busy_states_and_the_policys_resizable_states_do_not_overlap() -> None:
+    from sparkscale.adapters.emr import BUSY_STATES
+    from sparkscale.policy.constraints import RESIZABLE_STATUSES
+
+    assert not BUSY_STATES & RESIZABLE_STATUSES
 
 
 @pytest.mark.parametrize(

@@ -33,11 +33,13 @@ log = logging.getLogger(__name__)
 
 GONE_STATES: Final = frozenset({"TERMINATING", "TERMINATED", "TERMINATED_WITH_ERRORS"})
 # A group in one of these states accepts no ModifyInstanceGroups now (EMR rejects it, or it is mid-change).
+# RESIZING is not one of them: EMR takes a new count while a resize is in progress and the new count overrides
+# the previous request ("Interrupting a resize", EMR Management Guide), which the policy relies on
+# (policy.constraints.RESIZABLE_STATUSES); the two sets must stay complementary for TASK groups.
 BUSY_STATES: Final = frozenset(
     {
         GroupStatus.PROVISIONING,
         GroupStatus.BOOTSTRAPPING,
-        GroupStatus.RESIZING,
         GroupStatus.RECONFIGURING,
     }
 )
@@ -139,8 +141,9 @@ class EmrCapacityWriter:
 
     Before calling EMR it lists the cluster's groups (one ListInstanceGroups) and refuses, with RefusedChange,
     any change to a group that is not a TASK group of this cluster, or a negative count; a group in a
-    transitional state (RESIZING, RECONFIGURING, PROVISIONING, BOOTSTRAPPING) raises GroupBusy. MASTER and
-    CORE groups can therefore never be resized through this class, whatever the caller passes.
+    transitional state (RECONFIGURING, PROVISIONING, BOOTSTRAPPING) raises GroupBusy; a RESIZING one takes the
+    new count. MASTER and CORE groups can therefore never be resized through this class, whatever the caller
+    passes.
     """
 
     def __init__(self, emr: Any) -> None:
