@@ -5,6 +5,7 @@ It composes one construct per concern and does the grants between them:
     Notifications (key, alarm topic, operator topic)     StateTable (DynamoDB)
     ScalerFunctions (alarm + reconcile Lambdas, subscription, schedule)
     SpotEvents (EventBridge rules + events Lambda)        ClusterAlarms + ClusterDashboard per cluster
+    EmrEvents (EMR capacity/termination rule + Lambda)
     HeapBootstrapAssets (bootstrap action on S3)          DLQ alarms
 
 Usage from another app::
@@ -30,6 +31,7 @@ from sparkscale.config import Config
 from infra import names
 from infra.constructs.cluster_alarms import ClusterAlarms
 from infra.constructs.dashboard import ClusterDashboard
+from infra.constructs.emr_events import EmrEvents
 from infra.constructs.function import FunctionOptions, ScalerFunction, lambda_code, powertools_layer
 from infra.constructs.heap_bootstrap import HeapBootstrapAssets
 from infra.constructs.notifications import Notifications
@@ -47,6 +49,8 @@ EMR_SCALER_ACTIONS = (
 )
 # The events Lambda: find the interrupted instance's group, add capacity elsewhere.
 EMR_EVENTS_ACTIONS = EMR_SCALER_ACTIONS
+# The EMR-events Lambda records a capacity error, then runs the scaler's own evaluation (run_once).
+EMR_CAPACITY_EVENTS_ACTIONS = EMR_SCALER_ACTIONS
 # Actions without resource-level permissions ("*" is the only valid resource): acknowledged for cdk-nag below.
 EC2_READ_ACTIONS = ("ec2:DescribeSpotPriceHistory", "ec2:DescribeInstances")
 METRICS_READ_ACTIONS = ("cloudwatch:GetMetricData",)
@@ -60,6 +64,7 @@ class SparkAutoscaler(Construct):
     state: StateTable
     scaler: ScalerFunctions
     spot_events: SpotEvents | None
+    emr_events: EmrEvents | None
     cluster_alarms: dict[str, ClusterAlarms]
     dashboards: dict[str, ClusterDashboard]
     heap_bootstrap: HeapBootstrapAssets | None
@@ -115,9 +120,17 @@ class SparkAutoscaler(Construct):
             reconcile_rate_minutes=settings.reconcile_rate_minutes,
         )
         self.spot_events = SpotEvents(self, "SpotEvents", options=options) if features.spot_events else None
+        # EMR capacity events are the other half of the spot market feature (the spot fallback, at once).
+        self.emr_events = (
+            EmrEvents(self, "EmrEvents", options=options, cluster_ids=config.clusters)
+            if features.spot_events
+            else None
+        )
         self.functions = [self.scaler.alarm, self.scaler.reconcile]
         if self.spot_events is not None:
             self.functions.append(self.spot_events.handler)
+        if self.emr_events is not None:
+            self.functions.append(self.emr_events.handler)
 
         cluster_arns = [
             stack.format_arn(service="elasticmapreduce", resource="cluster", resource_name=c)
@@ -127,16 +140,7 @@ class SparkAutoscaler(Construct):
             self._grant_common(fn)
             self._grant_emr(fn, cluster_arns, EMR_SCALER_ACTIONS)
             self._grant_read_only(fn, config.alarm_prefix)
-        if self.spot_events is not None:
-            fn = self.spot_events.handler
-            self._grant_common(fn)
-            self._grant_emr(fn, cluster_arns, EMR_EVENTS_ACTIONS)
-            fn.role.add_to_policy(
-                iam.PolicyStatement(sid="Ec2ReadOnly", actions=list(EC2_READ_ACTIONS), resources=["*"])
-            )
-            _ack_star(
-                fn.role, "ec2:DescribeSpotPriceHistory and ec2:DescribeInstances have no resource types"
-            )
+        self._grant_event_functions(cluster_arns)
 
         self.cluster_alarms = {}
         self.dashboards = {}
@@ -161,15 +165,7 @@ class SparkAutoscaler(Construct):
                     include_heap=features.heap_alarms,
                 )
 
-        self.dead_letter_queues = {
-            "alarm-fn": self.scaler.alarm.dead_letter_queue,
-            "reconcile-fn": self.scaler.reconcile.dead_letter_queue,
-            "alarm-subscription": self.scaler.subscription_dlq,
-            "schedule": self.scaler.schedule_dlq,
-        }
-        if self.spot_events is not None:
-            self.dead_letter_queues["events-fn"] = self.spot_events.handler.dead_letter_queue
-            self.dead_letter_queues["spot-rules"] = self.spot_events.rule_dlq
+        self.dead_letter_queues = self._collect_dead_letter_queues()
         for queue in self.dead_letter_queues.values():
             Validations.of(queue).acknowledge(
                 Ack(
@@ -191,7 +187,39 @@ class SparkAutoscaler(Construct):
                     emr_instance_role, "cloudwatch:PutMetricData has no resource type; scoped by namespace"
                 )
 
+    def _collect_dead_letter_queues(self) -> dict[str, sqs.Queue]:
+        queues = {
+            "alarm-fn": self.scaler.alarm.dead_letter_queue,
+            "reconcile-fn": self.scaler.reconcile.dead_letter_queue,
+            "alarm-subscription": self.scaler.subscription_dlq,
+            "schedule": self.scaler.schedule_dlq,
+        }
+        if self.spot_events is not None:
+            queues["events-fn"] = self.spot_events.handler.dead_letter_queue
+            queues["spot-rules"] = self.spot_events.rule_dlq
+        if self.emr_events is not None:
+            queues["emr-events-fn"] = self.emr_events.handler.dead_letter_queue
+            queues["emr-rule"] = self.emr_events.rule_dlq
+        return queues
+
     # --- grants ---------------------------------------------------------------------------------------------
+    def _grant_event_functions(self, cluster_arns: list[str]) -> None:
+        if self.spot_events is not None:
+            fn = self.spot_events.handler
+            self._grant_common(fn)
+            self._grant_emr(fn, cluster_arns, EMR_EVENTS_ACTIONS)
+            fn.role.add_to_policy(
+                iam.PolicyStatement(sid="Ec2ReadOnly", actions=list(EC2_READ_ACTIONS), resources=["*"])
+            )
+            _ack_star(
+                fn.role, "ec2:DescribeSpotPriceHistory and ec2:DescribeInstances have no resource types"
+            )
+        if self.emr_events is not None:
+            fn = self.emr_events.handler
+            self._grant_common(fn)
+            self._grant_emr(fn, cluster_arns, EMR_CAPACITY_EVENTS_ACTIONS)
+            self._grant_metrics_and_prices(fn)  # run_once reads metrics and spot prices; no alarm reads
+
     def _grant_common(self, fn: ScalerFunction) -> None:
         """State table read/write (lease, state, audit, idempotency); publish to the operator topic only."""
         self.state.table.grant_read_write_data(fn.role)
@@ -210,8 +238,8 @@ class SparkAutoscaler(Construct):
         )
 
     @staticmethod
-    def _grant_read_only(fn: ScalerFunction, alarm_prefix: str) -> None:
-        stack = Stack.of(fn)
+    def _grant_metrics_and_prices(fn: ScalerFunction) -> None:
+        """What run_once reads besides EMR: GetMetricData and the spot prices (no resource types exist)."""
         fn.role.add_to_policy(
             iam.PolicyStatement(
                 sid="ReadMetricsAndPrices",
@@ -220,6 +248,11 @@ class SparkAutoscaler(Construct):
             )
         )
         _ack_star(fn.role, "cloudwatch:GetMetricData and ec2:DescribeSpotPriceHistory have no resource types")
+
+    @staticmethod
+    def _grant_read_only(fn: ScalerFunction, alarm_prefix: str) -> None:
+        stack = Stack.of(fn)
+        SparkAutoscaler._grant_metrics_and_prices(fn)
         own_alarms = stack.format_arn(
             service="cloudwatch",
             resource="alarm",

@@ -110,6 +110,15 @@ class InMemoryStateStore:
             self.states[cluster_id] = state
             self.audit.setdefault(cluster_id, []).append((now, decision))
 
+    def record_capacity_error(self, cluster_id: str, group_id: str, at: datetime) -> bool:
+        """ports.CapacityErrorRecorder: like the DynamoDB store (a later time already recorded is kept)."""
+        with self._lock:
+            state = self.states.get(cluster_id, ScalerState())
+            seen = state.capacity_errors.get(group_id)
+            errors = {**state.capacity_errors, group_id: at if seen is None else max(seen, at)}
+            self.states[cluster_id] = replace(state, capacity_errors=errors)
+            return seen is None
+
     def claim(self, cluster_id: str, key: str, now: datetime, ttl_s: int | None) -> bool:
         with self._lock:
             held = self.claims.get((cluster_id, key))

@@ -32,6 +32,7 @@ M_FAILURES: Final = "Failures"
 M_AT_MAX_UNDER_PRESSURE: Final = "AtMaxUnderPressure"
 M_SPOT_EVENTS: Final = "SpotEvents"  # spot interruption warnings and rebalance recommendations handled
 M_SPOT_REPLACEMENTS: Final = "SpotReplacements"  # nodes moved to another pool after one of those
+M_CAPACITY_EVENTS: Final = "CapacityEvents"  # EMR events recorded as spot capacity errors (stuck, arrested)
 
 # --- EMR's own metrics (AWS/ElasticMapReduce, dimension JobFlowId, 300 s, not configurable) -----------------
 EMR_NAMESPACE: Final = "AWS/ElasticMapReduce"

@@ -3,7 +3,8 @@
 Every notice has a one-line ASCII subject under 100 characters (the SNS adapter enforces it again) and a
 plain-text body: the cluster, each changed TASK group (from -> to nodes, instance type, market, price), the
 driving signal and its value, the TASK groups' USD per hour before and after, and the policy's reasons.
-Dry-run decisions say so in the subject and the first line.
+Dry-run decisions say so in the subject and the first line. A decision with spot fallback (TASK groups that
+got no new capacity) says which groups were blocked and which groups took the capacity instead.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
+from sparkscale.policy.fallback import label
 from sparkscale.policy.model import Cluster, Decision, Direction, GroupTarget, Signal
 from sparkscale.ports import Notice
 
@@ -19,6 +21,7 @@ KIND_DRY_RUN = "dry_run"
 KIND_FAILURE = "failure"
 KIND_AT_MAX = "at_max"
 KIND_CLUSTER_GONE = "cluster_gone"
+KIND_FALLBACK = "fallback"
 
 _UNITS = {
     Signal.YARN_MEMORY_AVAILABLE_PCT: "% of YARN memory available",
@@ -66,6 +69,40 @@ def _group_line(t: GroupTarget) -> str:
     )
 
 
+def group_label(group_id: str, decision: Decision | None, cluster: Cluster | None) -> str:
+    """'name (id, MARKET type)' from the cluster, else from the decision's targets, else the id."""
+    g = cluster.group(group_id) if cluster is not None else None
+    if g is not None:
+        return label(g)
+    t = next((t for t in decision.targets if t.group_id == group_id), None) if decision else None
+    if t is None:
+        return group_id
+    who = (
+        f"{t.group_name} ({t.group_id}, "
+        if t.group_name and t.group_name != t.group_id
+        else f"{t.group_id} ("
+    )
+    return f"{who}{t.market.value} {t.instance_type})"
+
+
+def fallback_lines(d: Decision, cluster: Cluster | None) -> list[str]:
+    """The 'Spot fallback' part of a decision notice: which TASK groups got no new capacity, and which groups
+    took the capacity instead (empty when no group was blocked)."""
+    if not d.fallback_groups:
+        return []
+    lines = ["Spot fallback:"]
+    lines += [f"  Blocked, gets no new capacity: {group_label(gid, d, cluster)}" for gid in d.fallback_groups]
+    went = [t for t in d.changes if t.group_id in d.fallback_to and t.target > t.current]
+    if went:
+        lines += [
+            f"  Capacity went to: {group_label(t.group_id, d, cluster)} {t.current} -> {t.target} nodes"
+            for t in went
+        ]
+    else:
+        lines.append("  Capacity went to: no group in their place in this decision.")
+    return lines
+
+
 def _footer(cluster_id: str, kind: str) -> str:
     return f"--\nsparkscale | cluster {cluster_id} | kind {kind}"
 
@@ -104,6 +141,9 @@ def decision_notice(
     ]
     if d.at_max_under_pressure:
         lines.append("At the maximum TASK capacity and still under pressure.")
+    fallback = fallback_lines(d, cluster)
+    if fallback:
+        lines += ["", *fallback]
     lines += ["", "Why:", *[f"  - {r}" for r in d.reasons], "", _footer(d.cluster_id, kind)]
     return Notice(kind=kind, cluster_id=d.cluster_id, subject=subject, body="\n".join(lines))
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from sparkscale.policy.model import Cluster, Decision, GroupTarget, MetricsSnapshot, ScalerState
 
@@ -46,6 +46,19 @@ class StateStore(Protocol):
 
     def save(self, cluster_id: str, state: ScalerState, decision: Decision, now: datetime) -> None:
         """Persist the new state and an audit item (with TTL) for the decision."""
+        ...
+
+
+@runtime_checkable
+class CapacityErrorRecorder(Protocol):
+    """Optional on a StateStore (EMR-EVENTS addition): record that EMR reported a TASK group lacks capacity.
+
+    Checked with isinstance(ports.state, CapacityErrorRecorder): a store without it (the replay's) simply
+    cannot take EMR capacity events. Call it under the cluster's lease."""
+
+    def record_capacity_error(self, cluster_id: str, group_id: str, at: datetime) -> bool:
+        """Set ScalerState.capacity_errors[group_id] to `at` (or keep a later time already recorded) in the
+        persisted state, nothing else. True when the group had no capacity error recorded before."""
         ...
 
 

@@ -127,6 +127,20 @@ def _gone_already(ports: Ports, cluster_id: str, now: datetime) -> RunResult | N
     return None
 
 
+def is_gone(ports: Ports, cluster_id: str, now: datetime) -> bool:
+    """True once a cluster was found (and notified) gone: it is no longer evaluated."""
+    return _gone_already(ports, cluster_id, now) is not None
+
+
+def mark_gone(*, now: datetime, cluster_id: str, ports: Ports, why: str) -> RunResult:
+    """What run_once does on ClusterGone, for a caller that learnt it otherwise (the EMR "Cluster State
+    Change" to TERMINATED): mark the cluster gone in the ledger, notify operators once, stop evaluating it."""
+    gone = _gone_already(ports, cluster_id, now)
+    if gone is not None:
+        return gone
+    return _gone(ports, cluster_id, ClusterGone(why), now, _Notices())
+
+
 def run_once(*, now: datetime, cluster_id: str, ports: Ports, config: Config, owner: str) -> RunResult:
     """One evaluation of `cluster_id` at `now`. See the module docstring for outcomes and errors."""
     gone = _gone_already(ports, cluster_id, now)

@@ -18,6 +18,7 @@ from stack_testlib import Synth, as_list, cfn_lint, nag_findings, synth
 
 from infra import names
 from infra.constructs.autoscaler import EC2_READ_ACTIONS, METRICS_READ_ACTIONS
+from infra.constructs.emr_events import EMR_EVENTS_HANDLER
 from infra.constructs.function import powertools_parameter_name
 from infra.constructs.scaler import ALARM_HANDLER, RECONCILE_HANDLER
 from infra.constructs.spot_events import EVENTS_HANDLER, INTERRUPTION_DETAIL_TYPE, REBALANCE_DETAIL_TYPE
@@ -25,7 +26,7 @@ from infra.wiring import cdk_json_context
 
 pytestmark = pytest.mark.slow
 
-HANDLERS = (ALARM_HANDLER, RECONCILE_HANDLER, EVENTS_HANDLER)
+HANDLERS = (ALARM_HANDLER, RECONCILE_HANDLER, EVENTS_HANDLER, EMR_EVENTS_HANDLER)
 
 
 @pytest.fixture(scope="module")
@@ -123,7 +124,7 @@ def test_no_alarm_beyond_the_specs_and_the_dlq_alarms(
     alarm_names = {p["AlarmName"] for p in s.props("AWS::CloudWatch::Alarm")}
     dlq = {n for n in alarm_names if n.startswith(f"{config.alarm_prefix}-dlq-")}
     assert alarm_names - dlq == {spec.name for spec in specs}
-    assert len(dlq) == 6  # 3 function DLQs, subscription, schedule, spot rules
+    assert len(dlq) == 8  # 4 function DLQs, subscription, schedule, spot rules, EMR rule
     assert all(n.startswith(f"{config.alarm_prefix}-") for n in alarm_names)  # the topic policies need it
 
 
@@ -149,7 +150,7 @@ def test_dlq_alarms_go_to_operators_only(s: Synth, config: Config) -> None:
 
 
 # --- functions ----------------------------------------------------------------------------------------------
-def test_three_functions_with_the_agreed_entry_points(s: Synth) -> None:
+def test_four_functions_with_the_agreed_entry_points(s: Synth) -> None:
     assert sorted(p["Handler"] for p in s.props("AWS::Lambda::Function")) == sorted(HANDLERS)
 
 
@@ -203,7 +204,7 @@ def test_dry_run_parameter_defaults_to_false(s: Synth) -> None:
 
 def test_async_invocations_retry_then_go_to_each_functions_dlq(s: Synth) -> None:
     configs = s.props("AWS::Lambda::EventInvokeConfig")
-    assert len(configs) == 3
+    assert len(configs) == 4
     assert {(c["MaximumRetryAttempts"], c["MaximumEventAgeInSeconds"]) for c in configs} == {(2, 300)}
     for fn in s.stack.autoscaler.functions:
         props = s.function(fn.function.node.default_child.handler)  # type: ignore[union-attr]
@@ -252,7 +253,7 @@ def test_spot_interruption_and_rebalance_rules_target_the_events_function(s: Syn
     assert a.spot_events is not None
     patterns = {}
     for p in s.props("AWS::Events::Rule"):
-        if "EventPattern" in p:
+        if "EventPattern" in p and p["EventPattern"]["source"] == ["aws.ec2"]:
             (target,) = p["Targets"]
             assert target["Arn"] == s.ref(a.spot_events.handler.function.function_arn)
             assert target["DeadLetterConfig"] == {"Arn": s.ref(a.spot_events.rule_dlq.queue_arn)}
@@ -298,7 +299,7 @@ def test_emr_actions_only_on_managed_cluster_arns(s: Synth, config: Config) -> N
     statements = [
         st for _, st in s.policy_statements() if any("elasticmapreduce:" in a for a in as_list(st["Action"]))
     ]
-    assert len(statements) == 3  # alarm, reconcile, events
+    assert len(statements) == 4  # alarm, reconcile, spot events, EMR events
     for st in statements:
         assert as_list(st["Resource"]) == expected
         assert ":cluster/j-EXAMPLE12345" in json.dumps(st["Resource"])
@@ -331,7 +332,7 @@ def test_sns_publish_only_to_the_operator_topic(s: Synth) -> None:
             assert as_list(st["Action"]) == ["sns:Publish"]
             assert as_list(st["Resource"]) == [operator_topic]
             found += 1
-    assert found == 3
+    assert found == 4
 
 
 def test_dynamodb_actions_only_on_the_table(s: Synth) -> None:
@@ -342,7 +343,7 @@ def test_dynamodb_actions_only_on_the_table(s: Synth) -> None:
             resources = [r for r in as_list(st["Resource"]) if r != {"Ref": "AWS::NoValue"}]
             assert resources == [table_arn]
             found += 1
-    assert found == 3
+    assert found == 4
 
 
 def test_describe_alarms_only_on_the_stacks_alarms(s: Synth, config: Config) -> None:
@@ -391,7 +392,7 @@ def test_topics_and_queues_are_kms_encrypted_with_the_stack_key(s: Synth) -> Non
     topics = s.props("AWS::SNS::Topic")
     queues = s.props("AWS::SQS::Queue")
     assert len(topics) == 2
-    assert len(queues) == 6
+    assert len(queues) == 8  # 4 function DLQs, subscription, schedule, spot rules, EMR rule
     for t in topics:
         assert t["KmsMasterKeyId"] == key_arn
     for q in queues:

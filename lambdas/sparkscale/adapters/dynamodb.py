@@ -10,7 +10,8 @@ audit trail and the once-only notice ledger. Powertools Idempotency shares the t
 
 The lease is a conditional PutItem: it succeeds when there is no lease, the lease has expired, or the caller
 already holds it. DynamoDB's TTL deletes expired items only eventually, so every read compares expires_at with
-`now` itself.
+`now` itself. `record_capacity_error` (EMR capacity events) rewrites only the state item's `state` attribute,
+conditional on the value it read (no audit item: it is an observation, not a decision).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
@@ -25,6 +27,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from sparkscale import names
 from sparkscale.adapters.aws_errors import translate
+from sparkscale.errors import TransientAwsError
 from sparkscale.policy import state_from_dict, state_to_dict
 from sparkscale.policy.model import Decision, ScalerState
 from sparkscale.records import decision_to_dict
@@ -51,6 +54,14 @@ def _epoch(t: datetime) -> int:
 
 def _code(exc: ClientError) -> str:
     return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+def _decode_state(cluster_id: str, text: Any) -> ScalerState:
+    try:
+        return state_from_dict(json.loads(text))
+    except (ValueError, KeyError, TypeError) as exc:  # a corrupt item must not wedge the cluster forever
+        log.error("state of %s is unreadable (%s): starting from a fresh state", cluster_id, exc)
+        return ScalerState()
 
 
 class DynamoStateStore:
@@ -117,11 +128,7 @@ class DynamoStateStore:
         item = resp.get("Item")
         if not item or "state" not in item:
             return ScalerState()
-        try:
-            return state_from_dict(json.loads(item["state"]["S"]))
-        except (ValueError, KeyError, TypeError) as exc:  # a corrupt item must not wedge the cluster forever
-            log.error("state of %s is unreadable (%s): starting from a fresh state", cluster_id, exc)
-            return ScalerState()
+        return _decode_state(cluster_id, item["state"].get("S"))
 
     def save(self, cluster_id: str, state: ScalerState, decision: Decision, now: datetime) -> None:
         """The new state and an audit item, in one transaction (both or neither)."""
@@ -157,6 +164,53 @@ class DynamoStateStore:
             )
         except (ClientError, BotoCoreError) as exc:
             raise translate(exc, "TransactWriteItems(state+audit)") from exc
+
+    def record_capacity_error(self, cluster_id: str, group_id: str, at: datetime) -> bool:
+        """ports.CapacityErrorRecorder: capacity_errors[group_id] = `at` (a later time already recorded is
+        kept) in the persisted state; nothing else changes and no audit item is written.
+
+        Called under the cluster's lease. The write is still conditional on the state read (optimistic
+        concurrency): if another writer got in between, it re-reads and tries again."""
+        key = self._key(cluster_id, SK_STATE)
+        for _ in range(3):
+            try:
+                resp = self._db.get_item(TableName=self._table, Key=key, ConsistentRead=True)
+            except (ClientError, BotoCoreError) as exc:
+                raise translate(exc, "GetItem(state)") from exc
+            old_text = (resp.get("Item") or {}).get("state", {}).get("S")
+            state = ScalerState() if old_text is None else _decode_state(cluster_id, old_text)
+            seen = state.capacity_errors.get(group_id)
+            at_utc = at.astimezone(UTC)
+            errors = {**state.capacity_errors, group_id: at_utc if seen is None else max(seen, at_utc)}
+            text = json.dumps(state_to_dict(replace(state, capacity_errors=errors)), sort_keys=True)
+            names_ = {"#state": "state"}
+            if old_text is None:
+                condition = "attribute_not_exists(#state)"
+                values: dict[str, Any] = {":new": {"S": text}}
+            else:
+                condition = "#state = :old"
+                values = {":new": {"S": text}, ":old": {"S": old_text}}
+            try:
+                self._db.update_item(
+                    TableName=self._table,
+                    Key=key,
+                    UpdateExpression="SET #state = :new",
+                    ConditionExpression=condition,
+                    ExpressionAttributeNames=names_,
+                    ExpressionAttributeValues=values,
+                )
+            except ClientError as exc:
+                if _code(exc) == _CONDITION_FAILED:
+                    continue  # changed since the read: read it again
+                raise translate(exc, "UpdateItem(state.capacity_errors)") from exc
+            except BotoCoreError as exc:
+                raise translate(exc, "UpdateItem(state.capacity_errors)") from exc
+            return seen is None
+        raise TransientAwsError(
+            f"state of {cluster_id} kept changing while recording a capacity error of {group_id}",
+            operation="UpdateItem(state.capacity_errors)",
+            code=_CONDITION_FAILED,
+        )
 
     def audit(self, cluster_id: str, limit: int = 50) -> list[dict[str, Any]]:
         """The newest audit records of a cluster, newest first (decoded decisions)."""

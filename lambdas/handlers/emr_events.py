@@ -1,0 +1,84 @@
+"""EMR events Lambda (EventBridge, source aws.emr): "EMR Instance Group State Change" reporting that a SPOT
+TASK group is stuck for lack of capacity or was arrested → spot fallback at once; "EMR Cluster State Change"
+to TERMINATED → the cluster is gone (sparkscale.emr_events.handle_emr_event).
+
+Thin: parse at the edge, one call into the core, metrics and logs. A rejected event (another detail type, an
+unmanaged cluster, a CORE/MASTER or ON_DEMAND group, an INFO resize message, ...) is logged with its reason
+and counted (RejectedEvents); it never fails the invocation. LeaseHeld, Throttled and TransientAwsError do, so
+Lambda retries the event (then its DLQ). A duplicate delivery is harmless: the error is recorded idempotently,
+the notice ledger keeps the operator message to one, and run_once decides from the current state.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics
+from sparkscale import names
+from sparkscale.clock import utcnow
+from sparkscale.emr_events import EmrEventResult, Result, handle_emr_event, parse_emr_event
+from sparkscale.errors import BadEvent, SparkscaleError
+
+from handlers import common
+
+logger = Logger(service=os.environ.get(names.ENV_POWERTOOLS_SERVICE_NAME, names.SERVICE_NAME))
+metrics = Metrics(namespace=names.SCALER_NAMESPACE, service="")  # dimension ClusterId only
+
+LEASE_ATTEMPTS = 5  # run_once holds the cluster's lease for ~1-3 s: wait up to ~4 s, then let Lambda retry
+LEASE_WAIT_S = 1.0
+
+
+@logger.inject_lambda_context(clear_state=True)
+def handler(event: Any, context: Any) -> dict[str, Any]:
+    rt = common.runtime(logger)
+    try:
+        emr_event = parse_emr_event(event, managed_clusters=rt.config.clusters)
+    except BadEvent as exc:
+        return _rejected(exc.reason, exc.cluster_id)
+    logger.append_keys(cluster_id=emr_event.cluster_id, emr_event=emr_event.kind.value)
+    t0 = time.perf_counter()
+    try:
+        result = handle_emr_event(
+            now=utcnow(),
+            event=emr_event,
+            ports=rt.ports,
+            config=rt.config,
+            owner=common.owner_of(context),
+            lease_attempts=LEASE_ATTEMPTS,
+            lease_wait_s=LEASE_WAIT_S,
+        )
+    except SparkscaleError as exc:
+        logger.warning("EMR event not handled now: Lambda retries it", extra={"error": repr(exc)})
+        common.emit_count(metrics, names.M_FAILURES, emr_event.cluster_id, error=type(exc).__name__)
+        raise
+    if result.result is Result.IGNORED:
+        return _rejected(result.reason, emr_event.cluster_id)
+    return _handled(result, (time.perf_counter() - t0) * 1000.0)
+
+
+def _rejected(reason: str, cluster_id: str | None) -> dict[str, Any]:
+    logger.info("rejected event: %s", reason, extra={"cluster_id": cluster_id})
+    common.emit_count(metrics, names.M_REJECTED_EVENTS, cluster_id, reason=reason)
+    return {"result": "rejected", "reason": reason}
+
+
+def _handled(result: EmrEventResult, ms: float) -> dict[str, Any]:
+    ev = result.event
+    out: dict[str, Any] = {
+        "result": result.result.value,
+        "reason": result.reason,
+        "group_id": ev.group_id,
+        "new_error": result.new_error,
+        "notice": result.notice.subject if result.notice is not None else None,
+        "notify_failed": result.notify_failed,
+    }
+    if result.run is not None:
+        out.update(common.result_to_dict(result.run, ms))
+    logger.info("EMR event handled", extra=out)
+    if result.result is Result.FALLBACK:
+        common.emit_count(metrics, names.M_CAPACITY_EVENTS, ev.cluster_id, kind=ev.kind.value)
+    if result.run is not None:
+        common.emit_result(metrics, result.run, ms)
+    return out
