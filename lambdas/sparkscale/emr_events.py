@@ -49,7 +49,15 @@ from sparkscale.config import Config
 from sparkscale.errors import BadEvent, LeaseHeld, SparkscaleError
 from sparkscale.policy.model import Market
 from sparkscale.ports import CapacityErrorRecorder, Notice, Notifier, Ports
-from sparkscale.service import REPEAT_NOTICE_S, Outcome, RunResult, is_gone, mark_gone, run_once
+from sparkscale.service import (
+    Outcome,
+    RunResult,
+    acquire_lease_waiting,
+    claim_notice,
+    is_gone,
+    mark_gone,
+    run_once,
+)
 
 log = logging.getLogger(__name__)
 
@@ -409,9 +417,10 @@ def handle_emr_event(
     if not isinstance(store, CapacityErrorRecorder) or gid is None:
         why = f"the state store ({type(store).__name__}) cannot record capacity errors"
         return EmrEventResult(Result.IGNORED, event, why)
-    if not _acquire(
-        ports, cid, owner, now, config, attempts=lease_attempts, wait_s=lease_wait_s, sleep=sleep
-    ):
+    if not acquire_lease_waiting(
+        ports=ports, cluster_id=cid, owner=owner, now=now, config=config,
+        attempts=lease_attempts, wait_s=lease_wait_s, sleep=sleep,
+    ):  # fmt: skip
         raise LeaseHeld(f"{cid}: lease held by another evaluation")
     try:
         new_error = store.record_capacity_error(cid, gid, min(event.at, now))
@@ -448,7 +457,7 @@ def _rerun_and_tell(
     result = EmrEventResult(Result.FALLBACK, event, _summary(event, run), run=run, new_error=new_error)
     if holding is None:
         return result
-    if run.outcome == Outcome.CLUSTER_GONE or not _claim(ports, cid, key, now):
+    if run.outcome == Outcome.CLUSTER_GONE or not claim_notice(ports, cid, key, now):
         return replace(result, notify_failed=not holding.release())
     notice = fallback_notice(event=event, run=run, config=config, held=holding.held)
     try:
@@ -459,40 +468,11 @@ def _rerun_and_tell(
     return replace(result, notice=notice)
 
 
-def _acquire(
-    ports: Ports,
-    cluster_id: str,
-    owner: str,
-    now: datetime,
-    config: Config,
-    *,
-    attempts: int,
-    wait_s: float,
-    sleep: Callable[[float], None],
-) -> bool:
-    for attempt in range(max(1, attempts)):
-        if attempt:
-            sleep(wait_s)
-        if ports.state.acquire_lease(cluster_id, owner, now, config.lease_ttl_s):
-            return True
-    return False
-
-
 def _not_told(ports: Ports, cluster_id: str, key: str, now: datetime) -> bool:
     if ports.ledger is None:
         return True
     try:
         return ports.ledger.claimed_at(cluster_id, key, now) is None
-    except SparkscaleError as exc:
-        log.warning("notice ledger unavailable (%s): telling operators anyway", exc)
-        return True
-
-
-def _claim(ports: Ports, cluster_id: str, key: str, now: datetime) -> bool:
-    if ports.ledger is None:
-        return True
-    try:
-        return ports.ledger.claim(cluster_id, key, now, REPEAT_NOTICE_S)
     except SparkscaleError as exc:
         log.warning("notice ledger unavailable (%s): telling operators anyway", exc)
         return True

@@ -43,6 +43,7 @@ from sparkscale.policy.model import (
 )
 from sparkscale.policy.planner import Offer, share_ok
 from sparkscale.ports import Notice, Ports
+from sparkscale.service import acquire_lease_waiting
 
 log = logging.getLogger(__name__)
 
@@ -433,7 +434,7 @@ def handle_spot_event(
     if lookup.location is None:
         return SpotResult(Result.IGNORED, event, lookup.reason)
     loc = lookup.location
-    held = _acquire(
+    held = acquire_lease_waiting(
         ports=ports,
         cluster_id=loc.cluster_id,
         owner=owner,
@@ -452,25 +453,6 @@ def handle_spot_event(
             ports.state.release_lease(loc.cluster_id, owner)
         except SparkscaleError as exc:  # the lease expires by itself; never mask the real outcome
             log.warning("could not release the lease of %s: %s", loc.cluster_id, exc)
-
-
-def _acquire(
-    *,
-    ports: Ports,
-    cluster_id: str,
-    owner: str,
-    now: datetime,
-    config: Config,
-    attempts: int,
-    wait_s: float,
-    sleep: Callable[[float], None],
-) -> bool:
-    for attempt in range(max(1, attempts)):
-        if attempt:
-            sleep(wait_s)
-        if ports.state.acquire_lease(cluster_id, owner, now, config.lease_ttl_s):
-            return True
-    return False
 
 
 def _handle_located(

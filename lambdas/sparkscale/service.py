@@ -25,7 +25,7 @@ an SNS failure never loses the record; a failed notice is logged and counted (Ru
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import StrEnum
@@ -139,6 +139,27 @@ def mark_gone(*, now: datetime, cluster_id: str, ports: Ports, why: str) -> RunR
     if gone is not None:
         return gone
     return _gone(ports, cluster_id, ClusterGone(why), now, _Notices())
+
+
+def acquire_lease_waiting(
+    *,
+    ports: Ports,
+    cluster_id: str,
+    owner: str,
+    now: datetime,
+    config: Config,
+    attempts: int,
+    wait_s: float,
+    sleep: Callable[[float], None],
+) -> bool:
+    """The per-cluster lease, tried `attempts` times `wait_s` apart (event handlers that must not race the
+    scaler wait briefly instead of giving up at once like run_once)."""
+    for attempt in range(max(1, attempts)):
+        if attempt:
+            sleep(wait_s)
+        if ports.state.acquire_lease(cluster_id, owner, now, config.lease_ttl_s):
+            return True
+    return False
 
 
 def run_once(*, now: datetime, cluster_id: str, ports: Ports, config: Config, owner: str) -> RunResult:
@@ -282,7 +303,7 @@ def _gone(ports: Ports, cluster_id: str, exc: ClusterGone, now: datetime, notice
     return _result(cluster_id, Outcome.CLUSTER_GONE, None, None, detail=str(exc), notices=notices)
 
 
-def _claim(ports: Ports, cluster_id: str, key: str, now: datetime) -> bool:
+def claim_notice(ports: Ports, cluster_id: str, key: str, now: datetime) -> bool:
     """May a repeatable notice under `key` go out now (at most once per REPEAT_NOTICE_S)?"""
     if ports.ledger is None:
         return True
@@ -308,21 +329,21 @@ def _notify_decision(
         _send(ports, notify.decision_notice(decision, cluster, running=running), notices)
     elif outcome is Outcome.DRY_RUN:
         proposal = ",".join(f"{t.group_id}:{t.current}>{t.target}" for t in decision.changes)
-        if _claim(ports, decision.cluster_id, f"dry_run:{proposal}", now):
+        if claim_notice(ports, decision.cluster_id, f"dry_run:{proposal}", now):
             _send(ports, notify.decision_notice(decision, cluster, running=running), notices)
     elif outcome is Outcome.INVALID:
         err = InvalidRequest(detail)
         _notify_failure(
             ports, decision.cluster_id, what="resize the TASK groups", error=err, now=now, notices=notices
         )
-    if decision.at_max_under_pressure and _claim(ports, decision.cluster_id, KEY_AT_MAX, now):
+    if decision.at_max_under_pressure and claim_notice(ports, decision.cluster_id, KEY_AT_MAX, now):
         _send(ports, notify.at_max_notice(decision), notices)
 
 
 def _notify_failure(
     ports: Ports, cluster_id: str, *, what: str, error: BaseException, now: datetime, notices: _Notices
 ) -> None:
-    if _claim(ports, cluster_id, f"failure:{type(error).__name__}", now):
+    if claim_notice(ports, cluster_id, f"failure:{type(error).__name__}", now):
         _send(ports, notify.failure_notice(cluster_id, what=what, error=error, now=now), notices)
 
 
