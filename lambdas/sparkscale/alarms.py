@@ -10,9 +10,9 @@ fires where the policy's dead band ends:
 
 - YARN memory: the policy targets `yarn_memory_used_target_pct` of YARN memory allocated and tolerates
   ±`deadband_pct` % of it, so "too little memory available" is available < 100 − target × (1 + deadband/100).
-  Defaults: 100 − 75 × 1.10 = 17.5 %.
+  Defaults: 100 − 85 × 1.08 = 8.2 %.
 - Spark heap: cluster-wide used / max (metric math over the agent's sums) above
-  `heap_used_target_pct` × (1 + deadband/100). Defaults: 70 × 1.10 = 77 %.
+  `heap_used_target_pct` × (1 + deadband/100). Defaults: 70 × 1.08 = 75.6 %.
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ import json
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import MISSING, asdict, dataclass, field, fields
+from functools import cached_property
 from typing import Any, Final, Literal, cast
 
 CONTEXT_KEY: Final = "sparkscale"  # cdk.json: {"context": {"sparkscale": {...}}}
@@ -58,11 +59,12 @@ class Config:
 
     # --- targets: what "enough memory" means (target tracking) ---------------------------------------------
     yarn_memory_used_target_pct: float = _f(
-        75.0,
+        85.0,
         unit="%",
         lo=1,
         hi=100,
-        doc="Target share of YARN memory allocated (100 - YARNMemoryAvailablePercentage).",
+        doc="Target share of YARN memory allocated (100 - YARNMemoryAvailablePercentage), of the memory "
+        "running or requested.",
     )
     heap_used_target_pct: float = _f(
         70.0,
@@ -79,11 +81,20 @@ class Config:
         "transfers and stays near 0 for Spark on S3).",
     )
     deadband_pct: float = _f(
-        10.0,
+        8.0,
         unit="% of target",
         lo=0,
         hi=50,
         doc="No change while every signal is within target ± this share.",
+    )
+    executor_memory_overhead_pct: float = _f(
+        10.0,
+        unit="% of heap",
+        lo=0,
+        hi=400,
+        doc="YARN memory an executor container holds beyond its JVM heap (Spark's "
+        "spark.executor.memoryOverheadFactor, 10 % by default): turns the heap agent's JvmHeapMax into the "
+        "memory the executors hold, a fresher lower bound of YARN's allocated memory.",
     )
     usable_memory_fraction: float = _f(
         0.75, unit="fraction", lo=0.05, hi=1, doc="Share of an instance's memory that YARN can allocate."
@@ -109,7 +120,7 @@ class Config:
         ),
     )
     max_scale_out_step_nodes: int = _f(10, unit="nodes", lo=1, doc="Most TASK nodes added by one decision.")
-    max_scale_in_step_nodes: int = _f(4, unit="nodes", lo=1, doc="Most TASK nodes removed by one decision.")
+    max_scale_in_step_nodes: int = _f(10, unit="nodes", lo=1, doc="Most TASK nodes removed by one decision.")
     budget_usd_per_hour: float | None = _f(
         None, unit="USD/h", lo=0, doc="Cap on the TASK groups' cost per hour; null for none."
     )
@@ -118,7 +129,7 @@ class Config:
         120, unit="s", lo=0, doc="No new action this long after a scale-out."
     )
     cooldown_after_scale_in_s: int = _f(
-        300,
+        120,
         unit="s",
         lo=0,
         doc="No further scale-in this long after a scale-in (a scale-out is still allowed).",
@@ -256,9 +267,14 @@ class Config:
 
     def bounds_for(self, group_id: str, group_name: str = "") -> GroupBounds:
         """Bounds of one TASK group: an override by id, then by name, else the defaults."""
-        for key in (group_id, group_name):
-            if key and key in self.group_bounds:
-                return self.group_bounds[key]
+        if self.group_bounds:
+            for key in (group_id, group_name):
+                if key and key in self.group_bounds:
+                    return self.group_bounds[key]
+        return self._default_bounds
+
+    @cached_property
+    def _default_bounds(self) -> GroupBounds:
         return GroupBounds(self.group_min_nodes, self.group_max_nodes)
 
     def _check_relations(self, source: str) -> None:

@@ -151,15 +151,16 @@ def test_only_critical_and_missing_go_to_operators() -> None:
 
 
 def test_state_for_m_of_n_and_missing_data() -> None:
-    heap = by_kind(alarm_specs(Config(), CLUSTER))[names.ALARM_KIND_HEAP_PCT]  # 2 of 3 above 77 %
+    # heap: 2 of 3 above 70 x 1.08 = 75.6 %
+    heap = by_kind(alarm_specs(Config(), CLUSTER))[names.ALARM_KIND_HEAP_PCT]
     assert heap.state_for([80.0, 10.0, 78.0]) == "ALARM"
     assert heap.state_for([80.0, 10.0, 10.0]) == "OK"
     assert heap.state_for([99.0, 80.0, 10.0, 10.0]) == "OK"  # only the last three count
     assert heap.state_for([None, 80.0, None]) == "OK"  # notBreaching: missing counts as good
     assert heap.state_for([]) == "OK"
-    yarn = by_kind(alarm_specs(Config(), CLUSTER))[names.ALARM_KIND_YARN_MEMORY]  # < 17.5 %
-    assert yarn.state_for([17.4]) == "ALARM"
-    assert yarn.state_for([17.5]) == "OK"
+    yarn = by_kind(alarm_specs(Config(), CLUSTER))[names.ALARM_KIND_YARN_MEMORY]  # < 100 - 85 x 1.08 = 8.2 %
+    assert yarn.state_for([8.1]) == "ALARM"
+    assert yarn.state_for([8.3]) == "OK"
 
 
 def test_specs_are_frozen() -> None:

@@ -77,7 +77,7 @@ def test_emr_alarms_read_emr_metrics_every_300_s(s: Synth, specs: list[AlarmSpec
     assert {a["Namespace"] for a in emr.values()} == {"AWS/ElasticMapReduce"}
     assert {a["Period"] for a in emr.values()} == {300}
     assert emr["TotalLoad"]["Threshold"] == Config().total_load_alarm_threshold
-    assert emr["YARNMemoryAvailablePercentage"]["Threshold"] == pytest.approx(17.5)  # 100 - 75 * 1.10
+    assert emr["YARNMemoryAvailablePercentage"]["Threshold"] == pytest.approx(8.2)  # 100 - 85 * 1.08
 
 
 def test_every_heap_math_alarm_matches_its_spec(s: Synth, specs: list[AlarmSpec]) -> None:

@@ -21,9 +21,9 @@ from sparkscale.policy.model import GroupStatus, Market, Recommendation, ScalerS
         (ScalerState(last_scale_out_at=ago(119)), False, True),  # cooldown_after_scale_out_s 120
         (ScalerState(last_scale_out_at=ago(120)), False, False),
         (ScalerState(last_scale_out_at=ago(119)), True, True),  # a scale-out blocks scale-in too
-        (ScalerState(last_scale_in_at=ago(299)), True, True),  # cooldown_after_scale_in_s 300
-        (ScalerState(last_scale_in_at=ago(299)), False, False),  # ... but not a scale-out
-        (ScalerState(last_scale_in_at=ago(300)), True, False),
+        (ScalerState(last_scale_in_at=ago(119)), True, True),  # cooldown_after_scale_in_s 120
+        (ScalerState(last_scale_in_at=ago(119)), False, False),  # ... but not a scale-out
+        (ScalerState(last_scale_in_at=ago(120)), True, False),
     ],
 )
 def test_cooldown_blocks(state, scale_in, blocked):
@@ -53,16 +53,22 @@ def test_stabilization_floor_is_the_highest_recommendation_in_the_window():
 def test_offers_respect_group_bounds_status_and_blocking():
     c = cluster(
         group("a", requested=3),
-        group("b", requested=1, status=GroupStatus.RESIZING),
+        group("b", requested=1, status=GroupStatus.RECONFIGURING),
+        group("r", requested=3, running=1, status=GroupStatus.RESIZING),
         group("c", requested=2),
         group("od", market=Market.ON_DEMAND, requested=1),
     )
     config = cfg(group_bounds={"a": {"min_nodes": 1, "max_nodes": 5}})
     adds = add_offers(c, blocked={"c": "x"}, config=config, market=Market.SPOT)
-    assert [(o.key, o.max_nodes) for o in adds] == [("a", 2)]  # b resizing, c blocked; a has room 5 - 3
+    # b reconfiguring, c blocked; a has room 5 - 3; r is RESIZING (EMR takes a new count): room 20 - 3
+    assert [(o.key, o.max_nodes) for o in adds] == [("a", 2), ("r", 17)]
     assert adds[0].memory_gib == 48.0  # 64 GiB x 0.75
     removes = remove_offers(c, blocked={}, config=config)
-    assert [(o.key, o.max_nodes) for o in removes] == [("a", 2), ("c", 2), ("od", 1)]  # a keeps its min 1
+    # a keeps its min 1
+    assert [(o.key, o.max_nodes) for o in removes] == [("a", 2), ("r", 3), ("c", 2), ("od", 1)]
+    # only nodes not yet running: r's 3 - 1 = 2
+    coming = remove_offers(c, blocked={}, config=config, in_flight_only=True)
+    assert [(o.key, o.max_nodes) for o in coming] == [("a", 0), ("r", 2), ("c", 0), ("od", 0)]
 
 
 def test_enforce_bounds():

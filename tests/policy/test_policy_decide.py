@@ -1,7 +1,8 @@
 """decide(): one behaviour per test, expected numbers worked out in the comments.
 
 Unless a test says otherwise: CORE 2 x r5.2xlarge (48 GiB usable each) and TASK group ig-a, SPOT r5.2xlarge,
-48 GiB usable per node, $0.16/h; YARN total = CORE + running TASK nodes x 48 GiB.
+48 GiB usable per node, $0.16/h; YARN total = CORE + running TASK nodes x 48 GiB. Defaults: YARN memory used
+target 85 %, heap target 70 %, deadband 8 % (scale out above 91.8 % of the capacity counted, in below 78.2 %).
 """
 
 from __future__ import annotations
@@ -35,16 +36,18 @@ def a(requested=2, **kw):
 @pytest.mark.parametrize(
     ("extra", "used", "target"),
     [
-        # 80 % / 75 % = 1.067, inside the 10 % deadband: hold
+        # 80 % / 85 % = 0.941, inside the 8 % deadband: hold
         ({}, 80, 2),
-        # 83 %: 1.107 > 1.1; allocated 159.36 GiB / 0.75 = 212.48 wanted, 192 have: +20.48 -> 1 node
-        ({}, 83, 3),
-        # 90 %: 172.8 / 0.75 = 230.4 wanted: +38.4 GiB -> 1 node of 48 GiB
-        ({}, 90, 3),
-        # 99 %: 190.08 / 0.75 = 253.44: +61.44 GiB -> 2 nodes (96 GiB)
-        ({}, 99, 4),
-        # 100 % + 20 pending x 4 GiB (default size): (192 + 80) / 0.75 = 362.67: +170.67 -> 4 nodes (192 GiB)
-        ({"ContainerPending": 20}, 100, 6),
+        # 91 % / 85 % = 1.071 < 1.08: still inside: hold
+        ({}, 91, 2),
+        # 93 %: 1.094 > 1.08; allocated 178.56 GiB / 0.85 = 210.07 wanted, 192 have: +18.07 -> 1 node
+        ({}, 93, 3),
+        # 99 %: 190.08 / 0.85 = 223.62: +31.62 GiB -> 1 node of 48 GiB
+        ({}, 99, 3),
+        # 100 % + 5 pending x 4 GiB (default size): (192 + 20) / 0.85 = 249.41: +57.41 -> 2 nodes (96 GiB)
+        ({"ContainerPending": 5}, 100, 4),
+        # 100 % + 20 pending x 4 GiB: (192 + 80) / 0.85 = 320: +128 -> 3 nodes (144 GiB)
+        ({"ContainerPending": 20}, 100, 5),
     ],
 )
 def test_scale_out_in_proportion(extra, used, target):
@@ -54,14 +57,18 @@ def test_scale_out_in_proportion(extra, used, target):
 
 
 def test_decision_fields_for_a_scale_out():
-    d = run(cluster(a()), metrics(**yarn(192, 90)))
+    # 95 % of 192 = 182.4 GiB allocated wants 182.4 / 0.85 = 214.59: +22.59 GiB -> 1 node
+    d = run(cluster(a()), metrics(**yarn(192, 95)))
     assert d.driving_signal is Signal.YARN_MEMORY_AVAILABLE_PCT
-    assert d.driving_value == pytest.approx(10.0)  # YARNMemoryAvailablePercentage = 100 - 90
+    assert d.driving_value == pytest.approx(5.0)  # YARNMemoryAvailablePercentage = 100 - 95
     assert d.desired_task_nodes == 3  # 2 + 1
     assert d.desired_task_memory_gib == pytest.approx(144.0)  # 3 x 48
     assert d.usd_per_hour_before == pytest.approx(0.32)  # 2 x 0.16
     assert d.usd_per_hour_after == pytest.approx(0.48)  # 3 x 0.16
-    assert d.reasons[0].startswith("YARN memory used 90.0 % > target 75.0 % (deadband 10 %)")
+    assert d.reasons[0].startswith(
+        "YARN memory used 95.0 % of 192 GiB running or requested (182 GiB allocated) > target 85.0 % "
+        "(deadband 8 %)"
+    )
     assert any(
         r.startswith("Adding 1 node to group task-ig-a (ig-a, SPOT r5.2xlarge): +48 GiB") for r in d.reasons
     )
@@ -71,23 +78,68 @@ def test_decision_fields_for_a_scale_out():
 
 
 def test_in_flight_nodes_are_counted_so_a_second_trigger_adds_nothing():
-    # ig-a asks for 3, 2 run: 48 GiB coming. 90 % of 192 wants 230.4, counted 240: nothing to add
-    d = run(cluster(a(3, running=2)), metrics(**yarn(192, 90)))
+    # ig-a asks for 3, 2 run: 48 GiB coming. 95 % of the 192 GiB running = 182.4 allocated wants 214.59;
+    # counted 96 + 3 x 48 = 240: nothing to add (and the 25.4 GiB surplus is less than a node: nothing goes)
+    d = run(cluster(a(3, running=2)), metrics(**yarn(192, 95)))
     assert d.direction is Direction.HOLD
     assert targets(d) == {"ig-a": 3}
-    assert any("already requested" in r for r in d.reasons)
+    assert any("of 240 GiB running or requested" in r for r in d.reasons)
+    assert any(r.startswith("48 GiB of TASK memory requested and not yet running counts") for r in d.reasons)
+
+
+def test_nodes_that_just_joined_count_although_memory_total_is_stale():
+    # the cluster read says ig-a runs 4 nodes (2 joined after EMR's last datapoint, which still says 192 GiB
+    # at 95 %): 182.4 allocated wants 214.59 of the 96 + 4 x 48 = 288 GiB that run: no scale-out (the old
+    # rule compared with the stale 192 GiB and bought the same memory again)
+    d = run(cluster(a(4)), metrics(**yarn(192, 95)))
+    assert d.direction is not Direction.OUT
+    assert targets(d)["ig-a"] <= 4
+
+
+def test_a_pressed_heap_scales_out_once_per_episode_beyond_nodes_in_flight():
+    # ig-a 3 requested, 2 running (48 GiB coming); YARN 80 % of 192 (153.6 allocated) is covered; the heap
+    # at 85 % is beyond its deadband (70 x 1.08 = 75.6 %): the executors hold 153.6 GiB and want
+    # 153.6 x 85/70 = 186.5 < 240 counted - covered too, but the nodes coming were asked for before the
+    # pressure: one node more (the smallest any group can add, 48 GiB), once per heap-pressure episode
+    c = cluster(a(3, running=2))
+    m = metrics(**yarn(192, 80, JvmHeapUsedPercent=85))
+    d = run(c, m, state=ScalerState(last_scale_out_at=ago(200)))
+    assert targets(d) == {"ig-a": 4}
+    assert any("beyond its deadband since" in r for r in d.reasons)
+    # a node was requested since the pressure began: nothing more
+    pressed = ScalerState(last_scale_out_at=ago(200), heap_pressure_since=ago(300))
+    d = run(c, m, state=pressed)
+    assert targets(d) == {"ig-a": 3}
+    # the same heap under its deadband (75 %): nothing either
+    d = run(c, metrics(**yarn(192, 80, JvmHeapUsedPercent=75)), state=ScalerState(last_scale_out_at=ago(200)))
+    assert targets(d) == {"ig-a": 3}
+
+
+def test_heap_alone_never_scales_in():
+    # only the heap agent reports (EMR's first datapoint is not there yet), 60 % < 70 %: hold
+    d = run(cluster(a(6)), metrics(JvmHeapUsed=60 * 2**30, JvmHeapMax=100 * 2**30))
+    assert d.direction is Direction.HOLD
+    assert targets(d) == {"ig-a": 6}
+    assert any("the heap alone never scales in" in r for r in d.reasons)
+
+
+def test_heap_under_target_does_not_hold_idle_yarn_memory():
+    # ig-a 6 nodes: 96 + 288 = 384 GiB; YARN 40 % = 153.6 allocated wants 180.7; heap 60 %. The old heap rule
+    # wanted 384 x 60/70 = 329 GiB and held the cluster there; now YARN decides: surplus 203.3 -> 4 nodes go
+    d = run(cluster(a(6)), metrics(**yarn(384, 40, JvmHeapUsedPercent=60)))
+    assert targets(d) == {"ig-a": 2}
 
 
 def test_cheapest_memory_first_across_groups():
-    # need 38.4 GiB: ig-b (m5.4xlarge 48 GiB usable for $0.12 = $0.0025/GiB-h) beats ig-a ($0.0033/GiB-h)
+    # need 22.59 GiB: ig-b (m5.4xlarge 48 GiB usable for $0.12 = $0.0025/GiB-h) beats ig-a ($0.0033/GiB-h)
     b = group("ig-b", instance_type="m5.4xlarge", usd=0.12)
-    d = run(cluster(a(), b), metrics(**yarn(192, 90)))
+    d = run(cluster(a(), b), metrics(**yarn(192, 95)))
     assert targets(d) == {"ig-a": 2, "ig-b": 1}
 
 
 # --- bounds -------------------------------------------------------------------------------------------------
 def test_step_limit():
-    # 100 % + 200 pending containers: (192 + 800) / 0.75 = 1322.7 GiB: far more than 3 nodes; step 3 -> 5
+    # 100 % + 200 pending containers: (192 + 800) / 0.85 = 1167.1 GiB: far more than 3 nodes; step 3 -> 5
     d = run(
         cluster(a()), metrics(**yarn(192, 100, ContainerPending=200)), config=cfg(max_scale_out_step_nodes=3)
     )
@@ -105,17 +157,18 @@ def test_total_max_and_at_max_under_pressure():
 
 
 def test_group_max_sends_the_rest_to_the_next_group():
-    # need: 99 % + 4 pending x 4 GiB: (190.08 + 16) / 0.75 = 274.77 - 192 = 82.77 GiB.
-    # ig-a may grow by 1 (max 3): 48 GiB; the other 34.77 GiB: 2 x 24 GiB of ig-b (m5.2xlarge, $0.10)
+    # need: 99 % + 10 pending x 4 GiB: (190.08 + 40) / 0.85 = 270.68 - 192 = 78.68 GiB.
+    # ig-a may grow by 1 (max 3): 48 GiB; the other 30.68 GiB: 2 x 24 GiB of ig-b (m5.2xlarge, $0.10)
     b = group("ig-b", instance_type="m5.2xlarge", memory_gib=32, usd=0.10)
     config = cfg(group_bounds={"ig-a": {"min_nodes": 0, "max_nodes": 3}})
-    d = run(cluster(a(), b), metrics(**yarn(192, 99, ContainerPending=4)), config=config)
+    d = run(cluster(a(), b), metrics(**yarn(192, 99, ContainerPending=10)), config=config)
     assert targets(d) == {"ig-a": 3, "ig-b": 2}
 
 
 def test_budget_cap():
+    # 100 % + 10 pending: (192 + 40) / 0.85 = 272.94: +80.94 GiB wants 2 nodes;
     # $0.50/h budget, 2 x 0.16 = 0.32 spent: one more node ($0.16) fits, two do not
-    d = run(cluster(a()), metrics(**yarn(192, 99)), config=cfg(budget_usd_per_hour=0.5))
+    d = run(cluster(a()), metrics(**yarn(192, 100, ContainerPending=10)), config=cfg(budget_usd_per_hour=0.5))
     assert targets(d) == {"ig-a": 3}
     assert d.usd_per_hour_after <= 0.5
     assert d.at_max_under_pressure
@@ -158,20 +211,33 @@ def test_only_running_or_waiting_clusters(state, acts):
         assert state.value in d.reasons[0]
 
 
-def test_groups_that_are_not_running_get_no_new_target():
-    resizing = a(status=GroupStatus.RESIZING)
+@pytest.mark.parametrize("status", [GroupStatus.RECONFIGURING, GroupStatus.PROVISIONING])
+def test_groups_that_cannot_take_a_new_count_get_no_new_target(status):
+    busy = a(status=status)
     b = group("ig-b", instance_type="m5.4xlarge", usd=0.30)  # dearer, but RUNNING
-    d = run(cluster(resizing, b), metrics(**yarn(192, 90)))
+    d = run(cluster(busy, b), metrics(**yarn(192, 95)))
     assert targets(d) == {"ig-a": 2, "ig-b": 1}
 
 
+def test_a_resizing_group_takes_a_new_count():
+    # EMR (4.1.0+) takes a new count while a group is RESIZING (it overrides the previous request): the
+    # cheapest group keeps getting the nodes instead of spilling into the dearer ig-b
+    resizing = a(3, running=2, status=GroupStatus.RESIZING)
+    b = group("ig-b", instance_type="m5.4xlarge", usd=0.30)
+    # 100 % of 192 + 10 pending: (192 + 40) / 0.85 = 272.94 of 240 counted: +32.94 -> 1 node
+    d = run(cluster(resizing, b), metrics(**yarn(192, 100, ContainerPending=10)))
+    assert targets(d) == {"ig-a": 4, "ig-b": 0}
+
+
 def test_hold_when_no_group_can_take_nodes():
-    d = run(cluster(a(status=GroupStatus.RESIZING)), metrics(**yarn(192, 90)))
+    d = run(cluster(a(status=GroupStatus.RECONFIGURING)), metrics(**yarn(192, 95)))
     assert d.direction is Direction.HOLD
     assert targets(d) == {"ig-a": 2}
-    # not "at max": no configured limit binds, the only group is busy resizing (transient)
+    # not "at max": no configured limit binds, the only group is busy reconfiguring (transient)
     assert not d.at_max_under_pressure
-    assert any("no RUNNING TASK group that delivers can take new nodes now" in r for r in d.reasons)
+    assert any(
+        "no RUNNING or RESIZING TASK group that delivers can take new nodes now" in r for r in d.reasons
+    )
 
 
 def test_no_task_group_holds():
@@ -198,8 +264,8 @@ def test_metrics_missing_holds_and_never_scales_in(m):
 
 
 def test_stale_signal_is_ignored_but_fresh_ones_drive():
-    # heap 95 % is stale (200 s > 180 s) and ignored; YARN 90 % fresh drives
-    m = metrics(**yarn(192, 90))
+    # heap 95 % is stale (200 s > 180 s) and ignored; YARN 95 % fresh drives
+    m = metrics(**yarn(192, 95))
     m = replace(m, samples={**m.samples, **metrics(ago(200), JvmHeapUsedPercent=95).samples})
     d = run(cluster(a()), m)
     assert d.driving_signal is Signal.YARN_MEMORY_AVAILABLE_PCT
@@ -207,7 +273,7 @@ def test_stale_signal_is_ignored_but_fresh_ones_drive():
 
 
 def test_dry_run_passes_through():
-    d = run(cluster(a()), metrics(**yarn(192, 90)), config=cfg(dry_run=True))
+    d = run(cluster(a()), metrics(**yarn(192, 95)), config=cfg(dry_run=True))
     assert d.dry_run
     assert d.direction is Direction.OUT
     assert targets(d) == {"ig-a": 3}
@@ -215,24 +281,24 @@ def test_dry_run_passes_through():
 
 
 # --- scale in and stability ---------------------------------------------------------------------------------
-# ig-a 4 nodes: YARN 96 + 192 = 288 GiB. 20 % used = 57.6 GiB -> wants 76.8: surplus 211.2 GiB of TASK memory
+# ig-a 4 nodes: YARN 96 + 192 = 288 GiB. 20 % used = 57.6 GiB -> wants 67.76: surplus 220.2 GiB of TASK memory
 def test_scale_in_step():
     d = run(cluster(a(4)), metrics(**yarn(288, 20)))
-    assert targets(d) == {"ig-a": 0}  # 4 x 48 = 192 <= 211.2, step 4
+    assert targets(d) == {"ig-a": 0}  # 4 x 48 = 192 <= 220.2, step 10
     d = run(cluster(a(4)), metrics(**yarn(288, 20)), config=cfg(max_scale_in_step_nodes=1))
     assert targets(d) == {"ig-a": 3}
     assert d.direction is Direction.IN
 
 
 def test_scale_in_removes_most_expensive_memory_first():
-    # on-demand ig-od ($0.504 per 48 GiB) goes before spot; surplus 211.2, step 1
+    # on-demand ig-od ($0.504 per 48 GiB) goes before spot; surplus 220.2, step 1
     od = group("ig-od", market=Market.ON_DEMAND, requested=1, usd=0.504)
     d = run(cluster(a(3), od), metrics(**yarn(288, 20)), config=cfg(max_scale_in_step_nodes=1))
     assert targets(d) == {"ig-a": 3, "ig-od": 0}
 
 
 def test_no_partial_node_below_the_need():
-    # 66 % of 192 = 126.72 GiB -> wants 168.96: surplus 23.04 GiB < one 48 GiB node: hold
+    # 66 % of 192 = 126.72 GiB -> wants 149.08: surplus 42.92 GiB < one 48 GiB node: hold
     d = run(cluster(a()), metrics(**yarn(192, 66)))
     assert d.direction is Direction.HOLD
     assert any("No whole node fits" in r for r in d.reasons)
@@ -262,8 +328,8 @@ def test_stabilization_hold_says_so():
 @pytest.mark.parametrize(
     ("state", "used", "acts"),
     [
-        (ScalerState(last_scale_in_at=ago(100)), 20, False),  # scale-in cooldown 300 s blocks scale-in
-        (ScalerState(last_scale_in_at=ago(301)), 20, True),
+        (ScalerState(last_scale_in_at=ago(100)), 20, False),  # scale-in cooldown 120 s blocks scale-in
+        (ScalerState(last_scale_in_at=ago(121)), 20, True),
         (ScalerState(last_scale_out_at=ago(60)), 20, False),  # scale-out cooldown 120 s blocks everything
         (ScalerState(last_scale_out_at=ago(60)), 100, False),
         (ScalerState(last_scale_out_at=ago(121)), 100, True),
@@ -278,26 +344,27 @@ def test_cooldowns(state, used, acts):
 
 
 def test_deadband_holds():
-    # 70 % / 75 % = 0.933: within ± 10 %
-    d = run(cluster(a(4)), metrics(**yarn(288, 70)))
+    # 80 % / 85 % = 0.941: within ± 8 %
+    d = run(cluster(a(4)), metrics(**yarn(288, 80)))
     assert d.direction is Direction.HOLD
     assert any("within the deadband" in r for r in d.reasons)
     assert d.desired_task_memory_gib == pytest.approx(192.0)  # what it has
 
 
 def test_no_scale_in_while_containers_wait():
-    # YARN 20 % but 1 container pending (demand 57.6 + 4 = 61.6 GiB, still far below target): no scale-in
+    # YARN 20 % but 1 container pending (demand 57.6 + 4 = 61.6 GiB, far below target): no scale-in
     d = run(cluster(a(4)), metrics(**yarn(288, 20, ContainerPending=1)))
     assert d.direction is Direction.HOLD
     assert any("waiting: no scale-in" in r for r in d.reasons)
 
 
 def test_no_scale_in_while_heap_is_over_target():
-    # YARN 20 % would scale in, but heap 75 % > 70 % target: heap wants 288 x 75/70 = 308.6 GiB -> drives;
-    # 1.071 is inside the deadband -> hold, never in
+    # YARN 20 % would scale in (57.6 GiB allocated wants 67.76 of 288), but heap 75 % > 70 % target vetoes it
+    # (it wants the 57.6 GiB executors hold x 75/70 = 61.7 GiB: no scale-out either) -> hold
     d = run(cluster(a(4)), metrics(**yarn(288, 20, JvmHeapUsedPercent=75)))
     assert d.direction is Direction.HOLD
-    assert d.driving_signal is Signal.HEAP_USED_PCT
+    assert targets(d) == {"ig-a": 4}
+    assert any(r == "JvmHeapUsedPercent is over its target: no scale-in." for r in d.reasons)
 
 
 # --- idle ---------------------------------------------------------------------------------------------------
@@ -314,9 +381,9 @@ IDLE = {"AppsRunning": 0, "AppsPending": 0}
     ],
 )
 def test_idle_goes_to_the_minimum(quiet_s, config, target):
-    # YARN 96 + 288 = 384 GiB at 75 % (on target): only idleness moves it
+    # YARN 96 + 288 = 384 GiB at 85 % (on target): only idleness moves it
     state = ScalerState(last_active_at=ago(quiet_s))
-    d = run(cluster(a(6)), metrics(**yarn(384, 75, **IDLE)), config=cfg(**config), state=state)
+    d = run(cluster(a(6)), metrics(**yarn(384, 85, **IDLE)), config=cfg(**config), state=state)
     assert targets(d) == {"ig-a": target}
     if target < 6:
         assert d.reasons[0].startswith("Idle: no application ran or waited for 1000 s")
@@ -324,13 +391,13 @@ def test_idle_goes_to_the_minimum(quiet_s, config, target):
 
 def test_idle_clock_needs_a_first_observation():
     # no last_active_at yet: the idle clock starts now, nothing happens
-    d = run(cluster(a(6)), metrics(**yarn(384, 75, **IDLE)))
+    d = run(cluster(a(6)), metrics(**yarn(384, 85, **IDLE)))
     assert targets(d) == {"ig-a": 6}
 
 
 def test_idle_by_is_idle_metric_and_not_when_active():
     state = ScalerState(last_active_at=ago(2000))
-    d = run(cluster(a(6)), metrics(**yarn(384, 75, IsIdle=1)), state=state)
+    d = run(cluster(a(6)), metrics(**yarn(384, 85, IsIdle=1)), state=state)
     assert targets(d) == {"ig-a": 0}
-    d = run(cluster(a(6)), metrics(**yarn(384, 75, AppsRunning=1)), state=state)
+    d = run(cluster(a(6)), metrics(**yarn(384, 85, AppsRunning=1)), state=state)
     assert targets(d) == {"ig-a": 6}

@@ -5,7 +5,8 @@ Groups (48 GiB usable per node each):
   s2  SPOT      m5.4xlarge  $0.20/h  -> $0.00417 per GiB-hour
   od  ON_DEMAND r5.2xlarge  $0.504/h -> $0.0105 per GiB-hour
 CORE 2 x 48 GiB. Demand is constant: 172.8 GiB allocated (90 % of the first 192 GiB), so YARN wants
-172.8 / 0.75 = 230.4 GiB throughout.
+172.8 / 0.75 = 230.4 GiB throughout. The worked numbers here are about the fallback, so the configuration pins
+the YARN target at 75 % with a 10 % deadband (not the defaults).
 """
 
 from __future__ import annotations
@@ -27,7 +28,14 @@ from sparkscale.policy import (
 
 ALLOCATED_GIB = 172.8
 USABLE = 48.0
-CONFIG = cfg()
+
+
+def fcfg(**kw):
+    """The configuration of these tests: YARN target 75 %, deadband 10 %, plus `kw`."""
+    return cfg(yarn_memory_used_target_pct=75, deadband_pct=10, **kw)
+
+
+CONFIG = fcfg()
 
 
 def fleet(s1=(2, 2), s2=(0, 0), od=(0, 0), s1_status=GroupStatus.RUNNING) -> Cluster:
@@ -117,7 +125,7 @@ def test_suspended_or_arrested_spot_group_gets_nothing():
 
 
 def test_no_on_demand_when_disabled():
-    config = cfg(on_demand_fallback=False)
+    config = fcfg(on_demand_fallback=False)
     st = ScalerState(capacity_errors={"s1": NOW, "s2": NOW})
     d, _ = step(fleet(), st, NOW, config)
     assert d.direction is Direction.HOLD
@@ -129,7 +137,7 @@ def test_no_on_demand_when_disabled():
 
 def test_on_demand_is_not_used_while_spot_delivers():
     # s1 and s2 healthy: even at their max, the on-demand group is not a spill-over
-    config = cfg(
+    config = fcfg(
         group_bounds={"s1": {"min_nodes": 0, "max_nodes": 2}, "s2": {"min_nodes": 0, "max_nodes": 0}}
     )
     d, _ = step(fleet(), ScalerState(), NOW, config)

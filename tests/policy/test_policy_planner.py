@@ -102,12 +102,31 @@ def test_plan_removal_most_expensive_first(remove, expected):
 def test_plan_removal_node_limit_and_share():
     offers = [Offer("X", "x", 10.0, 1.0, max_nodes=5), Offer("Y", "y", 10.0, 0.1, max_nodes=5)]
     assert _nodes(plan_removal(memory_gib=100, offers=offers, max_nodes=2)) == {"X": 2}
-    # share 0.6 of 50 + 50 GiB: removing X nodes pushes y above 60 % of what remains: after 1 removal y is
-    # 50/90 = 55.6 %, after 2 it is 50/80 = 62.5 % -> stop at 1 X, then Y: removing 1 Y leaves x 40/80 = 50 %
+    # share 0.6 of x 50 + y 50 GiB; the share applies to a type's memory above one of its nodes (10 GiB).
+    # X (dearest) first: after 1, y's 50 - 10 = 40 <= 0.6 x 90 = 54; after 2, 40 <= 48; after 3,
+    # 40 <= 0.6 x 70 = 42; a 4th would give 40 > 0.6 x 60 = 36 (and a larger overshoot): then Y:
+    # removing 1 Y leaves x 20 - 10 = 10 <= 0.6 x 50 = 30 -> X 3, Y 1 for 40 GiB
     plan = plan_removal(
-        memory_gib=20, offers=offers, max_share=0.6, existing_gib_by_type={"x": 50.0, "y": 50.0}
+        memory_gib=40, offers=offers, max_share=0.6, existing_gib_by_type={"x": 50.0, "y": 50.0}
     )
-    assert _nodes(plan) == {"X": 1, "Y": 1}
+    assert _nodes(plan) == {"X": 3, "Y": 1}
+
+
+def test_plan_removal_balanced_types_can_come_down():
+    # two types balanced at 6 nodes of 96 GiB each, share 0.5: removing any single node leaves the other
+    # type at 576 of 1056 GiB = 54.5 % > 50 %, so the strict rule refused every removal (the cluster held
+    # 1248 GiB for 192 GiB of demand). Above one node per type: A 6 -> 5 leaves b 576 - 96 = 480 <= 528;
+    # A 5 -> 4: 480 <= 480; A 4 -> 3 would give 480 > 432 (newly above, larger overshoot): B goes (A 4, B 5:
+    # a 384 - 96 = 288 <= 432), and so on, the dearer A whenever it may: one node at a time the plan
+    # alternates and comes down all the way (at the end b 192 - 96 = 96 <= 0.5 x 192)
+    offers = [Offer("A", "a", 96.0, 0.33, max_nodes=6), Offer("B", "b", 96.0, 0.28, max_nodes=6)]
+    existing = {"a": 576.0, "b": 576.0}
+    one = plan_removal(memory_gib=96, offers=offers, max_share=0.5, existing_gib_by_type=existing)
+    assert _nodes(one) == {"A": 1}
+    three = plan_removal(memory_gib=288, offers=offers, max_share=0.5, existing_gib_by_type=existing)
+    assert _nodes(three) == {"A": 2, "B": 1}
+    ten = plan_removal(memory_gib=960, offers=offers, max_share=0.5, existing_gib_by_type=existing)
+    assert _nodes(ten) == {"A": 6, "B": 4}
 
 
 def test_plan_removal_revisits_an_expensive_offer_once_a_cheaper_removal_makes_room():
@@ -240,3 +259,53 @@ def test_removal_never_removes_more_than_asked_and_leaves_no_fitting_node(offers
         assert plan.nodes_for(o.key) <= (o.max_nodes or 0)
         if plan.nodes_for(o.key) < (o.max_nodes or 0):
             assert o.memory_gib > left - 1e-6  # greedy: a node that still fitted would have gone
+
+
+def _overshoot(by_type, share, node):
+    """Per type: GiB above `share` of the total once one of its nodes (`node[type]`) is set aside."""
+    total = sum(by_type.values())
+    return {t: v - node[t] - share * total for t, v in by_type.items()}
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    offers=offer_sets(),
+    existing=st.dictionaries(
+        st.sampled_from(TYPES), st.sampled_from([96.0, 192.0, 288.0, 480.0]), min_size=1
+    ),
+    share=st.sampled_from([0.75, 0.5, 0.34]),
+)
+def test_one_removal_keeps_diversification_or_does_not_worsen_it_and_is_never_stuck(offers, existing, share):
+    """One node at a time (max_nodes=1): the removal never pushes an instance type that was within its share
+    (of the memory above one of its nodes) above it while the largest overshoot grows; and when some offer
+    could lose a node that way, a node is removed (balanced types are not stuck)."""
+    existing = dict(existing)
+    for o in offers:  # what is offered for removal runs
+        existing[o.instance_type] = max(existing.get(o.instance_type, 0.0), o.memory_gib * (o.max_nodes or 0))
+    biggest = max((o.memory_gib for o in offers), default=0.0)
+    node = {t: max([o.memory_gib for o in offers if o.instance_type == t], default=biggest) for t in existing}
+
+    def ok(after):
+        before_o, after_o = _overshoot(existing, share, node), _overshoot(after, share, node)
+        newly = any(v > 1e-6 and before_o[t] <= 1e-6 for t, v in after_o.items())
+        return (
+            sum(after.values()) <= 1e-9
+            or not newly
+            or max(after_o.values()) <= max([0.0, *before_o.values()]) + 1e-6
+        )
+
+    possible = []
+    for o in offers:
+        if (o.max_nodes or 0) > 0:
+            after = dict(existing)
+            after[o.instance_type] -= o.memory_gib
+            possible.append(ok(after))
+    plan = plan_removal(
+        memory_gib=1e6, offers=offers, max_nodes=1, max_share=share, existing_gib_by_type=existing
+    )
+    if plan.nodes:
+        after = dict(existing)
+        for a in plan.allocations:
+            after[a.instance_type] -= a.memory_gib
+        assert ok(after)
+    assert bool(plan.nodes) == any(possible)

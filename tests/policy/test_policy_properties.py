@@ -182,9 +182,9 @@ def test_targets_always_within_bounds_and_master_core_untouched(sc, m, state):
     assert [t.group_id for t in d.targets] == [g.id for g in cluster.task_groups]  # never MASTER/CORE
     assert all(t.current == cluster.group(t.group_id).requested for t in d.targets)
     _check_bounds(config, cluster, d)
-    for t in d.targets:  # groups that are not RUNNING get no new target
+    for t in d.targets:  # groups that are neither RUNNING nor RESIZING get no new target
         g = cluster.group(t.group_id)
-        if g.status is not GroupStatus.RUNNING:
+        if g.status not in (GroupStatus.RUNNING, GroupStatus.RESIZING):
             assert t.target == t.current
     blocked = blocked_groups(cluster, state, now=NOW, config=config)
     assert all(t.target <= t.current for t in d.targets if t.group_id in blocked)
@@ -212,6 +212,27 @@ def test_no_scale_in_while_any_signal_is_over_target_or_metrics_are_missing(sc, 
     est = estimate(readings, capacity(cluster, readings, blocked=blocked, config=config), config=config)
     if est.over_target or (est.driving is None and not _idle(d)):
         assert all(t.target >= t.current for t in d.targets), (est.over_target, d.reasons)
+
+
+heap_only = st.fixed_dictionaries(
+    {},
+    optional={
+        Signal.HEAP_USED_PCT: st.floats(0, 100),
+        Signal.HEAP_USED_BYTES: st.floats(0, 1e12),
+        Signal.HEAP_MAX_BYTES: st.floats(0, 1e12),
+        Signal.JVM_COUNT: st.integers(0, 50).map(float),
+    },
+).map(lambda v: MetricsSnapshot({s: Sample(x, NOW) for s, x in v.items()}))
+
+
+@FAST
+@given(scenarios(), heap_only, states)
+def test_the_heap_alone_never_scales_in(sc, m, state):
+    """Only the heap agent reports (EMR's first datapoint has not arrived yet, or EMR metrics are stale):
+    whatever the heap says, no TASK group loses a node (it may gain some when the heap is pressed)."""
+    config, cluster = sc
+    d = decide(now=NOW, cluster=cluster, metrics=m, config=config, state=state)
+    assert all(t.target >= t.current for t in d.targets), d.reasons
 
 
 def _idle(d: Decision) -> bool:

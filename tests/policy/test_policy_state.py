@@ -102,9 +102,44 @@ def test_shortfall_tracking():
     # an existing one keeps its start
     prev = ScalerState(shortfall_since={"ig-a": ago(400), "ig-b": ago(50)})
     assert ns(decision(), previous=prev, c=c).shortfall_since == {"ig-a": ago(400)}  # ig-b recovered
-    # a group the decision grows restarts its clock (the new nodes get their full timeout)
+    # a group the decision grows keeps its clock: asking more of a group that does not deliver does not
+    # postpone the spot fallback (nodes can now be added to a RESIZING group)
     grown = decision(Direction.OUT, current=3, target=4)
-    assert ns(grown, previous=prev, c=c).shortfall_since == {"ig-a": NOW}
+    assert ns(grown, previous=prev, c=c).shortfall_since == {"ig-a": ago(400)}
+    # ... but a group that delivered nodes since it was last seen restarts it (the rest get their full time):
+    # ig-a ran 1 node at the last decision and runs 2 now
+    seen = replace(prev, shortfall_running={"ig-a": 1})
+    s = ns(grown, previous=seen, c=c)
+    assert s.shortfall_since == {"ig-a": NOW}
+    assert s.shortfall_running == {"ig-a": 2}
+    # no progress (still 2 running): the clock keeps its start
+    assert ns(decision(), previous=replace(prev, shortfall_running={"ig-a": 2}), c=c).shortfall_since == {
+        "ig-a": ago(400)
+    }
+
+
+def test_yarn_memory_scale_is_remembered():
+    # settled cluster (CORE 2 + ig-a 2 running, 192 GiB derived), YARN reports 230.4 GiB: 1.2 measured
+    c = cluster(group("ig-a", requested=2))
+    s = ns(decision(), c=c, m=metrics(**yarn(230.4, 50, AppsRunning=1)))
+    assert s.yarn_memory_scale == pytest.approx(1.2)
+    # while a group resizes it cannot be measured: the last value stays
+    busy = cluster(group("ig-a", requested=3, running=2))
+    assert ns(decision(), previous=s, c=busy).yarn_memory_scale == pytest.approx(1.2)
+
+
+def test_heap_pressure_since():
+    # heap 80 % > 70 x 1.08 = 75.6 %: pressure from now on, and kept while it lasts
+    pressed = metrics(**yarn(192, 50, AppsRunning=1, JvmHeapUsedPercent=80))
+    s = ns(decision(), m=pressed)
+    assert s.heap_pressure_since == NOW
+    assert ns(
+        decision(), previous=replace(s, heap_pressure_since=ago(120)), m=pressed
+    ).heap_pressure_since == (ago(120))
+    # back under the threshold (or no heap datapoint): cleared
+    calm = metrics(**yarn(192, 50, AppsRunning=1, JvmHeapUsedPercent=75))
+    assert ns(decision(), previous=s, m=calm).heap_pressure_since is None
+    assert ns(decision(), previous=s).heap_pressure_since is None
 
 
 @pytest.mark.parametrize(
@@ -131,6 +166,9 @@ def test_round_trip_is_json_safe():
         recommendations=(Recommendation(ago(5), 3, 144.0), Recommendation(ago(1), 2, None)),
         shortfall_since={"ig-a": ago(100)},
         capacity_errors={"ig-b": ago(50)},
+        shortfall_running={"ig-a": 1},
+        yarn_memory_scale=1.2,
+        heap_pressure_since=ago(30),
     )
     d = state_to_dict(s)
     assert state_from_dict(json.loads(json.dumps(d))) == s
@@ -161,6 +199,11 @@ def test_empty_dict_is_a_fresh_state_and_decimals_are_accepted():
         ({"recommendations": [5]}, "recommendations[0]"),
         ({"shortfall_since": []}, "shortfall_since"),
         ({"capacity_errors": {"ig-a": None}}, "capacity_errors.ig-a"),
+        ({"shortfall_running": []}, "shortfall_running"),
+        ({"shortfall_running": {"ig-a": "two"}}, "shortfall_running.ig-a"),
+        ({"yarn_memory_scale": "big"}, "yarn_memory_scale"),
+        ({"yarn_memory_scale": -1}, "yarn_memory_scale"),
+        ({"heap_pressure_since": 3}, "heap_pressure_since"),
     ],
 )
 def test_malformed_state_raises_value_error_naming_the_field(raw, field):
@@ -180,6 +223,9 @@ states = st.builds(
     ).map(tuple),
     shortfall_since=st.dictionaries(st.text("igab-0123", min_size=1, max_size=6), when, max_size=3),
     capacity_errors=st.dictionaries(st.text("igab-0123", min_size=1, max_size=6), when, max_size=3),
+    shortfall_running=st.dictionaries(st.text("igab-0123", min_size=1, max_size=6), st.integers(0, 50)),
+    yarn_memory_scale=st.none() | st.floats(0.5, 2.0),
+    heap_pressure_since=st.none() | when,
 )
 
 

@@ -61,7 +61,9 @@ def test_above_its_minimum_the_reconcile_schedule_reacts_within_a_minute() -> No
 
     t=600  demand 300 on 144 GiB: the episode starts
     t=630  heap 60 % × 300/144 = 125 % → 98 %, visible at 640
-    t=661  reconcile → run_once → heap 98 % > 70 % wants 144 × 98/70 = 201.6 GiB → +1 node (reaction 61 s)
+    t=661  reconcile → run_once → heap 98 % > 70 %: the executors hold 144 × 0.9 (heap) × 1.1 (overhead)
+           = 142.6 GiB (the heap datapoint is newer than EMR's 100 GiB allocated) and want
+           142.6 × 98/70 = 199.6 GiB of the 144 counted → +1 node of 96 GiB (reaction 61 s)
     t=1021 the node is usable: supply 240 GiB from step 18 (t=1080)
     """
     result = run_replay(

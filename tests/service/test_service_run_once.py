@@ -11,13 +11,44 @@ import pytest
 from sparkscale.config import Config
 from sparkscale.errors import GroupBusy, InvalidRequest, SparkscaleError, Throttled, TransientAwsError
 from sparkscale.inmemory import CollectingNotifier, FakeEmr, FixedMetrics, InMemoryStateStore
-from sparkscale.policy.model import ClusterState, Direction, GroupStatus, GroupTarget, Market
+from sparkscale.policy.model import (
+    ClusterState,
+    Direction,
+    GroupStatus,
+    GroupTarget,
+    Market,
+    MetricsSnapshot,
+    Sample,
+    Signal,
+)
 from sparkscale.ports import Ports
 from sparkscale.service import Outcome, needs_evaluation, reconcile_once, run_once
 
-from tests.service.shell_support import T0, cluster, group, pressure, quiet
+from tests.service.shell_support import T0, cluster, group, pressure
 
 CID = "j-TEST0001"
+
+
+def on_target(now: Any, *, task_nodes: int = 2) -> MetricsSnapshot:
+    """YARN at its 85 % target of what World's cluster runs: CORE 2 x 24 GiB + task_nodes x 48 GiB usable.
+    (The policy measures against the cluster read, not MemoryTotalMB, so the shared `quiet` snapshot - 82 GiB
+    of YARN memory for a 144 GiB cluster - now reads as a surplus, not as quiet.) 2 nodes: 144 GiB,
+    122.4 GiB allocated."""
+    total = (48.0 + 48.0 * task_nodes) * 1024.0
+    alloc = 0.85 * total
+    at = now - timedelta(seconds=120)
+    vals = {
+        Signal.MEMORY_TOTAL_MB: total,
+        Signal.MEMORY_ALLOCATED_MB: alloc,
+        Signal.MEMORY_AVAILABLE_MB: total - alloc,
+        Signal.YARN_MEMORY_AVAILABLE_PCT: 15.0,
+        Signal.CONTAINER_PENDING: 0.0,
+        Signal.APPS_RUNNING: 2.0,
+        Signal.APPS_PENDING: 0.0,
+    }
+    return MetricsSnapshot({sig: Sample(v, at) for sig, v in vals.items()})
+
+
 CFG = Config.from_mapping({"clusters": [CID], "max_task_nodes": 8, "group_max_nodes": 8})
 
 
@@ -94,7 +125,7 @@ def test_lease_held_reads_nothing_and_changes_nothing() -> None:
 
 def test_hold_records_state_and_sends_nothing() -> None:
     w = World()
-    w.metrics.snapshots[CID] = quiet(T0)
+    w.metrics.snapshots[CID] = on_target(T0)
     r = w.run()
     assert r.outcome == Outcome.HOLD
     assert r.scaling_actions == 0
@@ -201,7 +232,17 @@ def test_dry_run_never_resizes_and_is_notified_once_per_proposal() -> None:
 
 
 def test_at_max_under_pressure_is_notified_at_most_hourly() -> None:
+    # 8 nodes (the maximum): 48 + 8 x 48 = 432 GiB counted, all of it allocated, and 40 containers wait:
+    # pressure (the shared `pressure` snapshot says 78 GiB allocated, a small share of 432 GiB)
     w = World(task_requested=8)
+    full = on_target(T0, task_nodes=8)
+    w.metrics.snapshots[CID] = MetricsSnapshot(
+        {
+            **full.samples,
+            Signal.MEMORY_ALLOCATED_MB: full.samples[Signal.MEMORY_TOTAL_MB],
+            Signal.CONTAINER_PENDING: Sample(40.0, full.samples[Signal.MEMORY_TOTAL_MB].at),
+        }
+    )
     r = w.run()
     assert r.decision is not None
     assert r.decision.at_max_under_pressure
@@ -239,7 +280,7 @@ def test_reconcile_skips_a_cluster_at_its_minimum_without_an_alarm() -> None:
 
 def test_reconcile_evaluates_a_cluster_above_its_minimum() -> None:
     w = World(task_requested=3)
-    w.metrics.snapshots[CID] = quiet(T0)
+    w.metrics.snapshots[CID] = on_target(T0, task_nodes=3)
     r = reconcile_once(now=T0, cluster_id=CID, ports=w.ports(), config=CFG, owner="r", in_alarm=False)
     assert r.outcome != Outcome.SKIPPED
     assert w.metrics.calls == 1

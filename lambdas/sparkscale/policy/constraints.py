@@ -51,9 +51,16 @@ def stabilization_floor(state: ScalerState, *, now: datetime, config: Config, cu
     return max([current_gib, *recent])
 
 
+# EMR (4.1.0 and later) takes a new ModifyInstanceGroups count while a group is still RESIZING: the new
+# count overrides the previous request ("Interrupting a resize", EMR Management Guide, emr-manage-resize).
+# Provisioning, bootstrapping and reconfiguring groups, and failed ones, take no new count.
+RESIZABLE_STATUSES = frozenset({GroupStatus.RUNNING, GroupStatus.RESIZING})
+
+
 def changeable(g: InstanceGroup, blocked: Mapping[str, str]) -> bool:
-    """A TASK group whose count this decision may change: RUNNING and not blocked by the spot fallback."""
-    return g.is_task and g.status is GroupStatus.RUNNING and g.id not in blocked
+    """A TASK group whose count this decision may change: RUNNING or RESIZING, and not blocked by the spot
+    fallback (a group whose requested nodes do not arrive, see fallback.blocked_groups)."""
+    return g.is_task and g.status in RESIZABLE_STATUSES and g.id not in blocked
 
 
 def add_offers(
@@ -76,23 +83,19 @@ def remove_offers(
     config: Config,
     bounded: bool = True,
     markets: Sequence[Market] = (Market.SPOT, Market.ON_DEMAND),
+    in_flight_only: bool = False,
 ) -> list[Offer]:
-    """Offers to remove nodes from changeable TASK groups, down to each group's min (when bounded)."""
+    """Offers to remove nodes from changeable TASK groups, down to each group's min (when bounded). With
+    `in_flight_only`, only nodes requested and not yet running (a lower count cancels those first)."""
     out = []
     for g in cluster.task_groups:
         if not changeable(g, blocked) or g.market not in markets:
             continue
         floor = config.bounds_for(g.id, g.name).min_nodes if bounded else 0
-        out.append(
-            Offer(
-                g.id,
-                g.instance_type,
-                usable_gib(g, config),
-                g.usd_per_hour,
-                g.market,
-                max(0, g.requested - floor),
-            )
-        )
+        most = max(0, g.requested - floor)
+        if in_flight_only:
+            most = min(most, max(0, g.requested - g.running))
+        out.append(Offer(g.id, g.instance_type, usable_gib(g, config), g.usd_per_hour, g.market, most))
     return out
 
 
@@ -113,7 +116,7 @@ def enforce_bounds(
     reasons: list[str] = []
     groups = {g.id: g for g in cluster.task_groups}
     for g in cluster.task_groups:
-        if g.is_task and g.status is GroupStatus.RUNNING:
+        if g.status in RESIZABLE_STATUSES:
             b = config.bounds_for(g.id, g.name)
             t = targets[g.id]
             if t > b.max_nodes or (t < b.min_nodes and g.id not in blocked):
@@ -127,7 +130,7 @@ def enforce_bounds(
     if total > config.max_task_nodes:
         excess = total - config.max_task_nodes
         order = sorted(
-            (g for g in groups.values() if g.status is GroupStatus.RUNNING),
+            (g for g in groups.values() if g.status in RESIZABLE_STATUSES),
             key=lambda g: (-(g.usd_per_hour / max(usable_gib(g, config), 1e-9)), g.id),
         )
         for g in order:

@@ -5,8 +5,10 @@ The steps, in order (each a named pure function with its own tests):
                   spot fallback (fallback.blocked_groups)
  1. estimate      desired YARN memory per signal, the largest need drives (estimate.estimate)
  2. idle          no application for idle_after_s: every changeable group to its minimum
- 3. direction     deadband around the targets; never scale in while any signal is over target or containers
- wait
+ 3. direction     the driving need against the capacity counted (running CORE + requested TASK nodes), with
+                  a deadband; a heap-pressure episode adds at least one node beyond what is coming; scale-in
+                  only on signals that may ask for less (not the heap), never while any signal is over its
+                  target or containers wait, and only nodes not yet running while nodes are coming
  4. expand        whole nodes by USD per GiB-hour within the limits (planner.plan_memory / plan_removal),
                   cooldowns and scale-in stabilization (constraints), spot fallback and the move back to spot
  5. bounds        every changeable group and the TASK total within their min/max (constraints.enforce_bounds)
@@ -30,7 +32,17 @@ from sparkscale.policy.constraints import (
     total_requested,
     usd_per_hour,
 )
-from sparkscale.policy.estimate import Capacity, Estimate, Need, capacity, estimate, gib, usable_gib
+from sparkscale.policy.estimate import (
+    HUGE_RATIO,
+    Capacity,
+    Estimate,
+    Need,
+    capacity,
+    estimate,
+    gib,
+    usable_gib,
+    yarn_memory_scale,
+)
 from sparkscale.policy.fallback import blocked_groups, label
 from sparkscale.policy.model import (
     Cluster,
@@ -43,7 +55,7 @@ from sparkscale.policy.model import (
     Signal,
 )
 from sparkscale.policy.planner import EPS, Allocation, Offer, Plan, plan_memory, plan_removal
-from sparkscale.policy.signals import Readings, is_active, read_signals
+from sparkscale.policy.signals import Readings, active_from, heap_pressed, read_signals
 
 METRICS_MISSING = "Metrics missing"
 
@@ -61,8 +73,15 @@ class _Ctx:
 
     @property
     def notes(self) -> list[str]:
-        """Informational reasons appended to every decision: ignored metrics and blocked groups."""
-        return [*self.blocked.values(), *self.readings.ignored]
+        """Informational reasons appended to every decision: nodes still coming, blocked groups, ignored
+        metrics."""
+        coming = []
+        if self.cap.in_flight_gib > EPS:
+            coming.append(
+                f"{gib(self.cap.in_flight_gib)} of TASK memory requested and not yet running counts as "
+                "capacity (nodes already requested are not asked for twice)."
+            )
+        return [*coming, *self.blocked.values(), *self.readings.ignored]
 
     def need_reasons(self) -> list[str]:
         return [self.est.reason(n) for n in self.est.needs]
@@ -137,11 +156,12 @@ def decide(
         return _decision(now, cluster=cluster, config=config, blocked={}, out=out, before=before, ctx=None)
     readings = read_signals(metrics, now=now, config=config)
     blocked = blocked_groups(cluster, state, now=now, config=config)
-    cap = capacity(cluster, readings, blocked=blocked, config=config)
+    scale = current_yarn_scale(cluster, metrics, state, now=now, config=config)
+    cap = capacity(cluster, readings, blocked=blocked, config=config, scale=scale)
     est = estimate(readings, cap, config=config)
     ctx = _Ctx(now, cluster, config, state, readings, blocked, cap, est)
 
-    idle_since = _idle_for(ctx, metrics)
+    idle_since = _idle_for(ctx)
     if idle_since is not None and not est.over_target:
         out = _idle(ctx, idle_since)
     elif est.driving is None:
@@ -156,6 +176,17 @@ def decide(
     else:
         out = _by_pressure(ctx, est.driving)
     return _decision(now, cluster=cluster, config=config, blocked=blocked, out=out, before=before, ctx=ctx)
+
+
+def current_yarn_scale(
+    cluster: Cluster, metrics: MetricsSnapshot, state: ScalerState, *, now: datetime, config: Config
+) -> float:
+    """YARN GiB per derived GiB: measured now when the cluster is settled, else the last measured, else 1."""
+    last = max((t for t in (state.last_scale_out_at, state.last_scale_in_at) if t is not None), default=None)
+    measured = yarn_memory_scale(cluster, metrics, now=now, config=config, last_resize_at=last)
+    if measured is not None:
+        return measured
+    return state.yarn_memory_scale if state.yarn_memory_scale is not None else 1.0
 
 
 def _decision(
@@ -205,9 +236,9 @@ def _decision(
 
 
 # --- step 2: idle -------------------------------------------------------------------------------------------
-def _idle_for(ctx: _Ctx, metrics: MetricsSnapshot) -> float | None:
+def _idle_for(ctx: _Ctx) -> float | None:
     """Seconds without any application, when that is at least idle_after_s; else None."""
-    if is_active(metrics, now=ctx.now, config=ctx.config) is not False or ctx.state.last_active_at is None:
+    if active_from(ctx.readings) is not False or ctx.state.last_active_at is None:
         return None
     quiet = (ctx.now - ctx.state.last_active_at).total_seconds()
     return quiet if quiet >= ctx.config.idle_after_s else None
@@ -239,19 +270,63 @@ def _idle(ctx: _Ctx, quiet_s: float) -> _Outcome:
 
 # --- step 3: direction by pressure --------------------------------------------------------------------------
 def _by_pressure(ctx: _Ctx, driving: Need) -> _Outcome:
-    band = ctx.config.deadband_pct / 100.0
-    if driving.ratio > 1.0 + band:
+    cfg, cap, est = ctx.config, ctx.cap, ctx.est
+    band = cfg.deadband_pct / 100.0
+    # a signal beyond its deadband that wants more than the capacity counted scales out (for YARN memory both
+    # say the same; the heap may be beyond its band while YARN still has room for more executors)
+    pressed = [n for n in est.needs if n.ratio > 1.0 + band]
+    if any(n.desired_gib > cap.counted_gib + EPS for n in pressed):
         return _scale_out(ctx, driving)
-    if driving.ratio < 1.0 - band:
-        return _scale_in(ctx)
+    pressure = _heap_pressure(ctx)
+    if pressure is not None:
+        return _scale_out(ctx, driving, heap_pressure=pressure)
+    reasons = ctx.need_reasons()
+    if pressed:  # a signal is over its target, but the capacity counted already covers what it asks for
+        if cap.in_flight_gib > EPS:
+            why = (
+                f"Nodes already requested cover it: {gib(cap.in_flight_gib)} of TASK memory is still being "
+                "provisioned."
+            )
+        else:
+            why = "The capacity running or requested already covers what it asks for: holding."
+        return _Outcome(_current(ctx.cluster), [*reasons, why], cap.task_nodes, cap.task_gib)
+    lower = est.scale_in_need
+    if lower is not None and _capacity_ratio(lower.desired_gib, cap) < 1.0 - band:
+        return _scale_in(ctx, lower)
     out = _move_back(ctx)
     if out is not None:
         return out
-    return _Outcome(
-        _current(ctx.cluster),
-        [*ctx.need_reasons(), "Every signal is within its deadband: holding."],
-        ctx.cap.task_nodes,
-        ctx.cap.task_gib,
+    if lower is None:
+        why = "Only the executor heap reports, and it is not over its target: the heap alone never scales in."
+    else:
+        why = "Every signal is within its deadband: holding."
+    return _Outcome(_current(ctx.cluster), [*reasons, why], cap.task_nodes, cap.task_gib)
+
+
+def _capacity_ratio(desired_gib: float, cap: Capacity) -> float:
+    """Desired memory over the capacity counted (running CORE + requested TASK nodes)."""
+    if cap.counted_gib > 0:
+        return desired_gib / cap.counted_gib
+    return HUGE_RATIO if desired_gib > EPS else 1.0
+
+
+def _heap_pressure(ctx: _Ctx) -> str | None:
+    """A sentence when the executors' heap is beyond its deadband (the heap alarm's threshold) and no node
+    was requested since that pressure began, although the capacity running or requested looks enough: a
+    pressed heap (used close to max) hides how much more memory the work needs, and the nodes already coming
+    were asked for before it showed. Then at least one node more is requested, once per heap-pressure
+    episode (ScalerState.heap_pressure_since)."""
+    heap = next((n for n in ctx.est.needs if n.signal is Signal.HEAP_USED_PCT), None)
+    if heap is None or not heap_pressed(heap.value, ctx.config):
+        return None
+    since = ctx.state.heap_pressure_since or ctx.now
+    last = ctx.state.last_scale_out_at
+    if last is not None and last >= since:
+        return None
+    return (
+        f"Executor heap used {heap.value:.1f} % is beyond its deadband since {since.isoformat()} and no node "
+        "was requested since: a pressed heap hides the real need, so at least one node more than the "
+        "capacity running or requested."
     )
 
 
@@ -261,16 +336,9 @@ def _od_allowed(ctx: _Ctx) -> bool:
     return ctx.config.on_demand_fallback and (not spot or any(g.id in ctx.blocked for g in spot))
 
 
-def _scale_out(ctx: _Ctx, driving: Need) -> _Outcome:
+def _scale_out(ctx: _Ctx, driving: Need, *, heap_pressure: str | None = None) -> _Outcome:
     cfg, cluster, cap = ctx.config, ctx.cluster, ctx.cap
-    need = ctx.est.need_gib
-    reasons = ctx.need_reasons()
-    if need <= EPS:
-        reasons.append(
-            f"Nodes already requested cover it: {gib(cap.in_flight_gib)} of TASK memory is still being "
-            "provisioned."
-        )
-        return _Outcome(_current(cluster), reasons, cap.task_nodes, cap.task_gib)
+    reasons = [*ctx.need_reasons(), *([heap_pressure] if heap_pressure is not None else [])]
     od_ok = _od_allowed(ctx)
     markets = [Market.SPOT, Market.ON_DEMAND] if od_ok else [Market.SPOT]
     existing = dict(cap.task_gib_by_type)
@@ -280,6 +348,9 @@ def _scale_out(ctx: _Ctx, driving: Need) -> _Outcome:
         for m in markets
         for o in add_offers(cluster, blocked=ctx.blocked, config=cfg, market=m, bounded=False)
     ]
+    # heap pressure: at least the smallest node any group can add, beyond what runs or is requested
+    floor = min((o.memory_gib for o in free), default=2 * EPS) if heap_pressure is not None else 0.0
+    need = max(ctx.est.need_gib, floor)
     ideal = plan_memory(
         memory_gib=need, offers=free, max_share=cfg.max_share_per_instance_type, existing_gib_by_type=existing
     )
@@ -343,7 +414,7 @@ def _scale_out(ctx: _Ctx, driving: Need) -> _Outcome:
     step_limited = planned_nodes >= cfg.max_scale_out_step_nodes and room > cfg.max_scale_out_step_nodes
     at_max = False
     if short > EPS:
-        at_max = not step_limited and _limits_bind(ctx, markets, need - short)
+        at_max = not step_limited and _limits_bind(ctx, markets, need, need - short)
         texts.append(_limit_text(ctx, short, step_limited, room, budget, any_offer=bool(free)))
     # Remember what was bought (when bounds forced more than the ideal), so that stabilization keeps it.
     desired_gib = max(desired_gib, cap.task_gib + planned_gib)
@@ -352,7 +423,7 @@ def _scale_out(ctx: _Ctx, driving: Need) -> _Outcome:
     )
 
 
-def _limits_bind(ctx: _Ctx, markets: Sequence[Market], planned_gib: float) -> bool:
+def _limits_bind(ctx: _Ctx, markets: Sequence[Market], need: float, planned_gib: float) -> bool:
     """True when the configured maximums (max_task_nodes, the groups' max_nodes, the budget) are what stop the
     scale-out: without them, the same step would add more. False when no group can take nodes at all."""
     cfg = ctx.config
@@ -364,7 +435,7 @@ def _limits_bind(ctx: _Ctx, markets: Sequence[Market], planned_gib: float) -> bo
     if not free:
         return False
     unbounded = plan_memory(
-        memory_gib=ctx.est.need_gib,
+        memory_gib=need,
         offers=free,
         max_share=cfg.max_share_per_instance_type,
         max_nodes=cfg.max_scale_out_step_nodes,
@@ -378,7 +449,7 @@ def _limit_text(
 ) -> str:
     cfg = ctx.config
     if not any_offer:
-        why = "no RUNNING TASK group that delivers can take new nodes now"
+        why = "no RUNNING or RESIZING TASK group that delivers can take new nodes now"
     elif step_limited:
         why = (
             f"at most {cfg.max_scale_out_step_nodes} nodes are added per decision (max_scale_out_step_nodes)"
@@ -391,16 +462,19 @@ def _limit_text(
             parts.append(
                 f"{_money(budget)} is left of budget_usd_per_hour {_money(cfg.budget_usd_per_hour or 0.0)}"
             )
-        parts.append("each group stops at its max_nodes, and only RUNNING groups that deliver get new nodes")
+        parts.append(
+            "each group stops at its max_nodes, and only RUNNING or RESIZING groups that deliver get new "
+            "nodes"
+        )
         why = "; ".join(parts)
     return f"{gib(short)} of the need cannot be added now: {why}."
 
 
 # --- scale in and the move back to spot ---------------------------------------------------------------------
-def _scale_in(ctx: _Ctx) -> _Outcome:
+def _scale_in(ctx: _Ctx, lower: Need) -> _Outcome:
     cfg, cluster, cap = ctx.config, ctx.cluster, ctx.cap
     reasons = ctx.need_reasons()
-    surplus = -ctx.est.need_gib
+    surplus = cap.counted_gib - lower.desired_gib
     ideal = plan_removal(
         memory_gib=surplus,
         offers=remove_offers(cluster, blocked=ctx.blocked, config=cfg, bounded=False),
@@ -410,6 +484,9 @@ def _scale_in(ctx: _Ctx) -> _Outcome:
     desired_gib = cap.task_gib - ideal.memory_gib
     desired_nodes = cap.task_nodes - ideal.nodes
     waiting = _waiting(ctx)
+    if waiting is None and ctx.est.over_target:
+        over = ctx.est.over_target[0]
+        waiting = f"{over.signal.value} is over its target: no scale-in."
     if waiting is not None:
         return _hold_or_move_back(ctx, [*reasons, waiting], desired_nodes, desired_gib)
     blocker = cooldown_blocks(ctx.state, now=ctx.now, config=cfg, scale_in=True)
@@ -417,9 +494,14 @@ def _scale_in(ctx: _Ctx) -> _Outcome:
         return _Outcome(_current(cluster), [*reasons, blocker], desired_nodes, desired_gib, bounds=False)
     floor = stabilization_floor(ctx.state, now=ctx.now, config=cfg, current_gib=desired_gib)
     allowed = cap.task_gib - floor
+    # while nodes are still coming, only those are cancelled: a running node removed now would leave a gap
+    # until they run (they were asked for to replace or add to it)
+    coming = cap.in_flight_gib > EPS
+    if coming:  # SPOT nodes coming while ON_DEMAND fallback nodes run are their replacements: keep them
+        allowed -= _on_demand_to_move_back_gib(ctx)
     removal = plan_removal(
         memory_gib=allowed,
-        offers=remove_offers(cluster, blocked=ctx.blocked, config=cfg),
+        offers=remove_offers(cluster, blocked=ctx.blocked, config=cfg, in_flight_only=coming),
         max_nodes=max(0, min(cfg.max_scale_in_step_nodes, total_requested(cluster) - cfg.min_task_nodes)),
         max_share=cfg.max_share_per_instance_type,
         existing_gib_by_type=cap.task_gib_by_type,
@@ -429,6 +511,11 @@ def _scale_in(ctx: _Ctx) -> _Outcome:
             why = (
                 f"Stabilization: the highest recommendation of the last {cfg.scale_in_stabilization_s} s is "
                 f"{gib(floor)} of TASK memory and the TASK groups have {gib(cap.task_gib)}: no scale-in yet."
+            )
+        elif coming:
+            why = (
+                f"Nodes are still coming ({gib(cap.in_flight_gib)}): until they run, only nodes not yet "
+                f"running may go, and none fits in the {gib(max(0.0, allowed))} surplus: holding."
             )
         else:
             why = (
@@ -468,12 +555,15 @@ def _move_back(ctx: _Ctx) -> _Outcome | None:
     that the surplus covers (phase 2). Never while a SPOT group is blocked, a signal is over target or a
     cooldown runs."""
     cfg, cluster = ctx.config, ctx.cluster
+    if not any(g.market is Market.ON_DEMAND and g.requested > 0 for g in cluster.task_groups):
+        return None  # nothing runs on ON_DEMAND: nothing to move back (the common case, kept cheap)
     spot = [g for g in cluster.task_groups if g.market is Market.SPOT]
     if not spot or any(g.id in ctx.blocked for g in spot) or ctx.est.over_target:
         return None
     od_offers = remove_offers(cluster, blocked=ctx.blocked, config=cfg, markets=(Market.ON_DEMAND,))
     od_gib = sum(o.memory_gib * (o.max_nodes or 0) for o in od_offers)
-    desired = ctx.est.desired_task_gib
+    lower = ctx.est.scale_in_desired_gib
+    desired = None if lower is None else max(0.0, ctx.cap.task_gib + lower - ctx.cap.counted_gib)
     if od_gib <= EPS or desired is None or not any(changeable(g, ctx.blocked) for g in spot):
         return None
     if not any(g.requested > g.running for g in spot) and _waiting(ctx) is None:
@@ -483,6 +573,16 @@ def _move_back(ctx: _Ctx) -> _Outcome | None:
         if released is not None:
             return released
     return _buy_spot_back(ctx, od_gib, desired)
+
+
+def _on_demand_to_move_back_gib(ctx: _Ctx) -> float:
+    """ON_DEMAND TASK memory above the groups' minimums that moves back to spot (0 while a SPOT group is
+    blocked or there is no SPOT group to move to)."""
+    spot = [g for g in ctx.cluster.task_groups if g.market is Market.SPOT]
+    if not spot or any(g.id in ctx.blocked for g in spot):
+        return 0.0
+    offers = remove_offers(ctx.cluster, blocked=ctx.blocked, config=ctx.config, markets=(Market.ON_DEMAND,))
+    return sum(o.memory_gib * (o.max_nodes or 0) for o in offers)
 
 
 def _release_on_demand(ctx: _Ctx, od_offers: list[Offer], desired: float) -> _Outcome | None:

@@ -1,19 +1,29 @@
 """Step 1, estimate: how much YARN memory the cluster should have, from each signal's ratio to its target.
 
-Target tracking: each fresh signal says "the memory that produced me, times value / target". The signal asking
-for the most memory wins and becomes the driving signal. The need is measured against what is running PLUS
-what is requested and still coming (healthy TASK groups' in-flight nodes), so a second trigger while nodes
-are being provisioned adds nothing new.
+Target tracking: each fresh signal says "the memory that produced me, times value / target". Everything is
+measured against ONE current view of the capacity, read fresh from the cluster (not from MemoryTotalMB, which
+is up to ~7 minutes old): running CORE nodes plus the requested nodes of the healthy TASK groups (running
+nodes only for the groups the spot fallback blocks), each node's memory x usable_memory_fraction. Nodes still
+coming therefore count from the moment they are requested, and a node that has just joined is never counted
+twice or not at all. MemoryTotalMB only calibrates that view: on a settled cluster (see `yarn_memory_scale`)
+it says how much YARN memory one derived GiB really is, and the YARN metrics are converted with that scale.
 
-Signals (all in GiB of YARN memory; `total` is the running YARN memory, see `capacity`):
-- YARN memory used % = allocated / total (MemoryAllocatedMB / MemoryTotalMB, or 100 -
-  YARNMemoryAvailablePercentage) wants allocated / yarn_memory_used_target_pct.
+"Allocated" is EMR's MemoryAllocatedMB (else MemoryTotalMB - MemoryAvailableMB, else from
+YARNMemoryAvailablePercentage), raised to what the executors hold now when that is more and newer: the heap
+agent's summed JvmHeapMax x (1 + executor_memory_overhead_pct), published every minute where EMR publishes
+every five (executors' containers are part of the allocated memory).
+
+Signals (all in GiB of usable memory, the capacity's units):
+- YARN memory used: allocated / yarn_memory_used_target_pct (only when EMR reports an allocation).
 - pending containers: (allocated + ContainerPending x container size) / yarn_memory_used_target_pct; the
   container size is MemoryAllocatedMB / ContainerAllocated, else default_container_memory_mb. Only when
   containers wait.
-- executor heap used % (sum JvmHeapUsed / sum JvmHeapMax, else JvmHeapUsedPercent) wants
-  total x used / target.
-- TotalLoad per running CORE+TASK node, when total_load_target_per_node > 0, wants total x per-node / target.
+- executor heap used % (sum JvmHeapUsed / sum JvmHeapMax, else JvmHeapUsedPercent) wants the memory the
+  executors hold x used / target. The heap is a scale-OUT signal: under its target it never asks for less
+  (executors only hold the memory YARN gave them, so a quiet heap says nothing about idle YARN memory); over
+  its target it may drive a scale-out and vetoes any scale-in.
+- TotalLoad per running CORE+TASK node, when total_load_target_per_node > 0, wants the running memory x
+  per-node / target.
 """
 
 from __future__ import annotations
@@ -21,18 +31,27 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from types import MappingProxyType
 
 from sparkscale.config import Config
-from sparkscale.policy.model import Cluster, InstanceGroup, Role, Signal
-from sparkscale.policy.signals import Readings
+from sparkscale.policy.model import Cluster, GroupStatus, InstanceGroup, MetricsSnapshot, Role, Signal
+from sparkscale.policy.signals import Readings, heap_used_pct
 
 MIB_PER_GIB = 1024.0
+BYTES_PER_GIB = float(2**30)
 HUGE_RATIO = 1e6  # demand with no capacity at all
+# A MemoryTotalMB datapoint taken at least this long after the scaler's last resize describes the nodes that
+# resize asked for (EMR task nodes join YARN within ~5-10 minutes), so it may calibrate the derived capacity.
+SETTLE_S = 900.0
+# Calibration only ever raises the derived capacity (MemoryTotalMB larger than derived): a smaller
+# MemoryTotalMB is indistinguishable from nodes that joined after the datapoint was taken. Values above
+# 1 / usable_memory_fraction (more YARN memory than the instances have) are not believed either.
+MIN_SCALE = 1.0
 
 
 def usable_gib(group: InstanceGroup, config: Config) -> float:
-    """YARN-usable memory of one node of `group`."""
+    """YARN-usable memory of one node of `group`, as configured (usable_memory_fraction)."""
     return group.memory_gib * config.usable_memory_fraction
 
 
@@ -41,68 +60,175 @@ def gib(x: float) -> str:
     return f"{x:.1f} GiB" if abs(x) < 10 and abs(x - round(x)) > 0.05 else f"{x:.0f} GiB"
 
 
+def _yarn_groups(cluster: Cluster) -> list[InstanceGroup]:
+    return [g for g in cluster.groups if g.role is not Role.MASTER]
+
+
+def yarn_memory_scale(
+    cluster: Cluster,
+    metrics: MetricsSnapshot,
+    *,
+    now: datetime,
+    config: Config,
+    last_resize_at: datetime | None,
+) -> float | None:
+    """MemoryTotalMB / the running CORE+TASK memory derived from the cluster, when both describe the same
+    nodes: every CORE and TASK group RUNNING with all its requested nodes running, and the datapoint taken at
+    least SETTLE_S after the scaler's last resize; and only when it is at least 1 (see MIN_SCALE). None when
+    it cannot be measured now (the caller then keeps the last measured scale)."""
+    sample = metrics.get(Signal.MEMORY_TOTAL_MB)
+    if (
+        sample is None
+        or not 0 < sample.value < math.inf
+        or (now - sample.at).total_seconds() > config.emr_metric_max_age_s
+        or (last_resize_at is not None and (sample.at - last_resize_at).total_seconds() < SETTLE_S)
+    ):
+        return None
+    derived = 0.0
+    for g in _yarn_groups(cluster):
+        if g.status is not GroupStatus.RUNNING or g.requested != g.running:
+            return None
+        derived += g.running * usable_gib(g, config)
+    if derived <= 0:
+        return None
+    scale = sample.value / MIB_PER_GIB / derived
+    if not MIN_SCALE <= scale <= 1.0 / config.usable_memory_fraction + 1e-9:
+        return None
+    return scale
+
+
 @dataclass(frozen=True)
 class Capacity:
-    """The memory a decision starts from."""
+    """The memory a decision starts from, in GiB of usable memory as configured (see the module docstring)."""
 
-    yarn_total_gib: float  # running YARN memory: MemoryTotalMB, else derived from running CORE+TASK nodes
-    yarn_total_measured: bool
-    allocated_gib: float | None  # YARN memory allocated to containers, when known
-    in_flight_gib: (
-        float  # requested-but-not-running TASK nodes of healthy groups (they still count as coming)
-    )
+    running_gib: float  # running CORE + TASK nodes
+    counted_gib: float  # running CORE nodes + TASK nodes counted (requested, or running when blocked)
+    in_flight_gib: float  # requested-but-not-running TASK nodes of healthy groups (they count as coming)
+    allocated_gib: float | None  # YARN memory allocated to containers, when known (converted by yarn_scale)
     task_gib: float  # TASK memory counted: requested nodes of healthy groups, running nodes of blocked ones
     task_nodes: int  # TASK nodes counted the same way
     task_gib_by_type: Mapping[str, float] = field(default_factory=dict)
     running_nodes: int = 0  # running CORE + TASK nodes (TotalLoad per node)
+    measured_total_gib: float | None = None  # MemoryTotalMB (else allocated + available), YARN's own GiB
+    yarn_scale: float = 1.0  # YARN GiB per derived GiB (yarn_memory_scale)
+    # memory the executors hold: their summed heap max x (1 + executor_memory_overhead_pct), when that
+    # datapoint is newer than EMR's allocation (published every minute, EMR's every five): a fresher lower
+    # bound of the allocated memory
+    executor_gib: float | None = None
+
+    @property
+    def held_gib(self) -> float | None:
+        """Allocated memory as fresh as known: max(YARN allocated, executors' memory)."""
+        a, e = self.allocated_gib, self.executor_gib
+        if a is None:
+            return e
+        return a if e is None else max(a, e)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "task_gib_by_type", MappingProxyType(dict(self.task_gib_by_type)))
 
-    @property
-    def counted_gib(self) -> float:
-        """Running YARN memory plus memory still coming: what the signals see once provisioning is done."""
-        return self.yarn_total_gib + self.in_flight_gib
 
-
-def capacity(cluster: Cluster, readings: Readings, *, blocked: Mapping[str, str], config: Config) -> Capacity:
-    derived = sum(
-        g.running * usable_gib(g, config) for g in cluster.groups if g.role in (Role.CORE, Role.TASK)
-    )
-    total_mb = readings.get(Signal.MEMORY_TOTAL_MB)
-    alloc_mb = readings.get(Signal.MEMORY_ALLOCATED_MB)
-    avail_mb = readings.get(Signal.MEMORY_AVAILABLE_MB)
-    avail_pct = readings.get(Signal.YARN_MEMORY_AVAILABLE_PCT)
-    measured = True
-    if total_mb is not None and total_mb > 0:
-        total = total_mb / MIB_PER_GIB
-    elif alloc_mb is not None and avail_mb is not None and alloc_mb + avail_mb > 0:
-        total = (alloc_mb + avail_mb) / MIB_PER_GIB
-    else:
-        total, measured = derived, False
-    allocated: float | None = None
-    if alloc_mb is not None:
-        allocated = alloc_mb / MIB_PER_GIB
-    elif measured and avail_mb is not None:
-        allocated = max(0.0, total - avail_mb / MIB_PER_GIB)
-    elif avail_pct is not None:
-        allocated = total * max(0.0, 100.0 - min(avail_pct, 100.0)) / 100.0
-    if allocated is not None:
-        allocated = min(allocated, total)  # datapoints of different minutes can disagree
+def capacity(
+    cluster: Cluster,
+    readings: Readings,
+    *,
+    blocked: Mapping[str, str],
+    config: Config,
+    scale: float = 1.0,
+) -> Capacity:
+    """The current capacity from the cluster read, and YARN's allocated memory converted with `scale`."""
+    frac = config.usable_memory_fraction
+    running_gib = 0.0
+    core_gib = 0.0
+    running_nodes = 0
     in_flight = 0.0
     task_gib = 0.0
     task_nodes = 0
     by_type: dict[str, float] = {}
-    for g in cluster.task_groups:
-        counted = g.running if g.id in blocked else max(g.requested, g.running)
-        if g.id not in blocked:
-            in_flight += max(0, g.requested - g.running) * usable_gib(g, config)
-        mem = counted * usable_gib(g, config)
+    for g in cluster.groups:
+        role = g.role
+        if role is Role.MASTER:
+            continue
+        node = g.memory_gib * frac
+        running_gib += g.running * node
+        running_nodes += g.running
+        if role is not Role.TASK:
+            core_gib += g.running * node
+            continue
+        if g.id in blocked:
+            counted = min(g.requested, g.running)
+        else:
+            counted = g.requested
+            if g.requested > g.running:
+                in_flight += (g.requested - g.running) * node
+        mem = counted * node
         task_gib += mem
         task_nodes += counted
         by_type[g.instance_type] = by_type.get(g.instance_type, 0.0) + mem
-    running_nodes = sum(g.running for g in cluster.groups if g.role in (Role.CORE, Role.TASK))
-    return Capacity(total, measured, allocated, in_flight, task_gib, task_nodes, by_type, running_nodes)
+
+    measured = _measured_total(readings)
+    allocated, alloc_at = _allocated(readings, measured, running_gib * scale)
+    executors = _executors(readings, alloc_at, config)
+    return Capacity(
+        running_gib=running_gib,
+        counted_gib=core_gib + task_gib,
+        in_flight_gib=in_flight,
+        allocated_gib=None if allocated is None else allocated / scale,
+        task_gib=task_gib,
+        task_nodes=task_nodes,
+        task_gib_by_type=by_type,
+        running_nodes=running_nodes,
+        measured_total_gib=measured,
+        yarn_scale=scale,
+        executor_gib=None if executors is None else executors / scale,
+    )
+
+
+def _measured_total(readings: Readings) -> float | None:
+    """YARN's own total (GiB): MemoryTotalMB, else MemoryAllocatedMB + MemoryAvailableMB."""
+    total_mb = readings.get(Signal.MEMORY_TOTAL_MB)
+    if total_mb is not None and total_mb > 0:
+        return total_mb / MIB_PER_GIB
+    alloc_mb, avail_mb = readings.get(Signal.MEMORY_ALLOCATED_MB), readings.get(Signal.MEMORY_AVAILABLE_MB)
+    if alloc_mb is not None and avail_mb is not None and alloc_mb + avail_mb > 0:
+        return (alloc_mb + avail_mb) / MIB_PER_GIB
+    return None
+
+
+def _allocated(
+    readings: Readings, measured: float | None, running: float
+) -> tuple[float | None, datetime | None]:
+    """YARN's allocated memory (its own GiB) and the time of the datapoint it comes from: MemoryAllocatedMB,
+    else MemoryTotalMB - MemoryAvailableMB, else YARNMemoryAvailablePercentage of the total (measured, else
+    the running memory)."""
+    alloc_mb = readings.get(Signal.MEMORY_ALLOCATED_MB)
+    avail_mb = readings.get(Signal.MEMORY_AVAILABLE_MB)
+    avail_pct = readings.get(Signal.YARN_MEMORY_AVAILABLE_PCT)
+    if alloc_mb is not None:
+        allocated, at = alloc_mb / MIB_PER_GIB, readings.at(Signal.MEMORY_ALLOCATED_MB)
+    elif avail_mb is not None and measured is not None:
+        allocated, at = max(0.0, measured - avail_mb / MIB_PER_GIB), readings.at(Signal.MEMORY_AVAILABLE_MB)
+    elif avail_pct is not None:
+        base = measured if measured is not None else running
+        allocated = base * max(0.0, 100.0 - min(avail_pct, 100.0)) / 100.0
+        at = readings.at(Signal.YARN_MEMORY_AVAILABLE_PCT)
+    else:
+        return None, None
+    if measured is not None:
+        allocated = min(allocated, measured)  # datapoints of different minutes can disagree
+    return allocated, at
+
+
+def _executors(readings: Readings, alloc_at: datetime | None, config: Config) -> float | None:
+    """What the executors hold (YARN's GiB): their summed heap max x (1 + executor_memory_overhead_pct), when
+    the heap agent's datapoint is newer than EMR's allocation (or EMR reports none)."""
+    mx = readings.get(Signal.HEAP_MAX_BYTES)
+    if mx is None or mx <= 0:
+        return None
+    mx_at = readings.at(Signal.HEAP_MAX_BYTES)
+    if alloc_at is not None and mx_at is not None and mx_at <= alloc_at:
+        return None
+    return mx / BYTES_PER_GIB * (1.0 + config.executor_memory_overhead_pct / 100.0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,8 +238,13 @@ class Need:
     signal: Signal  # the Decision's driving signal when this need wins
     value: float  # in the unit of `signal` (the Decision's driving value)
     ratio: float  # pressure relative to its target: 1.0 = on target
-    desired_gib: float  # total YARN memory this signal wants
+    desired_gib: float  # total usable memory this signal wants
     text: str  # "YARN memory used 91.0 % > target 75.0 % (deadband 10 %)"
+    scale_in: bool = True  # False: this signal may ask for more, never for less (the heap)
+
+    @property
+    def over_target(self) -> bool:
+        return self.ratio > 1.0 + 1e-9
 
 
 @dataclass(frozen=True)
@@ -133,26 +264,38 @@ class Estimate:
 
     @property
     def need_gib(self) -> float:
-        """Memory to add (> 0) or that could go (< 0) for the driving signal, counting in-flight nodes."""
+        """Memory to add (> 0) for the driving signal, counting in-flight nodes (< 0: it wants less)."""
         d = self.desired_gib
         return 0.0 if d is None else d - self.capacity.counted_gib
 
     @property
+    def scale_in_need(self) -> Need | None:
+        """The largest need among the signals that may ask for less (not the heap)."""
+        return next((n for n in self.needs if n.scale_in), None)
+
+    @property
+    def scale_in_desired_gib(self) -> float | None:
+        n = self.scale_in_need
+        return None if n is None else n.desired_gib
+
+    @property
     def desired_task_gib(self) -> float | None:
         """TASK memory (requested basis) the driving signal wants."""
-        return None if self.desired_gib is None else max(0.0, self.capacity.task_gib + self.need_gib)
+        d = self.desired_gib
+        return None if d is None else max(0.0, self.capacity.task_gib + d - self.capacity.counted_gib)
 
     @property
     def over_target(self) -> tuple[Need, ...]:
-        return tuple(n for n in self.needs if n.ratio > 1.0 + 1e-9)
+        return tuple(n for n in self.needs if n.over_target)
 
     def reason(self, need: Need) -> str:
         """A full sentence: the signal against its target, and what it asks for."""
         have = self.capacity.counted_gib
         delta = need.desired_gib - have
+        tail = "" if need.scale_in or need.over_target else " (the heap never asks for less)"
         return (
             f"{need.text}: wants {gib(need.desired_gib)} of YARN memory, {gib(have)} running or requested "
-            f"({'+' if delta >= 0 else '-'}{gib(abs(delta))})."
+            f"({'+' if delta >= 0 else '-'}{gib(abs(delta))}){tail}."
         )
 
 
@@ -175,19 +318,32 @@ def _text(what: str, value: str, target: str, ratio: float, config: Config) -> s
 def estimate(readings: Readings, cap: Capacity, *, config: Config) -> Estimate:
     """Every fresh capacity signal's need, the largest first (ties: enum order of the signal)."""
     needs: list[Need] = []
-    total = cap.yarn_total_gib
-    alloc = cap.allocated_gib
+    counted = cap.counted_gib
+    reported_alloc = cap.allocated_gib
+    # EMR's allocation (up to ~7 minutes old), raised to what the executors hold now when that is more
+    alloc = cap.held_gib if reported_alloc is not None else None
     y_target = config.yarn_memory_used_target_pct
-    if alloc is not None and total > 0:
-        used_pct = 100.0 * alloc / total
+    if alloc is not None and counted > 0:
+        used_pct = 100.0 * alloc / counted
         ratio = used_pct / y_target
+        measured = cap.measured_total_gib
+        reported = readings.get(Signal.YARN_MEMORY_AVAILABLE_PCT)
+        if reported is None:
+            base = measured if measured is not None else cap.running_gib * cap.yarn_scale
+            reported = 100.0 - 100.0 * alloc * cap.yarn_scale / base if base > 0 else 0.0
         needs.append(
             Need(
                 Signal.YARN_MEMORY_AVAILABLE_PCT,
-                round(100.0 - used_pct, 6),
+                round(max(0.0, min(100.0, reported)), 6),
                 ratio,
                 alloc * 100.0 / y_target,
-                _text("YARN memory used", f"{used_pct:.1f} %", f"{y_target:.1f} %", ratio, config),
+                _text(
+                    "YARN memory used",
+                    f"{used_pct:.1f} % of {gib(counted)} running or requested ({gib(alloc)} allocated)",
+                    f"{y_target:.1f} %",
+                    ratio,
+                    config,
+                ),
             )
         )
     pending = readings.get(Signal.CONTAINER_PENDING) or 0.0
@@ -195,13 +351,17 @@ def estimate(readings: Readings, cap: Capacity, *, config: Config) -> Estimate:
         alloc_mb = readings.get(Signal.MEMORY_ALLOCATED_MB)
         allocated_n = readings.get(Signal.CONTAINER_ALLOCATED)
         if alloc_mb is not None and allocated_n is not None and alloc_mb > 0 and allocated_n >= 1:
-            size_gib, how = alloc_mb / allocated_n / MIB_PER_GIB, "MemoryAllocatedMB / ContainerAllocated"
+            size_gib = alloc_mb / allocated_n / MIB_PER_GIB / cap.yarn_scale
+            how = "MemoryAllocatedMB / ContainerAllocated"
         else:
-            size_gib, how = config.default_container_memory_mb / MIB_PER_GIB, "default_container_memory_mb"
-        base = alloc if alloc is not None else total  # containers wait: with no allocation data, assume full
+            size_gib = config.default_container_memory_mb / MIB_PER_GIB / cap.yarn_scale
+            how = "default_container_memory_mb"
+        # containers wait (as of EMR's datapoint): what was allocated then, or, with no allocation data,
+        # what runs is full
+        base = reported_alloc if reported_alloc is not None else cap.running_gib
         demand = base + pending * size_gib
-        ratio = (100.0 * demand / total / y_target) if total > 0 else HUGE_RATIO
-        shown = f"{100.0 * demand / total:.1f} %" if total > 0 else "more than 0 GiB"
+        ratio = (100.0 * demand / counted / y_target) if counted > 0 else HUGE_RATIO
+        shown = f"{100.0 * demand / counted:.1f} %" if counted > 0 else "more than 0 GiB"
         needs.append(
             Need(
                 Signal.CONTAINER_PENDING,
@@ -217,8 +377,9 @@ def estimate(readings: Readings, cap: Capacity, *, config: Config) -> Estimate:
                 ),
             )
         )
-    heap_pct = _heap_used_pct(readings)
-    if heap_pct is not None and total > 0:
+    heap_pct = heap_used_pct(readings)
+    held = cap.held_gib
+    if heap_pct is not None and held is not None and held > 0:
         h_target = config.heap_used_target_pct
         ratio = heap_pct / h_target
         needs.append(
@@ -226,12 +387,19 @@ def estimate(readings: Readings, cap: Capacity, *, config: Config) -> Estimate:
                 Signal.HEAP_USED_PCT,
                 round(heap_pct, 6),
                 ratio,
-                total * ratio,
-                _text("Executor heap used", f"{heap_pct:.1f} %", f"{h_target:.1f} %", ratio, config),
+                held * max(1.0, ratio),
+                _text(
+                    "Executor heap used",
+                    f"{heap_pct:.1f} % (executors hold {gib(held)})",
+                    f"{h_target:.1f} %",
+                    ratio,
+                    config,
+                ),
+                scale_in=False,
             )
         )
     load = readings.get(Signal.TOTAL_LOAD)
-    if load is not None and config.total_load_target_per_node > 0 and cap.running_nodes > 0 and total > 0:
+    if load is not None and config.total_load_target_per_node > 0 and cap.running_nodes > 0:
         per_node = load / cap.running_nodes
         ratio = per_node / config.total_load_target_per_node
         needs.append(
@@ -239,7 +407,7 @@ def estimate(readings: Readings, cap: Capacity, *, config: Config) -> Estimate:
                 Signal.TOTAL_LOAD,
                 load,
                 ratio,
-                total * ratio,
+                cap.running_gib * ratio,
                 _text(
                     f"TotalLoad per node ({load:g} over {cap.running_nodes} nodes)",
                     f"{per_node:.1f}",
@@ -249,16 +417,9 @@ def estimate(readings: Readings, cap: Capacity, *, config: Config) -> Estimate:
                 ),
             )
         )
-    order = list(Signal)
-    needs.sort(key=lambda n: (-n.desired_gib, order.index(n.signal)))
+    if len(needs) > 1:
+        needs.sort(key=lambda n: (-n.desired_gib, _ORDER[n.signal]))
     return Estimate(cap, tuple(needs), pending)
 
 
-def _heap_used_pct(readings: Readings) -> float | None:
-    """Executor heap used %, cluster-wide, at most 100 (used cannot exceed max; skewed datapoints can)."""
-    used = readings.get(Signal.HEAP_USED_BYTES)
-    mx = readings.get(Signal.HEAP_MAX_BYTES)
-    if used is not None and mx is not None and mx > 0:
-        return min(100.0, 100.0 * used / mx)
-    pct = readings.get(Signal.HEAP_USED_PCT)
-    return None if pct is None or not math.isfinite(pct) else min(100.0, pct)
+_ORDER = {s: i for i, s in enumerate(Signal)}

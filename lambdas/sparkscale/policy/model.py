@@ -89,10 +89,15 @@ class Cluster:
     state: ClusterState
     groups: tuple[InstanceGroup, ...]
     availability_zone: str | None = None
+    # derived once (the policy reads it many times per decision); not part of equality or the repr
+    _task_groups: tuple[InstanceGroup, ...] = field(init=False, repr=False, compare=False, default=())
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_task_groups", tuple(g for g in self.groups if g.role is Role.TASK))
 
     @property
     def task_groups(self) -> tuple[InstanceGroup, ...]:
-        return tuple(g for g in self.groups if g.role is Role.TASK)
+        return self._task_groups
 
     def group(self, group_id: str) -> InstanceGroup | None:
         return next((g for g in self.groups if g.id == group_id), None)
@@ -170,6 +175,15 @@ class ScalerState:
     shortfall_since: Mapping[str, datetime] = field(default_factory=dict)
     # group ids EMR reported as lacking capacity, with when (spot fallback), cleared on recovery
     capacity_errors: Mapping[str, datetime] = field(default_factory=dict)
+    # group id -> its running count when its shortfall clock last (re)started: a group that delivers nodes
+    # since restarts the clock (progress), one that does not keeps it even when it is given more nodes
+    shortfall_running: Mapping[str, int] = field(default_factory=dict)
+    # YARN memory per GiB of usable memory derived from the cluster (MemoryTotalMB / running CORE+TASK nodes
+    # x memory x usable_memory_fraction), last measured on a settled cluster; None: not measured yet (1.0)
+    yarn_memory_scale: float | None = None
+    # when the executors' heap went beyond its deadband (heap_used_target_pct x (1 + deadband_pct), the heap
+    # alarm's threshold) and has stayed there since; None while it is not
+    heap_pressure_since: datetime | None = None
 
 
 class Direction(StrEnum):

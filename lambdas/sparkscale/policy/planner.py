@@ -12,8 +12,11 @@ cost) is returned: `shortfall_gib` > 0.
 
 Removing (`plan_removal`): give back at most `memory_gib`, the most expensive memory (USD per GiB-hour)
 first, whole nodes only, never more than asked (a node larger than what is left to remove is skipped),
-within per-offer removable counts and a node limit, and without making an instance type exceed its share of
-what remains.
+within per-offer removable counts and a node limit. Diversification on the way down: a removal may not push
+an instance type above its share of what remains, where the share applies to the type's memory above ONE of
+its nodes (whole nodes cannot keep two balanced types within 50 % after removing one node, nor any limit at
+small totals), unless it does not increase the largest overshoot (a type already above its share may lose
+nodes, and others may go while that does not make it worse).
 """
 
 from __future__ import annotations
@@ -200,7 +203,8 @@ class _Search:
             return
         if sf_lb >= sf_best - 1e-6:  # cannot beat the shortfall: must beat the cost
             rem = max(0.0, self.need - sf_best - mem)
-            cost_lb = cost + (rem * self.suffix_rate[i] if rem > 0 else 0.0)
+            # (sf_best is rounded to 1e-6: a remainder below that is nothing, not a reason to prune)
+            cost_lb = cost + (rem * self.suffix_rate[i] if rem > 1e-6 else 0.0)
             if cost_lb >= cost_best - 1e-9:
                 return
         if self.share < 1.0 - EPS and not self._share_reachable(mem + self.suffix_mem[i]):
@@ -380,6 +384,7 @@ def plan_removal(
     )
     counts = [0] * len(ordered)
     share = min(1.0, max(0.0, max_share))
+    slack = _node_slack(offers, remaining) if share < 1.0 - EPS else {}
     # One node at a time, always from the most expensive offer that may lose one now: removing a cheap node
     # can make room under the share limit for an expensive one that was blocked a moment before.
     while nodes_left > 0:
@@ -388,7 +393,7 @@ def plan_removal(
                 continue
             after = dict(remaining)
             after[o.instance_type] = after.get(o.instance_type, 0.0) - o.memory_gib
-            if _remaining_share_ok(remaining, after, share):
+            if _remaining_share_ok(remaining, after, share, slack):
                 remaining = after
                 counts[i] += 1
                 left -= o.memory_gib
@@ -399,15 +404,37 @@ def plan_removal(
     return Plan(_allocs(ordered, counts), max(0.0, float(memory_gib)))
 
 
-def _remaining_share_ok(before: Mapping[str, float], after: Mapping[str, float], share: float) -> bool:
-    """A removal may not push a type above its share of what remains, unless it was above it already."""
+def _node_slack(offers: Sequence[Offer], existing: Mapping[str, float]) -> dict[str, float]:
+    """Per instance type, the memory of one of its nodes (the largest of its offers, removable or not);
+    types with no offer get the largest node of any offer."""
+    out: dict[str, float] = {}
+    for o in offers:
+        if o.memory_gib > 0:
+            out[o.instance_type] = max(out.get(o.instance_type, 0.0), o.memory_gib)
+    biggest = max(out.values(), default=0.0)
+    for t in existing:
+        out.setdefault(t, biggest)
+    return out
+
+
+def _overshoot(by_type: Mapping[str, float], share: float, slack: Mapping[str, float]) -> dict[str, float]:
+    """Per type, GiB above its share of the total once one of its nodes is set aside (<= 0: within)."""
+    total = sum(max(0.0, v) for v in by_type.values())
+    return {t: max(0.0, v) - slack.get(t, 0.0) - share * total for t, v in by_type.items()}
+
+
+def _remaining_share_ok(
+    before: Mapping[str, float], after: Mapping[str, float], share: float, slack: Mapping[str, float]
+) -> bool:
+    """A removal may not push a type that was within its share (its memory above one node) above it, unless
+    the largest overshoot does not grow. A type already above may stay above (it cannot always lose nodes)."""
     if share >= 1.0 - EPS:
         return True
-    total_before = sum(max(0.0, v) for v in before.values())
-    total_after = sum(max(0.0, v) for v in after.values())
-    if total_after <= EPS:
+    if sum(max(0.0, v) for v in after.values()) <= EPS:
         return True
-    for t, v in after.items():
-        if v > share * total_after + 1e-6 and before.get(t, 0.0) <= share * total_before + 1e-6:
-            return False
-    return True
+    over_after = _overshoot(after, share, slack)
+    over_before = _overshoot(before, share, slack)
+    newly_above = any(v > 1e-6 and over_before.get(t, 0.0) <= 1e-6 for t, v in over_after.items())
+    if not newly_above:
+        return True
+    return max(over_after.values()) <= max([0.0, *over_before.values()]) + 1e-6

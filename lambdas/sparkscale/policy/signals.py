@@ -19,46 +19,101 @@ class Readings:
 
     values: Mapping[Signal, float] = field(default_factory=dict)
     ignored: tuple[str, ...] = ()
+    times: Mapping[Signal, datetime] = field(default_factory=dict)  # each fresh value's datapoint time
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "values", MappingProxyType(dict(self.values)))
+        object.__setattr__(self, "times", MappingProxyType(dict(self.times)))
 
     def get(self, signal: Signal) -> float | None:
         return self.values.get(signal)
+
+    def at(self, signal: Signal) -> datetime | None:
+        return self.times.get(signal)
 
 
 def max_age_s(signal: Signal, config: Config) -> int:
     return config.emr_metric_max_age_s if signal.is_emr else config.heap_metric_max_age_s
 
 
+_ORDER = {s: i for i, s in enumerate(Signal)}
+
+
 def read_signals(metrics: MetricsSnapshot, *, now: datetime, config: Config) -> Readings:
     """Keep each signal whose datapoint is at most its maximum age old (a datapoint from the future, clock
     skew, counts as fresh) and is a finite number >= 0. Everything else is ignored with a reason."""
     values: dict[Signal, float] = {}
-    ignored: list[str] = []
-    for signal in Signal:  # enum order: deterministic reasons
-        sample = metrics.get(signal)
-        if sample is None:
-            continue
+    times: dict[Signal, datetime] = {}
+    ignored: list[tuple[int, str]] = []
+    emr_limit, heap_limit = config.emr_metric_max_age_s, config.heap_metric_max_age_s
+    for signal, sample in metrics.samples.items():
+        v = sample.value
+        limit = heap_limit if signal in _HEAP else emr_limit
         age = (now - sample.at).total_seconds()
-        limit = max_age_s(signal, config)
-        if not math.isfinite(sample.value) or sample.value < 0:
-            ignored.append(f"{signal.value} ignored: value {sample.value!r} is not a finite number >= 0.")
+        if not (v >= 0 and v != math.inf):  # NaN fails v >= 0
+            why = f"{signal.value} ignored: value {v!r} is not a finite number >= 0."
+            ignored.append((_ORDER[signal], why))
         elif age > limit:
-            ignored.append(f"{signal.value} ignored: its datapoint is {age:.0f} s old (max {limit} s).")
+            ignored.append(
+                (_ORDER[signal], f"{signal.value} ignored: its datapoint is {age:.0f} s old (max {limit} s).")
+            )
         else:
-            values[signal] = sample.value
-    return Readings(values, tuple(ignored))
+            values[signal] = v
+            times[signal] = sample.at
+    ignored.sort()  # enum order: deterministic reasons
+    return Readings(values, tuple(text for _, text in ignored), times)
 
 
-def is_active(metrics: MetricsSnapshot, *, now: datetime, config: Config) -> bool | None:
+_HEAP = frozenset(s for s in Signal if not s.is_emr)
+
+
+def active_from(readings: Readings) -> bool | None:
     """True when an application runs or waits, False when none does, None when unknown (no fresh data).
     AppsRunning/AppsPending decide when present; IsIdle (1 = idle) otherwise."""
-    r = read_signals(metrics, now=now, config=config)
-    running, pending = r.get(Signal.APPS_RUNNING), r.get(Signal.APPS_PENDING)
+    running, pending = readings.get(Signal.APPS_RUNNING), readings.get(Signal.APPS_PENDING)
     if running is not None or pending is not None:
         return (running or 0.0) + (pending or 0.0) > 0
-    idle = r.get(Signal.IS_IDLE)
+    idle = readings.get(Signal.IS_IDLE)
     if idle is not None:
         return idle < 0.5
     return None
+
+
+_ACTIVITY = (Signal.APPS_RUNNING, Signal.APPS_PENDING, Signal.IS_IDLE)
+HEAP_SIGNALS = (Signal.HEAP_USED_BYTES, Signal.HEAP_MAX_BYTES, Signal.HEAP_USED_PCT)
+
+
+def read_some(
+    metrics: MetricsSnapshot, signals: tuple[Signal, ...], *, now: datetime, config: Config
+) -> Readings:
+    """`read_signals` for a few signals only (no reasons): the fresh, finite, non-negative values."""
+    values: dict[Signal, float] = {}
+    for signal in signals:
+        sample = metrics.get(signal)
+        if sample is None or not 0 <= sample.value < math.inf:
+            continue
+        limit = config.heap_metric_max_age_s if signal in _HEAP else config.emr_metric_max_age_s
+        if (now - sample.at).total_seconds() <= limit:
+            values[signal] = sample.value
+    return Readings(values)
+
+
+def is_active(metrics: MetricsSnapshot, *, now: datetime, config: Config) -> bool | None:
+    """`active_from` the fresh readings of a snapshot (only the three activity signals are read)."""
+    return active_from(read_some(metrics, _ACTIVITY, now=now, config=config))
+
+
+def heap_used_pct(readings: Readings) -> float | None:
+    """Executor heap used %, cluster-wide, at most 100 (used cannot exceed max; skewed datapoints can)."""
+    used = readings.get(Signal.HEAP_USED_BYTES)
+    mx = readings.get(Signal.HEAP_MAX_BYTES)
+    if used is not None and mx is not None and mx > 0:
+        return min(100.0, 100.0 * used / mx)
+    pct = readings.get(Signal.HEAP_USED_PCT)
+    return None if pct is None else min(100.0, pct)
+
+
+def heap_pressed(pct: float | None, config: Config) -> bool:
+    """The executors' heap is beyond its deadband: above heap_used_target_pct x (1 + deadband_pct/100), the
+    heap alarm's threshold."""
+    return pct is not None and pct > config.heap_used_target_pct * (1.0 + config.deadband_pct / 100.0)

@@ -6,11 +6,13 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sparkscale.config import Config
+from sparkscale.policy.estimate import yarn_memory_scale
 from sparkscale.policy.model import (
     Cluster,
     Decision,
@@ -19,7 +21,7 @@ from sparkscale.policy.model import (
     Recommendation,
     ScalerState,
 )
-from sparkscale.policy.signals import is_active
+from sparkscale.policy.signals import HEAP_SIGNALS, heap_pressed, heap_used_pct, is_active, read_some
 
 MAX_RECOMMENDATIONS = 256  # a hard cap on the persisted window, whatever the invocation rate
 
@@ -39,10 +41,18 @@ def next_state(
     - last_active_at: `now` when an application runs or waits; also `now` the first time anything is seen, so
       the idle clock starts at the first observation, never in the past.
     - recommendations: this decision's estimate appended; entries older than the stabilization window dropped.
-    - shortfall_since: per TASK group with requested > running, when that began; dropped when it clears.
-      A group the decision just grew starts a new shortfall clock now, not at an older one.
+    - shortfall_since: per TASK group with requested > running, since when it has been waiting without
+      progress; dropped when it clears. The clock restarts when the group delivered nodes since it was last
+      seen (its running count grew: the nodes still missing get their full timeout); it does NOT restart
+      when the decision only grows the group, so a group that never delivers is blocked after
+      spot_fallback_timeout_s however often more nodes are asked of it. shortfall_running keeps the running
+      count last seen.
     - capacity_errors: kept while the group still falls short or the error is younger than
       spot_fallback_timeout_s; cleared on recovery.
+    - yarn_memory_scale: MemoryTotalMB over the derived running memory when the cluster is settled
+      (estimate.yarn_memory_scale), else the previous value.
+    - heap_pressure_since: when the executors' heap went beyond its deadband (the heap alarm's threshold),
+      kept while it stays there, None once it is back (or its datapoint is missing).
     """
     acted = decision.is_action and not decision.dry_run
     last_out = previous.last_scale_out_at
@@ -53,9 +63,19 @@ def next_state(
         last_in = now
 
     active = is_active(metrics, now=now, config=config)
+    last_resize = max((t for t in (previous.last_scale_out_at, previous.last_scale_in_at) if t), default=None)
+    scale = yarn_memory_scale(cluster, metrics, now=now, config=config, last_resize_at=last_resize)
+    if scale is None:
+        scale = previous.yarn_memory_scale
     last_active = previous.last_active_at
     if active is True or last_active is None:
         last_active = now
+
+    heap = heap_used_pct(read_some(metrics, HEAP_SIGNALS, now=now, config=config))
+    pressure_since = None
+    if heap_pressed(heap, config):
+        since = previous.heap_pressure_since
+        pressure_since = now if since is None or since > now else since
 
     window = timedelta(seconds=config.scale_in_stabilization_s)
     recs = [r for r in previous.recommendations if now - r.at <= window and r.at <= now]
@@ -63,17 +83,17 @@ def next_state(
         recs.append(Recommendation(now, decision.desired_task_nodes, decision.desired_task_memory_gib))
     recs = recs[-MAX_RECOMMENDATIONS:]
 
-    grown = {t.group_id for t in decision.changes if t.target > t.current} if acted else set()
+    applied = {t.group_id: t.target for t in decision.targets} if acted else {}
     shortfall: dict[str, datetime] = {}
+    seen: dict[str, int] = {}
     for g in cluster.task_groups:
-        requested = g.requested
-        if acted:
-            tgt = next((t for t in decision.targets if t.group_id == g.id), None)
-            if tgt is not None:
-                requested = tgt.target
+        requested = applied.get(g.id, g.requested)
         if requested > g.running:
             since = previous.shortfall_since.get(g.id)
-            shortfall[g.id] = now if since is None or g.id in grown else min(since, now)
+            before = previous.shortfall_running.get(g.id)
+            progressed = before is not None and g.running > before
+            shortfall[g.id] = now if since is None or progressed else min(since, now)
+            seen[g.id] = g.running
     errors: dict[str, datetime] = {}
     timeout = timedelta(seconds=config.spot_fallback_timeout_s)
     for gid, at in previous.capacity_errors.items():
@@ -89,6 +109,9 @@ def next_state(
         recommendations=tuple(recs),
         shortfall_since=shortfall,
         capacity_errors=errors,
+        shortfall_running=seen,
+        yarn_memory_scale=scale,
+        heap_pressure_since=pressure_since,
     )
 
 
@@ -128,6 +151,9 @@ def state_to_dict(state: ScalerState) -> dict[str, Any]:
         ],
         "shortfall_since": {k: _iso(v) for k, v in sorted(state.shortfall_since.items())},
         "capacity_errors": {k: _iso(v) for k, v in sorted(state.capacity_errors.items())},
+        "shortfall_running": {k: int(v) for k, v in sorted(state.shortfall_running.items())},
+        "yarn_memory_scale": state.yarn_memory_scale,
+        "heap_pressure_since": _iso(state.heap_pressure_since),
     }
 
 
@@ -160,6 +186,23 @@ def state_from_dict(d: Mapping[str, Any]) -> ScalerState:
             raise ValueError(f"state field {key!r}: expected an object")
         return {str(k): _req(v, f"{key}.{k}") for k, v in raw.items()}
 
+    raw_seen = d.get("shortfall_running")
+    raw_seen = {} if raw_seen is None else raw_seen
+    if not isinstance(raw_seen, Mapping):
+        raise ValueError("state field 'shortfall_running': expected an object")
+    seen: dict[str, int] = {}
+    for k, v in raw_seen.items():
+        try:
+            seen[str(k)] = int(v)
+        except (TypeError, ValueError):
+            raise ValueError(f"state field 'shortfall_running.{k}': expected a whole number") from None
+    raw_scale = d.get("yarn_memory_scale")
+    try:
+        scale = None if raw_scale is None else float(raw_scale)
+    except (TypeError, ValueError):
+        raise ValueError(f"state field 'yarn_memory_scale': expected a number, got {raw_scale!r}") from None
+    if scale is not None and not (math.isfinite(scale) and scale > 0):
+        raise ValueError(f"state field 'yarn_memory_scale': expected a number > 0, got {raw_scale!r}")
     return ScalerState(
         last_scale_out_at=_parse(d.get("last_scale_out_at"), "last_scale_out_at"),
         last_scale_in_at=_parse(d.get("last_scale_in_at"), "last_scale_in_at"),
@@ -167,4 +210,7 @@ def state_from_dict(d: Mapping[str, Any]) -> ScalerState:
         recommendations=tuple(recs),
         shortfall_since=mapping("shortfall_since"),
         capacity_errors=mapping("capacity_errors"),
+        shortfall_running=seen,
+        yarn_memory_scale=scale,
+        heap_pressure_since=_parse(d.get("heap_pressure_since"), "heap_pressure_since"),
     )
