@@ -37,9 +37,14 @@ AlarmState = Literal["ALARM", "OK", "INSUFFICIENT_DATA"]
 
 # Evaluation windows (periods). EMR metrics: one datapoint per 300 s, so one period is five minutes already.
 EMR_EVALUATION_PERIODS: Final = 1
-# Heap: 60 s periods; two of the last three minutes above the threshold (one noisy GC sample is not enough).
+# Heap: 60 s periods; two of the last three minutes above the threshold (one noisy GC sample is not enough
+# to page operators: heap-critical and the absolute bytes alarm).
 HEAP_EVALUATION_PERIODS: Final = 3
 HEAP_DATAPOINTS_TO_ALARM: Final = 2
+# The heap-percent alarm only wakes the scaler, which re-reads the heap and applies its own deadband and
+# cooldowns: one minute above the threshold is enough (2 of 3 added a minute to every reaction from zero).
+HEAP_WAKE_EVALUATION_PERIODS: Final = 1
+HEAP_WAKE_DATAPOINTS_TO_ALARM: Final = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -254,8 +259,8 @@ def alarm_specs(config: Config, cluster_id: str, *, include_heap: bool = True) -
             metric_name=None,
             statistic=None,
             period_s=names.HEAP_PERIOD_S,
-            evaluation_periods=HEAP_EVALUATION_PERIODS,
-            datapoints_to_alarm=HEAP_DATAPOINTS_TO_ALARM,
+            evaluation_periods=HEAP_WAKE_EVALUATION_PERIODS,
+            datapoints_to_alarm=HEAP_WAKE_DATAPOINTS_TO_ALARM,
             threshold=heap_threshold,
             comparison="GreaterThanThreshold",
             treat_missing_data="notBreaching",

@@ -31,10 +31,10 @@ from typing import Any, Final, Protocol
 
 from sparkscale.config import Config
 from sparkscale.errors import BadEvent, ClusterGone, LeaseHeld, SparkscaleError, Throttled, TransientAwsError
+from sparkscale.policy.constraints import RESIZABLE_STATUSES
 from sparkscale.policy.fallback import blocked_groups, label
 from sparkscale.policy.model import (
     Cluster,
-    GroupStatus,
     GroupTarget,
     InstanceGroup,
     Market,
@@ -135,8 +135,9 @@ class ReplacementPlan:
     reasons: tuple[str, ...]
 
 
-# EMR (and EmrCapacityWriter) refuse ModifyInstanceGroups on a group that is mid-change: RUNNING groups only.
-_USABLE_STATUSES: Final = frozenset({GroupStatus.RUNNING})
+# The groups whose count may change now: the policy's own rule (RUNNING, or RESIZING: a new count interrupts
+# a resize in progress), which EmrCapacityWriter mirrors.
+_USABLE_STATUSES: Final = RESIZABLE_STATUSES
 
 
 def usd_per_usable_gib_hour(group: InstanceGroup, config: Config) -> float:

@@ -3,6 +3,8 @@ stack's AlarmSpecs; spot interruptions and shortfalls; determinism."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 from replay_helpers import tiny_cluster
 from sparkscale import names
@@ -91,10 +93,24 @@ def test_signals_from_demand_and_supply() -> None:
     assert heap_signals(0.0, 48.0, container_gib=4.0, p=p).used_pct is None
 
 
-def test_heap_alarm_two_of_three_minutes_from_the_stack_spec() -> None:
+def test_heap_wake_alarm_is_one_minute_from_the_stack_spec() -> None:
+    spec = next(s for s in alarm_specs(Config(), "j-X") if s.kind == names.ALARM_KIND_HEAP_PCT)
+    assert (spec.period_s, spec.evaluation_periods, spec.datapoints_to_alarm) == (60, 1, 1)
+    stream = MetricStream(lag_s=10.0)
+    ev = AlarmEvaluator(spec, stream)
+    gib = 2.0**30
+    stream.add(30, {names.HEAP_EXECUTOR_USED_BYTES: 50 * gib, names.HEAP_EXECUTOR_MAX_BYTES: 100 * gib})
+    assert ev.evaluate(50) == ("OK", True)
+    stream.add(90, {names.HEAP_EXECUTOR_USED_BYTES: 90 * gib, names.HEAP_EXECUTOR_MAX_BYTES: 100 * gib})
+    assert ev.evaluate(99) == ("OK", False)  # not visible yet (10 s lag)
+    assert ev.evaluate(110) == ("ALARM", True)  # one breaching minute wakes the scaler
+
+
+def test_alarm_evaluator_two_of_three_minutes_on_the_heap_spec() -> None:
+    # The evaluator's M-of-N logic (heap-critical and the bytes alarm use 2 of 3), on the heap-percent query.
     cfg = Config()
     spec = next(s for s in alarm_specs(cfg, "j-X") if s.kind == names.ALARM_KIND_HEAP_PCT)
-    assert (spec.period_s, spec.evaluation_periods, spec.datapoints_to_alarm) == (60, 3, 2)
+    spec = replace(spec, evaluation_periods=3, datapoints_to_alarm=2)
     stream = MetricStream(lag_s=10.0)
     ev = AlarmEvaluator(spec, stream)
     gib = 2.0**30

@@ -23,13 +23,11 @@ def test_sparkscale_reacts_to_heap_pressure_through_the_alarm_by_hand() -> None:
 
     t=600  demand 100 GiB on 48 GiB (step 10): the under-provisioning episode starts
     t=630  heap sample: used 60 % × 100/48 = 125 % → capped at 98 %; visible at 640 (10 s lag)
-    t=650  heap alarm (the stack's: 60 s periods, 2 of 3 above 70 × 1.1 = 77 %): window [60, 60, 98] → OK
-    t=661  reconcile: TASK groups at their minimum and no alarm in ALARM → reconcile_once skips run_once
-    t=690  heap sample 98 % again; visible at 700
-    t=710  heap alarm window [60, 98, 98] → ALARM → SNS → alarm Lambda run_once at 712 → scale out
-           (reaction 112 s; the EMR datapoint showing the pressure is only visible at 720)
-    t=1072 the node is usable (712 + 360): supply 144 from step 18 (t=1080); under-provisioned: steps 10..17
-    τ_U = 8/60 = 13.33 %; θ_U = 100 · 8 · (100−48)/100 / 60 = 6.933 %; reaction p50 = max = 112 s
+    t=650  heap alarm (the stack's wake-up alarm: 60 s periods, 1 of 1 above 70 × 1.08 = 75.6 %): [98] → ALARM
+           → SNS → alarm Lambda run_once at 652 → scale out (reaction 52 s; the reconcile at 661 would have
+           skipped: TASK groups at their minimum and, without the alarm, nothing in ALARM)
+    t=1012 the node is usable (652 + 360): supply 144 from step 17 (t=1020); under-provisioned: steps 10..16
+    τ_U = 7/60 = 11.67 %; θ_U = 100 · 7 · (100−48)/100 / 60 = 6.067 %; reaction p50 = max = 52 s
     """
     result = run_replay(
         GOLDEN,
@@ -40,13 +38,13 @@ def test_sparkscale_reacts_to_heap_pressure_through_the_alarm_by_hand() -> None:
     )
     run = result.runs["sparkscale"]
     s = result.scores["sparkscale"]
-    assert run.scale_out_times_s[0] == pytest.approx(712.0)
-    assert run.supply_gib[:18] == [48.0] * 18
-    assert run.supply_gib[18] == 144.0
-    assert s.tau_u_pct == pytest.approx(100 * 8 / 60)
-    assert s.theta_u_pct == pytest.approx(100 * 8 * 0.52 / 60)
-    assert s.reaction_s_p50 == pytest.approx(112.0)
-    assert s.reaction_s_max == pytest.approx(112.0)
+    assert run.scale_out_times_s[0] == pytest.approx(652.0)
+    assert run.supply_gib[:17] == [48.0] * 17
+    assert run.supply_gib[17] == 144.0
+    assert s.tau_u_pct == pytest.approx(100 * 7 / 60)
+    assert s.theta_u_pct == pytest.approx(100 * 7 * 0.52 / 60)
+    assert s.reaction_s_p50 == pytest.approx(52.0)
+    assert s.reaction_s_max == pytest.approx(52.0)
     # every resize came from run_once's "applied" outcome; the schedule skipped while at the minimum
     assert run.counters["run_applied"] == s.actions
     assert run.counters["alarm_alarm"] >= 1
@@ -55,16 +53,18 @@ def test_sparkscale_reacts_to_heap_pressure_through_the_alarm_by_hand() -> None:
     assert result.scores["oracle"].cost_usd <= s.cost_usd
 
 
-def test_above_its_minimum_the_reconcile_schedule_reacts_within_a_minute() -> None:
+def test_above_its_minimum_the_scaler_runs_every_minute_and_reacts_within_a_minute() -> None:
     """Demand 100 GiB for 10 min, then 300 GiB. Warm start: ⌈(100−48)/96⌉ = 1 TASK node (144 GiB), above the
     minimum of 0, so the reconcile schedule runs run_once every minute.
 
     t=600  demand 300 on 144 GiB: the episode starts
     t=630  heap 60 % × 300/144 = 125 % → 98 %, visible at 640
-    t=661  reconcile → run_once → heap 98 % > 70 %: the executors hold 144 × 0.9 (heap) × 1.1 (overhead)
-           = 142.6 GiB (the heap datapoint is newer than EMR's 100 GiB allocated) and want
-           142.6 × 98/70 = 199.6 GiB of the 144 counted → +1 node of 96 GiB (reaction 61 s)
-    t=1021 the node is usable: supply 240 GiB from step 18 (t=1080)
+    t=650  the heap wake-up alarm (1 of 1 above 75.6 %) → run_once at 652 (the reconcile at 661 would have
+           run it too: the cluster is above its minimum) → heap 98 % > 70 %: the executors hold
+           144 × 0.9 (heap) × 1.1 (overhead) = 142.6 GiB (the heap datapoint is newer than EMR's 100 GiB
+           allocated) and want 142.6 × 98/70 = 199.6 GiB of the 144 counted → +1 node of 96 GiB
+           (reaction 52 s)
+    t=1012 the node is usable: supply 240 GiB from step 17 (t=1020)
     """
     result = run_replay(
         [100.0] * 10 + [300.0] * 20,
@@ -74,10 +74,10 @@ def test_above_its_minimum_the_reconcile_schedule_reacts_within_a_minute() -> No
         params=SimParams(),
     )
     run = result.runs["sparkscale"]
-    assert run.supply_gib[:18] == [144.0] * 18
-    assert run.supply_gib[18] == 240.0
-    assert run.scale_out_times_s[0] == pytest.approx(661.0)
-    assert result.scores["sparkscale"].reaction_s_p50 == pytest.approx(61.0)
+    assert run.supply_gib[:17] == [144.0] * 17
+    assert run.supply_gib[17] == 240.0
+    assert run.scale_out_times_s[0] == pytest.approx(652.0)
+    assert result.scores["sparkscale"].reaction_s_p50 == pytest.approx(52.0)
     assert "run_skipped" not in run.counters
 
 
