@@ -47,6 +47,7 @@ from typing import Any, Final
 from sparkscale import notify
 from sparkscale.config import Config
 from sparkscale.errors import BadEvent, LeaseHeld, SparkscaleError
+from sparkscale.interruptions import parse_event_time
 from sparkscale.policy.model import Market
 from sparkscale.ports import CapacityErrorRecorder, Notice, Notifier, Ports
 from sparkscale.service import (
@@ -137,7 +138,7 @@ def parse_emr_event(event: Any, *, managed_clusters: Collection[str] | None = No
         raise BadEvent(f"{detail_type}: bad clusterId {_short(cid)!r}")
     if managed_clusters is not None and cid not in managed_clusters:
         raise BadEvent(f"{detail_type}: cluster {cid} is not managed by this deployment")
-    at = _parse_time(event.get("time"))
+    at = parse_event_time(event.get("time"))
     if at is None:
         raise BadEvent(f"{detail_type} for {cid}: bad time {_short(event.get('time'))!r}", cluster_id=cid)
     state = _word(detail.get("state"))
@@ -252,16 +253,6 @@ def _count(v: Any) -> int | None:
     if isinstance(v, str) and v.strip().isdigit():
         return int(v.strip())
     return None
-
-
-def _parse_time(raw: Any) -> datetime | None:
-    if not isinstance(raw, str):
-        return None
-    try:
-        at = datetime.fromisoformat(raw.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return at if at.tzinfo is not None else None
 
 
 # --- the operator notice (pure) ----------------------------------------------------------------------------

@@ -91,7 +91,7 @@ def parse_spot_event(event: Any) -> SpotEvent:
     instance_id = detail.get("instance-id")
     if not isinstance(instance_id, str) or not _INSTANCE_ID.match(instance_id):
         raise BadEvent(f"{detail_type}: bad instance-id {instance_id!r}")
-    at = _parse_time(event.get("time"))
+    at = parse_event_time(event.get("time"))
     if at is None:
         raise BadEvent(f"{detail_type}: bad time {event.get('time')!r}")
     action = detail.get("instance-action")
@@ -105,7 +105,8 @@ def parse_spot_event(event: Any) -> SpotEvent:
     )
 
 
-def _parse_time(raw: Any) -> datetime | None:
+def parse_event_time(raw: Any) -> datetime | None:
+    """An EventBridge `time` (ISO 8601 with a zone, "Z" included) as an aware datetime, else None."""
     if not isinstance(raw, str):
         return None
     try:
