@@ -42,7 +42,7 @@ from sparkscale.errors import (
     TransientAwsError,
 )
 from sparkscale.policy import decide, next_state
-from sparkscale.policy.model import Cluster, Decision, Direction
+from sparkscale.policy.model import Cluster, Decision, Direction, Role
 from sparkscale.ports import Notice, Ports
 
 log = logging.getLogger(__name__)
@@ -103,11 +103,21 @@ def with_prices(cluster: Cluster, prices: Mapping[str, float] | None) -> Cluster
     """The cluster with each TASK group's node-hour price replaced where `prices` has one."""
     if not prices:
         return cluster
-    groups = tuple(
-        replace(g, usd_per_hour=float(prices[g.id])) if g.is_task and g.id in prices else g
-        for g in cluster.groups
-    )
-    return replace(cluster, groups=groups)
+    groups = []
+    changed = False
+    for g in cluster.groups:
+        if g.role is Role.TASK and g.id in prices:  # g.is_task
+            price = float(prices[g.id])
+            old = g.usd_per_hour
+            # the same non-zero float keeps the group as it is; a zero (0.0 == -0.0), NaN (never equal) or
+            # non-float price is replaced as before
+            if not (type(old) is float and old == price and old != 0.0):
+                groups.append(replace(g, usd_per_hour=price))
+                changed = True
+                continue
+        groups.append(g)
+    # nothing to replace: the cluster as read (an equal value, and no rebuild on every evaluation)
+    return replace(cluster, groups=tuple(groups)) if changed else cluster
 
 
 def needs_evaluation(cluster: Cluster, config: Config) -> bool:
@@ -239,21 +249,23 @@ def _evaluate(
 
     # next_state counts a decision as applied when it is an action and not a dry run: one EMR refused is not
     applied = outcome is Outcome.APPLIED or decision.dry_run
-    effective = decision if applied else replace(decision, direction=Direction.HOLD)
+    unchanged = applied or decision.direction is Direction.HOLD
+    effective = decision if unchanged else replace(decision, direction=Direction.HOLD)
     new_state = next_state(
         previous=state, decision=effective, cluster=cluster, metrics=metrics, now=now, config=config
     )
     ports.state.save(cluster_id, new_state, recorded, now)  # record BEFORE notifying: SNS can fail
-    log.info(
-        "decision",
-        extra={
-            "cluster_id": cluster_id,
-            "outcome": outcome.value,
-            "direction": decision.direction.value,
-            "targets": {t.group_id: [t.current, t.target] for t in decision.targets},
-            "reasons": list(recorded.reasons),
-        },
-    )
+    if log.isEnabledFor(logging.INFO):  # what log.info checks first: no `extra` built for a dropped record
+        log.info(
+            "decision",
+            extra={
+                "cluster_id": cluster_id,
+                "outcome": outcome.value,
+                "direction": decision.direction.value,
+                "targets": {t.group_id: [t.current, t.target] for t in decision.targets},
+                "reasons": list(recorded.reasons),
+            },
+        )
     _notify_decision(ports, recorded, cluster, outcome=outcome, detail=detail, now=now, notices=notices)
     return _result(cluster_id, outcome, recorded, cluster, detail=detail, notices=notices)
 
@@ -324,12 +336,13 @@ def _notify_decision(
     now: datetime,
     notices: _Notices,
 ) -> None:
-    running = sum(g.running for g in cluster.task_groups)
     if outcome is Outcome.APPLIED:
+        running = sum(g.running for g in cluster.task_groups)
         _send(ports, notify.decision_notice(decision, cluster, running=running), notices)
     elif outcome is Outcome.DRY_RUN:
         proposal = ",".join(f"{t.group_id}:{t.current}>{t.target}" for t in decision.changes)
         if claim_notice(ports, decision.cluster_id, f"dry_run:{proposal}", now):
+            running = sum(g.running for g in cluster.task_groups)
             _send(ports, notify.decision_notice(decision, cluster, running=running), notices)
     elif outcome is Outcome.INVALID:
         err = InvalidRequest(detail)

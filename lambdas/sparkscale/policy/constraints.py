@@ -43,10 +43,11 @@ def cooldown_blocks(state: ScalerState, *, now: datetime, config: Config, scale_
 def stabilization_floor(state: ScalerState, *, now: datetime, config: Config, current_gib: float) -> float:
     """The highest TASK memory recommended within the stabilization window, this decision's included."""
     window = timedelta(seconds=config.scale_in_stabilization_s)
+    zero = timedelta(0)
     recent = [
         r.task_memory_gib
         for r in state.recommendations
-        if r.task_memory_gib is not None and timedelta(0) <= now - r.at <= window
+        if r.task_memory_gib is not None and zero <= now - r.at <= window
     ]
     return max([current_gib, *recent])
 
@@ -89,7 +90,8 @@ def remove_offers(
     `in_flight_only`, only nodes requested and not yet running (a lower count cancels those first)."""
     out = []
     for g in cluster.task_groups:
-        if not changeable(g, blocked) or g.market not in markets:
+        # changeable(g, blocked), inlined (a hot path): task_groups are TASK groups
+        if g.status not in RESIZABLE_STATUSES or g.id in blocked or g.market not in markets:
             continue
         floor = config.bounds_for(g.id, g.name).min_nodes if bounded else 0
         most = max(0, g.requested - floor)

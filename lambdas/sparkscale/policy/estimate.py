@@ -60,10 +60,6 @@ def gib(x: float) -> str:
     return f"{x:.1f} GiB" if abs(x) < 10 and abs(x - round(x)) > 0.05 else f"{x:.0f} GiB"
 
 
-def _yarn_groups(cluster: Cluster) -> list[InstanceGroup]:
-    return [g for g in cluster.groups if g.role is not Role.MASTER]
-
-
 def yarn_memory_scale(
     cluster: Cluster,
     metrics: MetricsSnapshot,
@@ -85,10 +81,13 @@ def yarn_memory_scale(
     ):
         return None
     derived = 0.0
-    for g in _yarn_groups(cluster):
+    frac = config.usable_memory_fraction
+    for g in cluster.groups:  # the CORE and TASK groups (a hot path: twice per evaluation)
+        if g.role is Role.MASTER:
+            continue
         if g.status is not GroupStatus.RUNNING or g.requested != g.running:
             return None
-        derived += g.running * usable_gib(g, config)
+        derived += g.running * (g.memory_gib * frac)  # usable_gib(g, config)
     if derived <= 0:
         return None
     scale = sample.value / MIB_PER_GIB / derived

@@ -46,10 +46,15 @@ def read_signals(metrics: MetricsSnapshot, *, now: datetime, config: Config) -> 
     times: dict[Signal, datetime] = {}
     ignored: list[tuple[int, str]] = []
     emr_limit, heap_limit = config.emr_metric_max_age_s, config.heap_metric_max_age_s
+    last_at: datetime | None = None  # the datapoints of one GetMetricData share their timestamp:
+    age = 0.0  # the age of the previous sample's, reused for the same datetime object
     for signal, sample in metrics.samples.items():
         v = sample.value
         limit = heap_limit if signal in _HEAP else emr_limit
-        age = (now - sample.at).total_seconds()
+        at = sample.at
+        if at is not last_at:
+            age = (now - at).total_seconds()
+            last_at = at
         if not (v >= 0 and v != math.inf):  # NaN fails v >= 0
             why = f"{signal.value} ignored: value {v!r} is not a finite number >= 0."
             ignored.append((_ORDER[signal], why))
@@ -59,7 +64,7 @@ def read_signals(metrics: MetricsSnapshot, *, now: datetime, config: Config) -> 
             )
         else:
             values[signal] = v
-            times[signal] = sample.at
+            times[signal] = at
     ignored.sort()  # enum order: deterministic reasons
     return Readings(values, tuple(text for _, text in ignored), times)
 
@@ -70,10 +75,14 @@ _HEAP = frozenset(s for s in Signal if not s.is_emr)
 def active_from(readings: Readings) -> bool | None:
     """True when an application runs or waits, False when none does, None when unknown (no fresh data).
     AppsRunning/AppsPending decide when present; IsIdle (1 = idle) otherwise."""
-    running, pending = readings.get(Signal.APPS_RUNNING), readings.get(Signal.APPS_PENDING)
+    return _active(readings.values)
+
+
+def _active(values: Mapping[Signal, float]) -> bool | None:
+    running, pending = values.get(Signal.APPS_RUNNING), values.get(Signal.APPS_PENDING)
     if running is not None or pending is not None:
         return (running or 0.0) + (pending or 0.0) > 0
-    idle = readings.get(Signal.IS_IDLE)
+    idle = values.get(Signal.IS_IDLE)
     if idle is not None:
         return idle < 0.5
     return None
@@ -87,6 +96,12 @@ def read_some(
     metrics: MetricsSnapshot, signals: tuple[Signal, ...], *, now: datetime, config: Config
 ) -> Readings:
     """`read_signals` for a few signals only (no reasons): the fresh, finite, non-negative values."""
+    return Readings(_fresh(metrics, signals, now, config))
+
+
+def _fresh(
+    metrics: MetricsSnapshot, signals: tuple[Signal, ...], now: datetime, config: Config
+) -> dict[Signal, float]:
     values: dict[Signal, float] = {}
     for signal in signals:
         sample = metrics.get(signal)
@@ -95,21 +110,30 @@ def read_some(
         limit = config.heap_metric_max_age_s if signal in _HEAP else config.emr_metric_max_age_s
         if (now - sample.at).total_seconds() <= limit:
             values[signal] = sample.value
-    return Readings(values)
+    return values
 
 
 def is_active(metrics: MetricsSnapshot, *, now: datetime, config: Config) -> bool | None:
     """`active_from` the fresh readings of a snapshot (only the three activity signals are read)."""
-    return active_from(read_some(metrics, _ACTIVITY, now=now, config=config))
+    return _active(_fresh(metrics, _ACTIVITY, now, config))
 
 
 def heap_used_pct(readings: Readings) -> float | None:
     """Executor heap used %, cluster-wide, at most 100 (used cannot exceed max; skewed datapoints can)."""
-    used = readings.get(Signal.HEAP_USED_BYTES)
-    mx = readings.get(Signal.HEAP_MAX_BYTES)
+    return _heap_pct(readings.values)
+
+
+def fresh_heap_used_pct(metrics: MetricsSnapshot, *, now: datetime, config: Config) -> float | None:
+    """`heap_used_pct` of the fresh heap readings of a snapshot (only the heap signals are read)."""
+    return _heap_pct(_fresh(metrics, HEAP_SIGNALS, now, config))
+
+
+def _heap_pct(values: Mapping[Signal, float]) -> float | None:
+    used = values.get(Signal.HEAP_USED_BYTES)
+    mx = values.get(Signal.HEAP_MAX_BYTES)
     if used is not None and mx is not None and mx > 0:
         return min(100.0, 100.0 * used / mx)
-    pct = readings.get(Signal.HEAP_USED_PCT)
+    pct = values.get(Signal.HEAP_USED_PCT)
     return None if pct is None else min(100.0, pct)
 
 

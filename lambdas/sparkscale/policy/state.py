@@ -21,7 +21,7 @@ from sparkscale.policy.model import (
     Recommendation,
     ScalerState,
 )
-from sparkscale.policy.signals import HEAP_SIGNALS, heap_pressed, heap_used_pct, is_active, read_some
+from sparkscale.policy.signals import fresh_heap_used_pct, heap_pressed, is_active
 
 MAX_RECOMMENDATIONS = 256  # a hard cap on the persisted window, whatever the invocation rate
 
@@ -63,7 +63,8 @@ def next_state(
         last_in = now
 
     active = is_active(metrics, now=now, config=config)
-    last_resize = max((t for t in (previous.last_scale_out_at, previous.last_scale_in_at) if t), default=None)
+    out_at, in_at = previous.last_scale_out_at, previous.last_scale_in_at
+    last_resize = in_at if out_at is None else out_at if in_at is None else max(out_at, in_at)
     scale = yarn_memory_scale(cluster, metrics, now=now, config=config, last_resize_at=last_resize)
     if scale is None:
         scale = previous.yarn_memory_scale
@@ -71,7 +72,7 @@ def next_state(
     if active is True or last_active is None:
         last_active = now
 
-    heap = heap_used_pct(read_some(metrics, HEAP_SIGNALS, now=now, config=config))
+    heap = fresh_heap_used_pct(metrics, now=now, config=config)
     pressure_since = None
     if heap_pressed(heap, config):
         since = previous.heap_pressure_since
