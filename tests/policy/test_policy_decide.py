@@ -115,6 +115,16 @@ def test_a_pressed_heap_scales_out_once_per_episode_beyond_nodes_in_flight():
     assert targets(d) == {"ig-a": 3}
 
 
+def test_a_pressed_heap_adds_no_node_while_yarn_sits_below_its_deadband():
+    # ig-a 3 nodes (240 GiB counted); YARN 10 % used of 192 < 85 x 0.92 = 78.2 %: YARN has room for more
+    # executors without a node. The heap at 85 % is beyond its deadband, but the once-per-episode extra node
+    # would only be taken back by the next scale-in (hypothesis's no-oscillation property found this flip-flop)
+    c = cluster(a(3))
+    d = run(c, metrics(**yarn(192, 10, JvmHeapUsedPercent=85)), state=ScalerState(last_scale_out_at=ago(200)))
+    assert d.direction is not Direction.OUT
+    assert not any("beyond its deadband since" in r for r in d.reasons)
+
+
 def test_heap_alone_never_scales_in():
     # only the heap agent reports (EMR's first datapoint is not there yet), 60 % < 70 %: hold
     d = run(cluster(a(6)), metrics(JvmHeapUsed=60 * 2**30, JvmHeapMax=100 * 2**30))

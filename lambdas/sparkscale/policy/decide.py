@@ -182,7 +182,8 @@ def current_yarn_scale(
     cluster: Cluster, metrics: MetricsSnapshot, state: ScalerState, *, now: datetime, config: Config
 ) -> float:
     """YARN GiB per derived GiB: measured now when the cluster is settled, else the last measured, else 1."""
-    last = max((t for t in (state.last_scale_out_at, state.last_scale_in_at) if t is not None), default=None)
+    out_at, in_at = state.last_scale_out_at, state.last_scale_in_at
+    last = in_at if out_at is None else out_at if in_at is None else max(out_at, in_at)  # the latest resize
     measured = yarn_memory_scale(cluster, metrics, now=now, config=config, last_resize_at=last)
     if measured is not None:
         return measured
@@ -206,15 +207,20 @@ def _decision(
         reasons += enforce_bounds(cluster, targets, blocked=blocked, config=config)
     if ctx is not None:
         reasons += ctx.notes
-    up = any(targets[g.id] > g.requested for g in cluster.task_groups)
-    down = any(targets[g.id] < g.requested for g in cluster.task_groups)
+    up = down = False
+    for g in cluster.task_groups:
+        t = targets[g.id]
+        up = up or t > g.requested
+        down = down or t < g.requested
     direction = Direction.OUT if up else Direction.IN if down else Direction.HOLD
     if config.dry_run and direction is not Direction.HOLD:
         reasons.append("Dry run: this decision is logged and notified, not applied.")
     driving = ctx.est.driving if ctx is not None else None
     group_targets = tuple(
-        GroupTarget(g.id, g.name, g.instance_type, g.market, g.requested, targets[g.id], g.usd_per_hour)
-        for g in cluster.task_groups
+        [
+            GroupTarget(g.id, g.name, g.instance_type, g.market, g.requested, targets[g.id], g.usd_per_hour)
+            for g in cluster.task_groups
+        ]
     )
     return Decision(
         cluster_id=cluster.id,
@@ -318,6 +324,14 @@ def _heap_pressure(ctx: _Ctx) -> str | None:
     episode (ScalerState.heap_pressure_since)."""
     heap = next((n for n in ctx.est.needs if n.signal is Signal.HEAP_USED_PCT), None)
     if heap is None or not heap_pressed(heap.value, ctx.config):
+        return None
+    yarn = next((n for n in ctx.est.needs if n.signal is Signal.YARN_MEMORY_AVAILABLE_PCT), None)
+    # yarn.value is YARNMemoryAvailablePercentage: YARN's own view of the memory running now (nodes in flight
+    # left out, which are the point of this rule). Below its deadband YARN has room for more executors
+    # without a new node, and a node added now would be taken back by the next scale-in (the no-oscillation
+    # property found that flip-flop).
+    low = ctx.config.yarn_memory_used_target_pct * (1.0 - ctx.config.deadband_pct / 100.0)
+    if yarn is not None and 100.0 - yarn.value < low:
         return None
     since = ctx.state.heap_pressure_since or ctx.now
     last = ctx.state.last_scale_out_at
