@@ -118,7 +118,7 @@ def test_a_pressed_heap_scales_out_once_per_episode_beyond_nodes_in_flight():
 def test_a_pressed_heap_adds_no_node_while_yarn_sits_below_its_deadband():
     # ig-a 3 nodes (240 GiB counted); YARN 10 % used of 192 < 85 x 0.92 = 78.2 %: YARN has room for more
     # executors without a node. The heap at 85 % is beyond its deadband, but the once-per-episode extra node
-    # would only be taken back by the next scale-in (hypothesis's no-oscillation property found this flip-flop)
+    # would only be taken back by the next scale-in (the no-oscillation property found this flip-flop)
     c = cluster(a(3))
     d = run(c, metrics(**yarn(192, 10, JvmHeapUsedPercent=85)), state=ScalerState(last_scale_out_at=ago(200)))
     assert d.direction is not Direction.OUT
