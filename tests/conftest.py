@@ -1,4 +1,4 @@
-"""Fixtures for the replay tests. No test here may reach a real AWS endpoint."""
+"""Fixtures shared by every test folder. No test may reach a real AWS endpoint."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import pytest
 
 @pytest.fixture
 def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fake credentials and region, and no profile or endpoint from the developer's shell."""
     for key, value in {
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",
