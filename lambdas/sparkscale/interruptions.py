@@ -43,7 +43,7 @@ from sparkscale.policy.model import (
 )
 from sparkscale.policy.planner import Offer, share_ok
 from sparkscale.ports import Notice, Ports
-from sparkscale.service import acquire_lease_waiting
+from sparkscale.service import acquire_lease_waiting, with_prices
 
 log = logging.getLogger(__name__)
 
@@ -404,14 +404,6 @@ class SpotResult:
     notice: Notice | None = None
     cluster_id: str = ""  # set once the instance was located
     notify_failed: bool = False  # the operator notice could not be sent (logged)
-
-
-def with_prices(cluster: Cluster, usd_per_hour: Mapping[str, float]) -> Cluster:
-    """`cluster` with each group's node-hour price replaced where `usd_per_hour` has one."""
-    groups = tuple(
-        replace(g, usd_per_hour=usd_per_hour[g.id]) if g.id in usd_per_hour else g for g in cluster.groups
-    )
-    return replace(cluster, groups=groups)
 
 
 def handle_spot_event(

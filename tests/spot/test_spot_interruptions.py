@@ -25,7 +25,6 @@ from sparkscale.interruptions import (
     interruption_notice,
     parse_spot_event,
     usd_per_usable_gib_hour,
-    with_prices,
 )
 from sparkscale.policy.constraints import RESIZABLE_STATUSES
 from sparkscale.policy.model import (
@@ -39,6 +38,7 @@ from sparkscale.policy.model import (
     ScalerState,
 )
 from sparkscale.ports import Notice, Ports
+from sparkscale.service import with_prices
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "aws-samples" / "eventbridge"
 NOW = datetime(2026, 3, 2, 12, 0, 30, tzinfo=UTC)
