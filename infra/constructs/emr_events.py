@@ -10,11 +10,10 @@ from typing import Final
 
 from aws_cdk import Duration
 from aws_cdk import aws_events as events
-from aws_cdk import aws_events_targets as targets
-from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from infra.constructs.function import FunctionOptions, ScalerFunction, encrypted_queue
+from infra.constructs.event_rule_function import EventRuleFunction
+from infra.constructs.function import FunctionOptions
 
 EMR_EVENTS_HANDLER: Final = "handlers.emr_events.handler"
 EMR_SOURCE: Final = "aws.emr"
@@ -23,28 +22,23 @@ CLUSTER_DETAIL_TYPE: Final = "EMR Cluster State Change"
 # EMR repeats a stuck-resize event while the resize is stuck; a copy older than this is superseded by the next
 # one (and by the reconcile schedule's own shortfall timeout).
 EVENT_MAX_AGE: Final = Duration.minutes(15)
-EVENT_RETRY_ATTEMPTS: Final = 2
 
 
-class EmrEvents(Construct):
-    handler: ScalerFunction
+class EmrEvents(EventRuleFunction):
     rule: events.Rule
-    rule_dlq: sqs.Queue
 
     def __init__(
         self, scope: Construct, construct_id: str, *, options: FunctionOptions, cluster_ids: Sequence[str]
     ) -> None:
-        super().__init__(scope, construct_id)
-        self.handler = ScalerFunction(
-            self,
-            "Handler",
+        super().__init__(
+            scope,
+            construct_id,
             handler=EMR_EVENTS_HANDLER,
             description="sparkscale: EMR capacity events → spot fallback now; cluster terminated → gone",
             options=options,
+            max_event_age=EVENT_MAX_AGE,
         )
-        self.rule_dlq = encrypted_queue(self, "RuleDlq", key=options.key)
-        self.rule = events.Rule(
-            self,
+        self.rule = self.add_rule(
             "InstanceGroupAndClusterStateChange",
             description="sparkscale: EMR instance-group and cluster state changes of the managed clusters",
             event_pattern=events.EventPattern(
@@ -52,12 +46,4 @@ class EmrEvents(Construct):
                 detail_type=[INSTANCE_GROUP_DETAIL_TYPE, CLUSTER_DETAIL_TYPE],
                 detail={"clusterId": list(cluster_ids)},
             ),
-            targets=[
-                targets.LambdaFunction(
-                    self.handler.function,
-                    dead_letter_queue=self.rule_dlq,
-                    retry_attempts=EVENT_RETRY_ATTEMPTS,
-                    max_event_age=EVENT_MAX_AGE,
-                )
-            ],
         )

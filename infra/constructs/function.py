@@ -1,7 +1,7 @@
 """One scaler Lambda with its own role, log group and dead-letter queue; and the encrypted queue every DLQ is.
 
-Shared by the scaler functions and the spot-events function so that runtime, architecture, timeouts, retries,
-environment and logging are set in one place.
+Shared by the scaler functions and the spot- and EMR-events functions (`event_rule_function.py`) so that
+runtime, architecture, timeouts, retries, environment and logging are set in one place.
 """
 
 from __future__ import annotations

@@ -8,20 +8,21 @@ Default numbers (used in the worked comments of the tests):
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Unpack
 
 from sparkscale.config import Config
 from sparkscale.policy.model import (
     Cluster,
     ClusterState,
-    GroupStatus,
     InstanceGroup,
     Market,
     MetricsSnapshot,
     Role,
-    Sample,
     Signal,
 )
+
+from tests import model_builders
+from tests.model_builders import GroupOptions
 
 NOW = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
 MIB = 1024.0
@@ -34,28 +35,19 @@ def ago(seconds: float) -> datetime:
 def group(
     gid: str,
     *,
-    role: Role = Role.TASK,
-    market: Market = Market.SPOT,
     instance_type: str = "r5.2xlarge",
-    memory_gib: float = 64.0,
     requested: int = 0,
-    running: int | None = None,
-    status: GroupStatus = GroupStatus.RUNNING,
     usd: float = 0.16,
     name: str | None = None,
+    **options: Unpack[GroupOptions],
 ) -> InstanceGroup:
-    return InstanceGroup(
-        id=gid,
+    return model_builders.group(
+        gid,
         name=name if name is not None else f"task-{gid}",
-        role=role,
-        market=market,
         instance_type=instance_type,
-        memory_gib=memory_gib,
-        vcpu=8,
         requested=requested,
-        running=requested if running is None else running,
-        status=status,
-        usd_per_hour=usd,
+        usd=usd,
+        **options,
     )
 
 
@@ -74,7 +66,7 @@ def cluster(
 
 def metrics(at: datetime = NOW, **values: float) -> MetricsSnapshot:
     """metrics(MemoryTotalMB=..., ContainerPending=...) with every datapoint at `at`."""
-    return MetricsSnapshot({Signal(k): Sample(float(v), at) for k, v in values.items()})
+    return model_builders.snapshot(at, {Signal(k): v for k, v in values.items()})
 
 
 def yarn(total_gib: float, used_pct: float, **extra: float) -> dict[str, float]:

@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Unpack
 
 import boto3
 from sparkscale import names
@@ -20,14 +20,15 @@ from sparkscale.adapters.aws import AwsClients, boto_config
 from sparkscale.policy.model import (
     Cluster,
     ClusterState,
-    GroupStatus,
     InstanceGroup,
     Market,
     MetricsSnapshot,
     Role,
-    Sample,
     Signal,
 )
+
+from tests import model_builders
+from tests.model_builders import GroupOptions
 
 REGION = "us-east-1"
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "aws-samples"
@@ -269,28 +270,12 @@ T0 = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
 def group(
     gid: str,
     *,
-    role: Role = Role.TASK,
-    market: Market = Market.SPOT,
     itype: str = "r5.2xlarge",
-    memory_gib: float = 64.0,
     requested: int = 1,
-    running: int | None = None,
-    status: GroupStatus = GroupStatus.RUNNING,
     usd: float = 0.15,
+    **options: Unpack[GroupOptions],
 ) -> InstanceGroup:
-    return InstanceGroup(
-        id=gid,
-        name=gid,
-        role=role,
-        market=market,
-        instance_type=itype,
-        memory_gib=memory_gib,
-        vcpu=8,
-        requested=requested,
-        running=requested if running is None else running,
-        status=status,
-        usd_per_hour=usd,
-    )
+    return model_builders.group(gid, name=gid, instance_type=itype, requested=requested, usd=usd, **options)
 
 
 def cluster(
@@ -323,20 +308,4 @@ def pressure(now: datetime, *, yarn_available_pct: float = 5.0) -> MetricsSnapsh
         Signal.APPS_RUNNING: 3.0,
         Signal.APPS_PENDING: 2.0,
     }
-    return MetricsSnapshot({s: Sample(v, at) for s, v in vals.items()})
-
-
-def quiet(now: datetime) -> MetricsSnapshot:
-    """Well inside every target: no change wanted."""
-    at = now - timedelta(seconds=120)
-    vals = {
-        Signal.YARN_MEMORY_AVAILABLE_PCT: 25.0,
-        Signal.CONTAINER_PENDING: 0.0,
-        Signal.CONTAINER_ALLOCATED: 20.0,
-        Signal.MEMORY_ALLOCATED_MB: 63_000.0,
-        Signal.MEMORY_TOTAL_MB: 84_000.0,
-        Signal.MEMORY_AVAILABLE_MB: 21_000.0,
-        Signal.APPS_RUNNING: 2.0,
-        Signal.APPS_PENDING: 0.0,
-    }
-    return MetricsSnapshot({s: Sample(v, at) for s, v in vals.items()})
+    return model_builders.snapshot(at, vals)

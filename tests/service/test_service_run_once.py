@@ -31,9 +31,7 @@ CID = "j-TEST0001"
 
 def on_target(now: Any, *, task_nodes: int = 2) -> MetricsSnapshot:
     """YARN at its 85 % target of what World's cluster runs: CORE 2 x 24 GiB + task_nodes x 48 GiB usable.
-    (The policy measures against the cluster read, not MemoryTotalMB, so the shared `quiet` snapshot - 82 GiB
-    of YARN memory for a 144 GiB cluster - now reads as a surplus, not as quiet.) 2 nodes: 144 GiB,
-    122.4 GiB allocated."""
+    The policy measures against the cluster read, not MemoryTotalMB. 2 nodes: 144 GiB, 122.4 GiB allocated."""
     total = (48.0 + 48.0 * task_nodes) * 1024.0
     alloc = 0.85 * total
     at = now - timedelta(seconds=120)
