@@ -104,21 +104,23 @@ class AlarmSpec:
         """CloudWatch's "M out of N" evaluation over the most recent `evaluation_periods` datapoints (oldest
         first; None = no data in that period), with `treat_missing_data` applied. A simplified model for the
         replay and the demo: CloudWatch's look-back for partially missing windows is not reproduced."""
-        recent: list[float | None] = list(datapoints[-self.evaluation_periods :])
-        padding: list[float | None] = [None] * (self.evaluation_periods - len(recent))
-        window = padding + recent
-        if all(v is None or (isinstance(v, float) and math.isnan(v)) for v in window):
+        # One pass, no intermediate lists: the replay evaluates an alarm every simulated minute.
+        recent = datapoints[-self.evaluation_periods :]
+        missing = max(0, self.evaluation_periods - len(recent))  # periods before the first datapoint
+        breaching = 0
+        for v in recent:
+            if v is None or math.isnan(v):
+                missing += 1
+            elif self.breaches(v):
+                breaching += 1
+        if missing == max(self.evaluation_periods, len(recent)):
             if self.treat_missing_data == "breaching":
                 return "ALARM"
             if self.treat_missing_data == "notBreaching":
                 return "OK"
             return "INSUFFICIENT_DATA"
-        breaching = 0
-        for v in window:
-            if v is None or math.isnan(v):
-                breaching += self.treat_missing_data == "breaching"
-            else:
-                breaching += self.breaches(v)
+        if self.treat_missing_data == "breaching":
+            breaching += missing
         return "ALARM" if breaching >= self.datapoints_to_alarm else "OK"
 
 
@@ -143,6 +145,8 @@ def heap_missing_evaluation_periods(config: Config) -> int:
 
 
 HEAP_PCT_EXPRESSION: Final = "100 * heap_used / heap_max"
+# Each namespace's publication period: the EMR gauges every five minutes, the heap agent every minute.
+_PERIOD_S: Final = {names.EMR_NAMESPACE: names.EMR_PERIOD_S, names.HEAP_NAMESPACE: names.HEAP_PERIOD_S}
 
 
 def _heap_pct_queries() -> tuple[MetricQuery, ...]:
@@ -157,93 +161,113 @@ def _heap_pct_queries() -> tuple[MetricQuery, ...]:
 def alarm_specs(config: Config, cluster_id: str, *, include_heap: bool = True) -> list[AlarmSpec]:
     """Every alarm of one managed cluster, in a stable order. `include_heap=False` leaves out the alarms on
     the heap agent's metrics (for clusters without the bootstrap action)."""
-    emr_dims = ((names.DIM_JOB_FLOW_ID, cluster_id),)
 
-    def name(kind: str) -> str:
-        return names.alarm_name(config.alarm_prefix, cluster_id, kind)
+    def alarm(
+        kind: str,
+        namespace: str,
+        metric: tuple[str, Statistic] | None,  # None: the cluster-wide heap used % (metric math)
+        window: tuple[int, int],  # (evaluation periods, datapoints to alarm)
+        threshold: float,
+        *,
+        description: str,
+        comparison: Comparison = "GreaterThanThreshold",
+        treat_missing_data: TreatMissingData = "notBreaching",
+        to_operators: bool = False,
+    ) -> AlarmSpec:
+        return AlarmSpec(
+            name=names.alarm_name(config.alarm_prefix, cluster_id, kind),
+            kind=kind,
+            cluster_id=cluster_id,
+            namespace=namespace,
+            metric_name=None if metric is None else metric[0],
+            statistic=None if metric is None else metric[1],
+            period_s=_PERIOD_S[namespace],
+            evaluation_periods=window[0],
+            datapoints_to_alarm=window[1],
+            threshold=threshold,
+            comparison=comparison,
+            treat_missing_data=treat_missing_data,
+            to_operators=to_operators,
+            description=f"sparkscale {cluster_id}: {description}",
+            dimensions=((names.DIM_JOB_FLOW_ID, cluster_id),),
+            metrics=_heap_pct_queries() if metric is None else (),
+            expression=HEAP_PCT_EXPRESSION if metric is None else None,
+        )
 
-    idle_s = idle_evaluation_periods(config) * names.EMR_PERIOD_S
+    def emr(
+        kind: str,
+        metric: tuple[str, Statistic],
+        threshold: float,
+        comparison: Comparison,
+        description: str,
+        *,
+        periods: int = EMR_EVALUATION_PERIODS,
+    ) -> AlarmSpec:
+        """A wake-up alarm on one EMR metric: every period of the window must breach."""
+        return alarm(
+            kind,
+            names.EMR_NAMESPACE,
+            metric,
+            (periods, periods),
+            threshold,
+            comparison=comparison,
+            description=description,
+        )
+
+    def heap(
+        kind: str,
+        metric: tuple[str, Statistic] | None,
+        window: tuple[int, int],
+        threshold: float,
+        description: str,
+        *,
+        to_operators: bool = False,
+    ) -> AlarmSpec:
+        """An alarm on the heap agent's metrics, above a threshold."""
+        return alarm(
+            kind,
+            names.HEAP_NAMESPACE,
+            metric,
+            window,
+            threshold,
+            description=description,
+            to_operators=to_operators,
+        )
+
+    yarn_threshold = yarn_memory_available_threshold_pct(config)
+    idle_periods = idle_evaluation_periods(config)
     specs = [
-        AlarmSpec(
-            name=name(names.ALARM_KIND_TOTAL_LOAD),
-            kind=names.ALARM_KIND_TOTAL_LOAD,
-            cluster_id=cluster_id,
-            namespace=names.EMR_NAMESPACE,
-            metric_name=names.EMR_TOTAL_LOAD,
-            statistic="Average",
-            period_s=names.EMR_PERIOD_S,
-            evaluation_periods=EMR_EVALUATION_PERIODS,
-            datapoints_to_alarm=EMR_EVALUATION_PERIODS,
-            threshold=config.total_load_alarm_threshold,
-            comparison="GreaterThanThreshold",
-            treat_missing_data="notBreaching",
-            to_operators=False,
-            description=(
-                f"sparkscale {cluster_id}: EMR TotalLoad (concurrent HDFS transfers) above "
-                f"{config.total_load_alarm_threshold:g}; wakes the scaler."
-            ),
-            dimensions=emr_dims,
+        emr(
+            names.ALARM_KIND_TOTAL_LOAD,
+            (names.EMR_TOTAL_LOAD, "Average"),
+            config.total_load_alarm_threshold,
+            "GreaterThanThreshold",
+            f"EMR TotalLoad (concurrent HDFS transfers) above {config.total_load_alarm_threshold:g}; "
+            "wakes the scaler.",
         ),
-        AlarmSpec(
-            name=name(names.ALARM_KIND_YARN_MEMORY),
-            kind=names.ALARM_KIND_YARN_MEMORY,
-            cluster_id=cluster_id,
-            namespace=names.EMR_NAMESPACE,
-            metric_name=names.EMR_YARN_MEMORY_AVAILABLE_PCT,
-            statistic="Average",
-            period_s=names.EMR_PERIOD_S,
-            evaluation_periods=EMR_EVALUATION_PERIODS,
-            datapoints_to_alarm=EMR_EVALUATION_PERIODS,
-            threshold=yarn_memory_available_threshold_pct(config),
-            comparison="LessThanThreshold",
-            treat_missing_data="notBreaching",
-            to_operators=False,
-            description=(
-                f"sparkscale {cluster_id}: YARN memory available below "
-                f"{yarn_memory_available_threshold_pct(config):g} % (target "
-                f"{config.yarn_memory_used_target_pct:g} % used ± {config.deadband_pct:g} %); "
-                "wakes the scaler."
-            ),
-            dimensions=emr_dims,
+        emr(
+            names.ALARM_KIND_YARN_MEMORY,
+            (names.EMR_YARN_MEMORY_AVAILABLE_PCT, "Average"),
+            yarn_threshold,
+            "LessThanThreshold",
+            f"YARN memory available below {yarn_threshold:g} % (target "
+            f"{config.yarn_memory_used_target_pct:g} % used ± {config.deadband_pct:g} %); wakes the scaler.",
         ),
-        AlarmSpec(
-            name=name(names.ALARM_KIND_CONTAINER_PENDING),
-            kind=names.ALARM_KIND_CONTAINER_PENDING,
-            cluster_id=cluster_id,
-            namespace=names.EMR_NAMESPACE,
-            metric_name=names.EMR_CONTAINER_PENDING_RATIO,
-            statistic="Average",
-            period_s=names.EMR_PERIOD_S,
-            evaluation_periods=EMR_EVALUATION_PERIODS,
-            datapoints_to_alarm=EMR_EVALUATION_PERIODS,
-            threshold=config.container_pending_ratio_alarm_threshold,
-            comparison="GreaterThanThreshold",
-            treat_missing_data="notBreaching",
-            to_operators=False,
-            description=(
-                f"sparkscale {cluster_id}: YARN ContainerPendingRatio above "
-                f"{config.container_pending_ratio_alarm_threshold:g}; wakes the scaler."
-            ),
-            dimensions=emr_dims,
+        emr(
+            names.ALARM_KIND_CONTAINER_PENDING,
+            (names.EMR_CONTAINER_PENDING_RATIO, "Average"),
+            config.container_pending_ratio_alarm_threshold,
+            "GreaterThanThreshold",
+            f"YARN ContainerPendingRatio above {config.container_pending_ratio_alarm_threshold:g}; "
+            "wakes the scaler.",
         ),
-        AlarmSpec(
-            name=name(names.ALARM_KIND_IDLE),
-            kind=names.ALARM_KIND_IDLE,
-            cluster_id=cluster_id,
-            namespace=names.EMR_NAMESPACE,
-            metric_name=names.EMR_IS_IDLE,
-            statistic="Minimum",
-            period_s=names.EMR_PERIOD_S,
-            evaluation_periods=idle_evaluation_periods(config),
-            datapoints_to_alarm=idle_evaluation_periods(config),
-            threshold=1.0,
-            comparison="GreaterThanOrEqualToThreshold",
-            treat_missing_data="notBreaching",
-            to_operators=False,
-            description=(
-                f"sparkscale {cluster_id}: cluster idle for {idle_s} s; wakes the scaler to scale in."
-            ),
-            dimensions=emr_dims,
+        emr(
+            names.ALARM_KIND_IDLE,
+            (names.EMR_IS_IDLE, "Minimum"),
+            1.0,
+            "GreaterThanOrEqualToThreshold",
+            f"cluster idle for {idle_periods * names.EMR_PERIOD_S} s; wakes the scaler to scale in.",
+            periods=idle_periods,
         ),
     ]
     if not include_heap:
@@ -251,102 +275,53 @@ def alarm_specs(config: Config, cluster_id: str, *, include_heap: bool = True) -
 
     heap_threshold = heap_used_threshold_pct(config)
     specs.append(
-        AlarmSpec(
-            name=name(names.ALARM_KIND_HEAP_PCT),
-            kind=names.ALARM_KIND_HEAP_PCT,
-            cluster_id=cluster_id,
-            namespace=names.HEAP_NAMESPACE,
-            metric_name=None,
-            statistic=None,
-            period_s=names.HEAP_PERIOD_S,
-            evaluation_periods=HEAP_WAKE_EVALUATION_PERIODS,
-            datapoints_to_alarm=HEAP_WAKE_DATAPOINTS_TO_ALARM,
-            threshold=heap_threshold,
-            comparison="GreaterThanThreshold",
-            treat_missing_data="notBreaching",
-            to_operators=False,
-            description=(
-                f"sparkscale {cluster_id}: Spark executor heap used above {heap_threshold:g} % cluster-wide "
-                f"(target {config.heap_used_target_pct:g} % ± {config.deadband_pct:g} %); wakes the scaler."
-            ),
-            dimensions=emr_dims,
-            metrics=_heap_pct_queries(),
-            expression=HEAP_PCT_EXPRESSION,
+        heap(
+            names.ALARM_KIND_HEAP_PCT,
+            None,
+            (HEAP_WAKE_EVALUATION_PERIODS, HEAP_WAKE_DATAPOINTS_TO_ALARM),
+            heap_threshold,
+            f"Spark executor heap used above {heap_threshold:g} % cluster-wide (target "
+            f"{config.heap_used_target_pct:g} % ± {config.deadband_pct:g} %); wakes the scaler.",
         )
     )
     if config.heap_used_alarm_bytes is not None:
         specs.append(
-            AlarmSpec(
-                name=name(names.ALARM_KIND_HEAP_BYTES),
-                kind=names.ALARM_KIND_HEAP_BYTES,
-                cluster_id=cluster_id,
-                namespace=names.HEAP_NAMESPACE,
-                metric_name=names.HEAP_EXECUTOR_USED_BYTES,
-                statistic="Sum",
-                period_s=names.HEAP_PERIOD_S,
-                evaluation_periods=HEAP_EVALUATION_PERIODS,
-                datapoints_to_alarm=HEAP_DATAPOINTS_TO_ALARM,
-                threshold=float(config.heap_used_alarm_bytes),
-                comparison="GreaterThanThreshold",
-                treat_missing_data="notBreaching",
-                to_operators=False,
-                description=(
-                    f"sparkscale {cluster_id}: Spark executor heap used above "
-                    f"{config.heap_used_alarm_bytes} bytes ({config.heap_used_alarm_bytes / 2**30:g} GiB) "
-                    "cluster-wide; wakes the scaler."
-                ),
-                dimensions=emr_dims,
+            heap(
+                names.ALARM_KIND_HEAP_BYTES,
+                (names.HEAP_EXECUTOR_USED_BYTES, "Sum"),
+                (HEAP_EVALUATION_PERIODS, HEAP_DATAPOINTS_TO_ALARM),
+                float(config.heap_used_alarm_bytes),
+                f"Spark executor heap used above {config.heap_used_alarm_bytes} bytes "
+                f"({config.heap_used_alarm_bytes / 2**30:g} GiB) cluster-wide; wakes the scaler.",
             )
         )
     specs.append(
-        AlarmSpec(
-            name=name(names.ALARM_KIND_HEAP_CRITICAL),
-            kind=names.ALARM_KIND_HEAP_CRITICAL,
-            cluster_id=cluster_id,
-            namespace=names.HEAP_NAMESPACE,
-            metric_name=None,
-            statistic=None,
-            period_s=names.HEAP_PERIOD_S,
-            evaluation_periods=HEAP_EVALUATION_PERIODS,
-            datapoints_to_alarm=HEAP_DATAPOINTS_TO_ALARM,
-            threshold=config.heap_critical_pct,
-            comparison="GreaterThanThreshold",
-            treat_missing_data="notBreaching",
+        heap(
+            names.ALARM_KIND_HEAP_CRITICAL,
+            None,
+            (HEAP_EVALUATION_PERIODS, HEAP_DATAPOINTS_TO_ALARM),
+            config.heap_critical_pct,
+            f"Spark executor heap used above {config.heap_critical_pct:g} % cluster-wide: executors risk "
+            "OutOfMemoryError; if the task groups are at their maximum the scaler cannot help (raise "
+            "max_task_nodes or the budget).",
             to_operators=True,
-            description=(
-                f"sparkscale {cluster_id}: Spark executor heap used above {config.heap_critical_pct:g} % "
-                "cluster-wide: executors risk OutOfMemoryError; if the task groups are at their maximum the "
-                "scaler cannot help (raise max_task_nodes or the budget)."
-            ),
-            dimensions=emr_dims,
-            metrics=_heap_pct_queries(),
-            expression=HEAP_PCT_EXPRESSION,
         )
     )
     missing_periods = heap_missing_evaluation_periods(config)
     specs.append(
-        AlarmSpec(
-            name=name(names.ALARM_KIND_HEAP_MISSING),
-            kind=names.ALARM_KIND_HEAP_MISSING,
-            cluster_id=cluster_id,
-            namespace=names.HEAP_NAMESPACE,
+        alarm(
+            names.ALARM_KIND_HEAP_MISSING,
+            names.HEAP_NAMESPACE,
             # The agent publishes JvmCount every period, 0 when no executor runs on the node: no datapoint at
             # all means the agent itself is silent, not that Spark is idle.
-            metric_name=names.HEAP_JVM_COUNT,
-            statistic="SampleCount",
-            period_s=names.HEAP_PERIOD_S,
-            evaluation_periods=missing_periods,
-            datapoints_to_alarm=missing_periods,
-            threshold=1.0,
+            (names.HEAP_JVM_COUNT, "SampleCount"),
+            (missing_periods, missing_periods),
+            1.0,
+            description=f"no Spark heap datapoint for {missing_periods * names.HEAP_PERIOD_S} s: the heap "
+            "agent (bootstrap action) stopped publishing; the scaler falls back to YARN metrics.",
             comparison="LessThanThreshold",
             treat_missing_data="breaching",
             to_operators=True,
-            description=(
-                f"sparkscale {cluster_id}: no Spark heap datapoint for "
-                f"{missing_periods * names.HEAP_PERIOD_S} s: the heap agent (bootstrap action) stopped "
-                "publishing; the scaler falls back to YARN metrics."
-            ),
-            dimensions=emr_dims,
         )
     )
     return specs

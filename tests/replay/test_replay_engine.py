@@ -3,6 +3,7 @@ stack's AlarmSpecs; spot interruptions and shortfalls; determinism."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 
 import pytest
@@ -10,7 +11,7 @@ from replay_helpers import tiny_cluster
 from sparkscale import names
 from sparkscale.alarms import alarm_specs
 from sparkscale.config import Config
-from sparkscale.replay.cloudwatch_sim import AlarmEvaluator, MetricStream, compile_expression
+from sparkscale.replay.cloudwatch_sim import AlarmBank, AlarmEvaluator, MetricStream, compile_expression
 from sparkscale.replay.engine import RunRecord, World
 from sparkscale.replay.model import SimParams, emr_signals, heap_signals
 from sparkscale.replay.policies import EmrRulesController
@@ -127,6 +128,66 @@ def test_alarm_evaluator_two_of_three_minutes_on_the_heap_spec() -> None:
     assert ev.window(170) == [50.0, 90.0, 90.0]
     assert ev.evaluate(170) == ("ALARM", True)
     assert ev.transitions == 2
+
+
+def test_an_alarm_bank_matches_each_alarm_on_its_own_stream() -> None:
+    """The bank shares per-period values (heap-percent and heap-critical read the same query) and skips
+    unchanged windows; each alarm alone, on a stream of its own, must see the same transitions. The heap
+    agent goes silent for 20 minutes (the missing-data alarm) and demand swings across every threshold."""
+    cfg = Config.from_mapping({"heap_used_alarm_bytes": 200 * 2**30})
+    p = SimParams()
+    specs = alarm_specs(cfg, "j-X")
+    emr_lag, heap_lag = p.emr_lag_s, p.heap_lag_s
+
+    def streams() -> dict[str, MetricStream]:
+        return {names.EMR_NAMESPACE: MetricStream(emr_lag), names.HEAP_NAMESPACE: MetricStream(heap_lag)}
+
+    shared = streams()
+    bank = AlarmBank([AlarmEvaluator(s, shared[s.namespace]) for s in specs])
+    alone = [(s, streams()) for s in specs]
+    everyone = [shared] + [own for _, own in alone]
+    evaluators = [AlarmEvaluator(s, own[s.namespace]) for s, own in alone]
+    seen_bank: list[tuple[int, str, str]] = []
+    seen_alone: list[tuple[int, str, str]] = []
+    for k in range(600):
+        t = 60.0 * k
+        demand = 0.0 if 200 <= k < 260 else 400.0 + 380.0 * math.sin(k / 15.0)
+        for st in everyone:
+            if k % 5 == 0:
+                st[names.EMR_NAMESPACE].add(t, emr_signals(demand, 500.0, container_gib=4.0, p=p).by_metric())
+            if not 400 <= k < 420:
+                heap = heap_signals(demand, 500.0, container_gib=4.0, p=p).by_metric()
+                st[names.HEAP_NAMESPACE].add(t + 30.0, heap)
+        now = t + 50.0
+        seen_bank += [(k, a.spec.kind, state) for a, state in bank.evaluate(now)]
+        for a in evaluators:
+            state, changed = a.evaluate(now)
+            if changed:
+                seen_alone.append((k, a.spec.kind, state))
+        assert bank.in_alarm == any(a.state == "ALARM" for a in evaluators)
+    assert seen_bank == seen_alone
+    assert {kind for _, kind, state in seen_bank if state == "ALARM"} >= {
+        names.ALARM_KIND_HEAP_PCT,
+        names.ALARM_KIND_HEAP_CRITICAL,
+        names.ALARM_KIND_HEAP_MISSING,
+        names.ALARM_KIND_IDLE,
+    }
+
+
+def test_an_alarm_with_a_longer_window_added_later_reads_the_dropped_periods_again() -> None:
+    spec = next(s for s in alarm_specs(Config(), "j-X") if s.kind == names.ALARM_KIND_HEAP_PCT)
+    stream = MetricStream(lag_s=10.0)
+    gib = 2.0**30
+    for k in range(40):
+        pct = 90.0 if k < 3 else 50.0
+        stream.add(
+            60 * k + 30, {names.HEAP_EXECUTOR_USED_BYTES: pct * gib, names.HEAP_EXECUTOR_MAX_BYTES: 100 * gib}
+        )
+    short = AlarmEvaluator(spec, stream)
+    assert short.evaluate(60 * 39 + 50) == ("OK", True)  # 40 periods taken in, the early ones dropped
+    wide = AlarmEvaluator(replace(spec, evaluation_periods=40, datapoints_to_alarm=3), stream)
+    assert wide.window(60 * 39 + 50)[:4] == [90.0, 90.0, 90.0, 50.0]
+    assert wide.evaluate(60 * 39 + 50) == ("ALARM", True)
 
 
 def test_metric_math() -> None:

@@ -13,10 +13,13 @@ from __future__ import annotations
 import ast
 import math
 import operator
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from sparkscale.alarms import AlarmSpec, AlarmState
+
+Query = tuple[str, str, str]  # (query id, metric name, statistic); a single-metric alarm's id is "m"
+SeriesKey = tuple[int, tuple[Query, ...], str | None]  # (period s, queries, metric math expression)
 
 
 @dataclass
@@ -28,6 +31,7 @@ class MetricStream:
     values: list[Mapping[str, float]] = field(default_factory=list)
     _visible: int = 0
     _visible_at: float = -math.inf
+    _series: dict[SeriesKey, PeriodSeries] = field(default_factory=dict, repr=False)
 
     def add(self, t_s: float, values: Mapping[str, float]) -> None:
         self.times.append(t_s)
@@ -47,6 +51,14 @@ class MetricStream:
     def latest_visible(self, now_s: float) -> tuple[float, Mapping[str, float]] | None:
         n = self.visible_count(now_s)
         return (self.times[n - 1], self.values[n - 1]) if n else None
+
+    def series(self, period_s: int, queries: tuple[Query, ...], expression: str | None) -> PeriodSeries:
+        """The per-period values of one query on this stream, one object for every alarm that reads it."""
+        key = (period_s, queries, expression)
+        found = self._series.get(key)
+        if found is None:
+            found = self._series[key] = PeriodSeries(self, period_s, queries, expression)
+        return found
 
 
 _BINOPS: dict[type[ast.operator], Callable[[float, float], float]] = {
@@ -113,83 +125,76 @@ def _stat(values: list[float], statistic: str) -> float:
     return float(len(values))  # SampleCount
 
 
-class AlarmEvaluator:
-    """One alarm: `evaluate(now)` returns its state and whether it changed (a notification).
+class PeriodSeries:
+    """The per-period values of one query (a metric and statistic, or metric math over several) on one stream,
+    kept incrementally as datapoints become visible: the alarm evaluations read them every minute, and the
+    alarms sharing a query (heap-percent and heap-critical) share one computation per period."""
 
-    Per-period values are kept incrementally as datapoints become visible (the hot loop evaluates every alarm
-    every minute), and `AlarmSpec.state_for` runs only when the window's values changed."""
-
-    def __init__(self, spec: AlarmSpec, stream: MetricStream) -> None:
-        self.spec = spec
+    def __init__(
+        self, stream: MetricStream, period_s: int, queries: tuple[Query, ...], expression: str | None
+    ) -> None:
         self.stream = stream
-        self.state: AlarmState = "INSUFFICIENT_DATA"
-        self.transitions = 0
-        self._key: tuple[int, int] | None = None
-        self._last_window: tuple[float | None, ...] | None = None
+        self.period_s = period_s
+        self.horizon = 1  # the longest window reading the series (periods): older ones are dropped
+        self.values: dict[int, float | None] = {}  # period index -> value, every period with a datapoint
+        self._points: dict[int, list[Mapping[str, float]]] = {}
         self._consumed = 0
-        self._buckets: dict[int, list[Mapping[str, float]]] = {}
-        self._values: dict[int, float | None] = {}
-        if spec.is_math:
-            assert spec.expression is not None
-            self._queries = tuple((q.id, q.metric_name, q.statistic) for q in spec.metrics)
-            self._expr: Callable[[Mapping[str, float]], float | None] | None = compile_expression(
-                spec.expression, {q.id for q in spec.metrics}
-            )
-        else:
-            assert spec.metric_name is not None
-            assert spec.statistic is not None
-            self._queries = (("m", spec.metric_name, spec.statistic),)
-            self._expr = None
-
-    def window(self, now_s: float) -> list[float | None]:
-        """Per-period values of the evaluation window, oldest first (None = no datapoint)."""
-        return list(self._window(now_s, self.stream.visible_count(now_s)))
-
-    def _consume(self, visible: int) -> None:
-        if visible == self._consumed:
-            return
-        period = self.spec.period_s
-        times, values = self.stream.times, self.stream.values
-        if visible < self._consumed:  # time went back: start over
-            self._consumed, self._buckets, self._values = 0, {}, {}
-        for i in range(self._consumed, visible):
-            pidx = int(times[i] // period)
-            self._buckets.setdefault(pidx, []).append(values[i])
-            self._values.pop(pidx, None)
-        self._consumed = visible
-        if len(self._buckets) > 4 * self.spec.evaluation_periods + 8:
-            keep = max(self._buckets) - 2 * self.spec.evaluation_periods - 2
-            for old in [p for p in self._buckets if p < keep]:
-                del self._buckets[old]
-                self._values.pop(old, None)
-
-    def _period_value(self, pidx: int) -> float | None:
-        if pidx in self._values:
-            return self._values[pidx]
-        points = self._buckets.get(pidx)
-        v = self._value(points) if points else None
-        self._values[pidx] = v
-        return v
-
-    def _window(self, now_s: float, visible: int) -> tuple[float | None, ...]:
-        self._consume(visible)
-        end = int(now_s // self.spec.period_s)
-        if end not in self._buckets:  # the current period's datapoint has not arrived yet: look one back
-            end -= 1
-        values, pv = self._values, self._period_value
-        return tuple(
-            [
-                values[p] if p in values else pv(p)
-                for p in range(end - self.spec.evaluation_periods + 1, end + 1)
-            ]
+        self._queries = queries
+        self._expr = (
+            None if expression is None else compile_expression(expression, {qid for qid, _, _ in queries})
         )
+
+    def cover(self, periods: int) -> None:
+        """Keep at least `periods` periods back (an alarm's window). Periods already dropped for a shorter
+        window are read again from the stream."""
+        if periods > self.horizon:
+            self.horizon = periods
+            self._consumed = 0
+            self._points.clear()
+            self.values.clear()
+
+    def update(self, visible: int) -> None:
+        """Take in the stream's first `visible` datapoints."""
+        start = self._consumed
+        if visible == start:
+            return
+        points, values = self._points, self.values
+        if visible < start:  # time went back: start over
+            start = 0
+            points.clear()
+            values.clear()
+        self._consumed = visible
+        period = self.period_s
+        times, rows = self.stream.times, self.stream.values
+        last = None  # the period being filled: its value is computed once its run of datapoints ends
+        for i in range(start, visible):
+            pidx = int(times[i] // period)
+            bucket = points.get(pidx)
+            if bucket is None:
+                points[pidx] = [rows[i]]
+            else:
+                bucket.append(rows[i])
+            if pidx != last:
+                if last is not None:
+                    values[last] = self._value(points[last])
+                last = pidx
+        assert last is not None
+        values[last] = self._value(points[last])
+        if len(points) > 4 * self.horizon + 8:
+            keep = max(points) - 2 * self.horizon - 2
+            for old in [p for p in points if p < keep]:
+                del points[old]
+                del values[old]
 
     def _value(self, points: list[Mapping[str, float]]) -> float | None:
         if len(points) == 1:  # one datapoint per period (the usual case): every statistic is the value
             p = points[0]
-            one = {qid: (1.0 if stat == "SampleCount" else p[m]) for qid, m, stat in self._queries if m in p}
             if self._expr is None:
-                return one.get("m")
+                _, metric, stat = self._queries[0]
+                if metric not in p:
+                    return None
+                return 1.0 if stat == "SampleCount" else p[metric]
+            one = {qid: (1.0 if stat == "SampleCount" else p[m]) for qid, m, stat in self._queries if m in p}
             v = self._expr(one)
             return None if v is None or not math.isfinite(v) else v
         inputs: dict[str, float] = {}
@@ -202,13 +207,57 @@ class AlarmEvaluator:
         v = self._expr(inputs)
         return None if v is None or not math.isfinite(v) else v
 
+
+class AlarmEvaluator:
+    """One alarm: `evaluate(now)` returns its state and whether it changed (a notification).
+
+    `AlarmSpec.state_for` runs only when the window's values changed: with a datapoint a minute and an
+    evaluation a minute, most evaluations of the five-minute EMR alarms see the same window."""
+
+    def __init__(self, spec: AlarmSpec, stream: MetricStream) -> None:
+        self.spec = spec
+        self.stream = stream
+        self.state: AlarmState = "INSUFFICIENT_DATA"
+        self.transitions = 0
+        self._visible = -1  # the stream's visible datapoints and the period index at the last evaluation
+        self._end: int | None = None
+        self._last_window: tuple[float | None, ...] | None = None
+        queries: tuple[Query, ...]
+        if spec.is_math:
+            assert spec.expression is not None
+            queries = tuple((q.id, q.metric_name, q.statistic) for q in spec.metrics)
+        else:
+            assert spec.metric_name is not None
+            assert spec.statistic is not None
+            queries = (("m", spec.metric_name, spec.statistic),)
+        self.series = stream.series(spec.period_s, queries, spec.expression)
+        self.series.cover(spec.evaluation_periods)
+
+    def window(self, now_s: float) -> list[float | None]:
+        """Per-period values of the evaluation window, oldest first (None = no datapoint)."""
+        self.series.update(self.stream.visible_count(now_s))
+        return list(self._window(int(now_s // self.spec.period_s)))
+
+    def _window(self, end: int) -> tuple[float | None, ...]:
+        values = self.series.values
+        if end not in values:  # the current period's datapoint has not arrived yet: look one back
+            end -= 1
+        n = self.spec.evaluation_periods
+        if n == 1:
+            return (values.get(end),)
+        return tuple(map(values.get, range(end - n + 1, end + 1)))
+
     def evaluate(self, now_s: float) -> tuple[AlarmState, bool]:
         visible = self.stream.visible_count(now_s)
-        key = (visible, int(now_s // self.spec.period_s))
-        if key == self._key:
+        self.series.update(visible)
+        return self.evaluate_at(visible, int(now_s // self.spec.period_s))
+
+    def evaluate_at(self, visible: int, end: int) -> tuple[AlarmState, bool]:
+        """`evaluate`, the series holding the stream's `visible` datapoints; `end` indexes now's period."""
+        if visible == self._visible and end == self._end:
             return self.state, False
-        self._key = key
-        window = self._window(now_s, visible)
+        self._visible, self._end = visible, end
+        window = self._window(end)
         if window == self._last_window:
             return self.state, False
         self._last_window = window
@@ -220,3 +269,57 @@ class AlarmEvaluator:
             self.state = new
             self.transitions += 1
         return new, changed
+
+
+class AlarmBank:
+    """Alarms evaluated together, as CloudWatch evaluates every alarm each minute: the alarms on one stream
+    and period share one visibility check, and are skipped together until a datapoint becomes visible or a
+    new period starts (nothing else changes a window). Its alarms are evaluated through the bank only."""
+
+    def __init__(self, alarms: Sequence[AlarmEvaluator]) -> None:
+        self.alarms = list(alarms)
+        groups: dict[tuple[int, int], list[tuple[int, AlarmEvaluator]]] = {}
+        for i, a in enumerate(self.alarms):
+            groups.setdefault((id(a.stream), a.spec.period_s), []).append((i, a))
+        self._groups = [
+            _Group(
+                members[0][1].stream,
+                members[0][1].spec.period_s,
+                members,
+                list({id(a.series): a.series for _, a in members}.values()),
+            )
+            for members in groups.values()
+        ]
+        self.in_alarm = False  # whether any alarm is in ALARM
+
+    def evaluate(self, now_s: float) -> list[tuple[AlarmEvaluator, AlarmState]]:
+        """The alarms whose state changed at `now_s` and their new state, in the bank's order."""
+        changed: list[tuple[int, AlarmEvaluator, AlarmState]] = []
+        for g in self._groups:
+            visible = g.stream.visible_count(now_s)
+            end = int(now_s // g.period_s)
+            if visible == g.visible and end == g.end:
+                continue
+            if visible != g.visible:
+                for series in g.series:
+                    series.update(visible)
+            g.visible, g.end = visible, end
+            for i, a in g.members:
+                state, ch = a.evaluate_at(visible, end)
+                if ch:
+                    changed.append((i, a, state))
+        if not changed:
+            return []
+        changed.sort(key=lambda c: c[0])
+        self.in_alarm = any(a.state == "ALARM" for a in self.alarms)
+        return [(a, state) for _, a, state in changed]
+
+
+@dataclass
+class _Group:
+    stream: MetricStream
+    period_s: int
+    members: list[tuple[int, AlarmEvaluator]]
+    series: list[PeriodSeries]  # its members' (shared) series
+    visible: int = -1
+    end: int | None = None

@@ -176,9 +176,9 @@ class World:
 
         self.schedule(first_s, tick)
 
-    def _run_until(self, t_s: float, *, inclusive: bool) -> None:
+    def _run_until(self, t_s: float) -> None:
         q = self._q
-        while q and (q[0][0] <= t_s if inclusive else q[0][0] < t_s):
+        while q and q[0][0] <= t_s:
             t, _, fn = heapq.heappop(q)
             self.now_s = t
             fn(t)
@@ -348,7 +348,7 @@ class World:
         demand, step = self.demand, self.step_s
         for k in range(n):
             t = k * step
-            self._run_until(t, inclusive=True)
+            self._run_until(t)  # every event since the previous step, up to and including t
             self.now_s = t
             if spot_risk:
                 self._interruptions(t)
@@ -356,9 +356,9 @@ class World:
             cost.append(self.rate_usd_per_h)
             pct = heap_used_pct(demand[k], self.supply_gib, p)
             heap.append(math.nan if pct is None else pct)
-            self._run_until(t + step, inclusive=False)
             if progress is not None and (k % report_every == 0 or k == n - 1):
                 progress(k + 1, n)
+        self._run_until(self.end_s)  # nothing is scheduled at or after the end: the last step's events
         self.now_s = float(self.end_s)
         self._accrue()
         rec.cost_usd = self.cost_usd

@@ -20,7 +20,7 @@ from sparkscale import interruptions, names, service
 from sparkscale.alarms import AlarmSpec, alarm_specs
 from sparkscale.config import Config
 from sparkscale.policy.model import Market
-from sparkscale.replay.cloudwatch_sim import AlarmEvaluator
+from sparkscale.replay.cloudwatch_sim import AlarmBank, AlarmEvaluator
 from sparkscale.replay.cluster import ClusterSpec, GroupSpec
 from sparkscale.replay.engine import GroupRuntime, RunRecord, World
 from sparkscale.replay.model import SimParams, heap_used_pct
@@ -47,11 +47,13 @@ class SparkscaleController:
         self._world = world
         self.ports, self.state, self.notifier = sim_ports(world)
         streams = {names.EMR_NAMESPACE: world.emr, names.HEAP_NAMESPACE: world.heap}
-        self.alarms = [
-            AlarmEvaluator(spec, streams[spec.namespace])
-            for spec in alarm_specs(self.config, world.cluster.cluster_id)
-            if spec.namespace in streams
-        ]
+        self.alarms = AlarmBank(
+            [
+                AlarmEvaluator(spec, streams[spec.namespace])
+                for spec in alarm_specs(self.config, world.cluster.cluster_id)
+                if spec.namespace in streams
+            ]
+        )
         p = world.p
         world.every(
             p.reconcile_offset_s + p.schedule_latency_s, self.config.reconcile_rate_s, self._reconcile
@@ -62,9 +64,8 @@ class SparkscaleController:
             world.interruption_hook = self._on_interruption
 
     def _evaluate_alarms(self, t: float) -> None:
-        for a in self.alarms:
-            state, changed = a.evaluate(t)
-            if changed and state in ("ALARM", "OK"):
+        for _, state in self.alarms.evaluate(t):
+            if state in ("ALARM", "OK"):
                 self._world.record.bump(f"alarm_{state.lower()}")
                 self._world.schedule(t + self._world.p.sns_lambda_latency_s, self._invoke)
 
@@ -86,7 +87,7 @@ class SparkscaleController:
             ports=self.ports,
             config=self.config,
             owner="replay-reconcile",
-            in_alarm=any(a.state == "ALARM" for a in self.alarms),
+            in_alarm=self.alarms.in_alarm,
         )
         self._count(result)
 
@@ -192,12 +193,13 @@ class EmrRulesController:
         cid = world.cluster.cluster_id
         self._out = AlarmEvaluator(self.rules.alarm(cid, scale_out=True), world.emr)
         self._in = AlarmEvaluator(self.rules.alarm(cid, scale_out=False), world.emr)
+        self._alarms = AlarmBank([self._out, self._in])
         self._acted = False
         world.every(world.p.alarm_eval_offset_s, world.p.alarm_eval_period_s, self._tick)
 
     def _tick(self, t: float) -> None:
-        out_state, _ = self._out.evaluate(t)
-        in_state, _ = self._in.evaluate(t)
+        self._alarms.evaluate(t)
+        out_state, in_state = self._out.state, self._in.state
         g = self._g
         if not g.steady:
             return

@@ -71,18 +71,20 @@ class SimClusterReader:
 
 
 class SimMetricsSource:
-    """The latest visible datapoint of every EMR and heap metric (what one GetMetricData returns)."""
+    """The latest visible datapoint of every EMR and heap metric (what one GetMetricData returns).
+
+    Called on every invocation (each minute): the snapshot is rebuilt only when a datapoint became visible,
+    and only the samples of the stream that got it."""
 
     def __init__(self, world: World) -> None:
         self._w = world
-        self._cached: tuple[tuple[int, int], MetricsSnapshot] | None = None
-        self._parts: dict[int, tuple[int, dict[Signal, Sample]]] = {}  # per stream: (count, samples)
+        self._epoch = world.p.epoch
+        self._cached: tuple[int, int, MetricsSnapshot] | None = None
+        self._emr: tuple[int, dict[Signal, Sample]] = (0, {})  # (visible datapoints, their latest samples)
+        self._heap: tuple[int, dict[Signal, Sample]] = (0, {})
         self.calls = 0
 
-    def _samples(self, which: int, stream: MetricStream, n: int) -> dict[Signal, Sample]:
-        part = self._parts.get(which)
-        if part is not None and part[0] == n:
-            return part[1]
+    def _samples(self, stream: MetricStream, n: int) -> dict[Signal, Sample]:
         samples: dict[Signal, Sample] = {}
         if n:
             at = self._w.dt(stream.times[n - 1])
@@ -90,18 +92,22 @@ class SimMetricsSource:
                 sig = _SIGNAL_BY_METRIC.get(metric)
                 if sig is not None:
                     samples[sig] = Sample(value, at)
-        self._parts[which] = (n, samples)
         return samples
 
     def read_metrics(self, cluster_id: str, now: datetime) -> MetricsSnapshot:
         self.calls += 1
         w = self._w
-        t = (now - w.p.epoch).total_seconds()
-        key = (w.emr.visible_count(t), w.heap.visible_count(t))
-        if self._cached is not None and self._cached[0] == key:
-            return self._cached[1]
-        snap = MetricsSnapshot({**self._samples(0, w.emr, key[0]), **self._samples(1, w.heap, key[1])})
-        self._cached = (key, snap)
+        t = (now - self._epoch).total_seconds()
+        emr_n, heap_n = w.emr.visible_count(t), w.heap.visible_count(t)
+        cached = self._cached
+        if cached is not None and cached[0] == emr_n and cached[1] == heap_n:
+            return cached[2]
+        if self._emr[0] != emr_n:
+            self._emr = (emr_n, self._samples(w.emr, emr_n))
+        if self._heap[0] != heap_n:
+            self._heap = (heap_n, self._samples(w.heap, heap_n))
+        snap = MetricsSnapshot({**self._emr[1], **self._heap[1]})
+        self._cached = (emr_n, heap_n, snap)
         return snap
 
 
