@@ -34,7 +34,7 @@ from sparkscale.config import Config  # noqa: E402
 from sparkscale.ports import Ports  # noqa: E402
 from sparkscale.replay import synthetic  # noqa: E402
 from sparkscale.replay.cluster import ClusterSpec, default_cluster  # noqa: E402
-from sparkscale.replay.model import SimParams  # noqa: E402
+from sparkscale.replay.model import SimParams, heap_used_pct  # noqa: E402
 from sparkscale.replay.policies import POLICIES  # noqa: E402
 from sparkscale.replay.run import PolicySpec, ReplayResult, run_replay  # noqa: E402
 from sparkscale.replay.scores import heap_reaction_times, median  # noqa: E402
@@ -276,7 +276,9 @@ def heap_reaction(config: Config, results: dict[str, ReplayResult]) -> tuple[lis
     threshold = heap_used_threshold_pct(config)
     lines = [
         f"Heap-pressure reaction: per episode of the model's executor heap used % above the heap alarm "
-        f"threshold ({threshold:g} %), seconds to sparkscale's first scale-out request (target ≤ 90 s).",
+        f"threshold ({threshold:g} %), seconds from its start to sparkscale's first scale-out request "
+        "(target ≤ 90 s). An episode that a scale-in or a spot reclaim started between two steps starts at "
+        "that moment (see the replay's scores).",
         "",
         "| trace | episodes | answered | p50 s | max s |",
         "|---|---|---|---|---|",
@@ -286,7 +288,15 @@ def heap_reaction(config: Config, results: dict[str, ReplayResult]) -> tuple[lis
         run = r.runs["sparkscale"]
         flags = [not math.isnan(h) and h > threshold for h in run.heap_used_pct]
         n_ep = sum(1 for k, f in enumerate(flags) if f and (k == 0 or not flags[k - 1]))
-        rt = heap_reaction_times(run.heap_used_pct, threshold, run.scale_out_times_s, r.step_s)
+        rt = heap_reaction_times(
+            run.heap_used_pct,
+            threshold,
+            run.scale_out_times_s,
+            r.step_s,
+            heap_of=lambda d, s: heap_used_pct(d, s, SimParams()),
+            demand=r.demand,
+            supply_changes=run.supply_changes,
+        )
         p50 = median(rt)
         mx = max(rt) if rt else None
         lines.append(f"| {name} | {n_ep} | {len(rt)} | {fmt(p50, '.0f')} | {fmt(mx, '.0f')} |")

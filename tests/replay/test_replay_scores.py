@@ -7,7 +7,7 @@ from replay_helpers import tiny_cluster
 from sparkscale.config import Config
 from sparkscale.replay import policies as pol
 from sparkscale.replay.model import SimParams
-from sparkscale.replay.scores import episodes, heap_reaction_times, reaction_times, score
+from sparkscale.replay.scores import episodes, exact_onsets, heap_reaction_times, reaction_times, score
 
 
 def test_elasticity_metrics_by_hand() -> None:
@@ -46,6 +46,47 @@ def test_reaction_only_counts_requests_inside_the_episode() -> None:
     assert reaction_times(flags, [10.0, 100.0, 400.0], 60) == [40.0]
     assert reaction_times([True, True], [], 60) == []
     assert heap_reaction_times([50.0, 80.0, 90.0, float("nan")], 77.0, [150.0], 60) == [90.0]
+
+
+def test_an_episode_that_starts_between_steps_is_timed_from_the_supply_drop() -> None:
+    # demand 100 GiB all along, steps of 60 s; sampled supply 200, 200, 50, 50 (flags F F T T: the episode's
+    # first step is 2, t0 = 120 s). Between the steps: at 65 s supply fell to 150 (still enough), at 90 s to
+    # 50 (short). The policy asked for nodes at 100 s, before the sampled start.
+    demand = [100.0, 100.0, 100.0, 100.0]
+    changes = [(65.0, 150.0), (90.0, 50.0)]
+    # sampled only: the 100 s request is before t0 = 120 and does not count; no later request
+    assert reaction_times([False, False, True, True], [100.0], 60) == []
+    onset = exact_onsets(demand, changes, 60, lambda d, s: s < d)
+    assert onset(2) == 90.0  # the walk back stops at 65 s: 150 GiB was not short of 100
+    assert onset(0) == 0.0
+    s = score(
+        demand=demand,
+        supply=[200.0, 200.0, 50.0, 50.0],
+        step_s=60,
+        cost_usd=1.0,
+        oracle_cost_usd=1.0,
+        actions=1,
+        scale_out_times_s=[100.0],
+        supply_changes=changes,
+    )
+    assert (s.reaction_s_p50, s.reaction_s_max) == (10.0, 10.0)  # 100 - 90
+    # a change at a step's own time is in that step's sample: it never moves an onset before that step
+    assert exact_onsets(demand, [(60.0, 50.0)], 60, lambda d, s: s < d)(2) == 120.0
+    # a drop in an earlier step does not reach back further than one step
+    assert exact_onsets(demand, [(10.0, 50.0)], 60, lambda d, s: s < d)(2) == 120.0
+
+
+def test_heap_reaction_uses_the_model_heap_for_the_exact_start() -> None:
+    # heap model for the test: 60 % while demand fits, 98 % otherwise; threshold 75 %
+    def heap_of(d: float, s: float) -> float | None:
+        return 60.0 if s >= d else 98.0
+
+    heap = [60.0, 60.0, 98.0]
+    assert heap_reaction_times(heap, 75.0, [100.0], 60) == []
+    rt = heap_reaction_times(
+        heap, 75.0, [100.0], 60, heap_of=heap_of, demand=[100.0] * 3, supply_changes=[(70.0, 40.0)]
+    )
+    assert rt == [30.0]
 
 
 def test_no_under_provisioning_means_no_reaction_and_a_free_oracle_gives_ratio_one() -> None:

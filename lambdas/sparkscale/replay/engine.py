@@ -89,6 +89,9 @@ class RunRecord:
     actions: int = 0
     scale_out_times_s: list[float] = field(default_factory=list)
     counters: dict[str, int] = field(default_factory=dict)
+    # (time, supply after it) at every change of supply during the run: an episode can start between two
+    # steps (nodes decommissioned or reclaimed), and its reaction time is measured from that moment
+    supply_changes: list[tuple[float, float]] = field(default_factory=list)
 
     def bump(self, key: str, n: int = 1) -> None:
         self.counters[key] = self.counters.get(key, 0) + n
@@ -237,16 +240,20 @@ class World:
             for _ in range(min(n, len(g.warned))):  # nodes about to be reclaimed go first
                 g.warned.pop()
             g.running -= n
-            self.supply_gib -= n * g.usable_gib
+            self._supply(-n * g.usable_gib)
             g.decommissioning += n
             self.schedule(self.now_s + self.p.decommission_s, partial(self._terminated, g, n))
+
+    def _supply(self, delta_gib: float) -> None:
+        self.supply_gib += delta_gib
+        self.record.supply_changes.append((self.now_s, self.supply_gib))
 
     def _ready(self, g: GroupRuntime, token: int, _t: float = 0.0) -> None:
         if g.provisioning.pop(token, None) is None:
             return  # cancelled by a scale-in
         self._accrue()
         g.running += 1
-        self.supply_gib += g.usable_gib
+        self._supply(g.usable_gib)
         self._changed(g)
 
     def _terminated(self, g: GroupRuntime, n: int, _t: float = 0.0) -> None:
@@ -311,7 +318,7 @@ class World:
         self._accrue()
         g.warned.discard(token)
         g.running -= 1
-        self.supply_gib -= g.usable_gib
+        self._supply(-g.usable_gib)
         # EMR keeps an instance group at its requested count: it launches a replacement in the same group.
         if g.running + len(g.provisioning) + g.waiting < g.requested:
             self._launch(g, 1)

@@ -134,6 +134,7 @@ def run_replay(
             oracle_cost_usd=oracle.cost_usd,
             actions=rec.actions,
             scale_out_times_s=rec.scale_out_times_s,
+            supply_changes=rec.supply_changes,
         )
         for name, rec in runs.items()
     }
@@ -169,6 +170,7 @@ def _renamed(rec: RunRecord, name: str) -> RunRecord:
         rec.actions,
         rec.scale_out_times_s,
         dict(rec.counters),
+        rec.supply_changes,
     )
 
 

@@ -5,16 +5,19 @@ Over the run's total time T = K·Δt with demand d_k and supply s_k at step k:
   θ_O = 100/T · Σ max(s−d, 0)/max(d, 1 GiB) · Δt     (average relative over-provisioning, %)
   τ_U = 100/T · Σ [s < d] · Δt                        (share of time under-provisioned, %)
   τ_O = 100/T · Σ [s > d] · Δt                        (share of time over-provisioned, %)
-Reaction: for each under-provisioning episode (a maximal run of steps with s < d), the time from its first
-step to the first scale-out request at or after it, if one comes before the episode ends; episodes that end
-without a request (demand fell on its own, or the policy was at its maximum) have no reaction time.
+Reaction: for each under-provisioning episode (a maximal run of steps with s < d), the time from its start
+to the first scale-out request at or after it, if one comes before the episode ends; episodes that end
+without a request (demand fell on its own, or the policy was at its maximum) have no reaction time. Demand
+changes only at a step, but supply also drops between steps (nodes decommissioned or reclaimed): an episode
+whose supply fell below the previous step's demand after that step starts at that moment (from the run's
+supply changes), not at the next step, so a request made in between is its answer, not an earlier one's.
 """
 
 from __future__ import annotations
 
 import bisect
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -50,12 +53,46 @@ def episodes(flags: Sequence[bool]) -> list[tuple[int, int]]:
     return out
 
 
-def reaction_times(flags: Sequence[bool], scale_out_times_s: Sequence[float], step_s: float) -> list[float]:
-    """Per episode of `flags`, seconds from its first step to the first scale-out request within it."""
+Onset = Callable[[int], float]  # an episode's first step -> the time it started
+
+
+def exact_onsets(
+    demand: Sequence[float],
+    supply_changes: Sequence[tuple[float, float]],
+    step_s: float,
+    short: Callable[[float, float], bool],
+) -> Onset:
+    """When an episode whose first sampled step is `first` really started: the earliest supply change within
+    the step before it from which `short(demand, supply)` held up to that step; else the step itself.
+    `supply_changes` are (time, supply after it), in time order; a change at a step's own time is part of
+    that step's sample."""
+    times = [t for t, _ in supply_changes]
+
+    def onset(first: int) -> float:
+        t0 = first * step_s
+        if first == 0:
+            return t0
+        d, lo = demand[first - 1], t0 - step_s
+        at = t0
+        i = bisect.bisect_left(times, t0) - 1
+        while i >= 0 and times[i] > lo and short(d, supply_changes[i][1]):
+            at = times[i]
+            i -= 1
+        return at
+
+    return onset
+
+
+def reaction_times(
+    flags: Sequence[bool], scale_out_times_s: Sequence[float], step_s: float, *, onset: Onset | None = None
+) -> list[float]:
+    """Per episode of `flags`, seconds from its start (its first step, or `onset(first step)`) to the first
+    scale-out request within it."""
     times = sorted(scale_out_times_s)
     out: list[float] = []
     for first, end in episodes(flags):
-        t0, t1 = first * step_s, end * step_s
+        t0 = first * step_s if onset is None else onset(first)
+        t1 = end * step_s
         i = bisect.bisect_left(times, t0)
         if i < len(times) and times[i] < t1:
             out.append(times[i] - t0)
@@ -79,6 +116,7 @@ def score(
     oracle_cost_usd: float | None,
     actions: int,
     scale_out_times_s: Sequence[float],
+    supply_changes: Sequence[tuple[float, float]] = (),
 ) -> Scores:
     if len(demand) != len(supply) or not demand:
         raise ValueError(f"demand ({len(demand)}) and supply ({len(supply)}) need the same, non-zero length")
@@ -98,7 +136,8 @@ def score(
                 n_over += 1
             flags.append(False)
     # 100/T · Σ x·Δt = 100 · Σ x / K
-    reactions = reaction_times(flags, scale_out_times_s, step_s)
+    onset = exact_onsets(demand, supply_changes, step_s, lambda d, s: s < d)
+    reactions = reaction_times(flags, scale_out_times_s, step_s, onset=onset)
     ratio = None
     if oracle_cost_usd is not None and oracle_cost_usd > 0:
         ratio = cost_usd / oracle_cost_usd
@@ -118,9 +157,26 @@ def score(
 
 
 def heap_reaction_times(
-    heap_pct: Sequence[float], threshold_pct: float, scale_out_times_s: Sequence[float], step_s: float
+    heap_pct: Sequence[float],
+    threshold_pct: float,
+    scale_out_times_s: Sequence[float],
+    step_s: float,
+    *,
+    heap_of: Callable[[float, float], float | None] | None = None,
+    demand: Sequence[float] = (),
+    supply_changes: Sequence[tuple[float, float]] = (),
 ) -> list[float]:
     """Heap-pressure reaction: per episode of the model's executor heap used % above `threshold_pct` (the
-    stack's heap alarm threshold), seconds to the first scale-out request within it."""
+    stack's heap alarm threshold), seconds from its start to the first scale-out request within it. With
+    `heap_of(demand, supply)` (the model's heap used %), the run's demand and supply changes, an episode
+    that began between two steps starts when the supply fell (see `exact_onsets`)."""
     flags = [not math.isnan(h) and h > threshold_pct for h in heap_pct]
-    return reaction_times(flags, scale_out_times_s, step_s)
+    onset = None
+    if heap_of is not None:
+
+        def pressed(d: float, s: float) -> bool:
+            h = heap_of(d, s)
+            return h is not None and h > threshold_pct
+
+        onset = exact_onsets(demand, supply_changes, step_s, pressed)
+    return reaction_times(flags, scale_out_times_s, step_s, onset=onset)
