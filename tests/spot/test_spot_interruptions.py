@@ -40,6 +40,8 @@ from sparkscale.policy.model import (
 from sparkscale.ports import Notice, Ports
 from sparkscale.service import with_prices
 
+from tests import model_builders
+
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "aws-samples" / "eventbridge"
 NOW = datetime(2026, 3, 2, 12, 0, 30, tzinfo=UTC)
 S, OD = Market.SPOT, Market.ON_DEMAND
@@ -57,18 +59,17 @@ def g(
     role: Role = Role.TASK,
     status: GroupStatus = GroupStatus.RUNNING,
 ) -> InstanceGroup:
-    return InstanceGroup(
-        id=gid,
+    return model_builders.group(
+        gid,
         name=f"name-{gid}",
+        instance_type=itype,
+        requested=requested,
+        usd=usd,
         role=role,
         market=market,
-        instance_type=itype,
         memory_gib=mem,
-        vcpu=8,
-        requested=requested,
-        running=requested if running is None else running,
+        running=running,
         status=status,
-        usd_per_hour=usd,
     )
 
 
