@@ -41,7 +41,7 @@ from sparkscale.errors import (
     Throttled,
     TransientAwsError,
 )
-from sparkscale.policy import decide, next_state
+from sparkscale.policy import evaluate, next_state
 from sparkscale.policy.model import Cluster, Decision, Direction, Role
 from sparkscale.ports import Notice, Ports
 
@@ -105,8 +105,9 @@ def with_prices(cluster: Cluster, prices: Mapping[str, float] | None) -> Cluster
         return cluster
     groups = []
     changed = False
+    task = Role.TASK  # hoisted: an enum member lookup costs ~40 ns
     for g in cluster.groups:
-        if g.role is Role.TASK and g.id in prices:  # g.is_task
+        if g.role is task and g.id in prices:  # g.is_task
             price = float(prices[g.id])
             old = g.usd_per_hour
             # the same non-zero float keeps the group as it is; a zero (0.0 == -0.0), NaN (never equal) or
@@ -212,14 +213,14 @@ def reconcile_once(
             return RunResult(cluster_id, Outcome.INVALID.value, None, detail=str(exc))
         else:
             if not needs_evaluation(cluster, config):
-                tasks = cluster.task_groups
+                running, requested = _task_nodes(cluster)
                 return RunResult(
                     cluster_id,
                     Outcome.SKIPPED.value,
                     None,
                     detail="at its minimum and no alarm in ALARM",
-                    running_task_nodes=sum(g.running for g in tasks),
-                    requested_task_nodes=sum(g.requested for g in tasks),
+                    running_task_nodes=running,
+                    requested_task_nodes=requested,
                 )
     return run_once(now=now, cluster_id=cluster_id, ports=ports, config=config, owner=owner)
 
@@ -242,7 +243,7 @@ def _evaluate(
         return _result(cluster_id, Outcome.INVALID, None, None, detail=str(exc), notices=notices)
 
     state = ports.state.load_state(cluster_id)
-    decision = decide(now=now, cluster=cluster, metrics=metrics, config=config, state=state)
+    decision, observed = evaluate(now=now, cluster=cluster, metrics=metrics, config=config, state=state)
     outcome, detail, recorded = _act(ports, cluster_id, decision, config)
     if outcome is Outcome.CLUSTER_GONE:
         return _gone(ports, cluster_id, ClusterGone(detail), now, notices)
@@ -252,7 +253,13 @@ def _evaluate(
     unchanged = applied or decision.direction is Direction.HOLD
     effective = decision if unchanged else replace(decision, direction=Direction.HOLD)
     new_state = next_state(
-        previous=state, decision=effective, cluster=cluster, metrics=metrics, now=now, config=config
+        previous=state,
+        decision=effective,
+        cluster=cluster,
+        metrics=metrics,
+        now=now,
+        config=config,
+        observed=observed,
     )
     ports.state.save(cluster_id, new_state, recorded, now)  # record BEFORE notifying: SNS can fail
     if log.isEnabledFor(logging.INFO):  # what log.info checks first: no `extra` built for a dropped record
@@ -379,14 +386,23 @@ def _result(
     detail: str,
     notices: _Notices,
 ) -> RunResult:
-    tasks = cluster.task_groups if cluster is not None else ()
+    running, requested = _task_nodes(cluster) if cluster is not None else (None, None)
     return RunResult(
         cluster_id,
         outcome.value,
         decision,
         detail=detail,
-        running_task_nodes=sum(g.running for g in tasks) if cluster is not None else None,
-        requested_task_nodes=sum(g.requested for g in tasks) if cluster is not None else None,
+        running_task_nodes=running,
+        requested_task_nodes=requested,
         notices_sent=notices.sent,
         notify_failures=notices.failed,
     )
+
+
+def _task_nodes(cluster: Cluster) -> tuple[int, int]:
+    """RunningInstanceCount and RequestedInstanceCount, each summed over the TASK groups."""
+    running = requested = 0
+    for g in cluster.task_groups:
+        running += g.running
+        requested += g.requested
+    return running, requested

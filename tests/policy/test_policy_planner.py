@@ -9,7 +9,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from sparkscale.policy.model import Market
-from sparkscale.policy.planner import Offer, Plan, memory_by_type, plan_memory, plan_removal, share_ok
+from sparkscale.policy.planner import (
+    FIT_GIB,
+    Offer,
+    Plan,
+    memory_by_type,
+    plan_memory,
+    plan_removal,
+    share_ok,
+)
 
 # Illustrative spot prices (tests/fixtures/policy/PROVENANCE.md): USD per GiB-hour A 0.00189, B 0.0023625,
 # C 0.0048.
@@ -259,6 +267,15 @@ def test_removal_never_removes_more_than_asked_and_leaves_no_fitting_node(offers
         assert plan.nodes_for(o.key) <= (o.max_nodes or 0)
         if plan.nodes_for(o.key) < (o.max_nodes or 0):
             assert o.memory_gib > left - 1e-6  # greedy: a node that still fitted would have gone
+
+
+@settings(max_examples=200, deadline=None)
+@given(offers=offer_sets(), remove=st.floats(-50.0, 500.0), share=st.sampled_from([1.0, 0.5]))
+def test_removal_takes_no_node_larger_than_the_memory_to_remove(offers, remove, share):
+    # what decide relies on to skip the planner when every TASK node is larger than the surplus
+    plan = plan_removal(memory_gib=remove, offers=offers, max_share=share)
+    node = {o.key: o.memory_gib for o in offers}
+    assert all(node[a.key] <= max(0.0, remove) + FIT_GIB for a in plan.allocations)
 
 
 def _overshoot(by_type, share, node):

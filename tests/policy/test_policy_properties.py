@@ -30,6 +30,7 @@ from sparkscale.policy import (
     capacity,
     decide,
     estimate,
+    evaluate,
     next_state,
     read_signals,
 )
@@ -200,6 +201,17 @@ def test_decide_is_deterministic(sc, m, state):
     one = decide(now=NOW, cluster=cluster, metrics=m, config=config, state=state)
     two = decide(now=NOW, cluster=cluster, metrics=m, config=config, state=state)
     assert one == two
+
+
+@FAST
+@given(scenarios(), snapshots(), states)
+def test_what_evaluate_observed_gives_next_state_what_it_reads_itself(sc, m, state):
+    config, cluster = sc
+    d, observed = evaluate(now=NOW, cluster=cluster, metrics=m, config=config, state=state)
+    assert d == decide(now=NOW, cluster=cluster, metrics=m, config=config, state=state)
+    assert (observed is None) is not (cluster.state.is_active and bool(cluster.task_groups))
+    kw = {"previous": state, "decision": d, "cluster": cluster, "metrics": m, "now": NOW, "config": config}
+    assert next_state(**kw, observed=observed) == next_state(**kw)
 
 
 @FAST

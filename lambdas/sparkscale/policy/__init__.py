@@ -3,13 +3,14 @@
 No I/O of any kind: no boto3, no os.environ, no clock, no logging. `now` and every input are passed in.
 
     decide(now=, cluster=, metrics=, config=, state=) -> Decision
-    next_state(previous=, decision=, cluster=, metrics=, now=, config=) -> ScalerState
+    evaluate(same) -> (Decision, Observation | None)                (decide, and what next_state reuses)
+    next_state(previous=, decision=, cluster=, metrics=, now=, config=, observed=) -> ScalerState
     state_to_dict(state) -> dict   /   state_from_dict(d) -> ScalerState
     plan_memory(memory_gib=, offers=, max_share=, ...) -> Plan     (the $/GiB-hour planner)
     plan_removal(memory_gib=, offers=, ...) -> Plan                (scale-in: most expensive memory first)
 """
 
-from sparkscale.policy.decide import METRICS_MISSING, decide
+from sparkscale.policy.decide import METRICS_MISSING, decide, evaluate
 from sparkscale.policy.estimate import Capacity, Estimate, Need, capacity, estimate, usable_gib
 from sparkscale.policy.fallback import blocked_groups
 from sparkscale.policy.model import (
@@ -22,6 +23,7 @@ from sparkscale.policy.model import (
     InstanceGroup,
     Market,
     MetricsSnapshot,
+    Observation,
     Recommendation,
     Role,
     Sample,
@@ -47,6 +49,7 @@ __all__ = [
     "Market",
     "MetricsSnapshot",
     "Need",
+    "Observation",
     "Offer",
     "Plan",
     "Readings",
@@ -59,6 +62,7 @@ __all__ = [
     "capacity",
     "decide",
     "estimate",
+    "evaluate",
     "is_active",
     "next_state",
     "plan_memory",

@@ -40,14 +40,22 @@ def cooldown_blocks(state: ScalerState, *, now: datetime, config: Config, scale_
     return None
 
 
+def window_start(now: datetime, seconds: float) -> datetime:
+    """The oldest time in the trailing window of `seconds` that ends at `now`: r.at >= window_start(...) is
+    now - r.at <= seconds (datetime.min when the window reaches back that far)."""
+    try:
+        return now - timedelta(seconds=seconds)
+    except OverflowError:
+        return datetime.min.replace(tzinfo=now.tzinfo)
+
+
 def stabilization_floor(state: ScalerState, *, now: datetime, config: Config, current_gib: float) -> float:
     """The highest TASK memory recommended within the stabilization window, this decision's included."""
-    window = timedelta(seconds=config.scale_in_stabilization_s)
-    zero = timedelta(0)
+    start = window_start(now, config.scale_in_stabilization_s)
     recent = [
         r.task_memory_gib
         for r in state.recommendations
-        if r.task_memory_gib is not None and zero <= now - r.at <= window
+        if r.task_memory_gib is not None and start <= r.at <= now
     ]
     return max([current_gib, *recent])
 
@@ -116,7 +124,6 @@ def enforce_bounds(
     Bounds are hard: this runs after the planner and wins over the signals. Mutates `targets`; returns
     reasons."""
     reasons: list[str] = []
-    groups = {g.id: g for g in cluster.task_groups}
     for g in cluster.task_groups:
         if g.status in RESIZABLE_STATUSES:
             b = config.bounds_for(g.id, g.name)
@@ -131,6 +138,7 @@ def enforce_bounds(
     total = sum(targets.values())
     if total > config.max_task_nodes:
         excess = total - config.max_task_nodes
+        groups = {g.id: g for g in cluster.task_groups}
         order = sorted(
             (g for g in groups.values() if g.status in RESIZABLE_STATUSES),
             key=lambda g: (-(g.usd_per_hour / max(usable_gib(g, config), 1e-9)), g.id),
@@ -146,6 +154,7 @@ def enforce_bounds(
         )
     elif total < config.min_task_nodes:
         missing = config.min_task_nodes - total
+        groups = {g.id: g for g in cluster.task_groups}
         order = sorted(
             (g for g in groups.values() if changeable(g, blocked)),
             key=lambda g: (

@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime
+from types import MappingProxyType
+from typing import NamedTuple
 
 from sparkscale.config import Config
 from sparkscale.policy.constraints import (
@@ -51,17 +52,19 @@ from sparkscale.policy.model import (
     GroupTarget,
     Market,
     MetricsSnapshot,
+    Observation,
     ScalerState,
     Signal,
 )
-from sparkscale.policy.planner import EPS, Allocation, Offer, Plan, plan_memory, plan_removal
-from sparkscale.policy.signals import Readings, active_from, heap_pressed, read_signals
+from sparkscale.policy.planner import EPS, FIT_GIB, Allocation, Offer, Plan, plan_memory, plan_removal
+from sparkscale.policy.signals import Readings, active_from, heap_pressed, heap_used_pct, read_signals
 
 METRICS_MISSING = "Metrics missing"
 
 
-@dataclass(frozen=True)
-class _Ctx:
+# _Ctx and _Outcome are NamedTuples: as immutable as a frozen dataclass, and built in a third of the time
+# (each is built once per evaluation, on the hot path)
+class _Ctx(NamedTuple):
     now: datetime
     cluster: Cluster
     config: Config
@@ -87,17 +90,20 @@ class _Ctx:
         return [self.est.reason(n) for n in self.est.needs]
 
 
-@dataclass(frozen=True)
-class _Outcome:
+class _Outcome(NamedTuple):
     """What a path of `decide` produced, before bounds and the final Decision."""
 
-    targets: Mapping[str, int]
+    targets: Mapping[str, int]  # the groups whose count changes (_UNCHANGED: none)
     reasons: Sequence[str]
     desired_nodes: int | None = None
     desired_gib: float | None = None
     at_max: bool = False
     fallback_to: tuple[str, ...] = ()
     bounds: bool = True  # apply enforce_bounds (not for holds on missing data, cooldowns, inactive clusters)
+
+
+# _Outcome.targets of a hold: every group keeps its requested count
+_UNCHANGED: Mapping[str, int] = MappingProxyType({})
 
 
 def _current(cluster: Cluster) -> dict[str, int]:
@@ -140,33 +146,47 @@ def decide(
     *, now: datetime, cluster: Cluster, metrics: MetricsSnapshot, config: Config, state: ScalerState
 ) -> Decision:
     """Decide the TASK groups' targets. Never raises on well-typed input; MASTER/CORE are never targets."""
+    return evaluate(now=now, cluster=cluster, metrics=metrics, config=config, state=state)[0]
+
+
+def evaluate(
+    *, now: datetime, cluster: Cluster, metrics: MetricsSnapshot, config: Config, state: ScalerState
+) -> tuple[Decision, Observation | None]:
+    """`decide`, and what it observed that next_state needs too (None when the cluster was not evaluated: not
+    RUNNING or WAITING, or no TASK group). Passing it to next_state reads the metrics once per evaluation."""
     current = _current(cluster)
     before = usd_per_hour(cluster, current)
     if not cluster.state.is_active:
         reason = (
             f"Cluster {cluster.id} is {cluster.state.value}: only RUNNING or WAITING clusters are scaled."
         )
-        out = _Outcome(current, [reason], bounds=False)
-        return _decision(now, cluster=cluster, config=config, blocked={}, out=out, before=before, ctx=None)
+        out = _Outcome(_UNCHANGED, [reason], bounds=False)
+        return _decision(now, cluster=cluster, config=config, current=current, out=out, before=before), None
     if not cluster.task_groups:
         reason = (
             f"Cluster {cluster.id} has no TASK instance group: nothing to scale (MASTER, CORE never change)."
         )
-        out = _Outcome(current, [reason], bounds=False)
-        return _decision(now, cluster=cluster, config=config, blocked={}, out=out, before=before, ctx=None)
+        out = _Outcome(_UNCHANGED, [reason], bounds=False)
+        return _decision(now, cluster=cluster, config=config, current=current, out=out, before=before), None
     readings = read_signals(metrics, now=now, config=config)
     blocked = blocked_groups(cluster, state, now=now, config=config)
-    scale = current_yarn_scale(cluster, metrics, state, now=now, config=config)
+    # YARN GiB per derived GiB: measured now when the cluster is settled, else the last measured, else 1
+    measured = _measured_yarn_scale(cluster, metrics, state, now=now, config=config)
+    if measured is not None:
+        scale = measured
+    else:
+        scale = state.yarn_memory_scale if state.yarn_memory_scale is not None else 1.0
     cap = capacity(cluster, readings, blocked=blocked, config=config, scale=scale)
     est = estimate(readings, cap, config=config)
     ctx = _Ctx(now, cluster, config, state, readings, blocked, cap, est)
+    active = active_from(readings)
 
-    idle_since = _idle_for(ctx)
+    idle_since = _idle_for(ctx, active)
     if idle_since is not None and not est.over_target:
         out = _idle(ctx, idle_since)
     elif est.driving is None:
         out = _Outcome(
-            current,
+            _UNCHANGED,
             [
                 f"{METRICS_MISSING}: no fresh YARN memory, pending container, executor heap or TotalLoad "
                 "datapoint; holding (never scaling in on missing data)."
@@ -175,19 +195,19 @@ def decide(
         )
     else:
         out = _by_pressure(ctx, est.driving)
-    return _decision(now, cluster=cluster, config=config, blocked=blocked, out=out, before=before, ctx=ctx)
+    decision = _decision(
+        now, cluster=cluster, config=config, current=current, out=out, before=before, ctx=ctx
+    )
+    return decision, Observation(active, heap_used_pct(readings), measured)
 
 
-def current_yarn_scale(
+def _measured_yarn_scale(
     cluster: Cluster, metrics: MetricsSnapshot, state: ScalerState, *, now: datetime, config: Config
-) -> float:
-    """YARN GiB per derived GiB: measured now when the cluster is settled, else the last measured, else 1."""
+) -> float | None:
+    """estimate.yarn_memory_scale after the scaler's latest resize (None: not measurable now)."""
     out_at, in_at = state.last_scale_out_at, state.last_scale_in_at
     last = in_at if out_at is None else out_at if in_at is None else max(out_at, in_at)  # the latest resize
-    measured = yarn_memory_scale(cluster, metrics, now=now, config=config, last_resize_at=last)
-    if measured is not None:
-        return measured
-    return state.yarn_memory_scale if state.yarn_memory_scale is not None else 1.0
+    return yarn_memory_scale(cluster, metrics, now=now, config=config, last_resize_at=last)
 
 
 def _decision(
@@ -195,38 +215,40 @@ def _decision(
     *,
     cluster: Cluster,
     config: Config,
-    blocked: Mapping[str, str],
+    current: Mapping[str, int],
     out: _Outcome,
     before: float,
-    ctx: _Ctx | None,
+    ctx: _Ctx | None = None,
 ) -> Decision:
-    targets = dict(_current(cluster))
-    targets.update({k: v for k, v in out.targets.items() if k in targets})
+    targets = dict(current)
+    if out.targets:
+        targets.update({k: v for k, v in out.targets.items() if k in targets})
     reasons = list(out.reasons)
+    blocked = ctx.blocked if ctx is not None else {}
     if out.bounds:
         reasons += enforce_bounds(cluster, targets, blocked=blocked, config=config)
     if ctx is not None:
         reasons += ctx.notes
     up = down = False
+    group_targets = []
     for g in cluster.task_groups:
         t = targets[g.id]
         up = up or t > g.requested
         down = down or t < g.requested
+        group_targets.append(
+            GroupTarget(g.id, g.name, g.instance_type, g.market, g.requested, t, g.usd_per_hour)
+        )
     direction = Direction.OUT if up else Direction.IN if down else Direction.HOLD
     if config.dry_run and direction is not Direction.HOLD:
         reasons.append("Dry run: this decision is logged and notified, not applied.")
     driving = ctx.est.driving if ctx is not None else None
-    group_targets = tuple(
-        [
-            GroupTarget(g.id, g.name, g.instance_type, g.market, g.requested, targets[g.id], g.usd_per_hour)
-            for g in cluster.task_groups
-        ]
-    )
+    # a hold keeps every requested count: its cost after is the cost before, summed the same way
+    after = before if direction is Direction.HOLD else usd_per_hour(cluster, targets)
     return Decision(
         cluster_id=cluster.id,
         at=now,
         direction=direction,
-        targets=group_targets,
+        targets=tuple(group_targets),
         reasons=tuple(reasons),
         dry_run=config.dry_run,
         driving_signal=driving.signal if driving is not None else None,
@@ -234,7 +256,7 @@ def _decision(
         desired_task_nodes=out.desired_nodes,
         at_max_under_pressure=out.at_max,
         usd_per_hour_before=round(before, 6),
-        usd_per_hour_after=round(usd_per_hour(cluster, targets), 6),
+        usd_per_hour_after=round(after, 6),
         desired_task_memory_gib=None if out.desired_gib is None else round(out.desired_gib, 6),
         fallback_groups=tuple(blocked),
         fallback_to=out.fallback_to,
@@ -242,9 +264,9 @@ def _decision(
 
 
 # --- step 2: idle -------------------------------------------------------------------------------------------
-def _idle_for(ctx: _Ctx) -> float | None:
-    """Seconds without any application, when that is at least idle_after_s; else None."""
-    if active_from(ctx.readings) is not False or ctx.state.last_active_at is None:
+def _idle_for(ctx: _Ctx, active: bool | None) -> float | None:
+    """Seconds without any application (`active` is False), when that is at least idle_after_s; else None."""
+    if active is not False or ctx.state.last_active_at is None:
         return None
     quiet = (ctx.now - ctx.state.last_active_at).total_seconds()
     return quiet if quiet >= ctx.config.idle_after_s else None
@@ -265,7 +287,7 @@ def _idle(ctx: _Ctx, quiet_s: float) -> _Outcome:
     desired_nodes = max(0, ctx.cap.task_nodes - removal.nodes)
     blocker = cooldown_blocks(ctx.state, now=ctx.now, config=cfg, scale_in=True)
     if blocker is not None and removal.nodes:
-        return _Outcome(_current(cluster), [head, blocker], desired_nodes, desired_gib, bounds=False)
+        return _Outcome(_UNCHANGED, [head, blocker], desired_nodes, desired_gib, bounds=False)
     targets = _current(cluster)
     _apply(targets, removal, sign=-1)
     texts = [_alloc_text(cluster, a, removing=True) for a in removal.allocations]
@@ -295,10 +317,10 @@ def _by_pressure(ctx: _Ctx, driving: Need) -> _Outcome:
             )
         else:
             why = "The capacity running or requested already covers what it asks for: holding."
-        return _Outcome(_current(ctx.cluster), [*reasons, why], cap.task_nodes, cap.task_gib)
+        return _Outcome(_UNCHANGED, [*reasons, why], cap.task_nodes, cap.task_gib)
     lower = est.scale_in_need
     if lower is not None and _capacity_ratio(lower.desired_gib, cap) < 1.0 - band:
-        return _scale_in(ctx, lower)
+        return _scale_in(ctx, lower, reasons)
     out = _move_back(ctx)
     if out is not None:
         return out
@@ -306,7 +328,7 @@ def _by_pressure(ctx: _Ctx, driving: Need) -> _Outcome:
         why = "Only the executor heap reports, and it is not over its target: the heap alone never scales in."
     else:
         why = "Every signal is within its deadband: holding."
-    return _Outcome(_current(ctx.cluster), [*reasons, why], cap.task_nodes, cap.task_gib)
+    return _Outcome(_UNCHANGED, [*reasons, why], cap.task_nodes, cap.task_gib)
 
 
 def _capacity_ratio(desired_gib: float, cap: Capacity) -> float:
@@ -374,7 +396,7 @@ def _scale_out(ctx: _Ctx, driving: Need, *, heap_pressure: str | None = None) ->
         desired_nodes, desired_gib = cap.task_nodes + _nodes_for(cap, cluster, cfg, need), cap.task_gib + need
     blocker = cooldown_blocks(ctx.state, now=ctx.now, config=cfg, scale_in=False)
     if blocker is not None:
-        return _Outcome(_current(cluster), [*reasons, blocker], desired_nodes, desired_gib, bounds=False)
+        return _Outcome(_UNCHANGED, [*reasons, blocker], desired_nodes, desired_gib, bounds=False)
 
     room = max(0, cfg.max_task_nodes - total_requested(cluster))
     step_nodes = max(0, min(cfg.max_scale_out_step_nodes, room))
@@ -485,18 +507,19 @@ def _limit_text(
 
 
 # --- scale in and the move back to spot ---------------------------------------------------------------------
-def _scale_in(ctx: _Ctx, lower: Need) -> _Outcome:
+def _scale_in(ctx: _Ctx, lower: Need, reasons: list[str]) -> _Outcome:
+    """`reasons`: the needs' sentences (ctx.need_reasons())."""
     cfg, cluster, cap = ctx.config, ctx.cluster, ctx.cap
-    reasons = ctx.need_reasons()
     surplus = cap.counted_gib - lower.desired_gib
-    ideal = plan_removal(
-        memory_gib=surplus,
-        offers=remove_offers(cluster, blocked=ctx.blocked, config=cfg, bounded=False),
-        max_share=cfg.max_share_per_instance_type,
-        existing_gib_by_type=cap.task_gib_by_type,
-    )
-    desired_gib = cap.task_gib - ideal.memory_gib
-    desired_nodes = cap.task_nodes - ideal.nodes
+    desired_gib, desired_nodes = cap.task_gib, cap.task_nodes
+    if _may_remove(ctx, surplus):
+        ideal = plan_removal(
+            memory_gib=surplus,
+            offers=remove_offers(cluster, blocked=ctx.blocked, config=cfg, bounded=False),
+            max_share=cfg.max_share_per_instance_type,
+            existing_gib_by_type=cap.task_gib_by_type,
+        )
+        desired_gib, desired_nodes = cap.task_gib - ideal.memory_gib, cap.task_nodes - ideal.nodes
     waiting = _waiting(ctx)
     if waiting is None and ctx.est.over_target:
         over = ctx.est.over_target[0]
@@ -505,7 +528,7 @@ def _scale_in(ctx: _Ctx, lower: Need) -> _Outcome:
         return _hold_or_move_back(ctx, [*reasons, waiting], desired_nodes, desired_gib)
     blocker = cooldown_blocks(ctx.state, now=ctx.now, config=cfg, scale_in=True)
     if blocker is not None:
-        return _Outcome(_current(cluster), [*reasons, blocker], desired_nodes, desired_gib, bounds=False)
+        return _Outcome(_UNCHANGED, [*reasons, blocker], desired_nodes, desired_gib, bounds=False)
     floor = stabilization_floor(ctx.state, now=ctx.now, config=cfg, current_gib=desired_gib)
     allowed = cap.task_gib - floor
     # while nodes are still coming, only those are cancelled: a running node removed now would leave a gap
@@ -513,14 +536,16 @@ def _scale_in(ctx: _Ctx, lower: Need) -> _Outcome:
     coming = cap.in_flight_gib > EPS
     if coming:  # SPOT nodes coming while ON_DEMAND fallback nodes run are their replacements: keep them
         allowed -= _on_demand_to_move_back_gib(ctx)
-    removal = plan_removal(
-        memory_gib=allowed,
-        offers=remove_offers(cluster, blocked=ctx.blocked, config=cfg, in_flight_only=coming),
-        max_nodes=max(0, min(cfg.max_scale_in_step_nodes, total_requested(cluster) - cfg.min_task_nodes)),
-        max_share=cfg.max_share_per_instance_type,
-        existing_gib_by_type=cap.task_gib_by_type,
-    )
-    if not removal.nodes:
+    removal = None
+    if _may_remove(ctx, allowed):
+        removal = plan_removal(
+            memory_gib=allowed,
+            offers=remove_offers(cluster, blocked=ctx.blocked, config=cfg, in_flight_only=coming),
+            max_nodes=max(0, min(cfg.max_scale_in_step_nodes, total_requested(cluster) - cfg.min_task_nodes)),
+            max_share=cfg.max_share_per_instance_type,
+            existing_gib_by_type=cap.task_gib_by_type,
+        )
+    if removal is None or not removal.nodes:
         if floor > desired_gib + EPS:
             why = (
                 f"Stabilization: the highest recommendation of the last {cfg.scale_in_stabilization_s} s is "
@@ -548,6 +573,14 @@ def _scale_in(ctx: _Ctx, lower: Need) -> _Outcome:
     return _Outcome(targets, [*reasons, *texts], desired_nodes, desired_gib)
 
 
+def _may_remove(ctx: _Ctx, memory_gib: float) -> bool:
+    """False when plan_removal surely removes nothing from `memory_gib`: every TASK group's node is larger.
+    That is most scale-in evaluations (a surplus smaller than one node), which then skip the planner."""
+    most = max(0.0, memory_gib) + FIT_GIB  # plan_removal's test, on its offers' usable_gib
+    frac = ctx.config.usable_memory_fraction
+    return any(not g.memory_gib * frac > most for g in ctx.cluster.task_groups)
+
+
 def _waiting(ctx: _Ctx) -> str | None:
     pending = ctx.readings.get(Signal.CONTAINER_PENDING) or 0.0
     apps = ctx.readings.get(Signal.APPS_PENDING) or 0.0
@@ -560,7 +593,7 @@ def _hold_or_move_back(ctx: _Ctx, reasons: list[str], desired_nodes: int, desire
     out = _move_back(ctx)
     if out is not None:
         return out
-    return _Outcome(_current(ctx.cluster), reasons, desired_nodes, desired_gib)
+    return _Outcome(_UNCHANGED, reasons, desired_nodes, desired_gib)
 
 
 def _move_back(ctx: _Ctx) -> _Outcome | None:

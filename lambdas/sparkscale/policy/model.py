@@ -186,6 +186,16 @@ class ScalerState:
     heap_pressure_since: datetime | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Observation:
+    """What one evaluation read from the metrics and the cluster that next_state needs as well: `decide`
+    derives it anyway, and next_state reuses it instead of reading the same snapshot a second time."""
+
+    active: bool | None  # an application runs or waits (signals.active_from); None: unknown
+    heap_used_pct: float | None  # the executors' fresh heap used % (signals.heap_used_pct)
+    yarn_memory_scale: float | None  # measured now (estimate.yarn_memory_scale); None: not measurable now
+
+
 class Direction(StrEnum):
     OUT = "scale_out"
     IN = "scale_in"

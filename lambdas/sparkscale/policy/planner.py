@@ -31,6 +31,7 @@ from sparkscale.policy.model import Market
 EPS = 1e-9
 MAX_NODES_PER_OFFER = 5_000  # far above any EMR instance group; bounds the search on absurd inputs
 DEFAULT_MAX_STEPS = 50_000  # search-tree nodes visited; ~0.1-0.3 s of CPU at most
+FIT_GIB = 1e-6  # plan_removal takes a node at most this much larger than the memory left to remove
 
 
 @dataclass(frozen=True, slots=True)
@@ -389,7 +390,7 @@ def plan_removal(
     # can make room under the share limit for an expensive one that was blocked a moment before.
     while nodes_left > 0:
         for i, o in enumerate(ordered):
-            if counts[i] >= (o.max_nodes or 0) or o.memory_gib > left + 1e-6:
+            if counts[i] >= (o.max_nodes or 0) or o.memory_gib > left + FIT_GIB:
                 continue
             after = dict(remaining)
             after[o.instance_type] = after.get(o.instance_type, 0.0) - o.memory_gib

@@ -46,27 +46,28 @@ def read_signals(metrics: MetricsSnapshot, *, now: datetime, config: Config) -> 
     times: dict[Signal, datetime] = {}
     ignored: list[tuple[int, str]] = []
     emr_limit, heap_limit = config.emr_metric_max_age_s, config.heap_metric_max_age_s
-    last_at: datetime | None = None  # the datapoints of one GetMetricData share their timestamp:
-    age = 0.0  # the age of the previous sample's, reused for the same datetime object
+    last_at: datetime | None = None  # the datapoints of one GetMetricData share their timestamp: the age
+    age, emr_fresh, heap_fresh = 0.0, False, False  # of the previous sample's, reused for the same datetime
     for signal, sample in metrics.samples.items():
         v = sample.value
-        limit = heap_limit if signal in _HEAP else emr_limit
         at = sample.at
         if at is not last_at:
             age = (now - at).total_seconds()
             last_at = at
-        if not (v >= 0 and v != math.inf):  # NaN fails v >= 0
+            emr_fresh, heap_fresh = age <= emr_limit, age <= heap_limit
+        if (heap_fresh if signal in _HEAP else emr_fresh) and v >= 0 and v != math.inf:  # NaN fails v >= 0
+            values[signal] = v
+            times[signal] = at
+        elif not (v >= 0 and v != math.inf):
             why = f"{signal.value} ignored: value {v!r} is not a finite number >= 0."
             ignored.append((_ORDER[signal], why))
-        elif age > limit:
+        else:
+            limit = heap_limit if signal in _HEAP else emr_limit
             ignored.append(
                 (_ORDER[signal], f"{signal.value} ignored: its datapoint is {age:.0f} s old (max {limit} s).")
             )
-        else:
-            values[signal] = v
-            times[signal] = at
     ignored.sort()  # enum order: deterministic reasons
-    return Readings(values, tuple(text for _, text in ignored), times)
+    return Readings(values, tuple([text for _, text in ignored]), times)
 
 
 _HEAP = frozenset(s for s in Signal if not s.is_emr)

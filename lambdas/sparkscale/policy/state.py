@@ -12,12 +12,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sparkscale.config import Config
+from sparkscale.policy.constraints import window_start
 from sparkscale.policy.estimate import yarn_memory_scale
 from sparkscale.policy.model import (
     Cluster,
     Decision,
     Direction,
     MetricsSnapshot,
+    Observation,
     Recommendation,
     ScalerState,
 )
@@ -34,8 +36,11 @@ def next_state(
     metrics: MetricsSnapshot,
     now: datetime,
     config: Config,
+    observed: Observation | None = None,
 ) -> ScalerState:
     """The state after `decision` was applied (or not: a dry run, a hold, a failed resize all count as 'not').
+    `observed`: what `evaluate` observed of the same cluster, metrics, now, config and (previous) state; read
+    from the metrics again when None.
 
     - last_scale_out_at / last_scale_in_at: set to `now` when the decision is a real action (not a dry run).
     - last_active_at: `now` when an application runs or waits; also `now` the first time anything is seen, so
@@ -62,24 +67,29 @@ def next_state(
     elif acted and decision.direction is Direction.IN:
         last_in = now
 
-    active = is_active(metrics, now=now, config=config)
-    out_at, in_at = previous.last_scale_out_at, previous.last_scale_in_at
-    last_resize = in_at if out_at is None else out_at if in_at is None else max(out_at, in_at)
-    scale = yarn_memory_scale(cluster, metrics, now=now, config=config, last_resize_at=last_resize)
+    if observed is None:
+        out_at, in_at = previous.last_scale_out_at, previous.last_scale_in_at
+        last_resize = in_at if out_at is None else out_at if in_at is None else max(out_at, in_at)
+        observed = Observation(
+            is_active(metrics, now=now, config=config),
+            fresh_heap_used_pct(metrics, now=now, config=config),
+            yarn_memory_scale(cluster, metrics, now=now, config=config, last_resize_at=last_resize),
+        )
+    active = observed.active
+    scale = observed.yarn_memory_scale
     if scale is None:
         scale = previous.yarn_memory_scale
     last_active = previous.last_active_at
     if active is True or last_active is None:
         last_active = now
 
-    heap = fresh_heap_used_pct(metrics, now=now, config=config)
     pressure_since = None
-    if heap_pressed(heap, config):
+    if heap_pressed(observed.heap_used_pct, config):
         since = previous.heap_pressure_since
         pressure_since = now if since is None or since > now else since
 
-    window = timedelta(seconds=config.scale_in_stabilization_s)
-    recs = [r for r in previous.recommendations if now - r.at <= window and r.at <= now]
+    start = window_start(now, config.scale_in_stabilization_s)
+    recs = [r for r in previous.recommendations if start <= r.at <= now]
     if decision.desired_task_nodes is not None:
         recs.append(Recommendation(now, decision.desired_task_nodes, decision.desired_task_memory_gib))
     recs = recs[-MAX_RECOMMENDATIONS:]
