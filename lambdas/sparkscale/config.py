@@ -207,7 +207,14 @@ class Config:
         metadata=_meta(unit="addresses", doc="Subscribed to the operator topic.", kind="deploy"),
     )
     reconcile_rate_s: int = _f(
-        60, unit="s", lo=60, doc="How often every managed cluster is re-evaluated.", kind="deploy"
+        120,
+        unit="s",
+        lo=60,
+        doc=(
+            "How often every managed cluster is re-evaluated (whole minutes); the alarms wake the scaler at "
+            "once in between."
+        ),
+        kind="deploy",
     )
     alarm_prefix: str = _f("sparkscale", unit="text", doc="Prefix of every alarm name.", kind="deploy")
     powertools_layer_version: str = _f(

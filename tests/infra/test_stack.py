@@ -240,8 +240,8 @@ def test_reconcile_schedule_at_the_configured_rate(s: Synth, config: Config) -> 
     rules = [p for p in s.props("AWS::Events::Rule") if "ScheduleExpression" in p]
     assert len(rules) == 1
     (rule,) = rules
-    assert config.reconcile_rate_s == 60
-    assert rule["ScheduleExpression"] == "rate(1 minute)"
+    assert config.reconcile_rate_s == 120
+    assert rule["ScheduleExpression"] == "rate(2 minutes)"
     (target,) = rule["Targets"]
     assert target["Arn"] == s.ref(a.scaler.reconcile.function.function_arn)
     assert target["DeadLetterConfig"] == {"Arn": s.ref(a.scaler.schedule_dlq.queue_arn)}

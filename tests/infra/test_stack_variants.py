@@ -21,7 +21,7 @@ CONTEXT = {
         "clusters": CLUSTERS,
         "operator_emails": EMAILS,
         "heap_used_alarm_bytes": 21474836480,  # the seed's "JvmHeapUsed > 20 GB"
-        "reconcile_rate_s": 120,
+        "reconcile_rate_s": 180,
         "alarm_prefix": "acme",
         "powertools_layer_version": "3.37.0",
         "reserved_concurrency": 2,
@@ -62,7 +62,7 @@ def test_email_subscription_per_address(s: Synth) -> None:
 
 def test_schedule_rate_in_minutes(s: Synth) -> None:
     (rule,) = [p for p in s.props("AWS::Events::Rule") if "ScheduleExpression" in p]
-    assert rule["ScheduleExpression"] == "rate(2 minutes)"
+    assert rule["ScheduleExpression"] == "rate(3 minutes)"
 
 
 def test_spot_events_off_means_no_rules_and_no_events_function(s: Synth) -> None:
