@@ -239,3 +239,20 @@ def test_a_shortfall_delays_launches_until_it_ends() -> None:
     world._shortfall_end(g)
     assert (g.waiting, len(g.provisioning)) == (0, 2)
     assert world.rate_usd_per_h == pytest.approx(0.60)
+
+
+def test_periods_holding_several_datapoints_take_each_query_s_statistic() -> None:
+    """Five-minute alarms over the one-minute heap stream: metric math over per-period sums (datapoints
+    without the metrics left out), and a SampleCount."""
+    specs = {s.kind: s for s in alarm_specs(Config(), "j-X")}
+    pct = replace(specs[names.ALARM_KIND_HEAP_PCT], period_s=300, evaluation_periods=2)
+    count = replace(specs[names.ALARM_KIND_HEAP_MISSING], period_s=300, evaluation_periods=2)
+    stream = MetricStream(lag_s=10.0)
+    gib = 2.0**30
+    for k, (used, top) in enumerate([(10, 100), (30, 100), (20, 50), (0, 0), (0, 0), (40, 100)]):
+        row = {names.HEAP_EXECUTOR_USED_BYTES: used * gib, names.HEAP_EXECUTOR_MAX_BYTES: top * gib}
+        stream.add(60 * k + 30, {**row, names.HEAP_JVM_COUNT: 4.0} if top else {})
+    by_pct, by_count = AlarmEvaluator(pct, stream), AlarmEvaluator(count, stream)
+    assert by_pct.window(400) == [pytest.approx(100 * 60 / 250), pytest.approx(100 * 40 / 100)]
+    assert by_count.window(400) == [3.0, 1.0]
+    assert by_pct.window(290) == [None, pytest.approx(100 * 60 / 250)]  # the latest period still open

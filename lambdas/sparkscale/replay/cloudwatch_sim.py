@@ -12,14 +12,16 @@ from __future__ import annotations
 
 import ast
 import math
-import operator
+from bisect import bisect_right
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 
 from sparkscale.alarms import AlarmSpec, AlarmState
 
 Query = tuple[str, str, str]  # (query id, metric name, statistic); a single-metric alarm's id is "m"
 SeriesKey = tuple[int, tuple[Query, ...], str | None]  # (period s, queries, metric math expression)
+MathFn = Callable[[Mapping[str, float | None]], float | None]  # compiled metric math over its inputs `v`
 
 
 @dataclass
@@ -40,11 +42,8 @@ class MetricStream:
     def visible_count(self, now_s: float) -> int:
         """How many datapoints are visible at `now_s` (time never goes back between calls that matter)."""
         if now_s < self._visible_at:
-            self._visible, self._visible_at = 0, -math.inf
-        limit = now_s - self.lag_s
-        n, times = self._visible, self.times
-        while n < len(times) and times[n] <= limit:
-            n += 1
+            self._visible = 0
+        n = bisect_right(self.times, now_s - self.lag_s, self._visible)
         self._visible, self._visible_at = n, now_s
         return n
 
@@ -61,59 +60,76 @@ class MetricStream:
         return found
 
 
-_BINOPS: dict[type[ast.operator], Callable[[float, float], float]] = {
-    ast.Add: operator.add,
-    ast.Sub: operator.sub,
-    ast.Mult: operator.mul,
-    ast.Div: operator.truediv,
-}
-
-
-def compile_expression(expression: str, ids: set[str]) -> Callable[[Mapping[str, float]], float | None]:
-    """Metric math with + − × ÷, parentheses, numbers and query ids; None where CloudWatch has no value
-    (an input missing, or division by zero)."""
+def _compile(expression: str, inputs: Mapping[str, str]) -> MathFn:
+    """Metric math as a Python function of one mapping `v`, each query id read from it by the Python
+    expression `inputs[id]`: its arithmetic raises TypeError on a missing input (None) and ZeroDivisionError
+    on a division by zero."""
     try:
         tree = ast.parse(expression, mode="eval")
     except SyntaxError as exc:
         raise ValueError(f"unsupported metric math {expression!r}: {exc.msg}") from None
 
-    def build(node: ast.AST) -> Callable[[Mapping[str, float]], float | None]:
-        if isinstance(node, ast.Expression):
-            return build(node.body)
+    def checked(node: ast.AST) -> ast.expr:
+        """`node` made of numbers, query ids, unary minus and + − × ÷ only: nothing else can run."""
         if (
             isinstance(node, ast.Constant)
             and isinstance(node.value, (int, float))
             and not isinstance(node.value, bool)
         ):
-            c = float(node.value)
-            return lambda _v: c
-        if isinstance(node, ast.Name) and node.id in ids:
-            key = node.id
-            return lambda v: v.get(key)
+            return ast.Constant(float(node.value))
+        if isinstance(node, ast.Name) and node.id in inputs:
+            return ast.parse(inputs[node.id], mode="eval").body
         if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
-            inner = build(node.operand)
-
-            def neg(v: Mapping[str, float]) -> float | None:
-                x = inner(v)
-                return None if x is None else -x
-
-            return neg
-        if isinstance(node, ast.BinOp) and type(node.op) in _BINOPS:
-            fn, left, right = _BINOPS[type(node.op)], build(node.left), build(node.right)
-
-            def binop(v: Mapping[str, float]) -> float | None:
-                a, b = left(v), right(v)
-                if a is None or b is None or (fn is operator.truediv and b == 0):
-                    return None
-                return fn(a, b)
-
-            return binop
+            return ast.UnaryOp(ast.USub(), checked(node.operand))
+        if isinstance(node, ast.BinOp) and isinstance(node.op, (ast.Add, ast.Sub, ast.Mult, ast.Div)):
+            return ast.BinOp(checked(node.left), type(node.op)(), checked(node.right))
         raise ValueError(f"unsupported metric math {expression!r}: {ast.dump(node)[:60]}")
 
-    return build(tree)
+    args = ast.arguments(posonlyargs=[], args=[ast.arg("v")], kwonlyargs=[], kw_defaults=[], defaults=[])
+    tree = ast.Expression(ast.Lambda(args, checked(tree.body)))
+    code = compile(ast.fix_missing_locations(tree), "<metric math>", "eval")
+    fn: MathFn = eval(code, {"__builtins__": {}})  # noqa: S307 - checked: arithmetic only
+    return fn
 
 
-def _stat(values: list[float], statistic: str) -> float:
+def _get(key: str) -> str:
+    return f"v.get({key!r})"
+
+
+def _value_in_one(metric: str, statistic: str) -> str:
+    """A statistic of `metric` over a period holding one datapoint `v`: its value, or 1 for SampleCount."""
+    return f"(1.0 if {metric!r} in v else None)" if statistic == "SampleCount" else _get(metric)
+
+
+def _finite(fn: MathFn, v: Mapping[str, float | None]) -> float | None:
+    """A metric math value, or None where CloudWatch has none (an input missing, a division by zero, a
+    non-finite result)."""
+    try:
+        x = fn(v)
+    except (TypeError, ZeroDivisionError):
+        return None
+    return None if x is None or not math.isfinite(x) else x
+
+
+def compile_expression(expression: str, ids: set[str]) -> Callable[[Mapping[str, float]], float | None]:
+    """Metric math with + − × ÷, parentheses, numbers and query ids; None where CloudWatch has no value
+    (an input missing, or division by zero)."""
+    fn = _compile(expression, {i: _get(i) for i in ids})
+
+    def run(inputs: Mapping[str, float]) -> float | None:
+        try:
+            return fn(inputs)
+        except (TypeError, ZeroDivisionError):
+            return None
+
+    return run
+
+
+def _stat(rows: list[Mapping[str, float]], metric: str, statistic: str) -> float | None:
+    """One statistic of `metric` over the datapoints of a period; None if none has it."""
+    values = [r[metric] for r in rows if metric in r]
+    if not values:
+        return None
     if statistic == "Average":
         return sum(values) / len(values)
     if statistic == "Sum":
@@ -137,75 +153,78 @@ class PeriodSeries:
         self.period_s = period_s
         self.horizon = 1  # the longest window reading the series (periods): older ones are dropped
         self.values: dict[int, float | None] = {}  # period index -> value, every period with a datapoint
-        self._points: dict[int, list[Mapping[str, float]]] = {}
         self._consumed = 0
-        self._queries = queries
-        self._expr = (
-            None if expression is None else compile_expression(expression, {qid for qid, _, _ in queries})
-        )
+        # The latest period with a datapoint, and its datapoints: only it can get more (the stream is in time
+        # order), the periods before keep their value only.
+        self._open: int | None = None
+        self._open_rows: list[Mapping[str, float]] = []
+        self._value_of_one: Callable[[Mapping[str, float]], float | None]
+        self._value_of_many: Callable[[list[Mapping[str, float]]], float | None]
+        if expression is None:
+            _, metric, stat = queries[0]
+            if stat == "SampleCount":
+                self._value_of_one = lambda row: 1.0 if metric in row else None
+            else:
+                self._value_of_one = lambda row: row.get(metric)
+            self._value_of_many = lambda rows: _stat(rows, metric, stat)
+        else:
+            stat_of = {qid: (metric, stat) for qid, metric, stat in queries}
+            one = _compile(expression, {qid: _value_in_one(m, s) for qid, (m, s) in stat_of.items()})
+            many = _compile(expression, {qid: _get(qid) for qid in stat_of})
+            self._value_of_one = partial(_finite, one)
+            self._value_of_many = lambda rows: _finite(
+                many, {qid: _stat(rows, m, s) for qid, (m, s) in stat_of.items()}
+            )
 
     def cover(self, periods: int) -> None:
         """Keep at least `periods` periods back (an alarm's window). Periods already dropped for a shorter
         window are read again from the stream."""
         if periods > self.horizon:
             self.horizon = periods
-            self._consumed = 0
-            self._points.clear()
-            self.values.clear()
+            self._restart()
+
+    def _restart(self) -> None:
+        self.values.clear()
+        self._consumed = 0
+        self._open, self._open_rows = None, []
 
     def update(self, visible: int) -> None:
         """Take in the stream's first `visible` datapoints."""
         start = self._consumed
         if visible == start:
             return
-        points, values = self._points, self.values
         if visible < start:  # time went back: start over
             start = 0
-            points.clear()
-            values.clear()
+            self._restart()
         self._consumed = visible
-        period = self.period_s
+        period, values = self.period_s, self.values
         times, rows = self.stream.times, self.stream.values
-        last = None  # the period being filled: its value is computed once its run of datapoints ends
+        open_p, open_rows = self._open, self._open_rows
         for i in range(start, visible):
             pidx = int(times[i] // period)
-            bucket = points.get(pidx)
-            if bucket is None:
-                points[pidx] = [rows[i]]
-            else:
-                bucket.append(rows[i])
-            if pidx != last:
-                if last is not None:
-                    values[last] = self._value(points[last])
-                last = pidx
-        assert last is not None
-        values[last] = self._value(points[last])
-        if len(points) > 4 * self.horizon + 8:
-            keep = max(points) - 2 * self.horizon - 2
-            for old in [p for p in points if p < keep]:
-                del points[old]
+            if pidx == open_p:
+                open_rows.append(rows[i])
+                continue
+            if open_p is not None and i > start:  # the period before, complete, got datapoints here
+                values[open_p] = self._value(open_rows)
+            open_p, open_rows = pidx, [rows[i]]
+        assert open_p is not None
+        values[open_p] = self._value(open_rows)
+        self._open, self._open_rows = open_p, open_rows
+        if len(values) > 4 * self.horizon + 8:
+            keep = open_p - 2 * self.horizon - 2
+            for old in [p for p in values if p < keep]:
                 del values[old]
 
-    def _value(self, points: list[Mapping[str, float]]) -> float | None:
-        if len(points) == 1:  # one datapoint per period (the usual case): every statistic is the value
-            p = points[0]
-            if self._expr is None:
-                _, metric, stat = self._queries[0]
-                if metric not in p:
-                    return None
-                return 1.0 if stat == "SampleCount" else p[metric]
-            one = {qid: (1.0 if stat == "SampleCount" else p[m]) for qid, m, stat in self._queries if m in p}
-            v = self._expr(one)
-            return None if v is None or not math.isfinite(v) else v
-        inputs: dict[str, float] = {}
-        for qid, metric, stat in self._queries:
-            vals = [p[metric] for p in points if metric in p]
-            if vals:
-                inputs[qid] = _stat(vals, stat)
-        if self._expr is None:
-            return inputs.get("m")
-        v = self._expr(inputs)
-        return None if v is None or not math.isfinite(v) else v
+    def last_period(self, end: int) -> int:
+        """The last period of an evaluation window when now is in period `end`: that one, or if its datapoint
+        has not arrived yet (publication lag), the one before. The same for every series of a stream."""
+        return end if end == self._open else end - 1
+
+    def _value(self, rows: list[Mapping[str, float]]) -> float | None:
+        if len(rows) == 1:  # one datapoint per period (the usual case): every statistic is the value
+            return self._value_of_one(rows[0])
+        return self._value_of_many(rows)
 
 
 class AlarmEvaluator:
@@ -222,6 +241,8 @@ class AlarmEvaluator:
         self._visible = -1  # the stream's visible datapoints and the period index at the last evaluation
         self._end: int | None = None
         self._last_window: tuple[float | None, ...] | None = None
+        self._back = spec.evaluation_periods - 1  # the window's first period, counted back from its last
+        self._keep_on_missing = spec.treat_missing_data == "ignore"
         queries: tuple[Query, ...]
         if spec.is_math:
             assert spec.expression is not None
@@ -236,45 +257,44 @@ class AlarmEvaluator:
     def window(self, now_s: float) -> list[float | None]:
         """Per-period values of the evaluation window, oldest first (None = no datapoint)."""
         self.series.update(self.stream.visible_count(now_s))
-        return list(self._window(int(now_s // self.spec.period_s)))
+        return list(self._window(self.series.last_period(int(now_s // self.spec.period_s))))
 
-    def _window(self, end: int) -> tuple[float | None, ...]:
+    def _window(self, last: int) -> tuple[float | None, ...]:
         values = self.series.values
-        if end not in values:  # the current period's datapoint has not arrived yet: look one back
-            end -= 1
-        n = self.spec.evaluation_periods
-        if n == 1:
-            return (values.get(end),)
-        return tuple(map(values.get, range(end - n + 1, end + 1)))
+        if not self._back:
+            return (values.get(last),)
+        return tuple(map(values.get, range(last - self._back, last + 1)))
 
     def evaluate(self, now_s: float) -> tuple[AlarmState, bool]:
         visible = self.stream.visible_count(now_s)
         self.series.update(visible)
-        return self.evaluate_at(visible, int(now_s // self.spec.period_s))
-
-    def evaluate_at(self, visible: int, end: int) -> tuple[AlarmState, bool]:
-        """`evaluate`, the series holding the stream's `visible` datapoints; `end` indexes now's period."""
+        end = int(now_s // self.spec.period_s)
         if visible == self._visible and end == self._end:
             return self.state, False
         self._visible, self._end = visible, end
-        window = self._window(end)
+        changed = self.assess(self.series.last_period(end))
+        return self.state, changed
+
+    def assess(self, last: int) -> bool:
+        """Evaluate the window ending with period `last` (`PeriodSeries.last_period`), the series being up to
+        date: whether the state changed."""
+        window = self._window(last)
         if window == self._last_window:
-            return self.state, False
+            return False
         self._last_window = window
         new = self.spec.state_for(window)
-        if new == "INSUFFICIENT_DATA" and self.spec.treat_missing_data == "ignore":
-            new = self.state
-        changed = new != self.state
-        if changed:
-            self.state = new
-            self.transitions += 1
-        return new, changed
+        if new == self.state or (new == "INSUFFICIENT_DATA" and self._keep_on_missing):
+            return False
+        self.state = new
+        self.transitions += 1
+        return True
 
 
 class AlarmBank:
     """Alarms evaluated together, as CloudWatch evaluates every alarm each minute: the alarms on one stream
-    and period share one visibility check, and are skipped together until a datapoint becomes visible or a
-    new period starts (nothing else changes a window). Its alarms are evaluated through the bank only."""
+    and period share one visibility check, and are skipped together until a datapoint becomes visible or
+    their windows move on to the next period (nothing else changes a window). Its alarms are evaluated
+    through the bank only."""
 
     def __init__(self, alarms: Sequence[AlarmEvaluator]) -> None:
         self.alarms = list(alarms)
@@ -294,32 +314,31 @@ class AlarmBank:
 
     def evaluate(self, now_s: float) -> list[tuple[AlarmEvaluator, AlarmState]]:
         """The alarms whose state changed at `now_s` and their new state, in the bank's order."""
-        changed: list[tuple[int, AlarmEvaluator, AlarmState]] = []
+        changed: list[tuple[int, AlarmEvaluator]] = []
         for g in self._groups:
             visible = g.stream.visible_count(now_s)
-            end = int(now_s // g.period_s)
-            if visible == g.visible and end == g.end:
-                continue
             if visible != g.visible:
                 for series in g.series:
                     series.update(visible)
-            g.visible, g.end = visible, end
+            last = g.series[0].last_period(int(now_s // g.period_s))
+            if visible == g.visible and last == g.last:
+                continue
+            g.visible, g.last = visible, last
             for i, a in g.members:
-                state, ch = a.evaluate_at(visible, end)
-                if ch:
-                    changed.append((i, a, state))
+                if a.assess(last):
+                    changed.append((i, a))
         if not changed:
             return []
         changed.sort(key=lambda c: c[0])
         self.in_alarm = any(a.state == "ALARM" for a in self.alarms)
-        return [(a, state) for _, a, state in changed]
+        return [(a, a.state) for _, a in changed]
 
 
-@dataclass
+@dataclass(slots=True)
 class _Group:
     stream: MetricStream
     period_s: int
     members: list[tuple[int, AlarmEvaluator]]
     series: list[PeriodSeries]  # its members' (shared) series
-    visible: int = -1
-    end: int | None = None
+    visible: int = -1  # the stream's visible datapoints and the window's last period at the last evaluation
+    last: int | None = None

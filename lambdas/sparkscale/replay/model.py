@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from sparkscale import names
 
@@ -72,8 +72,7 @@ class SimParams:
         return out
 
 
-@dataclass(frozen=True, slots=True)
-class EmrSample:
+class EmrSample(NamedTuple):  # a NamedTuple, not a frozen dataclass: made every 5 simulated minutes
     """One EMR datapoint of every AWS/ElasticMapReduce metric the policy and the alarms read."""
 
     yarn_memory_available_pct: float
@@ -104,8 +103,7 @@ class EmrSample:
         }
 
 
-@dataclass(frozen=True, slots=True)
-class HeapSample:
+class HeapSample(NamedTuple):  # a NamedTuple, not a frozen dataclass: made every simulated minute
     """One datapoint of the heap agent's metrics (the cluster's executors summed, as one node publishes)."""
 
     used_bytes: float

@@ -25,6 +25,7 @@ from sparkscale.replay.cloudwatch_sim import MetricStream
 from sparkscale.replay.engine import World
 
 _SIGNAL_BY_METRIC: dict[str, Signal] = {s.value: s for s in Signal}
+_NO_STATE = ScalerState()  # a cluster's state before its first save (immutable: one for every load)
 
 
 class SimClusterReader:
@@ -87,7 +88,7 @@ class SimMetricsSource:
     def _samples(self, stream: MetricStream, n: int) -> dict[Signal, Sample]:
         samples: dict[Signal, Sample] = {}
         if n:
-            at = self._w.dt(stream.times[n - 1])
+            at = self._epoch + timedelta(seconds=stream.times[n - 1])  # World.dt
             for metric, value in stream.values[n - 1].items():
                 sig = _SIGNAL_BY_METRIC.get(metric)
                 if sig is not None:
@@ -162,7 +163,7 @@ class MemoryStateStore:
             del self._lease[cluster_id]
 
     def load_state(self, cluster_id: str) -> ScalerState:
-        return self._state.get(cluster_id, ScalerState())
+        return self._state.get(cluster_id, _NO_STATE)
 
     def save(self, cluster_id: str, state: ScalerState, decision: Decision, now: datetime) -> None:
         self._state[cluster_id] = state
