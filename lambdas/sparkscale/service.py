@@ -124,10 +124,14 @@ def with_prices(cluster: Cluster, prices: Mapping[str, float] | None) -> Cluster
 def needs_evaluation(cluster: Cluster, config: Config) -> bool:
     """For the reconcile schedule: True when the TASK groups are above their minimum (the total above
     max(min_task_nodes, sum of the groups' min_nodes)), or below a minimum."""
-    mins = {g.id: config.bounds_for(g.id, g.name).min_nodes for g in cluster.task_groups}
-    total = sum(g.requested for g in cluster.task_groups)
-    floor = max(config.min_task_nodes, sum(mins.values()))
-    return total != floor or any(g.requested < mins[g.id] for g in cluster.task_groups)
+    total = mins = 0
+    below = False
+    for g in cluster.task_groups:  # one pass: the schedule asks this of every cluster every few minutes
+        least = config.bounds_for(g.id, g.name).min_nodes
+        total += g.requested
+        mins += least
+        below = below or g.requested < least
+    return below or total != max(config.min_task_nodes, mins)
 
 
 def _gone_already(ports: Ports, cluster_id: str, now: datetime) -> RunResult | None:

@@ -71,6 +71,20 @@ def test_offers_respect_group_bounds_status_and_blocking():
     assert [(o.key, o.max_nodes) for o in coming] == [("a", 0), ("r", 2), ("c", 0), ("od", 0)]
 
 
+@pytest.mark.parametrize("options", [{}, {"bounded": False}, {"in_flight_only": True}])
+def test_remove_offers_never_offer_more_nodes_than_a_group_requested(options):
+    # what decide relies on to skip the planner when no group with requested nodes has one that fits
+    c = cluster(
+        group("a", requested=0, running=2),  # shrinking: its running nodes are already going
+        group("b", requested=3, running=1),
+        group("c", requested=0),
+    )
+    offers = remove_offers(c, blocked={}, config=cfg(group_min_nodes=0), **options)
+    requested = {g.id: g.requested for g in c.task_groups}
+    assert offers
+    assert all((o.max_nodes or 0) <= requested[o.key] for o in offers)
+
+
 def test_enforce_bounds():
     c = cluster(group("a", requested=8, usd=0.16), group("b", requested=1, usd=0.50))
     config = cfg(group_max_nodes=6, max_task_nodes=5)

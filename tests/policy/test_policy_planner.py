@@ -276,6 +276,8 @@ def test_removal_takes_no_node_larger_than_the_memory_to_remove(offers, remove, 
     plan = plan_removal(memory_gib=remove, offers=offers, max_share=share)
     node = {o.key: o.memory_gib for o in offers}
     assert all(node[a.key] <= max(0.0, remove) + FIT_GIB for a in plan.allocations)
+    # ... and only from offers with nodes to give (decide skips it when no group has one that fits)
+    assert all(plan.nodes_for(o.key) <= (o.max_nodes or 0) for o in offers)
 
 
 def _overshoot(by_type, share, node):

@@ -154,20 +154,18 @@ def evaluate(
 ) -> tuple[Decision, Observation | None]:
     """`decide`, and what it observed that next_state needs too (None when the cluster was not evaluated: not
     RUNNING or WAITING, or no TASK group). Passing it to next_state reads the metrics once per evaluation."""
-    current = _current(cluster)
-    before = usd_per_hour(cluster, current)
     if not cluster.state.is_active:
         reason = (
             f"Cluster {cluster.id} is {cluster.state.value}: only RUNNING or WAITING clusters are scaled."
         )
         out = _Outcome(_UNCHANGED, [reason], bounds=False)
-        return _decision(now, cluster=cluster, config=config, current=current, out=out, before=before), None
+        return _decision(now, cluster=cluster, config=config, out=out), None
     if not cluster.task_groups:
         reason = (
             f"Cluster {cluster.id} has no TASK instance group: nothing to scale (MASTER, CORE never change)."
         )
         out = _Outcome(_UNCHANGED, [reason], bounds=False)
-        return _decision(now, cluster=cluster, config=config, current=current, out=out, before=before), None
+        return _decision(now, cluster=cluster, config=config, out=out), None
     readings = read_signals(metrics, now=now, config=config)
     blocked = blocked_groups(cluster, state, now=now, config=config)
     # YARN GiB per derived GiB: measured now when the cluster is settled, else the last measured, else 1
@@ -195,9 +193,7 @@ def evaluate(
         )
     else:
         out = _by_pressure(ctx, est.driving)
-    decision = _decision(
-        now, cluster=cluster, config=config, current=current, out=out, before=before, ctx=ctx
-    )
+    decision = _decision(now, cluster=cluster, config=config, out=out, ctx=ctx)
     return decision, Observation(active, heap_used_pct(readings), measured)
 
 
@@ -215,12 +211,10 @@ def _decision(
     *,
     cluster: Cluster,
     config: Config,
-    current: Mapping[str, int],
     out: _Outcome,
-    before: float,
     ctx: _Ctx | None = None,
 ) -> Decision:
-    targets = dict(current)
+    targets = _current(cluster)
     if out.targets:
         targets.update({k: v for k, v in out.targets.items() if k in targets})
     reasons = list(out.reasons)
@@ -242,6 +236,7 @@ def _decision(
     if config.dry_run and direction is not Direction.HOLD:
         reasons.append("Dry run: this decision is logged and notified, not applied.")
     driving = ctx.est.driving if ctx is not None else None
+    before = usd_per_hour(cluster, _UNCHANGED)
     # a hold keeps every requested count: its cost after is the cost before, summed the same way
     after = before if direction is Direction.HOLD else usd_per_hour(cluster, targets)
     return Decision(
@@ -574,11 +569,13 @@ def _scale_in(ctx: _Ctx, lower: Need, reasons: list[str]) -> _Outcome:
 
 
 def _may_remove(ctx: _Ctx, memory_gib: float) -> bool:
-    """False when plan_removal surely removes nothing from `memory_gib`: every TASK group's node is larger.
-    That is most scale-in evaluations (a surplus smaller than one node), which then skip the planner."""
+    """False when plan_removal surely removes nothing from `memory_gib`: every TASK group with a node to give
+    (remove_offers never offers more than a group's requested nodes) has larger nodes. That is most scale-in
+    evaluations (a surplus smaller than one node, or only empty groups small enough), which then skip the
+    planner."""
     most = max(0.0, memory_gib) + FIT_GIB  # plan_removal's test, on its offers' usable_gib
     frac = ctx.config.usable_memory_fraction
-    return any(not g.memory_gib * frac > most for g in ctx.cluster.task_groups)
+    return any(g.requested > 0 and not g.memory_gib * frac > most for g in ctx.cluster.task_groups)
 
 
 def _waiting(ctx: _Ctx) -> str | None:

@@ -385,21 +385,24 @@ def plan_removal(
     )
     counts = [0] * len(ordered)
     share = min(1.0, max(0.0, max_share))
-    slack = _node_slack(offers, remaining) if share < 1.0 - EPS else {}
+    limited = share < 1.0 - EPS  # without a share limit, any node that fits may go
+    slack = _node_slack(offers, remaining) if limited else {}
     # One node at a time, always from the most expensive offer that may lose one now: removing a cheap node
     # can make room under the share limit for an expensive one that was blocked a moment before.
     while nodes_left > 0:
         for i, o in enumerate(ordered):
             if counts[i] >= (o.max_nodes or 0) or o.memory_gib > left + FIT_GIB:
                 continue
-            after = dict(remaining)
-            after[o.instance_type] = after.get(o.instance_type, 0.0) - o.memory_gib
-            if _remaining_share_ok(remaining, after, share, slack):
+            if limited:
+                after = dict(remaining)
+                after[o.instance_type] = after.get(o.instance_type, 0.0) - o.memory_gib
+                if not _remaining_share_ok(remaining, after, share, slack):
+                    continue
                 remaining = after
-                counts[i] += 1
-                left -= o.memory_gib
-                nodes_left -= 1
-                break
+            counts[i] += 1
+            left -= o.memory_gib
+            nodes_left -= 1
+            break
         else:
             break
     return Plan(_allocs(ordered, counts), max(0.0, float(memory_gib)))
