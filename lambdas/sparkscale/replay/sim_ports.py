@@ -74,7 +74,7 @@ class SimClusterReader:
 class SimMetricsSource:
     """The latest visible datapoint of every EMR and heap metric (what one GetMetricData returns).
 
-    Called on every invocation (each minute): the snapshot is rebuilt only when a datapoint became visible,
+    Called on every invocation: the snapshot is rebuilt only when a datapoint became visible,
     and only the samples of the stream that got it."""
 
     def __init__(self, world: World) -> None:
