@@ -1,5 +1,5 @@
-"""Reconcile Lambda (EventBridge schedule, every minute): re-evaluate every managed cluster that has one of
-the stack's alarms in ALARM or whose TASK groups are above their minimum.
+"""Reconcile Lambda (EventBridge schedule, every `reconcile_rate_s`, 120 s by default): re-evaluate every
+managed cluster that has one of the stack's alarms in ALARM or whose TASK groups are above their minimum.
 
 CloudWatch notifies once per state change, so without this an alarm that stays in ALARM would stop the scaling
 after one step. One failing cluster never stops the others: its error is logged and counted (Failures), and
