@@ -35,12 +35,11 @@ def label(g: InstanceGroup) -> str:
 def blocked_groups(cluster: Cluster, state: ScalerState, *, now: datetime, config: Config) -> dict[str, str]:
     """TASK group id -> a sentence saying why it gets no new capacity. Groups are checked in cluster order."""
     out: dict[str, str] = {}
-    spot = Market.SPOT  # hoisted: an enum member lookup costs ~40 ns
     for g in cluster.task_groups:
         if g.status in FAILED_STATUSES:
             out[g.id] = f"Group {label(g)} is {g.status.value}: it gets no new capacity."
             continue
-        if g.market is not spot:
+        if g.market is not Market.SPOT:
             continue
         err_at = state.capacity_errors.get(g.id)
         if (
