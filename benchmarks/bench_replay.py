@@ -114,28 +114,14 @@ def speed(config: Config, *, profile: bool) -> tuple[list[str], dict[str, float]
     lines = [f"Speed: {len(demand)} steps (30 days at 60 s), diurnal shape, one policy at a time:", ""]
     lines += ["| policy | wall s | target ≤ 2 s |", "|---|---|---|"]
     for name in POLICIES:
-        t0 = time.perf_counter()
-        run_replay(
-            demand,
-            policies=[PolicySpec(name, name)],
-            config=config,
-            cluster=default_cluster(),
-            params=SimParams(),
-        )
-        secs[name] = time.perf_counter() - t0
+        secs[name] = timed_replay(demand, PolicySpec(name, name), config)
         lines.append(f"| {name} | {secs[name]:.2f} | {'met' if secs[name] <= 2.0 else 'MISSED'} |")
     calls, overhead = simulator_overhead(demand, config)
     per_call_us = (secs["sparkscale"] - overhead) / calls * 1e6
     # the schedule before the 120 s default, for comparison: twice the run_once calls
-    t0 = time.perf_counter()
-    run_replay(
-        demand,
-        policies=[PolicySpec("sparkscale", "sparkscale", replace(config, reconcile_rate_s=60))],
-        config=config,
-        cluster=default_cluster(),
-        params=SimParams(),
+    every_minute = timed_replay(
+        demand, PolicySpec("sparkscale", "sparkscale", replace(config, reconcile_rate_s=60)), config
     )
-    every_minute = time.perf_counter() - t0
     lines += [
         "",
         f"sparkscale's time is the real `run_once` ({calls} invocations: the {config.reconcile_rate_s} s "
@@ -147,18 +133,19 @@ def speed(config: Config, *, profile: bool) -> tuple[list[str], dict[str, float]
     if profile:
         prof = cProfile.Profile()
         prof.enable()
-        run_replay(
-            demand,
-            policies=[PolicySpec("sparkscale", "sparkscale")],
-            config=config,
-            cluster=default_cluster(),
-            params=SimParams(),
-        )
+        timed_replay(demand, PolicySpec("sparkscale", "sparkscale"), config)
         prof.disable()
         buf = io.StringIO()
         pstats.Stats(prof, stream=buf).sort_stats("cumulative").print_stats(25)
         print(buf.getvalue())
     return lines, secs
+
+
+def timed_replay(demand: list[float], spec: PolicySpec, config: Config) -> float:
+    """Wall seconds of one replay of `demand` with one policy, default cluster and model."""
+    t0 = time.perf_counter()
+    run_replay(demand, policies=[spec], config=config, cluster=default_cluster(), params=SimParams())
+    return time.perf_counter() - t0
 
 
 def simulator_overhead(demand: list[float], config: Config) -> tuple[int, float]:
@@ -176,15 +163,8 @@ def simulator_overhead(demand: list[float], config: Config) -> tuple[int, float]
 
     setattr(service_module, "run_once", stub)  # noqa: B010 - measure the simulator alone
     try:
-        t0 = time.perf_counter()
-        run_replay(
-            demand,
-            policies=[PolicySpec("sparkscale", "sparkscale")],
-            config=config,
-            cluster=default_cluster(),
-            params=SimParams(),
-        )
-        return calls[0], time.perf_counter() - t0
+        seconds = timed_replay(demand, PolicySpec("sparkscale", "sparkscale"), config)
+        return calls[0], seconds
     finally:
         setattr(service_module, "run_once", real)  # noqa: B010
 

@@ -88,7 +88,7 @@ class SimMetricsSource:
     def _samples(self, stream: MetricStream, n: int) -> dict[Signal, Sample]:
         samples: dict[Signal, Sample] = {}
         if n:
-            at = self._epoch + timedelta(seconds=stream.times[n - 1])  # World.dt
+            at = self._w.dt(stream.times[n - 1])
             for metric, value in stream.values[n - 1].items():
                 sig = _SIGNAL_BY_METRIC.get(metric)
                 if sig is not None:
