@@ -1,0 +1,62 @@
+"""The foresight bound: the oracle's nodes billed from request (provisioning) to termination."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from sparkscale.replay.bounds import foresight_cost_usd, windowed_max
+
+
+def test_windowed_max_by_hand() -> None:
+    #        k:  0  1  2  3  4  5
+    values = [1, 0, 0, 5, 0, 2]
+    # before=1, after=2: k=0 -> [0..2] = 1; k=1 -> [0..3] = 5; k=2 -> [1..4] = 5; k=3 -> [2..5] = 5;
+    # k=4 -> [3..5] = 5; k=5 -> [4..5] = 2
+    assert windowed_max(values, before=1, after=2) == [1, 5, 5, 5, 5, 2]
+    assert windowed_max(values, before=0, after=0) == values
+    assert windowed_max([], before=3, after=3) == []
+
+
+@given(
+    st.lists(st.floats(min_value=0, max_value=1e6, allow_nan=False), max_size=60),
+    st.integers(min_value=0, max_value=8),
+    st.integers(min_value=0, max_value=8),
+)
+def test_windowed_max_matches_the_definition(values: list[float], before: int, after: int) -> None:
+    expect = [max(values[max(0, k - before) : k + after + 1]) for k in range(len(values))]
+    assert windowed_max(values, before=before, after=after) == expect
+
+
+def test_windowed_max_rejects_negative_widths() -> None:
+    with pytest.raises(ValueError, match=">= 0"):
+        windowed_max([1.0], before=-1, after=0)
+
+
+def test_one_job_is_billed_from_request_to_termination() -> None:
+    # one node at 2 USD/h is needed for steps 10..19 (10 minutes at 60 s steps) in a 40-step run. With 360 s
+    # provisioning it is requested at step 4 (billed from step 4), and with 120 s decommission it is billed
+    # through step 21: steps 4..21 = 18 steps = 0.3 h -> 0.60 USD, against the oracle's 10 steps = 0.333 USD.
+    rates = [0.0] * 40
+    rates[10:20] = [2.0] * 10
+    bound = foresight_cost_usd(rates, step_s=60, provisioning_s=360, decommission_s=120)
+    assert bound == pytest.approx(18 * 2.0 / 60)
+    no_delay = foresight_cost_usd(rates, step_s=60, provisioning_s=0, decommission_s=0)
+    assert no_delay == pytest.approx(10 * 2.0 / 60)
+
+
+def test_partial_steps_are_not_counted() -> None:
+    # 390 s of provisioning covers 6 whole 60 s steps before the need (the 7th only in part): 6 are billed
+    rates = [0.0] * 20
+    rates[10] = 1.0
+    assert foresight_cost_usd(rates, step_s=60, provisioning_s=390, decommission_s=0) == pytest.approx(7 / 60)
+
+
+@given(
+    st.lists(st.floats(min_value=0, max_value=100, allow_nan=False), min_size=1, max_size=60),
+    st.integers(min_value=0, max_value=900),
+    st.integers(min_value=0, max_value=900),
+)
+def test_the_bound_is_never_below_the_oracle(rates: list[float], prov: int, decom: int) -> None:
+    oracle = sum(rates) * 60 / 3600
+    assert foresight_cost_usd(rates, step_s=60, provisioning_s=prov, decommission_s=decom) >= oracle - 1e-9
