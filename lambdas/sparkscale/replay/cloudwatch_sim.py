@@ -34,6 +34,7 @@ class MetricStream:
     _visible: int = 0
     _visible_at: float = -math.inf
     _series: dict[SeriesKey, PeriodSeries] = field(default_factory=dict, repr=False)
+    _periods: dict[int, PeriodRows] = field(default_factory=dict, repr=False)
 
     def add(self, t_s: float, values: Mapping[str, float]) -> None:
         self.times.append(t_s)
@@ -56,7 +57,10 @@ class MetricStream:
         key = (period_s, queries, expression)
         found = self._series.get(key)
         if found is None:
-            found = self._series[key] = PeriodSeries(self, period_s, queries, expression)
+            rows = self._periods.get(period_s)
+            if rows is None:
+                rows = self._periods[period_s] = PeriodRows(self, period_s)
+            found = self._series[key] = PeriodSeries(rows, queries, expression)
         return found
 
 
@@ -141,40 +145,26 @@ def _stat(rows: list[Mapping[str, float]], metric: str, statistic: str) -> float
     return float(len(values))  # SampleCount
 
 
-class PeriodSeries:
-    """The per-period values of one query (a metric and statistic, or metric math over several) on one stream,
-    kept incrementally as datapoints become visible: the alarm evaluations read them every minute, and the
-    alarms sharing a query (heap-percent and heap-critical) share one computation per period."""
+class PeriodRows:
+    """The datapoints of one stream by period, taken in as they become visible, for every series of that
+    period on the stream (`MetricStream.series`): one pass over each new datapoint computes the period's
+    value of each series. The alarm evaluations read them every minute."""
 
-    def __init__(
-        self, stream: MetricStream, period_s: int, queries: tuple[Query, ...], expression: str | None
-    ) -> None:
+    def __init__(self, stream: MetricStream, period_s: int) -> None:
         self.stream = stream
         self.period_s = period_s
-        self.horizon = 1  # the longest window reading the series (periods): older ones are dropped
-        self.values: dict[int, float | None] = {}  # period index -> value, every period with a datapoint
+        self.series: list[PeriodSeries] = []
+        self.horizon = 1  # the longest window reading a series (periods): older periods are dropped
         self._consumed = 0
         # The latest period with a datapoint, and its datapoints: only it can get more (the stream is in time
-        # order), the periods before keep their value only.
+        # order), the periods before keep their values only.
         self._open: int | None = None
         self._open_rows: list[Mapping[str, float]] = []
-        self._value_of_one: Callable[[Mapping[str, float]], float | None]
-        self._value_of_many: Callable[[list[Mapping[str, float]]], float | None]
-        if expression is None:
-            _, metric, stat = queries[0]
-            if stat == "SampleCount":
-                self._value_of_one = lambda row: 1.0 if metric in row else None
-            else:
-                self._value_of_one = lambda row: row.get(metric)
-            self._value_of_many = lambda rows: _stat(rows, metric, stat)
-        else:
-            stat_of = {qid: (metric, stat) for qid, metric, stat in queries}
-            one = _compile(expression, {qid: _value_in_one(m, s) for qid, (m, s) in stat_of.items()})
-            many = _compile(expression, {qid: _get(qid) for qid in stat_of})
-            self._value_of_one = partial(_finite, one)
-            self._value_of_many = lambda rows: _finite(
-                many, {qid: _stat(rows, m, s) for qid, (m, s) in stat_of.items()}
-            )
+
+    def add(self, series: PeriodSeries) -> None:
+        """One more series of this period: every visible datapoint is read again."""
+        self.series.append(series)
+        self._restart()
 
     def cover(self, periods: int) -> None:
         """Keep at least `periods` periods back (an alarm's window). Periods already dropped for a shorter
@@ -184,7 +174,8 @@ class PeriodSeries:
             self._restart()
 
     def _restart(self) -> None:
-        self.values.clear()
+        for series in self.series:
+            series.values.clear()
         self._consumed = 0
         self._open, self._open_rows = None, []
 
@@ -197,7 +188,7 @@ class PeriodSeries:
             start = 0
             self._restart()
         self._consumed = visible
-        period, values = self.period_s, self.values
+        period = self.period_s
         times, rows = self.stream.times, self.stream.values
         open_p, open_rows = self._open, self._open_rows
         for i in range(start, visible):
@@ -206,25 +197,76 @@ class PeriodSeries:
                 open_rows.append(rows[i])
                 continue
             if open_p is not None and i > start:  # the period before, complete, got datapoints here
-                values[open_p] = self._value(open_rows)
+                self._close(open_p, open_rows)
             open_p, open_rows = pidx, [rows[i]]
         assert open_p is not None
-        values[open_p] = self._value(open_rows)
+        self._close(open_p, open_rows)
         self._open, self._open_rows = open_p, open_rows
-        if len(values) > 4 * self.horizon + 8:
-            keep = open_p - 2 * self.horizon - 2
-            for old in [p for p in values if p < keep]:
-                del values[old]
+        for series in self.series:
+            values = series.values
+            if len(values) > 4 * self.horizon + 8:
+                keep = open_p - 2 * self.horizon - 2
+                for old in [p for p in values if p < keep]:
+                    del values[old]
+
+    def _close(self, period: int, rows: list[Mapping[str, float]]) -> None:
+        """Every series' value of `period` from its datapoints `rows`."""
+        if len(rows) == 1:  # one datapoint per period (the usual case): every statistic is the value
+            for series in self.series:
+                series.values[period] = series.value_of_one(rows[0])
+        else:
+            for series in self.series:
+                series.values[period] = series.value_of_many(rows)
 
     def last_period(self, end: int) -> int:
         """The last period of an evaluation window when now is in period `end`: that one, or if its datapoint
         has not arrived yet (publication lag), the one before. The same for every series of a stream."""
         return end if end == self._open else end - 1
 
-    def _value(self, rows: list[Mapping[str, float]]) -> float | None:
-        if len(rows) == 1:  # one datapoint per period (the usual case): every statistic is the value
-            return self._value_of_one(rows[0])
-        return self._value_of_many(rows)
+
+class PeriodSeries:
+    """The per-period values of one query (a metric and statistic, or metric math over several) on one stream,
+    kept by the stream's `PeriodRows` of its period: the alarms sharing a query (heap-percent and
+    heap-critical) share one computation per period."""
+
+    def __init__(self, rows: PeriodRows, queries: tuple[Query, ...], expression: str | None) -> None:
+        self.rows = rows
+        self.stream = rows.stream
+        self.period_s = rows.period_s
+        self.values: dict[int, float | None] = {}  # period index -> value, every period with a datapoint
+        self.value_of_one: Callable[[Mapping[str, float]], float | None]
+        self.value_of_many: Callable[[list[Mapping[str, float]]], float | None]
+        if expression is None:
+            _, metric, stat = queries[0]
+            if stat == "SampleCount":
+                self.value_of_one = lambda row: 1.0 if metric in row else None
+            else:
+                self.value_of_one = lambda row: row.get(metric)
+            self.value_of_many = lambda rows: _stat(rows, metric, stat)
+        else:
+            stat_of = {qid: (metric, stat) for qid, metric, stat in queries}
+            one = _compile(expression, {qid: _value_in_one(m, s) for qid, (m, s) in stat_of.items()})
+            many = _compile(expression, {qid: _get(qid) for qid in stat_of})
+            self.value_of_one = partial(_finite, one)
+            self.value_of_many = lambda rows: _finite(
+                many, {qid: _stat(rows, m, s) for qid, (m, s) in stat_of.items()}
+            )
+        rows.add(self)
+
+    @property
+    def horizon(self) -> int:
+        return self.rows.horizon
+
+    def cover(self, periods: int) -> None:
+        """Keep at least `periods` periods back (an alarm's window)."""
+        self.rows.cover(periods)
+
+    def update(self, visible: int) -> None:
+        """Take in the stream's first `visible` datapoints (for every series of the period)."""
+        self.rows.update(visible)
+
+    def last_period(self, end: int) -> int:
+        return self.rows.last_period(end)
 
 
 class AlarmEvaluator:
@@ -292,35 +334,30 @@ class AlarmEvaluator:
 
 class AlarmBank:
     """Alarms evaluated together, as CloudWatch evaluates every alarm each minute: the alarms on one stream
-    and period share one visibility check, and are skipped together until a datapoint becomes visible or
-    their windows move on to the next period (nothing else changes a window). Its alarms are evaluated
-    through the bank only."""
+    and period share one visibility check and one pass over the new datapoints (`PeriodRows`), and are
+    skipped together until a datapoint becomes visible or their windows move on to the next period (nothing
+    else changes a window). Its alarms are evaluated through the bank only."""
 
     def __init__(self, alarms: Sequence[AlarmEvaluator]) -> None:
         self.alarms = list(alarms)
         groups: dict[tuple[int, int], list[tuple[int, AlarmEvaluator]]] = {}
         for i, a in enumerate(self.alarms):
             groups.setdefault((id(a.stream), a.spec.period_s), []).append((i, a))
-        self._groups = [
-            _Group(
-                members[0][1].stream,
-                members[0][1].spec.period_s,
-                members,
-                list({id(a.series): a.series for _, a in members}.values()),
-            )
-            for members in groups.values()
-        ]
+        self._groups = [_Group(members[0][1].series.rows, members) for members in groups.values()]
         self.in_alarm = False  # whether any alarm is in ALARM
 
     def evaluate(self, now_s: float) -> list[tuple[AlarmEvaluator, AlarmState]]:
         """The alarms whose state changed at `now_s` and their new state, in the bank's order."""
         changed: list[tuple[int, AlarmEvaluator]] = []
         for g in self._groups:
-            visible = g.stream.visible_count(now_s)
-            if visible != g.visible:
-                for series in g.series:
-                    series.update(visible)
-            last = g.series[0].last_period(int(now_s // g.period_s))
+            rows = g.rows
+            visible = rows.stream.visible_count(now_s)
+            end = int(now_s // rows.period_s)
+            if visible == g.visible and end == g.end:
+                continue
+            rows.update(visible)
+            last = rows.last_period(end)
+            g.end = end
             if visible == g.visible and last == g.last:
                 continue
             g.visible, g.last = visible, last
@@ -336,9 +373,9 @@ class AlarmBank:
 
 @dataclass(slots=True)
 class _Group:
-    stream: MetricStream
-    period_s: int
+    rows: PeriodRows  # of the members' stream and period
     members: list[tuple[int, AlarmEvaluator]]
-    series: list[PeriodSeries]  # its members' (shared) series
-    visible: int = -1  # the stream's visible datapoints and the window's last period at the last evaluation
+    # the stream's visible datapoints, the period of now and the windows' last period at the last evaluation
+    visible: int = -1
+    end: int | None = None
     last: int | None = None

@@ -143,7 +143,8 @@ class World:
         self._cost_t = 0.0
         self.now_s = 0.0
         self.version = 0  # bumped on every change a ClusterReader would see
-        self._q: list[tuple[float, int, Callable[[float], None]]] = []
+        # (time, sequence, event, period): a periodic event (`every`) is pushed again `period` s after it ran
+        self._q: list[tuple[float, int, Callable[[float], None], float | None]] = []
         self._seq = 0
         self._token = 0
         self.emr = MetricStream(params.emr_lag_s)
@@ -167,24 +168,25 @@ class World:
         return self.demand[min(max(k, 0), len(self.demand) - 1)]
 
     def schedule(self, t_s: float, fn: Callable[[float], None]) -> None:
+        self._push(t_s, fn, None)
+
+    def every(self, first_s: float, period_s: float, fn: Callable[[float], None]) -> None:
+        self._push(first_s, fn, period_s)
+
+    def _push(self, t_s: float, fn: Callable[[float], None], period_s: float | None) -> None:
         if t_s >= self.end_s:
             return
         self._seq += 1
-        heapq.heappush(self._q, (t_s, self._seq, fn))
-
-    def every(self, first_s: float, period_s: float, fn: Callable[[float], None]) -> None:
-        def tick(t: float) -> None:
-            fn(t)
-            self.schedule(t + period_s, tick)
-
-        self.schedule(first_s, tick)
+        heapq.heappush(self._q, (t_s, self._seq, fn, period_s))
 
     def _run_until(self, t_s: float) -> None:
         q = self._q
         while q and q[0][0] <= t_s:
-            t, _, fn = heapq.heappop(q)
+            t, _, fn, period_s = heapq.heappop(q)
             self.now_s = t
             fn(t)
+            if period_s is not None:  # the next one, queued after whatever fn scheduled at its time
+                self._push(t + period_s, fn, period_s)
 
     # --- billing --------------------------------------------------------------------------------------------
     def _accrue(self) -> None:

@@ -86,14 +86,14 @@ class SimMetricsSource:
         self.calls = 0
 
     def _samples(self, stream: MetricStream, n: int) -> dict[Signal, Sample]:
-        samples: dict[Signal, Sample] = {}
-        if n:
-            at = self._w.dt(stream.times[n - 1])
-            for metric, value in stream.values[n - 1].items():
-                sig = _SIGNAL_BY_METRIC.get(metric)
-                if sig is not None:
-                    samples[sig] = Sample(value, at)
-        return samples
+        if not n:
+            return {}
+        at = self._w.dt(stream.times[n - 1])
+        return {
+            sig: Sample(value, at)
+            for metric, value in stream.values[n - 1].items()
+            if (sig := _SIGNAL_BY_METRIC.get(metric)) is not None
+        }
 
     def read_metrics(self, cluster_id: str, now: datetime) -> MetricsSnapshot:
         self.calls += 1
