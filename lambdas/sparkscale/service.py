@@ -42,7 +42,7 @@ from sparkscale.errors import (
     TransientAwsError,
 )
 from sparkscale.policy import evaluate, next_state
-from sparkscale.policy.model import Cluster, Decision, Direction, Role
+from sparkscale.policy.model import Cluster, Decision, Direction
 from sparkscale.ports import Notice, Ports
 
 log = logging.getLogger(__name__)
@@ -103,21 +103,17 @@ def with_prices(cluster: Cluster, prices: Mapping[str, float] | None) -> Cluster
     """The cluster with each TASK group's node-hour price replaced where `prices` has one."""
     if not prices:
         return cluster
-    groups = []
-    changed = False
-    for g in cluster.groups:
-        if g.role is Role.TASK and g.id in prices:  # g.is_task
-            price = float(prices[g.id])
-            old = g.usd_per_hour
+    repriced = {}
+    for g in cluster.task_groups:
+        if g.id in prices:
+            price, old = float(prices[g.id]), g.usd_per_hour
             # the same non-zero float keeps the group as it is; a zero (0.0 == -0.0), NaN (never equal) or
-            # non-float price is replaced as before
+            # non-float price is replaced
             if not (type(old) is float and old == price and old != 0.0):
-                groups.append(replace(g, usd_per_hour=price))
-                changed = True
-                continue
-        groups.append(g)
-    # nothing to replace: the cluster as read (an equal value, and no rebuild on every evaluation)
-    return replace(cluster, groups=tuple(groups)) if changed else cluster
+                repriced[g.id] = replace(g, usd_per_hour=price)
+    if not repriced:
+        return cluster  # the cluster as read (an equal value, and no rebuild on every evaluation)
+    return replace(cluster, groups=tuple(repriced.get(g.id, g) for g in cluster.groups))
 
 
 def needs_evaluation(cluster: Cluster, config: Config) -> bool:
@@ -403,7 +399,12 @@ def _result(
 
 
 def _task_nodes(cluster: Cluster) -> tuple[int, int]:
-    """RunningInstanceCount and RequestedInstanceCount, each summed over the TASK groups."""
+    """RunningInstanceCount and RequestedInstanceCount, each summed over the TASK groups (once per Cluster
+    value: see Cluster.derived)."""
+    return cluster.derived("task_nodes", _sum_task_nodes)
+
+
+def _sum_task_nodes(cluster: Cluster) -> tuple[int, int]:
     running = requested = 0
     for g in cluster.task_groups:
         running += g.running

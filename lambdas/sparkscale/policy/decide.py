@@ -38,11 +38,13 @@ from sparkscale.policy.estimate import (
     Capacity,
     Estimate,
     Need,
-    capacity,
+    NodeCounts,
+    capacity_of,
+    count_nodes,
     estimate,
     gib,
+    settled_scale,
     usable_gib,
-    yarn_memory_scale,
 )
 from sparkscale.policy.fallback import blocked_groups, label
 from sparkscale.policy.model import (
@@ -57,7 +59,7 @@ from sparkscale.policy.model import (
     Signal,
 )
 from sparkscale.policy.planner import EPS, FIT_GIB, Allocation, Offer, Plan, plan_memory, plan_removal
-from sparkscale.policy.signals import Readings, active_from, heap_pressed, heap_used_pct, read_signals
+from sparkscale.policy.signals import Readings, active_from, heap_pressed, read_signals
 
 METRICS_MISSING = "Metrics missing"
 
@@ -86,8 +88,8 @@ class _Ctx(NamedTuple):
             )
         return [*coming, *self.blocked.values(), *self.readings.ignored]
 
-    def need_reasons(self) -> list[str]:
-        return [self.est.reason(n) for n in self.est.needs]
+    def need_reasons(self) -> tuple[str, ...]:
+        return self.est.reasons
 
 
 class _Outcome(NamedTuple):
@@ -107,7 +109,12 @@ _UNCHANGED: Mapping[str, int] = MappingProxyType({})
 
 
 def _current(cluster: Cluster) -> dict[str, int]:
-    return {g.id: g.requested for g in cluster.task_groups}
+    """Each TASK group's requested count (a copy: callers change it)."""
+    return cluster.derived("requested", _requested).copy()
+
+
+def _requested(cluster: Cluster) -> dict[str, int]:
+    return {g.id: g.requested for g in cluster.task_groups}  # kept by the Cluster: only ever copied
 
 
 def _money(x: float) -> str:
@@ -168,13 +175,14 @@ def evaluate(
         return _decision(now, cluster=cluster, config=config, out=out), None
     readings = read_signals(metrics, now=now, config=config)
     blocked = blocked_groups(cluster, state, now=now, config=config)
+    counts = count_nodes(cluster, blocked=blocked, config=config)
     # YARN GiB per derived GiB: measured now when the cluster is settled, else the last measured, else 1
-    measured = _measured_yarn_scale(cluster, metrics, state, now=now, config=config)
+    measured = _measured_yarn_scale(counts, metrics, state, now=now, config=config)
     if measured is not None:
         scale = measured
     else:
         scale = state.yarn_memory_scale if state.yarn_memory_scale is not None else 1.0
-    cap = capacity(cluster, readings, blocked=blocked, config=config, scale=scale)
+    cap = capacity_of(counts, readings, config=config, scale=scale)
     est = estimate(readings, cap, config=config)
     ctx = _Ctx(now, cluster, config, state, readings, blocked, cap, est)
     active = active_from(readings)
@@ -194,16 +202,16 @@ def evaluate(
     else:
         out = _by_pressure(ctx, est.driving)
     decision = _decision(now, cluster=cluster, config=config, out=out, ctx=ctx)
-    return decision, Observation(active, heap_used_pct(readings), measured)
+    return decision, Observation(active, est.heap_used_pct, measured)
 
 
 def _measured_yarn_scale(
-    cluster: Cluster, metrics: MetricsSnapshot, state: ScalerState, *, now: datetime, config: Config
+    counts: NodeCounts, metrics: MetricsSnapshot, state: ScalerState, *, now: datetime, config: Config
 ) -> float | None:
     """estimate.yarn_memory_scale after the scaler's latest resize (None: not measurable now)."""
     out_at, in_at = state.last_scale_out_at, state.last_scale_in_at
     last = in_at if out_at is None else out_at if in_at is None else max(out_at, in_at)  # the latest resize
-    return yarn_memory_scale(cluster, metrics, now=now, config=config, last_resize_at=last)
+    return settled_scale(metrics, counts.settled_gib, now=now, config=config, last_resize_at=last)
 
 
 def _decision(
@@ -219,39 +227,46 @@ def _decision(
         targets.update({k: v for k, v in out.targets.items() if k in targets})
     reasons = list(out.reasons)
     blocked = ctx.blocked if ctx is not None else {}
-    if out.bounds:
-        reasons += enforce_bounds(cluster, targets, blocked=blocked, config=config)
+    bounded = enforce_bounds(cluster, targets, blocked=blocked, config=config) if out.bounds else []
+    reasons += bounded
     if ctx is not None:
         reasons += ctx.notes
     up = down = False
-    group_targets = []
-    for g in cluster.task_groups:
-        t = targets[g.id]
-        up = up or t > g.requested
-        down = down or t < g.requested
-        group_targets.append(
-            GroupTarget(g.id, g.name, g.instance_type, g.market, g.requested, t, g.usd_per_hour)
-        )
+    # else every group keeps its requested count: no target from the outcome, none moved by the bounds (they
+    # give a reason for each one they move)
+    if out.targets or bounded:
+        for g in cluster.task_groups:
+            t = targets[g.id]
+            up = up or t > g.requested
+            down = down or t < g.requested
     direction = Direction.OUT if up else Direction.IN if down else Direction.HOLD
+    before = round(cluster.requested_usd_per_hour, 6)
+    if direction is Direction.HOLD:
+        # every group keeps its requested count: the cluster's own targets, and the cost after is the cost
+        # before, summed the same way
+        group_targets, after = cluster.unchanged_targets, before
+    else:
+        group_targets = tuple(
+            GroupTarget(g.id, g.name, g.instance_type, g.market, g.requested, targets[g.id], g.usd_per_hour)
+            for g in cluster.task_groups
+        )
+        after = round(usd_per_hour(cluster, targets), 6)
     if config.dry_run and direction is not Direction.HOLD:
         reasons.append("Dry run: this decision is logged and notified, not applied.")
     driving = ctx.est.driving if ctx is not None else None
-    before = usd_per_hour(cluster, _UNCHANGED)
-    # a hold keeps every requested count: its cost after is the cost before, summed the same way
-    after = before if direction is Direction.HOLD else usd_per_hour(cluster, targets)
     return Decision(
         cluster_id=cluster.id,
         at=now,
         direction=direction,
-        targets=tuple(group_targets),
+        targets=group_targets,
         reasons=tuple(reasons),
         dry_run=config.dry_run,
         driving_signal=driving.signal if driving is not None else None,
         driving_value=driving.value if driving is not None else None,
         desired_task_nodes=out.desired_nodes,
         at_max_under_pressure=out.at_max,
-        usd_per_hour_before=round(before, 6),
-        usd_per_hour_after=round(after, 6),
+        usd_per_hour_before=before,
+        usd_per_hour_after=after,
         desired_task_memory_gib=None if out.desired_gib is None else round(out.desired_gib, 6),
         fallback_groups=tuple(blocked),
         fallback_to=out.fallback_to,
@@ -339,7 +354,7 @@ def _heap_pressure(ctx: _Ctx) -> str | None:
     pressed heap (used close to max) hides how much more memory the work needs, and the nodes already coming
     were asked for before it showed. Then at least one node more is requested, once per heap-pressure
     episode (ScalerState.heap_pressure_since)."""
-    heap = next((n for n in ctx.est.needs if n.signal is Signal.HEAP_USED_PCT), None)
+    heap = ctx.est.heap
     if heap is None or not heap_pressed(heap.value, ctx.config):
         return None
     yarn = next((n for n in ctx.est.needs if n.signal is Signal.YARN_MEMORY_AVAILABLE_PCT), None)
@@ -502,7 +517,7 @@ def _limit_text(
 
 
 # --- scale in and the move back to spot ---------------------------------------------------------------------
-def _scale_in(ctx: _Ctx, lower: Need, reasons: list[str]) -> _Outcome:
+def _scale_in(ctx: _Ctx, lower: Need, reasons: Sequence[str]) -> _Outcome:
     """`reasons`: the needs' sentences (ctx.need_reasons())."""
     cfg, cluster, cap = ctx.config, ctx.cluster, ctx.cap
     surplus = cap.counted_gib - lower.desired_gib
@@ -573,9 +588,7 @@ def _may_remove(ctx: _Ctx, memory_gib: float) -> bool:
     (remove_offers never offers more than a group's requested nodes) has larger nodes. That is most scale-in
     evaluations (a surplus smaller than one node, or only empty groups small enough), which then skip the
     planner."""
-    most = max(0.0, memory_gib) + FIT_GIB  # plan_removal's test, on its offers' usable_gib
-    frac = ctx.config.usable_memory_fraction
-    return any(g.requested > 0 and not g.memory_gib * frac > most for g in ctx.cluster.task_groups)
+    return ctx.cap.smallest_node_gib <= max(0.0, memory_gib) + FIT_GIB  # plan_removal's test
 
 
 def _waiting(ctx: _Ctx) -> str | None:
@@ -599,7 +612,7 @@ def _move_back(ctx: _Ctx) -> _Outcome | None:
     that the surplus covers (phase 2). Never while a SPOT group is blocked, a signal is over target or a
     cooldown runs."""
     cfg, cluster = ctx.config, ctx.cluster
-    if not any(g.market is Market.ON_DEMAND and g.requested > 0 for g in cluster.task_groups):
+    if not ctx.cap.on_demand_nodes:
         return None  # nothing runs on ON_DEMAND: nothing to move back (the common case, kept cheap)
     spot = [g for g in cluster.task_groups if g.market is Market.SPOT]
     if not spot or any(g.id in ctx.blocked for g in spot) or ctx.est.over_target:
@@ -682,4 +695,4 @@ def _budget_left(cluster: Cluster, cfg: Config) -> float | None:
     """USD per hour that may still be added under budget_usd_per_hour (None: no budget)."""
     if cfg.budget_usd_per_hour is None:
         return None
-    return max(0.0, cfg.budget_usd_per_hour - usd_per_hour(cluster, {}))
+    return max(0.0, cfg.budget_usd_per_hour - cluster.requested_usd_per_hour)

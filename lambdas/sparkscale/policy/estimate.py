@@ -30,12 +30,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from datetime import datetime
 from types import MappingProxyType
+from typing import NamedTuple
 
 from sparkscale.config import Config
-from sparkscale.policy.model import Cluster, GroupStatus, InstanceGroup, MetricsSnapshot, Role, Signal
+from sparkscale.policy.model import Cluster, GroupStatus, InstanceGroup, Market, MetricsSnapshot, Role, Signal
 from sparkscale.policy.signals import Readings, heap_used_pct
 
 MIB_PER_GIB = 1024.0
@@ -72,6 +72,21 @@ def yarn_memory_scale(
     nodes: every CORE and TASK group RUNNING with all its requested nodes running, and the datapoint taken at
     least SETTLE_S after the scaler's last resize; and only when it is at least 1 (see MIN_SCALE). None when
     it cannot be measured now (the caller then keeps the last measured scale)."""
+    settled = count_nodes(cluster, blocked={}, config=config).settled_gib
+    return settled_scale(metrics, settled, now=now, config=config, last_resize_at=last_resize_at)
+
+
+def settled_scale(
+    metrics: MetricsSnapshot,
+    settled_gib: float | None,
+    *,
+    now: datetime,
+    config: Config,
+    last_resize_at: datetime | None,
+) -> float | None:
+    """`yarn_memory_scale` from the running memory of a settled cluster (NodeCounts.settled_gib)."""
+    if settled_gib is None or settled_gib <= 0:
+        return None
     sample = metrics.get(Signal.MEMORY_TOTAL_MB)
     if (
         sample is None
@@ -80,24 +95,91 @@ def yarn_memory_scale(
         or (last_resize_at is not None and (sample.at - last_resize_at).total_seconds() < SETTLE_S)
     ):
         return None
-    derived = 0.0
-    frac = config.usable_memory_fraction
-    for g in cluster.groups:  # the CORE and TASK groups (a hot path: once per evaluation)
-        if g.role is Role.MASTER:
-            continue
-        if g.status is not GroupStatus.RUNNING or g.requested != g.running:
-            return None
-        derived += g.running * (g.memory_gib * frac)  # usable_gib(g, config)
-    if derived <= 0:
-        return None
-    scale = sample.value / MIB_PER_GIB / derived
+    scale = sample.value / MIB_PER_GIB / settled_gib
     if not MIN_SCALE <= scale <= 1.0 / config.usable_memory_fraction + 1e-9:
         return None
     return scale
 
 
-@dataclass(frozen=True)
-class Capacity:
+# NodeCounts, Capacity, Need and Estimate are NamedTuples: immutable records that never leave the policy,
+# built in a fraction of a frozen dataclass's time (every evaluation builds a Capacity, an Estimate, Needs)
+class NodeCounts(NamedTuple):
+    """The CORE and TASK nodes of a cluster read, in GiB of usable memory as configured (one pass)."""
+
+    running_gib: float  # running CORE + TASK nodes
+    core_gib: float  # running CORE nodes
+    running_nodes: int  # running CORE + TASK nodes
+    in_flight_gib: float  # requested-but-not-running TASK nodes of groups not blocked
+    task_gib: float  # TASK memory counted: requested nodes of healthy groups, running nodes of blocked ones
+    task_nodes: int  # TASK nodes counted the same way
+    task_gib_by_type: Mapping[str, float]
+    smallest_node_gib: float  # the smallest node of the TASK groups with requested nodes (inf: none)
+    on_demand_nodes: int  # requested nodes of the ON_DEMAND TASK groups
+    # running_gib when every CORE and TASK group is RUNNING with all its requested nodes running (the memory
+    # MemoryTotalMB describes then, see yarn_memory_scale); None otherwise
+    settled_gib: float | None
+
+
+def count_nodes(cluster: Cluster, *, blocked: Mapping[str, str], config: Config) -> NodeCounts:
+    """The nodes counted in one pass over the groups; with no group blocked (nearly always), once per Cluster
+    value and usable_memory_fraction (Cluster.derived)."""
+    frac = config.usable_memory_fraction
+    if blocked:
+        return _count_nodes(cluster, blocked, frac)
+    return cluster.derived(("count_nodes", frac), lambda c: _count_nodes(c, {}, frac))
+
+
+def _count_nodes(cluster: Cluster, blocked: Mapping[str, str], frac: float) -> NodeCounts:
+    running_gib = 0.0
+    core_gib = 0.0
+    running_nodes = 0
+    in_flight = 0.0
+    task_gib = 0.0
+    task_nodes = 0
+    settled = True
+    by_type: dict[str, float] = {}
+    smallest = math.inf
+    on_demand = 0
+    for g in cluster.groups:
+        role = g.role
+        if role is Role.MASTER:
+            continue
+        node = g.memory_gib * frac  # usable_gib(g, config)
+        running_gib += g.running * node
+        running_nodes += g.running
+        settled = settled and g.status is GroupStatus.RUNNING and g.requested == g.running
+        if role is not Role.TASK:
+            core_gib += g.running * node
+            continue
+        if g.requested > 0:
+            smallest = min(smallest, node)
+            if g.market is Market.ON_DEMAND:
+                on_demand += g.requested
+        if g.id in blocked:
+            counted = min(g.requested, g.running)
+        else:
+            counted = g.requested
+            if g.requested > g.running:
+                in_flight += (g.requested - g.running) * node
+        mem = counted * node
+        task_gib += mem
+        task_nodes += counted
+        by_type[g.instance_type] = by_type.get(g.instance_type, 0.0) + mem
+    return NodeCounts(
+        running_gib,
+        core_gib,
+        running_nodes,
+        in_flight,
+        task_gib,
+        task_nodes,
+        MappingProxyType(by_type),  # kept with the Cluster (count_nodes): read-only
+        smallest,
+        on_demand,
+        running_gib if settled else None,
+    )
+
+
+class Capacity(NamedTuple):
     """The memory a decision starts from, in GiB of usable memory as configured (see the module docstring)."""
 
     running_gib: float  # running CORE + TASK nodes
@@ -106,7 +188,7 @@ class Capacity:
     allocated_gib: float | None  # YARN memory allocated to containers, when known (converted by yarn_scale)
     task_gib: float  # TASK memory counted: requested nodes of healthy groups, running nodes of blocked ones
     task_nodes: int  # TASK nodes counted the same way
-    task_gib_by_type: Mapping[str, float] = field(default_factory=dict)
+    task_gib_by_type: Mapping[str, float] = MappingProxyType({})
     running_nodes: int = 0  # running CORE + TASK nodes (TotalLoad per node)
     measured_total_gib: float | None = None  # MemoryTotalMB (else allocated + available), YARN's own GiB
     yarn_scale: float = 1.0  # YARN GiB per derived GiB (yarn_memory_scale)
@@ -114,6 +196,8 @@ class Capacity:
     # datapoint is newer than EMR's allocation (published every minute, EMR's every five): a fresher lower
     # bound of the allocated memory
     executor_gib: float | None = None
+    smallest_node_gib: float = math.inf  # NodeCounts.smallest_node_gib
+    on_demand_nodes: int = 0  # NodeCounts.on_demand_nodes
 
     @property
     def held_gib(self) -> float | None:
@@ -122,9 +206,6 @@ class Capacity:
         if a is None:
             return e
         return a if e is None else max(a, e)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "task_gib_by_type", MappingProxyType(dict(self.task_gib_by_type)))
 
 
 def capacity(
@@ -136,50 +217,29 @@ def capacity(
     scale: float = 1.0,
 ) -> Capacity:
     """The current capacity from the cluster read, and YARN's allocated memory converted with `scale`."""
-    frac = config.usable_memory_fraction
-    running_gib = 0.0
-    core_gib = 0.0
-    running_nodes = 0
-    in_flight = 0.0
-    task_gib = 0.0
-    task_nodes = 0
-    by_type: dict[str, float] = {}
-    for g in cluster.groups:
-        role = g.role
-        if role is Role.MASTER:
-            continue
-        node = g.memory_gib * frac
-        running_gib += g.running * node
-        running_nodes += g.running
-        if role is not Role.TASK:
-            core_gib += g.running * node
-            continue
-        if g.id in blocked:
-            counted = min(g.requested, g.running)
-        else:
-            counted = g.requested
-            if g.requested > g.running:
-                in_flight += (g.requested - g.running) * node
-        mem = counted * node
-        task_gib += mem
-        task_nodes += counted
-        by_type[g.instance_type] = by_type.get(g.instance_type, 0.0) + mem
+    counts = count_nodes(cluster, blocked=blocked, config=config)
+    return capacity_of(counts, readings, config=config, scale=scale)
 
+
+def capacity_of(counts: NodeCounts, readings: Readings, *, config: Config, scale: float = 1.0) -> Capacity:
+    """`capacity` from the nodes already counted."""
     measured = _measured_total(readings)
-    allocated, alloc_at = _allocated(readings, measured, running_gib * scale)
+    allocated, alloc_at = _allocated(readings, measured, counts.running_gib * scale)
     executors = _executors(readings, alloc_at, config)
     return Capacity(
-        running_gib=running_gib,
-        counted_gib=core_gib + task_gib,
-        in_flight_gib=in_flight,
+        running_gib=counts.running_gib,
+        counted_gib=counts.core_gib + counts.task_gib,
+        in_flight_gib=counts.in_flight_gib,
         allocated_gib=None if allocated is None else allocated / scale,
-        task_gib=task_gib,
-        task_nodes=task_nodes,
-        task_gib_by_type=by_type,
-        running_nodes=running_nodes,
+        task_gib=counts.task_gib,
+        task_nodes=counts.task_nodes,
+        task_gib_by_type=counts.task_gib_by_type,
+        running_nodes=counts.running_nodes,
         measured_total_gib=measured,
         yarn_scale=scale,
         executor_gib=None if executors is None else executors / scale,
+        smallest_node_gib=counts.smallest_node_gib,
+        on_demand_nodes=counts.on_demand_nodes,
     )
 
 
@@ -201,16 +261,16 @@ def _allocated(
     """YARN's allocated memory (its own GiB) and the time of the datapoint it comes from: MemoryAllocatedMB,
     else MemoryTotalMB - MemoryAvailableMB, else YARNMemoryAvailablePercentage of the total (measured, else
     the running memory)."""
-    values, times = readings.values, readings.times
+    values = readings.values
     alloc_mb = values.get(Signal.MEMORY_ALLOCATED_MB)
     if alloc_mb is not None:
-        allocated, at = alloc_mb / MIB_PER_GIB, times.get(Signal.MEMORY_ALLOCATED_MB)
+        allocated, at = alloc_mb / MIB_PER_GIB, readings.at(Signal.MEMORY_ALLOCATED_MB)
     elif (avail_mb := values.get(Signal.MEMORY_AVAILABLE_MB)) is not None and measured is not None:
-        allocated, at = max(0.0, measured - avail_mb / MIB_PER_GIB), times.get(Signal.MEMORY_AVAILABLE_MB)
+        allocated, at = max(0.0, measured - avail_mb / MIB_PER_GIB), readings.at(Signal.MEMORY_AVAILABLE_MB)
     elif (avail_pct := values.get(Signal.YARN_MEMORY_AVAILABLE_PCT)) is not None:
         base = measured if measured is not None else running
         allocated = base * max(0.0, 100.0 - min(avail_pct, 100.0)) / 100.0
-        at = times.get(Signal.YARN_MEMORY_AVAILABLE_PCT)
+        at = readings.at(Signal.YARN_MEMORY_AVAILABLE_PCT)
     else:
         return None, None
     if measured is not None:
@@ -224,14 +284,13 @@ def _executors(readings: Readings, alloc_at: datetime | None, config: Config) ->
     mx = readings.values.get(Signal.HEAP_MAX_BYTES)
     if mx is None or mx <= 0:
         return None
-    mx_at = readings.times.get(Signal.HEAP_MAX_BYTES)
+    mx_at = readings.at(Signal.HEAP_MAX_BYTES)
     if alloc_at is not None and mx_at is not None and mx_at <= alloc_at:
         return None
     return mx / BYTES_PER_GIB * (1.0 + config.executor_memory_overhead_pct / 100.0)
 
 
-@dataclass(frozen=True, slots=True)
-class Need:
+class Need(NamedTuple):
     """What one signal asks for."""
 
     signal: Signal  # the Decision's driving signal when this need wins
@@ -246,11 +305,13 @@ class Need:
         return self.ratio > 1.0 + 1e-9
 
 
-@dataclass(frozen=True)
-class Estimate:
+class Estimate(NamedTuple):
     capacity: Capacity
     needs: tuple[Need, ...]  # largest desired memory first
     container_pending: float = 0.0
+    reasons: tuple[str, ...] = ()  # reason(n) for each of the needs, in their order (every path states them)
+    heap_used_pct: float | None = None  # signals.heap_used_pct of the readings (the Observation's too)
+    heap: Need | None = None  # the executor heap's need, one of `needs` (None: the heap does not report)
 
     @property
     def driving(self) -> Need | None:
@@ -290,12 +351,17 @@ class Estimate:
     def reason(self, need: Need) -> str:
         """A full sentence: the signal against its target, and what it asks for."""
         have = self.capacity.counted_gib
-        delta = need.desired_gib - have
-        tail = "" if need.scale_in or need.over_target else " (the heap never asks for less)"
-        return (
-            f"{need.text}: wants {gib(need.desired_gib)} of YARN memory, {gib(have)} running or requested "
-            f"({'+' if delta >= 0 else '-'}{gib(abs(delta))}){tail}."
-        )
+        return _reason(need, have, gib(have))
+
+
+def _reason(need: Need, have: float, have_text: str) -> str:
+    """Estimate.reason, with the capacity counted (`have`) already formatted."""
+    delta = need.desired_gib - have
+    tail = "" if need.scale_in or need.over_target else " (the heap never asks for less)"
+    return (
+        f"{need.text}: wants {gib(need.desired_gib)} of YARN memory, {have_text} running or requested "
+        f"({'+' if delta >= 0 else '-'}{gib(abs(delta))}){tail}."
+    )
 
 
 def _compare(ratio: float, band: float) -> str:
@@ -319,6 +385,7 @@ def estimate(readings: Readings, cap: Capacity, *, config: Config) -> Estimate:
     needs: list[Need] = []
     values = readings.values
     counted = cap.counted_gib
+    have = gib(counted)  # formatted once: the YARN need's text and every reason state it
     reported_alloc = cap.allocated_gib
     held = cap.held_gib
     # EMR's allocation (up to ~7 minutes old), raised to what the executors hold now when that is more
@@ -340,7 +407,7 @@ def estimate(readings: Readings, cap: Capacity, *, config: Config) -> Estimate:
                 alloc * 100.0 / y_target,
                 _text(
                     "YARN memory used",
-                    f"{used_pct:.1f} % of {gib(counted)} running or requested ({gib(alloc)} allocated)",
+                    f"{used_pct:.1f} % of {have} running or requested ({gib(alloc)} allocated)",
                     f"{y_target:.1f} %",
                     ratio,
                     config,
@@ -379,25 +446,25 @@ def estimate(readings: Readings, cap: Capacity, *, config: Config) -> Estimate:
             )
         )
     heap_pct = heap_used_pct(readings)
+    heap = None
     if heap_pct is not None and held is not None and held > 0:
         h_target = config.heap_used_target_pct
         ratio = heap_pct / h_target
-        needs.append(
-            Need(
-                Signal.HEAP_USED_PCT,
-                round(heap_pct, 6),
+        heap = Need(
+            Signal.HEAP_USED_PCT,
+            round(heap_pct, 6),
+            ratio,
+            held * max(1.0, ratio),
+            _text(
+                "Executor heap used",
+                f"{heap_pct:.1f} % (executors hold {gib(held)})",
+                f"{h_target:.1f} %",
                 ratio,
-                held * max(1.0, ratio),
-                _text(
-                    "Executor heap used",
-                    f"{heap_pct:.1f} % (executors hold {gib(held)})",
-                    f"{h_target:.1f} %",
-                    ratio,
-                    config,
-                ),
-                scale_in=False,
-            )
+                config,
+            ),
+            scale_in=False,
         )
+        needs.append(heap)
     load = values.get(Signal.TOTAL_LOAD)
     if load is not None and config.total_load_target_per_node > 0 and cap.running_nodes > 0:
         per_node = load / cap.running_nodes
@@ -419,7 +486,8 @@ def estimate(readings: Readings, cap: Capacity, *, config: Config) -> Estimate:
         )
     if len(needs) > 1:
         needs.sort(key=lambda n: (-n.desired_gib, _ORDER[n.signal]))
-    return Estimate(cap, tuple(needs), pending)
+    reasons = tuple([_reason(n, counted, have) for n in needs])
+    return Estimate(cap, tuple(needs), pending, reasons, heap_pct, heap)
 
 
 _ORDER = {s: i for i, s in enumerate(Signal)}

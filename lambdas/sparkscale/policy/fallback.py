@@ -34,10 +34,13 @@ def label(g: InstanceGroup) -> str:
 
 def blocked_groups(cluster: Cluster, state: ScalerState, *, now: datetime, config: Config) -> dict[str, str]:
     """TASK group id -> a sentence saying why it gets no new capacity. Groups are checked in cluster order."""
+    if not state.capacity_errors and not state.shortfall_since:
+        # only a failed status blocks then: known from the cluster alone, once per Cluster value
+        return dict(cluster.derived("failed_groups", _failed_groups))
     out: dict[str, str] = {}
     for g in cluster.task_groups:
         if g.status in FAILED_STATUSES:
-            out[g.id] = f"Group {label(g)} is {g.status.value}: it gets no new capacity."
+            out[g.id] = _failed_reason(g)
             continue
         if g.market is not Market.SPOT:
             continue
@@ -64,3 +67,12 @@ def blocked_groups(cluster: Cluster, state: ScalerState, *, now: datetime, confi
                     f"{g.requested - g.running} missing nodes no longer count, and it gets no new capacity."
                 )
     return out
+
+
+def _failed_reason(g: InstanceGroup) -> str:
+    return f"Group {label(g)} is {g.status.value}: it gets no new capacity."
+
+
+def _failed_groups(cluster: Cluster) -> tuple[tuple[str, str], ...]:
+    """The SUSPENDED or ARRESTED TASK groups, with why they are blocked, in cluster order."""
+    return tuple((g.id, _failed_reason(g)) for g in cluster.task_groups if g.status in FAILED_STATUSES)

@@ -6,11 +6,14 @@ them. All datetimes are timezone-aware UTC.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from types import MappingProxyType
+from typing import TypeVar, cast
+
+_T = TypeVar("_T")
 
 
 class Role(StrEnum):
@@ -91,6 +94,8 @@ class Cluster:
     availability_zone: str | None = None
     # derived once (the policy reads it many times per decision); not part of equality or the repr
     _task_groups: tuple[InstanceGroup, ...] = field(init=False, repr=False, compare=False, default=())
+    # what `derived` computed from this value, by key; not part of equality or the repr
+    _derived: dict[Hashable, object] = field(init=False, repr=False, compare=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_task_groups", tuple(g for g in self.groups if g.role is Role.TASK))
@@ -99,8 +104,38 @@ class Cluster:
     def task_groups(self) -> tuple[InstanceGroup, ...]:
         return self._task_groups
 
+    def derived(self, key: Hashable, compute: Callable[[Cluster], _T]) -> _T:
+        """compute(self), computed on first use and kept: a Cluster is immutable, and the replay evaluates the
+        same value until a group changes. `key` names the value and whatever else it depends on."""
+        try:
+            return cast(_T, self._derived[key])
+        except KeyError:
+            value = self._derived[key] = compute(self)
+            return value
+
+    @property
+    def unchanged_targets(self) -> tuple[GroupTarget, ...]:
+        """Every TASK group at its requested count: the targets of a hold."""
+        return self.derived("unchanged_targets", _unchanged_targets)
+
+    @property
+    def requested_usd_per_hour(self) -> float:
+        """USD per hour of the TASK nodes requested now, summed in group order."""
+        return self.derived("requested_usd_per_hour", _requested_usd_per_hour)
+
     def group(self, group_id: str) -> InstanceGroup | None:
         return next((g for g in self.groups if g.id == group_id), None)
+
+
+def _unchanged_targets(cluster: Cluster) -> tuple[GroupTarget, ...]:
+    return tuple(
+        GroupTarget(g.id, g.name, g.instance_type, g.market, g.requested, g.requested, g.usd_per_hour)
+        for g in cluster.task_groups
+    )
+
+
+def _requested_usd_per_hour(cluster: Cluster) -> float:
+    return sum(g.requested * g.usd_per_hour for g in cluster.task_groups)
 
 
 class Signal(StrEnum):

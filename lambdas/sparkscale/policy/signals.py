@@ -5,31 +5,29 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from datetime import datetime
 from types import MappingProxyType
+from typing import NamedTuple
 
 from sparkscale.config import Config
-from sparkscale.policy.model import MetricsSnapshot, Signal
+from sparkscale.policy.model import MetricsSnapshot, Sample, Signal
 
 
-@dataclass(frozen=True)
-class Readings:
-    """The fresh values of a snapshot (signal -> value) and what was left out, and why."""
+class Readings(NamedTuple):
+    """The fresh values of a snapshot (signal -> value) and what was left out, and why. A NamedTuple: a record
+    internal to one evaluation, built once per evaluation from mappings made for it (not copied)."""
 
-    values: Mapping[Signal, float] = field(default_factory=dict)
+    values: Mapping[Signal, float] = MappingProxyType({})
     ignored: tuple[str, ...] = ()
-    times: Mapping[Signal, datetime] = field(default_factory=dict)  # each fresh value's datapoint time
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "values", MappingProxyType(dict(self.values)))
-        object.__setattr__(self, "times", MappingProxyType(dict(self.times)))
+    samples: Mapping[Signal, Sample] = MappingProxyType({})  # the snapshot read: see `at`
 
     def get(self, signal: Signal) -> float | None:
         return self.values.get(signal)
 
     def at(self, signal: Signal) -> datetime | None:
-        return self.times.get(signal)
+        """The datapoint time of a fresh value (None: no fresh value). Read from the snapshot's sample: few
+        times are ever asked for."""
+        return self.samples[signal].at if signal in self.values else None
 
 
 def max_age_s(signal: Signal, config: Config) -> int:
@@ -43,7 +41,6 @@ def read_signals(metrics: MetricsSnapshot, *, now: datetime, config: Config) -> 
     """Keep each signal whose datapoint is at most its maximum age old (a datapoint from the future, clock
     skew, counts as fresh) and is a finite number >= 0. Everything else is ignored with a reason."""
     values: dict[Signal, float] = {}
-    times: dict[Signal, datetime] = {}
     ignored: list[tuple[int, str]] = []
     emr_limit, heap_limit = config.emr_metric_max_age_s, config.heap_metric_max_age_s
     last_at: datetime | None = None  # the datapoints of one GetMetricData share their timestamp: the age
@@ -55,19 +52,18 @@ def read_signals(metrics: MetricsSnapshot, *, now: datetime, config: Config) -> 
             age = (now - at).total_seconds()
             last_at = at
             emr_fresh, heap_fresh = age <= emr_limit, age <= heap_limit
-        if (heap_fresh if signal in _HEAP else emr_fresh) and v >= 0 and v != math.inf:  # NaN fails v >= 0
-            values[signal] = v
-            times[signal] = at
-        elif not (v >= 0 and v != math.inf):
+        if not 0 <= v < math.inf:  # NaN too
             why = f"{signal.value} ignored: value {v!r} is not a finite number >= 0."
             ignored.append((_ORDER[signal], why))
+        elif heap_fresh if signal in _HEAP else emr_fresh:
+            values[signal] = v
         else:
             limit = heap_limit if signal in _HEAP else emr_limit
             ignored.append(
                 (_ORDER[signal], f"{signal.value} ignored: its datapoint is {age:.0f} s old (max {limit} s).")
             )
     ignored.sort()  # enum order: deterministic reasons
-    return Readings(values, tuple([text for _, text in ignored]), times)
+    return Readings(values, tuple([text for _, text in ignored]), metrics.samples)
 
 
 _HEAP = frozenset(s for s in Signal if not s.is_emr)

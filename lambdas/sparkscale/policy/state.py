@@ -18,6 +18,7 @@ from sparkscale.policy.model import (
     Cluster,
     Decision,
     Direction,
+    InstanceGroup,
     MetricsSnapshot,
     Observation,
     Recommendation,
@@ -97,7 +98,8 @@ def next_state(
     applied = {t.group_id: t.target for t in decision.targets} if acted else {}
     shortfall: dict[str, datetime] = {}
     seen: dict[str, int] = {}
-    for g in cluster.task_groups:
+    # without an action only the groups with requested nodes not yet running fall short (once per Cluster)
+    for g in cluster.task_groups if acted else cluster.derived("coming", _coming):
         requested = applied.get(g.id, g.requested)
         if requested > g.running:
             since = previous.shortfall_since.get(g.id)
@@ -124,6 +126,11 @@ def next_state(
         yarn_memory_scale=scale,
         heap_pressure_since=pressure_since,
     )
+
+
+def _coming(cluster: Cluster) -> tuple[InstanceGroup, ...]:
+    """The TASK groups with requested nodes not yet running."""
+    return tuple(g for g in cluster.task_groups if g.requested > g.running)
 
 
 # --- JSON-safe form -----------------------------------------------------------------------------------------
