@@ -33,6 +33,7 @@ from sparkscale.alarms import heap_used_threshold_pct  # noqa: E402
 from sparkscale.config import Config  # noqa: E402
 from sparkscale.ports import Ports  # noqa: E402
 from sparkscale.replay import synthetic  # noqa: E402
+from sparkscale.replay.bounds import foresight_cost_usd  # noqa: E402
 from sparkscale.replay.cluster import ClusterSpec, default_cluster  # noqa: E402
 from sparkscale.replay.model import SimParams, heap_used_pct  # noqa: E402
 from sparkscale.replay.policies import POLICIES  # noqa: E402
@@ -107,20 +108,31 @@ def fmt(x: float | None, spec: str) -> str:
 
 
 # --- speed -----------------------------------------------------------------------------------------------
+SPEED_REPEATS = 3
+
+
 def speed(config: Config, *, profile: bool) -> tuple[list[str], dict[str, float]]:
     trace = synthetic.diurnal(days=30, step_s=60, peak_gib=SYNTHETIC_PEAK_GIB, seed=1)
     demand = trace.resample(60)
     secs: dict[str, float] = {}
-    lines = [f"Speed: {len(demand)} steps (30 days at 60 s), diurnal shape, one policy at a time:", ""]
+    lines = [
+        f"Speed: {len(demand)} steps (30 days at 60 s), diurnal shape, one policy at a time, the best of "
+        f"{SPEED_REPEATS} runs (timeit's rule: the slower runs measure the machine's other work):",
+        "",
+    ]
     lines += ["| policy | wall s | target ≤ 2 s |", "|---|---|---|"]
     for name in POLICIES:
-        secs[name] = timed_replay(demand, PolicySpec(name, name), config)
+        secs[name] = min(timed_replay(demand, PolicySpec(name, name), config) for _ in range(SPEED_REPEATS))
         lines.append(f"| {name} | {secs[name]:.2f} | {'met' if secs[name] <= 2.0 else 'MISSED'} |")
-    calls, overhead = simulator_overhead(demand, config)
+    runs = [simulator_overhead(demand, config) for _ in range(SPEED_REPEATS)]
+    calls, overhead = runs[0][0], min(seconds for _, seconds in runs)
     per_call_us = (secs["sparkscale"] - overhead) / calls * 1e6
     # the schedule before the 120 s default, for comparison: twice the run_once calls
-    every_minute = timed_replay(
-        demand, PolicySpec("sparkscale", "sparkscale", replace(config, reconcile_rate_s=60)), config
+    every_minute = min(
+        timed_replay(
+            demand, PolicySpec("sparkscale", "sparkscale", replace(config, reconcile_rate_s=60)), config
+        )
+        for _ in range(SPEED_REPEATS)
     )
     lines += [
         "",
@@ -215,9 +227,22 @@ def targets(case: Case, r: ReplayResult) -> list[str]:
 def cost_context(r: ReplayResult) -> str:
     """Why 0.70 × emr-custom-rules is or is not within reach on this trace: the oracle serves every GiB of
     demand with zero delay at the lowest cost, so a policy that serves the demand at least as well as
-    emr-custom-rules (the τ_U target) cannot cost less than the oracle."""
+    emr-custom-rules (the τ_U target) cannot cost less than the oracle; and with the model's start-up and
+    decommission times, not less than the foresight bound (sparkscale.replay.bounds)."""
     emr, oracle = r.scores["emr-custom-rules"], r.scores["oracle"]
-    floor = oracle.cost_usd / emr.cost_usd if emr.cost_usd > 0 else math.inf
+    if emr.cost_usd <= 0:
+        return "emr-custom-rules costs nothing here"
+    floor = oracle.cost_usd / emr.cost_usd
+    p = SimParams()
+    foresight = (
+        foresight_cost_usd(
+            r.runs["oracle"].cost_usd_per_h,
+            step_s=r.step_s,
+            provisioning_s=p.provisioning_s,
+            decommission_s=p.decommission_s,
+        )
+        / emr.cost_usd
+    )
     if floor > 0.70:
         why = (
             "out of reach: even the oracle, serving all demand with zero delay, costs "
@@ -226,7 +251,17 @@ def cost_context(r: ReplayResult) -> str:
         if emr.tau_u_pct > 0:
             why += f", which is cheap by leaving demand unserved {emr.tau_u_pct:.1f} % of the time"
         return why
-    return f"the oracle costs {floor:.2f} × emr-custom-rules with zero provisioning delay"
+    why = (
+        f"the oracle costs {floor:.2f} × emr-custom-rules with zero start-up delay; with perfect foresight "
+        f"but nodes billed {p.provisioning_s:.0f} s before they are usable and {p.decommission_s:.0f} s "
+        f"after release, serving all demand costs at least {foresight:.2f} ×"
+    )
+    if foresight > 0.70:
+        why += (
+            ", so below 0.70 × only by leaving demand unserved (emr-custom-rules does "
+            f"{emr.tau_u_pct:.1f} % of the time)"
+        )
+    return why
 
 
 # --- spot market: diversification and fallback under interruptions / shortfalls ---------------------------
