@@ -33,7 +33,6 @@ from sparkscale.alarms import heap_used_threshold_pct  # noqa: E402
 from sparkscale.config import Config  # noqa: E402
 from sparkscale.ports import Ports  # noqa: E402
 from sparkscale.replay import synthetic  # noqa: E402
-from sparkscale.replay.bounds import foresight_cost_usd  # noqa: E402
 from sparkscale.replay.cluster import ClusterSpec, default_cluster  # noqa: E402
 from sparkscale.replay.model import SimParams, heap_used_pct  # noqa: E402
 from sparkscale.replay.policies import POLICIES  # noqa: E402
@@ -228,21 +227,13 @@ def cost_context(r: ReplayResult) -> str:
     """Why 0.70 × emr-custom-rules is or is not within reach on this trace: the oracle serves every GiB of
     demand with zero delay at the lowest cost, so a policy that serves the demand at least as well as
     emr-custom-rules (the τ_U target) cannot cost less than the oracle; and with the model's start-up and
-    decommission times, not less than the foresight bound (sparkscale.replay.bounds)."""
+    decommission times, not less than the foresight bound (ReplayResult.foresight_cost_usd)."""
     emr, oracle = r.scores["emr-custom-rules"], r.scores["oracle"]
     if emr.cost_usd <= 0:
         return "emr-custom-rules costs nothing here"
     floor = oracle.cost_usd / emr.cost_usd
-    p = SimParams()
-    foresight = (
-        foresight_cost_usd(
-            r.runs["oracle"].cost_usd_per_h,
-            step_s=r.step_s,
-            provisioning_s=p.provisioning_s,
-            decommission_s=p.decommission_s,
-        )
-        / emr.cost_usd
-    )
+    p = r.params or SimParams()
+    foresight = (r.foresight_cost_usd or 0.0) / emr.cost_usd
     if floor > 0.70:
         why = (
             "out of reach: even the oracle, serving all demand with zero delay, costs "

@@ -410,16 +410,7 @@ def _compare(
     oracle = base.runs[pol.ORACLE].cost_usd
     runs = {DEMO_RUN: record, **base.runs}
     scores = {DEMO_RUN: _score(demand, record, opts.params, oracle), **base.scores}
-    return ReplayResult(
-        step_s=base.step_s,
-        core_gib=base.core_gib,
-        offers=base.offers,
-        demand=base.demand,
-        runs=runs,
-        scores=scores,
-        emr_rules=base.emr_rules,
-        notes=list(base.notes),
-    )
+    return replace(base, runs=runs, scores=scores, notes=list(base.notes))
 
 
 def _alone(

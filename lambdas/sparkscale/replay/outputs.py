@@ -128,4 +128,14 @@ def summary_text(result: ReplayResult) -> str:
             f"{s.theta_o_pct:>8.1f}{s.tau_u_pct:>8.2f}{s.tau_o_pct:>8.1f}{s.actions:>9d}"
             f"{_fmt(s.reaction_s_p50, '>12.0f'):>12}{_fmt(s.reaction_s_max, '>8.0f'):>8}"
         )
+    if result.foresight_cost_usd is not None and result.params is not None:
+        oracle = result.oracle_cost_usd
+        ratio = f" = {result.foresight_cost_usd / oracle:.3f} × oracle" if oracle else ""
+        lines += [
+            "",
+            f"foresight bound ${result.foresight_cost_usd:.2f}{ratio}: the oracle's nodes billed from their "
+            f"request, {result.params.provisioning_s:g} s before use, to their termination, "
+            f"{result.params.decommission_s:g} s after release; no policy serving all the demand with that "
+            "node type pays less, even knowing every job in advance",
+        ]
     return "\n".join(lines) + "\n"

@@ -9,6 +9,7 @@ from typing import Any
 
 from sparkscale.config import Config
 from sparkscale.replay import policies as pol
+from sparkscale.replay.bounds import foresight_cost_usd
 from sparkscale.replay.cluster import ClusterSpec
 from sparkscale.replay.engine import ProgressFn, RunRecord, World
 from sparkscale.replay.model import SimParams
@@ -53,6 +54,11 @@ class ReplayResult:
     scores: dict[str, Scores]
     emr_rules: str | None = None
     notes: list[str] = field(default_factory=list)
+    # the oracle's nodes billed from request to termination (replay.bounds): the least a policy serving all
+    # the demand with the oracle's node type pays, even knowing every job in advance
+    foresight_cost_usd: float | None = None
+    oracle_cost_usd: float | None = None  # what every policy is scored against, run or not
+    params: SimParams | None = None  # the model the run used
 
     @property
     def times_s(self) -> list[float]:
@@ -155,6 +161,14 @@ def run_replay(
         scores=scores,
         emr_rules=emr_rules_text,
         notes=notes,
+        foresight_cost_usd=foresight_cost_usd(
+            oracle.cost_usd_per_h,
+            step_s=params.step_s,
+            provisioning_s=params.provisioning_s,
+            decommission_s=params.decommission_s,
+        ),
+        oracle_cost_usd=oracle.cost_usd,
+        params=params,
     )
 
 
