@@ -244,28 +244,34 @@ def targets(case: Case, r: ReplayResult) -> list[str]:
 
 
 def cost_context(r: ReplayResult) -> str:
-    """Why 0.70 × emr-custom-rules is or is not within reach on this trace: the oracle serves every GiB of
-    demand with zero delay at the lowest cost, so a policy that serves the demand at least as well as
-    emr-custom-rules (the τ_U target) cannot cost less than the oracle; and with the model's start-up and
-    decommission times, not less than the foresight bound (ReplayResult.foresight_cost_usd)."""
+    """Why 0.70 × emr-custom-rules is or is not within reach on this trace. A policy that serves all the
+    demand cannot cost less than the whole-node floor (ReplayResult.whole_node_floor_usd: the cheapest
+    whole-node mix of every offering, zero delay), nor, with the model's start-up and decommission billing,
+    less than the foresight bound (ReplayResult.foresight_cost_usd). Where emr-custom-rules itself serves all
+    the demand (τ_U 0), the τ_U target obliges every policy to, so a floor above 0.70 × rules the target out;
+    elsewhere a policy may leave demand unserved as often as emr-custom-rules does, and no bound applies."""
     emr, oracle = r.scores["emr-custom-rules"], r.scores["oracle"]
     if emr.cost_usd <= 0:
         return "emr-custom-rules costs nothing here"
-    floor = oracle.cost_usd / emr.cost_usd
+    floor = (r.whole_node_floor_usd or oracle.cost_usd) / emr.cost_usd
     p = r.params or SimParams()
     foresight = (r.foresight_cost_usd or 0.0) / emr.cost_usd
-    if floor > 0.70:
-        why = (
-            "out of reach: even the oracle, serving all demand with zero delay, costs "
-            f"{floor:.2f} × emr-custom-rules"
+    if floor > 0.70 and emr.tau_u_pct <= 0:
+        return (
+            "out of reach for any policy: emr-custom-rules serves all the demand here, and serving all of it "
+            "with whole nodes of the cluster's offerings costs at least "
+            f"{floor:.3f} × emr-custom-rules even with zero delay (the whole-node floor)"
         )
-        if emr.tau_u_pct > 0:
-            why += f", which is cheap by leaving demand unserved {emr.tau_u_pct:.1f} % of the time"
-        return why
+    if floor > 0.70:
+        return (
+            f"serving all the demand costs at least {floor:.2f} × emr-custom-rules even with zero delay (the "
+            "whole-node floor): below 0.70 × only by leaving demand unserved, as emr-custom-rules does "
+            f"{emr.tau_u_pct:.1f} % of the time"
+        )
     why = (
-        f"the oracle costs {floor:.2f} × emr-custom-rules with zero start-up delay; with perfect foresight "
-        f"but nodes billed {p.provisioning_s:.0f} s before they are usable and {p.decommission_s:.0f} s "
-        f"after release, serving all demand costs at least {foresight:.2f} ×"
+        f"with zero start-up delay serving all demand costs at least {floor:.2f} × emr-custom-rules (the "
+        f"whole-node floor); with perfect foresight but nodes billed {p.provisioning_s:.0f} s before they "
+        f"are usable and {p.decommission_s:.0f} s after release, at least {foresight:.2f} ×"
     )
     if foresight > 0.70:
         why += (

@@ -1,11 +1,19 @@
-"""The foresight bound: the oracle's nodes billed from request (provisioning) to termination."""
+"""The foresight bound (the oracle's nodes billed from request to termination) and the whole-node floor."""
 
 from __future__ import annotations
+
+import math
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from sparkscale.replay.bounds import foresight_cost_usd, windowed_max
+from sparkscale.replay.bounds import (
+    cheapest_cover_usd,
+    floor_rates,
+    foresight_cost_usd,
+    whole_node_floor_usd,
+    windowed_max,
+)
 
 
 def test_windowed_max_by_hand() -> None:
@@ -60,3 +68,45 @@ def test_partial_steps_are_not_counted() -> None:
 def test_the_bound_is_never_below_the_oracle(rates: list[float], prov: int, decom: int) -> None:
     oracle = sum(rates) * 60 / 3600
     assert foresight_cost_usd(rates, step_s=60, provisioning_s=prov, decommission_s=decom) >= oracle - 1e-9
+
+
+def test_cheapest_cover_by_hand() -> None:
+    # a big node of 96 GiB at 0.28 USD/h and a small one of 48 GiB at 0.17: 1..48 GiB -> one small (0.17);
+    # 49..96 -> one big (0.28, cheaper than two small at 0.34); 97..144 -> big + small (0.45); 145..192 ->
+    # two big (0.56)
+    table = cheapest_cover_usd(192, [(96.0, 0.28), (48.0, 0.17)])
+    assert table[0] == 0.0
+    assert table[1] == table[48] == pytest.approx(0.17)
+    assert table[49] == table[96] == pytest.approx(0.28)
+    assert table[97] == table[144] == pytest.approx(0.45)
+    assert table[145] == table[192] == pytest.approx(0.56)
+
+
+def test_sizes_round_up_so_the_floor_stays_a_lower_bound() -> None:
+    # a node of 47.5 usable GiB counts as 48: 48 GiB is covered by one node (really it takes two)
+    assert cheapest_cover_usd(48, [(47.5, 1.0)])[48] == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="no offer"):
+        cheapest_cover_usd(10, [(0.0, 1.0)])
+
+
+def test_whole_node_floor_by_hand() -> None:
+    # core 48 GiB; demand 30, 100, 200 GiB over three 60 s steps -> above core 0, 52, 152 GiB -> 0 + 0.28 +
+    # 0.56 (152 > 144) = 0.84 USD per hour over one-minute steps -> 0.84 / 60 USD
+    rates = floor_rates([30.0, 100.0, 200.0], core_gib=48.0, offers=[(96.0, 0.28), (48.0, 0.17)])
+    assert rates == pytest.approx([0.0, 0.28, 0.56])
+    assert whole_node_floor_usd(rates, step_s=60) == pytest.approx(0.84 / 60)
+
+
+@given(st.lists(st.floats(min_value=0, max_value=2000, allow_nan=False), min_size=1, max_size=30))
+def test_the_floor_is_never_above_the_single_offering_oracle(demand: list[float]) -> None:
+    offers = [(96.0, 0.2822), (48.0, 0.1714), (96.0, 0.3326)]
+    oracle = sum(math.ceil(max(0.0, d - 96.0) / 96.0 - 1e-9) * 0.2822 for d in demand) * 60 / 3600
+    rates = floor_rates(demand, core_gib=96.0, offers=offers)
+    assert whole_node_floor_usd(rates, step_s=60) <= oracle + 1e-9
+
+
+@given(st.lists(st.integers(min_value=0, max_value=400), min_size=1, max_size=40))
+def test_the_floor_rate_grows_with_demand(demand: list[int]) -> None:
+    # what the foresight bound relies on: a cover of more memory also covers less
+    rates = floor_rates(sorted(float(d) for d in demand), core_gib=0.0, offers=[(96.0, 0.28), (48.0, 0.17)])
+    assert rates == sorted(rates)

@@ -61,6 +61,7 @@ def test_json_timeline_and_plot(tmp_path: Path, capsys: pytest.CaptureFixture[st
     stdout = capsys.readouterr().out
     assert "emr-custom-rules on ig-" in stdout
     assert "YARNMemoryAvailablePercentage < 15" in stdout
+    assert "whole-node floor $" in stdout
     assert "foresight bound $" in stdout
     assert "360 s before use" in stdout
     assert "120 s after release" in stdout

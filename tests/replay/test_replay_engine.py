@@ -39,8 +39,8 @@ def test_emr_custom_rules_on_the_golden_trace_by_hand() -> None:
     θ_O     steps 0-9: 18/30 = 0.6 × 10 = 6.0; 19-29: 44/100 × 11 = 4.84; 30-32: 114/30 × 3 = 11.4;
             33-59: 0.6 × 27 = 16.2 → 38.44 · 100/60 = 64.0667 %;  τ_O = (10 + 41)/60 = 85 %
     oracle  1 node for steps 10..29 = 20 node-minutes = $0.10 → ratio 1.1
-    foresight bound: that node billed from 6 steps before (360 s) to 2 steps after (120 s) its use: steps
-            4..31 = 28 node-minutes = $0.14
+    whole-node floor: one offering, so the oracle's $0.10; foresight bound: that node billed from 6 steps
+            before (360 s) to 2 steps after (120 s) its use: steps 4..31 = 28 node-minutes = $0.14
     """
     cfg = Config.from_mapping({"max_task_nodes": 5})
     result = run_replay(
@@ -65,6 +65,7 @@ def test_emr_custom_rules_on_the_golden_trace_by_hand() -> None:
     assert result.scores["oracle"].cost_usd == pytest.approx(0.10)
     assert s.cost_ratio_vs_oracle == pytest.approx(1.1)
     assert result.oracle_cost_usd == pytest.approx(0.10)
+    assert result.whole_node_floor_usd == pytest.approx(0.10)
     assert result.foresight_cost_usd == pytest.approx(0.14)
     assert result.core_gib == 48.0
     assert result.emr_rules is not None

@@ -1,24 +1,29 @@
-"""Cost bounds that put a policy's cost in context (used by the benchmark, not by the scores).
+"""Cost bounds that put a policy's cost in context: printed with a replay and used by the benchmark, never
+part of the scores. Both are lower bounds for any policy that serves all the demand (one that leaves demand
+unserved some of the time can cost less).
 
-The oracle serves every step's demand with zero delay, so it is the cost lower bound of the model with no
-start-up time. A real node is billed from its request, `provisioning_s` before it is usable, until it is
-terminated, `decommission_s` after it was released. The *foresight bound* is the oracle's node count billed
-that way: a node usable at any time in [t, t + provisioning_s] was requested by t, and a node usable at any
-time in [t − decommission_s, t] is not terminated before t, so at time t at least
+*Whole-node floor*: per step, the cheapest set of whole nodes of the cluster's offerings, mixed as it likes,
+whose usable memory covers the demand above core, with zero delay (an unbounded covering knapsack, solved
+once for every whole GiB). Node sizes are rounded up and demand down to whole GiB, so it never exceeds the
+true optimum. The oracle uses its single cheapest offering, so it can cost a little more: its last node is
+rounded up where a smaller node might do.
 
-    billed(t) = max(oracle nodes over [t − decommission_s, t + provisioning_s])
+*Foresight bound*: real nodes are billed from their request, `provisioning_s` before they are usable, until
+they terminate, `decommission_s` after release. Whatever is usable at any time in [t, t + provisioning_s] was
+requested by t, and whatever was usable at any time in [t − decommission_s, t] has not terminated before t,
+so the nodes billed at t cover the largest demand of that window, and cost at least the floor's rate for it:
 
-nodes are billed by any policy, however well it foresees demand, that has the oracle's nodes usable at every
-step. With the oracle's single cheapest offering this is the least such a policy pays (a mix of smaller nodes
-could round some steps more tightly; that is all the bound leaves out). A policy that leaves demand unserved
-some of the time can cost less.
+    billed(t) >= max(floor rate over [t − decommission_s, t + provisioning_s])
+
+(the cheapest cover of the largest demand is the largest of the cheapest covers, since a cover of more also
+covers less). That is the least a policy pays even if it knows every job in advance.
 """
 
 from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 
 def windowed_max(values: Sequence[float], *, before: int, after: int) -> list[float]:
@@ -41,16 +46,42 @@ def windowed_max(values: Sequence[float], *, before: int, after: int) -> list[fl
     return out
 
 
+def cheapest_cover_usd(need_gib: int, offers: Iterable[tuple[float, float]]) -> list[float]:
+    """out[r] = the least USD per hour of whole nodes whose usable GiB (each size rounded up) add up to at
+    least r, for r = 0..need_gib. `offers`: (usable GiB per node, USD per node-hour), unlimited of each."""
+    sizes = [(max(1, math.ceil(size - 1e-9)), usd) for size, usd in offers if size > 0]
+    if not sizes:
+        raise ValueError("no offer with usable memory")
+    best = [0.0] * (max(0, need_gib) + 1)
+    for r in range(1, len(best)):
+        best[r] = min(usd + best[max(0, r - size)] for size, usd in sizes)
+    return best
+
+
+def floor_rates(
+    demand_gib: Sequence[float], *, core_gib: float, offers: Sequence[tuple[float, float]]
+) -> list[float]:
+    """USD per hour of the whole-node floor at each step (module docstring)."""
+    above = [max(0, math.floor(d - core_gib + 1e-9)) for d in demand_gib]
+    table = cheapest_cover_usd(max(above, default=0), offers)
+    return [table[r] for r in above]
+
+
+def whole_node_floor_usd(rates: Sequence[float], *, step_s: float) -> float:
+    """The whole-node floor over the run, from its per-step rates (floor_rates)."""
+    return sum(rates) * step_s / 3600.0
+
+
 def foresight_cost_usd(
-    oracle_usd_per_h: Sequence[float], *, step_s: float, provisioning_s: float, decommission_s: float
+    rates: Sequence[float], *, step_s: float, provisioning_s: float, decommission_s: float
 ) -> float:
-    """The foresight bound (module docstring) from the oracle's cost rate per step (USD per hour, one
-    offering, so proportional to its node count): each step billed at the highest rate within
-    decommission_s before and provisioning_s after it (in whole steps)."""
+    """The foresight bound (module docstring) from per-step cover rates in USD per hour (floor_rates, or any
+    rate that grows with the demand it covers): each step billed at the highest rate within decommission_s
+    before and provisioning_s after it, in whole steps."""
     if step_s <= 0:
         raise ValueError("step_s must be > 0")
     # whole steps only (rounded down): a partly covered step is not counted, so the bound stays a lower one
     before = math.floor(decommission_s / step_s + 1e-9)
     after = math.floor(provisioning_s / step_s + 1e-9)
-    billed = windowed_max(oracle_usd_per_h, before=before, after=after)
+    billed = windowed_max(rates, before=before, after=after)
     return sum(billed) * step_s / 3600.0

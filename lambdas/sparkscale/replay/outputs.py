@@ -128,14 +128,20 @@ def summary_text(result: ReplayResult) -> str:
             f"{s.theta_o_pct:>8.1f}{s.tau_u_pct:>8.2f}{s.tau_o_pct:>8.1f}{s.actions:>9d}"
             f"{_fmt(s.reaction_s_p50, '>12.0f'):>12}{_fmt(s.reaction_s_max, '>8.0f'):>8}"
         )
-    if result.foresight_cost_usd is not None and result.params is not None:
-        oracle = result.oracle_cost_usd
-        ratio = f" = {result.foresight_cost_usd / oracle:.3f} × oracle" if oracle else ""
+    oracle = result.oracle_cost_usd
+    if result.whole_node_floor_usd is not None:
+        ratio = f" = {result.whole_node_floor_usd / oracle:.3f} × oracle" if oracle else ""
         lines += [
             "",
-            f"foresight bound ${result.foresight_cost_usd:.2f}{ratio}: the oracle's nodes billed from their "
+            f"whole-node floor ${result.whole_node_floor_usd:.2f}{ratio}: the cheapest mix of whole nodes of "
+            "every offering covering each step with zero delay; no policy serving all the demand pays less",
+        ]
+    if result.foresight_cost_usd is not None and result.params is not None:
+        ratio = f" = {result.foresight_cost_usd / oracle:.3f} × oracle" if oracle else ""
+        lines += [
+            f"foresight bound ${result.foresight_cost_usd:.2f}{ratio}: those nodes billed from their "
             f"request, {result.params.provisioning_s:g} s before use, to their termination, "
-            f"{result.params.decommission_s:g} s after release; no policy serving all the demand with that "
-            "node type pays less, even knowing every job in advance",
+            f"{result.params.decommission_s:g} s after release; no policy serving all the demand pays less, "
+            "even knowing every job in advance",
         ]
     return "\n".join(lines) + "\n"

@@ -9,7 +9,7 @@ from typing import Any
 
 from sparkscale.config import Config
 from sparkscale.replay import policies as pol
-from sparkscale.replay.bounds import foresight_cost_usd
+from sparkscale.replay.bounds import floor_rates, foresight_cost_usd, whole_node_floor_usd
 from sparkscale.replay.cluster import ClusterSpec
 from sparkscale.replay.engine import ProgressFn, RunRecord, World
 from sparkscale.replay.model import SimParams
@@ -54,8 +54,9 @@ class ReplayResult:
     scores: dict[str, Scores]
     emr_rules: str | None = None
     notes: list[str] = field(default_factory=list)
-    # the oracle's nodes billed from request to termination (replay.bounds): the least a policy serving all
-    # the demand with the oracle's node type pays, even knowing every job in advance
+    # lower bounds for any policy serving all the demand (replay.bounds): the cheapest whole-node mix of
+    # every offering covering each step with zero delay, and the same billed from request to termination
+    whole_node_floor_usd: float | None = None
     foresight_cost_usd: float | None = None
     oracle_cost_usd: float | None = None  # what every policy is scored against, run or not
     params: SimParams | None = None  # the model the run used
@@ -152,6 +153,9 @@ def run_replay(
             f"supply (~{capacity:.0f} GiB with core): raise max_task_nodes/group_max_nodes in --config to "
             "compare fairly"
         )
+    rates = floor_rates(
+        demand, core_gib=core_gib, offers=[(g.usable_gib(f), g.usd_per_hour) for g in cluster.task_groups]
+    )
     return ReplayResult(
         step_s=params.step_s,
         core_gib=core_gib,
@@ -161,8 +165,9 @@ def run_replay(
         scores=scores,
         emr_rules=emr_rules_text,
         notes=notes,
+        whole_node_floor_usd=whole_node_floor_usd(rates, step_s=params.step_s),
         foresight_cost_usd=foresight_cost_usd(
-            oracle.cost_usd_per_h,
+            rates,
             step_s=params.step_s,
             provisioning_s=params.provisioning_s,
             decommission_s=params.decommission_s,
