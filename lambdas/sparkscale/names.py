@@ -74,6 +74,16 @@ ALARM_KIND_HEAP_BYTES: Final = "heap-bytes"
 ALARM_KIND_HEAP_MISSING: Final = "heap-agent-silent"
 ALARM_KIND_HEAP_CRITICAL: Final = "heap-critical"
 
+# --- EventBridge events the stack routes to the handlers (the rules in infra/ and the parsers in events/) ---
+EVENT_SOURCE_CLOUDWATCH: Final = "aws.cloudwatch"
+EVENT_SOURCE_EC2: Final = "aws.ec2"
+EVENT_SOURCE_EMR: Final = "aws.emr"
+DETAIL_ALARM_STATE_CHANGE: Final = "CloudWatch Alarm State Change"
+DETAIL_SPOT_INTERRUPTION: Final = "EC2 Spot Instance Interruption Warning"
+DETAIL_REBALANCE_RECOMMENDATION: Final = "EC2 Instance Rebalance Recommendation"
+DETAIL_EMR_GROUP_STATE_CHANGE: Final = "EMR Instance Group State Change"
+DETAIL_EMR_CLUSTER_STATE_CHANGE: Final = "EMR Cluster State Change"
+
 # --- DynamoDB single-table layout ---------------------------------------------------------------------------
 TABLE_PK: Final = "pk"
 TABLE_SK: Final = "sk"
