@@ -33,14 +33,14 @@ sys.path.insert(0, str(REPO / "lambdas"))
 from sparkscale.alarms import heap_used_threshold_pct  # noqa: E402
 from sparkscale.config import Config  # noqa: E402
 from sparkscale.ports import Ports  # noqa: E402
-from sparkscale.replay import synthetic  # noqa: E402
-from sparkscale.replay.cluster import ClusterSpec, default_cluster  # noqa: E402
-from sparkscale.replay.model import SimParams, heap_used_pct  # noqa: E402
-from sparkscale.replay.policies import POLICIES  # noqa: E402
-from sparkscale.replay.run import PolicySpec, ReplayResult, run_replay  # noqa: E402
-from sparkscale.replay.scores import heap_reaction_times, median  # noqa: E402
-from sparkscale.replay.trace import Trace, load_csv  # noqa: E402
 from sparkscale.service import RunResult  # noqa: E402
+from sparkscale_tools.replay import synthetic  # noqa: E402
+from sparkscale_tools.replay.cluster import ClusterSpec, default_cluster  # noqa: E402
+from sparkscale_tools.replay.model import SimParams, heap_used_pct  # noqa: E402
+from sparkscale_tools.replay.policies import POLICIES  # noqa: E402
+from sparkscale_tools.replay.run import PolicySpec, ReplayResult, run_replay  # noqa: E402
+from sparkscale_tools.replay.scores import heap_reaction_times, median  # noqa: E402
+from sparkscale_tools.replay.trace import Trace, load_csv  # noqa: E402
 
 README = REPO / "README.md"
 WRITE_README_ENV = "SPARKSCALE_BENCH_WRITE_README"

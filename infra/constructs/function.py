@@ -30,12 +30,9 @@ MAX_EVENT_AGE: Final = Duration.minutes(5)
 RETRY_ATTEMPTS: Final = 2
 DLQ_RETENTION: Final = Duration.days(14)
 
-# Not shipped in the Lambda asset: the simulator, the demo, caches, packaging metadata.
+# The Lambda asset is the lambdas/ folder (the tools live in tools/, outside it); not shipped: caches and
+# packaging metadata a local install leaves there.
 ASSET_EXCLUDES: Final = (
-    "sparkscale/replay",
-    "sparkscale/replay/**",
-    "sparkscale/demo",
-    "sparkscale/demo/**",
     "**/__pycache__",
     "**/*.pyc",
     "*.egg-info",

@@ -15,15 +15,15 @@ from sparkscale import names
 from sparkscale.agent import cli as agent_cli
 from sparkscale.agent.aggregate import HeapSnapshot
 from sparkscale.agent.publish import AwsCliSink, PublishError, metric_data
-from sparkscale.cli import main as sparkscale_main
 from sparkscale.clock import utcnow
+from sparkscale_tools.cli import main as sparkscale_main
 
 from tests.agent.conftest import LineReader, agent_env, cloudwatch, free_udp_port, spark_lines
 
 
 def test_agent_process_publishes_real_spark_lines_to_cloudwatch_and_stops_on_sigterm(moto_url):
     port = free_udp_port()
-    cmd = [sys.executable, "-m", "sparkscale.cli", "heap-agent", "--port", str(port)]
+    cmd = [sys.executable, "-m", "sparkscale_tools.cli", "heap-agent", "--port", str(port)]
     cmd += ["--cluster-id", "j-CLITEST", "--interval-s", "1", "--spark-period-s", "10"]
     proc = subprocess.Popen(
         cmd, env=agent_env(moto_url), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True

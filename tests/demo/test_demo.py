@@ -22,13 +22,13 @@ from urllib.parse import urlparse
 
 import pytest
 from sparkscale import alarms, clock, names
-from sparkscale.cli import main
-from sparkscale.demo import aws
-from sparkscale.demo import template as tp
-from sparkscale.demo.run import DEMO_RUN, DemoOptions, DemoResult, default_cluster, run_demo
-from sparkscale.demo.sim import DemoController
-from sparkscale.replay import synthetic
-from sparkscale.replay.run import ReplayResult
+from sparkscale_tools.cli import main
+from sparkscale_tools.demo import aws
+from sparkscale_tools.demo import template as tp
+from sparkscale_tools.demo.run import DEMO_RUN, DemoOptions, DemoResult, default_cluster, run_demo
+from sparkscale_tools.demo.sim import DemoController
+from sparkscale_tools.replay import synthetic
+from sparkscale_tools.replay.run import ReplayResult
 
 from tests.infra.stack_testlib import synth
 

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from sparkscale.cli import main
+from sparkscale_tools.cli import main
 
 from tests.handlers.conftest import Deployment
 from tests.service.shell_support import FIXTURES, group_counts, published
@@ -34,7 +34,7 @@ def test_parse_event_prints_one_json_object(capsys: pytest.CaptureFixture[str]) 
 )
 def test_parse_event_rejects_with_one_line_and_exit_2(path: str, why: str) -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "sparkscale.cli", "parse-event", str(FIXTURES / path)],
+        [sys.executable, "-m", "sparkscale_tools.cli", "parse-event", str(FIXTURES / path)],
         capture_output=True,
         text=True,
         timeout=60,

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
-from sparkscale.cli import main
+from sparkscale_tools.cli import main
 
 OFFERS = Path(__file__).parents[1] / "fixtures" / "policy" / "offers_illustrative.csv"
 

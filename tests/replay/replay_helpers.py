@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from sparkscale.policy.model import Market, Role
-from sparkscale.replay.cluster import ClusterSpec, GroupSpec
+from sparkscale_tools.replay.cluster import ClusterSpec, GroupSpec
 
 REPO = Path(__file__).resolve().parents[2]
 TRACES = REPO / "data" / "traces"

@@ -7,7 +7,7 @@ import math
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from sparkscale.replay.bounds import (
+from sparkscale_tools.replay.bounds import (
     cheapest_cover_usd,
     floor_rates,
     foresight_cost_usd,

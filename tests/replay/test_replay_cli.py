@@ -11,9 +11,9 @@ import boto3
 import pytest
 from moto import mock_aws
 from sparkscale import names
-from sparkscale.cli import main
-from sparkscale.replay.cloudwatch_trace import trace_from_cloudwatch
-from sparkscale.replay.trace import TraceError
+from sparkscale_tools.cli import main
+from sparkscale_tools.replay.cloudwatch_trace import trace_from_cloudwatch
+from sparkscale_tools.replay.trace import TraceError
 
 BASELINES = "emr-custom-rules,static-peak,oracle"
 SCORE_KEYS = {
@@ -292,7 +292,7 @@ def test_progress_bar_on_stderr(tmp_path: Path, capsys: pytest.CaptureFixture[st
 def test_progress_bar_updates_once_per_percent() -> None:
     import io
 
-    from sparkscale.replay.progress import ProgressBar
+    from sparkscale_tools.replay.progress import ProgressBar
 
     buf = io.StringIO()
     update = ProgressBar(buf, width=10).for_policy("p")

@@ -11,11 +11,11 @@ from replay_helpers import tiny_cluster
 from sparkscale import names
 from sparkscale.alarms import alarm_specs
 from sparkscale.config import Config
-from sparkscale.replay.cloudwatch_sim import AlarmBank, AlarmEvaluator, MetricStream, compile_expression
-from sparkscale.replay.engine import RunRecord, World
-from sparkscale.replay.model import SimParams, emr_signals, heap_signals
-from sparkscale.replay.policies import EmrRulesController
-from sparkscale.replay.run import PolicySpec, run_replay
+from sparkscale_tools.replay.cloudwatch_sim import AlarmBank, AlarmEvaluator, MetricStream, compile_expression
+from sparkscale_tools.replay.engine import RunRecord, World
+from sparkscale_tools.replay.model import SimParams, emr_signals, heap_signals
+from sparkscale_tools.replay.policies import EmrRulesController
+from sparkscale_tools.replay.run import PolicySpec, run_replay
 
 # Golden trace: 30 GiB for 10 min, 100 GiB for 20 min, 30 GiB for 30 min (60 steps of 60 s).
 GOLDEN = [30.0] * 10 + [100.0] * 20 + [30.0] * 30

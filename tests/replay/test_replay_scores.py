@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from replay_helpers import tiny_cluster
 from sparkscale.config import Config
-from sparkscale.replay import policies as pol
-from sparkscale.replay.model import SimParams
-from sparkscale.replay.scores import episodes, exact_onsets, heap_reaction_times, reaction_times, score
+from sparkscale_tools.replay import policies as pol
+from sparkscale_tools.replay.model import SimParams
+from sparkscale_tools.replay.scores import episodes, exact_onsets, heap_reaction_times, reaction_times, score
 
 
 def test_elasticity_metrics_by_hand() -> None:

@@ -8,11 +8,11 @@ import pytest
 from replay_helpers import tiny_cluster
 from sparkscale.config import Config
 from sparkscale.policy.model import Market, Role
-from sparkscale.replay import outputs, synthetic
-from sparkscale.replay.cluster import ClusterSpec, GroupSpec, default_cluster
-from sparkscale.replay.model import SimParams
-from sparkscale.replay.policies import POLICIES
-from sparkscale.replay.run import PolicySpec, run_replay
+from sparkscale_tools.replay import outputs, synthetic
+from sparkscale_tools.replay.cluster import ClusterSpec, GroupSpec, default_cluster
+from sparkscale_tools.replay.model import SimParams
+from sparkscale_tools.replay.policies import POLICIES
+from sparkscale_tools.replay.run import PolicySpec, run_replay
 
 GOLDEN = [30.0] * 10 + [100.0] * 20 + [30.0] * 30
 

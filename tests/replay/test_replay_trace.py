@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 from replay_helpers import TRACES
-from sparkscale.replay import synthetic
-from sparkscale.replay.trace import TraceError, load_csv
+from sparkscale_tools.replay import synthetic
+from sparkscale_tools.replay.trace import TraceError, load_csv
 
 
 def write(tmp_path: Path, text: str, name: str = "t.csv") -> Path:

@@ -39,8 +39,8 @@ from sparkscale.policy.model import (
     ScalerState,
 )
 from sparkscale.ports import CapacityErrorRecorder, Notice, Ports
-from sparkscale.replay.sim_ports import MemoryStateStore
 from sparkscale.service import Outcome, RunResult
+from sparkscale_tools.replay.sim_ports import MemoryStateStore
 
 from tests.service.shell_support import T0, cluster, create_table, fake_aws_env, group, pressure
 

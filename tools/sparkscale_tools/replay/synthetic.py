@@ -14,7 +14,7 @@ import math
 import random
 from collections.abc import Callable
 
-from sparkscale.replay.trace import Trace
+from sparkscale_tools.replay.trace import Trace
 
 DAY_S = 86_400
 

@@ -21,8 +21,9 @@ from sparkscale.policy.model import (
     Signal,
 )
 from sparkscale.ports import Notice, Ports
-from sparkscale.replay.cloudwatch_sim import MetricStream
-from sparkscale.replay.engine import World
+
+from sparkscale_tools.replay.cloudwatch_sim import MetricStream
+from sparkscale_tools.replay.engine import World
 
 _SIGNAL_BY_METRIC: dict[str, Signal] = {s.value: s for s in Signal}
 _NO_STATE = ScalerState()  # a cluster's state before its first save (immutable: one for every load)

@@ -20,9 +20,10 @@ from typing import Protocol
 
 from sparkscale.config import Config
 from sparkscale.policy.model import GroupStatus, Market
-from sparkscale.replay.cloudwatch_sim import MetricStream
-from sparkscale.replay.cluster import ClusterSpec, GroupSpec
-from sparkscale.replay.model import SimParams, emr_signals, heap_signals, heap_used_pct
+
+from sparkscale_tools.replay.cloudwatch_sim import MetricStream
+from sparkscale_tools.replay.cluster import ClusterSpec, GroupSpec
+from sparkscale_tools.replay.model import SimParams, emr_signals, heap_signals, heap_used_pct
 
 ProgressFn = Callable[[int, int], None]
 

@@ -20,11 +20,12 @@ from sparkscale import interruptions, names, service
 from sparkscale.alarms import AlarmSpec, alarm_specs
 from sparkscale.config import Config
 from sparkscale.policy.model import Market
-from sparkscale.replay.cloudwatch_sim import AlarmBank, AlarmEvaluator
-from sparkscale.replay.cluster import ClusterSpec, GroupSpec
-from sparkscale.replay.engine import GroupRuntime, RunRecord, World
-from sparkscale.replay.model import SimParams, heap_used_pct
-from sparkscale.replay.sim_ports import SimInstanceLocator, sim_ports
+
+from sparkscale_tools.replay.cloudwatch_sim import AlarmBank, AlarmEvaluator
+from sparkscale_tools.replay.cluster import ClusterSpec, GroupSpec
+from sparkscale_tools.replay.engine import GroupRuntime, RunRecord, World
+from sparkscale_tools.replay.model import SimParams, heap_used_pct
+from sparkscale_tools.replay.sim_ports import SimInstanceLocator, sim_ports
 
 SPARKSCALE = "sparkscale"
 EMR_CUSTOM_RULES = "emr-custom-rules"

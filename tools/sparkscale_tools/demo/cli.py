@@ -89,11 +89,12 @@ def repo_root() -> Path:
 
 def _demo(args: argparse.Namespace) -> int:
     from sparkscale.config import ConfigError  # noqa: PLC0415 - keep `sparkscale --help` fast
-    from sparkscale.demo.run import DemoOptions, default_cluster, run_demo, summary_text  # noqa: PLC0415
-    from sparkscale.demo.template import DemoError  # noqa: PLC0415
-    from sparkscale.replay.cluster import ClusterSpecError, load_cluster  # noqa: PLC0415
-    from sparkscale.replay.model import SimParams  # noqa: PLC0415
-    from sparkscale.replay.trace import TraceError  # noqa: PLC0415
+
+    from sparkscale_tools.demo.run import DemoOptions, default_cluster, run_demo, summary_text  # noqa: PLC0415
+    from sparkscale_tools.demo.template import DemoError  # noqa: PLC0415
+    from sparkscale_tools.replay.cluster import ClusterSpecError, load_cluster  # noqa: PLC0415
+    from sparkscale_tools.replay.model import SimParams  # noqa: PLC0415
+    from sparkscale_tools.replay.trace import TraceError  # noqa: PLC0415
 
     out_dir = Path(args.out)
     try:
@@ -128,9 +129,9 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _trace(args: argparse.Namespace) -> Any:
-    from sparkscale.demo.template import DemoError  # noqa: PLC0415
-    from sparkscale.replay import synthetic  # noqa: PLC0415
-    from sparkscale.replay.trace import Trace, load_csv  # noqa: PLC0415
+    from sparkscale_tools.demo.template import DemoError  # noqa: PLC0415
+    from sparkscale_tools.replay import synthetic  # noqa: PLC0415
+    from sparkscale_tools.replay.trace import Trace, load_csv  # noqa: PLC0415
 
     if args.hours is not None and not 0 < args.hours <= 24 * 400:
         raise DemoError(f"--hours must be in (0, 9600], got {args.hours:g}")
@@ -158,7 +159,8 @@ def synth_with_config(config_path: Path, outdir: Path) -> Path:
     """`cdk synth` (the pinned CLI from `make venv`, offline) with `-c sparkscale=<the file's settings>`;
     returns the template. A config without clusters gets a placeholder (the demo replaces it anyway)."""
     from sparkscale.config_io import from_file  # noqa: PLC0415
-    from sparkscale.demo.template import DemoError, find_template  # noqa: PLC0415
+
+    from sparkscale_tools.demo.template import DemoError, find_template  # noqa: PLC0415
 
     raw = json.loads(from_file(config_path).to_json())
     if not raw.get("clusters"):

@@ -21,19 +21,20 @@ from types import ModuleType
 from typing import Any, Final, TextIO
 
 from sparkscale.config import Config
-from sparkscale.demo import aws
-from sparkscale.demo import template as tp
-from sparkscale.demo.console import Console
-from sparkscale.demo.sim import DemoController, DemoStats
 from sparkscale.policy.model import Role
-from sparkscale.replay import outputs
-from sparkscale.replay import policies as pol
-from sparkscale.replay.cluster import ClusterSpec, cluster_from_mapping
-from sparkscale.replay.engine import RunRecord, World
-from sparkscale.replay.model import SimParams
-from sparkscale.replay.run import PolicySpec, ReplayResult, run_replay
-from sparkscale.replay.scores import score
-from sparkscale.replay.trace import Trace
+
+from sparkscale_tools.demo import aws
+from sparkscale_tools.demo import template as tp
+from sparkscale_tools.demo.console import Console
+from sparkscale_tools.demo.sim import DemoController, DemoStats
+from sparkscale_tools.replay import outputs
+from sparkscale_tools.replay import policies as pol
+from sparkscale_tools.replay.cluster import ClusterSpec, cluster_from_mapping
+from sparkscale_tools.replay.engine import RunRecord, World
+from sparkscale_tools.replay.model import SimParams
+from sparkscale_tools.replay.run import PolicySpec, ReplayResult, run_replay
+from sparkscale_tools.replay.scores import score
+from sparkscale_tools.replay.trace import Trace
 
 DEMO_RUN: Final = "sparkscale (demo)"
 # The demo cluster: MASTER, CORE and two SPOT TASK groups of different instance types (the replay's cluster

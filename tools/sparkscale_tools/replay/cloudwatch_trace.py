@@ -13,7 +13,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sparkscale import names
-from sparkscale.replay.trace import Trace, TraceError
+
+from sparkscale_tools.replay.trace import Trace, TraceError
 
 _QUERIES = (
     ("alloc", names.EMR_MEMORY_ALLOCATED_MB),

@@ -94,11 +94,12 @@ def _fail(msg: str, code: int = 2) -> int:
 
 def _replay(args: argparse.Namespace) -> int:
     from sparkscale.config import ConfigError  # noqa: PLC0415 - keep `sparkscale --help` fast
-    from sparkscale.replay import outputs  # noqa: PLC0415
-    from sparkscale.replay.cluster import ClusterSpecError  # noqa: PLC0415
-    from sparkscale.replay.progress import ProgressBar  # noqa: PLC0415
-    from sparkscale.replay.run import ReplayError, run_replay  # noqa: PLC0415
-    from sparkscale.replay.trace import TraceError  # noqa: PLC0415
+
+    from sparkscale_tools.replay import outputs  # noqa: PLC0415
+    from sparkscale_tools.replay.cluster import ClusterSpecError  # noqa: PLC0415
+    from sparkscale_tools.replay.progress import ProgressBar  # noqa: PLC0415
+    from sparkscale_tools.replay.run import ReplayError, run_replay  # noqa: PLC0415
+    from sparkscale_tools.replay.trace import TraceError  # noqa: PLC0415
 
     try:
         inputs = _inputs(args)
@@ -150,9 +151,10 @@ def _inputs(args: argparse.Namespace) -> _Inputs:
     """Everything the replay needs from the arguments; raises the input errors _replay turns into exit 2."""
     from sparkscale.config import Config  # noqa: PLC0415
     from sparkscale.config_io import from_file  # noqa: PLC0415
-    from sparkscale.replay import cluster as cl  # noqa: PLC0415
-    from sparkscale.replay.model import SimParams  # noqa: PLC0415
-    from sparkscale.replay.run import ReplayError, parse_policies  # noqa: PLC0415
+
+    from sparkscale_tools.replay import cluster as cl  # noqa: PLC0415
+    from sparkscale_tools.replay.model import SimParams  # noqa: PLC0415
+    from sparkscale_tools.replay.run import ReplayError, parse_policies  # noqa: PLC0415
 
     config = from_file(args.config) if args.config else Config()
     cluster = cl.load_cluster(args.cluster) if args.cluster else cl.default_cluster()
@@ -178,9 +180,9 @@ def _inputs(args: argparse.Namespace) -> _Inputs:
 
 
 def _trace(args: argparse.Namespace, container_mb: int) -> Any:
-    from sparkscale.replay import synthetic  # noqa: PLC0415
-    from sparkscale.replay.run import ReplayError  # noqa: PLC0415
-    from sparkscale.replay.trace import load_csv  # noqa: PLC0415
+    from sparkscale_tools.replay import synthetic  # noqa: PLC0415
+    from sparkscale_tools.replay.run import ReplayError  # noqa: PLC0415
+    from sparkscale_tools.replay.trace import load_csv  # noqa: PLC0415
 
     days = args.days if args.days is not None else DEFAULT_DAYS
     if args.trace:
@@ -205,9 +207,9 @@ class _AwsFailure(Exception):
 def _cloudwatch_trace(cluster_id: str, days: float, region: str | None, container_mb: int) -> Any:
     import boto3  # noqa: PLC0415
     from botocore.exceptions import BotoCoreError, ClientError  # noqa: PLC0415
-
     from sparkscale.clock import utcnow  # noqa: PLC0415
-    from sparkscale.replay.cloudwatch_trace import trace_from_cloudwatch  # noqa: PLC0415
+
+    from sparkscale_tools.replay.cloudwatch_trace import trace_from_cloudwatch  # noqa: PLC0415
 
     try:
         client = boto3.client("cloudwatch", region_name=region)

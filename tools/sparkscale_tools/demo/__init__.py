@@ -8,6 +8,6 @@ server on 127.0.0.1), end to end, with the resources taken from the synthesized 
 - console.py   what a person sees: decision lines, operator emails, the progress bar
 - run.py       one demo run (used by the CLI and the test); cli.py registers `sparkscale demo`
 
-Not part of the Lambda asset (infra/constructs/function.py excludes it); boto3, moto and matplotlib are
+Not part of the Lambda asset (it lives in tools/, outside lambdas/); boto3, moto and matplotlib are
 imported only when the demo runs.
 """

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from typing import TextIO
 
-from sparkscale.replay.engine import ProgressFn
+from sparkscale_tools.replay.engine import ProgressFn
 
 
 class ProgressBar:

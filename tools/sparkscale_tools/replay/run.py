@@ -8,12 +8,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sparkscale.config import Config
-from sparkscale.replay import policies as pol
-from sparkscale.replay.bounds import floor_rates, foresight_cost_usd, whole_node_floor_usd
-from sparkscale.replay.cluster import ClusterSpec
-from sparkscale.replay.engine import ProgressFn, RunRecord, World
-from sparkscale.replay.model import SimParams
-from sparkscale.replay.scores import Scores, score
+
+from sparkscale_tools.replay import policies as pol
+from sparkscale_tools.replay.bounds import floor_rates, foresight_cost_usd, whole_node_floor_usd
+from sparkscale_tools.replay.cluster import ClusterSpec
+from sparkscale_tools.replay.engine import ProgressFn, RunRecord, World
+from sparkscale_tools.replay.model import SimParams
+from sparkscale_tools.replay.scores import Scores, score
 
 
 class ReplayError(ValueError):

@@ -73,7 +73,6 @@ def _parse_event(args: argparse.Namespace) -> int:
 
 def _decide(args: argparse.Namespace) -> int:
     from botocore.exceptions import BotoCoreError, NoRegionError  # noqa: PLC0415
-
     from sparkscale.config import ConfigError  # noqa: PLC0415
     from sparkscale.config_io import from_environment, from_file  # noqa: PLC0415
     from sparkscale.errors import SparkscaleError  # noqa: PLC0415

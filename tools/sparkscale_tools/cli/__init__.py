@@ -13,12 +13,12 @@ from sparkscale import __version__
 # Each module defines `register(subparsers: argparse._SubParsersAction) -> None`; every parser it adds sets
 # `func=callable(args) -> int` (the exit code).
 COMMAND_MODULES: tuple[str, ...] = (
-    "sparkscale.cli_config",
+    "sparkscale_tools.cli.config",
     "sparkscale.agent.cli",
-    "sparkscale.replay.cli",
-    "sparkscale.cli_plan",
-    "sparkscale.cli_events",
-    "sparkscale.demo.cli",
+    "sparkscale_tools.replay.cli",
+    "sparkscale_tools.cli.plan",
+    "sparkscale_tools.cli.events",
+    "sparkscale_tools.demo.cli",
 )
 
 
@@ -40,7 +40,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

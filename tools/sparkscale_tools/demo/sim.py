@@ -34,12 +34,13 @@ from typing import Any, Final, TextIO
 from sparkscale import names
 from sparkscale.adapters.dynamodb import DynamoStateStore
 from sparkscale.adapters.sns import sns_subject
-from sparkscale.demo import console as con
-from sparkscale.demo.aws import Clients, DemoAlarm, EmrOverlay, Provisioned, drain
-from sparkscale.demo.template import ACCOUNT_ID, ALARM_HANDLER, RECONCILE_HANDLER, REGION, StackTemplate
 from sparkscale.policy.model import Direction, Role
-from sparkscale.replay.cloudwatch_sim import compile_expression
-from sparkscale.replay.engine import World
+
+from sparkscale_tools.demo import console as con
+from sparkscale_tools.demo.aws import Clients, DemoAlarm, EmrOverlay, Provisioned, drain
+from sparkscale_tools.demo.template import ACCOUNT_ID, ALARM_HANDLER, RECONCILE_HANDLER, REGION, StackTemplate
+from sparkscale_tools.replay.cloudwatch_sim import compile_expression
+from sparkscale_tools.replay.engine import World
 
 REGION_NAME: Final = "US East (N. Virginia)"  # how CloudWatch names us-east-1 in alarm messages
 SHOWN_OUTCOMES: Final = frozenset({"applied", "dry_run", "group_busy", "throttled", "invalid"})

@@ -23,7 +23,9 @@ from datetime import datetime
 from typing import Any, Final
 
 from sparkscale.alarms import AlarmSpec
-from sparkscale.demo.template import (
+from sparkscale.policy.model import Market, Role
+
+from sparkscale_tools.demo.template import (
     ACCOUNT_ID,
     ALARM_HANDLER,
     RECONCILE_HANDLER,
@@ -34,8 +36,7 @@ from sparkscale.demo.template import (
     alarm_spec,
     put_metric_alarm_params,
 )
-from sparkscale.policy.model import Market, Role
-from sparkscale.replay.cluster import ClusterSpec
+from sparkscale_tools.replay.cluster import ClusterSpec
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +115,6 @@ class Clients:
 
 def clients(endpoint: str) -> Clients:
     import boto3  # noqa: PLC0415
-
     from sparkscale.adapters.aws import boto_config  # noqa: PLC0415
 
     s = boto3.session.Session(region_name=REGION)

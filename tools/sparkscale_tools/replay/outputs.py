@@ -9,7 +9,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from sparkscale.replay.run import ReplayResult
+from sparkscale_tools.replay.run import ReplayResult
 
 SCORE_KEYS = (
     "cost_usd",
