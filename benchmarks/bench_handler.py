@@ -109,13 +109,13 @@ def warm_event_us() -> dict[str, float]:
     os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "Sparkscale")
     from aws_lambda_powertools.utilities.idempotency import IdempotencyConfig, idempotent_function
     from handlers import alarm, common
-    from sparkscale import events
     from sparkscale.config import Config
-    from sparkscale.inmemory import CollectingNotifier, FakeEmr, FixedMetrics, InMemoryStateStore
+    from sparkscale.events import alarm as events
+    from sparkscale.memory import CollectingNotifier, FakeEmr, FixedMetrics, InMemoryStateStore
     from sparkscale.ports import Ports
-    from sparkscale.service import run_once
+    from sparkscale.usecases.scale import run_once
 
-    from tests.service.shell_support import (
+    from tests.scale.shell_support import (
         T0,
         FakeLambdaContext,
         alarm_body,

@@ -33,7 +33,7 @@ sys.path.insert(0, str(REPO / "lambdas"))
 from sparkscale.alarms import heap_used_threshold_pct  # noqa: E402
 from sparkscale.config import Config  # noqa: E402
 from sparkscale.ports import Ports  # noqa: E402
-from sparkscale.service import RunResult  # noqa: E402
+from sparkscale.usecases.scale import RunResult  # noqa: E402
 from sparkscale_tools.replay import synthetic  # noqa: E402
 from sparkscale_tools.replay.cluster import ClusterSpec, default_cluster  # noqa: E402
 from sparkscale_tools.replay.model import SimParams, heap_used_pct  # noqa: E402
@@ -166,7 +166,7 @@ def timed_replay(demand: list[float], spec: PolicySpec, config: Config) -> float
 
 def simulator_overhead(demand: list[float], config: Config) -> tuple[int, float]:
     """(run_once calls, seconds) of a sparkscale replay whose run_once only reads the cluster and metrics."""
-    import sparkscale.service as service_module
+    import sparkscale.usecases.scale as service_module
 
     calls = [0]
     real = service_module.run_once

@@ -1,5 +1,5 @@
 """In-memory model builders shared by the policy tests (tests/policy/policy_builders.py) and the shell tests
-(tests/service/shell_support.py). Each suite wraps `group` with its own defaults: its worked numbers depend
+(tests/scale/shell_support.py). Each suite wraps `group` with its own defaults: its worked numbers depend
 on them."""
 
 from __future__ import annotations

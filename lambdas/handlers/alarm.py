@@ -1,4 +1,5 @@
-"""Alarm Lambda (SNS alarm topic): parse at the edge, then one idempotent `service.run_once` per cluster.
+"""Alarm Lambda (SNS alarm topic): parse at the edge, then one idempotent `usecases.scale.run_once` per
+cluster.
 
 The alarm is a wake-up call: run_once re-reads the cluster and its metrics and decides from the current state.
 A duplicate SNS delivery (same MessageId) does nothing (Powertools Idempotency on the business function, same
@@ -12,9 +13,9 @@ import os
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
-from sparkscale import events, names
-from sparkscale.clock import utcnow
+from sparkscale import names
 from sparkscale.errors import BadEvent
+from sparkscale.events import alarm as events
 
 from handlers import common
 
@@ -25,13 +26,13 @@ IDEMPOTENCY_TTL_S = 6 * 3600  # SNS retries a failed async invocation for up to 
 
 def evaluate(trigger: dict[str, Any], owner: str) -> dict[str, Any]:
     """The business function (idempotent on trigger["message_id"]): one run_once and its metrics."""
-    from sparkscale.service import run_once  # noqa: PLC0415 - lazy: keeps the cold import small
+    from sparkscale.usecases.scale import run_once  # noqa: PLC0415 - lazy: keeps the cold import small
 
     rt = common.runtime(logger)
     logger.info("alarm trigger", extra={"trigger": trigger})
     result, ms = common.timed(
         lambda: run_once(
-            now=utcnow(), cluster_id=trigger["cluster_id"], ports=rt.ports, config=rt.config, owner=owner
+            now=rt.clock(), cluster_id=trigger["cluster_id"], ports=rt.ports, config=rt.config, owner=owner
         )
     )
     common.emit_result(metrics, result, ms)

@@ -10,18 +10,21 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from sparkscale import names
+from sparkscale.clock import utcnow
 from sparkscale.config import Config
 from sparkscale.config_io import from_environment
 from sparkscale.ports import AlarmReader, Ports
 
 if TYPE_CHECKING:
     from aws_lambda_powertools import Logger, Metrics
-    from sparkscale.service import RunResult
+    from sparkscale.usecases.scale import RunResult
 
-_LOCK = threading.Lock()  # Metrics keep one shared set per process: one evaluation's EMF document at a time
+# Metrics keep one shared set per process: one EMF document at a time
+METRICS_LOCK = threading.Lock()
 
 
 @dataclass
@@ -36,15 +39,26 @@ class Runtime:
     dynamodb: Any = None  # the boto3 DynamoDB client (Powertools Idempotency shares it)
     clients: Any = None  # sparkscale.adapters.aws.AwsClients of a real deployment (emr, cloudwatch, ec2, ...)
     cache: dict[str, Any] = field(default_factory=dict)
+    clock: Callable[[], datetime] = utcnow  # the wall clock; the demo injects its simulated one
 
 
 _runtime: Runtime | None = None
+_clock: Callable[[], datetime] = utcnow
 
 
 def set_runtime(rt: Runtime | None) -> None:
     """Tests, the demo and the benchmark inject a Runtime (None: rebuild from the environment next time)."""
     global _runtime  # noqa: PLW0603 - one per warm container, by design
     _runtime = rt
+
+
+def set_clock(clock: Callable[[], datetime] | None) -> None:
+    """The clock every handler reads `now` from (None: the wall clock again), in the current Runtime and in
+    any Runtime built later. The demo runs the real handlers on its simulated clock this way."""
+    global _clock  # noqa: PLW0603 - one per process, like the Runtime
+    _clock = clock or utcnow
+    if _runtime is not None:
+        _runtime.clock = _clock
 
 
 def build_runtime(environ: Mapping[str, str]) -> Runtime:
@@ -68,6 +82,7 @@ def build_runtime(environ: Mapping[str, str]) -> Runtime:
         alarm_prefix=environ.get(names.ENV_ALARM_PREFIX) or config.alarm_prefix,
         dynamodb=clients.dynamodb,
         clients=clients,
+        clock=_clock,
     )
 
 
@@ -104,7 +119,7 @@ def emit_result(metrics: Metrics, result: RunResult, latency_ms: float) -> None:
     """One EMF document for one evaluation: dimension ClusterId only."""
     from aws_lambda_powertools.metrics import MetricUnit  # noqa: PLC0415 - already imported by Metrics
 
-    with _LOCK:
+    with METRICS_LOCK:
         metrics.add_dimension(name=names.DIM_CLUSTER_ID, value=result.cluster_id)
         metrics.add_metric(name=names.M_SCALING_ACTIONS, unit=MetricUnit.Count, value=result.scaling_actions)
         metrics.add_metric(name=names.M_DECISION_LATENCY_MS, unit=MetricUnit.Milliseconds, value=latency_ms)
@@ -132,7 +147,7 @@ def emit_count(metrics: Metrics, name: str, cluster_id: str | None, **metadata: 
     """A single count (RejectedEvents, Failures) for a cluster ("unknown" when the event named none)."""
     from aws_lambda_powertools.metrics import MetricUnit  # noqa: PLC0415
 
-    with _LOCK:
+    with METRICS_LOCK:
         metrics.add_dimension(name=names.DIM_CLUSTER_ID, value=cluster_id or "unknown")
         metrics.add_metric(name=name, unit=MetricUnit.Count, value=1)
         for k, v in metadata.items():

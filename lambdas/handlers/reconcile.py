@@ -13,7 +13,6 @@ from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
 from sparkscale import names
-from sparkscale.clock import utcnow
 from sparkscale.errors import SparkscaleError
 
 from handlers import common
@@ -24,7 +23,7 @@ metrics = Metrics(namespace=names.SCALER_NAMESPACE, service="")  # dimension Clu
 
 @logger.inject_lambda_context(clear_state=True)
 def handler(event: Any, context: Any) -> dict[str, Any]:
-    from sparkscale.service import RunResult, reconcile_once  # noqa: PLC0415 - lazy: small cold import
+    from sparkscale.usecases.scale import RunResult, reconcile_once  # noqa: PLC0415 - lazy: small cold import
 
     rt = common.runtime(logger)
     if not isinstance(event, dict):
@@ -41,9 +40,8 @@ def handler(event: Any, context: Any) -> dict[str, Any]:
     for cid in rt.config.clusters:
 
         def step(cid: str = cid) -> RunResult:
-            now = utcnow()
             return reconcile_once(
-                now=now,
+                now=rt.clock(),
                 cluster_id=cid,
                 ports=rt.ports,
                 config=rt.config,

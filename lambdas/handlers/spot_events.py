@@ -1,10 +1,11 @@
-"""Events Lambda (EventBridge): "EC2 Spot Instance Interruption Warning" and "EC2 Instance Rebalance
-Recommendation" → move the node to another pool (sparkscale.interruptions.handle_spot_event).
+"""Spot-events Lambda (EventBridge): "EC2 Spot Instance Interruption Warning" and "EC2 Instance Rebalance
+Recommendation" -> move the node to another pool (sparkscale.usecases.spot_events.handle_spot_event).
 
-Thin: parse at the edge, one call into the core, metrics and logs. A rejected event (not one of the two, or an
-instance outside the managed clusters) is logged with its reason and counted (RejectedEvents); it never fails
-the invocation. LeaseHeld, Throttled and TransientAwsError do, so Lambda retries the event. A duplicate
-delivery is recognised in the core (the per-cluster notice ledger), under the same lease as the scaler.
+Thin: parse at the edge (the events registry), one call into the use case, metrics and logs. A rejected event
+(not one of the two, or an instance outside the managed clusters) is logged with its reason and counted
+(RejectedEvents); it never fails the invocation. LeaseHeld, Throttled and TransientAwsError do, so Lambda
+retries the event. A duplicate delivery is recognised in the use case (the per-cluster notice ledger), under
+the same lease as the scaler.
 """
 
 from __future__ import annotations
@@ -13,10 +14,12 @@ import os
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
-from sparkscale import names
-from sparkscale.clock import utcnow
+from sparkscale import events, names
 from sparkscale.errors import BadEvent, SparkscaleError
-from sparkscale.interruptions import InstanceLocator, Result, SpotResult, handle_spot_event, parse_spot_event
+from sparkscale.events.spot import SpotEvent
+from sparkscale.ports import InstanceLocator
+from sparkscale.usecases.shell import Outcome
+from sparkscale.usecases.spot_events import SpotResult, handle_spot_event
 
 from handlers import common
 
@@ -45,14 +48,16 @@ def locator(rt: common.Runtime) -> InstanceLocator:
 @logger.inject_lambda_context(clear_state=True)
 def handler(event: Any, context: Any) -> dict[str, Any]:
     try:
-        spot = parse_spot_event(event)
+        spot = events.parse_eventbridge(event, family=events.FAMILY_SPOT)
     except BadEvent as exc:
         return _rejected(exc.reason)
+    if not isinstance(spot, SpotEvent):  # the registry's spot family parses to SpotEvent
+        return _rejected(f"not a spot event: {type(spot).__name__}")
     logger.append_keys(instance_id=spot.instance_id, spot_event=spot.kind.value)
     rt = common.runtime(logger)
     try:
         result = handle_spot_event(
-            now=utcnow(),
+            now=rt.clock(),
             event=spot,
             ports=rt.ports,
             locator=locator(rt),
@@ -65,7 +70,7 @@ def handler(event: Any, context: Any) -> dict[str, Any]:
         logger.warning("spot event not handled now: Lambda retries it", extra={"error": repr(exc)})
         common.emit_count(metrics, names.M_FAILURES, None, error=type(exc).__name__)
         raise
-    if result.result is Result.IGNORED:
+    if result.outcome is Outcome.IGNORED:
         return _rejected(result.reason)
     return _handled(result)
 
@@ -84,20 +89,21 @@ def _handled(result: SpotResult) -> dict[str, Any]:
         {"group_id": t.group_id, "from": t.current, "to": t.target} for t in (plan.changes if plan else ())
     ]
     out = {
-        "result": result.result.value,
+        "result": result.outcome.value,
         "reason": result.reason,
         "cluster_id": result.cluster_id,
-        "outcome": plan.outcome.value if plan else None,
+        "outcome": plan.kind.value if plan else None,
         "changes": changes,
     }
     logger.info("spot event handled", extra=out)
-    metrics.add_dimension(name=names.DIM_CLUSTER_ID, value=result.cluster_id)
-    metrics.add_metric(name=names.M_SPOT_EVENTS, unit=MetricUnit.Count, value=1)
-    moved = int(result.result is Result.APPLIED)
-    metrics.add_metric(name=names.M_SPOT_REPLACEMENTS, unit=MetricUnit.Count, value=moved)
-    failures = int(result.result is Result.FAILED) + int(result.notify_failed)
-    if failures:
-        metrics.add_metric(name=names.M_FAILURES, unit=MetricUnit.Count, value=failures)
-    metrics.add_metadata(key="result", value=result.result.value)
-    metrics.flush_metrics()
+    with common.METRICS_LOCK:
+        metrics.add_dimension(name=names.DIM_CLUSTER_ID, value=result.cluster_id)
+        metrics.add_metric(name=names.M_SPOT_EVENTS, unit=MetricUnit.Count, value=1)
+        moved = int(result.outcome is Outcome.APPLIED)
+        metrics.add_metric(name=names.M_SPOT_REPLACEMENTS, unit=MetricUnit.Count, value=moved)
+        failures = int(result.outcome is Outcome.FAILED) + result.notify_failures
+        if failures:
+            metrics.add_metric(name=names.M_FAILURES, unit=MetricUnit.Count, value=failures)
+        metrics.add_metadata(key="result", value=result.outcome.value)
+        metrics.flush_metrics()
     return out

@@ -1,5 +1,5 @@
-"""What the service needs from the outside world, as Protocols. Adapters (AWS) and the replay (simulation)
-implement them; the service and the handlers only see these."""
+"""Every Protocol the use cases need from the outside world. Adapters (AWS), the in-memory set (memory/) and
+the replay's simulation implement them; the use cases and the handlers only see these."""
 
 from __future__ import annotations
 
@@ -66,10 +66,16 @@ class CapacityErrorRecorder(Protocol):
 class Notice:
     """One operator message: an action, a failure, or 'at max and still under pressure'."""
 
-    kind: str  # "action" | "dry_run" | "failure" | "at_max" | "cluster_gone" | "fallback" | "interruption"
+    kind: str  # one of notices.KINDS
     cluster_id: str
     subject: str  # < 100 characters (SNS email subject limit)
     body: str  # readable in an email
+    footer: str = ""  # "sparkscale | cluster J | kind K": what a mail filter can match
+
+    @property
+    def message(self) -> str:
+        """The whole email text: the body, then the footer."""
+        return f"{self.body}\n\n{self.footer}" if self.footer else self.body
 
 
 class Notifier(Protocol):
@@ -88,6 +94,27 @@ class NoticeLedger(Protocol):
     def claimed_at(self, cluster_id: str, key: str, now: datetime) -> datetime | None:
         """When (cluster, key) was claimed, if that claim is still in force at `now`."""
         ...
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceLocation:
+    cluster_id: str
+    group_id: str
+    instance_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Lookup:
+    """Where an instance is, or why it is none of our business."""
+
+    location: InstanceLocation | None
+    reason: str = ""
+
+
+class InstanceLocator(Protocol):
+    """Which managed cluster and TASK group an EC2 instance belongs to (the spot-events use case)."""
+
+    def locate(self, instance_id: str, managed_clusters: Sequence[str]) -> Lookup: ...
 
 
 class AlarmReader(Protocol):

@@ -6,7 +6,7 @@ import pytest
 from moto import mock_aws
 from sparkscale.adapters.aws import AwsClients
 
-from tests.service.shell_support import clients, fake_aws_env, moto_server
+from tests.scale.shell_support import clients, fake_aws_env, moto_server
 
 
 @pytest.fixture(autouse=True)

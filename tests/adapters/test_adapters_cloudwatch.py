@@ -14,7 +14,7 @@ from sparkscale.adapters.cloudwatch import CloudWatchAlarmReader, CloudWatchMetr
 from sparkscale.errors import Throttled
 from sparkscale.policy.model import Signal
 
-from tests.service.shell_support import put_emr_metric
+from tests.scale.shell_support import put_emr_metric
 
 CID = "j-CWTEST0001"
 

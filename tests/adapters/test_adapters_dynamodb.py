@@ -13,7 +13,7 @@ from sparkscale.adapters.dynamodb import DynamoStateStore
 from sparkscale.errors import Throttled, TransientAwsError
 from sparkscale.policy.model import Decision, Direction, GroupTarget, Market, Recommendation, ScalerState
 
-from tests.service.shell_support import REGION, create_table
+from tests.scale.shell_support import REGION, create_table
 
 T0 = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
 CID = "j-DDBTEST01"

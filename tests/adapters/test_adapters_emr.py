@@ -22,7 +22,7 @@ from sparkscale.errors import (
 )
 from sparkscale.policy.model import ClusterState, GroupStatus, GroupTarget, Market, Role
 
-from tests.service.shell_support import REGION, create_cluster, group_counts
+from tests.scale.shell_support import REGION, create_cluster, group_counts
 
 
 def _target(gid: str, current: int, target: int) -> GroupTarget:

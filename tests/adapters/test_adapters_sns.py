@@ -6,11 +6,13 @@ import boto3
 import pytest
 from moto import mock_aws
 from sparkscale.adapters.aws import AwsClients
-from sparkscale.adapters.sns import SUBJECT_MAX, SnsNotifier, sns_subject
+from sparkscale.adapters.sns import SnsNotifier
 from sparkscale.errors import InvalidRequest
+from sparkscale.notices import SUBJECT_MAX
+from sparkscale.notices import subject_line as sns_subject
 from sparkscale.ports import Notice
 
-from tests.service.shell_support import REGION, create_topic_with_queue, published
+from tests.scale.shell_support import REGION, create_topic_with_queue, published
 
 
 def test_publish_sets_subject_body_and_filterable_attributes(aws: AwsClients) -> None:

@@ -123,13 +123,13 @@ def test_the_template_gives_table_topics_schedule_and_function_settings(cdk_out:
 
 
 @pytest.mark.slow
-def test_the_lambda_asset_does_not_ship_the_demo(cdk_out: Path) -> None:
+def test_the_lambda_asset_does_not_ship_the_tools(cdk_out: Path) -> None:
     assets = [d for d in cdk_out.glob("asset.*") if (d / "handlers").is_dir()]
     assert assets, "no Lambda asset with handlers/ in the cloud assembly"
     for asset in assets:
-        assert (asset / "sparkscale" / "service.py").is_file()
-        assert not (asset / "sparkscale" / "demo").exists()
-        assert not (asset / "sparkscale" / "replay").exists()
+        assert (asset / "sparkscale" / "usecases" / "scale.py").is_file()
+        assert not (asset / "sparkscale_tools").exists()
+        assert not list(asset.rglob("demo")) and not list(asset.rglob("replay"))
 
 
 # --- the shortened scenario ---------------------------------------------------------------------------------
@@ -207,7 +207,7 @@ def test_the_server_is_stopped_and_everything_restored(demo: tuple[DemoResult, s
     assert not _port_open(result.endpoint)
     assert env_restored
     assert abs(clock.utcnow().timestamp() - time.time()) < 60  # the wall clock again, not the simulated one
-    assert sys.modules["handlers.alarm"].utcnow is clock.utcnow
+    assert sys.modules["handlers.common"]._clock is clock.utcnow  # the demo set no global clock
     assert sys.modules["handlers.common"]._runtime is None
 
 
@@ -242,7 +242,8 @@ def test_ctrl_c_stops_the_server_and_restores_everything(
     assert not _port_open(urls[0])
     assert dict(os.environ) == env_before
     assert clock.utcnow is real_clock
-    assert sys.modules["handlers.reconcile"].utcnow is real_clock
+    assert sys.modules["handlers.common"]._clock is real_clock
+    assert sys.modules["handlers.common"]._runtime is None
 
 
 # --- the command line -------------------------------------------------------------------------------------

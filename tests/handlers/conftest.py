@@ -12,7 +12,7 @@ from moto import mock_aws
 from sparkscale import clock, names
 from sparkscale.adapters.aws import AwsClients
 
-from tests.service.shell_support import (
+from tests.scale.shell_support import (
     REGION,
     EmrCluster,
     Topic,

@@ -18,7 +18,7 @@ from sparkscale import names
 from sparkscale.errors import GroupBusy, InvalidRequest, Throttled, TransientAwsError
 
 from tests.handlers.conftest import Deployment
-from tests.service.shell_support import (
+from tests.scale.shell_support import (
     FakeLambdaContext,
     alarm_body,
     emf_documents,

@@ -12,7 +12,7 @@ import pytest
 from sparkscale_tools.cli import main
 
 from tests.handlers.conftest import Deployment
-from tests.service.shell_support import FIXTURES, group_counts, published
+from tests.scale.shell_support import FIXTURES, group_counts, published
 
 
 def test_parse_event_prints_one_json_object(capsys: pytest.CaptureFixture[str]) -> None:

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 from sparkscale.errors import BadEvent
-from sparkscale.events import AlarmState, Source, parse_event, split_records
+from sparkscale.events.alarm import AlarmState, Source, parse_event, split_records
 
-from tests.service.shell_support import fixture
+from tests.scale.shell_support import fixture
 
 CID = "j-2AXXXXXXGAPLF"
 

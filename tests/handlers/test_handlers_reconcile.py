@@ -12,7 +12,7 @@ from handlers import reconcile
 from sparkscale import clock, names
 
 from tests.handlers.conftest import Deployment
-from tests.service.shell_support import FakeLambdaContext, create_cluster, emf_documents, put_emr_metric
+from tests.scale.shell_support import FakeLambdaContext, create_cluster, emf_documents, put_emr_metric
 
 SCHEDULED = {
     "version": "0",

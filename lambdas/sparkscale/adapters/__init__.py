@@ -10,5 +10,6 @@ clients and the Ports for a Lambda, the CLI or the demo.
 - sns.py          SnsNotifier: the operator topic
 - aws_errors.py   botocore ClientError / BotoCoreError -> sparkscale.errors
 - aws.py          botocore Config (retries), client factory, aws_ports()
-- instance_data.py, prices.py, instance_locator.py   the spot engineer's: instance table, spot prices
+- instance_data.py, prices.py  the EC2 instance table (memory, on-demand prices) and spot prices
+- instance_locator.py          EmrInstanceLocator: which cluster and TASK group an instance is in
 """

@@ -17,7 +17,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from sparkscale.adapters.aws_errors import translate
 from sparkscale.errors import ClusterGone, InvalidRequest
-from sparkscale.interruptions import InstanceLocation, Lookup
+from sparkscale.ports import InstanceLocation, Lookup
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +29,7 @@ _NOT_FOUND: Final = frozenset({"InvalidInstanceID.NotFound", "InvalidInstanceID.
 
 
 class EmrInstanceLocator:
-    """interruptions.InstanceLocator over EC2 DescribeInstances (tags) and EMR ListInstances."""
+    """ports.InstanceLocator over EC2 DescribeInstances (tags) and EMR ListInstances."""
 
     def __init__(self, *, ec2: Any, emr: Any) -> None:
         self._ec2 = ec2

@@ -53,7 +53,7 @@ def _parse_event(args: argparse.Namespace) -> int:
     from sparkscale.config import ConfigError  # noqa: PLC0415
     from sparkscale.config_io import from_file  # noqa: PLC0415
     from sparkscale.errors import BadEvent  # noqa: PLC0415
-    from sparkscale.events import parse_event  # noqa: PLC0415
+    from sparkscale.events.alarm import parse_event  # noqa: PLC0415
 
     try:
         raw = sys.stdin.buffer.read() if args.file == "-" else Path(args.file).read_bytes()
@@ -104,9 +104,9 @@ def _run(cluster_id: str, config: Any, table: str | None) -> tuple[Any, list[Any
     from sparkscale.adapters.emr import EmrClusterReader  # noqa: PLC0415
     from sparkscale.adapters.prices import SpotPriceSource  # noqa: PLC0415
     from sparkscale.clock import utcnow  # noqa: PLC0415
-    from sparkscale.inmemory import CollectingNotifier, InMemoryStateStore, ReadOnlyStateStore  # noqa: PLC0415
+    from sparkscale.memory import CollectingNotifier, InMemoryStateStore, ReadOnlyStateStore  # noqa: PLC0415
     from sparkscale.ports import Ports, StateStore  # noqa: PLC0415
-    from sparkscale.service import run_once  # noqa: PLC0415
+    from sparkscale.usecases.scale import run_once  # noqa: PLC0415
 
     clients = make_clients()
     notifier = CollectingNotifier()

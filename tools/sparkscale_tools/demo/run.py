@@ -1,8 +1,8 @@
 """One demo run: the embedded AWS from the template, the EMR cluster, the replay of a trace through the real
 handlers in simulated time, then the comparison with the replay's baselines and the output files.
 
-The simulated clock: `sparkscale.clock.utcnow` is the one clock the handlers read; for the run it (and every
-module-level `utcnow` imported from it) returns the simulation's time, and is restored afterwards.
+The simulated clock: the handlers read `now` from their Runtime (`Runtime.clock`); the demo builds one Runtime
+per function and gives each the simulation's clock, so nothing global is rebound.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import datetime
 from pathlib import Path
 from types import ModuleType
 from typing import Any, Final, TextIO
@@ -117,29 +116,7 @@ class DemoResult:
         return False
 
 
-# --- the clock and the handlers ---------------------------------------------------------------------------
-@contextlib.contextmanager
-def sim_clock(now: Callable[[], datetime]) -> Iterator[None]:
-    """`sparkscale.clock.utcnow` returns `now()` inside; so does every module's `utcnow` bound to it by
-    `from sparkscale.clock import utcnow` (the handlers), before or during the run. Restored on exit."""
-    from sparkscale import clock  # noqa: PLC0415
-
-    real = clock.utcnow
-
-    def rebind(old: object, new: object) -> None:
-        for mod in list(sys.modules.values()):
-            namespace = getattr(mod, "__dict__", None)  # never a module's __getattr__
-            if isinstance(namespace, dict) and namespace.get("utcnow") is old:
-                namespace["utcnow"] = new
-
-    rebind(real, now)
-    try:
-        yield
-    finally:
-        rebind(now, real)
-        clock.utcnow = real
-
-
+# --- the handlers ---------------------------------------------------------------------------------------
 def import_handlers() -> dict[str, ModuleType]:
     """handlers.alarm, handlers.reconcile and handlers.common from the Lambda asset root (lambdas/), which an
     installed `sparkscale` does not put on sys.path."""
@@ -314,9 +291,10 @@ def _drive(
                 handler_log=hlog,
                 full_emails=opts.full_emails,
             )
+            for rt in runtimes.values():  # the handlers read `now` from their Runtime: the simulated clock
+                rt.clock = controller.now
             try:
-                with sim_clock(controller.now):
-                    world.run(controller, _progress(console, world, controller))
+                world.run(controller, _progress(console, world, controller))
                 controller.publish(float(world.end_s))
             finally:
                 console.finish()

@@ -33,7 +33,7 @@ from typing import Any, Final, TextIO
 
 from sparkscale import names
 from sparkscale.adapters.dynamodb import DynamoStateStore
-from sparkscale.adapters.sns import sns_subject
+from sparkscale.notices import subject_line
 from sparkscale.policy.model import Direction, Role
 
 from sparkscale_tools.demo import console as con
@@ -149,7 +149,7 @@ class DemoController:
         self._sync_overlay()
 
     def now(self) -> datetime:
-        """The simulated clock (what sparkscale.clock.utcnow returns during the run)."""
+        """The simulated clock (every handler Runtime's `clock` during the run)."""
         return self._w.dt(self._w.now_s)
 
     def when(self, t_s: float) -> str:
@@ -250,7 +250,7 @@ class DemoController:
         if not a.params.get("ActionsEnabled", True):
             return
         message = alarm_message(a, old=old, new=new, reason=reason, at=self._w.dt(t_s))
-        subject = sns_subject(f'{new}: "{spec.name}" in {REGION_NAME}')
+        subject = subject_line(f'{new}: "{spec.name}" in {REGION_NAME}')
         for topic in a.params.get(key, []):
             self._c.sns.publish(TopicArn=topic, Subject=subject, Message=json.dumps(message))
             if topic == self._prov.operator_topic_arn:

@@ -1,8 +1,8 @@
 """The policies a replay compares.
 
-- `sparkscale`: the real `service.run_once` through simulated adapters, woken by the stack's alarms (evaluated
-  from `alarms.alarm_specs`, each ALARM/OK transition → SNS → Lambda) and by the reconcile schedule; spot
-  interruption warnings go to the real `interruptions.handle_spot_event` (the events Lambda).
+- `sparkscale`: the real `usecases.scale.run_once` through simulated adapters, woken by the stack's alarms
+  (evaluated from `alarms.alarm_specs`, each ALARM/OK transition → SNS → Lambda) and by the reconcile
+  schedule; spot interruption warnings go to the real `usecases.spot_events.handle_spot_event`.
 - `emr-custom-rules`: EMR's documented default custom automatic-scaling policy, on the cheapest SPOT group.
 - `static-peak`: the peak demand provisioned all the time (cheapest $/usable-GiB task offering).
 - `oracle`: each step the fewest whole nodes of the cheapest $/usable-GiB task offering covering demand above
@@ -16,10 +16,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sparkscale import interruptions, names, service
+from sparkscale import names
 from sparkscale.alarms import AlarmSpec, alarm_specs
 from sparkscale.config import Config
+from sparkscale.events.spot import SpotEvent, SpotEventKind
 from sparkscale.policy.model import Market
+from sparkscale.usecases import scale, spot_events
 
 from sparkscale_tools.replay.cloudwatch_sim import AlarmBank, AlarmEvaluator
 from sparkscale_tools.replay.cluster import ClusterSpec, GroupSpec
@@ -73,7 +75,7 @@ class SparkscaleController:
     def _invoke(self, t: float) -> None:
         """The alarm Lambda: one run_once per notification."""
         w = self._world
-        result = service.run_once(
+        result = scale.run_once(
             now=w.dt(t), cluster_id=w.cluster.cluster_id, ports=self.ports, config=self.config, owner="replay"
         )
         self._count(result)
@@ -82,7 +84,7 @@ class SparkscaleController:
         """The reconcile Lambda: reconcile_once with whether any of the stack's alarms is in ALARM (what its
         DescribeAlarms returns); it runs run_once unless the TASK groups are at their minimum and calm."""
         w = self._world
-        result = service.reconcile_once(
+        result = scale.reconcile_once(
             now=w.dt(t),
             cluster_id=w.cluster.cluster_id,
             ports=self.ports,
@@ -92,7 +94,7 @@ class SparkscaleController:
         )
         self._count(result)
 
-    def _count(self, result: service.RunResult) -> None:
+    def _count(self, result: scale.RunResult) -> None:
         w = self._world
         w.record.bump(f"run_{result.outcome}")
         if result.decision is not None and result.decision.fallback_groups:
@@ -103,15 +105,15 @@ class SparkscaleController:
         w = self._world
 
         def handle(at: float) -> None:
-            event = interruptions.SpotEvent(
-                kind=interruptions.SpotEventKind.INTERRUPTION,
+            event = SpotEvent(
+                kind=SpotEventKind.INTERRUPTION,
                 instance_id=iid,
                 at=w.dt(t),
                 region="us-east-1",
                 event_id=f"replay-{token}",
                 action="terminate",
             )
-            result = interruptions.handle_spot_event(
+            result = spot_events.handle_spot_event(
                 now=w.dt(at),
                 event=event,
                 ports=self.ports,
@@ -121,7 +123,7 @@ class SparkscaleController:
                 lease_attempts=1,
                 sleep=lambda _s: None,
             )
-            w.record.bump(f"spot_{result.result}")
+            w.record.bump(f"spot_{result.outcome}")
 
         w.schedule(t + w.p.sns_lambda_latency_s, handle)
 

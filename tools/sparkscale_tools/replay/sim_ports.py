@@ -1,17 +1,16 @@
 """Simulated adapters: `sparkscale.ports` Protocols over the replay's World, so that the real
-`service.run_once` (and `interruptions.handle_spot_event`) run unchanged against the simulation."""
+`usecases.scale.run_once` (and `usecases.spot_events.handle_spot_event`) run unchanged on the simulation."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from sparkscale.errors import ClusterGone, InvalidRequest
-from sparkscale.interruptions import InstanceLocation, Lookup
+from sparkscale.memory import CollectingNotifier, InMemoryStateStore
 from sparkscale.policy.model import (
     Cluster,
     ClusterState,
-    Decision,
     GroupTarget,
     InstanceGroup,
     MetricsSnapshot,
@@ -20,7 +19,7 @@ from sparkscale.policy.model import (
     ScalerState,
     Signal,
 )
-from sparkscale.ports import Notice, Ports
+from sparkscale.ports import InstanceLocation, Lookup, Ports
 
 from sparkscale_tools.replay.cloudwatch_sim import MetricStream
 from sparkscale_tools.replay.engine import World
@@ -142,50 +141,6 @@ class SimCapacityWriter:
         w.record_request(scale_out=scale_out)
 
 
-class MemoryStateStore:
-    """StateStore in memory: a lease with a TTL on the simulated clock, the state, and the decisions count."""
-
-    def __init__(self) -> None:
-        self._state: dict[str, ScalerState] = {}
-        self._lease: dict[str, tuple[str, datetime]] = {}
-        self.saves = 0
-        self.last_decision: Decision | None = None
-
-    def acquire_lease(self, cluster_id: str, owner: str, now: datetime, ttl_s: int) -> bool:
-        held = self._lease.get(cluster_id)
-        if held is not None and held[0] != owner and held[1] > now:
-            return False
-        self._lease[cluster_id] = (owner, now + timedelta(seconds=ttl_s))
-        return True
-
-    def release_lease(self, cluster_id: str, owner: str) -> None:
-        held = self._lease.get(cluster_id)
-        if held is not None and held[0] == owner:
-            del self._lease[cluster_id]
-
-    def load_state(self, cluster_id: str) -> ScalerState:
-        return self._state.get(cluster_id, _NO_STATE)
-
-    def save(self, cluster_id: str, state: ScalerState, decision: Decision, now: datetime) -> None:
-        self._state[cluster_id] = state
-        self.saves += 1
-        self.last_decision = decision
-
-
-class CollectingNotifier:
-    """Keeps the first `keep` notices and counts all of them by kind."""
-
-    def __init__(self, keep: int = 200) -> None:
-        self.notices: list[Notice] = []
-        self.by_kind: dict[str, int] = {}
-        self._keep = keep
-
-    def notify(self, notice: Notice) -> None:
-        self.by_kind[notice.kind] = self.by_kind.get(notice.kind, 0) + 1
-        if len(self.notices) < self._keep:
-            self.notices.append(notice)
-
-
 class SimPriceSource:
     """The simulated groups' node-hour prices (each SPOT group has its own fixed spot price)."""
 
@@ -197,7 +152,7 @@ class SimPriceSource:
 
 
 class SimInstanceLocator:
-    """interruptions.InstanceLocator: the replay's synthetic instance ids name their group."""
+    """ports.InstanceLocator: the replay's synthetic instance ids name their group."""
 
     def __init__(self, world: World) -> None:
         self._w = world
@@ -215,9 +170,9 @@ class SimInstanceLocator:
         return Lookup(InstanceLocation(self._w.cluster.cluster_id, gid, instance_id))
 
 
-def sim_ports(world: World) -> tuple[Ports, MemoryStateStore, CollectingNotifier]:
-    state = MemoryStateStore()
-    notifier = CollectingNotifier()
+def sim_ports(world: World) -> tuple[Ports, InMemoryStateStore, CollectingNotifier]:
+    state = InMemoryStateStore(keep_audit=False)
+    notifier = CollectingNotifier(keep=200)
     ports = Ports(
         clusters=SimClusterReader(world),
         metrics=SimMetricsSource(world),

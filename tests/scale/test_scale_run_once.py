@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from sparkscale.config import Config
 from sparkscale.errors import GroupBusy, InvalidRequest, SparkscaleError, Throttled, TransientAwsError
-from sparkscale.inmemory import CollectingNotifier, FakeEmr, FixedMetrics, InMemoryStateStore
+from sparkscale.memory import CollectingNotifier, FakeEmr, FixedMetrics, InMemoryStateStore
 from sparkscale.policy.model import (
     ClusterState,
     Direction,
@@ -22,9 +22,10 @@ from sparkscale.policy.model import (
     Signal,
 )
 from sparkscale.ports import Ports
-from sparkscale.service import Outcome, needs_evaluation, reconcile_once, run_once
+from sparkscale.usecases.scale import needs_evaluation, reconcile_once, run_once
+from sparkscale.usecases.shell import Outcome
 
-from tests.service.shell_support import T0, cluster, group, pressure
+from tests.scale.shell_support import T0, cluster, group, pressure
 
 CID = "j-TEST0001"
 

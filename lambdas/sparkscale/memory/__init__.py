@@ -1,6 +1,7 @@
-"""In-memory ports: a fake EMR cluster, fixed metrics, a thread-safe state store and notice ledger, a
-collecting notifier. For tests, the benchmark, `sparkscale decide` without a table, and anyone who needs a
-Ports without AWS. Behaviour mirrors the AWS adapters (TASK-only resizes, lease expiry, TTL'd claims)."""
+"""The one in-memory set of ports: a fake EMR cluster, fixed metrics, a thread-safe state store and notice
+ledger, a collecting notifier. For the tests, the benchmarks, `sparkscale decide` without a table and the
+replay (whose simulated cluster, metrics and prices live in tools/, next to the simulation they read).
+Behaviour mirrors the AWS adapters (TASK-only resizes, lease expiry, TTL'd claims)."""
 
 from __future__ import annotations
 
@@ -80,12 +81,15 @@ class FixedMetrics:
 class InMemoryStateStore:
     """StateStore and NoticeLedger in memory, thread-safe, with the DynamoDB store's semantics."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, keep_audit: bool = True) -> None:
         self._lock = threading.Lock()
+        self._keep_audit = keep_audit  # False: a long replay keeps only the count and the last decision
         self.leases: dict[str, tuple[str, datetime]] = {}
         self.states: dict[str, ScalerState] = {}
         self.audit: dict[str, list[tuple[datetime, Decision]]] = {}
         self.claims: dict[tuple[str, str], tuple[datetime, datetime | None]] = {}
+        self.saves = 0
+        self.last_decision: Decision | None = None
 
     def acquire_lease(self, cluster_id: str, owner: str, now: datetime, ttl_s: int) -> bool:
         with self._lock:
@@ -108,7 +112,10 @@ class InMemoryStateStore:
     def save(self, cluster_id: str, state: ScalerState, decision: Decision, now: datetime) -> None:
         with self._lock:
             self.states[cluster_id] = state
-            self.audit.setdefault(cluster_id, []).append((now, decision))
+            self.saves += 1
+            self.last_decision = decision
+            if self._keep_audit:
+                self.audit.setdefault(cluster_id, []).append((now, decision))
 
     def record_capacity_error(self, cluster_id: str, group_id: str, at: datetime) -> bool:
         """ports.CapacityErrorRecorder: like the DynamoDB store (a later time already recorded is kept)."""
@@ -136,16 +143,21 @@ class InMemoryStateStore:
 
 
 class CollectingNotifier:
-    """Notifier keeping every notice; `fail_with` makes every publish raise (SNS outage tests)."""
+    """Notifier keeping the first `keep` notices (None: all) and counting all of them by kind; `fail_with`
+    makes every publish raise (SNS outage tests)."""
 
-    def __init__(self, fail_with: Exception | None = None) -> None:
+    def __init__(self, fail_with: Exception | None = None, *, keep: int | None = None) -> None:
         self.notices: list[Notice] = []
+        self.by_kind: dict[str, int] = {}
         self.fail_with = fail_with
+        self._keep = keep
 
     def notify(self, notice: Notice) -> None:
         if self.fail_with is not None:
             raise self.fail_with
-        self.notices.append(notice)
+        self.by_kind[notice.kind] = self.by_kind.get(notice.kind, 0) + 1
+        if self._keep is None or len(self.notices) < self._keep:
+            self.notices.append(notice)
 
 
 class ReadOnlyStateStore:

@@ -7,7 +7,7 @@ The moto cluster: MASTER, CORE, SPOT r5.4xlarge x1, SPOT r5.2xlarge x1 and an ON
 at 0. moto prices every spot type at the same 0.00001 USD/h, so per usable GiB-hour r5.4xlarge (128 GiB) is
 the cheapest spot group and r5.2xlarge (64 GiB) the next; ON_DEMAND m5.2xlarge comes from the on-demand table
 ($0.384/h). The first test shows that ranking without any event. `now` is injected by replacing the
-handlers' `utcnow`; the CloudWatch datapoints are written relative to it.
+handlers' clock (common.set_clock); the CloudWatch datapoints are written relative to it.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from sparkscale.errors import LeaseHeld
 from sparkscale.policy import state_from_dict
 from sparkscale.policy.model import ScalerState
 
-from tests.service.shell_support import (
+from tests.scale.shell_support import (
     REGION,
     EmrCluster,
     FakeLambdaContext,
@@ -158,14 +158,14 @@ def site(monkeypatch: pytest.MonkeyPatch) -> Iterator[Site]:
         monkeypatch.setenv(names.ENV_OPERATOR_TOPIC_ARN, topic.arn)
         s = Site(aws, sqs, cluster, table, topic, monkeypatch, clock.utcnow().replace(microsecond=0))
 
-        from handlers import emr_events, reconcile
+        from handlers import emr_events
 
-        monkeypatch.setattr(emr_events, "utcnow", lambda: s.now)
-        monkeypatch.setattr(reconcile, "utcnow", lambda: s.now)
+        common.set_clock(lambda: s.now)
         monkeypatch.setattr(emr_events, "LEASE_WAIT_S", 0.0)
         s.configure()
         yield s
     common.set_runtime(None)
+    common.set_clock(None)
 
 
 def _v(doc: dict[str, Any], name: str) -> Any:
@@ -355,10 +355,13 @@ def _rejections(site: Site) -> list[tuple[Any, str]]:
         (core_stuck, "is a CORE group"),
         (site.event(STUCK, OD, market="ON_DEMAND"), "is an ON_DEMAND TASK group"),
         (verbatim["EMR_Cluster_State_Change_STARTING"], f"cluster {cid} is STARTING"),
-        (verbatim["EMR_Step_Status_Change_FAILED"], "'EMR Step Status Change' is not an instance-group"),
+        (verbatim["EMR_Step_Status_Change_FAILED"], "'EMR Step Status Change' from 'aws.emr' is not an EMR"),
         (unmanaged, "cluster j-SOMEONEELSE1 is not managed by this deployment"),
         (bad_time, "bad time 'yesterday'"),
-        (fixture("eventbridge/EC2_Spot_Instance_Interruption_Warning.json"), "not an EMR event"),
+        (
+            fixture("eventbridge/EC2_Spot_Instance_Interruption_Warning.json"),
+            "is not an EMR instance-group or cluster state change",
+        ),
         ({"source": "aws.emr", "detail-type": "EMR Instance Group State Change"}, "no detail"),
         ("not an event", "not an EventBridge event: str"),
         (None, "not an EventBridge event: NoneType"),

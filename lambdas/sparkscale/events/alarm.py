@@ -1,4 +1,5 @@
-"""Every payload shape the alarm handler accepts, parsed at the edge into one typed AlarmTrigger (pure).
+"""Alarm events: every payload shape the alarm handler accepts, parsed at the edge into one typed
+AlarmTrigger (pure).
 
 Accepted:
 - Lambda SNS events: {"Records": [{"EventSource": "aws:sns", "Sns": {... "Message": "<alarm JSON>"}}]}
@@ -27,6 +28,7 @@ from typing import Any, Final
 
 from sparkscale import names
 from sparkscale.errors import BadEvent
+from sparkscale.events.envelope import Envelope, parse_envelope, quote
 
 
 class AlarmState(StrEnum):
@@ -44,7 +46,6 @@ class Source(StrEnum):
 
 
 OUR_NAMESPACES: Final = frozenset({names.EMR_NAMESPACE, names.HEAP_NAMESPACE})
-ALARM_STATE_CHANGE: Final = "CloudWatch Alarm State Change"
 _CLUSTER_ID: Final = re.compile(r"^j-[A-Za-z0-9]{1,64}$")
 _ARN_REGION: Final = re.compile(r"^arn:aws[a-z-]*:cloudwatch:([a-z0-9-]+):")
 _MAX_EVENT_CHARS: Final = 256 * 1024 * 2  # SNS messages are at most 256 KiB; nested JSON escapes double it
@@ -88,7 +89,7 @@ REGION_CODES: Final = {
 
 @dataclass(frozen=True, slots=True)
 class AlarmTrigger:
-    """One alarm state change that names a cluster: a wake-up call for service.run_once."""
+    """One alarm state change that names a cluster: a wake-up call for usecases.scale.run_once."""
 
     cluster_id: str
     state: AlarmState
@@ -128,12 +129,16 @@ def parse_event(event: Any, *, managed_clusters: Collection[str] | None = None) 
             raise BadEvent(f"a batch of {len(records)} records: parse each record on its own")
         obj = records[0]
     trigger = _parse(obj)
+    _check_managed(trigger, managed_clusters)
+    return trigger
+
+
+def _check_managed(trigger: AlarmTrigger, managed_clusters: Collection[str] | None) -> None:
     if managed_clusters is not None and trigger.cluster_id not in managed_clusters:
         raise BadEvent(
             f"cluster {trigger.cluster_id} (alarm {trigger.alarm_name!r}) is not managed by this deployment",
             cluster_id=trigger.cluster_id,
         )
-    return trigger
 
 
 # --- shapes -------------------------------------------------------------------------------------------------
@@ -167,7 +172,7 @@ def _parse(obj: Any) -> AlarmTrigger:
     if obj.get("Type") == "Notification" and "Message" in obj:
         return _from_envelope(obj, Source.SNS_ENVELOPE)
     if "detail-type" in obj:
-        return _from_eventbridge(obj)
+        return from_envelope(parse_envelope(obj))
     if "AlarmName" in obj and "NewStateValue" in obj:
         return _from_alarm_body(obj, message_id=None, source=Source.ALARM_BODY)
     keys = ", ".join(sorted(str(k) for k in obj)[:6]) or "none"
@@ -189,7 +194,7 @@ def _from_envelope(env: Mapping[str, Any], source: Source) -> AlarmTrigger:
 
 
 def _from_alarm_body(body: Mapping[str, Any], *, message_id: str | None, source: Source) -> AlarmTrigger:
-    name = _text(body.get("AlarmName"), "AlarmName")
+    name = _required_text(body.get("AlarmName"), "AlarmName")
     state = _state(body.get("NewStateValue"), name)
     trigger = body.get("Trigger")
     if not isinstance(trigger, Mapping):
@@ -233,16 +238,21 @@ def _from_alarm_body(body: Mapping[str, Any], *, message_id: str | None, source:
     )
 
 
-def _from_eventbridge(ev: Mapping[str, Any]) -> AlarmTrigger:
-    dtype = ev.get("detail-type")
-    if dtype != ALARM_STATE_CHANGE or ev.get("source") not in (None, "aws.cloudwatch"):
+def from_envelope(env: Envelope, managed_clusters: Collection[str] | None = None) -> AlarmTrigger:
+    """A "CloudWatch Alarm State Change" EventBridge event (the events registry's entry for alarms)."""
+    if env.detail_type != names.DETAIL_ALARM_STATE_CHANGE or env.source != names.EVENT_SOURCE_CLOUDWATCH:
         raise BadEvent(
-            f"EventBridge event {dtype!r} from {ev.get('source')!r} is not a CloudWatch alarm state change"
+            f"EventBridge event {quote(env.detail_type)!r} from {quote(env.source)!r} is not a CloudWatch "
+            "alarm state change"
         )
-    detail = ev.get("detail")
-    if not isinstance(detail, Mapping):
-        raise BadEvent("EventBridge alarm event has no detail")
-    name = _text(detail.get("alarmName"), "detail.alarmName")
+    trigger = _from_eventbridge(env)
+    _check_managed(trigger, managed_clusters)
+    return trigger
+
+
+def _from_eventbridge(env: Envelope) -> AlarmTrigger:
+    detail = env.detail
+    name = _required_text(detail.get("alarmName"), "detail.alarmName")
     st = _obj(detail.get("state"))
     state = _state(st.get("value"), name)
     config = _obj(detail.get("configuration"))
@@ -265,10 +275,10 @@ def _from_eventbridge(ev: Mapping[str, Any]) -> AlarmTrigger:
         alarm_name=name,
         metric_name=metric_name,
         namespace=namespace,
-        message_id=str(ev.get("id") or f"alarm:{name}:{state.value}:{st.get('timestamp', '')}"),
+        message_id=env.event_id or f"alarm:{name}:{state.value}:{st.get('timestamp', '')}",
         source=Source.EVENTBRIDGE,
         previous_state=str(prev["value"]) if prev.get("value") else None,
-        region=str(ev["region"]) if ev.get("region") else None,
+        region=env.region or None,
         changed_at=str(st["timestamp"]) if st.get("timestamp") else None,
     )
 
@@ -278,7 +288,7 @@ def _obj(v: Any) -> Mapping[str, Any]:
 
 
 # --- pieces -------------------------------------------------------------------------------------------------
-def _text(v: Any, what: str) -> str:
+def _required_text(v: Any, what: str) -> str:
     if not isinstance(v, str) or not v.strip():
         raise BadEvent(f"{what} is missing or empty")
     return v

@@ -9,7 +9,7 @@ from botocore.stub import Stubber
 from moto import mock_aws
 from sparkscale.adapters.instance_locator import EmrInstanceLocator
 from sparkscale.errors import Throttled, TransientAwsError
-from sparkscale.interruptions import InstanceLocation
+from sparkscale.ports import InstanceLocation
 
 IID = "i-0123456789abcdef0"
 

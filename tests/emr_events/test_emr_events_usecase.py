@@ -15,20 +15,19 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from moto import mock_aws
-from sparkscale import notify
+from sparkscale import notices
 from sparkscale.adapters.dynamodb import DynamoStateStore
 from sparkscale.config import Config
-from sparkscale.emr_events import (
-    EmrEvent,
-    EmrEventKind,
-    Result,
-    capacity_reason,
-    fallback_notice,
-    handle_emr_event,
-    parse_emr_event,
-)
 from sparkscale.errors import BadEvent, LeaseHeld
-from sparkscale.inmemory import CollectingNotifier, FakeEmr, FixedMetrics, InMemoryStateStore
+from sparkscale.events.emr import EmrEvent, EmrEventKind, capacity_reason, parse_emr_event
+from sparkscale.memory import (
+    CollectingNotifier,
+    FakeEmr,
+    FixedMetrics,
+    InMemoryStateStore,
+    ReadOnlyStateStore,
+)
+from sparkscale.notices import fallback_notice
 from sparkscale.policy.model import (
     ClusterState,
     Decision,
@@ -39,10 +38,11 @@ from sparkscale.policy.model import (
     ScalerState,
 )
 from sparkscale.ports import CapacityErrorRecorder, Notice, Ports
-from sparkscale.service import Outcome, RunResult
-from sparkscale_tools.replay.sim_ports import MemoryStateStore
+from sparkscale.usecases.emr_events import handle_emr_event
+from sparkscale.usecases.scale import RunResult
+from sparkscale.usecases.shell import Outcome
 
-from tests.service.shell_support import T0, cluster, create_table, fake_aws_env, group, pressure
+from tests.scale.shell_support import T0, cluster, create_table, fake_aws_env, group, pressure
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "aws-samples" / "eventbridge"
 CID = "j-TEST0001"
@@ -241,7 +241,7 @@ class World:
 def test_a_capacity_event_records_the_error_moves_the_capacity_and_sends_one_notice() -> None:
     w = World()
     r = w.handle(stuck())
-    assert r.result is Result.FALLBACK
+    assert r.outcome is Outcome.FALLBACK
     assert r.new_error is True
     assert w.store.load_state(CID).capacity_errors == {CHEAP: T0}
     after = w.requested()
@@ -258,7 +258,7 @@ def test_a_capacity_event_records_the_error_moves_the_capacity_and_sends_one_not
     assert f"  {NEXT} (SPOT r5.2xlarge): 1 -> {after[NEXT]} nodes" in n.body
     assert "The scaler's decision (sparkscale j-TEST0001: scale out" in n.body
     assert f"Blocked, gets no new capacity: {CHEAP} (SPOT r5.4xlarge)" in n.body
-    assert n.body.count("kind ") == 1  # one footer, the fallback notice's own
+    assert n.message.count("kind ") == 1  # one footer, the fallback notice's own
     assert w.store.leases == {}  # released
 
 
@@ -267,7 +267,7 @@ def test_a_second_event_within_the_hour_tells_no_one_but_still_re_decides() -> N
     w.handle(stuck())
     w.emr.deliver(CID)
     again = w.handle(stuck(at=T0 + timedelta(minutes=5)), now=T0 + timedelta(minutes=5))
-    assert again.result is Result.FALLBACK
+    assert again.outcome is Outcome.FALLBACK
     assert again.new_error is False
     assert again.notice is None
     assert again.run is not None
@@ -312,7 +312,7 @@ def test_a_failing_notifier_loses_only_the_message() -> None:
     w = World()
     w.notifier.fail_with = RuntimeError("SNS is down")
     r = w.handle(stuck())
-    assert r.notify_failed is True
+    assert r.notify_failures == 1
     assert r.notice is not None
     assert w.store.load_state(CID).capacity_errors == {CHEAP: T0}
     assert w.requested()[NEXT] > 1
@@ -337,14 +337,15 @@ def test_the_scalers_lease_is_waited_for_then_the_event_fails_for_a_retry() -> N
 
 
 def test_a_store_that_cannot_record_errors_is_ignored_with_a_reason() -> None:
-    """The replay's store does not implement the optional CapacityErrorRecorder: nothing breaks."""
-    replay_store = MemoryStateStore()
+    """A store without the optional CapacityErrorRecorder (the read-only one `sparkscale decide` uses):
+    nothing breaks."""
+    replay_store = ReadOnlyStateStore(InMemoryStateStore())
     assert not isinstance(replay_store, CapacityErrorRecorder)
     assert isinstance(InMemoryStateStore(), CapacityErrorRecorder)
     w = World()
     r = w.handle(stuck(), state=replay_store)
-    assert r.result is Result.IGNORED
-    assert r.reason == "the state store (MemoryStateStore) cannot record capacity errors"
+    assert r.outcome is Outcome.IGNORED
+    assert r.reason == "the state store (ReadOnlyStateStore) cannot record capacity errors"
     assert w.emr.resizes == []
 
 
@@ -353,15 +354,15 @@ def test_a_terminated_cluster_is_marked_gone_once_then_its_events_are_ignored() 
     terminated = sample("EMR_Cluster_State_Change_TERMINATED.json")
     terminated["detail"]["clusterId"] = CID
     first = w.handle(terminated)
-    assert first.result is Result.CLUSTER_GONE
+    assert first.outcome is Outcome.CLUSTER_GONE
     assert first.run is not None
     assert first.run.outcome == Outcome.CLUSTER_GONE
     assert "USER_REQUEST: Terminated by user request" in first.reason
     [n] = w.notifier.notices
     assert n.kind == "cluster_gone"
-    assert w.handle(terminated).result is Result.CLUSTER_GONE
+    assert w.handle(terminated).outcome is Outcome.CLUSTER_GONE
     late = w.handle(stuck())
-    assert late.result is Result.IGNORED
+    assert late.outcome is Outcome.IGNORED
     assert late.reason == f"cluster {CID} is gone: no longer managed"
     assert len(w.notifier.notices) == 1
     assert w.store.load_state(CID) == ScalerState()
@@ -389,7 +390,7 @@ def _decision(**over: Any) -> Decision:
 
 def test_a_decision_notice_names_the_blocked_group_and_where_the_capacity_went() -> None:
     d = _decision(fallback_groups=(CHEAP,), fallback_to=(NEXT,))
-    body = notify.decision_notice(d).body
+    body = notices.decision_notice(d).body
     assert "Spot fallback:\n" in body
     assert f"  Blocked, gets no new capacity: spot-a ({CHEAP}, SPOT r5.4xlarge)" in body
     assert f"  Capacity went to: spot-b ({NEXT}, SPOT r5.2xlarge) 1 -> 4 nodes" in body
@@ -397,12 +398,12 @@ def test_a_decision_notice_names_the_blocked_group_and_where_the_capacity_went()
 
 
 def test_a_decision_notice_without_fallback_has_no_such_part() -> None:
-    assert "Spot fallback" not in notify.decision_notice(_decision()).body
+    assert "Spot fallback" not in notices.decision_notice(_decision()).body
 
 
 def test_a_blocked_group_with_nowhere_to_go_says_so() -> None:
     d = _decision(fallback_groups=(CHEAP,), fallback_to=())
-    assert "  Capacity went to: no group in their place in this decision." in notify.decision_notice(d).body
+    assert "  Capacity went to: no group in their place in this decision." in notices.decision_notice(d).body
 
 
 def test_fallback_notice_subjects_stay_under_100_characters() -> None:

@@ -13,19 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sparkscale.config import Config
 from sparkscale.errors import BadEvent, GroupBusy, InvalidRequest, LeaseHeld, Throttled, TransientAwsError
-from sparkscale.interruptions import (
-    InstanceLocation,
-    Lookup,
-    Outcome,
-    Result,
-    SpotEvent,
-    SpotEventKind,
-    choose_replacement,
-    handle_spot_event,
-    interruption_notice,
-    parse_spot_event,
-    usd_per_usable_gib_hour,
-)
+from sparkscale.events.spot import SpotEvent, SpotEventKind, parse_spot_event
+from sparkscale.notices import interruption_notice
 from sparkscale.policy.constraints import RESIZABLE_STATUSES
 from sparkscale.policy.model import (
     Cluster,
@@ -37,8 +26,10 @@ from sparkscale.policy.model import (
     Role,
     ScalerState,
 )
-from sparkscale.ports import Notice, Ports
-from sparkscale.service import with_prices
+from sparkscale.policy.replacement import ReplacementKind, choose_replacement, usd_per_usable_gib_hour
+from sparkscale.ports import InstanceLocation, Lookup, Notice, Ports
+from sparkscale.usecases.shell import Outcome, with_prices
+from sparkscale.usecases.spot_events import handle_spot_event
 
 from tests import model_builders
 
@@ -124,10 +115,10 @@ def _mutated(**changes: object) -> dict:
     [
         (None, "not an EventBridge event"),
         ([1, 2], "not an EventBridge event"),
-        ({}, "not an EC2 event"),
+        ({}, "not an EventBridge event"),
         (_mutated(source="aws.emr"), "not an EC2 event"),
         (_mutated(detail_type="EC2 Instance State-change Notification"), "not a spot interruption"),
-        (_mutated(detail_type=7), "not a spot interruption"),
+        (_mutated(detail_type=7), "not an EventBridge event"),
         (_mutated(detail="x"), "no detail"),
         (_mutated(detail={"instance-id": "sir-123"}), "bad instance-id"),
         (_mutated(detail={}), "bad instance-id"),
@@ -153,7 +144,7 @@ def test_moves_the_node_to_the_cheapest_spot_group_of_another_type():
         g("ig-c", "r6g.2xlarge", requested=1, usd=0.10),
     )
     plan = choose_replacement(cluster=c, group_id="ig-a", config=CFG, now=NOW)
-    assert plan.outcome is Outcome.REPLACED_SPOT
+    assert plan.kind is ReplacementKind.REPLACED_SPOT
     assert plan.replacement is not None
     assert plan.replacement.id == "ig-c"
     assert changes(plan) == {"ig-a": (4, 3), "ig-c": (1, 2)}
@@ -241,7 +232,7 @@ def test_falls_back_to_an_on_demand_task_group_when_no_spot_group_can_take_it():
         ),  # 0.504/48 = 0.0105: same type is fine on-demand
     )
     plan = choose_replacement(cluster=c, group_id="ig-a", config=CFG, now=NOW)
-    assert plan.outcome is Outcome.REPLACED_ON_DEMAND
+    assert plan.kind is ReplacementKind.REPLACED_ON_DEMAND
     assert changes(plan) == {"ig-a": (2, 1), "ig-od": (0, 1)}
     assert "on-demand fallback" in plan.reasons[2]
 
@@ -253,14 +244,14 @@ def test_without_on_demand_fallback_it_is_left_to_emr():
     )
     cfg = Config.from_mapping({"on_demand_fallback": False})
     plan = choose_replacement(cluster=c, group_id="ig-a", config=cfg, now=NOW)
-    assert (plan.outcome, plan.changes) == (Outcome.LEFT_TO_EMR, ())
+    assert (plan.kind, plan.changes) == (ReplacementKind.LEFT_TO_EMR, ())
     assert "on-demand fallback off" in plan.reasons[0]
 
 
 def test_only_spot_group_and_no_on_demand_group_is_left_to_emr():
     c = cluster(g("ig-a", "r5.2xlarge", requested=2))
     plan = choose_replacement(cluster=c, group_id="ig-a", config=CFG, now=NOW)
-    assert (plan.outcome, plan.changes) == (Outcome.LEFT_TO_EMR, ())
+    assert (plan.kind, plan.changes) == (ReplacementKind.LEFT_TO_EMR, ())
 
 
 @pytest.mark.parametrize(
@@ -275,17 +266,17 @@ def test_only_spot_group_and_no_on_demand_group_is_left_to_emr():
 def test_interrupted_group_that_cannot_give_a_node_is_left_to_emr(interrupted, cfg, why):
     c = cluster(interrupted, g("ig-b", "m5.4xlarge", requested=1))
     plan = choose_replacement(cluster=c, group_id="ig-a", config=Config.from_mapping(cfg), now=NOW)
-    assert (plan.outcome, plan.changes) == (Outcome.LEFT_TO_EMR, ())
+    assert (plan.kind, plan.changes) == (ReplacementKind.LEFT_TO_EMR, ())
     assert why in plan.reasons[0]
 
 
 def test_core_and_unknown_groups_are_left_to_emr():
     c = cluster(g("ig-b", "m5.4xlarge", requested=1))
     core = choose_replacement(cluster=c, group_id="ig-core", config=CFG, now=NOW)
-    assert core.outcome is Outcome.LEFT_TO_EMR
+    assert core.kind is ReplacementKind.LEFT_TO_EMR
     assert "CORE group" in core.reasons[0]
     gone = choose_replacement(cluster=c, group_id="ig-nope", config=CFG, now=NOW)
-    assert gone.outcome is Outcome.LEFT_TO_EMR
+    assert gone.kind is ReplacementKind.LEFT_TO_EMR
     assert gone.interrupted is None
 
 
@@ -299,7 +290,7 @@ def test_diversification_share_limits_the_replacement():
     )
     tight = Config.from_mapping({"max_share_per_instance_type": 0.3, "on_demand_fallback": False})
     plan = choose_replacement(cluster=c, group_id="ig-a", config=tight, now=NOW)
-    assert plan.outcome is Outcome.LEFT_TO_EMR
+    assert plan.kind is ReplacementKind.LEFT_TO_EMR
     assert any("max_share_per_instance_type" in r for r in plan.reasons)
     loose = Config.from_mapping({"max_share_per_instance_type": 0.34})
     assert choose_replacement(cluster=c, group_id="ig-a", config=loose, now=NOW).replacement.id == "ig-c"
@@ -365,7 +356,7 @@ def test_property_a_move_keeps_the_total_and_every_bound(  # noqa: PLR0917 - hyp
     lost = tasks[idx % len(tasks)]
     plan = choose_replacement(cluster=c, group_id=lost.id, config=cfg, now=NOW)
     if not plan.changes:
-        assert plan.outcome is Outcome.LEFT_TO_EMR
+        assert plan.kind is ReplacementKind.LEFT_TO_EMR
         assert plan.reasons
         return
     down, up = plan.changes
@@ -381,10 +372,10 @@ def test_property_a_move_keeps_the_total_and_every_bound(  # noqa: PLR0917 - hyp
     assert up.target <= cfg.group_max_nodes
     if to.market is S:
         assert to.instance_type != lost.instance_type
-        assert plan.outcome is Outcome.REPLACED_SPOT
+        assert plan.kind is ReplacementKind.REPLACED_SPOT
     else:
         assert fallback
-        assert plan.outcome is Outcome.REPLACED_ON_DEMAND
+        assert plan.kind is ReplacementKind.REPLACED_ON_DEMAND
     if share < 1.0:  # the type that gained holds at most max_share of the task memory, or no more than before
         mem = {t.id: t.requested * t.memory_gib for t in tasks}
         mem[lost.id] -= lost.memory_gib
@@ -554,7 +545,7 @@ def run(f: Fakes, lookup: Lookup = HERE, cfg: Config = CFG, prices: bool = True)
 def test_applies_with_fresh_prices_under_the_lease_and_notifies():
     f = Fakes(C3)
     res = run(f)
-    assert res.result is Result.APPLIED
+    assert res.outcome is Outcome.APPLIED
     assert f.calls == [
         ("acquire", "j-TEST", "me", CFG.lease_ttl_s),
         ("read", "j-TEST"),
@@ -568,9 +559,9 @@ def test_applies_with_fresh_prices_under_the_lease_and_notifies():
 
 def test_a_duplicate_event_changes_nothing_but_another_kind_for_the_same_instance_does():
     f = Fakes(C3)
-    assert run(f).result is Result.APPLIED
+    assert run(f).outcome is Outcome.APPLIED
     again = run(f)
-    assert again.result is Result.DUPLICATE
+    assert again.outcome is Outcome.DUPLICATE
     assert [c[0] for c in f.calls].count("resize") == 1
     assert len(f.notices) == 1
     assert f.calls[-1] == ("release", "j-TEST", "me")
@@ -582,7 +573,7 @@ def test_a_duplicate_event_changes_nothing_but_another_kind_for_the_same_instanc
         config=CFG,
         owner="me",
     )
-    assert rebalance.result is Result.APPLIED
+    assert rebalance.outcome is Outcome.APPLIED
 
 
 def test_without_a_price_source_it_uses_the_prices_read_with_the_cluster():
@@ -593,14 +584,14 @@ def test_without_a_price_source_it_uses_the_prices_read_with_the_cluster():
 def test_unmanaged_instance_is_ignored_without_touching_anything():
     f = Fakes(C3)
     res = run(f, Lookup(None, "i-0123456789abcdef0 is not an instance of a managed cluster (j-TEST)"))
-    assert (res.result, res.reason.endswith("(j-TEST)")) == (Result.IGNORED, True)
+    assert (res.outcome, res.reason.endswith("(j-TEST)")) == (Outcome.IGNORED, True)
     assert f.calls == []
     assert f.notices == []
 
 
 def test_waits_for_the_scaler_lease_then_gives_up_with_lease_held():
     f = Fakes(C3, lease_free_after=2)
-    assert run(f).result is Result.APPLIED
+    assert run(f).outcome is Outcome.APPLIED
     assert f.sleeps == [1.0, 1.0]
     busy = Fakes(C3, lease_free_after=99)
     with pytest.raises(LeaseHeld):
@@ -611,7 +602,7 @@ def test_waits_for_the_scaler_lease_then_gives_up_with_lease_held():
 def test_a_refused_resize_is_reported_and_the_lease_released():
     f = Fakes(C3, resize_error=GroupBusy("ig-c is resizing"))
     res = run(f)
-    assert res.result is Result.FAILED
+    assert res.outcome is Outcome.FAILED
     assert "GroupBusy" in res.reason
     assert "replacement FAILED" in f.notices[0].subject
     assert f.calls[-1] == ("release", "j-TEST", "me")
@@ -626,14 +617,14 @@ def test_transient_errors_propagate_for_a_retry_others_are_reported(error):
         assert f.notices == []
         assert not any(c[0] == "claim" for c in f.calls)  # not remembered: Lambda's retry handles it
     else:
-        assert run(f).result is Result.FAILED
+        assert run(f).outcome is Outcome.FAILED
     assert f.calls[-1] == ("release", "j-TEST", "me")
 
 
 def test_dry_run_notifies_and_does_not_resize():
     f = Fakes(C3)
     res = run(f, cfg=Config.from_mapping({"dry_run": True}))
-    assert res.result is Result.DRY_RUN
+    assert res.outcome is Outcome.DRY_RUN
     assert not any(c[0] == "resize" for c in f.calls)
     assert "would move" in f.notices[0].subject
 
@@ -641,7 +632,7 @@ def test_dry_run_notifies_and_does_not_resize():
 def test_left_to_emr_is_still_told_to_operators():
     f = Fakes(cluster(g("ig-a", "r5.2xlarge", requested=2)))
     res = run(f)
-    assert res.result is Result.LEFT_TO_EMR
+    assert res.outcome is Outcome.LEFT_TO_EMR
     assert not any(c[0] == "resize" for c in f.calls)
     assert f.notices[0].subject.endswith("left to EMR")
 
@@ -661,8 +652,8 @@ def test_after_the_move_no_bookkeeping_failure_makes_lambda_retry_it():
         release_error=TransientAwsError("DeleteItem(lease): 500"),
     )
     res = run(f)
-    assert res.result is Result.APPLIED
-    assert res.notify_failed
+    assert res.outcome is Outcome.APPLIED
+    assert res.notify_failures == 1
     assert [c[0] for c in f.calls] == ["acquire", "read", "resize", "claim", "release"]
 
 

@@ -1,0 +1,362 @@
+"""Every operator notice, built here and nowhere else (pure): what the scaler did or failed to do, as an
+email-readable text.
+
+One subject rule for all of them (`subject_line`: one line, ASCII, under 100 characters, as SNS email needs;
+the SNS adapter applies it again). The body is plain text; the footer ("sparkscale | cluster J | kind K") is
+kept apart (`Notice.footer`), so that a notice can quote another's body without parsing it. A decision notice
+names the cluster, each changed TASK group (from -> to nodes, instance type, market, price), the driving
+signal and its value, the TASK groups' USD per hour before and after, and the policy's reasons. Dry-run
+decisions say so in the subject and the first line. A decision with spot fallback (TASK groups that got no
+new capacity) says which groups were blocked and which groups took the capacity instead.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Final
+
+from sparkscale.config import Config
+from sparkscale.events.emr import EmrEvent, EmrEventKind
+from sparkscale.events.spot import SpotEvent, SpotEventKind
+from sparkscale.policy.fallback import label
+from sparkscale.policy.model import Cluster, Decision, Direction, GroupTarget, Market, Signal
+from sparkscale.policy.replacement import ReplacementPlan
+from sparkscale.ports import Notice
+from sparkscale.usecases.shell import Outcome
+
+if TYPE_CHECKING:
+    from sparkscale.usecases.scale import RunResult
+
+KIND_ACTION = "action"
+KIND_DRY_RUN = "dry_run"
+KIND_FAILURE = "failure"
+KIND_AT_MAX = "at_max"
+KIND_CLUSTER_GONE = "cluster_gone"
+KIND_FALLBACK = "fallback"
+KIND_INTERRUPTION = "interruption"
+KINDS: Final = (
+    KIND_ACTION,
+    KIND_DRY_RUN,
+    KIND_FAILURE,
+    KIND_AT_MAX,
+    KIND_CLUSTER_GONE,
+    KIND_FALLBACK,
+    KIND_INTERRUPTION,
+)
+
+SUBJECT_MAX: Final = 99  # SNS: "must be less than 100 characters"
+_CTRL: Final = re.compile(r"[\x00-\x1f\x7f]+")
+
+
+def subject_line(text: str) -> str:
+    """The one subject rule: ASCII (arrows become '->'), no control characters, at most 99 characters,
+    never empty. Idempotent, so the SNS adapter can apply it again."""
+    t = text.replace("→", "->").replace("…", "...").replace("—", "-").replace("–", "-")
+    t = unicodedata.normalize("NFKD", t).encode("ascii", "ignore").decode("ascii")
+    t = _CTRL.sub(" ", t).strip()
+    t = re.sub(r" {2,}", " ", t) or "sparkscale notice"
+    if len(t) > SUBJECT_MAX:
+        t = t[: SUBJECT_MAX - 3].rstrip() + "..."
+    return t
+
+
+def _notice(kind: str, cluster_id: str, subject: str, lines: Sequence[str]) -> Notice:
+    return Notice(
+        kind=kind,
+        cluster_id=cluster_id,
+        subject=subject_line(subject),
+        body="\n".join(lines),
+        footer=f"--\nsparkscale | cluster {cluster_id} | kind {kind}",
+    )
+
+
+_UNITS = {
+    Signal.YARN_MEMORY_AVAILABLE_PCT: "% of YARN memory available",
+    Signal.HEAP_USED_PCT: "% of executor heap used (cluster-wide)",
+    Signal.HEAP_USED_BYTES: "bytes of executor heap used",
+    Signal.CONTAINER_PENDING: "containers pending",
+    Signal.TOTAL_LOAD: "concurrent HDFS transfers",
+    Signal.APPS_PENDING: "applications pending",
+    Signal.MEMORY_AVAILABLE_MB: "MB of YARN memory available",
+}
+_VERB = {Direction.OUT: "scale out", Direction.IN: "scale in", Direction.HOLD: "hold"}
+
+
+def _ts(t: datetime) -> str:
+    return t.strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _nodes(targets: Sequence[GroupTarget]) -> tuple[int, int]:
+    return sum(t.current for t in targets), sum(t.target for t in targets)
+
+
+def _signal_line(d: Decision) -> str:
+    if d.driving_signal is None:
+        return "Driving signal: none"
+    value = "n/a" if d.driving_value is None else f"{d.driving_value:,.2f}"
+    unit = _UNITS.get(d.driving_signal, "")
+    return f"Driving signal: {d.driving_signal.value} = {value}" + (f" ({unit})" if unit else "")
+
+
+def _short_signal(d: Decision) -> str:
+    if d.driving_signal is None or d.driving_value is None:
+        return ""
+    return f" ({d.driving_signal.value} {d.driving_value:,.1f})"
+
+
+def _target_label(t: GroupTarget) -> str:
+    """'name (id, MARKET type)' of a decision's target, as policy.fallback.label writes a group's."""
+    who = (
+        f"{t.group_name} ({t.group_id}, "
+        if t.group_name and t.group_name != t.group_id
+        else f"{t.group_id} ("
+    )
+    return f"{who}{t.market.value} {t.instance_type})"
+
+
+def _group_line(t: GroupTarget) -> str:
+    return (
+        f"  {_target_label(t)}: {t.current} -> {t.target} nodes at ${t.usd_per_hour_per_node:.4f}/node-hour"
+    )
+
+
+def group_label(group_id: str, decision: Decision | None, cluster: Cluster | None) -> str:
+    """'name (id, MARKET type)' from the cluster, else from the decision's targets, else the id."""
+    g = cluster.group(group_id) if cluster is not None else None
+    if g is not None:
+        return label(g)
+    t = next((t for t in decision.targets if t.group_id == group_id), None) if decision else None
+    return group_id if t is None else _target_label(t)
+
+
+def fallback_lines(d: Decision, cluster: Cluster | None) -> list[str]:
+    """The 'Spot fallback' part of a decision notice: which TASK groups got no new capacity, and which groups
+    took the capacity instead (empty when no group was blocked)."""
+    if not d.fallback_groups:
+        return []
+    lines = ["Spot fallback:"]
+    lines += [f"  Blocked, gets no new capacity: {group_label(gid, d, cluster)}" for gid in d.fallback_groups]
+    went = [t for t in d.changes if t.group_id in d.fallback_to and t.target > t.current]
+    if went:
+        lines += [
+            f"  Capacity went to: {group_label(t.group_id, d, cluster)} {t.current} -> {t.target} nodes"
+            for t in went
+        ]
+    else:
+        lines.append("  Capacity went to: no group in their place in this decision.")
+    return lines
+
+
+def decision_notice(
+    decision: Decision, cluster: Cluster | None = None, *, running: int | None = None
+) -> Notice:
+    """An action (or, for a dry-run decision, what it would have done)."""
+    d = decision
+    kind = KIND_DRY_RUN if d.dry_run else KIND_ACTION
+    before, after = _nodes(d.targets)
+    verb = _VERB[d.direction]
+    name = f" ({cluster.name})" if cluster is not None and cluster.name else ""
+    if d.dry_run:
+        subject = f"[DRY RUN] sparkscale {d.cluster_id}: would {verb} {before} -> {after} TASK nodes"
+        head = (
+            f"DRY RUN - nothing was changed. sparkscale would {verb} EMR cluster {d.cluster_id}{name} "
+            f"at {_ts(d.at)}."
+        )
+    else:
+        subject = f"sparkscale {d.cluster_id}: {verb} {before} -> {after} TASK nodes"
+        head = f"sparkscale asked EMR to {verb} cluster {d.cluster_id}{name} at {_ts(d.at)}."
+    subject += _short_signal(d)
+    changed = [_group_line(t) for t in d.changes] or ["  (no group changes)"]
+    lines = [
+        head,
+        "",
+        "Changed TASK groups:",
+        *changed,
+        "",
+        _signal_line(d),
+        f"TASK nodes requested: {before} -> {after}"
+        + (f" (running now: {running})" if running is not None else "")
+        + (f"; the estimate asked for {d.desired_task_nodes}" if d.desired_task_nodes is not None else ""),
+        f"Cost of the TASK groups: ${d.usd_per_hour_before:.2f}/h -> ${d.usd_per_hour_after:.2f}/h",
+    ]
+    if d.at_max_under_pressure:
+        lines.append("At the maximum TASK capacity and still under pressure.")
+    fallback = fallback_lines(d, cluster)
+    if fallback:
+        lines += ["", *fallback]
+    lines += ["", "Why:", *[f"  - {r}" for r in d.reasons]]
+    return _notice(kind, d.cluster_id, subject, lines)
+
+
+def at_max_notice(decision: Decision) -> Notice:
+    d = decision
+    _, after = _nodes(d.targets)
+    subject = f"sparkscale {d.cluster_id}: at max TASK capacity ({after} nodes), still under pressure"
+    lines = [
+        f"EMR cluster {d.cluster_id} is at its maximum TASK capacity ({after} nodes requested) at "
+        f"{_ts(d.at)} and its signals still ask for more.",
+        "Raise max_task_nodes / the groups' max_nodes / budget_usd_per_hour, or add a TASK group, if this "
+        "persists.",
+        "",
+        _signal_line(d),
+        *([f"The estimate asked for {d.desired_task_nodes} TASK nodes."] if d.desired_task_nodes else []),
+        f"Cost of the TASK groups: ${d.usd_per_hour_after:.2f}/h",
+        "",
+        "Why:",
+        *[f"  - {r}" for r in d.reasons],
+        "",
+        "(Sent at most once an hour while it lasts.)",
+    ]
+    return _notice(KIND_AT_MAX, d.cluster_id, subject, lines)
+
+
+def failure_notice(cluster_id: str, *, what: str, error: BaseException, now: datetime) -> Notice:
+    err = type(error).__name__
+    subject = f"sparkscale {cluster_id}: {what} failed ({err})"
+    lines = [
+        f"sparkscale could not {what} for EMR cluster {cluster_id} at {_ts(now)}.",
+        "",
+        f"Error: {err}: {error}",
+        "",
+        "Nothing else was changed. The cluster is evaluated again on the next alarm or reconcile run; this "
+        "notice is sent at most once an hour per kind of error.",
+    ]
+    return _notice(KIND_FAILURE, cluster_id, subject, lines)
+
+
+def cluster_gone_notice(cluster_id: str, *, why: str, now: datetime) -> Notice:
+    subject = f"sparkscale {cluster_id}: cluster is gone, no longer managed"
+    lines = [
+        f"EMR cluster {cluster_id} is terminating, terminated or unknown ({why}), seen at {_ts(now)}.",
+        "",
+        "sparkscale stops evaluating it and will not notify about it again. Remove it from the `clusters` "
+        "setting when convenient.",
+    ]
+    return _notice(KIND_CLUSTER_GONE, cluster_id, subject, lines)
+
+
+# --- spot events ----------------------------------------------------------------------------------------
+def interruption_notice(
+    *,
+    event: SpotEvent,
+    plan: ReplacementPlan,
+    applied: bool,
+    dry_run: bool = False,
+    error: str | None = None,
+) -> Notice:
+    """The operator message for one handled event (kind "interruption"; a rebalance says it is one)."""
+    short = "interruption" if event.kind is SpotEventKind.INTERRUPTION else "rebalance"
+    lost = plan.interrupted
+    where = f"{plan.group_id} ({lost.instance_type})" if lost else plan.group_id
+    if plan.replacement is not None and error is None:
+        to = plan.replacement
+        verb = "would move" if dry_run else ("moved" if applied else "not moved")
+        target = to.instance_type + (" on-demand" if to.market is Market.ON_DEMAND else "")
+        headline = f"{short} {event.instance_id}: {verb} to {target}"
+    elif error is not None:
+        headline = f"{short} {event.instance_id}: replacement FAILED"
+    else:
+        headline = f"{short} {event.instance_id}: left to EMR"
+    subject = f"sparkscale {plan.cluster_id}: {headline}"
+    if event.kind is SpotEventKind.INTERRUPTION:
+        event_line = (
+            f"EC2 Spot Instance Interruption Warning (instance-action: {event.action or 'not given'})"
+        )
+    else:
+        event_line = (
+            "EC2 Instance Rebalance Recommendation: a RECOMMENDATION, the instance is at elevated risk of "
+            "interruption and has not been reclaimed yet"
+        )
+    lines = [
+        f"Cluster:    {plan.cluster_id}",
+        f"Event:      {event_line}",
+        f"Instance:   {event.instance_id} in {where}",
+        f"Event time: {event.at.isoformat()} (id {event.event_id or '-'})",
+        f"Outcome:    {plan.kind}" + (" (dry run: nothing changed)" if dry_run else ""),
+    ]
+    if plan.changes:
+        lines.append("Changes:")
+        lines += [
+            f"  {t.group_id} {t.group_name} {t.instance_type} {t.market}: {t.current} -> {t.target} "
+            f"(${t.usd_per_hour_per_node:.4f}/node-h)"
+            for t in plan.changes
+        ]
+    lines.append("Why:")
+    lines += [f"  - {r}" for r in plan.reasons]
+    if error is not None:
+        lines.append(f"Error:      {error}")
+    return _notice(KIND_INTERRUPTION, plan.cluster_id, subject, lines)
+
+
+# --- EMR capacity events ---------------------------------------------------------------------------------
+def fallback_key(group_id: str) -> str:
+    """The notice-ledger key: one fallback notice per group per REPEAT_NOTICE_S."""
+    return f"fallback:{group_id}"
+
+
+def fallback_notice(
+    *, event: EmrEvent, run: RunResult, config: Config, held: Sequence[Notice] = ()
+) -> Notice:
+    """One operator message for a capacity event: which group is blocked and why (EMR's words), what the
+    scaler did about it now (where the capacity went), and the scaler's own decision notice (`held`)."""
+    gid = event.group_id or "?"
+    d = run.decision
+    who = group_label(gid, d, None)
+    if who == gid and event.instance_type:
+        who = f"{gid} (SPOT {event.instance_type})"
+    acted = d is not None and run.outcome in (Outcome.APPLIED, Outcome.DRY_RUN)
+    changes = d.changes if d is not None and acted else ()
+    went = [t for t in changes if t.target > t.current]
+    what = "arrested" if event.kind is EmrEventKind.ARRESTED else "no capacity"
+    headline = f"spot fallback: {gid} ({what})"
+    if went:
+        dest = ", ".join(
+            dict.fromkeys(
+                t.instance_type + (" on-demand" if t.market is Market.ON_DEMAND else "") for t in went
+            )
+        )
+        headline += f" -> {dest}"
+    dry = "[DRY RUN] " if went and run.outcome == Outcome.DRY_RUN else ""
+    subject = f"{dry}sparkscale {event.cluster_id}: {headline}"
+    counts = (
+        f", {event.running} of {event.requested} requested nodes running"
+        if event.running is not None and event.requested is not None
+        else ""
+    )
+    od = (
+        "then to an ON_DEMAND TASK group (on_demand_fallback is on)"
+        if config.on_demand_fallback
+        else "not to ON_DEMAND groups (on_demand_fallback is off)"
+    )
+    lines = [
+        f"Cluster:    {event.cluster_id}",
+        f"Group:      {who}{counts}",
+        f"EMR event:  {event.severity or '?'} {event.state or '?'} at {event.at.isoformat()} "
+        f"(id {event.event_id or '-'})",
+        f"EMR says:   {event.message or event.reason}",
+        "",
+        f"sparkscale gives {gid} no new capacity until it runs all its requested nodes and "
+        f"spot_fallback_timeout_s ({config.spot_fallback_timeout_s} s) has passed since EMR's report; EMR "
+        "keeps trying to fill what it was already asked for. The unmet part goes to the next cheapest SPOT "
+        f"TASK group, {od}. Capacity moves back to spot once the group delivers again.",
+        "",
+    ]
+    if changes:
+        lines.append("What the scaler did now" + (" (DRY RUN: nothing changed):" if d and d.dry_run else ":"))
+        lines += [
+            f"  {group_label(t.group_id, d, None)}: {t.current} -> {t.target} nodes "
+            f"(${t.usd_per_hour_per_node:.4f}/node-hour)"
+            for t in changes
+        ]
+    else:
+        detail = f": {run.detail}" if run.detail else ""
+        lines.append(
+            f"What the scaler did now: no change ({run.outcome}{detail}). The next evaluation that needs "
+            "capacity puts it on the other TASK groups."
+        )
+    for n in held:  # the decision's own notice, quoted without its footer: this one has its own
+        lines += ["", f"The scaler's decision ({n.subject}):", "", n.body]
+    return _notice(KIND_FALLBACK, event.cluster_id, subject, lines)

@@ -1,0 +1,289 @@
+"""The scale use case. `run_once`: one evaluation of one cluster: lease -> read -> decide -> act -> record ->
+notify -> release, on the shared Shell (usecases/shell.py).
+
+Level-triggered: whatever woke it (an alarm, the reconcile schedule, the CLI, the replay), it re-reads the
+cluster and every metric and decides from the current state, so duplicate, late or lost wake-ups can neither
+scale twice nor stop the scaling. Time and every port are injected; the only I/O is through `ports`.
+
+Expected AWS conditions never raise; they become the RunResult's outcome:
+
+| condition | outcome | what happens |
+|---|---|---|
+| another invocation holds the lease | lease_held | nothing ("evaluation in progress") |
+| cluster terminating/terminated/unknown | cluster_gone | notified once, then the cluster is no longer read |
+| a TASK group is resizing / busy | group_busy | decision recorded as not applied; the next run retries |
+| throttled after botocore's retries | throttled | recorded if a decision was made; the next run retries |
+| invalid request (validation, not TASK, ...) | invalid | recorded; operators notified (at most hourly) |
+| a dry-run action | dry_run | recorded and notified (at most hourly per proposal) |
+| an applied action | applied | recorded and notified |
+| no change | hold | recorded |
+
+TransientAwsError (5xx, network, after retries) propagates so the Lambda fails and SNS retries (then the
+DLQ); the Shell's lease is released on every path. The decision is saved BEFORE any notice is sent, so an SNS
+failure never loses the record; a failed notice is logged and counted (RunResult.notify_failures).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Final
+
+from sparkscale import notices
+from sparkscale.config import Config
+from sparkscale.errors import (
+    ClusterGone,
+    GroupBusy,
+    InvalidRequest,
+    SparkscaleError,
+    Throttled,
+    TransientAwsError,
+)
+from sparkscale.policy import evaluate, next_state
+from sparkscale.policy.model import Cluster, Decision, Direction
+from sparkscale.ports import Notice, Ports
+from sparkscale.usecases.shell import KEY_CLUSTER_GONE, Outcome, Shell
+
+log = logging.getLogger(__name__)
+
+KEY_AT_MAX: Final = "at_max"
+
+
+@dataclass(frozen=True)
+class RunResult:
+    cluster_id: str
+    outcome: str  # an Outcome value
+    decision: Decision | None
+    detail: str = ""  # one line: why (the error, "evaluation in progress", ...)
+    running_task_nodes: int | None = None  # RunningInstanceCount summed over TASK groups, as read
+    requested_task_nodes: int | None = None  # RequestedInstanceCount summed over TASK groups, as read
+    notices_sent: int = 0
+    notify_failures: int = 0
+
+    @property
+    def desired_task_nodes(self) -> int | None:
+        """TASK nodes the decision asks for (its targets, applied or not); without a decision, as read."""
+        if self.decision is None:
+            return self.requested_task_nodes
+        return sum(t.target for t in self.decision.targets)
+
+    @property
+    def scaling_actions(self) -> int:
+        return 1 if self.outcome == Outcome.APPLIED else 0
+
+    @property
+    def failed(self) -> bool:
+        return self.outcome in (Outcome.INVALID, Outcome.FAILED, Outcome.THROTTLED)
+
+
+def needs_evaluation(cluster: Cluster, config: Config) -> bool:
+    """For the reconcile schedule: True when the TASK groups are above their minimum (the total above
+    max(min_task_nodes, sum of the groups' min_nodes)), or below a minimum."""
+    total = mins = 0
+    below = False
+    for g in cluster.task_groups:  # one pass: the schedule asks this of every cluster every few minutes
+        least = config.bounds_for(g.id, g.name).min_nodes
+        total += g.requested
+        mins += least
+        below = below or g.requested < least
+    return below or total != max(config.min_task_nodes, mins)
+
+
+def _gone_result(cluster_id: str) -> RunResult:
+    return RunResult(
+        cluster_id, Outcome.CLUSTER_GONE.value, None, detail="cluster is gone: no longer managed"
+    )
+
+
+def mark_gone(*, now: datetime, cluster_id: str, ports: Ports, config: Config, why: str) -> RunResult:
+    """What run_once does on ClusterGone, for a caller that learnt it otherwise (the EMR "Cluster State
+    Change" to TERMINATED): mark the cluster gone in the ledger, notify operators once, stop evaluating it."""
+    shell = Shell(ports=ports, config=config, now=now, cluster_id=cluster_id)
+    if shell.is_gone():
+        return _gone_result(cluster_id)
+    return _gone(shell, ClusterGone(why))
+
+
+def run_once(*, now: datetime, cluster_id: str, ports: Ports, config: Config, owner: str) -> RunResult:
+    """One evaluation of `cluster_id` at `now`. See the module docstring for outcomes and errors."""
+    shell = Shell(ports=ports, config=config, now=now, cluster_id=cluster_id)
+    if shell.is_gone():
+        return _gone_result(cluster_id)
+    with shell.lease(owner) as held:
+        if not held:
+            return RunResult(cluster_id, Outcome.LEASE_HELD.value, None, detail="evaluation in progress")
+        try:
+            return _evaluate(shell)
+        except TransientAwsError as exc:
+            _notify_failure(shell, what="evaluate the cluster", error=exc)
+            raise
+
+
+def reconcile_once(
+    *, now: datetime, cluster_id: str, ports: Ports, config: Config, owner: str, in_alarm: bool
+) -> RunResult:
+    """The reconcile schedule's step for one cluster: run_once when it has an alarm in ALARM or its TASK
+    groups are above (or below) their minimum (needs_evaluation); otherwise skip it after one cluster read."""
+    if Shell(ports=ports, config=config, now=now, cluster_id=cluster_id).is_gone():
+        return _gone_result(cluster_id)
+    if not in_alarm:
+        try:
+            cluster = ports.clusters.read_cluster(cluster_id)
+        except ClusterGone:
+            pass  # run_once notifies it (once) and stops managing it
+        except Throttled as exc:
+            return RunResult(cluster_id, Outcome.THROTTLED.value, None, detail=str(exc))
+        except InvalidRequest as exc:
+            return RunResult(cluster_id, Outcome.INVALID.value, None, detail=str(exc))
+        else:
+            if not needs_evaluation(cluster, config):
+                running, requested = _task_nodes(cluster)
+                return RunResult(
+                    cluster_id,
+                    Outcome.SKIPPED.value,
+                    None,
+                    detail="at its minimum and no alarm in ALARM",
+                    running_task_nodes=running,
+                    requested_task_nodes=requested,
+                )
+    return run_once(now=now, cluster_id=cluster_id, ports=ports, config=config, owner=owner)
+
+
+def _evaluate(shell: Shell) -> RunResult:
+    ports, cid, now, config = shell.ports, shell.cluster_id, shell.now, shell.config
+    try:
+        cluster = shell.priced(ports.clusters.read_cluster(cid))
+        metrics = ports.metrics.read_metrics(cid, now)
+    except ClusterGone as exc:
+        return _gone(shell, exc)
+    except Throttled as exc:
+        log.warning("throttled reading %s: %s", cid, exc)
+        return RunResult(cid, Outcome.THROTTLED.value, None, detail=str(exc))
+    except InvalidRequest as exc:
+        _notify_failure(shell, what="read the cluster", error=exc)
+        return _result(shell, Outcome.INVALID, None, None, detail=str(exc))
+
+    state = ports.state.load_state(cid)
+    decision, observed = evaluate(now=now, cluster=cluster, metrics=metrics, config=config, state=state)
+    outcome, detail, recorded = _act(ports, cid, decision, config)
+    if outcome is Outcome.CLUSTER_GONE:
+        return _gone(shell, ClusterGone(detail))
+
+    # next_state counts a decision as applied when it is an action and not a dry run: one EMR refused is not
+    applied = outcome is Outcome.APPLIED or decision.dry_run
+    unchanged = applied or decision.direction is Direction.HOLD
+    effective = decision if unchanged else replace(decision, direction=Direction.HOLD)
+    new_state = next_state(
+        previous=state,
+        decision=effective,
+        cluster=cluster,
+        metrics=metrics,
+        now=now,
+        config=config,
+        observed=observed,
+    )
+    ports.state.save(cid, new_state, recorded, now)  # record BEFORE notifying: SNS can fail
+    if log.isEnabledFor(logging.INFO):  # what log.info checks first: no `extra` built for a dropped record
+        log.info(
+            "decision",
+            extra={
+                "cluster_id": cid,
+                "outcome": outcome.value,
+                "direction": decision.direction.value,
+                "targets": {t.group_id: [t.current, t.target] for t in decision.targets},
+                "reasons": [str(r) for r in recorded.reasons],
+            },
+        )
+    _notify_decision(shell, recorded, cluster, outcome=outcome, detail=detail)
+    return _result(shell, outcome, recorded, cluster, detail=detail)
+
+
+def _act(ports: Ports, cluster_id: str, decision: Decision, config: Config) -> tuple[Outcome, str, Decision]:
+    """Apply the decision unless it is a hold or a dry run. Returns the outcome, a one-line detail, and the
+    decision as recorded (with a 'Not applied: ...' reason when EMR refused)."""
+    if not decision.is_action:
+        return Outcome.HOLD, "", decision
+    if decision.dry_run or config.dry_run:
+        return Outcome.DRY_RUN, "dry run", decision
+    try:
+        ports.capacity.resize(cluster_id, decision.changes)
+    except ClusterGone as exc:
+        return Outcome.CLUSTER_GONE, str(exc), decision
+    except GroupBusy as exc:
+        outcome, why = Outcome.GROUP_BUSY, f"Not applied: {exc} (held; the next evaluation retries)."
+    except Throttled as exc:
+        outcome, why = Outcome.THROTTLED, f"Not applied: throttled by EMR after retries: {exc}."
+    except InvalidRequest as exc:
+        outcome, why = Outcome.INVALID, f"Not applied: EMR rejected the request: {exc}."
+    else:
+        return Outcome.APPLIED, "", decision
+    return outcome, why, replace(decision, reasons=(*decision.reasons, why))
+
+
+def _gone(shell: Shell, exc: ClusterGone) -> RunResult:
+    first = True
+    if shell.ports.ledger is not None:
+        try:
+            first = shell.ports.ledger.claim(shell.cluster_id, KEY_CLUSTER_GONE, shell.now, None)
+        except SparkscaleError as err:
+            log.warning("could not record that %s is gone: %s", shell.cluster_id, err)
+    log.warning("cluster gone: %s", exc, extra={"cluster_id": shell.cluster_id})
+    if first:
+        shell.send(notices.cluster_gone_notice(shell.cluster_id, why=str(exc), now=shell.now))
+    return _result(shell, Outcome.CLUSTER_GONE, None, None, detail=str(exc))
+
+
+def _notify_decision(
+    shell: Shell, decision: Decision, cluster: Cluster, *, outcome: Outcome, detail: str
+) -> None:
+    def notice() -> Notice:
+        running = sum(g.running for g in cluster.task_groups)
+        return notices.decision_notice(decision, cluster, running=running)
+
+    if outcome is Outcome.APPLIED:
+        shell.send(notice())
+    elif outcome is Outcome.DRY_RUN:
+        proposal = ",".join(f"{t.group_id}:{t.current}>{t.target}" for t in decision.changes)
+        shell.send_once_per_interval(f"dry_run:{proposal}", notice)
+    elif outcome is Outcome.INVALID:
+        _notify_failure(shell, what="resize the TASK groups", error=InvalidRequest(detail))
+    if decision.at_max_under_pressure:
+        shell.send_once_per_interval(KEY_AT_MAX, lambda: notices.at_max_notice(decision))
+
+
+def _notify_failure(shell: Shell, *, what: str, error: BaseException) -> None:
+    shell.send_once_per_interval(
+        f"failure:{type(error).__name__}",
+        lambda: notices.failure_notice(shell.cluster_id, what=what, error=error, now=shell.now),
+    )
+
+
+def _result(
+    shell: Shell, outcome: Outcome, decision: Decision | None, cluster: Cluster | None, *, detail: str
+) -> RunResult:
+    running, requested = _task_nodes(cluster) if cluster is not None else (None, None)
+    return RunResult(
+        shell.cluster_id,
+        outcome.value,
+        decision,
+        detail=detail,
+        running_task_nodes=running,
+        requested_task_nodes=requested,
+        notices_sent=shell.notices_sent,
+        notify_failures=shell.notify_failures,
+    )
+
+
+def _task_nodes(cluster: Cluster) -> tuple[int, int]:
+    """RunningInstanceCount and RequestedInstanceCount, each summed over the TASK groups (once per Cluster
+    value: see Cluster.derived)."""
+    return cluster.derived("task_nodes", _sum_task_nodes)
+
+
+def _sum_task_nodes(cluster: Cluster) -> tuple[int, int]:
+    running = requested = 0
+    for g in cluster.task_groups:
+        running += g.running
+        requested += g.requested
+    return running, requested

@@ -1,0 +1,128 @@
+"""The spot-events use case: a spot interruption warning or rebalance recommendation for a node of a managed
+cluster moves that node to another pool at once (the choice is policy/replacement.py, pure).
+
+locate -> lease -> skip a duplicate -> read (+prices) -> choose -> resize -> remember -> notify -> release,
+on the shared Shell, under the same per-cluster lease as the scaler so it never races it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Final
+
+from sparkscale import notices
+from sparkscale.config import Config
+from sparkscale.errors import ClusterGone, SparkscaleError, Throttled, TransientAwsError
+from sparkscale.events.spot import SpotEvent
+from sparkscale.policy.replacement import ReplacementPlan, choose_replacement
+from sparkscale.ports import InstanceLocation, InstanceLocator, Notice, Ports
+from sparkscale.usecases.shell import Outcome, Shell
+
+log = logging.getLogger(__name__)
+
+DEDUP_TTL_S: Final = 6 * 3600  # how long a handled (kind, instance) is remembered
+
+
+@dataclass(frozen=True)
+class SpotResult:
+    outcome: Outcome  # APPLIED, DRY_RUN, LEFT_TO_EMR, IGNORED, DUPLICATE, CLUSTER_GONE or FAILED
+    event: SpotEvent
+    reason: str = ""
+    plan: ReplacementPlan | None = None
+    notice: Notice | None = None
+    cluster_id: str = ""  # set once the instance was located
+    notify_failures: int = 0  # the operator notice could not be sent (logged)
+
+
+def dedup_key(event: SpotEvent) -> str:
+    """One handling per (kind, instance): EventBridge may deliver an event twice, and a rebalance
+    recommendation followed by the interruption of the same instance are two different losses."""
+    return f"spot-{event.kind.value}-{event.instance_id}"
+
+
+def handle_spot_event(
+    *,
+    now: datetime,
+    event: SpotEvent,
+    ports: Ports,
+    locator: InstanceLocator,
+    config: Config,
+    owner: str,
+    lease_attempts: int = 5,
+    lease_wait_s: float = 1.0,
+    sleep: Callable[[float], None] = time.sleep,
+) -> SpotResult:
+    """Raises LeaseHeld when the scaler keeps the cluster's lease for all attempts (the invocation then fails
+    and Lambda retries it) and TransientAwsError / Throttled for transient AWS failures; every other expected
+    condition is a SpotResult."""
+    lookup = locator.locate(event.instance_id, config.clusters)
+    if lookup.location is None:
+        return SpotResult(Outcome.IGNORED, event, lookup.reason)
+    loc = lookup.location
+    shell = Shell(ports=ports, config=config, now=now, cluster_id=loc.cluster_id)
+    with shell.lease(owner, attempts=lease_attempts, wait_s=lease_wait_s, sleep=sleep, required=True):
+        # read strictly: a ledger that cannot answer fails the invocation (Lambda retries) rather than risk
+        # moving a second node for a redelivered event
+        seen = (
+            None if ports.ledger is None else ports.ledger.claimed_at(loc.cluster_id, dedup_key(event), now)
+        )
+        if seen is not None:
+            why = f"{event.kind} of {event.instance_id} already handled at {seen.isoformat()}"
+            return SpotResult(Outcome.DUPLICATE, event, why, cluster_id=loc.cluster_id)
+        result = _decide_and_act(shell, event, loc)
+        if result.outcome is not Outcome.CLUSTER_GONE:
+            _remember(shell, event)
+        if result.notice is not None:
+            shell.send(result.notice)
+    return SpotResult(
+        result.outcome,
+        event,
+        result.reason,
+        result.plan,
+        result.notice,
+        cluster_id=loc.cluster_id,
+        notify_failures=shell.notify_failures,
+    )
+
+
+def _remember(shell: Shell, event: SpotEvent) -> None:
+    if shell.ports.ledger is None:
+        return
+    try:
+        shell.ports.ledger.claim(shell.cluster_id, dedup_key(event), shell.now, DEDUP_TTL_S)
+    except SparkscaleError as exc:  # done is done: a retry for this would move a second node
+        log.error("could not remember %s for %s: %s", dedup_key(event), shell.cluster_id, exc)
+
+
+def _decide_and_act(shell: Shell, event: SpotEvent, loc: InstanceLocation) -> SpotResult:
+    ports, config = shell.ports, shell.config
+    try:
+        cluster = shell.priced(ports.clusters.read_cluster(loc.cluster_id))
+    except ClusterGone as exc:
+        return SpotResult(Outcome.CLUSTER_GONE, event, str(exc) or f"{loc.cluster_id} is gone")
+    state = ports.state.load_state(loc.cluster_id)
+    plan = choose_replacement(
+        cluster=cluster, group_id=loc.group_id, config=config, now=shell.now, state=state
+    )
+    if not plan.changes:
+        notice = notices.interruption_notice(event=event, plan=plan, applied=False)
+        return SpotResult(Outcome.LEFT_TO_EMR, event, plan.reasons[0], plan, notice)
+    if config.dry_run:
+        notice = notices.interruption_notice(event=event, plan=plan, applied=False, dry_run=True)
+        return SpotResult(Outcome.DRY_RUN, event, "dry run", plan, notice)
+    try:
+        ports.capacity.resize(loc.cluster_id, plan.changes)
+    except ClusterGone as exc:
+        return SpotResult(Outcome.CLUSTER_GONE, event, str(exc) or f"{loc.cluster_id} is gone", plan)
+    except SparkscaleError as exc:
+        if isinstance(exc, (Throttled, TransientAwsError)):
+            raise  # the invocation fails and Lambda retries it
+        error = f"{type(exc).__name__}: {exc}"
+        notice = notices.interruption_notice(event=event, plan=plan, applied=False, error=error)
+        return SpotResult(Outcome.FAILED, event, error, plan, notice)
+    notice = notices.interruption_notice(event=event, plan=plan, applied=True)
+    return SpotResult(Outcome.APPLIED, event, plan.reasons[1], plan, notice)
