@@ -40,6 +40,7 @@ class Features:
 
     heap_alarms: bool = True  # alarms on the heap agent's metrics (needs the bootstrap action on the cluster)
     spot_events: bool = True  # EventBridge spot interruption / rebalance rules and the events Lambda
+    emr_events: bool = True  # EventBridge EMR instance-group / cluster state rule and the EMR-events Lambda
     dashboards: bool = True  # one CloudWatch dashboard per cluster
     heap_bootstrap_assets: bool = True  # upload bootstrap/ and the agent as S3 assets, output the action path
     dlq_alarms: bool = True  # tell operators when a dead-letter queue holds a message

@@ -3,10 +3,15 @@
 It composes one construct per concern and does the grants between them:
 
     Notifications (key, alarm topic, operator topic)     StateTable (DynamoDB)
+    ManagedClusters (the EMR clusters' ARNs; not created here)
     ScalerFunctions (alarm + reconcile Lambdas, subscription, schedule)
     SpotEvents (EventBridge rules + events Lambda)        ClusterAlarms + ClusterDashboard per cluster
     EmrEvents (EMR capacity/termination rule + Lambda)
     HeapBootstrapAssets (bootstrap action on S3)          DLQ alarms
+
+Each part grants on what it owns (`StateTable.grant_state`, `Notifications.grant_publish_notices`,
+`ManagedClusters.grant_scale`, ..., `SparkAutoscaler.grant_describe_alarms`); `_grant_functions` says who
+gets what.
 
 Usage from another app::
 
@@ -18,50 +23,43 @@ Usage from another app::
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Final
 
 from aws_cdk import Acknowledgment as Ack
-from aws_cdk import ArnFormat, Stack, Validations
+from aws_cdk import Validations
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_sqs as sqs
-from constructs import Construct, IConstruct
+from constructs import Construct
 from sparkscale.alarms import alarm_specs
 from sparkscale.config import Config
 
 from infra import names
 from infra.constructs.cluster_alarms import ClusterAlarms
+from infra.constructs.clusters import ManagedClusters
 from infra.constructs.dashboard import ClusterDashboard
 from infra.constructs.emr_events import EmrEvents
 from infra.constructs.function import FunctionOptions, ScalerFunction, lambda_code, powertools_layer
+from infra.constructs.grants import acknowledge, grant_on
 from infra.constructs.heap_bootstrap import HeapBootstrapAssets
-from infra.constructs.notifications import Notifications
+from infra.constructs.notifications import Notifications, stack_alarms_arn
 from infra.constructs.scaler import ScalerFunctions
 from infra.constructs.spot_events import SpotEvents
 from infra.constructs.state import StateTable
 from infra.settings import Features, StackSettings
 
-# EMR actions the scaler needs, all on the managed clusters' ARNs only.
-EMR_SCALER_ACTIONS = (
-    "elasticmapreduce:DescribeCluster",
-    "elasticmapreduce:ListInstanceGroups",
-    "elasticmapreduce:ListInstances",
-    "elasticmapreduce:ModifyInstanceGroups",
-)
-# The events Lambda: find the interrupted instance's group, add capacity elsewhere.
-EMR_EVENTS_ACTIONS = EMR_SCALER_ACTIONS
-# The EMR-events Lambda records a capacity error, then runs the scaler's own evaluation (run_once).
-EMR_CAPACITY_EVENTS_ACTIONS = EMR_SCALER_ACTIONS
-# Actions without resource-level permissions ("*" is the only valid resource): acknowledged for cdk-nag below.
-EC2_READ_ACTIONS = ("ec2:DescribeSpotPriceHistory", "ec2:DescribeInstances")
-METRICS_READ_ACTIONS = ("cloudwatch:GetMetricData",)
+DESCRIBE_ALARMS_ACTIONS: Final = ("cloudwatch:DescribeAlarms",)
 
 
 class SparkAutoscaler(Construct):
     """Everything sparkscale deploys for `config.clusters`. Attributes expose the parts (topics, table,
-    functions, alarms per cluster, dashboards per cluster, bootstrap assets) for outputs and extensions."""
+    clusters, functions, alarms per cluster, dashboards per cluster, bootstrap assets) for outputs and
+    extensions; each part that owns a resource grants on it (`grant_*`), and this construct grants each
+    function what its handler needs."""
 
     notifications: Notifications
     state: StateTable
+    clusters: ManagedClusters
     scaler: ScalerFunctions
     spot_events: SpotEvents | None
     emr_events: EmrEvents | None
@@ -89,12 +87,26 @@ class SparkAutoscaler(Construct):
         features = features or Features()
         settings = StackSettings(config=config, features=features)
         settings.validate()
-        stack = Stack.of(self)
+        self._alarm_prefix = config.alarm_prefix
 
         self.notifications = Notifications(
             self, "Notifications", alarm_prefix=config.alarm_prefix, operator_emails=config.operator_emails
         )
         self.state = StateTable(self, "State", retain=features.retain_data)
+        self.clusters = ManagedClusters(self, "Clusters", cluster_ids=config.clusters)
+        options = self._function_options(settings, code_path, dry_run_override)
+        self._add_functions(settings, options)
+        self._grant_functions()
+        self._add_cluster_alarms_and_dashboards(config, features)
+        self._add_dead_letter_alarms(features)
+        self._add_heap_bootstrap(features, bootstrap_dir, emr_instance_role)
+
+    # --- the steps of __init__, in order --------------------------------------------------------------------
+    def _function_options(
+        self, settings: StackSettings, code_path: Path, dry_run_override: str | None
+    ) -> FunctionOptions:
+        """What every function shares: code, layer, environment, timeout, concurrency, key."""
+        config = settings.config
         environment = {
             names.ENV_CONFIG_JSON: config.to_json(),
             names.ENV_TABLE_NAME: self.state.table.table_name,
@@ -104,7 +116,7 @@ class SparkAutoscaler(Construct):
             names.ENV_POWERTOOLS_SERVICE_NAME: names.SERVICE_NAME,
             names.ENV_POWERTOOLS_METRICS_NAMESPACE: names.SCALER_NAMESPACE,
         }
-        options = FunctionOptions(
+        return FunctionOptions(
             code=lambda_code(code_path),
             layer=powertools_layer(self, "PowertoolsLayer", version=config.powertools_layer_version),
             environment=environment,
@@ -112,6 +124,10 @@ class SparkAutoscaler(Construct):
             reserved_concurrency=config.reserved_concurrency,
             key=self.notifications.key,
         )
+
+    def _add_functions(self, settings: StackSettings, options: FunctionOptions) -> None:
+        """The scaler pair always; the spot- and EMR-events functions each behind its own feature flag."""
+        features = settings.features
         self.scaler = ScalerFunctions(
             self,
             "Scaler",
@@ -120,28 +136,36 @@ class SparkAutoscaler(Construct):
             reconcile_rate_minutes=settings.reconcile_rate_minutes,
         )
         self.spot_events = SpotEvents(self, "SpotEvents", options=options) if features.spot_events else None
-        # EMR capacity events are the other half of the spot market feature (the spot fallback, at once).
         self.emr_events = (
-            EmrEvents(self, "EmrEvents", options=options, cluster_ids=config.clusters)
-            if features.spot_events
+            EmrEvents(self, "EmrEvents", options=options, cluster_ids=self.clusters.cluster_ids)
+            if features.emr_events
             else None
         )
         self.functions = [self.scaler.alarm, self.scaler.reconcile]
-        if self.spot_events is not None:
-            self.functions.append(self.spot_events.handler)
+        self.functions += [e.handler for e in (self.spot_events, self.emr_events) if e is not None]
+
+    def _grant_functions(self) -> None:
+        """Every function: the state table and the operator notices (and so the key), scaling the managed
+        clusters. Then what each handler reads besides: run_once (alarm, reconcile, EMR events) the
+        metrics and spot prices, the alarm pair its own alarms' states; the spot events the instances and
+        the spot prices."""
+        for fn in self.functions:
+            self.state.grant_state(fn.function)
+            self.notifications.grant_publish_notices(fn.function)
+            self.clusters.grant_scale(fn.function)
+        run_once = [self.scaler.alarm, self.scaler.reconcile]
         if self.emr_events is not None:
-            self.functions.append(self.emr_events.handler)
-
-        cluster_arns = [
-            stack.format_arn(service="elasticmapreduce", resource="cluster", resource_name=c)
-            for c in config.clusters
-        ]
+            run_once.append(self.emr_events.handler)
+        for fn in run_once:
+            self.clusters.grant_read_metrics(fn.function)
+            self.clusters.grant_read_spot_prices(fn.function)
         for fn in (self.scaler.alarm, self.scaler.reconcile):
-            self._grant_common(fn)
-            self._grant_emr(fn, cluster_arns, EMR_SCALER_ACTIONS)
-            self._grant_read_only(fn, config.alarm_prefix)
-        self._grant_event_functions(cluster_arns)
+            self.grant_describe_alarms(fn.function)
+        if self.spot_events is not None:
+            self.clusters.grant_describe_instances(self.spot_events.handler.function)
+            self.clusters.grant_read_spot_prices(self.spot_events.handler.function)
 
+    def _add_cluster_alarms_and_dashboards(self, config: Config, features: Features) -> None:
         self.cluster_alarms = {}
         self.dashboards = {}
         for cluster_id in config.clusters:
@@ -165,6 +189,7 @@ class SparkAutoscaler(Construct):
                     include_heap=features.heap_alarms,
                 )
 
+    def _add_dead_letter_alarms(self, features: Features) -> None:
         self.dead_letter_queues = self._collect_dead_letter_queues()
         for queue in self.dead_letter_queues.values():
             Validations.of(queue).acknowledge(
@@ -175,18 +200,32 @@ class SparkAutoscaler(Construct):
                 )
             )
         if features.dlq_alarms:
-            self._dlq_alarms(config.alarm_prefix)
+            self._dlq_alarms(self._alarm_prefix)
 
+    def _add_heap_bootstrap(
+        self, features: Features, bootstrap_dir: Path | None, emr_instance_role: iam.IRole | None
+    ) -> None:
         self.heap_bootstrap = None
         if features.heap_bootstrap_assets and bootstrap_dir is not None:
             self.heap_bootstrap = HeapBootstrapAssets(
                 self, "HeapBootstrap", bootstrap_dir=bootstrap_dir, instance_role=emr_instance_role
             )
-            if emr_instance_role is not None:
-                _ack_star(
-                    emr_instance_role, "cloudwatch:PutMetricData has no resource type; scoped by namespace"
-                )
 
+    # --- grants on what this construct owns -----------------------------------------------------------------
+    def grant_describe_alarms(self, grantee: iam.IGrantable) -> iam.Grant:
+        """DescribeAlarms on this construct's alarms only (every name starts with the alarm prefix): the
+        cluster alarms and the dead-letter-queue alarms."""
+        own_alarms = stack_alarms_arn(self, self._alarm_prefix)
+        grant = grant_on(grantee, DESCRIBE_ALARMS_ACTIONS, [own_alarms])
+        acknowledge(
+            grantee,
+            "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:cloudwatch:<AWS::Region>:<AWS::AccountId>:"
+            f"alarm:{self._alarm_prefix}-*]",
+            "DescribeAlarms on this stack's alarms only: every alarm name starts with the prefix.",
+        )
+        return grant
+
+    # --- helpers -------------------------------------------------------------------------------------------
     def _collect_dead_letter_queues(self) -> dict[str, sqs.Queue]:
         queues = {
             "alarm-fn": self.scaler.alarm.dead_letter_queue,
@@ -201,76 +240,6 @@ class SparkAutoscaler(Construct):
             queues["emr-events-fn"] = self.emr_events.handler.dead_letter_queue
             queues["emr-rule"] = self.emr_events.rule_dlq
         return queues
-
-    # --- grants ---------------------------------------------------------------------------------------------
-    def _grant_event_functions(self, cluster_arns: list[str]) -> None:
-        if self.spot_events is not None:
-            fn = self.spot_events.handler
-            self._grant_common(fn)
-            self._grant_emr(fn, cluster_arns, EMR_EVENTS_ACTIONS)
-            fn.role.add_to_policy(
-                iam.PolicyStatement(sid="Ec2ReadOnly", actions=list(EC2_READ_ACTIONS), resources=["*"])
-            )
-            _ack_star(
-                fn.role, "ec2:DescribeSpotPriceHistory and ec2:DescribeInstances have no resource types"
-            )
-        if self.emr_events is not None:
-            fn = self.emr_events.handler
-            self._grant_common(fn)
-            self._grant_emr(fn, cluster_arns, EMR_CAPACITY_EVENTS_ACTIONS)
-            self._grant_metrics_and_prices(fn)  # run_once reads metrics and spot prices; no alarm reads
-
-    def _grant_common(self, fn: ScalerFunction) -> None:
-        """State table read/write (lease, state, audit, idempotency); publish to the operator topic only."""
-        self.state.table.grant_read_write_data(fn.role)
-        fn.role.add_to_policy(
-            iam.PolicyStatement(
-                sid="NotifyOperators",
-                actions=["sns:Publish"],
-                resources=[self.notifications.operator_topic.topic_arn],
-            )
-        )
-
-    @staticmethod
-    def _grant_emr(fn: ScalerFunction, cluster_arns: list[str], actions: tuple[str, ...]) -> None:
-        fn.role.add_to_policy(
-            iam.PolicyStatement(sid="ManagedClustersOnly", actions=list(actions), resources=cluster_arns)
-        )
-
-    @staticmethod
-    def _grant_metrics_and_prices(fn: ScalerFunction) -> None:
-        """What run_once reads besides EMR: GetMetricData and the spot prices (no resource types exist)."""
-        fn.role.add_to_policy(
-            iam.PolicyStatement(
-                sid="ReadMetricsAndPrices",
-                actions=[*METRICS_READ_ACTIONS, "ec2:DescribeSpotPriceHistory"],
-                resources=["*"],
-            )
-        )
-        _ack_star(fn.role, "cloudwatch:GetMetricData and ec2:DescribeSpotPriceHistory have no resource types")
-
-    @staticmethod
-    def _grant_read_only(fn: ScalerFunction, alarm_prefix: str) -> None:
-        stack = Stack.of(fn)
-        SparkAutoscaler._grant_metrics_and_prices(fn)
-        own_alarms = stack.format_arn(
-            service="cloudwatch",
-            resource="alarm",
-            resource_name=f"{alarm_prefix}-*",
-            arn_format=ArnFormat.COLON_RESOURCE_NAME,
-        )
-        fn.role.add_to_policy(
-            iam.PolicyStatement(
-                sid="DescribeOwnAlarms", actions=["cloudwatch:DescribeAlarms"], resources=[own_alarms]
-            )
-        )
-        Validations.of(fn.role).acknowledge(
-            Ack(
-                id=f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:cloudwatch:<AWS::Region>:<AWS::AccountId>:"
-                f"alarm:{alarm_prefix}-*]",
-                reason="DescribeAlarms on this stack's alarms only: every alarm name starts with the prefix.",
-            )
-        )
 
     def _dlq_alarms(self, alarm_prefix: str) -> None:
         """Operators hear when anything lands in a dead-letter queue (a scaler failed or was unreachable)."""
@@ -296,9 +265,3 @@ class SparkAutoscaler(Construct):
                 alarm_actions=[self.notifications.operator_topic.topic_arn],
                 ok_actions=[self.notifications.operator_topic.topic_arn],
             )
-
-
-def _ack_star(scope: IConstruct, why: str) -> None:
-    Validations.of(scope).acknowledge(
-        Ack(id="AwsSolutions-IAM5[Resource::*]", reason=f"No narrower resource exists: {why}.")
-    )

@@ -12,13 +12,11 @@ from aws_cdk import Duration
 from aws_cdk import aws_events as events
 from constructs import Construct
 
+from infra import names
 from infra.constructs.event_rule_function import EventRuleFunction
 from infra.constructs.function import FunctionOptions
 
 EMR_EVENTS_HANDLER: Final = "handlers.emr_events.handler"
-EMR_SOURCE: Final = "aws.emr"
-INSTANCE_GROUP_DETAIL_TYPE: Final = "EMR Instance Group State Change"
-CLUSTER_DETAIL_TYPE: Final = "EMR Cluster State Change"
 # EMR repeats a stuck-resize event while the resize is stuck; a copy older than this is superseded by the next
 # one (and by the reconcile schedule's own shortfall timeout).
 EVENT_MAX_AGE: Final = Duration.minutes(15)
@@ -42,8 +40,8 @@ class EmrEvents(EventRuleFunction):
             "InstanceGroupAndClusterStateChange",
             description="sparkscale: EMR instance-group and cluster state changes of the managed clusters",
             event_pattern=events.EventPattern(
-                source=[EMR_SOURCE],
-                detail_type=[INSTANCE_GROUP_DETAIL_TYPE, CLUSTER_DETAIL_TYPE],
+                source=[names.EVENT_SOURCE_EMR],
+                detail_type=[names.DETAIL_EMR_GROUP_STATE_CHANGE, names.DETAIL_EMR_CLUSTER_STATE_CHANGE],
                 detail={"clusterId": list(cluster_ids)},
             ),
         )

@@ -18,7 +18,9 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sqs as sqs
 from aws_cdk import aws_ssm as ssm
-from constructs import Construct
+from constructs import Construct, Dependable, IConstruct
+
+from infra.constructs.notifications import KEY_PRODUCER_ACTIONS
 
 # The newest Python runtime aws-cdk-lib 2.275.0 offers; the code also runs on 3.11 locally (CI).
 RUNTIME: Final = lambda_.Runtime.PYTHON_3_14
@@ -83,6 +85,21 @@ class FunctionOptions:
     key: kms.IKey
 
 
+class RolePolicies(Dependable):
+    """What a dependency on a role stands for: the policies attached to it (the role itself when it has
+    none). A resource that references the role and waits for its permissions then carries no DependsOn on
+    the role, which its reference already implies."""
+
+    def __init__(self, role: iam.Role) -> None:
+        super().__init__()
+        self._role = role
+
+    @property
+    def dependency_roots(self) -> list[IConstruct]:
+        policies: list[IConstruct] = [c for c in self._role.node.children if isinstance(c, iam.Policy)]
+        return policies or [self._role]
+
+
 class ScalerFunction(Construct):
     """`function` runs `handler`; `role` has no managed policy: only its log group, its DLQ and the key, plus
     whatever the composing construct grants."""
@@ -108,24 +125,19 @@ class ScalerFunction(Construct):
             assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
             description=f"sparkscale {handler}",
         )
+        # lambda.Function makes its resource depend on the role construct, i.e. on the AWS::IAM::Role (already
+        # ordered by the Role property's GetAtt: cfn-lint W3005) and on its policy (needed: no invocation
+        # before the permissions are attached). Depending on the role now means depending on its policies,
+        # which CloudFormation orders after the role anyway (they Ref it).
+        Dependable.implement(self.role, RolePolicies(self.role))
         self.log_group = logs.LogGroup(
             self, "Logs", retention=LOG_RETENTION, removal_policy=RemovalPolicy.DESTROY
         )
-        self.role.add_to_policy(
-            iam.PolicyStatement(
-                sid="WriteOwnLogs",
-                actions=["logs:CreateLogStream", "logs:PutLogEvents"],
-                resources=[self.log_group.log_group_arn],
-            )
-        )
+        self.log_group.grant_write(self.role)
         self.dead_letter_queue = encrypted_queue(self, "DeadLetterQueue", key=options.key)
-        self.role.add_to_policy(
-            iam.PolicyStatement(
-                sid="UseStackKey",  # send to the encrypted DLQ and publish to the encrypted operator topic
-                actions=["kms:GenerateDataKey", "kms:Decrypt"],
-                resources=[options.key.key_arn],
-            )
-        )
+        # Send to the encrypted DLQ (the function grants sqs:SendMessage itself) and publish to the encrypted
+        # operator topic.
+        options.key.grant(self.role, *KEY_PRODUCER_ACTIONS)
         self.function = lambda_.Function(
             self,
             "Function",

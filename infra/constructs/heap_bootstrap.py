@@ -22,6 +22,7 @@ from constructs import Construct
 from sparkscale.agent import bundle
 
 from infra import names
+from infra.constructs.grants import NAG_STAR_RESOURCE, acknowledge, grant_on
 
 ACTION_NAME: Final = "sparkscale-heap-agent"
 
@@ -70,23 +71,31 @@ class HeapBootstrapAssets(Construct):
             [{"Name": ACTION_NAME, "Path": self.action_path, "Args": self.action_args}]
         )
 
-    def grant_node_permissions(self, role: iam.IRole) -> None:
-        """What the EMR nodes need: read the two objects, publish to the heap namespace only."""
-        role.add_to_principal_policy(
-            iam.PolicyStatement(
-                sid="ReadSparkscaleBootstrapAssets",
-                actions=["s3:GetObject"],
-                resources=[
-                    self.script.bucket.arn_for_objects(self.script.s3_object_key),
-                    self.bundle.bucket.arn_for_objects(self.bundle.s3_object_key),
-                ],
-            )
+    def grant_node_permissions(self, grantee: iam.IGrantable) -> iam.Grant:
+        """What the EMR nodes need: `grant_read_assets` and `grant_publish_heap_metrics`."""
+        return self.grant_read_assets(grantee).combine(self.grant_publish_heap_metrics(grantee))
+
+    def grant_read_assets(self, grantee: iam.IGrantable) -> iam.Grant:
+        """`s3:GetObject` on the two objects only (`Asset.grant_read` would add listing and the bucket)."""
+        objects = [
+            self.script.bucket.arn_for_objects(self.script.s3_object_key),
+            self.bundle.bucket.arn_for_objects(self.bundle.s3_object_key),
+        ]
+        return grant_on(grantee, ("s3:GetObject",), objects)
+
+    def grant_publish_heap_metrics(self, grantee: iam.IGrantable) -> iam.Grant:
+        """`cloudwatch:PutMetricData` to the heap namespace only: it has no resource type, the namespace
+        condition scopes it (`Metric.grant_put_metric_data` has no condition)."""
+        grant = iam.Grant.add_to_principal(
+            grantee=grantee,
+            actions=["cloudwatch:PutMetricData"],
+            resource_arns=["*"],
+            conditions={"StringEquals": {"cloudwatch:namespace": names.HEAP_NAMESPACE}},
         )
-        role.add_to_principal_policy(
-            iam.PolicyStatement(
-                sid="PublishSparkHeapMetrics",
-                actions=["cloudwatch:PutMetricData"],
-                resources=["*"],  # PutMetricData has no resource type; the namespace condition scopes it
-                conditions={"StringEquals": {"cloudwatch:namespace": names.HEAP_NAMESPACE}},
-            )
+        acknowledge(
+            grantee,
+            NAG_STAR_RESOURCE,
+            "No narrower resource exists: cloudwatch:PutMetricData has no resource type; the namespace "
+            "condition scopes it.",
         )
+        return grant

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Final
 
 from aws_cdk import ArnFormat, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_iam as iam
@@ -11,11 +12,25 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subs
 from constructs import Construct
 
+from infra.constructs.grants import grant_on
+
 # Services that write into our encrypted topics and queues on our behalf: CloudWatch publishes alarm state
 # changes to the topics, SNS moves undeliverable messages to the subscription DLQ, EventBridge moves failed
-# target invocations to its DLQ. Each gets exactly the two KMS actions a producer needs.
-KEY_USER_SERVICES = ("cloudwatch.amazonaws.com", "sns.amazonaws.com", "events.amazonaws.com")
-KEY_PRODUCER_ACTIONS = ("kms:GenerateDataKey", "kms:Decrypt")
+# target invocations to its DLQ. Each gets exactly the two KMS actions a producer needs; so do the Lambdas,
+# which send to their encrypted DLQs and publish to the encrypted operator topic.
+KEY_USER_SERVICES: Final = ("cloudwatch.amazonaws.com", "sns.amazonaws.com", "events.amazonaws.com")
+KEY_PRODUCER_ACTIONS: Final = ("kms:GenerateDataKey", "kms:Decrypt")
+PUBLISH_ACTIONS: Final = ("sns:Publish",)
+
+
+def stack_alarms_arn(scope: Construct, alarm_prefix: str) -> str:
+    """The ARN pattern of every alarm the stack creates (each name starts with `<alarm_prefix>-`)."""
+    return Stack.of(scope).format_arn(
+        service="cloudwatch",
+        resource="alarm",
+        resource_name=f"{alarm_prefix}-*",
+        arn_format=ArnFormat.COLON_RESOURCE_NAME,
+    )
 
 
 class Notifications(Construct):
@@ -69,18 +84,13 @@ class Notifications(Construct):
             master_key=self.key,
             enforce_ssl=True,
         )
-        alarm_arns = stack.format_arn(
-            service="cloudwatch",
-            resource="alarm",
-            resource_name=f"{alarm_prefix}-*",
-            arn_format=ArnFormat.COLON_RESOURCE_NAME,
-        )
+        alarm_arns = stack_alarms_arn(self, alarm_prefix)
         for topic in (self.alarm_topic, self.operator_topic):
             topic.add_to_resource_policy(
                 iam.PolicyStatement(
                     sid="CloudWatchAlarmsOfThisAccountOnly",
                     principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
-                    actions=["sns:Publish"],
+                    actions=list(PUBLISH_ACTIONS),
                     resources=[topic.topic_arn],
                     conditions={
                         "StringEquals": {"aws:SourceAccount": stack.account},
@@ -90,3 +100,13 @@ class Notifications(Construct):
             )
         for address in operator_emails:
             self.operator_topic.add_subscription(subs.EmailSubscription(address))
+
+    def grant_publish_notices(self, grantee: iam.IGrantable) -> iam.Grant:
+        """`sns:Publish` to the operator topic only, and the key it is encrypted with (`grant_use_key`).
+        Not `Topic.grant_publish`: that grants `kms:GenerateDataKey*`, a wildcard action."""
+        publish = grant_on(grantee, PUBLISH_ACTIONS, [self.operator_topic.topic_arn])
+        return publish.combine(self.grant_use_key(grantee))
+
+    def grant_use_key(self, grantee: iam.IGrantable) -> iam.Grant:
+        """Produce into the stack's encrypted topics and queues: the two KMS actions, on this key only."""
+        return self.key.grant(grantee, *KEY_PRODUCER_ACTIONS)

@@ -9,12 +9,11 @@ from aws_cdk import Duration
 from aws_cdk import aws_events as events
 from constructs import Construct
 
+from infra import names
 from infra.constructs.event_rule_function import EventRuleFunction
 from infra.constructs.function import FunctionOptions
 
 EVENTS_HANDLER: Final = "handlers.spot_events.handler"
-INTERRUPTION_DETAIL_TYPE: Final = "EC2 Spot Instance Interruption Warning"
-REBALANCE_DETAIL_TYPE: Final = "EC2 Instance Rebalance Recommendation"
 # The warning comes two minutes before the interruption: a later delivery is worthless.
 EVENT_MAX_AGE: Final = Duration.minutes(2)
 
@@ -32,12 +31,12 @@ class SpotEvents(EventRuleFunction):
             options=options,
             max_event_age=EVENT_MAX_AGE,
         )
-        self.interruption_rule = self._ec2_rule("InterruptionWarning", INTERRUPTION_DETAIL_TYPE)
-        self.rebalance_rule = self._ec2_rule("RebalanceRecommendation", REBALANCE_DETAIL_TYPE)
+        self.interruption_rule = self._ec2_rule("InterruptionWarning", names.DETAIL_SPOT_INTERRUPTION)
+        self.rebalance_rule = self._ec2_rule("RebalanceRecommendation", names.DETAIL_REBALANCE_RECOMMENDATION)
 
     def _ec2_rule(self, rule_id: str, detail_type: str) -> events.Rule:
         return self.add_rule(
             rule_id,
             description=f"sparkscale: {detail_type}",
-            event_pattern=events.EventPattern(source=["aws.ec2"], detail_type=[detail_type]),
+            event_pattern=events.EventPattern(source=[names.EVENT_SOURCE_EC2], detail_type=[detail_type]),
         )

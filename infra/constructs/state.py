@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aws_cdk import RemovalPolicy
 from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_iam as iam
 from constructs import Construct
 
 from infra import names
@@ -29,3 +30,12 @@ class StateTable(Construct):
             encryption=dynamodb.TableEncryption.AWS_MANAGED,
             removal_policy=RemovalPolicy.RETAIN if retain else RemovalPolicy.DESTROY,
         )
+
+    def grant_state(self, grantee: iam.IGrantable) -> iam.Grant:
+        """Read and write every item a scaler keeps here: the per-cluster lease, the state, the audit trail,
+        the notice ledger and the Powertools idempotency records (items of this table only).
+
+        There is deliberately no separate `grant_lease`: the lease is an item of the same table under the
+        same partition key as the state (`cluster#<id>`), so IAM cannot tell the two apart and a second
+        method would grant the same thing under another name."""
+        return self.table.grant_read_write_data(grantee)

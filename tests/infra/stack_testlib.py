@@ -19,13 +19,6 @@ from infra.settings import StackSettings
 from infra.stack import SparkscaleStack
 from infra.wiring import app_with_context, build_stack
 
-# cfn-lint rules ignored, each with its reason:
-CFN_LINT_IGNORED = {
-    # CDK's lambda.Function adds DependsOn on its role although Properties.Role already GetAtt's it; redundant
-    # and harmless (CloudFormation orders the same way), and not removable without overriding CDK internals.
-    "W3005",
-}
-
 
 @dataclass(frozen=True)
 class Synth:
@@ -88,10 +81,8 @@ def as_list(value: Any) -> list[Any]:
 
 
 def cfn_lint(doc: dict[str, Any]) -> list[str]:
-    matches = cfnlint.api.lint(
-        json.dumps(doc),
-        config=ManualArgs(regions=["us-east-1", "eu-west-1"], ignore_checks=sorted(CFN_LINT_IGNORED)),
-    )
+    """Every cfn-lint error and warning, no rule ignored."""
+    matches = cfnlint.api.lint(json.dumps(doc), config=ManualArgs(regions=["us-east-1", "eu-west-1"]))
     return [f"{m.rule.id} {m.message} at {'/'.join(map(str, m.path))}" for m in matches]
 
 

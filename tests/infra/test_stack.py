@@ -6,6 +6,7 @@ reads (cdk.json's context → Config, sparkscale.alarms.alarm_specs), never from
 
 from __future__ import annotations
 
+import copy
 import json
 from typing import Any
 
@@ -17,11 +18,11 @@ from sparkscale.config_io import from_cdk_context
 from stack_testlib import Synth, as_list, cfn_lint, nag_findings, synth
 
 from infra import names
-from infra.constructs.autoscaler import EC2_READ_ACTIONS, METRICS_READ_ACTIONS
+from infra.constructs.clusters import UNSCOPED_ACTIONS
 from infra.constructs.emr_events import EMR_EVENTS_HANDLER
 from infra.constructs.function import powertools_parameter_name
 from infra.constructs.scaler import ALARM_HANDLER, RECONCILE_HANDLER
-from infra.constructs.spot_events import EVENTS_HANDLER, INTERRUPTION_DETAIL_TYPE, REBALANCE_DETAIL_TYPE
+from infra.constructs.spot_events import EVENTS_HANDLER
 from infra.wiring import cdk_json_context
 
 pytestmark = pytest.mark.slow
@@ -259,7 +260,11 @@ def test_spot_interruption_and_rebalance_rules_target_the_events_function(s: Syn
             assert target["DeadLetterConfig"] == {"Arn": s.ref(a.spot_events.rule_dlq.queue_arn)}
             (detail_type,) = p["EventPattern"]["detail-type"]
             patterns[detail_type] = p["EventPattern"]["source"]
-    assert patterns == {INTERRUPTION_DETAIL_TYPE: ["aws.ec2"], REBALANCE_DETAIL_TYPE: ["aws.ec2"]}
+    assert patterns == {
+        names.DETAIL_SPOT_INTERRUPTION: [names.EVENT_SOURCE_EC2],
+        names.DETAIL_REBALANCE_RECOMMENDATION: [names.EVENT_SOURCE_EC2],
+    }
+    assert names.DETAIL_SPOT_INTERRUPTION == "EC2 Spot Instance Interruption Warning"  # AWS's spelling
 
 
 def test_optional_operator_email_parameter_subscribes_conditionally(s: Synth) -> None:
@@ -282,7 +287,8 @@ def test_no_iam_statement_has_a_wildcard_action(s: Synth) -> None:
 
 
 def test_star_resources_only_for_actions_without_resource_types(s: Synth) -> None:
-    allowed = {*EC2_READ_ACTIONS, *METRICS_READ_ACTIONS}
+    allowed = set(UNSCOPED_ACTIONS)
+    assert allowed == {"ec2:DescribeSpotPriceHistory", "ec2:DescribeInstances", "cloudwatch:GetMetricData"}
     seen: set[str] = set()
     for key, st in s.policy_statements():
         if "*" in as_list(st["Resource"]):
@@ -484,9 +490,35 @@ def test_bootstrap_action_is_the_install_script_with_the_bundle_zip(s: Synth) ->
     assert props["executor.source.jvm.class"] == "org.apache.spark.metrics.source.JvmSource"
 
 
+def test_each_function_waits_for_its_policy_and_references_its_role(s: Synth) -> None:
+    """The DependsOn lists only the role's policy: the role itself is ordered by the Role property's GetAtt
+    (a DependsOn on it too is cfn-lint's W3005)."""
+    for fn in s.stack.autoscaler.functions:
+        handler = fn.function.node.default_child.handler  # type: ignore[union-attr]
+        (resource,) = [
+            r for r in s.resources("AWS::Lambda::Function").values() if r["Properties"]["Handler"] == handler
+        ]
+        policy = fn.role.node.find_child("DefaultPolicy").node.default_child
+        assert resource["DependsOn"] == [s.stack.get_logical_id(policy)]  # type: ignore[arg-type]
+        assert resource["Properties"]["Role"] == s.ref(fn.role.role_arn)
+
+
 # --- linters ------------------------------------------------------------------------------------------------
-def test_cfn_lint_finds_nothing(s: Synth) -> None:
+def test_cfn_lint_finds_no_error_and_no_warning(s: Synth) -> None:
     assert cfn_lint(s.doc) == []
+
+
+def test_cfn_lint_would_report_the_role_dependency_as_a_warning(s: Synth) -> None:
+    """The check above can fail: with the DependsOn on the role that lambda.Function used to add, cfn-lint
+    reports W3005 for each function."""
+    doc = copy.deepcopy(s.doc)
+    for fn in s.stack.autoscaler.functions:
+        handler = fn.function.node.default_child.handler  # type: ignore[union-attr]
+        (resource,) = [r for r in doc["Resources"].values() if r["Properties"].get("Handler") == handler]
+        resource["DependsOn"].append(s.stack.get_logical_id(fn.role.node.default_child))  # type: ignore[arg-type]
+    findings = cfn_lint(doc)
+    assert len(findings) == len(s.stack.autoscaler.functions)
+    assert all(f.startswith("W3005 ") for f in findings)
 
 
 def test_cdk_nag_aws_solutions_has_no_unacknowledged_finding(s: Synth) -> None:

@@ -11,14 +11,9 @@ from sparkscale.config import Config
 from sparkscale.config_io import from_cdk_context
 from stack_testlib import Synth, as_list, synth
 
-from infra.constructs.autoscaler import EMR_SCALER_ACTIONS, METRICS_READ_ACTIONS
-from infra.constructs.emr_events import (
-    CLUSTER_DETAIL_TYPE,
-    EMR_EVENTS_HANDLER,
-    EMR_SOURCE,
-    INSTANCE_GROUP_DETAIL_TYPE,
-    EmrEvents,
-)
+from infra import names
+from infra.constructs.clusters import EMR_SCALER_ACTIONS, METRICS_READ_ACTIONS, SPOT_PRICE_READ_ACTIONS
+from infra.constructs.emr_events import EMR_EVENTS_HANDLER, EmrEvents
 from infra.wiring import cdk_json_context
 
 pytestmark = pytest.mark.slow
@@ -60,11 +55,14 @@ def test_one_rule_for_the_managed_clusters_instance_group_and_cluster_state_chan
 ) -> None:
     pattern = _rule(s, emr)["EventPattern"]
     assert pattern == {
-        "source": [EMR_SOURCE],
-        "detail-type": [INSTANCE_GROUP_DETAIL_TYPE, CLUSTER_DETAIL_TYPE],
+        "source": [names.EVENT_SOURCE_EMR],
+        "detail-type": [names.DETAIL_EMR_GROUP_STATE_CHANGE, names.DETAIL_EMR_CLUSTER_STATE_CHANGE],
         "detail": {"clusterId": config.clusters},
     }
-    assert (EMR_SOURCE, INSTANCE_GROUP_DETAIL_TYPE) == ("aws.emr", "EMR Instance Group State Change")
+    assert (names.EVENT_SOURCE_EMR, names.DETAIL_EMR_GROUP_STATE_CHANGE) == (
+        "aws.emr",
+        "EMR Instance Group State Change",
+    )
 
 
 def test_the_rule_targets_the_emr_events_function_with_its_own_dlq_and_retries(
@@ -109,7 +107,8 @@ def test_star_only_for_metrics_and_spot_prices_and_no_alarm_or_instance_reads(
     assert "cloudwatch:DescribeAlarms" not in actions  # run_once needs no alarm states
     assert "ec2:DescribeInstances" not in actions  # no instance to locate
     star = {a for st in _statements(s, emr) if "*" in as_list(st["Resource"]) for a in as_list(st["Action"])}
-    assert star == {*METRICS_READ_ACTIONS, "ec2:DescribeSpotPriceHistory"}
+    assert star == {*METRICS_READ_ACTIONS, *SPOT_PRICE_READ_ACTIONS}
+    assert star == {"cloudwatch:GetMetricData", "ec2:DescribeSpotPriceHistory"}
 
 
 def test_state_table_and_operator_topic_only(s: Synth, emr: EmrEvents) -> None:

@@ -59,7 +59,34 @@ def test_features_from_object_or_json_string() -> None:
     assert st.features.dashboards is False
 
 
-@pytest.mark.parametrize("features", [{"spot_event": True}, {"spot_events": "maybe"}, "not json", [1]])
+@pytest.mark.parametrize(
+    ("spot", "emr"), [(True, True), (True, False), (False, True), (False, False)], ids=str
+)
+def test_spot_and_emr_event_flags_are_independent(spot: bool, emr: bool) -> None:
+    st = settings(
+        {"sparkscale": {"clusters": ["j-A1"]}, FEATURES_KEY: {"spot_events": spot, "emr_events": emr}}
+    )
+    assert (st.features.spot_events, st.features.emr_events) == (spot, emr)
+
+
+def test_emr_events_defaults_on_and_cdk_json_lists_it() -> None:
+    assert Features().emr_events is True
+    assert cdk_json_context()[FEATURES_KEY]["emr_events"] is True
+    st = settings({"sparkscale": {"clusters": ["j-A1"]}, FEATURES_KEY: {"spot_events": False}})
+    assert st.features.emr_events is True  # no longer switched by spot_events
+
+
+def test_unknown_feature_error_lists_emr_events() -> None:
+    with pytest.raises(ConfigError) as err:
+        settings({"sparkscale": {"clusters": ["j-A1"]}, FEATURES_KEY: {"emr_event": True}})
+    assert err.value.field == "emr_event"
+    assert "emr_events" in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "features",
+    [{"spot_event": True}, {"spot_events": "maybe"}, {"emr_events": 1}, "not json", [1]],
+)
 def test_bad_features_are_rejected(features: Any) -> None:
     with pytest.raises(ConfigError):
         settings({"sparkscale": {"clusters": ["j-A1"]}, FEATURES_KEY: features})

@@ -1,6 +1,6 @@
 """The stack with non-default settings (two clusters, emails, the absolute heap alarm, a slower schedule, a
-pinned Powertools version, no spot events, retained data, an EMR instance role), synthesized once for the
-module."""
+pinned Powertools version, neither spot nor EMR events, retained data, an EMR instance role), synthesized once
+for the module."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ CONTEXT = {
         "reserved_concurrency": 2,
         "lease_ttl_s": 45,
     },
-    "sparkscale:features": {"spot_events": False, "retain_data": True},
+    "sparkscale:features": {"spot_events": False, "emr_events": False, "retain_data": True},
     "sparkscale:stackName": "AcmeSparkscale",
     "sparkscale:emrInstanceRoleName": "EMR_EC2_DefaultRole",
 }
@@ -65,8 +65,15 @@ def test_schedule_rate_in_minutes(s: Synth) -> None:
     assert rule["ScheduleExpression"] == "rate(3 minutes)"
 
 
-def test_spot_events_off_means_no_rules_and_no_events_function(s: Synth) -> None:
+def test_both_event_flags_off_means_no_rules_and_no_events_functions(s: Synth) -> None:
     assert s.stack.autoscaler.spot_events is None
+    assert s.stack.autoscaler.emr_events is None
+    assert set(s.stack.autoscaler.dead_letter_queues) == {
+        "alarm-fn",
+        "reconcile-fn",
+        "alarm-subscription",
+        "schedule",
+    }
     assert [p for p in s.props("AWS::Events::Rule") if "EventPattern" in p] == []
     assert sorted(p["Handler"] for p in s.props("AWS::Lambda::Function")) == [
         "handlers.alarm.handler",
@@ -104,15 +111,16 @@ def test_emr_instance_role_reads_the_two_assets_and_publishes_heap_metrics_only(
         if r["Properties"].get("Roles") == ["EMR_EC2_DefaultRole"]
     ]
     (policy,) = policies
-    statements = {st["Sid"]: st for st in policy["PolicyDocument"]["Statement"]}
-    read = statements["ReadSparkscaleBootstrapAssets"]
-    assert read["Action"] == "s3:GetObject"
+    statements = policy["PolicyDocument"]["Statement"]
+    assert len(statements) == 2
+    (read,) = [st for st in statements if st["Action"] == "s3:GetObject"]
     objects = json.dumps(read["Resource"])
     assert ".sh" in objects
     assert ".zip" in objects
     assert "*" not in objects
-    put = statements["PublishSparkHeapMetrics"]
-    assert put["Action"] == "cloudwatch:PutMetricData"
+    assert "Condition" not in read
+    (put,) = [st for st in statements if st["Action"] == "cloudwatch:PutMetricData"]
+    assert put["Resource"] == "*"
     assert put["Condition"] == {"StringEquals": {"cloudwatch:namespace": names.HEAP_NAMESPACE}}
 
 
