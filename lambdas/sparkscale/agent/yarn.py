@@ -22,6 +22,10 @@ Cost (CloudWatch list prices, us-east-1, stated as assumptions: $0.30 per custom
   10 s (--yarn-high-resolution): the same 7 metrics ($2.10; a high-resolution metric costs the same to
                   store) plus 6 calls/min = 262,800 calls = $2.63; about $4.73 per cluster-month. Alarms on
                   high-resolution metrics with a period under 60 s cost $0.30 instead of $0.10 each.
+Storage of a high-resolution datum costs the same; only the calls differ (and sub-minute data is kept at
+that resolution for 3 hours only). The account-wide free tier (10 metrics, 1 million API requests a month)
+would absorb one cluster's calls; the figures above are without it. Sources: the CloudWatch pricing page as
+the brief states it, and secondary summaries of it (the official page was not in the search index).
 SparkExecutorsNeeded/Target add 2 metrics ($0.60 per cluster-month) and no calls (they ride in the heap
 batch).
 """
