@@ -14,12 +14,19 @@
 #   3. writes Spark's metrics config (StatsdSink → 127.0.0.1:8125 every 10 s, JvmSource on driver and
 #      executors) to /etc/sparkscale/metrics.properties, and into /etc/spark/conf/metrics.properties as a
 #      marked block: now if Spark is installed, else from a background job that waits for Spark's install;
-#   4. installs and starts the systemd unit sparkscale-heap-agent.service (Restart=on-failure).
+#   4. on the master node only (isMaster in /mnt/var/lib/info/instance.json), turns on the agent's YARN
+#      collector (--yarn-rm-url): the ResourceManager's REST API, polled every 10 s, published to
+#      Sparkscale/Yarn once a minute. The RM address: SPARKSCALE_YARN_RM_URL, else
+#      yarn.resourcemanager.webapp.address from /etc/hadoop/conf/yarn-site.xml when it is there already (a
+#      re-run), else http://<this node's FQDN>:8088 (EMR's RM listens on the master's private DNS name, port 8088);
+#   5. installs and starts the systemd unit sparkscale-heap-agent.service (Restart=on-failure).
 # Running it again replaces what it wrote (idempotent).
 #
 # Environment, for tests and tuning: SPARKSCALE_ROOT (prefix of every path written or read; default none),
 # SPARKSCALE_PYTHON (/usr/bin/python3), SPARKSCALE_STATSD_PORT (8125), SPARKSCALE_INTERVAL_S (60),
-# SPARKSCALE_RUN_AS (nobody), SPARKSCALE_SPARK_CONF_WAIT_S (1800; 0 = no background job).
+# SPARKSCALE_RUN_AS (nobody), SPARKSCALE_SPARK_CONF_WAIT_S (1800; 0 = no background job),
+# SPARKSCALE_YARN (auto: on the master only; off), SPARKSCALE_YARN_RM_URL (http://HOST:PORT),
+# SPARKSCALE_YARN_HIGH_RESOLUTION (0; 1 = a datapoint every 10 s, StorageResolution 1; see agent/yarn.py for cost).
 set -euo pipefail
 
 ROOT="${SPARKSCALE_ROOT:-}"
@@ -30,6 +37,10 @@ fi
 readonly UNIT_NAME="sparkscale-heap-agent.service"
 readonly AGENT_PATH="/opt/sparkscale/heap-agent.pyz"
 readonly JOB_FLOW_JSON="$ROOT/mnt/var/lib/info/job-flow.json"
+readonly INSTANCE_JSON="$ROOT/mnt/var/lib/info/instance.json"
+readonly YARN_SITE_XML="$ROOT/etc/hadoop/conf/yarn-site.xml"
+readonly YARN_MODE="${SPARKSCALE_YARN:-auto}"
+readonly YARN_HIGH_RESOLUTION="${SPARKSCALE_YARN_HIGH_RESOLUTION:-0}"
 readonly CONF_DIR="$ROOT/etc/sparkscale"
 readonly SPARK_CONF_DIR="$ROOT/etc/spark/conf"
 readonly UNIT_DIR="$ROOT/etc/systemd/system"
@@ -61,6 +72,55 @@ read_cluster_id() {
   [[ -r "$JOB_FLOW_JSON" ]] || die "cannot read $JOB_FLOW_JSON (not an EMR node?)"
   "$PYTHON" -c 'import json, sys; print(json.load(open(sys.argv[1]))["jobFlowId"])' "$JOB_FLOW_JSON" ||
     die "no jobFlowId in $JOB_FLOW_JSON"
+}
+
+# is_master: true when instance.json says so; a missing or unreadable file means "not the master".
+is_master() {
+  [[ -r "$INSTANCE_JSON" ]] || return 1
+  "$PYTHON" -c 'import json, sys; sys.exit(0 if json.load(open(sys.argv[1])).get("isMaster") is True else 1)' \
+    "$INSTANCE_JSON" 2>/dev/null
+}
+
+# rm_url: the ResourceManager's web address on this (master) node, as http://HOST:PORT.
+rm_url() {
+  if [[ -n "${SPARKSCALE_YARN_RM_URL:-}" ]]; then
+    echo "$SPARKSCALE_YARN_RM_URL"
+    return
+  fi
+  local fqdn address=""
+  fqdn="$(hostname -f 2>/dev/null || hostname)"
+  if [[ -r "$YARN_SITE_XML" ]]; then
+    address="$("$PYTHON" - "$YARN_SITE_XML" <<'PY' 2>/dev/null || true
+import sys
+import xml.etree.ElementTree as ET
+for prop in ET.parse(sys.argv[1]).getroot().iter("property"):
+    if (prop.findtext("name") or "").strip() == "yarn.resourcemanager.webapp.address":
+        print((prop.findtext("value") or "").strip())
+PY
+)"
+  fi
+  if [[ "$address" =~ ^[A-Za-z0-9.-]+:[0-9]+$ ]]; then # literal host:port only, not ${...}
+    [[ "${address%%:*}" == "0.0.0.0" ]] && address="$fqdn:${address##*:}"
+    echo "http://$address"
+  else
+    echo "http://$fqdn:8088"
+  fi
+}
+
+# yarn_args: the agent's YARN flags on the master node, nothing elsewhere.
+yarn_args() {
+  case "$YARN_MODE" in
+  off) return ;;
+  auto) is_master || return 0 ;;
+  *) die "bad SPARKSCALE_YARN '$YARN_MODE' (auto or off)" ;;
+  esac
+  local url
+  url="$(rm_url)"
+  [[ "$url" =~ ^https?://[A-Za-z0-9.-]+(:[0-9]+)?$ ]] || die "bad ResourceManager URL '$url'"
+  printf ' --yarn-rm-url %s' "$url"
+  if [[ "$YARN_HIGH_RESOLUTION" == "1" ]]; then
+    printf ' --yarn-high-resolution'
+  fi
 }
 
 # fetch_agent URL DEST: copy the agent from S3 (three URL forms, see the header).
@@ -135,7 +195,7 @@ Wants=network-online.target
 Type=simple
 Environment=AWS_REGION=$REGION
 Environment=PYTHONDONTWRITEBYTECODE=1
-ExecStart=$PYTHON $AGENT_PATH --port $PORT --cluster-id $CLUSTER_ID --interval-s $INTERVAL_S --run-as $RUN_AS
+ExecStart=$PYTHON $AGENT_PATH --port $PORT --cluster-id $CLUSTER_ID --interval-s $INTERVAL_S --run-as $RUN_AS$YARN_ARGS
 Restart=on-failure
 RestartSec=5
 NoNewPrivileges=yes
@@ -166,6 +226,11 @@ main() {
   CLUSTER_ID="$(read_cluster_id)"
   [[ "$CLUSTER_ID" =~ ^j-[A-Za-z0-9]+$ ]] || die "bad jobFlowId '$CLUSTER_ID' in $JOB_FLOW_JSON"
   log "cluster $CLUSTER_ID, region $REGION, agent $agent_url"
+  [[ "$YARN_HIGH_RESOLUTION" =~ ^[01]$ ]] || die "bad SPARKSCALE_YARN_HIGH_RESOLUTION '$YARN_HIGH_RESOLUTION'"
+  YARN_ARGS="$(yarn_args)"
+  if [[ -n "$YARN_ARGS" ]]; then
+    log "master node: YARN collector on:$YARN_ARGS"
+  fi
 
   fetch_agent "$agent_url" "$ROOT$AGENT_PATH"
   "$PYTHON" "$ROOT$AGENT_PATH" --help >/dev/null || die "$PYTHON cannot run $AGENT_PATH"
@@ -191,4 +256,5 @@ main() {
 
 REGION=""
 CLUSTER_ID=""
+YARN_ARGS=""
 main "$@"

@@ -63,6 +63,28 @@ HEAP_JVM_COUNT: Final = "JvmCount"  # Sum: executor JVMs reporting
 HEAP_DRIVER_USED_BYTES: Final = "DriverHeapUsed"  # Sum: driver heap used, bytes
 HEAP_DRIVER_MAX_BYTES: Final = "DriverHeapMax"  # Sum: driver heap max, bytes
 HEAP_DRIVER_USED_PCT: Final = "DriverHeapUsedPercent"  # Maximum: the fullest driver, percent
+# Spark dynamic allocation demand: the driver's ExecutorAllocationManager gauges, in the same StatsD stream.
+# In the heap namespace because every node's agent may host a driver (cluster deploy mode): Sum over nodes.
+# Published only by a node where a driver reports them (no datum at all when dynamic allocation is off).
+SPARK_EXECUTORS_NEEDED: Final = "SparkExecutorsNeeded"  # Sum: executors the running apps could use now
+SPARK_EXECUTORS_TARGET: Final = "SparkExecutorsTarget"  # Sum: executors the apps currently ask YARN for
+
+# --- YARN ResourceManager, polled by the agent on the master node only, dimension JobFlowId only ------------
+# Polled every YARN_POLL_S; each minute's samples go out as one statistic set per metric (SampleCount, Sum,
+# Minimum, Maximum), so Maximum, Minimum and Average (Sum/SampleCount) of the 10 s samples can all be read.
+# Read demand at its peak and free room at its lowest: Maximum for every metric except
+# YarnAvailableMemoryMB (Minimum). A minute in which no poll succeeded has no datum (never zeros).
+# With the agent's --yarn-high-resolution each 10 s sample is its own datum (StorageResolution 1).
+YARN_NAMESPACE: Final = "Sparkscale/Yarn"
+YARN_PERIOD_S: Final = 60
+YARN_POLL_S: Final = 10
+YARN_PENDING_MEMORY_MB: Final = "YarnPendingMemoryMB"  # Maximum: memory asked for and not yet allocated
+YARN_ALLOCATED_MEMORY_MB: Final = "YarnAllocatedMemoryMB"  # Maximum
+YARN_AVAILABLE_MEMORY_MB: Final = "YarnAvailableMemoryMB"  # Minimum
+YARN_TOTAL_MEMORY_MB: Final = "YarnTotalMemoryMB"  # Maximum
+YARN_CONTAINERS_PENDING: Final = "YarnContainersPending"  # Maximum
+YARN_APPS_PENDING: Final = "YarnAppsPending"  # Maximum
+YARN_APPS_RUNNING: Final = "YarnAppsRunning"  # Maximum
 
 # --- Alarm names (prefix + cluster id + kind); the handlers recognise their own alarms by these -------------
 ALARM_KIND_TOTAL_LOAD: Final = "total-load"

@@ -297,3 +297,111 @@ def test_zipapp_runs_where_typing_has_no_final(tmp_path):
     done = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr
     assert "--cluster-id" in done.stdout
+
+
+# --- the YARN collector: on the master node only ------------------------------------------------------------
+
+AGENT = "/opt/sparkscale/heap-agent.pyz"
+BASE_EXEC = "--port 8125 --cluster-id j-2AXXXXXXGAPLF --interval-s 60 --run-as nobody"
+
+
+def _fqdn() -> str:
+    done = subprocess.run(["hostname", "-f"], capture_output=True, text=True, check=False)
+    return done.stdout.strip() if done.returncode == 0 else socket.gethostname()
+
+
+def _exec_start(sandbox: Sandbox) -> str:
+    (line,) = [x for x in (sandbox.root / UNIT).read_text().splitlines() if x.startswith("ExecStart=")]
+    return line.split(f"{AGENT} ", 1)[1]
+
+
+def _instance(sandbox: Sandbox, master: bool) -> None:
+    # the fields EMR writes to instance.json (isMaster, isRunningNameNode, ...), the one we read is isMaster
+    (sandbox.root / "mnt/var/lib/info/instance.json").write_text(
+        json.dumps({"isMaster": master, "isRunningNameNode": master, "isRunningDataNode": not master})
+    )
+
+
+def _yarn_site(sandbox: Sandbox, address: str) -> None:
+    conf = sandbox.root / "etc/hadoop/conf"
+    conf.mkdir(parents=True)
+    (conf / "yarn-site.xml").write_text(
+        '<?xml version="1.0"?>\n<configuration>\n'
+        "  <property><name>yarn.resourcemanager.hostname</name>"
+        "<value>ip-10-0-0-9.ec2.internal</value></property>\n"
+        f"  <property><name>yarn.resourcemanager.webapp.address</name><value>{address}</value></property>\n"
+        "</configuration>\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("master", "env", "yarn_site", "expected"),
+    [
+        (True, {}, None, " --yarn-rm-url http://{fqdn}:8088"),
+        (False, {}, None, ""),
+        (None, {}, None, ""),  # no instance.json: not the master
+        (True, {"SPARKSCALE_YARN": "off"}, None, ""),
+        (True, {}, "ip-10-0-0-9.ec2.internal:8089", " --yarn-rm-url http://ip-10-0-0-9.ec2.internal:8089"),
+        (True, {}, "0.0.0.0:8088", " --yarn-rm-url http://{fqdn}:8088"),
+        (True, {}, "${yarn.resourcemanager.hostname}:8088", " --yarn-rm-url http://{fqdn}:8088"),
+        (
+            True,
+            {"SPARKSCALE_YARN_RM_URL": "http://10.0.0.5:8088", "SPARKSCALE_YARN_HIGH_RESOLUTION": "1"},
+            None,
+            " --yarn-rm-url http://10.0.0.5:8088 --yarn-high-resolution",
+        ),
+    ],
+    ids=[
+        "master",
+        "core",
+        "no-instance-json",
+        "off",
+        "yarn-site",
+        "wildcard",
+        "unexpanded",
+        "override-hires",
+    ],
+)
+def test_yarn_collector_is_on_for_the_master_only(sandbox, master, env, yarn_site, expected):
+    if master is not None:
+        _instance(sandbox, master)
+    if yarn_site is not None:
+        _yarn_site(sandbox, yarn_site)
+    done = sandbox.run("s3://assets-bucket/sparkscale/heap-agent.pyz", "us-east-1", **env)
+    assert done.returncode == 0, done.stderr
+    assert _exec_start(sandbox) == BASE_EXEC + expected.format(fqdn=_fqdn())
+    assert ("YARN collector on" in done.stderr) == bool(expected)
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"SPARKSCALE_YARN_RM_URL": "http://rm:8088/; rm -rf /"}, "bad ResourceManager URL"),
+        ({"SPARKSCALE_YARN": "maybe"}, "bad SPARKSCALE_YARN"),
+        ({"SPARKSCALE_YARN_HIGH_RESOLUTION": "yes"}, "bad SPARKSCALE_YARN_HIGH_RESOLUTION"),
+    ],
+)
+def test_bad_yarn_settings_fail_loudly_and_install_nothing(sandbox, env, message):
+    _instance(sandbox, True)
+    done = sandbox.run("s3://assets-bucket/sparkscale/heap-agent.pyz", "us-east-1", **env)
+    assert done.returncode != 0
+    assert message in done.stderr
+    assert not (sandbox.root / UNIT).exists()
+
+
+def test_the_installed_agent_accepts_the_master_flags(sandbox):
+    """The flags the unit passes are the agent's own: parsed by the installed zipapp (no site-packages)."""
+    _instance(sandbox, True)
+    assert sandbox.run("s3://assets-bucket/sparkscale/heap-agent.pyz", "us-east-1").returncode == 0
+    flags = _exec_start(sandbox).split()
+    code = (
+        "import runpy, sys; sys.path.insert(0, sys.argv[1]);"
+        "from sparkscale.agent.cli import build_parser;"
+        "a = build_parser().parse_args(sys.argv[2:]); print(a.yarn_rm_url, a.run_as)"
+    )
+    agent = str(sandbox.root / AGENT.lstrip("/"))
+    done = subprocess.run(
+        [sys.executable, "-S", "-c", code, agent, *flags], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == [f"http://{_fqdn()}:8088", "nobody"]

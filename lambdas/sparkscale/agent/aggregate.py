@@ -13,13 +13,15 @@ DEFAULT_MAX_JVMS = 4096  # a node runs tens of executors; the cap only bounds me
 
 
 class _Jvm:
-    __slots__ = ("committed", "driver", "last_seen", "max", "used")
+    __slots__ = ("committed", "driver", "last_seen", "max", "needed", "target", "used")
 
     def __init__(self, driver: bool, now: float) -> None:
         self.driver = driver
         self.used: float | None = None
         self.max: float | None = None
         self.committed: float | None = None
+        self.needed: float | None = None  # dynamic allocation (drivers only): numberMaxNeededExecutors
+        self.target: float | None = None  # numberTargetExecutors
         self.last_seen = now
 
 
@@ -36,6 +38,10 @@ class HeapSnapshot:
     driver_used_bytes: float
     driver_max_bytes: float
     driver_used_pct: float  # the fullest driver on this node
+    # dynamic allocation: drivers on this node that sent ExecutorAllocationManager gauges, and their sums
+    allocation_drivers: int = 0
+    executors_needed: float = 0.0
+    executors_target: float = 0.0
 
 
 class HeapAggregator:
@@ -80,7 +86,13 @@ class HeapAggregator:
         ex_jvms = dr_jvms = 0
         ex_used = ex_max = pair_used = pair_max = ex_worst = 0.0
         dr_used = dr_max = dr_worst = 0.0
+        alloc_drivers = 0
+        needed = target = 0.0
         for jvm in self._jvms.values():
+            if jvm.needed is not None or jvm.target is not None:
+                alloc_drivers += 1
+                needed += jvm.needed or 0.0
+                target += jvm.target or 0.0
             used = jvm.used or 0.0
             top = jvm.max or 0.0
             # a percent only from a JVM that sent both (a JVM with no max reports -1, which parsing drops)
@@ -109,4 +121,7 @@ class HeapAggregator:
             driver_used_bytes=dr_used,
             driver_max_bytes=dr_max,
             driver_used_pct=dr_worst,
+            allocation_drivers=alloc_drivers,
+            executors_needed=needed,
+            executors_target=target,
         )

@@ -1,6 +1,7 @@
 """`sparkscale heap-agent` (and `python3 heap-agent.pyz` on EMR nodes): run the Spark JVM heap agent.
 
     sparkscale heap-agent --port 8125 --cluster-id j-XXXXXXXX --interval-s 60
+    sparkscale heap-agent … --yarn-rm-url http://ip-10-0-0-1.ec2.internal:8088   (on the master node only)
 
 Honours AWS_REGION / AWS_DEFAULT_REGION and AWS_ENDPOINT_URL (or AWS_ENDPOINT_URL_CLOUDWATCH); logs one
 line per publish to stdout; stops on SIGTERM or SIGINT after one last try to send what is pending. Exit
@@ -67,6 +68,25 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-packets-per-s", type=int, default=50_000, help=argparse.SUPPRESS)
     p.add_argument("--rcvbuf-bytes", type=int, default=8 * 1024 * 1024, help=argparse.SUPPRESS)
     p.add_argument("--run-as", help="after binding as root, run as this user (e.g. nobody)")
+    y = p.add_argument_group(
+        "YARN (master node only)",
+        f"poll the ResourceManager every {names.YARN_POLL_S} s and publish to {names.YARN_NAMESPACE}",
+    )
+    y.add_argument("--yarn-rm-url", help="the RM web address, http://HOST:PORT: turns the YARN collector on")
+    y.add_argument(
+        "--yarn-high-resolution",
+        action="store_true",
+        help="publish each 10 s sample (StorageResolution 1, a call per poll), not a statistic set a minute",
+    )
+    y.add_argument("--yarn-poll-s", type=float, default=float(names.YARN_POLL_S), help=argparse.SUPPRESS)
+    y.add_argument("--yarn-period-s", type=float, default=float(names.YARN_PERIOD_S), help=argparse.SUPPRESS)
+    y.add_argument(
+        "--yarn-timeout-s",
+        type=float,
+        default=3.0,
+        help="per-request timeout; a slower RM counts as down for that poll (default 3)",
+    )
+    y.add_argument("--yarn-max-bytes", type=int, default=256 * 1024, help=argparse.SUPPRESS)
 
 
 def register(sub: Any) -> None:
@@ -116,10 +136,30 @@ def _validate(args: argparse.Namespace) -> str:
         ("--max-jvms", args.max_jvms),
         ("--max-packets-per-s", args.max_packets_per_s),
         ("--rcvbuf-bytes", args.rcvbuf_bytes),
+        ("--yarn-poll-s", args.yarn_poll_s),
+        ("--yarn-period-s", args.yarn_period_s),
+        ("--yarn-timeout-s", args.yarn_timeout_s),
+        ("--yarn-max-bytes", args.yarn_max_bytes),
     ):
         if not value > 0:
             raise UsageError(f"{flag} must be positive, got {value}")
+    if args.yarn_rm_url is not None:
+        args.yarn_rm_url = validate_rm_url(args.yarn_rm_url)
+        if args.yarn_period_s % args.yarn_poll_s:
+            raise UsageError("--yarn-period-s must be a multiple of --yarn-poll-s")
+    elif args.yarn_high_resolution:
+        raise UsageError("--yarn-high-resolution needs --yarn-rm-url")
     return cluster_id
+
+
+_RM_URL = re.compile(r"^https?://[A-Za-z0-9.\-]+(:[0-9]{1,5})?/?$")
+
+
+def validate_rm_url(url: str) -> str:
+    """`http(s)://host[:port]` (no path, query or credentials) → without a trailing slash."""
+    if not _RM_URL.match(url):
+        raise UsageError(f"--yarn-rm-url {url!r} is not http://HOST:PORT")
+    return url.rstrip("/")
 
 
 def make_sink(kind: str, *, region: str, endpoint_url: str | None) -> Any:
@@ -165,12 +205,19 @@ def run_from_args(args: argparse.Namespace) -> int:
             max_packets_per_s=args.max_packets_per_s,
         )
         publisher = Publisher(sink=sink, max_pending_batches=args.max_pending_batches)
+        yarn = _yarn_loop(args, cluster_id=cluster_id, sink=sink)
         stop = threading.Event()
         previous = _install_stop_handlers(stop)
         _log(
             f"start cluster={cluster_id} listen=udp://{args.bind}:{sock.getsockname()[1]} "
             f"interval_s={args.interval_s:g} publisher={sink.name} region={region} "
             f"rcvbuf={sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)}"
+            + (
+                f" yarn={args.yarn_rm_url} yarn_resolution_s="
+                f"{args.yarn_poll_s if args.yarn_high_resolution else args.yarn_period_s:g}"
+                if yarn
+                else " yarn=off"
+            )
         )
         try:
             serve(
@@ -182,6 +229,7 @@ def run_from_args(args: argparse.Namespace) -> int:
                 wall_clock=time.time,  # the agent's edge; EMR's Python 3.7/3.9 cannot import sparkscale.clock
                 monotonic=time.monotonic,
                 log=_log,
+                yarn=yarn,
             )
         finally:
             _restore_handlers(previous)
@@ -194,6 +242,30 @@ def run_from_args(args: argparse.Namespace) -> int:
         f"heap_lines={counters.heap_lines} dropped={counters.dropped}"
     )
     return 0
+
+
+def _yarn_loop(args: argparse.Namespace, *, cluster_id: str, sink: Any) -> Any:
+    """The YARN loop for --yarn-rm-url (its own Publisher and buffer), or None."""
+    if args.yarn_rm_url is None:
+        return None
+    from sparkscale.agent.publish import Publisher  # noqa: PLC0415
+    from sparkscale.agent.yarn import YarnCollector, YarnLoop  # noqa: PLC0415
+
+    return YarnLoop(
+        collector=YarnCollector(
+            args.yarn_rm_url, timeout_s=args.yarn_timeout_s, max_bytes=args.yarn_max_bytes
+        ),
+        publisher=Publisher(
+            sink=sink, namespace=names.YARN_NAMESPACE, max_pending_batches=args.max_pending_batches
+        ),
+        cluster_id=cluster_id,
+        poll_s=args.yarn_poll_s,
+        period_s=args.yarn_period_s,
+        high_resolution=args.yarn_high_resolution,
+        wall_clock=time.time,
+        monotonic=time.monotonic,
+        log=_log,
+    )
 
 
 def _log(line: str) -> None:

@@ -60,6 +60,11 @@ METRICS = (
     (names.HEAP_DRIVER_MAX_BYTES, "Bytes", "driver_max_bytes"),
     (names.HEAP_DRIVER_USED_PCT, "Percent", "driver_used_pct"),
 )
+# Only from a node where a driver sent them (dynamic allocation on): no datum rather than a misleading 0.
+ALLOCATION_METRICS = (
+    (names.SPARK_EXECUTORS_NEEDED, "Count", "executors_needed"),
+    (names.SPARK_EXECUTORS_TARGET, "Count", "executors_target"),
+)
 
 
 def iso_utc(epoch_s: float) -> str:
@@ -71,6 +76,7 @@ def metric_data(snapshot: HeapSnapshot, *, cluster_id: str, timestamp: float) ->
     """The interval's datums: dimension JobFlowId only, one Timestamp for all."""
     dims = [{"Name": names.DIM_JOB_FLOW_ID, "Value": cluster_id}]
     stamp = iso_utc(timestamp)
+    metrics = METRICS + (ALLOCATION_METRICS if snapshot.allocation_drivers else ())
     return [
         {
             "MetricName": metric,
@@ -79,7 +85,7 @@ def metric_data(snapshot: HeapSnapshot, *, cluster_id: str, timestamp: float) ->
             "Value": float(getattr(snapshot, attr)),
             "Unit": unit,
         }
-        for metric, unit, attr in METRICS
+        for metric, unit, attr in metrics
     ]
 
 

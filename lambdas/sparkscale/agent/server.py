@@ -21,6 +21,8 @@ from sparkscale.agent.statsd import MAX_PACKET_BYTES, Counters, parse_packet
 if TYPE_CHECKING:  # pragma: no cover
     from collections.abc import Callable
 
+    from sparkscale.agent.yarn import YarnLoop
+
 RECV_BUFFER_BYTES = 65536  # larger than any UDP datagram, so an oversized one is seen whole and counted
 DEFAULT_RCVBUF_BYTES = 8 * 1024 * 1024
 DEFAULT_MAX_PACKETS_PER_S = 50_000  # 50x Spark's load at 50 executors; above this, packets are dropped unread
@@ -123,6 +125,11 @@ def format_line(
             f"driver_used_bytes={snap.driver_used_bytes:.0f}",
             f"driver_pct={snap.driver_used_pct:.1f}",
         ]
+        if snap.allocation_drivers:
+            parts += [
+                f"executors_needed={snap.executors_needed:.0f}",
+                f"executors_target={snap.executors_target:.0f}",
+            ]
     parts += [
         f"datums={outcome.datums}",
         f"pending={publisher.pending_batches}",
@@ -219,8 +226,12 @@ def serve(
     wall_clock: Callable[[], float],
     monotonic: Callable[[], float],
     log: Callable[[str], None] | None = None,
+    yarn: YarnLoop | None = None,
 ) -> None:
-    """Run both loops until `stop` is set; returns after the final flush."""
+    """Run both loops (and the YARN loop, when given) until `stop` is set; returns after the final flush.
+
+    The YARN loop runs on its own thread with its own publisher: it never stops or delays the heap loops, and
+    a failure in it is logged by the loop itself rather than stopping the process."""
     emit = log or print
     failures: list[BaseException] = []
 
@@ -246,6 +257,10 @@ def serve(
         daemon=True,
     )
     thread.start()
+    yarn_thread = None
+    if yarn is not None:
+        yarn_thread = threading.Thread(target=yarn.run, args=(stop,), name="heap-agent-yarn", daemon=True)
+        yarn_thread.start()
     try:
         receive_loop(sock=sock, agent=agent, stop=stop, monotonic=monotonic)
     finally:
@@ -253,5 +268,9 @@ def serve(
         thread.join(timeout=60)
         if thread.is_alive():  # pragma: no cover - a hung final call; the process exits anyway
             print("heap-agent: publish thread did not stop", file=sys.stderr)
+        if yarn_thread is not None:
+            yarn_thread.join(timeout=60)
+            if yarn_thread.is_alive():  # pragma: no cover
+                print("heap-agent: yarn thread did not stop", file=sys.stderr)
     if failures:
         raise RuntimeError(f"publish thread failed: {failures[0]!r}") from failures[0]

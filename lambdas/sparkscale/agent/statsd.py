@@ -7,6 +7,10 @@ gauges (`used`, `max`, `committed`, `init`, `usage`); integers are sent as `Long
 read from its right end: the field, then `jvm.heap`, then the executor id; everything left of `.jvm.heap.`
 is the JVM's key (so executor "1" of two applications are two JVMs).
 
+With dynamic allocation on, the driver also sends ExecutorAllocationManagerSource's gauges,
+`<prefix/namespace>.driver.ExecutorAllocationManager.executors.<field>`; `numberMaxNeededExecutors` and
+`numberTargetExecutors` are kept (read from the right end the same way, keyed by the driver JVM).
+
 Nothing here raises on input: every datagram and line lands in exactly one counter.
 """
 
@@ -22,12 +26,15 @@ HEAP_FIELDS = ("used", "max", "committed")
 DRIVER_IDS = ("driver", "<driver>")  # "<driver>" is what Spark 1.x called it
 _HEAP_BASE = "jvm.heap"
 _HEAP_BASE_SUFFIX = ".jvm.heap"
+# ExecutorAllocationManagerSource (Spark): source name "ExecutorAllocationManager", gauges "executors.<g>"
+ALLOCATION_FIELDS = {"numberMaxNeededExecutors": "needed", "numberTargetExecutors": "target"}
+_ALLOCATION_BASE_SUFFIX = ".ExecutorAllocationManager.executors"
 
 
 class HeapReading(NamedTuple):
-    jvm: str  # everything left of ".jvm.heap.": identifies one JVM of one application
+    jvm: str  # everything left of ".jvm.heap." (or ".ExecutorAllocationManager.executors."): one JVM
     driver: bool
-    field: str  # one of HEAP_FIELDS
+    field: str  # one of HEAP_FIELDS, or "needed" / "target" (ALLOCATION_FIELDS' values, driver only)
     value: float
 
 
@@ -35,6 +42,7 @@ class Counters:
     """What happened to every datagram and line since the agent started. Plain ints, never reset."""
 
     __slots__ = (
+        "allocation_lines",
         "evicted_jvms",
         "flood_dropped_packets",
         "heap_lines",
@@ -56,6 +64,7 @@ class Counters:
         self.non_utf8_packets = 0
         self.lines = 0  # non-empty lines in accepted datagrams
         self.heap_lines = 0  # heap gauges taken
+        self.allocation_lines = 0  # dynamic allocation gauges taken (numberMaxNeeded/TargetExecutors)
         self.ignored_lines = (
             0  # well-formed, but not a heap used/max/committed gauge (the bulk of Spark's lines)
         )
@@ -113,6 +122,8 @@ def parse_line(line: str, counters: Counters) -> HeapReading | None:  # noqa: PL
         counters.malformed_lines += 1
         return None
     base, _, field = name.rpartition(".")
+    if field in ALLOCATION_FIELDS:
+        return _allocation(base, ALLOCATION_FIELDS[field], value_text, kind_part, counters)
     if field not in HEAP_FIELDS:
         counters.ignored_lines += 1
         return None
@@ -127,13 +138,45 @@ def parse_line(line: str, counters: Counters) -> HeapReading | None:  # noqa: PL
     if not executor_id or kind_part.partition("|")[0] != "g" or value_text[0] == "+":
         counters.malformed_lines += 1
         return None
+    value = _gauge_value(value_text, counters)
+    if value is None:
+        return None
+    counters.heap_lines += 1
+    return HeapReading(jvm, executor_id in DRIVER_IDS, field, value)
+
+
+def _allocation(
+    base: str, field: str, value_text: str, kind_part: str, counters: Counters
+) -> HeapReading | None:
+    """`<jvm>.ExecutorAllocationManager.executors.<gauge>`: only a driver has this source."""
+    if not base.endswith(_ALLOCATION_BASE_SUFFIX):
+        counters.ignored_lines += 1
+        return None
+    jvm = base[: -len(_ALLOCATION_BASE_SUFFIX)]
+    prefix, _, executor_id = jvm.rpartition(".")
+    if executor_id not in DRIVER_IDS:
+        counters.ignored_lines += 1  # no executor has this source; a foreign name that merely looks alike
+        return None
+    if not prefix:
+        counters.unattributed_lines += 1
+        return None
+    if kind_part.partition("|")[0] != "g" or value_text[0] == "+":
+        counters.malformed_lines += 1
+        return None
+    value = _gauge_value(value_text, counters)
+    if value is None:
+        return None
+    counters.allocation_lines += 1
+    return HeapReading(jvm, True, field, value)
+
+
+def _gauge_value(text: str, counters: Counters) -> float | None:
     try:
-        value = float(value_text)
+        value = float(text)
     except ValueError:
         counters.malformed_lines += 1
         return None
     if not math.isfinite(value) or value < 0:
         counters.invalid_values += 1
         return None
-    counters.heap_lines += 1
-    return HeapReading(jvm, executor_id in DRIVER_IDS, field, value)
+    return value
