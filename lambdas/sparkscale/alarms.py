@@ -48,7 +48,7 @@ HEAP_WAKE_DATAPOINTS_TO_ALARM: Final = 1
 
 
 @dataclass(frozen=True, slots=True)
-class MetricQuery:
+class AlarmMetric:
     """One metric inside a metric-math alarm; namespace, dimensions and period are the spec's."""
 
     id: str
@@ -76,7 +76,7 @@ class AlarmSpec:
     to_operators: bool  # ALARM/OK also go to the operator topic ("we can't help" or "something is broken")
     description: str
     dimensions: tuple[tuple[str, str], ...]  # (name, value) pairs, e.g. (("JobFlowId", "j-…"),)
-    metrics: tuple[MetricQuery, ...] = ()  # metric math only
+    metrics: tuple[AlarmMetric, ...] = ()  # metric math only
     expression: str | None = None  # metric math only, e.g. "100 * heap_used / heap_max"
     expression_id: str = "e1"
 
@@ -149,12 +149,12 @@ HEAP_PCT_EXPRESSION: Final = "100 * heap_used / heap_max"
 _PERIOD_S: Final = {names.EMR_NAMESPACE: names.EMR_PERIOD_S, names.HEAP_NAMESPACE: names.HEAP_PERIOD_S}
 
 
-def _heap_pct_queries() -> tuple[MetricQuery, ...]:
+def _heap_pct_queries() -> tuple[AlarmMetric, ...]:
     # Every node's agent publishes used and max together, so the ratio of the per-period sums is the
     # cluster-wide used/max however many datapoints fall into one period.
     return (
-        MetricQuery("heap_used", names.HEAP_EXECUTOR_USED_BYTES, "Sum"),
-        MetricQuery("heap_max", names.HEAP_EXECUTOR_MAX_BYTES, "Sum"),
+        AlarmMetric("heap_used", names.HEAP_EXECUTOR_USED_BYTES, "Sum"),
+        AlarmMetric("heap_max", names.HEAP_EXECUTOR_MAX_BYTES, "Sum"),
     )
 
 

@@ -207,7 +207,7 @@ class AwsCliSink:
         )
 
 
-class Outcome:
+class PublishAttempt:
     """What one attempt did (for the log line and the tests)."""
 
     __slots__ = ("datums", "error", "sent", "throttled")
@@ -263,7 +263,7 @@ class Publisher:
     def due(self, now: float) -> bool:
         return bool(self._pending) and now >= self.next_attempt_at
 
-    def attempt(self, now: float) -> Outcome:
+    def attempt(self, now: float) -> PublishAttempt:
         """Send every pending batch (up to the per-call limit) in one PutMetricData call."""
         batches: list[list[Datum]] = []
         count = 0
@@ -273,7 +273,7 @@ class Publisher:
             batches.append(batch)
             count += len(batch)
         if not batches:
-            return Outcome(sent=False, datums=0)
+            return PublishAttempt(sent=False, datums=0)
         data = [datum for batch in batches for datum in batch]
         self.calls += 1
         try:
@@ -292,16 +292,16 @@ class Publisher:
                 self.dropped_batches += len(batches)
                 self.consecutive_failures = 0
                 self.next_attempt_at = now
-                return Outcome(sent=False, datums=count, error=f"dropped (not retryable): {exc}")
+                return PublishAttempt(sent=False, datums=count, error=f"dropped (not retryable): {exc}")
             self.consecutive_failures += 1
             self.next_attempt_at = now + self.backoff_s(self.consecutive_failures)
-            return Outcome(sent=False, datums=count, error=str(exc), throttled=exc.throttled)
+            return PublishAttempt(sent=False, datums=count, error=str(exc), throttled=exc.throttled)
         for _ in batches:
             self._pending.popleft()
         self.sent_batches += len(batches)
         self.consecutive_failures = 0
         self.next_attempt_at = now
-        return Outcome(sent=True, datums=count)
+        return PublishAttempt(sent=True, datums=count)
 
     def backoff_s(self, failures: int) -> float:
         """Capped exponential backoff with jitter: base·2^(n-1), at most max, times a factor in [0.5, 1)."""

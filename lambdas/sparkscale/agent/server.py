@@ -15,7 +15,7 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 from sparkscale.agent.aggregate import HeapAggregator, HeapSnapshot
-from sparkscale.agent.publish import Outcome, Publisher, metric_data
+from sparkscale.agent.publish import PublishAttempt, Publisher, metric_data
 from sparkscale.agent.statsd import MAX_PACKET_BYTES, Counters, parse_packet
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -111,7 +111,7 @@ def align_down(epoch_s: float, interval_s: float) -> float:
 
 
 def format_line(
-    event: str, snap: HeapSnapshot | None, outcome: Outcome, publisher: Publisher, counters: Counters
+    event: str, snap: HeapSnapshot | None, outcome: PublishAttempt, publisher: Publisher, counters: Counters
 ) -> str:
     parts = [event, "ok" if outcome.sent else ("failed" if outcome.error else "deferred")]
     if snap is not None:
@@ -184,7 +184,7 @@ def publish_loop(
             last_bucket = bucket
             snap, batch = agent.batch(now, timestamp=bucket)
             publisher.enqueue(batch)
-            outcome = publisher.attempt(now) if publisher.due(now) else Outcome(sent=False, datums=0)
+            outcome = publisher.attempt(now) if publisher.due(now) else PublishAttempt(sent=False, datums=0)
             log(format_line("publish", snap, outcome, publisher, agent.counters))
         elif publisher.due(now):
             log(format_line("retry", None, publisher.attempt(now), publisher, agent.counters))

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Final, cast, get_args
 
 from sparkscale import names
-from sparkscale.alarms import AlarmSpec, Comparison, MetricQuery, Statistic, TreatMissingData
+from sparkscale.alarms import AlarmMetric, AlarmSpec, Comparison, Statistic, TreatMissingData
 from sparkscale.config import Config, ConfigError
 
 ALARM_HANDLER: Final = "handlers.alarm.handler"
@@ -434,7 +434,7 @@ def alarm_spec(params: Mapping[str, Any], *, prefix: str, cluster_id: str, to_op
             )
         first = stats[0]["MetricStat"]
         queries = tuple(
-            MetricQuery(
+            AlarmMetric(
                 str(m["Id"]),
                 str(m["MetricStat"]["Metric"]["MetricName"]),
                 cast(Statistic, _literal(m["MetricStat"]["Stat"], get_args(Statistic), "statistic", name)),
