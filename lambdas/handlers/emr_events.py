@@ -21,15 +21,14 @@ from sparkscale import events, names
 from sparkscale.errors import BadEvent, SparkscaleError
 from sparkscale.events.emr import EmrEvent
 from sparkscale.usecases.emr_events import EmrEventResult, handle_emr_event
-from sparkscale.usecases.shell import Outcome
+from sparkscale.usecases.shell import WAIT_FOR_SCALER, Outcome
 
 from handlers import common
 
 logger = Logger(service=os.environ.get(names.ENV_POWERTOOLS_SERVICE_NAME, names.SERVICE_NAME))
 metrics = Metrics(namespace=names.SCALER_NAMESPACE, service="")  # dimension ClusterId only
 
-LEASE_ATTEMPTS = 5  # run_once holds the cluster's lease for ~1-3 s: wait up to ~4 s, then let Lambda retry
-LEASE_WAIT_S = 1.0
+LEASE_WAIT = WAIT_FOR_SCALER  # for the scaler's lease: up to ~4 s, then Lambda retries the event
 
 
 @logger.inject_lambda_context(clear_state=True)
@@ -52,8 +51,7 @@ def handler(event: Any, context: Any) -> dict[str, Any]:
             ports=rt.ports,
             config=rt.config,
             owner=common.owner_of(context),
-            lease_attempts=LEASE_ATTEMPTS,
-            lease_wait_s=LEASE_WAIT_S,
+            lease_wait=LEASE_WAIT,
         )
     except SparkscaleError as exc:
         logger.warning("EMR event not handled now: Lambda retries it", extra={"error": repr(exc)})

@@ -18,7 +18,7 @@ from sparkscale import events, names
 from sparkscale.errors import BadEvent, SparkscaleError
 from sparkscale.events.spot import SpotEvent
 from sparkscale.ports import InstanceLocator
-from sparkscale.usecases.shell import Outcome
+from sparkscale.usecases.shell import WAIT_FOR_SCALER, Outcome
 from sparkscale.usecases.spot_events import SpotResult, handle_spot_event
 
 from handlers import common
@@ -26,8 +26,7 @@ from handlers import common
 logger = Logger(service=os.environ.get(names.ENV_POWERTOOLS_SERVICE_NAME, names.SERVICE_NAME))
 metrics = Metrics(namespace=names.SCALER_NAMESPACE, service="")  # dimension ClusterId only
 
-LEASE_ATTEMPTS = 5  # run_once holds the cluster's lease for ~1-3 s: wait up to ~4 s, then let Lambda retry
-LEASE_WAIT_S = 1.0
+LEASE_WAIT = WAIT_FOR_SCALER  # for the scaler's lease: up to ~4 s, then Lambda retries the event
 
 
 def locator(rt: common.Runtime) -> InstanceLocator:
@@ -63,8 +62,7 @@ def handler(event: Any, context: Any) -> dict[str, Any]:
             locator=locator(rt),
             config=rt.config,
             owner=common.owner_of(context),
-            lease_attempts=LEASE_ATTEMPTS,
-            lease_wait_s=LEASE_WAIT_S,
+            lease_wait=LEASE_WAIT,
         )
     except SparkscaleError as exc:
         logger.warning("spot event not handled now: Lambda retries it", extra={"error": repr(exc)})

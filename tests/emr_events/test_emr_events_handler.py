@@ -28,6 +28,7 @@ from sparkscale.adapters.dynamodb import DynamoStateStore
 from sparkscale.errors import LeaseHeld
 from sparkscale.policy import state_from_dict
 from sparkscale.policy.model import ScalerState
+from sparkscale.usecases.shell import LeaseWait
 
 from tests.scale.shell_support import (
     REGION,
@@ -161,7 +162,7 @@ def site(monkeypatch: pytest.MonkeyPatch) -> Iterator[Site]:
         from handlers import emr_events
 
         common.set_clock(lambda: s.now)
-        monkeypatch.setattr(emr_events, "LEASE_WAIT_S", 0.0)
+        monkeypatch.setattr(emr_events, "LEASE_WAIT", LeaseWait(wait_s=0.0))
         s.configure()
         yield s
     common.set_runtime(None)

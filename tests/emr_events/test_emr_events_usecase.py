@@ -40,7 +40,7 @@ from sparkscale.policy.model import (
 from sparkscale.ports import CapacityErrorRecorder, Notice, Ports
 from sparkscale.usecases.emr_events import handle_emr_event
 from sparkscale.usecases.scale import RunResult
-from sparkscale.usecases.shell import Outcome
+from sparkscale.usecases.shell import LeaseWait, Outcome
 
 from tests.scale.shell_support import T0, cluster, create_table, fake_aws_env, group, pressure
 
@@ -232,9 +232,7 @@ class World:
             ports=self.ports(**over),
             config=cfg,
             owner="emr-events",
-            lease_attempts=3,
-            lease_wait_s=0.5,
-            sleep=self.sleeps.append,
+            lease_wait=LeaseWait(attempts=3, wait_s=0.5, sleep=self.sleeps.append),
         )
 
 

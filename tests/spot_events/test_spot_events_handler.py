@@ -20,6 +20,7 @@ from moto import mock_aws
 from sparkscale import names
 from sparkscale.clock import utcnow
 from sparkscale.errors import LeaseHeld
+from sparkscale.usecases.shell import LeaseWait
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "aws-samples" / "eventbridge"
 TABLE = "sparkscale-test"
@@ -140,7 +141,7 @@ def world(monkeypatch):
 
         from handlers import common, spot_events
 
-        monkeypatch.setattr(spot_events, "LEASE_WAIT_S", 0.0)
+        monkeypatch.setattr(spot_events, "LEASE_WAIT", LeaseWait(wait_s=0.0))
         common.set_runtime(None)  # built from the environment above, on the first invocation
         yield World(emr, sqs, queue_url, managed, other)
         common.set_runtime(None)

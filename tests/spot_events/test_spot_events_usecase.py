@@ -28,7 +28,7 @@ from sparkscale.policy.model import (
 )
 from sparkscale.policy.replacement import ReplacementKind, choose_replacement, usd_per_usable_gib_hour
 from sparkscale.ports import InstanceLocation, Lookup, Notice, Ports
-from sparkscale.usecases.shell import Outcome, with_prices
+from sparkscale.usecases.shell import LeaseWait, Outcome, with_prices
 from sparkscale.usecases.spot_events import handle_spot_event
 
 from tests import model_builders
@@ -538,7 +538,7 @@ def run(f: Fakes, lookup: Lookup = HERE, cfg: Config = CFG, prices: bool = True)
         locator=Locator(lookup),
         config=cfg,
         owner="me",
-        sleep=f.sleeps.append,
+        lease_wait=LeaseWait(sleep=f.sleeps.append),
     )
 
 

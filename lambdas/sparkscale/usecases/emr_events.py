@@ -22,8 +22,6 @@ run_once does on ClusterGone (scale.mark_gone: notified once, then no longer eva
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Final
@@ -34,7 +32,7 @@ from sparkscale.events.emr import EmrEvent, EmrEventKind
 from sparkscale.events.envelope import quote
 from sparkscale.ports import CapacityErrorRecorder, Notice, Notifier, Ports
 from sparkscale.usecases.scale import RunResult, mark_gone, run_once
-from sparkscale.usecases.shell import REPEAT_NOTICE_S, Outcome, Shell
+from sparkscale.usecases.shell import REPEAT_NOTICE_S, WAIT_FOR_SCALER, LeaseWait, Outcome, Shell
 
 log = logging.getLogger(__name__)
 
@@ -74,9 +72,7 @@ def handle_emr_event(
     ports: Ports,
     config: Config,
     owner: str,
-    lease_attempts: int = 5,
-    lease_wait_s: float = 1.0,
-    sleep: Callable[[float], None] = time.sleep,
+    lease_wait: LeaseWait = WAIT_FOR_SCALER,
 ) -> EmrEventResult:
     """Record -> re-decide -> tell (see the module docstring). Raises LeaseHeld when the scaler keeps the
     cluster's lease for every attempt, and Throttled / TransientAwsError from the store or run_once, so that
@@ -96,7 +92,7 @@ def handle_emr_event(
     if not isinstance(store, CapacityErrorRecorder) or gid is None:
         why = f"the state store ({type(store).__name__}) cannot record capacity errors"
         return EmrEventResult(Outcome.IGNORED, event, why)
-    with shell.lease(owner, attempts=lease_attempts, wait_s=lease_wait_s, sleep=sleep, required=True):
+    with shell.lease(owner, wait=lease_wait, required=True):
         new_error = store.record_capacity_error(cid, gid, min(event.at, now))
     log.warning(
         "capacity error recorded",

@@ -30,7 +30,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import StrEnum
-from typing import Final
+from typing import Final, NamedTuple
 
 from sparkscale.config import Config
 from sparkscale.errors import LeaseHeld, SparkscaleError
@@ -60,6 +60,18 @@ class Outcome(StrEnum):
     IGNORED = "ignored"  # not ours to act on (an unmanaged instance, a gone cluster, ...)
     DUPLICATE = "duplicate"  # this event was already handled
     FALLBACK = "fallback"  # EMR capacity event: the capacity error is recorded and the scaler re-ran
+
+
+class LeaseWait(NamedTuple):
+    """How an event use case waits for a lease the scaler holds: `attempts` tries `wait_s` apart."""
+
+    attempts: int = 5  # run_once holds the lease ~1-3 s: wait up to ~4 s, then let Lambda retry the event
+    wait_s: float = 1.0
+    sleep: Callable[[float], None] = time.sleep
+
+
+NO_WAIT: Final = LeaseWait(attempts=1, wait_s=0.0)  # the scaler itself: another evaluation is enough
+WAIT_FOR_SCALER: Final = LeaseWait()  # the event use cases
 
 
 def with_prices(cluster: Cluster, prices: Mapping[str, float] | None) -> Cluster:
@@ -93,22 +105,14 @@ class Shell:
 
     # --- the lease -----------------------------------------------------------------------------------------
     @contextmanager
-    def lease(
-        self,
-        owner: str,
-        *,
-        attempts: int = 1,
-        wait_s: float = 0.0,
-        sleep: Callable[[float], None] = time.sleep,
-        required: bool = False,
-    ) -> Iterator[bool]:
-        """The cluster's lease, tried `attempts` times `wait_s` apart (event handlers that must not race the
-        scaler wait briefly). Yields whether it is held; with `required`, raises LeaseHeld instead of
-        yielding False. Released on exit whatever happens inside."""
+    def lease(self, owner: str, *, wait: LeaseWait = NO_WAIT, required: bool = False) -> Iterator[bool]:
+        """The cluster's lease, tried as `wait` says (event use cases that must not race the scaler wait
+        briefly). Yields whether it is held; with `required`, raises LeaseHeld instead of yielding False.
+        Released on exit whatever happens inside."""
         held = False
-        for attempt in range(max(1, attempts)):
+        for attempt in range(max(1, wait.attempts)):
             if attempt:
-                sleep(wait_s)
+                wait.sleep(wait.wait_s)
             if self.ports.state.acquire_lease(self.cluster_id, owner, self.now, self.config.lease_ttl_s):
                 held = True
                 break

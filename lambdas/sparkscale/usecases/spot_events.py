@@ -8,8 +8,6 @@ on the shared Shell, under the same per-cluster lease as the scaler so it never 
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Final
@@ -20,7 +18,7 @@ from sparkscale.errors import ClusterGone, SparkscaleError, Throttled, Transient
 from sparkscale.events.spot import SpotEvent
 from sparkscale.policy.replacement import ReplacementPlan, choose_replacement
 from sparkscale.ports import InstanceLocation, InstanceLocator, Notice, Ports
-from sparkscale.usecases.shell import Outcome, Shell
+from sparkscale.usecases.shell import WAIT_FOR_SCALER, LeaseWait, Outcome, Shell
 
 log = logging.getLogger(__name__)
 
@@ -52,9 +50,7 @@ def handle_spot_event(
     locator: InstanceLocator,
     config: Config,
     owner: str,
-    lease_attempts: int = 5,
-    lease_wait_s: float = 1.0,
-    sleep: Callable[[float], None] = time.sleep,
+    lease_wait: LeaseWait = WAIT_FOR_SCALER,
 ) -> SpotResult:
     """Raises LeaseHeld when the scaler keeps the cluster's lease for all attempts (the invocation then fails
     and Lambda retries it) and TransientAwsError / Throttled for transient AWS failures; every other expected
@@ -64,7 +60,7 @@ def handle_spot_event(
         return SpotResult(Outcome.IGNORED, event, lookup.reason)
     loc = lookup.location
     shell = Shell(ports=ports, config=config, now=now, cluster_id=loc.cluster_id)
-    with shell.lease(owner, attempts=lease_attempts, wait_s=lease_wait_s, sleep=sleep, required=True):
+    with shell.lease(owner, wait=lease_wait, required=True):
         # read strictly: a ledger that cannot answer fails the invocation (Lambda retries) rather than risk
         # moving a second node for a redelivered event
         seen = (

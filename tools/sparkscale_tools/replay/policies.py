@@ -22,6 +22,7 @@ from sparkscale.config import Config
 from sparkscale.events.spot import SpotEvent, SpotEventKind
 from sparkscale.policy.model import Market
 from sparkscale.usecases import scale, spot_events
+from sparkscale.usecases.shell import NO_WAIT
 
 from sparkscale_tools.replay.cloudwatch_sim import AlarmBank, AlarmEvaluator
 from sparkscale_tools.replay.cluster import ClusterSpec, GroupSpec
@@ -120,8 +121,7 @@ class SparkscaleController:
                 locator=self._locator,
                 config=self.config,
                 owner="replay-spot-events",
-                lease_attempts=1,
-                sleep=lambda _s: None,
+                lease_wait=NO_WAIT,
             )
             w.record.bump(f"spot_{result.outcome}")
 
