@@ -172,18 +172,18 @@ def _decision(
     ctx: Context | None = None,
 ) -> Decision:
     targets = current(cluster)
-    planned = Direction.HOLD
     if out.targets:
         targets.update({k: v for k, v in out.targets.items() if k in targets})
-        planned = _direction(cluster, targets)
+    planned = targets.copy() if out.bounds else targets  # the outcome's own targets, before the bounds
     blocked = ctx.blocked if ctx is not None else {}
     bounded = enforce_bounds(cluster, targets, blocked=blocked, config=config) if out.bounds else []
     # else every group keeps its requested count: no target from the outcome, none moved by the bounds (they
     # give a reason for each one they move)
     direction = _direction(cluster, targets) if out.targets or bounded else Direction.HOLD
-    # when the bounds changed the direction the outcome planned, they drove it: their reasons lead
-    led = bounded and direction is not planned
-    reasons = [*bounded, *out.reasons] if led else [*out.reasons, *bounded]
+    reasons = list(out.reasons)
+    if bounded:  # when the bounds changed the direction the outcome planned, they drove it: they lead
+        led = direction is not (_direction(cluster, planned) if out.targets else Direction.HOLD)
+        reasons = [*bounded, *reasons] if led else [*reasons, *bounded]
     if ctx is not None:
         reasons += ctx.notes
     before = round(cluster.requested_usd_per_hour, 6)

@@ -281,7 +281,11 @@ def estimate(
     readings: Readings, cap: Capacity, *, config: Config, signals: tuple[SignalNeed, ...] = SIGNALS
 ) -> Estimate:
     """Every fresh capacity signal's need, the largest first (ties: enum order of the signal)."""
-    needs = [n for n in (f(readings, cap, config) for f in signals) if n is not None]
+    needs = []
+    for signal_need in signals:
+        need = signal_need(readings, cap, config)
+        if need is not None:
+            needs.append(need)
     if len(needs) > 1:
         needs.sort(key=lambda n: (-n.desired_gib, _ORDER[n.signal]))
     counted = cap.counted_gib

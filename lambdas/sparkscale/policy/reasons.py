@@ -11,9 +11,9 @@ why it holds); the sentences are for logs, notices and JSON (Decision.reason_tex
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from enum import StrEnum
 from types import MappingProxyType
+from typing import NamedTuple
 
 
 class ReasonCode(StrEnum):
@@ -59,19 +59,18 @@ class ReasonCode(StrEnum):
 NO_VALUES: Mapping[str, float] = MappingProxyType({})
 
 
-def _no_values() -> Mapping[str, float]:
-    return NO_VALUES  # one shared, read-only empty mapping (a dataclass default may not be a mapping)
-
-
-@dataclass(frozen=True, slots=True)
-class Reason:
+# A NamedTuple: as immutable as a frozen dataclass and built in half the time (a decision builds several)
+class Reason(NamedTuple):
     code: ReasonCode
     text: str
-    values: Mapping[str, float] = field(default_factory=_no_values, hash=False)
-    subject: str = ""
+    values: Mapping[str, float] = NO_VALUES  # the numbers the sentence states, by name
+    subject: str = ""  # what it is about, when that is a name: a signal, a group id, a setting
 
     def __str__(self) -> str:
         return self.text
+
+    def __hash__(self) -> int:  # `values` is a mapping: hash what identifies the reason
+        return hash((self.code, self.text, self.subject))
 
 
 def texts(reasons: tuple[Reason, ...]) -> tuple[str, ...]:
