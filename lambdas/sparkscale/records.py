@@ -35,5 +35,6 @@ def decision_to_dict(d: Decision) -> dict[str, Any]:
         ],
         "fallback_groups": list(d.fallback_groups),
         "fallback_to": list(d.fallback_to),
-        "reasons": list(d.reasons),
+        "reasons": list(d.reason_texts),
+        "reason_codes": [c.value for c in d.reason_codes],
     }

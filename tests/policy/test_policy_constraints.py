@@ -12,6 +12,7 @@ from sparkscale.policy.constraints import (
     stabilization_floor,
 )
 from sparkscale.policy.model import GroupStatus, Market, Recommendation, ScalerState
+from sparkscale.policy.reasons import ReasonCode
 
 
 @pytest.mark.parametrize(
@@ -29,9 +30,14 @@ from sparkscale.policy.model import GroupStatus, Market, Recommendation, ScalerS
 def test_cooldown_blocks(state, scale_in, blocked):
     why = cooldown_blocks(state, now=NOW, config=cfg(), scale_in=scale_in)
     assert (why is not None) is blocked
-    if why:
-        assert why.startswith("Cooldown: the last scale-")
-        assert why.endswith("s more.")
+    if why is not None:
+        assert why.code is ReasonCode.COOLDOWN
+        # 119 s ago, 120 s cooldown: 1 s left, of the cooldown that binds
+        assert (why.values["cooldown_s"], why.values["left_s"]) == (120, pytest.approx(1.0))
+        side = "out" if state.last_scale_out_at is not None else "in"
+        assert why.subject == f"cooldown_after_scale_{side}_s"
+        assert why.text.startswith("Cooldown: the last scale-")
+        assert why.text.endswith("s more.")
 
 
 def test_stabilization_floor_is_the_highest_recommendation_in_the_window():
@@ -92,7 +98,12 @@ def test_enforce_bounds():
     reasons = enforce_bounds(c, t, blocked={}, config=config)
     # a: 8 -> its max 6; total 7 > 5: the dearer memory goes first: b 1 -> 0, then a 6 -> 5
     assert t == {"a": 5, "b": 0}
-    assert len(reasons) == 2
+    assert [(r.code, r.subject) for r in reasons] == [
+        (ReasonCode.BOUNDS, "a"),
+        (ReasonCode.BOUNDS, "max_task_nodes"),
+    ]
+    assert (reasons[0].values["planned"], reasons[0].values["target"]) == (8, 6)
+    assert (reasons[1].values["planned"], reasons[1].values["target"]) == (7, 5)
     t = {"a": 0, "b": 0}
     enforce_bounds(c, t, blocked={}, config=cfg(min_task_nodes=3))
     assert t == {"a": 3, "b": 0}  # raised on the cheapest SPOT group

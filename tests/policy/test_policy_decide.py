@@ -17,6 +17,7 @@ from sparkscale.policy import (
     Direction,
     GroupStatus,
     Market,
+    ReasonCode,
     Recommendation,
     ScalerState,
     Signal,
@@ -30,6 +31,17 @@ def run(c, m, *, config=None, state=None):
 
 def a(requested=2, **kw):
     return group("ig-a", requested=requested, **kw)
+
+
+def codes(d):
+    return [r.code for r in d.reasons]
+
+
+def first(d, code):
+    """The first reason with `code` (AssertionError when there is none)."""
+    found = [r for r in d.reasons if r.code is code]
+    assert found, (code, d.reason_texts)
+    return found[0]
 
 
 # --- scale out in proportion to pressure --------------------------------------------------------------------
@@ -65,14 +77,20 @@ def test_decision_fields_for_a_scale_out():
     assert d.desired_task_memory_gib == pytest.approx(144.0)  # 3 x 48
     assert d.usd_per_hour_before == pytest.approx(0.32)  # 2 x 0.16
     assert d.usd_per_hour_after == pytest.approx(0.48)  # 3 x 0.16
-    assert d.reasons[0].startswith(
+    lead = d.reasons[0]  # the need that drove the scale-out
+    assert (lead.code, lead.subject) == (ReasonCode.NEED, Signal.YARN_MEMORY_AVAILABLE_PCT)
+    assert lead.values["desired_gib"] == pytest.approx(214.588, abs=1e-3)  # 182.4 / 0.85
+    assert lead.values["counted_gib"] == pytest.approx(192.0)
+    # the wording is the point here: what operators read
+    assert str(lead).startswith(
         "YARN memory used 95.0 % of 192 GiB running or requested (182 GiB allocated) > target 85.0 % "
         "(deadband 8 %)"
     )
-    assert any(
-        r.startswith("Adding 1 node to group task-ig-a (ig-a, SPOT r5.2xlarge): +48 GiB") for r in d.reasons
-    )
-    assert all(r.endswith(".") for r in d.reasons)
+    added = first(d, ReasonCode.ADD_NODES)
+    assert added.subject == "ig-a"
+    assert (added.values["nodes"], added.values["memory_gib"]) == (1, pytest.approx(48.0))
+    assert added.text.startswith("Adding 1 node to group task-ig-a (ig-a, SPOT r5.2xlarge): +48 GiB")
+    assert all(t.endswith(".") for t in d.reason_texts)
     assert not d.dry_run
     assert d.is_action
 
@@ -83,8 +101,9 @@ def test_in_flight_nodes_are_counted_so_a_second_trigger_adds_nothing():
     d = run(cluster(a(3, running=2)), metrics(**yarn(192, 95)))
     assert d.direction is Direction.HOLD
     assert targets(d) == {"ig-a": 3}
-    assert any("of 240 GiB running or requested" in r for r in d.reasons)
-    assert any(r.startswith("48 GiB of TASK memory requested and not yet running counts") for r in d.reasons)
+    assert first(d, ReasonCode.NEED).values["counted_gib"] == pytest.approx(240.0)
+    assert any("of 240 GiB running or requested" in t for t in d.reason_texts)
+    assert first(d, ReasonCode.IN_FLIGHT).values["in_flight_gib"] == pytest.approx(48.0)
 
 
 def test_nodes_that_just_joined_count_although_memory_total_is_stale():
@@ -105,7 +124,10 @@ def test_a_pressed_heap_scales_out_once_per_episode_beyond_nodes_in_flight():
     m = metrics(**yarn(192, 80, JvmHeapUsedPercent=85))
     d = run(c, m, state=ScalerState(last_scale_out_at=ago(200)))
     assert targets(d) == {"ig-a": 4}
-    assert any("beyond its deadband since" in r for r in d.reasons)
+    # the heap rule drove this scale-out: its reason leads (the needs it overrides come after)
+    assert d.reasons[0].code is ReasonCode.HEAP_PRESSURE
+    assert d.reasons[0].values["heap_used_pct"] == pytest.approx(85.0)
+    assert "beyond its deadband since" in str(d.reasons[0])
     # a node was requested since the pressure began: nothing more
     pressed = ScalerState(last_scale_out_at=ago(200), heap_pressure_since=ago(300))
     d = run(c, m, state=pressed)
@@ -122,7 +144,7 @@ def test_a_pressed_heap_adds_no_node_while_yarn_sits_below_its_deadband():
     c = cluster(a(3))
     d = run(c, metrics(**yarn(192, 10, JvmHeapUsedPercent=85)), state=ScalerState(last_scale_out_at=ago(200)))
     assert d.direction is not Direction.OUT
-    assert not any("beyond its deadband since" in r for r in d.reasons)
+    assert ReasonCode.HEAP_PRESSURE not in codes(d)
 
 
 def test_heap_alone_never_scales_in():
@@ -130,7 +152,8 @@ def test_heap_alone_never_scales_in():
     d = run(cluster(a(6)), metrics(JvmHeapUsed=60 * 2**30, JvmHeapMax=100 * 2**30))
     assert d.direction is Direction.HOLD
     assert targets(d) == {"ig-a": 6}
-    assert any("the heap alone never scales in" in r for r in d.reasons)
+    assert d.reasons[0].code is ReasonCode.HEAP_ONLY
+    assert "the heap alone never scales in" in str(d.reasons[0])
 
 
 def test_heap_under_target_does_not_hold_idle_yarn_memory():
@@ -138,6 +161,10 @@ def test_heap_under_target_does_not_hold_idle_yarn_memory():
     # wanted 384 x 60/70 = 329 GiB and held the cluster there; now YARN decides: surplus 203.3 -> 4 nodes go
     d = run(cluster(a(6)), metrics(**yarn(384, 40, JvmHeapUsedPercent=60)))
     assert targets(d) == {"ig-a": 2}
+    # YARN drove the scale-in: its need leads (the heap's, 153.6 GiB held x max(1, 60/70), comes after)
+    assert (d.reasons[0].code, d.reasons[0].subject) == (ReasonCode.NEED, Signal.YARN_MEMORY_AVAILABLE_PCT)
+    assert codes(d)[:2] == [ReasonCode.NEED, ReasonCode.NEED]
+    assert d.reasons[1].subject == Signal.HEAP_USED_PCT
 
 
 def test_cheapest_memory_first_across_groups():
@@ -155,7 +182,9 @@ def test_step_limit():
     )
     assert targets(d) == {"ig-a": 5}
     assert not d.at_max_under_pressure  # limited by the step, not at max
-    assert any("max_scale_out_step_nodes" in r for r in d.reasons)
+    limit = first(d, ReasonCode.LIMIT)
+    assert limit.subject == "max_scale_out_step_nodes"
+    assert limit.values["max_scale_out_step_nodes"] == 3
     assert d.desired_task_nodes > 5  # the estimate before the step
 
 
@@ -163,7 +192,9 @@ def test_total_max_and_at_max_under_pressure():
     d = run(cluster(a()), metrics(**yarn(192, 100, ContainerPending=200)), config=cfg(max_task_nodes=4))
     assert targets(d) == {"ig-a": 4}
     assert d.at_max_under_pressure
-    assert any("max_task_nodes 4" in r for r in d.reasons)
+    limit = first(d, ReasonCode.LIMIT)
+    assert "max_task_nodes" in limit.subject.split(",")
+    assert (limit.values["max_task_nodes"], limit.values["room_nodes"]) == (4, 2)
 
 
 def test_group_max_sends_the_rest_to_the_next_group():
@@ -182,20 +213,30 @@ def test_budget_cap():
     assert targets(d) == {"ig-a": 3}
     assert d.usd_per_hour_after <= 0.5
     assert d.at_max_under_pressure
-    assert any("budget_usd_per_hour" in r for r in d.reasons)
+    limit = first(d, ReasonCode.LIMIT)
+    assert "budget_usd_per_hour" in limit.subject.split(",")
+    assert limit.values["budget_usd_per_hour"] == pytest.approx(0.5)
+    assert limit.values["budget_left_usd_per_hour"] == pytest.approx(0.18)  # 0.5 - 0.32
 
 
 def test_bounds_correction_raises_a_group_to_its_min():
     config = cfg(group_bounds={"ig-a": {"min_nodes": 3, "max_nodes": 10}})
     d = run(cluster(a()), metrics(**yarn(192, 75)), config=config)
     assert targets(d) == {"ig-a": 3}
-    assert any("3-10" in r for r in d.reasons)
+    # the bound drove this scale-out (the signals alone would hold): its reason leads
+    lead = d.reasons[0]
+    assert (lead.code, lead.subject) == (ReasonCode.BOUNDS, "ig-a")
+    assert (lead.values["min_nodes"], lead.values["max_nodes"], lead.values["target"]) == (3, 10, 3)
+    assert "3-10" in str(lead)
 
 
 def test_total_min():
     d = run(cluster(a(0)), metrics(**yarn(96, 75)), config=cfg(min_task_nodes=2))
     assert targets(d) == {"ig-a": 2}
-    assert any("min_task_nodes" in r for r in d.reasons)
+    bound = first(d, ReasonCode.BOUNDS)
+    assert bound.subject == "min_task_nodes"
+    assert (bound.values["min_task_nodes"], bound.values["planned"], bound.values["target"]) == (2, 0, 2)
+    assert d.reasons[0] is bound  # it drove the scale-out
 
 
 def test_master_and_core_are_never_targets():
@@ -218,7 +259,8 @@ def test_only_running_or_waiting_clusters(state, acts):
     d = run(cluster(a(), state=state), metrics(**yarn(192, 99)))
     assert d.is_action is acts
     if not acts:
-        assert state.value in d.reasons[0]
+        assert (d.reasons[0].code, d.reasons[0].subject) == (ReasonCode.CLUSTER_INACTIVE, state.value)
+        assert state.value in str(d.reasons[0])
 
 
 @pytest.mark.parametrize("status", [GroupStatus.RECONFIGURING, GroupStatus.PROVISIONING])
@@ -245,9 +287,8 @@ def test_hold_when_no_group_can_take_nodes():
     assert targets(d) == {"ig-a": 2}
     # not "at max": no configured limit binds, the only group is busy reconfiguring (transient)
     assert not d.at_max_under_pressure
-    assert any(
-        "no RUNNING or RESIZING TASK group that delivers can take new nodes now" in r for r in d.reasons
-    )
+    assert (d.reasons[0].code, d.reasons[0].subject) == (ReasonCode.LIMIT, "no_offer")
+    assert "no RUNNING or RESIZING TASK group that delivers can take new nodes now" in str(d.reasons[0])
 
 
 def test_no_task_group_holds():
@@ -269,7 +310,8 @@ def test_metrics_missing_holds_and_never_scales_in(m):
     d = run(cluster(a(6)), m)
     assert d.direction is Direction.HOLD
     assert targets(d) == {"ig-a": 6}
-    assert d.reasons[0].startswith(METRICS_MISSING)
+    assert d.reasons[0].code is ReasonCode.METRICS_MISSING
+    assert d.reason_texts[0].startswith(METRICS_MISSING)
     assert d.desired_task_nodes is None
 
 
@@ -279,7 +321,7 @@ def test_stale_signal_is_ignored_but_fresh_ones_drive():
     m = replace(m, samples={**m.samples, **metrics(ago(200), JvmHeapUsedPercent=95).samples})
     d = run(cluster(a()), m)
     assert d.driving_signal is Signal.YARN_MEMORY_AVAILABLE_PCT
-    assert any("JvmHeapUsedPercent ignored" in r for r in d.reasons)
+    assert "JvmHeapUsedPercent ignored" in str(first(d, ReasonCode.METRIC_IGNORED))
 
 
 def test_dry_run_passes_through():
@@ -287,7 +329,7 @@ def test_dry_run_passes_through():
     assert d.dry_run
     assert d.direction is Direction.OUT
     assert targets(d) == {"ig-a": 3}
-    assert any(r.startswith("Dry run") for r in d.reasons)
+    assert d.reasons[-1].code is ReasonCode.DRY_RUN
 
 
 # --- scale in and stability ---------------------------------------------------------------------------------
@@ -311,7 +353,9 @@ def test_no_partial_node_below_the_need():
     # 66 % of 192 = 126.72 GiB -> wants 149.08: surplus 42.92 GiB < one 48 GiB node: hold
     d = run(cluster(a()), metrics(**yarn(192, 66)))
     assert d.direction is Direction.HOLD
-    assert any("No whole node fits" in r for r in d.reasons)
+    assert d.reasons[0].code is ReasonCode.NO_NODE_FITS
+    # the surplus stated is what may go after stabilization, measured from the ideal removal (none here)
+    assert d.reasons[0].values["surplus_gib"] == 0.0
 
 
 @pytest.mark.parametrize(
@@ -332,7 +376,9 @@ def test_stabilization_hold_says_so():
     state = ScalerState(recommendations=(Recommendation(ago(60), 4, 192.0),))
     d = run(cluster(a(4)), metrics(**yarn(288, 20)), state=state)
     assert d.direction is Direction.HOLD
-    assert any(r.startswith("Stabilization") and "600 s" in r for r in d.reasons)
+    lead = d.reasons[0]
+    assert lead.code is ReasonCode.STABILIZATION
+    assert (lead.values["stabilization_s"], lead.values["floor_gib"]) == (600, pytest.approx(192.0))
 
 
 @pytest.mark.parametrize(
@@ -350,14 +396,15 @@ def test_cooldowns(state, used, acts):
     d = run(cluster(a(4)), metrics(**yarn(288, used)), state=state)
     assert d.is_action is acts
     if not acts:
-        assert any(r.startswith("Cooldown") for r in d.reasons)
+        assert d.reasons[0].code is ReasonCode.COOLDOWN
 
 
 def test_deadband_holds():
     # 80 % / 85 % = 0.941: within ± 8 %
     d = run(cluster(a(4)), metrics(**yarn(288, 80)))
     assert d.direction is Direction.HOLD
-    assert any("within the deadband" in r for r in d.reasons)
+    assert d.reasons[0].code is ReasonCode.WITHIN_DEADBAND
+    assert "within the deadband" in str(first(d, ReasonCode.NEED))
     assert d.desired_task_memory_gib == pytest.approx(192.0)  # what it has
 
 
@@ -365,7 +412,8 @@ def test_no_scale_in_while_containers_wait():
     # YARN 20 % but 1 container pending (demand 57.6 + 4 = 61.6 GiB, far below target): no scale-in
     d = run(cluster(a(4)), metrics(**yarn(288, 20, ContainerPending=1)))
     assert d.direction is Direction.HOLD
-    assert any("waiting: no scale-in" in r for r in d.reasons)
+    assert d.reasons[0].code is ReasonCode.WAITING
+    assert (d.reasons[0].values["containers_pending"], d.reasons[0].values["apps_pending"]) == (1, 0)
 
 
 def test_no_scale_in_while_heap_is_over_target():
@@ -374,7 +422,8 @@ def test_no_scale_in_while_heap_is_over_target():
     d = run(cluster(a(4)), metrics(**yarn(288, 20, JvmHeapUsedPercent=75)))
     assert d.direction is Direction.HOLD
     assert targets(d) == {"ig-a": 4}
-    assert any(r == "JvmHeapUsedPercent is over its target: no scale-in." for r in d.reasons)
+    assert (d.reasons[0].code, d.reasons[0].subject) == (ReasonCode.OVER_TARGET, Signal.HEAP_USED_PCT)
+    assert d.reason_texts[0] == "JvmHeapUsedPercent is over its target: no scale-in."  # the wording
 
 
 # --- idle ---------------------------------------------------------------------------------------------------
@@ -396,7 +445,9 @@ def test_idle_goes_to_the_minimum(quiet_s, config, target):
     d = run(cluster(a(6)), metrics(**yarn(384, 85, **IDLE)), config=cfg(**config), state=state)
     assert targets(d) == {"ig-a": target}
     if target < 6:
-        assert d.reasons[0].startswith("Idle: no application ran or waited for 1000 s")
+        assert d.reasons[0].code is ReasonCode.IDLE
+        assert d.reasons[0].values["quiet_s"] == pytest.approx(1000.0)
+        assert d.reason_texts[0].startswith("Idle: no application ran or waited for 1000 s")
 
 
 def test_idle_clock_needs_a_first_observation():

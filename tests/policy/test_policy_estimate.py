@@ -10,6 +10,7 @@ import pytest
 from policy_builders import MIB, NOW, ago, cfg, cluster, group, metrics, yarn
 from sparkscale.policy.estimate import SETTLE_S, capacity, estimate, yarn_memory_scale
 from sparkscale.policy.model import MetricsSnapshot, Sample, Signal
+from sparkscale.policy.reasons import ReasonCode
 from sparkscale.policy.signals import is_active, read_signals
 
 TASK = group("ig-a", requested=2)
@@ -184,7 +185,11 @@ def test_yarn_memory_scale_calibrates_the_derived_capacity():
 
 def test_reason_is_a_sentence_with_numbers_and_units():
     est = _estimate(yarn(192, 93))
-    text = est.reason(est.driving)
+    reason = est.reason(est.driving)
+    assert (reason.code, reason.subject) == (ReasonCode.NEED, Signal.YARN_MEMORY_AVAILABLE_PCT)
+    assert reason.values["desired_gib"] == pytest.approx(210.07, abs=0.01)  # 178.56 / 0.85
+    assert est.reasons[0] == reason
+    text = str(reason)
     assert text.startswith(
         "YARN memory used 93.0 % of 192 GiB running or requested (179 GiB allocated) > target 85.0 % "
         "(deadband 8 %)"

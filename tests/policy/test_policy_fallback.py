@@ -14,12 +14,14 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import timedelta
 
+import pytest
 from policy_builders import MIB, NOW, cfg, cluster, group, metrics, targets
 from sparkscale.policy import (
     Cluster,
     Direction,
     GroupStatus,
     Market,
+    ReasonCode,
     ScalerState,
     blocked_groups,
     decide,
@@ -80,8 +82,10 @@ def test_fallback_to_the_next_spot_group_then_on_demand_then_back_to_spot():
     assert targets(d) == {"s1": 3, "s2": 1, "od": 0}
     assert d.fallback_groups == ("s1",)
     assert d.fallback_to == ("s2",)
-    assert any("spot_fallback_timeout_s 600 s" in r for r in d.reasons)
-    assert any(r.startswith("Spot fallback") for r in d.reasons)
+    blocked = [r for r in d.reasons if r.code is ReasonCode.SPOT_BLOCKED]
+    assert [r.subject for r in blocked] == ["s1"]
+    assert "spot_fallback_timeout_s 600 s" in str(blocked[0])
+    assert [r.subject for r in d.reasons if r.code is ReasonCode.SPOT_FALLBACK] == ["s1"]
 
     # 4. EMR reports insufficient capacity for s2 (the shell records it); t2+200 s: no SPOT group can deliver
     #    -> ON_DEMAND fallback
@@ -92,7 +96,9 @@ def test_fallback_to_the_next_spot_group_then_on_demand_then_back_to_spot():
     assert targets(d) == {"s1": 3, "s2": 1, "od": 1}
     assert set(d.fallback_groups) == {"s1", "s2"}
     assert d.fallback_to == ("od",)
-    assert any(r.startswith("On-demand fallback") for r in d.reasons)
+    od_fallback = [r for r in d.reasons if r.code is ReasonCode.ON_DEMAND_FALLBACK]
+    assert [r.subject for r in od_fallback] == ["od"]
+    assert od_fallback[0].values["short_gib"] == pytest.approx(38.4)
     assert d.direction is Direction.OUT
 
     # 5. t3+700 s: both SPOT groups delivered; 336 GiB running for 230.4 wanted: 105.6 GiB surplus.
@@ -121,7 +127,9 @@ def test_suspended_or_arrested_spot_group_gets_nothing():
     for status in (GroupStatus.SUSPENDED, GroupStatus.ARRESTED):
         d, _ = step(fleet(s1_status=status), ScalerState(), NOW)
         assert targets(d) == {"s1": 2, "s2": 1, "od": 0}
-        assert any(status.value in r for r in d.reasons)
+        blocked = [r for r in d.reasons if r.code is ReasonCode.SPOT_BLOCKED]
+        assert [r.subject for r in blocked] == ["s1"]
+        assert status.value in str(blocked[0])
 
 
 def test_no_on_demand_when_disabled():
@@ -162,7 +170,8 @@ def test_move_back_to_spot_in_two_phases():
     d, st = go(c, ScalerState(), NOW)
     assert targets(d) == {"s1": 3, "s2": 0, "od": 1}
     assert d.direction is Direction.OUT
-    assert any(r.startswith("Back to spot") for r in d.reasons)
+    assert d.reasons[0].code is ReasonCode.MOVE_BACK_BUY_SPOT  # it drove the scale-out
+    assert d.reasons[0].values["on_demand_gib"] == pytest.approx(48.0)
     # while the spot node is coming: nothing more (no second purchase, the od node stays)
     c = fleet(s1=(3, 2), od=(1, 1))
     d, st = go(c, st, NOW + timedelta(seconds=130))
@@ -172,6 +181,9 @@ def test_move_back_to_spot_in_two_phases():
     d, st = go(c, st, NOW + timedelta(seconds=400))
     assert targets(d) == {"s1": 3, "s2": 0, "od": 0}
     assert d.direction is Direction.IN
+    # an ordinary scale-in (240 of 288 GiB wanted) that takes the dearest memory first: the need leads
+    assert (d.reasons[0].code, d.reasons[0].values["desired_gib"]) == (ReasonCode.NEED, pytest.approx(240.0))
+    assert [r.subject for r in d.reasons if r.code is ReasonCode.REMOVE_NODES] == ["od"]
     # and then it is stable
     c = fleet(s1=(3, 3))
     d, _ = go(c, st, NOW + timedelta(seconds=800))

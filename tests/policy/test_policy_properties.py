@@ -18,10 +18,12 @@ from sparkscale.policy import (
     Cluster,
     ClusterState,
     Decision,
+    Direction,
     GroupStatus,
     InstanceGroup,
     Market,
     MetricsSnapshot,
+    ReasonCode,
     Recommendation,
     Role,
     Sample,
@@ -190,8 +192,10 @@ def test_targets_always_within_bounds_and_master_core_untouched(sc, m, state):
     blocked = blocked_groups(cluster, state, now=NOW, config=config)
     assert all(t.target <= t.current for t in d.targets if t.group_id in blocked)
     assert d.dry_run is config.dry_run
-    assert all(r.strip() and r.endswith(".") for r in d.reasons)
+    assert all(r.strip() and r.endswith(".") for r in d.reason_texts)
     assert math.isfinite(d.usd_per_hour_after)
+    # the first reason is the one that drove the direction
+    assert d.reasons[0].code in _DRIVES[d.direction], (d.direction, d.reason_texts)
 
 
 @FAST
@@ -248,7 +252,19 @@ def test_the_heap_alone_never_scales_in(sc, m, state):
 
 
 def _idle(d: Decision) -> bool:
-    return bool(d.reasons) and d.reasons[0].startswith("Idle")
+    return any(r.code is ReasonCode.IDLE for r in d.reasons)
+
+
+# the codes that may lead a decision of each direction
+_LEAD_OUT = {ReasonCode.NEED, ReasonCode.HEAP_PRESSURE, ReasonCode.MOVE_BACK_BUY_SPOT, ReasonCode.BOUNDS}
+_LEAD_IN = {ReasonCode.NEED, ReasonCode.IDLE, ReasonCode.MOVE_BACK_RELEASE, ReasonCode.BOUNDS}
+_NEVER_HOLDS = {
+    ReasonCode.HEAP_PRESSURE,
+    ReasonCode.MOVE_BACK_BUY_SPOT,
+    ReasonCode.MOVE_BACK_RELEASE,
+    ReasonCode.IDLE,
+}
+_DRIVES = {Direction.OUT: _LEAD_OUT, Direction.IN: _LEAD_IN, Direction.HOLD: set(ReasonCode) - _NEVER_HOLDS}
 
 
 # --- no oscillation: apply the decision, keep the pressure, decide again ------------------------------------

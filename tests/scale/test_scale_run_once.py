@@ -154,7 +154,7 @@ def test_group_busy_holds_and_does_not_start_a_cooldown() -> None:
     r = w.run(capacity=Raising(GroupBusy("instance group ig-TASK1 is RESIZING")))
     assert r.outcome == Outcome.GROUP_BUSY
     assert r.decision is not None
-    assert r.decision.reasons[-1].startswith("Not applied: instance group ig-TASK1 is RESIZING")
+    assert r.decision.reason_texts[-1].startswith("Not applied: instance group ig-TASK1 is RESIZING")
     assert w.store.states[CID].last_scale_out_at is None  # nothing happened, so no cooldown
     assert w.notifier.notices == []
     assert CID not in w.store.leases

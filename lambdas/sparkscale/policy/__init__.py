@@ -4,6 +4,7 @@ No I/O of any kind: no boto3, no os.environ, no clock, no logging. `now` and eve
 
     decide(now=, cluster=, metrics=, config=, state=) -> Decision
     evaluate(same) -> (Decision, Observation | None)                (decide, and what next_state reuses)
+    Decision.reasons: tuple[Reason, ...]  Reason(code: ReasonCode, text, values, subject); the first drove it
     next_state(previous=, decision=, cluster=, metrics=, now=, config=, observed=) -> ScalerState
     state_to_dict(state) -> dict   /   state_from_dict(d) -> ScalerState
     plan_memory(memory_gib=, offers=, max_share=, ...) -> Plan     (the $/GiB-hour planner)
@@ -31,6 +32,7 @@ from sparkscale.policy.model import (
     Signal,
 )
 from sparkscale.policy.planner import Allocation, Offer, Plan, plan_memory, plan_removal
+from sparkscale.policy.reasons import Reason, ReasonCode
 from sparkscale.policy.signals import Readings, is_active, read_signals
 from sparkscale.policy.state import next_state, state_from_dict, state_to_dict
 
@@ -53,6 +55,8 @@ __all__ = [
     "Offer",
     "Plan",
     "Readings",
+    "Reason",
+    "ReasonCode",
     "Recommendation",
     "Role",
     "Sample",

@@ -14,29 +14,34 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 
 from sparkscale.config import Config
-from sparkscale.policy.estimate import usable_gib
+from sparkscale.policy.capacity import usable_gib
 from sparkscale.policy.model import Cluster, GroupStatus, InstanceGroup, Market, ScalerState
 from sparkscale.policy.planner import Offer
+from sparkscale.policy.reasons import Reason, ReasonCode
 
 
-def cooldown_blocks(state: ScalerState, *, now: datetime, config: Config, scale_in: bool) -> str | None:
-    """A sentence when a cooldown forbids this direction now, else None."""
+def cooldown_blocks(state: ScalerState, *, now: datetime, config: Config, scale_in: bool) -> Reason | None:
+    """A COOLDOWN reason when a cooldown forbids this direction now (subject: the setting), else None."""
     if state.last_scale_out_at is not None:
-        left = config.cooldown_after_scale_out_s - (now - state.last_scale_out_at).total_seconds()
+        cooldown = config.cooldown_after_scale_out_s
+        left = cooldown - (now - state.last_scale_out_at).total_seconds()
         if left > 0:
-            return (
-                f"Cooldown: the last scale-out was {config.cooldown_after_scale_out_s - left:.0f} s ago "
-                f"(cooldown_after_scale_out_s {config.cooldown_after_scale_out_s} s): "
-                f"no action for {left:.0f} s more."
+            text = (
+                f"Cooldown: the last scale-out was {cooldown - left:.0f} s ago "
+                f"(cooldown_after_scale_out_s {cooldown} s): no action for {left:.0f} s more."
             )
+            values = {"cooldown_s": cooldown, "left_s": left}
+            return Reason(ReasonCode.COOLDOWN, text, values, "cooldown_after_scale_out_s")
     if scale_in and state.last_scale_in_at is not None:
-        left = config.cooldown_after_scale_in_s - (now - state.last_scale_in_at).total_seconds()
+        cooldown = config.cooldown_after_scale_in_s
+        left = cooldown - (now - state.last_scale_in_at).total_seconds()
         if left > 0:
-            return (
-                f"Cooldown: the last scale-in was {config.cooldown_after_scale_in_s - left:.0f} s ago "
-                f"(cooldown_after_scale_in_s {config.cooldown_after_scale_in_s} s): "
-                f"no scale-in for {left:.0f} s more."
+            text = (
+                f"Cooldown: the last scale-in was {cooldown - left:.0f} s ago "
+                f"(cooldown_after_scale_in_s {cooldown} s): no scale-in for {left:.0f} s more."
             )
+            values = {"cooldown_s": cooldown, "left_s": left}
+            return Reason(ReasonCode.COOLDOWN, text, values, "cooldown_after_scale_in_s")
     return None
 
 
@@ -119,21 +124,23 @@ def usd_per_hour(cluster: Cluster, counts: Mapping[str, int]) -> float:
 
 def enforce_bounds(
     cluster: Cluster, targets: dict[str, int], *, blocked: Mapping[str, str], config: Config
-) -> list[str]:
+) -> list[Reason]:
     """Bring changeable groups into their [min, max] and the TASK total into [min_task_nodes, max_task_nodes].
     Bounds are hard: this runs after the planner and wins over the signals. Mutates `targets`; returns
     reasons."""
-    reasons: list[str] = []
+    reasons: list[Reason] = []
     for g in cluster.task_groups:
         if g.status in RESIZABLE_STATUSES:
             b = config.bounds_for(g.id, g.name)
             t = targets[g.id]
             if t > b.max_nodes or (t < b.min_nodes and g.id not in blocked):
                 new = min(max(t, b.min_nodes), b.max_nodes)
-                reasons.append(
+                text = (
                     f"Group {g.name or g.id} ({g.id}) must stay within {b.min_nodes}-{b.max_nodes} nodes: "
                     f"target {new} instead of {t}."
                 )
+                values = {"min_nodes": b.min_nodes, "max_nodes": b.max_nodes, "target": new, "planned": t}
+                reasons.append(Reason(ReasonCode.BOUNDS, text, values, g.id))
                 targets[g.id] = new
     total = sum(targets.values())
     if total > config.max_task_nodes:
@@ -148,10 +155,12 @@ def enforce_bounds(
             take = min(excess, max(0, targets[g.id] - floor))
             targets[g.id] -= take
             excess -= take
-        reasons.append(
+        text = (
             f"At most {config.max_task_nodes} TASK nodes in total (max_task_nodes): "
             f"{total} reduced to {sum(targets.values())}."
         )
+        values = {"max_task_nodes": config.max_task_nodes, "planned": total, "target": sum(targets.values())}
+        reasons.append(Reason(ReasonCode.BOUNDS, text, values, "max_task_nodes"))
     elif total < config.min_task_nodes:
         missing = config.min_task_nodes - total
         groups = {g.id: g for g in cluster.task_groups}
@@ -168,8 +177,10 @@ def enforce_bounds(
             add = min(missing, room)
             targets[g.id] += add
             missing -= add
-        reasons.append(
+        text = (
             f"At least {config.min_task_nodes} TASK nodes in total (min_task_nodes): "
             f"{total} raised to {sum(targets.values())}."
         )
+        values = {"min_task_nodes": config.min_task_nodes, "planned": total, "target": sum(targets.values())}
+        reasons.append(Reason(ReasonCode.BOUNDS, text, values, "min_task_nodes"))
     return reasons

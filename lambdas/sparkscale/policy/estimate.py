@@ -1,17 +1,11 @@
 """Step 1, estimate: how much YARN memory the cluster should have, from each signal's ratio to its target.
 
-Target tracking: each fresh signal says "the memory that produced me, times value / target". Everything is
-measured against ONE current view of the capacity, read fresh from the cluster (not from MemoryTotalMB, which
-is up to ~7 minutes old): running CORE nodes plus the requested nodes of the healthy TASK groups (running
-nodes only for the groups the spot fallback blocks), each node's memory x usable_memory_fraction. Nodes still
-coming therefore count from the moment they are requested, and a node that has just joined is never counted
-twice or not at all. MemoryTotalMB only calibrates that view: on a settled cluster (see `yarn_memory_scale`)
-it says how much YARN memory one derived GiB really is, and the YARN metrics are converted with that scale.
+Target tracking: each fresh signal says "the memory that produced me, times value / target", measured against
+ONE current view of the capacity (capacity.Capacity: running CORE nodes plus the requested nodes of the
+healthy TASK groups). The largest need drives.
 
-"Allocated" is EMR's MemoryAllocatedMB (else MemoryTotalMB - MemoryAvailableMB, else from
-YARNMemoryAvailablePercentage), raised to what the executors hold now when that is more and newer: the heap
-agent's summed JvmHeapMax x (1 + executor_memory_overhead_pct), published every minute where EMR publishes
-every five (executors' containers are part of the allocated memory).
+One signal is one function of one shape, `(readings, capacity, config) -> Need | None` (None: the signal does
+not report, or has nothing to say), listed in SIGNALS: a new signal is one new function added to that tuple.
 
 Signals (all in GiB of usable memory, the capacity's units):
 - YARN memory used: allocated / yarn_memory_used_target_pct (only when EMR reports an allocation).
@@ -28,268 +22,50 @@ Signals (all in GiB of usable memory, the capacity's units):
 
 from __future__ import annotations
 
-import math
-from collections.abc import Mapping
-from datetime import datetime
-from types import MappingProxyType
+from collections.abc import Callable
 from typing import NamedTuple
 
 from sparkscale.config import Config
-from sparkscale.policy.model import Cluster, GroupStatus, InstanceGroup, Market, MetricsSnapshot, Role, Signal
+from sparkscale.policy.capacity import (
+    HUGE_RATIO,
+    MIB_PER_GIB,
+    SETTLE_S,
+    Capacity,
+    NodeCounts,
+    capacity,
+    capacity_of,
+    count_nodes,
+    gib,
+    settled_scale,
+    usable_gib,
+    yarn_memory_scale,
+)
+from sparkscale.policy.model import Signal
+from sparkscale.policy.reasons import Reason, ReasonCode
 from sparkscale.policy.signals import Readings, heap_used_pct
 
-MIB_PER_GIB = 1024.0
-BYTES_PER_GIB = float(2**30)
-HUGE_RATIO = 1e6  # demand with no capacity at all
-# A MemoryTotalMB datapoint taken at least this long after the scaler's last resize describes the nodes that
-# resize asked for (EMR task nodes join YARN within ~5-10 minutes), so it may calibrate the derived capacity.
-SETTLE_S = 900.0
-# Calibration only ever raises the derived capacity (MemoryTotalMB larger than derived): a smaller
-# MemoryTotalMB is indistinguishable from nodes that joined after the datapoint was taken. Values above
-# 1 / usable_memory_fraction (more YARN memory than the instances have) are not believed either.
-MIN_SCALE = 1.0
+__all__ = [
+    "HUGE_RATIO",
+    "SETTLE_S",
+    "SIGNALS",
+    "Capacity",
+    "Estimate",
+    "Need",
+    "NodeCounts",
+    "SignalNeed",
+    "capacity",
+    "capacity_of",
+    "count_nodes",
+    "estimate",
+    "gib",
+    "settled_scale",
+    "usable_gib",
+    "yarn_memory_scale",
+]
 
 
-def usable_gib(group: InstanceGroup, config: Config) -> float:
-    """YARN-usable memory of one node of `group`, as configured (usable_memory_fraction)."""
-    return group.memory_gib * config.usable_memory_fraction
-
-
-def gib(x: float) -> str:
-    """A memory amount for a reason: whole GiB unless small."""
-    return f"{x:.1f} GiB" if -10.0 < x < 10.0 and abs(x - round(x)) > 0.05 else f"{x:.0f} GiB"
-
-
-def yarn_memory_scale(
-    cluster: Cluster,
-    metrics: MetricsSnapshot,
-    *,
-    now: datetime,
-    config: Config,
-    last_resize_at: datetime | None,
-) -> float | None:
-    """MemoryTotalMB / the running CORE+TASK memory derived from the cluster, when both describe the same
-    nodes: every CORE and TASK group RUNNING with all its requested nodes running, and the datapoint taken at
-    least SETTLE_S after the scaler's last resize; and only when it is at least 1 (see MIN_SCALE). None when
-    it cannot be measured now (the caller then keeps the last measured scale)."""
-    settled = count_nodes(cluster, blocked={}, config=config).settled_gib
-    return settled_scale(metrics, settled, now=now, config=config, last_resize_at=last_resize_at)
-
-
-def settled_scale(
-    metrics: MetricsSnapshot,
-    settled_gib: float | None,
-    *,
-    now: datetime,
-    config: Config,
-    last_resize_at: datetime | None,
-) -> float | None:
-    """`yarn_memory_scale` from the running memory of a settled cluster (NodeCounts.settled_gib)."""
-    if settled_gib is None or settled_gib <= 0:
-        return None
-    sample = metrics.get(Signal.MEMORY_TOTAL_MB)
-    if (
-        sample is None
-        or not 0 < sample.value < math.inf
-        or (now - sample.at).total_seconds() > config.emr_metric_max_age_s
-        or (last_resize_at is not None and (sample.at - last_resize_at).total_seconds() < SETTLE_S)
-    ):
-        return None
-    scale = sample.value / MIB_PER_GIB / settled_gib
-    if not MIN_SCALE <= scale <= 1.0 / config.usable_memory_fraction + 1e-9:
-        return None
-    return scale
-
-
-# NodeCounts, Capacity, Need and Estimate are NamedTuples: immutable records that never leave the policy,
-# built in a fraction of a frozen dataclass's time (every evaluation builds a Capacity, an Estimate, Needs)
-class NodeCounts(NamedTuple):
-    """The CORE and TASK nodes of a cluster read, in GiB of usable memory as configured (one pass)."""
-
-    running_gib: float  # running CORE + TASK nodes
-    core_gib: float  # running CORE nodes
-    running_nodes: int  # running CORE + TASK nodes
-    in_flight_gib: float  # requested-but-not-running TASK nodes of groups not blocked
-    task_gib: float  # TASK memory counted: requested nodes of healthy groups, running nodes of blocked ones
-    task_nodes: int  # TASK nodes counted the same way
-    task_gib_by_type: Mapping[str, float]
-    smallest_node_gib: float  # the smallest node of the TASK groups with requested nodes (inf: none)
-    on_demand_nodes: int  # requested nodes of the ON_DEMAND TASK groups
-    # running_gib when every CORE and TASK group is RUNNING with all its requested nodes running (the memory
-    # MemoryTotalMB describes then, see yarn_memory_scale); None otherwise
-    settled_gib: float | None
-
-
-def count_nodes(cluster: Cluster, *, blocked: Mapping[str, str], config: Config) -> NodeCounts:
-    """The nodes counted in one pass over the groups; with no group blocked (nearly always), once per Cluster
-    value and usable_memory_fraction (Cluster.derived)."""
-    frac = config.usable_memory_fraction
-    if blocked:
-        return _count_nodes(cluster, blocked, frac)
-    return cluster.derived(("count_nodes", frac), lambda c: _count_nodes(c, {}, frac))
-
-
-def _count_nodes(cluster: Cluster, blocked: Mapping[str, str], frac: float) -> NodeCounts:
-    running_gib = 0.0
-    core_gib = 0.0
-    running_nodes = 0
-    in_flight = 0.0
-    task_gib = 0.0
-    task_nodes = 0
-    settled = True
-    by_type: dict[str, float] = {}
-    smallest = math.inf
-    on_demand = 0
-    for g in cluster.groups:
-        role = g.role
-        if role is Role.MASTER:
-            continue
-        node = g.memory_gib * frac  # usable_gib(g, config)
-        running_gib += g.running * node
-        running_nodes += g.running
-        settled = settled and g.status is GroupStatus.RUNNING and g.requested == g.running
-        if role is not Role.TASK:
-            core_gib += g.running * node
-            continue
-        if g.requested > 0:
-            smallest = min(smallest, node)
-            if g.market is Market.ON_DEMAND:
-                on_demand += g.requested
-        if g.id in blocked:
-            counted = min(g.requested, g.running)
-        else:
-            counted = g.requested
-            if g.requested > g.running:
-                in_flight += (g.requested - g.running) * node
-        mem = counted * node
-        task_gib += mem
-        task_nodes += counted
-        by_type[g.instance_type] = by_type.get(g.instance_type, 0.0) + mem
-    return NodeCounts(
-        running_gib,
-        core_gib,
-        running_nodes,
-        in_flight,
-        task_gib,
-        task_nodes,
-        MappingProxyType(by_type),  # kept with the Cluster (count_nodes): read-only
-        smallest,
-        on_demand,
-        running_gib if settled else None,
-    )
-
-
-class Capacity(NamedTuple):
-    """The memory a decision starts from, in GiB of usable memory as configured (see the module docstring)."""
-
-    running_gib: float  # running CORE + TASK nodes
-    counted_gib: float  # running CORE nodes + TASK nodes counted (requested, or running when blocked)
-    in_flight_gib: float  # requested-but-not-running TASK nodes of healthy groups (they count as coming)
-    allocated_gib: float | None  # YARN memory allocated to containers, when known (converted by yarn_scale)
-    task_gib: float  # TASK memory counted: requested nodes of healthy groups, running nodes of blocked ones
-    task_nodes: int  # TASK nodes counted the same way
-    task_gib_by_type: Mapping[str, float] = MappingProxyType({})
-    running_nodes: int = 0  # running CORE + TASK nodes (TotalLoad per node)
-    measured_total_gib: float | None = None  # MemoryTotalMB (else allocated + available), YARN's own GiB
-    yarn_scale: float = 1.0  # YARN GiB per derived GiB (yarn_memory_scale)
-    # memory the executors hold: their summed heap max x (1 + executor_memory_overhead_pct), when that
-    # datapoint is newer than EMR's allocation (published every minute, EMR's every five): a fresher lower
-    # bound of the allocated memory
-    executor_gib: float | None = None
-    smallest_node_gib: float = math.inf  # NodeCounts.smallest_node_gib
-    on_demand_nodes: int = 0  # NodeCounts.on_demand_nodes
-
-    @property
-    def held_gib(self) -> float | None:
-        """Allocated memory as fresh as known: max(YARN allocated, executors' memory)."""
-        a, e = self.allocated_gib, self.executor_gib
-        if a is None:
-            return e
-        return a if e is None else max(a, e)
-
-
-def capacity(
-    cluster: Cluster,
-    readings: Readings,
-    *,
-    blocked: Mapping[str, str],
-    config: Config,
-    scale: float = 1.0,
-) -> Capacity:
-    """The current capacity from the cluster read, and YARN's allocated memory converted with `scale`."""
-    counts = count_nodes(cluster, blocked=blocked, config=config)
-    return capacity_of(counts, readings, config=config, scale=scale)
-
-
-def capacity_of(counts: NodeCounts, readings: Readings, *, config: Config, scale: float = 1.0) -> Capacity:
-    """`capacity` from the nodes already counted."""
-    measured = _measured_total(readings)
-    allocated, alloc_at = _allocated(readings, measured, counts.running_gib * scale)
-    executors = _executors(readings, alloc_at, config)
-    return Capacity(
-        running_gib=counts.running_gib,
-        counted_gib=counts.core_gib + counts.task_gib,
-        in_flight_gib=counts.in_flight_gib,
-        allocated_gib=None if allocated is None else allocated / scale,
-        task_gib=counts.task_gib,
-        task_nodes=counts.task_nodes,
-        task_gib_by_type=counts.task_gib_by_type,
-        running_nodes=counts.running_nodes,
-        measured_total_gib=measured,
-        yarn_scale=scale,
-        executor_gib=None if executors is None else executors / scale,
-        smallest_node_gib=counts.smallest_node_gib,
-        on_demand_nodes=counts.on_demand_nodes,
-    )
-
-
-def _measured_total(readings: Readings) -> float | None:
-    """YARN's own total (GiB): MemoryTotalMB, else MemoryAllocatedMB + MemoryAvailableMB."""
-    values = readings.values
-    total_mb = values.get(Signal.MEMORY_TOTAL_MB)
-    if total_mb is not None and total_mb > 0:
-        return total_mb / MIB_PER_GIB
-    alloc_mb, avail_mb = values.get(Signal.MEMORY_ALLOCATED_MB), values.get(Signal.MEMORY_AVAILABLE_MB)
-    if alloc_mb is not None and avail_mb is not None and alloc_mb + avail_mb > 0:
-        return (alloc_mb + avail_mb) / MIB_PER_GIB
-    return None
-
-
-def _allocated(
-    readings: Readings, measured: float | None, running: float
-) -> tuple[float | None, datetime | None]:
-    """YARN's allocated memory (its own GiB) and the time of the datapoint it comes from: MemoryAllocatedMB,
-    else MemoryTotalMB - MemoryAvailableMB, else YARNMemoryAvailablePercentage of the total (measured, else
-    the running memory)."""
-    values = readings.values
-    alloc_mb = values.get(Signal.MEMORY_ALLOCATED_MB)
-    if alloc_mb is not None:
-        allocated, at = alloc_mb / MIB_PER_GIB, readings.at(Signal.MEMORY_ALLOCATED_MB)
-    elif (avail_mb := values.get(Signal.MEMORY_AVAILABLE_MB)) is not None and measured is not None:
-        allocated, at = max(0.0, measured - avail_mb / MIB_PER_GIB), readings.at(Signal.MEMORY_AVAILABLE_MB)
-    elif (avail_pct := values.get(Signal.YARN_MEMORY_AVAILABLE_PCT)) is not None:
-        base = measured if measured is not None else running
-        allocated = base * max(0.0, 100.0 - min(avail_pct, 100.0)) / 100.0
-        at = readings.at(Signal.YARN_MEMORY_AVAILABLE_PCT)
-    else:
-        return None, None
-    if measured is not None:
-        allocated = min(allocated, measured)  # datapoints of different minutes can disagree
-    return allocated, at
-
-
-def _executors(readings: Readings, alloc_at: datetime | None, config: Config) -> float | None:
-    """What the executors hold (YARN's GiB): their summed heap max x (1 + executor_memory_overhead_pct), when
-    the heap agent's datapoint is newer than EMR's allocation (or EMR reports none)."""
-    mx = readings.values.get(Signal.HEAP_MAX_BYTES)
-    if mx is None or mx <= 0:
-        return None
-    mx_at = readings.at(Signal.HEAP_MAX_BYTES)
-    if alloc_at is not None and mx_at is not None and mx_at <= alloc_at:
-        return None
-    return mx / BYTES_PER_GIB * (1.0 + config.executor_memory_overhead_pct / 100.0)
-
-
+# Need and Estimate are NamedTuples: immutable records that never leave the policy, built in a fraction of a
+# frozen dataclass's time (every evaluation builds an Estimate and its Needs)
 class Need(NamedTuple):
     """What one signal asks for."""
 
@@ -309,7 +85,7 @@ class Estimate(NamedTuple):
     capacity: Capacity
     needs: tuple[Need, ...]  # largest desired memory first
     container_pending: float = 0.0
-    reasons: tuple[str, ...] = ()  # reason(n) for each of the needs, in their order (every path states them)
+    reasons: tuple[Reason, ...] = ()  # reason(n) for each of the needs, in their order
     heap_used_pct: float | None = None  # signals.heap_used_pct of the readings (the Observation's too)
     heap: Need | None = None  # the executor heap's need, one of `needs` (None: the heap does not report)
 
@@ -348,20 +124,22 @@ class Estimate(NamedTuple):
     def over_target(self) -> tuple[Need, ...]:
         return tuple(n for n in self.needs if n.over_target)
 
-    def reason(self, need: Need) -> str:
+    def reason(self, need: Need) -> Reason:
         """A full sentence: the signal against its target, and what it asks for."""
         have = self.capacity.counted_gib
         return _reason(need, have, gib(have))
 
 
-def _reason(need: Need, have: float, have_text: str) -> str:
+def _reason(need: Need, have: float, have_text: str) -> Reason:
     """Estimate.reason, with the capacity counted (`have`) already formatted."""
     delta = need.desired_gib - have
     tail = "" if need.scale_in or need.over_target else " (the heap never asks for less)"
-    return (
+    text = (
         f"{need.text}: wants {gib(need.desired_gib)} of YARN memory, {have_text} running or requested "
         f"({'+' if delta >= 0 else '-'}{gib(abs(delta))}){tail}."
     )
+    values = {"value": need.value, "ratio": need.ratio, "desired_gib": need.desired_gib, "counted_gib": have}
+    return Reason(ReasonCode.NEED, text, values, need.signal)
 
 
 def _compare(ratio: float, band: float) -> str:
@@ -380,114 +158,142 @@ def _text(what: str, value: str, target: str, ratio: float, config: Config) -> s
     return f"{what} {value} {cmp} target {target} (deadband {config.deadband_pct:g} %)"
 
 
-def estimate(readings: Readings, cap: Capacity, *, config: Config) -> Estimate:
-    """Every fresh capacity signal's need, the largest first (ties: enum order of the signal)."""
-    needs: list[Need] = []
-    values = readings.values
-    counted = cap.counted_gib
-    have = gib(counted)  # formatted once: the YARN need's text and every reason state it
-    reported_alloc = cap.allocated_gib
-    held = cap.held_gib
-    # EMR's allocation (up to ~7 minutes old), raised to what the executors hold now when that is more
-    alloc = held if reported_alloc is not None else None
+# --- the signals: one function each, one shape --------------------------------------------------------------
+SignalNeed = Callable[[Readings, Capacity, Config], Need | None]
+
+
+def yarn_memory_need(readings: Readings, cap: Capacity, config: Config) -> Need | None:
+    """YARN memory used: EMR's allocation (up to ~7 minutes old), raised to what the executors hold now when
+    that is more, over yarn_memory_used_target_pct. Only when EMR reports an allocation."""
+    counted, alloc = cap.counted_gib, cap.held_gib
+    if cap.allocated_gib is None or alloc is None or counted <= 0:
+        return None
     y_target = config.yarn_memory_used_target_pct
-    if alloc is not None and counted > 0:
-        used_pct = 100.0 * alloc / counted
-        ratio = used_pct / y_target
+    used_pct = 100.0 * alloc / counted
+    ratio = used_pct / y_target
+    reported = readings.values.get(Signal.YARN_MEMORY_AVAILABLE_PCT)
+    if reported is None:
         measured = cap.measured_total_gib
-        reported = values.get(Signal.YARN_MEMORY_AVAILABLE_PCT)
-        if reported is None:
-            base = measured if measured is not None else cap.running_gib * cap.yarn_scale
-            reported = 100.0 - 100.0 * alloc * cap.yarn_scale / base if base > 0 else 0.0
-        needs.append(
-            Need(
-                Signal.YARN_MEMORY_AVAILABLE_PCT,
-                round(max(0.0, min(100.0, reported)), 6),
-                ratio,
-                alloc * 100.0 / y_target,
-                _text(
-                    "YARN memory used",
-                    f"{used_pct:.1f} % of {have} running or requested ({gib(alloc)} allocated)",
-                    f"{y_target:.1f} %",
-                    ratio,
-                    config,
-                ),
-            )
-        )
-    pending = values.get(Signal.CONTAINER_PENDING) or 0.0
-    if pending > 0:
-        alloc_mb = values.get(Signal.MEMORY_ALLOCATED_MB)
-        allocated_n = values.get(Signal.CONTAINER_ALLOCATED)
-        if alloc_mb is not None and allocated_n is not None and alloc_mb > 0 and allocated_n >= 1:
-            size_gib = alloc_mb / allocated_n / MIB_PER_GIB / cap.yarn_scale
-            how = "MemoryAllocatedMB / ContainerAllocated"
-        else:
-            size_gib = config.default_container_memory_mb / MIB_PER_GIB / cap.yarn_scale
-            how = "default_container_memory_mb"
-        # containers wait (as of EMR's datapoint): what was allocated then, or, with no allocation data,
-        # what runs is full
-        base = reported_alloc if reported_alloc is not None else cap.running_gib
-        demand = base + pending * size_gib
-        ratio = (100.0 * demand / counted / y_target) if counted > 0 else HUGE_RATIO
-        shown = f"{100.0 * demand / counted:.1f} %" if counted > 0 else "more than 0 GiB"
-        needs.append(
-            Need(
-                Signal.CONTAINER_PENDING,
-                pending,
-                ratio,
-                demand * 100.0 / y_target,
-                _text(
-                    f"{pending:.0f} pending containers of {gib(size_gib)} ({how}) make YARN demand",
-                    shown,
-                    f"{y_target:.1f} %",
-                    ratio,
-                    config,
-                ),
-            )
-        )
-    heap_pct = heap_used_pct(readings)
-    heap = None
-    if heap_pct is not None and held is not None and held > 0:
-        h_target = config.heap_used_target_pct
-        ratio = heap_pct / h_target
-        heap = Need(
-            Signal.HEAP_USED_PCT,
-            round(heap_pct, 6),
+        base = measured if measured is not None else cap.running_gib * cap.yarn_scale
+        reported = 100.0 - 100.0 * alloc * cap.yarn_scale / base if base > 0 else 0.0
+    return Need(
+        Signal.YARN_MEMORY_AVAILABLE_PCT,
+        round(max(0.0, min(100.0, reported)), 6),
+        ratio,
+        alloc * 100.0 / y_target,
+        _text(
+            "YARN memory used",
+            f"{used_pct:.1f} % of {gib(counted)} running or requested ({gib(alloc)} allocated)",
+            f"{y_target:.1f} %",
             ratio,
-            held * max(1.0, ratio),
-            _text(
-                "Executor heap used",
-                f"{heap_pct:.1f} % (executors hold {gib(held)})",
-                f"{h_target:.1f} %",
-                ratio,
-                config,
-            ),
-            scale_in=False,
-        )
-        needs.append(heap)
-    load = values.get(Signal.TOTAL_LOAD)
-    if load is not None and config.total_load_target_per_node > 0 and cap.running_nodes > 0:
-        per_node = load / cap.running_nodes
-        ratio = per_node / config.total_load_target_per_node
-        needs.append(
-            Need(
-                Signal.TOTAL_LOAD,
-                load,
-                ratio,
-                cap.running_gib * ratio,
-                _text(
-                    f"TotalLoad per node ({load:g} over {cap.running_nodes} nodes)",
-                    f"{per_node:.1f}",
-                    f"{config.total_load_target_per_node:g}",
-                    ratio,
-                    config,
-                ),
-            )
-        )
+            config,
+        ),
+    )
+
+
+def pending_containers_need(readings: Readings, cap: Capacity, config: Config) -> Need | None:
+    """Pending containers: what was allocated (as of EMR's datapoint; with no allocation data, what runs is
+    full) plus the containers waiting, over yarn_memory_used_target_pct. Only when containers wait."""
+    values = readings.values
+    pending = values.get(Signal.CONTAINER_PENDING) or 0.0
+    if pending <= 0:
+        return None
+    alloc_mb = values.get(Signal.MEMORY_ALLOCATED_MB)
+    allocated_n = values.get(Signal.CONTAINER_ALLOCATED)
+    if alloc_mb is not None and allocated_n is not None and alloc_mb > 0 and allocated_n >= 1:
+        size_gib = alloc_mb / allocated_n / MIB_PER_GIB / cap.yarn_scale
+        how = "MemoryAllocatedMB / ContainerAllocated"
+    else:
+        size_gib = config.default_container_memory_mb / MIB_PER_GIB / cap.yarn_scale
+        how = "default_container_memory_mb"
+    counted, y_target = cap.counted_gib, config.yarn_memory_used_target_pct
+    base = cap.allocated_gib if cap.allocated_gib is not None else cap.running_gib
+    demand = base + pending * size_gib
+    ratio = (100.0 * demand / counted / y_target) if counted > 0 else HUGE_RATIO
+    shown = f"{100.0 * demand / counted:.1f} %" if counted > 0 else "more than 0 GiB"
+    return Need(
+        Signal.CONTAINER_PENDING,
+        pending,
+        ratio,
+        demand * 100.0 / y_target,
+        _text(
+            f"{pending:.0f} pending containers of {gib(size_gib)} ({how}) make YARN demand",
+            shown,
+            f"{y_target:.1f} %",
+            ratio,
+            config,
+        ),
+    )
+
+
+def heap_need(readings: Readings, cap: Capacity, config: Config) -> Need | None:
+    """Executor heap used %: the memory the executors hold x used / target, never less than they hold."""
+    heap_pct = heap_used_pct(readings)
+    held = cap.held_gib
+    if heap_pct is None or held is None or held <= 0:
+        return None
+    h_target = config.heap_used_target_pct
+    ratio = heap_pct / h_target
+    return Need(
+        Signal.HEAP_USED_PCT,
+        round(heap_pct, 6),
+        ratio,
+        held * max(1.0, ratio),
+        _text(
+            "Executor heap used",
+            f"{heap_pct:.1f} % (executors hold {gib(held)})",
+            f"{h_target:.1f} %",
+            ratio,
+            config,
+        ),
+        scale_in=False,
+    )
+
+
+def total_load_need(readings: Readings, cap: Capacity, config: Config) -> Need | None:
+    """TotalLoad per running CORE+TASK node: the running memory x per-node / target (when a target is set)."""
+    load = readings.values.get(Signal.TOTAL_LOAD)
+    if load is None or config.total_load_target_per_node <= 0 or cap.running_nodes <= 0:
+        return None
+    per_node = load / cap.running_nodes
+    ratio = per_node / config.total_load_target_per_node
+    return Need(
+        Signal.TOTAL_LOAD,
+        load,
+        ratio,
+        cap.running_gib * ratio,
+        _text(
+            f"TotalLoad per node ({load:g} over {cap.running_nodes} nodes)",
+            f"{per_node:.1f}",
+            f"{config.total_load_target_per_node:g}",
+            ratio,
+            config,
+        ),
+    )
+
+
+# Every capacity signal (needs are ordered by desired memory, ties by Signal's enum order): a new signal is
+# one function of the SignalNeed shape added here.
+SIGNALS: tuple[SignalNeed, ...] = (yarn_memory_need, pending_containers_need, heap_need, total_load_need)
+
+
+def estimate(
+    readings: Readings, cap: Capacity, *, config: Config, signals: tuple[SignalNeed, ...] = SIGNALS
+) -> Estimate:
+    """Every fresh capacity signal's need, the largest first (ties: enum order of the signal)."""
+    needs = []
+    for signal_need in signals:
+        need = signal_need(readings, cap, config)
+        if need is not None:
+            needs.append(need)
     if len(needs) > 1:
         needs.sort(key=lambda n: (-n.desired_gib, _ORDER[n.signal]))
+    counted = cap.counted_gib
+    have = gib(counted)  # formatted once: every reason states it
     reasons = tuple([_reason(n, counted, have) for n in needs])
-    return Estimate(cap, tuple(needs), pending, reasons, heap_pct, heap)
+    heap = next((n for n in needs if n.signal is Signal.HEAP_USED_PCT), None)
+    pending = readings.values.get(Signal.CONTAINER_PENDING) or 0.0
+    return Estimate(cap, tuple(needs), pending, reasons, heap_used_pct(readings), heap)
 
 
 _ORDER = {s: i for i, s in enumerate(Signal)}

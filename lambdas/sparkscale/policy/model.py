@@ -13,6 +13,8 @@ from enum import StrEnum
 from types import MappingProxyType
 from typing import TypeVar, cast
 
+from sparkscale.policy.reasons import Reason, ReasonCode
+
 _T = TypeVar("_T")
 
 
@@ -258,7 +260,7 @@ class Decision:
     at: datetime
     direction: Direction
     targets: tuple[GroupTarget, ...]  # every TASK group the decision considered, changed or not
-    reasons: tuple[str, ...]
+    reasons: tuple[Reason, ...]  # the first drove the direction (for a hold: why it holds)
     dry_run: bool
     driving_signal: Signal | None = None
     driving_value: float | None = None
@@ -272,6 +274,15 @@ class Decision:
     fallback_groups: tuple[str, ...] = ()
     # TASK group ids given the unmet part: the next cheapest SPOT group, or ON_DEMAND when SPOT cannot deliver
     fallback_to: tuple[str, ...] = ()
+
+    @property
+    def reason_texts(self) -> tuple[str, ...]:
+        """The reasons' sentences, in order (for logs, notices and JSON)."""
+        return tuple([r.text for r in self.reasons])
+
+    @property
+    def reason_codes(self) -> tuple[ReasonCode, ...]:
+        return tuple([r.code for r in self.reasons])
 
     @property
     def changes(self) -> tuple[GroupTarget, ...]:

@@ -12,8 +12,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sparkscale.config import Config
+from sparkscale.policy.capacity import yarn_memory_scale
 from sparkscale.policy.constraints import window_start
-from sparkscale.policy.estimate import yarn_memory_scale
 from sparkscale.policy.model import (
     Cluster,
     Decision,
@@ -69,13 +69,7 @@ def next_state(
         last_in = now
 
     if observed is None:
-        out_at, in_at = previous.last_scale_out_at, previous.last_scale_in_at
-        last_resize = in_at if out_at is None else out_at if in_at is None else max(out_at, in_at)
-        observed = Observation(
-            is_active(metrics, now=now, config=config),
-            fresh_heap_used_pct(metrics, now=now, config=config),
-            yarn_memory_scale(cluster, metrics, now=now, config=config, last_resize_at=last_resize),
-        )
+        observed = _observe(previous, cluster, metrics, now=now, config=config)
     active = observed.active
     scale = observed.yarn_memory_scale
     if scale is None:
@@ -95,6 +89,38 @@ def next_state(
         recs.append(Recommendation(now, decision.desired_task_nodes, decision.desired_task_memory_gib))
     recs = recs[-MAX_RECOMMENDATIONS:]
 
+    shortfall, seen = _shortfall(previous, decision, cluster, acted=acted, now=now)
+    errors = _capacity_errors(previous, cluster, shortfall, now=now, config=config)
+    return ScalerState(
+        last_scale_out_at=last_out,
+        last_scale_in_at=last_in,
+        last_active_at=last_active,
+        recommendations=tuple(recs),
+        shortfall_since=shortfall,
+        capacity_errors=errors,
+        shortfall_running=seen,
+        yarn_memory_scale=scale,
+        heap_pressure_since=pressure_since,
+    )
+
+
+def _observe(
+    previous: ScalerState, cluster: Cluster, metrics: MetricsSnapshot, *, now: datetime, config: Config
+) -> Observation:
+    """What `evaluate` observes, read from the metrics (next_state called without it)."""
+    out_at, in_at = previous.last_scale_out_at, previous.last_scale_in_at
+    last_resize = in_at if out_at is None else out_at if in_at is None else max(out_at, in_at)
+    return Observation(
+        is_active(metrics, now=now, config=config),
+        fresh_heap_used_pct(metrics, now=now, config=config),
+        yarn_memory_scale(cluster, metrics, now=now, config=config, last_resize_at=last_resize),
+    )
+
+
+def _shortfall(
+    previous: ScalerState, decision: Decision, cluster: Cluster, *, acted: bool, now: datetime
+) -> tuple[dict[str, datetime], dict[str, int]]:
+    """shortfall_since and shortfall_running after the decision (see next_state)."""
     applied = {t.group_id: t.target for t in decision.targets} if acted else {}
     shortfall: dict[str, datetime] = {}
     seen: dict[str, int] = {}
@@ -107,6 +133,18 @@ def next_state(
             progressed = before is not None and g.running > before
             shortfall[g.id] = now if since is None or progressed else min(since, now)
             seen[g.id] = g.running
+    return shortfall, seen
+
+
+def _capacity_errors(
+    previous: ScalerState,
+    cluster: Cluster,
+    shortfall: Mapping[str, datetime],
+    *,
+    now: datetime,
+    config: Config,
+) -> dict[str, datetime]:
+    """capacity_errors kept: while the group still falls short, or younger than spot_fallback_timeout_s."""
     errors: dict[str, datetime] = {}
     timeout = timedelta(seconds=config.spot_fallback_timeout_s)
     for gid, at in previous.capacity_errors.items():
@@ -115,17 +153,7 @@ def next_state(
             continue
         if gid in shortfall or now - at < timeout:
             errors[gid] = at
-    return ScalerState(
-        last_scale_out_at=last_out,
-        last_scale_in_at=last_in,
-        last_active_at=last_active,
-        recommendations=tuple(recs),
-        shortfall_since=shortfall,
-        capacity_errors=errors,
-        shortfall_running=seen,
-        yarn_memory_scale=scale,
-        heap_pressure_since=pressure_since,
-    )
+    return errors
 
 
 def _coming(cluster: Cluster) -> tuple[InstanceGroup, ...]:

@@ -40,7 +40,7 @@ from sparkscale.errors import (
     Throttled,
     TransientAwsError,
 )
-from sparkscale.policy import evaluate, next_state
+from sparkscale.policy import Reason, ReasonCode, evaluate, next_state
 from sparkscale.policy.model import Cluster, Decision, Direction
 from sparkscale.ports import Notice, Ports
 from sparkscale.usecases.shell import KEY_CLUSTER_GONE, Outcome, Shell
@@ -192,7 +192,7 @@ def _evaluate(shell: Shell) -> RunResult:
                 "outcome": outcome.value,
                 "direction": decision.direction.value,
                 "targets": {t.group_id: [t.current, t.target] for t in decision.targets},
-                "reasons": [str(r) for r in recorded.reasons],
+                "reasons": list(recorded.reason_texts),
             },
         )
     _notify_decision(shell, recorded, cluster, outcome=outcome, detail=detail)
@@ -218,7 +218,7 @@ def _act(ports: Ports, cluster_id: str, decision: Decision, config: Config) -> t
         outcome, why = Outcome.INVALID, f"Not applied: EMR rejected the request: {exc}."
     else:
         return Outcome.APPLIED, "", decision
-    return outcome, why, replace(decision, reasons=(*decision.reasons, why))
+    return outcome, why, replace(decision, reasons=(*decision.reasons, Reason(ReasonCode.NOT_APPLIED, why)))
 
 
 def _gone(shell: Shell, exc: ClusterGone) -> RunResult:

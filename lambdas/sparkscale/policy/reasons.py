@@ -1,0 +1,77 @@
+"""Typed reasons: what a decision says, as a code a program can test and a sentence a person can read.
+
+    Reason(code, text, values={name: number}, subject="")   str(reason) == reason.text
+
+`code` says which rule spoke (ReasonCode), `values` holds the numbers the sentence states (GiB, seconds, node
+counts, ...), `subject` what the reason is about when that is a name: the signal of a need, the group of a
+node change, the limit that binds. A Decision's first reason is the one that drove its direction (for a hold:
+why it holds); the sentences are for logs, notices and JSON (Decision.reason_texts).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from enum import StrEnum
+from types import MappingProxyType
+from typing import NamedTuple
+
+
+class ReasonCode(StrEnum):
+    # gates: what stops a decision before any sizing
+    CLUSTER_INACTIVE = "cluster_inactive"  # not RUNNING or WAITING
+    NO_TASK_GROUP = "no_task_group"
+    METRICS_MISSING = "metrics_missing"  # no fresh capacity signal: hold
+    COOLDOWN = "cooldown"  # subject: the cooldown_after_* setting that binds
+    WAITING = "waiting"  # containers or applications wait: no scale-in
+    OVER_TARGET = "over_target"  # subject: the signal over its target: no scale-in
+    STABILIZATION = "stabilization"  # scale-in held, or limited, by the stabilization window
+    # estimate: one per fresh signal (subject: the Signal)
+    NEED = "need"
+    # direction
+    HEAP_PRESSURE = "heap_pressure"  # a pressed heap asks for one node more than what runs or is coming
+    COVERED = "covered"  # a signal is over target, the capacity counted (values: in_flight_gib) covers it
+    WITHIN_DEADBAND = "within_deadband"
+    HEAP_ONLY = "heap_only"  # only the heap reports, under its target: it never scales in
+    NODES_COMING = "nodes_coming"  # scale-in held: only nodes not yet running may go, none fits
+    NO_NODE_FITS = "no_node_fits"  # scale-in held: no whole node fits in the surplus
+    # idle
+    IDLE = "idle"
+    AT_MINIMUM = "at_minimum"
+    # node changes (subject: the group id)
+    ADD_NODES = "add_nodes"
+    REMOVE_NODES = "remove_nodes"
+    PLANNER = "planner"  # what the $/GiB-hour planner says (share relaxed, nothing to plan)
+    ON_DEMAND_FALLBACK = "on_demand_fallback"
+    SPOT_FALLBACK = "spot_fallback"
+    LIMIT = "limit"  # part of a scale-out cannot be added (subject: the limit that binds)
+    MOVE_BACK_BUY_SPOT = "move_back_buy_spot"  # back to spot, phase 1: SPOT memory first
+    MOVE_BACK_RELEASE = "move_back_release"  # back to spot, phase 2: ON_DEMAND fallback nodes go
+    BOUNDS = "bounds"  # a group's min/max or the TASK total's (subject: the group id or the setting)
+    # notes on every decision
+    IN_FLIGHT = "in_flight"  # requested nodes not yet running count as capacity
+    SPOT_BLOCKED = "spot_blocked"  # a group the spot fallback blocks (subject: the group id)
+    METRIC_IGNORED = "metric_ignored"  # a stale or invalid datapoint (subject: the signal)
+    DRY_RUN = "dry_run"
+    # the shell: EMR refused the resize
+    NOT_APPLIED = "not_applied"
+
+
+NO_VALUES: Mapping[str, float] = MappingProxyType({})
+
+
+# A NamedTuple: as immutable as a frozen dataclass and built in half the time (a decision builds several)
+class Reason(NamedTuple):
+    code: ReasonCode
+    text: str
+    values: Mapping[str, float] = NO_VALUES  # the numbers the sentence states, by name
+    subject: str = ""  # what it is about, when that is a name: a signal, a group id, a setting
+
+    def __str__(self) -> str:
+        return self.text
+
+    def __hash__(self) -> int:  # `values` is a mapping: hash what identifies the reason
+        return hash((self.code, self.text, self.subject))
+
+
+def texts(reasons: tuple[Reason, ...]) -> tuple[str, ...]:
+    return tuple([r.text for r in reasons])
