@@ -11,6 +11,7 @@ from botocore.stub import ANY, Stubber
 from sparkscale.adapters.aws import AwsClients
 from sparkscale.adapters.dynamodb import DynamoStateStore
 from sparkscale.errors import Throttled, TransientAwsError
+from sparkscale.policy import Reason, ReasonCode
 from sparkscale.policy.model import Decision, Direction, GroupTarget, Market, Recommendation, ScalerState
 
 from tests.scale.shell_support import REGION, create_table
@@ -31,7 +32,7 @@ def _decision(direction: Direction = Direction.OUT) -> Decision:
         T0,
         direction,
         (t,),
-        ("YARN memory is short.",),
+        (Reason(ReasonCode.NEED, "YARN memory is short."),),
         dry_run=False,
         usd_per_hour_before=0.15,
         usd_per_hour_after=0.45,

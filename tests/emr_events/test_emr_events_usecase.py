@@ -28,6 +28,7 @@ from sparkscale.memory import (
     ReadOnlyStateStore,
 )
 from sparkscale.notices import fallback_notice
+from sparkscale.policy import Reason, ReasonCode
 from sparkscale.policy.model import (
     ClusterState,
     Decision,
@@ -382,7 +383,7 @@ def _decision(**over: Any) -> Decision:
         GroupTarget(NEXT, "spot-b", "r5.2xlarge", Market.SPOT, 1, 4, 0.20),
         GroupTarget(OD, "od", "m5.2xlarge", Market.ON_DEMAND, 0, 0, 0.384),
     )
-    base = Decision(CID, T0, Direction.OUT, targets, ("because",), dry_run=False)
+    base = Decision(CID, T0, Direction.OUT, targets, (Reason(ReasonCode.NEED, "because"),), dry_run=False)
     return replace(base, **over)
 
 
