@@ -4,7 +4,7 @@ shortfalls), simulated CloudWatch streams, and a controller (a policy) acting on
 Time is in seconds from the start of the trace. The scoring step is fixed (`SimParams.step_s`); everything
 else (metric samples, alarm evaluations, Lambda invocations, nodes becoming usable or terminating) happens at
 its own exact time in between, in time order. Demand is the trace's value for the step containing the
-event's time.
+event's time; with `SimParams.backlog` it is that value plus the work still queued (backlog.py), per policy.
 """
 
 from __future__ import annotations
@@ -21,9 +21,10 @@ from typing import Protocol
 from sparkscale.config import Config
 from sparkscale.policy.model import GroupStatus, Market
 
+from sparkscale_tools.replay.backlog import Backlog
 from sparkscale_tools.replay.cloudwatch_sim import MetricStream
 from sparkscale_tools.replay.cluster import ClusterSpec, GroupSpec
-from sparkscale_tools.replay.model import SimParams, emr_signals, heap_signals, heap_used_pct
+from sparkscale_tools.replay.model import SimParams, emr_signals, heap_signals, heap_used_pct, yarn_signals
 
 ProgressFn = Callable[[int, int], None]
 
@@ -93,6 +94,7 @@ class RunRecord:
     # (time, supply after it) at every change of supply during the run: an episode can start between two
     # steps (nodes decommissioned or reclaimed), and its reaction time is measured from that moment
     supply_changes: list[tuple[float, float]] = field(default_factory=list)
+    backlog: Backlog | None = None  # SimParams.backlog: the run's queue of waiting work
 
     def bump(self, key: str, n: int = 1) -> None:
         self.counters[key] = self.counters.get(key, 0) + n
@@ -120,7 +122,12 @@ class World:
         record: RunRecord,
         initial_task_nodes: dict[str, int] | None = None,
     ) -> None:
-        self.demand = demand_gib
+        self.arrivals = demand_gib
+        # what the signals see per step: the arrivals, or with the backlog model arrivals + queued work,
+        # filled in step by step as the queue is known (run)
+        self._wanted: list[float] | None = list(demand_gib) if params.backlog else None
+        self.demand: Sequence[float] = demand_gib if self._wanted is None else self._wanted
+        self.backlog = Backlog(params.step_s) if params.backlog else None
         self.cluster = cluster
         self.config = config
         self.p = params
@@ -150,6 +157,8 @@ class World:
         self._token = 0
         self.emr = MetricStream(params.emr_lag_s)
         self.heap = MetricStream(params.heap_lag_s)
+        # a minute's YARN datum is timestamped at the minute's start and sent when it closes
+        self.yarn = MetricStream(params.yarn_period_s + params.yarn_lag_s)
         self._epoch = params.epoch
         # set by a controller that handles EC2 Spot Instance Interruption Warnings: (group, node token, time)
         self.interruption_hook: Callable[[GroupRuntime, int, float], None] | None = None
@@ -159,6 +168,7 @@ class World:
             self.supply_gib += n * g.usable_gib
         self._recompute_rate()
         self._schedule_spot_market()
+        self._supply_lo = self._supply_hi = self.supply_gib  # the supply's range within the YARN minute
 
     # --- clock and events -----------------------------------------------------------------------------------
     def dt(self, t_s: float) -> datetime:
@@ -248,8 +258,12 @@ class World:
             self.schedule(self.now_s + self.p.decommission_s, partial(self._terminated, g, n))
 
     def _supply(self, delta_gib: float) -> None:
-        self.supply_gib += delta_gib
-        self.record.supply_changes.append((self.now_s, self.supply_gib))
+        s = self.supply_gib = self.supply_gib + delta_gib
+        self.record.supply_changes.append((self.now_s, s))
+        if s < self._supply_lo:
+            self._supply_lo = s
+        elif s > self._supply_hi:
+            self._supply_hi = s
 
     def _ready(self, g: GroupRuntime, token: int, _t: float = 0.0) -> None:
         if g.provisioning.pop(token, None) is None:
@@ -336,6 +350,19 @@ class World:
         h = heap_signals(self.demand_at(t), self.supply_gib, container_gib=self.container_gib, p=self.p)
         self.heap.add(t, h.by_metric())
 
+    def _yarn_sample(self, t: float) -> None:
+        """The minute that ends at `t`: the agent's statistic set over it, timestamped at its start."""
+        start = t - self.p.yarn_period_s
+        y = yarn_signals(
+            self.demand_at(start),
+            self._supply_lo,
+            self._supply_hi,
+            container_gib=self.container_gib,
+            p=self.p,
+        )
+        self.yarn.add(start, y.by_metric())
+        self._supply_lo = self._supply_hi = self.supply_gib
+
     # --- requests as scored ---------------------------------------------------------------------------------
     def record_request(self, *, scale_out: bool) -> None:
         self.record.actions += 1
@@ -347,6 +374,8 @@ class World:
         p = self.p
         self.every(p.emr_sample_offset_s, p.emr_period_s, self._emr_sample)
         self.every(p.heap_sample_offset_s, p.heap_period_s, self._heap_sample)
+        if p.yarn_collector:
+            self.every(float(p.yarn_period_s), p.yarn_period_s, self._yarn_sample)
         controller.attach(self)
         rec = self.record
         n = len(self.demand)
@@ -356,6 +385,7 @@ class World:
         )
         supply, cost, heap = rec.supply_gib, rec.cost_usd_per_h, rec.heap_used_pct
         demand, step = self.demand, self.step_s
+        backlog, arrivals, wanted = self.backlog, self.arrivals, self._wanted
         for k in range(n):
             t = k * step
             self._run_until(t)  # every event since the previous step, up to and including t
@@ -366,10 +396,15 @@ class World:
             cost.append(self.rate_usd_per_h)
             pct = heap_used_pct(demand[k], self.supply_gib, p)
             heap.append(math.nan if pct is None else pct)
+            if backlog is not None and wanted is not None:
+                queued = backlog.step(arrivals[k], self.supply_gib)
+                if k + 1 < n:
+                    wanted[k + 1] = arrivals[k + 1] + queued
             if progress is not None and (k % report_every == 0 or k == n - 1):
                 progress(k + 1, n)
         self._run_until(self.end_s)  # nothing is scheduled at or after the end: the last step's events
         self.now_s = float(self.end_s)
         self._accrue()
         rec.cost_usd = self.cost_usd
+        rec.backlog = backlog
         return rec

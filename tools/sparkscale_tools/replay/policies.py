@@ -49,7 +49,11 @@ class SparkscaleController:
     def attach(self, world: World) -> None:
         self._world = world
         self.ports, self.state, self.notifier = sim_ports(world)
-        streams = {names.EMR_NAMESPACE: world.emr, names.HEAP_NAMESPACE: world.heap}
+        streams = {
+            names.EMR_NAMESPACE: world.emr,
+            names.HEAP_NAMESPACE: world.heap,
+            names.YARN_NAMESPACE: world.yarn,
+        }
         self.alarms = AlarmBank(
             [
                 AlarmEvaluator(spec, streams[spec.namespace])
