@@ -100,6 +100,20 @@ class RunRecord:
         self.counters[key] = self.counters.get(key, 0) + n
 
 
+class PulledStream(MetricStream):
+    """A stream whose datapoints are made when it is read: `fill(t)` adds every datapoint timestamped up to t
+    that exists by now. Only the visibility check is hooked: every reader (alarms, the metrics source) asks
+    it first."""
+
+    def __init__(self, lag_s: float, fill: Callable[[float], None]) -> None:
+        super().__init__(lag_s)
+        self._fill = fill
+
+    def visible_count(self, now_s: float) -> int:
+        self._fill(now_s - self.lag_s)
+        return super().visible_count(now_s)
+
+
 class Controller(Protocol):
     name: str
 
@@ -157,8 +171,8 @@ class World:
         self._token = 0
         self.emr = MetricStream(params.emr_lag_s)
         self.heap = MetricStream(params.heap_lag_s)
-        # a minute's YARN datum is timestamped at the minute's start and sent when it closes
-        self.yarn = MetricStream(params.yarn_period_s + params.yarn_lag_s)
+        # a minute's YARN datum is timestamped at the minute's start and sent when it closes; made when read
+        self.yarn: MetricStream = PulledStream(params.yarn_period_s + params.yarn_lag_s, self._fill_yarn)
         self._epoch = params.epoch
         # set by a controller that handles EC2 Spot Instance Interruption Warnings: (group, node token, time)
         self.interruption_hook: Callable[[GroupRuntime, int, float], None] | None = None
@@ -168,7 +182,10 @@ class World:
             self.supply_gib += n * g.usable_gib
         self._recompute_rate()
         self._schedule_spot_market()
-        self._supply_lo = self._supply_hi = self.supply_gib  # the supply's range within the YARN minute
+        # the YARN minutes made so far: the next minute's start, and the supply changes read up to it
+        self._yarn_next = 0.0
+        self._yarn_seen = 0
+        self._yarn_supply = self.supply_gib
 
     # --- clock and events -----------------------------------------------------------------------------------
     def dt(self, t_s: float) -> datetime:
@@ -258,12 +275,8 @@ class World:
             self.schedule(self.now_s + self.p.decommission_s, partial(self._terminated, g, n))
 
     def _supply(self, delta_gib: float) -> None:
-        s = self.supply_gib = self.supply_gib + delta_gib
-        self.record.supply_changes.append((self.now_s, s))
-        if s < self._supply_lo:
-            self._supply_lo = s
-        elif s > self._supply_hi:
-            self._supply_hi = s
+        self.supply_gib += delta_gib
+        self.record.supply_changes.append((self.now_s, self.supply_gib))
 
     def _ready(self, g: GroupRuntime, token: int, _t: float = 0.0) -> None:
         if g.provisioning.pop(token, None) is None:
@@ -350,18 +363,36 @@ class World:
         h = heap_signals(self.demand_at(t), self.supply_gib, container_gib=self.container_gib, p=self.p)
         self.heap.add(t, h.by_metric())
 
-    def _yarn_sample(self, t: float) -> None:
-        """The minute that ends at `t`: the agent's statistic set over it, timestamped at its start."""
-        start = t - self.p.yarn_period_s
-        y = yarn_signals(
-            self.demand_at(start),
-            self._supply_lo,
-            self._supply_hi,
-            container_gib=self.container_gib,
-            p=self.p,
-        )
-        self.yarn.add(start, y.by_metric())
-        self._supply_lo = self._supply_hi = self.supply_gib
+    def _fill_yarn(self, upto_s: float) -> None:
+        """Make the YARN minutes [m, m + period) that start by `upto_s` and have closed by now (and before the
+        end of the trace: the last minute closes at it and is never sent), from the demand and the run's
+        supply changes: the supply in effect at m, and its range over the changes within the minute. Made
+        only when read (PulledStream), so a stream no policy or alarm reads costs nothing."""
+        if not self.p.yarn_collector:
+            return
+        period = self.p.yarn_period_s
+        last = min(upto_s, self.now_s - period)
+        m = self._yarn_next
+        if m > last or m + period >= self.end_s:
+            return
+        changes = self.record.supply_changes
+        i, s = self._yarn_seen, self._yarn_supply
+        n = len(changes)
+        while m <= last and m + period < self.end_s:
+            while i < n and changes[i][0] <= m:  # in effect at the minute's first poll
+                s = changes[i][1]
+                i += 1
+            lo = hi = s
+            end = m + period
+            while i < n and changes[i][0] < end:
+                s = changes[i][1]
+                lo = s if s < lo else lo
+                hi = s if s > hi else hi
+                i += 1
+            y = yarn_signals(self.demand_at(m), lo, hi, container_gib=self.container_gib, p=self.p)
+            self.yarn.add(m, y.by_metric())
+            m = end
+        self._yarn_next, self._yarn_seen, self._yarn_supply = m, i, s
 
     # --- requests as scored ---------------------------------------------------------------------------------
     def record_request(self, *, scale_out: bool) -> None:
@@ -374,8 +405,6 @@ class World:
         p = self.p
         self.every(p.emr_sample_offset_s, p.emr_period_s, self._emr_sample)
         self.every(p.heap_sample_offset_s, p.heap_period_s, self._heap_sample)
-        if p.yarn_collector:
-            self.every(float(p.yarn_period_s), p.yarn_period_s, self._yarn_sample)
         controller.attach(self)
         rec = self.record
         n = len(self.demand)
@@ -407,4 +436,5 @@ class World:
         self._accrue()
         rec.cost_usd = self.cost_usd
         rec.backlog = backlog
+        self._fill_yarn(math.inf)  # every minute of the run, for whoever looks afterwards
         return rec
