@@ -166,6 +166,7 @@ def test_backlog_signals_reflect_the_queue() -> None:
         record=RunRecord("idle"),
     )
     w.run(Idle())
+    w.yarn.made()
     # the YARN minute [180, 240) is step 3: nothing arrives, 400 − 3·48 = 256 GiB still wanted, 48 running
     by_start = dict(zip(w.yarn.times, w.yarn.values, strict=True))
     m = by_start[180.0]
@@ -182,6 +183,7 @@ def test_backlog_signals_reflect_the_queue() -> None:
         record=RunRecord("idle"),
     )
     w2.run(Idle())
+    w2.yarn.made()
     assert dict(zip(w2.yarn.times, w2.yarn.values, strict=True))[180.0][names.YARN_PENDING_MEMORY_MB] == 0.0
 
 

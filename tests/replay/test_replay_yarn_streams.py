@@ -42,6 +42,7 @@ def run_world(params: SimParams, demand: list[float]) -> World:
         record=RunRecord("one-node"),
     )
     w.run(OneNodeAtZero())
+    w.yarn.made()  # a pulled stream: its minutes are made when read
     return w
 
 

@@ -113,6 +113,11 @@ class PulledStream(MetricStream):
         self._fill(now_s - self.lag_s)
         return super().visible_count(now_s)
 
+    def made(self) -> int:
+        """Make every datapoint that exists by now (after a run: all of them); how many there are."""
+        self._fill(math.inf)
+        return len(self.times)
+
 
 class Controller(Protocol):
     name: str
@@ -172,7 +177,7 @@ class World:
         self.emr = MetricStream(params.emr_lag_s)
         self.heap = MetricStream(params.heap_lag_s)
         # a minute's YARN datum is timestamped at the minute's start and sent when it closes; made when read
-        self.yarn: MetricStream = PulledStream(params.yarn_period_s + params.yarn_lag_s, self._fill_yarn)
+        self.yarn = PulledStream(params.yarn_period_s + params.yarn_lag_s, self._fill_yarn)
         self._epoch = params.epoch
         # set by a controller that handles EC2 Spot Instance Interruption Warnings: (group, node token, time)
         self.interruption_hook: Callable[[GroupRuntime, int, float], None] | None = None
@@ -436,5 +441,4 @@ class World:
         self._accrue()
         rec.cost_usd = self.cost_usd
         rec.backlog = backlog
-        self._fill_yarn(math.inf)  # every minute of the run, for whoever looks afterwards
         return rec
