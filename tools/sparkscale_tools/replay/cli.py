@@ -46,7 +46,24 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--policies",
         default="sparkscale,emr-custom-rules,static-peak,oracle",
-        help="comma-separated, from: sparkscale, emr-custom-rules, static-peak, oracle",
+        help="comma-separated, from: sparkscale, emr-custom-rules, static-peak, oracle, reactive-ideal "
+        "(default: all but reactive-ideal)",
+    )
+    p.add_argument(
+        "--backlog",
+        action="store_true",
+        help="work-conserving model: demand that does not fit waits and runs later (FIFO); adds queued "
+        "GiB-hours and wait p50/p95 to the scores",
+    )
+    p.add_argument(
+        "--no-yarn-collector",
+        action="store_true",
+        help="no Sparkscale/Yarn metrics from the master agent (the model before the collector)",
+    )
+    p.add_argument(
+        "--no-dynamic-allocation",
+        action="store_true",
+        help="no SparkExecutorsNeeded/SparkExecutorsTarget (Spark dynamic allocation off)",
     )
     p.add_argument("--json", metavar="OUT.json", help="write the scores as JSON")
     p.add_argument("--timeline", metavar="OUT.csv", help="write demand, supply and cost per step")
@@ -173,6 +190,9 @@ def _inputs(args: argparse.Namespace) -> _Inputs:
             provisioning_s=args.provisioning_s,
             decommission_s=args.decommission_s,
             emr_lag_s=args.emr_lag_s,
+            backlog=args.backlog,
+            yarn_collector=not args.no_yarn_collector,
+            dynamic_allocation=not args.no_dynamic_allocation,
         )
     except ValueError as exc:
         raise ReplayError(str(exc)) from None

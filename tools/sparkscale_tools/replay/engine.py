@@ -4,7 +4,7 @@ shortfalls), simulated CloudWatch streams, and a controller (a policy) acting on
 Time is in seconds from the start of the trace. The scoring step is fixed (`SimParams.step_s`); everything
 else (metric samples, alarm evaluations, Lambda invocations, nodes becoming usable or terminating) happens at
 its own exact time in between, in time order. Demand is the trace's value for the step containing the
-event's time.
+event's time; with `SimParams.backlog` it is that value plus the work still queued (backlog.py), per policy.
 """
 
 from __future__ import annotations
@@ -21,9 +21,10 @@ from typing import Protocol
 from sparkscale.config import Config
 from sparkscale.policy.model import GroupStatus, Market
 
+from sparkscale_tools.replay.backlog import Backlog
 from sparkscale_tools.replay.cloudwatch_sim import MetricStream
 from sparkscale_tools.replay.cluster import ClusterSpec, GroupSpec
-from sparkscale_tools.replay.model import SimParams, emr_signals, heap_signals, heap_used_pct
+from sparkscale_tools.replay.model import SimParams, emr_signals, heap_signals, heap_used_pct, yarn_signals
 
 ProgressFn = Callable[[int, int], None]
 
@@ -93,9 +94,29 @@ class RunRecord:
     # (time, supply after it) at every change of supply during the run: an episode can start between two
     # steps (nodes decommissioned or reclaimed), and its reaction time is measured from that moment
     supply_changes: list[tuple[float, float]] = field(default_factory=list)
+    backlog: Backlog | None = None  # SimParams.backlog: the run's queue of waiting work
 
     def bump(self, key: str, n: int = 1) -> None:
         self.counters[key] = self.counters.get(key, 0) + n
+
+
+class PulledStream(MetricStream):
+    """A stream whose datapoints are made when it is read: `fill(t)` adds every datapoint timestamped up to t
+    that exists by now. Only the visibility check is hooked: every reader (alarms, the metrics source) asks
+    it first."""
+
+    def __init__(self, lag_s: float, fill: Callable[[float], None]) -> None:
+        super().__init__(lag_s)
+        self._fill = fill
+
+    def visible_count(self, now_s: float) -> int:
+        self._fill(now_s - self.lag_s)
+        return super().visible_count(now_s)
+
+    def made(self) -> int:
+        """Make every datapoint that exists by now (after a run: all of them); how many there are."""
+        self._fill(math.inf)
+        return len(self.times)
 
 
 class Controller(Protocol):
@@ -120,7 +141,12 @@ class World:
         record: RunRecord,
         initial_task_nodes: dict[str, int] | None = None,
     ) -> None:
-        self.demand = demand_gib
+        self.arrivals = demand_gib
+        # what the signals see per step: the arrivals, or with the backlog model arrivals + queued work,
+        # filled in step by step as the queue is known (run)
+        self._wanted: list[float] | None = list(demand_gib) if params.backlog else None
+        self.demand: Sequence[float] = demand_gib if self._wanted is None else self._wanted
+        self.backlog = Backlog(params.step_s) if params.backlog else None
         self.cluster = cluster
         self.config = config
         self.p = params
@@ -150,6 +176,8 @@ class World:
         self._token = 0
         self.emr = MetricStream(params.emr_lag_s)
         self.heap = MetricStream(params.heap_lag_s)
+        # a minute's YARN datum is timestamped at the minute's start and sent when it closes; made when read
+        self.yarn = PulledStream(params.yarn_period_s + params.yarn_lag_s, self._fill_yarn)
         self._epoch = params.epoch
         # set by a controller that handles EC2 Spot Instance Interruption Warnings: (group, node token, time)
         self.interruption_hook: Callable[[GroupRuntime, int, float], None] | None = None
@@ -159,6 +187,10 @@ class World:
             self.supply_gib += n * g.usable_gib
         self._recompute_rate()
         self._schedule_spot_market()
+        # the YARN minutes made so far: the next minute's start, and the supply changes read up to it
+        self._yarn_next = 0.0
+        self._yarn_seen = 0
+        self._yarn_supply = self.supply_gib
 
     # --- clock and events -----------------------------------------------------------------------------------
     def dt(self, t_s: float) -> datetime:
@@ -336,6 +368,37 @@ class World:
         h = heap_signals(self.demand_at(t), self.supply_gib, container_gib=self.container_gib, p=self.p)
         self.heap.add(t, h.by_metric())
 
+    def _fill_yarn(self, upto_s: float) -> None:
+        """Make the YARN minutes [m, m + period) that start by `upto_s` and have closed by now (and before the
+        end of the trace: the last minute closes at it and is never sent), from the demand and the run's
+        supply changes: the supply in effect at m, and its range over the changes within the minute. Made
+        only when read (PulledStream), so a stream no policy or alarm reads costs nothing."""
+        if not self.p.yarn_collector:
+            return
+        period = self.p.yarn_period_s
+        last = min(upto_s, self.now_s - period)
+        m = self._yarn_next
+        if m > last or m + period >= self.end_s:
+            return
+        changes = self.record.supply_changes
+        i, s = self._yarn_seen, self._yarn_supply
+        n = len(changes)
+        while m <= last and m + period < self.end_s:
+            while i < n and changes[i][0] <= m:  # in effect at the minute's first poll
+                s = changes[i][1]
+                i += 1
+            lo = hi = s
+            end = m + period
+            while i < n and changes[i][0] < end:
+                s = changes[i][1]
+                lo = s if s < lo else lo
+                hi = s if s > hi else hi
+                i += 1
+            y = yarn_signals(self.demand_at(m), lo, hi, container_gib=self.container_gib, p=self.p)
+            self.yarn.add(m, y.by_metric())
+            m = end
+        self._yarn_next, self._yarn_seen, self._yarn_supply = m, i, s
+
     # --- requests as scored ---------------------------------------------------------------------------------
     def record_request(self, *, scale_out: bool) -> None:
         self.record.actions += 1
@@ -356,6 +419,7 @@ class World:
         )
         supply, cost, heap = rec.supply_gib, rec.cost_usd_per_h, rec.heap_used_pct
         demand, step = self.demand, self.step_s
+        backlog, arrivals, wanted = self.backlog, self.arrivals, self._wanted
         for k in range(n):
             t = k * step
             self._run_until(t)  # every event since the previous step, up to and including t
@@ -366,10 +430,15 @@ class World:
             cost.append(self.rate_usd_per_h)
             pct = heap_used_pct(demand[k], self.supply_gib, p)
             heap.append(math.nan if pct is None else pct)
+            if backlog is not None and wanted is not None:
+                queued = backlog.step(arrivals[k], self.supply_gib)
+                if k + 1 < n:
+                    wanted[k + 1] = arrivals[k + 1] + queued
             if progress is not None and (k % report_every == 0 or k == n - 1):
                 progress(k + 1, n)
         self._run_until(self.end_s)  # nothing is scheduled at or after the end: the last step's events
         self.now_s = float(self.end_s)
         self._accrue()
         rec.cost_usd = self.cost_usd
+        rec.backlog = backlog
         return rec

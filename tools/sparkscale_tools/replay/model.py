@@ -33,6 +33,14 @@ class SimParams:
     heap_period_s: int = names.HEAP_PERIOD_S
     heap_sample_offset_s: float = 30.0
     heap_lag_s: float = 10.0
+    # Spark dynamic allocation: the drivers' SparkExecutorsNeeded / SparkExecutorsTarget, in the heap batch
+    dynamic_allocation: bool = True
+    # the master node agent's YARN ResourceManager metrics (Sparkscale/Yarn): polled every 10 s, one statistic
+    # set per minute, timestamped at the minute's start, sent when the minute closes, visible after the lag.
+    # yarn_collector=False: no such stream (the model before the collector existed)
+    yarn_collector: bool = True
+    yarn_period_s: int = names.YARN_PERIOD_S
+    yarn_lag_s: float = 10.0
     # CloudWatch alarm evaluation, SNS -> Lambda, EventBridge schedule -> Lambda
     alarm_eval_period_s: float = 60.0
     alarm_eval_offset_s: float = 50.0
@@ -46,6 +54,8 @@ class SimParams:
     heap_used_pct_when_fed: float = 60.0  # executor heap used % while demand fits in YARN
     heap_used_pct_max: float = 98.0  # executor heap used % cap under pressure
     total_load_per_gib: float = 0.0  # TotalLoad (HDFS transfers) per allocated GiB; ~0 for Spark on S3
+    # work conservation: demand is work arriving; what does not fit waits (FIFO) and runs later (backlog.py)
+    backlog: bool = False
     # the start of the simulated clock (only its weekday/hour show in logs)
     epoch: datetime = datetime(2026, 1, 5, tzinfo=UTC)
 
@@ -59,6 +69,7 @@ class SimParams:
             or self.emr_period_s <= 0
             or self.heap_period_s <= 0
             or self.alarm_eval_period_s <= 0
+            or self.yarn_period_s <= 0
         ):
             raise ValueError("replay step and periods must be > 0 s")
         if self.app_gib <= 0 or self.heap_fraction <= 0:
@@ -110,6 +121,10 @@ class HeapSample(NamedTuple):  # a NamedTuple, not a frozen dataclass: made ever
     max_bytes: float
     used_pct: float | None  # None: no executor runs (the agent publishes JvmCount 0 and no percentage)
     jvm_count: float
+    # Spark dynamic allocation (the drivers' gauges, summed): None when no driver reports them (no
+    # application, or dynamic allocation off): the agent then sends no datum at all
+    executors_needed: float | None = None
+    executors_target: float | None = None
 
     def by_metric(self) -> dict[str, float]:
         out = {
@@ -119,7 +134,35 @@ class HeapSample(NamedTuple):  # a NamedTuple, not a frozen dataclass: made ever
         }
         if self.used_pct is not None:
             out[names.HEAP_EXECUTOR_USED_PCT] = self.used_pct
+        if self.executors_needed is not None:
+            out[names.SPARK_EXECUTORS_NEEDED] = self.executors_needed
+        if self.executors_target is not None:
+            out[names.SPARK_EXECUTORS_TARGET] = self.executors_target
         return out
+
+
+class YarnSample(NamedTuple):  # made every simulated minute
+    """One minute of the master agent's YARN ResourceManager metrics (Sparkscale/Yarn), each the statistic
+    names.py says to read it with: Maximum, except available memory (Minimum)."""
+
+    pending_memory_mb: float
+    allocated_memory_mb: float
+    available_memory_mb: float
+    total_memory_mb: float
+    containers_pending: float
+    apps_pending: float
+    apps_running: float
+
+    def by_metric(self) -> dict[str, float]:
+        return {
+            names.YARN_PENDING_MEMORY_MB: self.pending_memory_mb,
+            names.YARN_ALLOCATED_MEMORY_MB: self.allocated_memory_mb,
+            names.YARN_AVAILABLE_MEMORY_MB: self.available_memory_mb,
+            names.YARN_TOTAL_MEMORY_MB: self.total_memory_mb,
+            names.YARN_CONTAINERS_PENDING: self.containers_pending,
+            names.YARN_APPS_PENDING: self.apps_pending,
+            names.YARN_APPS_RUNNING: self.apps_running,
+        }
 
 
 def emr_signals(demand_gib: float, supply_gib: float, *, container_gib: float, p: SimParams) -> EmrSample:
@@ -173,8 +216,11 @@ def heap_signals(demand_gib: float, supply_gib: float, *, container_gib: float, 
     """The heap agent's sums: max = allocated memory × heap_fraction; used = max × used %; one executor JVM
     per allocated container."""
     pct = heap_used_pct(demand_gib, supply_gib, p)
+    needed = None
+    if p.dynamic_allocation and demand_gib >= p.idle_below_gib:
+        needed = float(math.ceil(demand_gib / container_gib - 1e-9))
     if pct is None:
-        return HeapSample(0.0, 0.0, None, 0.0)
+        return HeapSample(0.0, 0.0, None, 0.0, needed, needed)
     allocated = min(demand_gib, supply_gib)
     max_bytes = allocated * p.heap_fraction * GIB
     return HeapSample(
@@ -182,4 +228,40 @@ def heap_signals(demand_gib: float, supply_gib: float, *, container_gib: float, 
         max_bytes=max_bytes,
         used_pct=pct,
         jvm_count=float(math.ceil(allocated / container_gib - 1e-9)),
+        executors_needed=needed,
+        executors_target=needed,
+    )
+
+
+def yarn_signals(
+    demand_gib: float, supply_lo_gib: float, supply_hi_gib: float, *, container_gib: float, p: SimParams
+) -> YarnSample:
+    """The YARN ResourceManager's metrics over one minute in which `demand_gib` is wanted and the usable
+    memory ranged over [supply_lo_gib, supply_hi_gib] (nodes came or went within the minute).
+
+    The same arithmetic as `emr_signals` (allocated = min(demand, supply), pending = demand − allocated,
+    containers of `container_gib`, applications of `app_gib`), taken at the supply that makes each metric's
+    statistic extreme: the agent publishes the Maximum of its 10 s polls (Minimum for available memory), and
+    pending work is largest, free room smallest, when supply is lowest; allocated memory, total memory and
+    running applications are largest when it is highest. The extremes of the continuous supply stand for
+    those of the polls.
+    """
+    alloc_lo = demand_gib if demand_gib < supply_lo_gib else supply_lo_gib
+    alloc_hi = demand_gib if demand_gib < supply_hi_gib else supply_hi_gib
+    pending = demand_gib - alloc_lo
+    c_pend = math.ceil(pending / container_gib - 1e-9) if pending > 1e-9 else 0
+    if demand_gib < p.idle_below_gib:
+        apps_running = apps_pending = 0
+    else:
+        apps = math.ceil(demand_gib / p.app_gib - 1e-9)
+        apps_pending = apps - min(apps, math.ceil(alloc_lo / p.app_gib - 1e-9))
+        apps_running = min(apps, math.ceil(alloc_hi / p.app_gib - 1e-9))
+    return YarnSample(
+        pending_memory_mb=pending * 1024.0,
+        allocated_memory_mb=alloc_hi * 1024.0,
+        available_memory_mb=(supply_lo_gib - alloc_lo) * 1024.0,
+        total_memory_mb=supply_hi_gib * 1024.0,
+        containers_pending=float(c_pend),
+        apps_pending=float(apps_pending),
+        apps_running=float(apps_running),
     )

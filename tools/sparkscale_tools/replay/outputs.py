@@ -22,6 +22,7 @@ SCORE_KEYS = (
     "reaction_s_p50",
     "reaction_s_max",
 )
+BACKLOG_KEYS = ("queued_gib_hours", "wait_p50_min", "wait_p95_min", "wait_max_min", "left_gib")
 
 
 def json_text(result: ReplayResult) -> str:
@@ -41,13 +42,16 @@ def _clean(x: Any) -> Any:
 
 def timeline_columns(result: ReplayResult) -> list[str]:
     cols = ["time_s", "demand_gib"]
-    for name in result.runs:
+    for name, run in result.runs.items():
         cols += [f"supply_gib_{name}", f"cost_usd_per_h_{name}"]
+        if run.backlog is not None:
+            cols.append(f"queued_gib_{name}")
     return cols
 
 
 def timeline_text(result: ReplayResult) -> str:
-    """`time_s,demand_gib`, then `supply_gib_<policy>,cost_usd_per_h_<policy>` per policy; a row per step."""
+    """`time_s,demand_gib`, then `supply_gib_<policy>,cost_usd_per_h_<policy>` per policy (and with the
+    backlog model `queued_gib_<policy>`, the work left waiting after the step); a row per step."""
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(timeline_columns(result))
@@ -56,6 +60,8 @@ def timeline_text(result: ReplayResult) -> str:
         row: list[str] = [f"{k * result.step_s:g}", f"{d:.6g}"]
         for r in runs:
             row += [f"{r.supply_gib[k]:.6g}", f"{r.cost_usd_per_h[k]:.6g}"]
+            if r.backlog is not None:
+                row.append(f"{r.backlog.queue_after[k]:.6g}")
         w.writerow(row)
     return buf.getvalue()
 
@@ -128,6 +134,23 @@ def summary_text(result: ReplayResult) -> str:
             f"{s.theta_o_pct:>8.1f}{s.tau_u_pct:>8.2f}{s.tau_o_pct:>8.1f}{s.actions:>9d}"
             f"{_fmt(s.reaction_s_p50, '>12.0f'):>12}{_fmt(s.reaction_s_max, '>8.0f'):>8}"
         )
+    if result.backlog_scores is not None:
+        head = (
+            f"{'backlog':<22}{'queued GiB-h':>13}{'wait p50 min':>13}{'p95 min':>9}{'max min':>9}"
+            f"{'left GiB':>10}"
+        )
+        lines += [
+            "",
+            "backlog model: demand is work arriving; what does not fit waits (FIFO) and runs later. θ/τ "
+            "above compare supply with the arrivals; waits are per GiB of work, over all of it.",
+            head,
+            "-" * len(head),
+        ]
+        for name, b in result.backlog_scores.items():
+            lines.append(
+                f"{name:<22}{b.queued_gib_hours:>13.1f}{b.wait_p50_min:>13.0f}{b.wait_p95_min:>9.0f}"
+                f"{b.wait_max_min:>9.0f}{b.left_gib:>10.1f}"
+            )
     oracle = result.oracle_cost_usd
     if result.whole_node_floor_usd is not None:
         ratio = f" = {result.whole_node_floor_usd / oracle:.3f} × oracle" if oracle else ""

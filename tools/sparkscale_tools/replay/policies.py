@@ -7,6 +7,9 @@
 - `static-peak`: the peak demand provisioned all the time (cheapest $/usable-GiB task offering).
 - `oracle`: each step the fewest whole nodes of the cheapest $/usable-GiB task offering covering demand above
   core, with zero delay: the cost lower bound of serving the demand with that offering.
+- `reactive-ideal`: the oracle's node count requested the moment demand changes (each step), but with the
+  provisioning and decommission delays every simulated policy has: the best a purely reactive policy can do.
+  With the backlog model its demand is its own arrivals plus its queued work. Not in the default set.
 """
 
 from __future__ import annotations
@@ -34,7 +37,9 @@ SPARKSCALE = "sparkscale"
 EMR_CUSTOM_RULES = "emr-custom-rules"
 STATIC_PEAK = "static-peak"
 ORACLE = "oracle"
-POLICIES: tuple[str, ...] = (SPARKSCALE, EMR_CUSTOM_RULES, STATIC_PEAK, ORACLE)
+REACTIVE_IDEAL = "reactive-ideal"
+DEFAULT_POLICIES: tuple[str, ...] = (SPARKSCALE, EMR_CUSTOM_RULES, STATIC_PEAK, ORACLE)
+POLICIES: tuple[str, ...] = (*DEFAULT_POLICIES, REACTIVE_IDEAL)
 
 
 # --- sparkscale ---------------------------------------------------------------------------------------------
@@ -50,7 +55,11 @@ class SparkscaleController:
     def attach(self, world: World) -> None:
         self._world = world
         self.ports, self.state, self.notifier = sim_ports(world)
-        streams = {names.EMR_NAMESPACE: world.emr, names.HEAP_NAMESPACE: world.heap}
+        streams = {
+            names.EMR_NAMESPACE: world.emr,
+            names.HEAP_NAMESPACE: world.heap,
+            names.YARN_NAMESPACE: world.yarn,
+        }
         self.alarms = AlarmBank(
             [
                 AlarmEvaluator(spec, streams[spec.namespace])
@@ -218,6 +227,37 @@ class EmrRulesController:
         self._w.set_requested(g, target)
         self._w.record_request(scale_out=scale_out)
         self._acted = True
+
+
+# --- reactive-ideal -----------------------------------------------------------------------------------------
+class ReactiveIdealController:
+    """At every step (the only moments demand changes) requests exactly the whole nodes of the cheapest
+    $/usable-GiB task offering that cover the true demand above core (no signal, no lag, no deadband, no
+    bounds), on the simulated cluster: new nodes are usable `provisioning_s` later, released ones stop being
+    usable at once and are billed `decommission_s` more."""
+
+    def __init__(self, config: Config, cluster: ClusterSpec) -> None:
+        self.name = REACTIVE_IDEAL
+        f = config.usable_memory_fraction
+        self.group = cluster.cheapest_task_group(f)
+        self.usable_gib = self.group.usable_gib(f)
+
+    def start(self, demand0: float, core_gib: float) -> dict[str, int]:
+        """Warm start: the nodes the first step's demand needs, already running."""
+        return {self.group.id: nodes_for(demand0 - core_gib, self.usable_gib)}
+
+    def attach(self, world: World) -> None:
+        self._w = world
+        self._g = world.by_id[self.group.id]
+        world.every(0.0, float(world.step_s), self._tick)
+
+    def _tick(self, t: float) -> None:
+        w, g = self._w, self._g
+        target = nodes_for(w.demand_at(t) - w.core_gib, self.usable_gib)
+        if target != g.requested:
+            scale_out = target > g.requested
+            w.set_requested(g, target)
+            w.record_request(scale_out=scale_out)
 
 
 # --- static-peak and oracle (analytic: no delays, no spot risk) ---------------------------------------------

@@ -10,6 +10,7 @@ from typing import Any
 from sparkscale.config import Config
 
 from sparkscale_tools.replay import policies as pol
+from sparkscale_tools.replay.backlog import BacklogScores, backlog_of
 from sparkscale_tools.replay.bounds import floor_rates, foresight_cost_usd, whole_node_floor_usd
 from sparkscale_tools.replay.cluster import ClusterSpec
 from sparkscale_tools.replay.engine import ProgressFn, RunRecord, World
@@ -61,6 +62,8 @@ class ReplayResult:
     foresight_cost_usd: float | None = None
     oracle_cost_usd: float | None = None  # what every policy is scored against, run or not
     params: SimParams | None = None  # the model the run used
+    # the backlog model (SimParams.backlog): each policy's queued GiB-hours and waits; None when it is off
+    backlog_scores: dict[str, BacklogScores] | None = None
 
     @property
     def times_s(self) -> list[float]:
@@ -71,8 +74,14 @@ class ReplayResult:
             "step_s": self.step_s,
             "core_gib": self.core_gib,
             "offers": self.offers,
-            "policies": {name: s.to_dict() for name, s in self.scores.items()},
+            "policies": {name: self._policy_dict(name, s) for name, s in self.scores.items()},
         }
+
+    def _policy_dict(self, name: str, s: Scores) -> dict[str, Any]:
+        out = s.to_dict()
+        if self.backlog_scores is not None and name in self.backlog_scores:
+            out.update(self.backlog_scores[name].to_dict())
+        return out
 
 
 def run_replay(
@@ -102,9 +111,12 @@ def run_replay(
             rec = oracle
         elif spec.kind == pol.STATIC_PEAK:
             rec = pol.static_peak_run(demand, core_gib=core_gib, offer=offer, config=cfg, p=params)
-        elif spec.kind in (pol.SPARKSCALE, pol.EMR_CUSTOM_RULES):
-            controller: pol.SparkscaleController | pol.EmrRulesController
-            if spec.kind == pol.SPARKSCALE:
+        elif spec.kind in (pol.SPARKSCALE, pol.EMR_CUSTOM_RULES, pol.REACTIVE_IDEAL):
+            controller: pol.SparkscaleController | pol.EmrRulesController | pol.ReactiveIdealController
+            if spec.kind == pol.REACTIVE_IDEAL:
+                controller = pol.ReactiveIdealController(cfg, cluster)
+                start = controller.start(demand[0], core_gib)
+            elif spec.kind == pol.SPARKSCALE:
                 controller = pol.SparkscaleController(
                     spec.name, cfg, handle_interruptions=spec.handle_interruptions
                 )
@@ -132,6 +144,8 @@ def run_replay(
         else:
             raise ReplayError(f"unknown policy kind {spec.kind!r}")
         rec = _renamed(rec, spec.name)
+        if params.backlog and rec.backlog is None:  # analytic: its supply does not depend on the queue
+            rec.backlog = backlog_of(demand, rec.supply_gib, params.step_s)
         runs[spec.name] = rec
     scores = {
         name: score(
@@ -146,6 +160,11 @@ def run_replay(
         )
         for name, rec in runs.items()
     }
+    backlog_scores = (
+        {name: rec.backlog.scores() for name, rec in runs.items() if rec.backlog is not None}
+        if params.backlog
+        else None
+    )
     notes = list(cluster.notes)
     capacity = core_gib + config.max_task_nodes * max(g.usable_gib(f) for g in cluster.task_groups)
     if max(demand) > capacity:
@@ -175,6 +194,7 @@ def run_replay(
         ),
         oracle_cost_usd=oracle.cost_usd,
         params=params,
+        backlog_scores=backlog_scores,
     )
 
 
@@ -191,6 +211,7 @@ def _renamed(rec: RunRecord, name: str) -> RunRecord:
         rec.scale_out_times_s,
         dict(rec.counters),
         rec.supply_changes,
+        rec.backlog,
     )
 
 

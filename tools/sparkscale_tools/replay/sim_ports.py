@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 
+from sparkscale import names
 from sparkscale.errors import ClusterGone, InvalidRequest
 from sparkscale.memory import CollectingNotifier, InMemoryStateStore
 from sparkscale.policy.model import (
@@ -25,6 +26,20 @@ from sparkscale_tools.replay.cloudwatch_sim import MetricStream
 from sparkscale_tools.replay.engine import World
 
 _SIGNAL_BY_METRIC: dict[str, Signal] = {s.value: s for s in Signal}
+# The YARN collector's metrics the policy reads (none until Signal has members named after them): a stream no
+# Signal reads is not looked at, so its datapoints cost nothing.
+_YARN_READ = any(
+    m in _SIGNAL_BY_METRIC
+    for m in (
+        names.YARN_PENDING_MEMORY_MB,
+        names.YARN_ALLOCATED_MEMORY_MB,
+        names.YARN_AVAILABLE_MEMORY_MB,
+        names.YARN_TOTAL_MEMORY_MB,
+        names.YARN_CONTAINERS_PENDING,
+        names.YARN_APPS_PENDING,
+        names.YARN_APPS_RUNNING,
+    )
+)
 _NO_STATE = ScalerState()  # a cluster's state before its first save (immutable: one for every load)
 
 
@@ -72,7 +87,9 @@ class SimClusterReader:
 
 
 class SimMetricsSource:
-    """The latest visible datapoint of every EMR and heap metric (what one GetMetricData returns).
+    """The latest visible datapoint of every EMR, heap and YARN-collector metric (what one GetMetricData
+    returns), as the policy's `Signal` whose value is the metric's name; a metric with no such Signal (yet) is
+    left out, as the real adapter never queries it.
 
     Called on every invocation: the snapshot is rebuilt only when a datapoint became visible,
     and only the samples of the stream that got it."""
@@ -80,9 +97,10 @@ class SimMetricsSource:
     def __init__(self, world: World) -> None:
         self._w = world
         self._epoch = world.p.epoch
-        self._cached: tuple[int, int, MetricsSnapshot] | None = None
+        self._cached: tuple[int, int, int, MetricsSnapshot] | None = None
         self._emr: tuple[int, dict[Signal, Sample]] = (0, {})  # (visible datapoints, their latest samples)
         self._heap: tuple[int, dict[Signal, Sample]] = (0, {})
+        self._yarn: tuple[int, dict[Signal, Sample]] = (0, {})
         self.calls = 0
 
     def _samples(self, stream: MetricStream, n: int) -> dict[Signal, Sample]:
@@ -100,15 +118,18 @@ class SimMetricsSource:
         w = self._w
         t = (now - self._epoch).total_seconds()
         emr_n, heap_n = w.emr.visible_count(t), w.heap.visible_count(t)
+        yarn_n = w.yarn.visible_count(t) if _YARN_READ else 0
         cached = self._cached
-        if cached is not None and cached[0] == emr_n and cached[1] == heap_n:
-            return cached[2]
+        if cached is not None and cached[0] == emr_n and cached[1] == heap_n and cached[2] == yarn_n:
+            return cached[3]
         if self._emr[0] != emr_n:
             self._emr = (emr_n, self._samples(w.emr, emr_n))
         if self._heap[0] != heap_n:
             self._heap = (heap_n, self._samples(w.heap, heap_n))
-        snap = MetricsSnapshot({**self._emr[1], **self._heap[1]})
-        self._cached = (emr_n, heap_n, snap)
+        if self._yarn[0] != yarn_n:
+            self._yarn = (yarn_n, self._samples(w.yarn, yarn_n))
+        snap = MetricsSnapshot({**self._emr[1], **self._heap[1], **self._yarn[1]})
+        self._cached = (emr_n, heap_n, yarn_n, snap)
         return snap
 
 
