@@ -9,15 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from sparkscale.policy.model import Market
-from sparkscale.policy.planner import (
-    FIT_GIB,
-    Offer,
-    Plan,
-    memory_by_type,
-    plan_memory,
-    plan_removal,
-    share_ok,
-)
+from sparkscale.policy.planner import Offer, Plan, memory_by_type, plan_memory, share_ok
+from sparkscale.policy.removal import FIT_GIB, plan_removal
 
 # Illustrative spot prices (tests/fixtures/policy/PROVENANCE.md): USD per GiB-hour A 0.00189, B 0.0023625,
 # C 0.0048.
@@ -73,6 +66,48 @@ def test_share_limit_relaxed_with_a_reason_when_infeasible():
     assert _nodes(plan) == {"A": 2}
     assert "50 %" in plan.reasons[0]
     assert "relaxed" in plan.reasons[0]
+
+
+# Two falsifying examples of test_planner_is_optimal_and_within_its_limits (need 1 GiB, max share 0.5). With
+# only t1 and t2 and a 0.5 share, neither type may exceed half the added memory: t1 GiB == t2 GiB. t2 comes in
+# 48 GiB nodes (g0, at most 2), so t1 must hold 48 or 96 GiB. The search used to give no offer more nodes
+# than cover the need plus the largest node (1 + 48 GiB: 2 x 32 GiB), so 3 x 32 = 96 GiB was never tried.
+_G0 = Offer("g0", "t2", 48.0, 1.0, max_nodes=2)
+_G2 = Offer("g2", "t1", 32.0, 1.0, max_nodes=3)
+
+
+def test_share_limit_dilution_may_need_more_nodes_than_the_need():
+    # t1 = 48 GiB: 32 + 8 + 8 (g2 + 2 g1) = $1 + $4, + 1 g0 = $6 (what it picked); t1 = 96 GiB: 3 g2 = $3,
+    # + 2 g0 = $2: $5 for 192 GiB, the cheapest share-respecting cover (no other t1 mix makes 48 or 96 GiB)
+    offers = [_G0, Offer("g1", "t1", 8.0, 2.0, max_nodes=2), _G2, Offer("g3", "t1", 8.0, 1.0, max_nodes=0)]
+    plan = plan_memory(memory_gib=1.0, offers=offers, max_share=0.5)
+    assert _nodes(plan) == {"g0": 2, "g2": 3}
+    assert plan.usd_per_hour == pytest.approx(5.0)
+    assert not plan.share_relaxed
+    assert not plan.exhausted
+
+
+def test_share_limit_not_relaxed_when_a_share_respecting_plan_covers():
+    # g1 and g3 can add nothing: t1 only from g2 (32 GiB), so 48a == 32b: 2 g0 (96 GiB) + 3 g2 (96 GiB), $5,
+    # t2 at 50 %. It used to relax the limit (1 g0, $1) as if no share-respecting plan could cover 1 GiB.
+    offers = [_G0, Offer("g1", "t1", 8.0, 1.0, max_nodes=0), _G2, Offer("g3", "t1", 8.0, 1.0, max_nodes=0)]
+    plan = plan_memory(memory_gib=1.0, offers=offers, max_share=0.5)
+    assert _nodes(plan) == {"g0": 2, "g2": 3}
+    assert plan.usd_per_hour == pytest.approx(5.0)
+    assert not plan.share_relaxed
+    assert plan.reasons == ()
+
+
+def test_share_limit_dilution_with_unbounded_offers():
+    # the same balance with no max_nodes: 2 x 48 GiB (t2) + 3 x 32 GiB (t1) = $5 for a 1 GiB need; the old
+    # bound (1 + 48 GiB: 2 nodes of each) missed it and relaxed the limit. Unbounded offers now get room for
+    # (need + largest node) / share = 98 GiB each: 3 x 48, 4 x 32
+    offers = [Offer("X", "t2", 48.0, 1.0), Offer("Y", "t1", 32.0, 1.0)]
+    plan = plan_memory(memory_gib=1.0, offers=offers, max_share=0.5)
+    assert _nodes(plan) == {"X": 2, "Y": 3}
+    assert plan.usd_per_hour == pytest.approx(5.0)
+    assert not plan.share_relaxed
+    assert not plan.exhausted
 
 
 def test_usd_per_gib_hour():

@@ -31,8 +31,9 @@ from sparkscale.policy.model import (
     ScalerState,
     Signal,
 )
-from sparkscale.policy.planner import Allocation, Offer, Plan, plan_memory, plan_removal
+from sparkscale.policy.planner import Allocation, Offer, Plan, plan_memory
 from sparkscale.policy.reasons import Reason, ReasonCode
+from sparkscale.policy.removal import plan_removal
 from sparkscale.policy.signals import Readings, is_active, read_signals
 from sparkscale.policy.state import next_state, state_from_dict, state_to_dict
 

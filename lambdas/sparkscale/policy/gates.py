@@ -20,8 +20,8 @@ from sparkscale.policy.context import (
     current,
 )
 from sparkscale.policy.model import Cluster, Signal
-from sparkscale.policy.planner import plan_removal
 from sparkscale.policy.reasons import Reason, ReasonCode
+from sparkscale.policy.removal import plan_removal
 
 METRICS_MISSING = "Metrics missing"
 

@@ -24,8 +24,9 @@ from sparkscale.policy.context import (
 from sparkscale.policy.estimate import gib
 from sparkscale.policy.gates import waiting
 from sparkscale.policy.model import Market
-from sparkscale.policy.planner import EPS, Offer, plan_memory, plan_removal
+from sparkscale.policy.planner import EPS, Offer, plan_memory
 from sparkscale.policy.reasons import Reason, ReasonCode
+from sparkscale.policy.removal import plan_removal
 
 
 def move_back(ctx: Context) -> StepResult | None:

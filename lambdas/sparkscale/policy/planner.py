@@ -1,22 +1,19 @@
-"""The $/GiB-hour planner: which whole nodes to add (or remove) across TASK groups.
+"""The $/GiB-hour planner: which whole nodes to add across TASK groups.
 
 Adding (`plan_memory`): cover `memory_gib` of usable memory at the lowest USD per hour, in whole nodes, within
 per-offer node limits, an optional total node limit and an optional USD/hour limit, with no instance type
 holding more than `max_share` of the TASK memory (existing plus added; a type already above its share gets
 nothing more). It is an exact branch-and-bound over offers sorted by USD per GiB-hour, seeded with the greedy
-plan and every single-instance-type plan, so its answer is never worse than any of those. A search budget
-(`max_steps` tree nodes) bounds the time on large inputs; the best plan found is then returned and
-`exhausted` says so. When no plan can keep the share limit and cover the memory, the limit is relaxed (to
-1.0) and a reason says so. When nothing can cover it, the plan with the least shortfall (then the lowest
-cost) is returned: `shortfall_gib` > 0.
+plan and every single-instance-type plan, so its answer is never worse than any of those. Under a share limit
+an offer may get all its max_nodes, far more than the need asks for: keeping every type within its share can
+take extra whole nodes (1 GiB asked, 50 %: 2 x 48 GiB balance 3 x 32 GiB); once a plan covers, the USD/hour
+left to beat it bounds how much more memory a branch can add, which is what makes the share pruning bite. A
+search budget (`max_steps` tree nodes) bounds the time on large inputs; the best plan found is then returned
+and `exhausted` says so. When no plan can keep the share limit and cover the memory, the limit is relaxed (to
+1.0) if that covers more, and a reason says so. When nothing can cover it, the plan with the least shortfall
+(then the lowest cost) is returned: `shortfall_gib` > 0.
 
-Removing (`plan_removal`): give back at most `memory_gib`, the most expensive memory (USD per GiB-hour)
-first, whole nodes only, never more than asked (a node larger than what is left to remove is skipped),
-within per-offer removable counts and a node limit. Diversification on the way down: a removal may not push
-an instance type above its share of what remains, where the share applies to the type's memory above ONE of
-its nodes (whole nodes cannot keep two balanced types within 50 % after removing one node, nor any limit at
-small totals), unless it does not increase the largest overshoot (a type already above its share may lose
-nodes, and others may go while that does not make it worse).
+Removing nodes is `removal.plan_removal`.
 """
 
 from __future__ import annotations
@@ -31,7 +28,6 @@ from sparkscale.policy.model import Market
 EPS = 1e-9
 MAX_NODES_PER_OFFER = 5_000  # far above any EMR instance group; bounds the search on absurd inputs
 DEFAULT_MAX_STEPS = 50_000  # search-tree nodes visited; ~0.1-0.3 s of CPU at most
-FIT_GIB = 1e-6  # plan_removal takes a node at most this much larger than the memory left to remove
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,7 +126,7 @@ def _sorted(offers: Sequence[Offer]) -> list[Offer]:
     return sorted(usable, key=lambda o: (o.usd_per_gib_hour, -o.memory_gib, o.key))
 
 
-def _allocs(offers: Sequence[Offer], counts: Sequence[int]) -> tuple[Allocation, ...]:
+def allocations_of(offers: Sequence[Offer], counts: Sequence[int]) -> tuple[Allocation, ...]:
     return tuple(
         Allocation(o.key, o.instance_type, o.market, n, n * o.memory_gib, n * o.usd_per_hour)
         for o, n in zip(offers, counts, strict=True)
@@ -208,7 +204,7 @@ class _Search:
             cost_lb = cost + (rem * self.suffix_rate[i] if rem > 1e-6 else 0.0)
             if cost_lb >= cost_best - 1e-9:
                 return
-        if self.share < 1.0 - EPS and not self._share_reachable(mem + self.suffix_mem[i]):
+        if self.share < 1.0 - EPS and not self._share_reachable(mem + self._most_more(i, cost)):
             return
         self.steps += 1
         if i == len(self.offers):
@@ -231,6 +227,16 @@ class _Search:
         counts[i] = 0
         self.added[t] = before
 
+    def _most_more(self, i: int, cost: float) -> float:
+        """The most memory offers i.. can still add: all their nodes, and once a plan covers the need, no more
+        than what the USD/hour left to beat it buys at their cheapest USD per GiB-hour."""
+        most = self.suffix_mem[i]
+        sf_best, cost_best, _ = self.best_key
+        rate = self.suffix_rate[i]
+        if sf_best <= 0.0 and rate > 0.0 and math.isfinite(rate):
+            most = min(most, max(0.0, cost_best - cost) / rate + 1e-6)
+        return most
+
     def _share_reachable(self, most_added: float) -> bool:
         """False when a type already given nodes exceeds its share even if every remaining node were added."""
         total = self.existing_total + most_added
@@ -241,14 +247,23 @@ class _Search:
         return True
 
 
-def _upper_bounds(need: float, offers: Sequence[Offer]) -> list[int]:
-    """Per offer: its max_nodes, or, when unbounded, enough nodes to cover the need plus the largest node
-    (more can only cost more; the extra node leaves room to dilute other types under a share limit)."""
+def _upper_bounds(need: float, offers: Sequence[Offer], share: float) -> list[int]:
+    """Per offer, the most nodes the search gives it. Without a share limit: its max_nodes, but no more than
+    cover the need plus the largest node (more can only cost more). With one, more memory than the need can
+    be what keeps every type within its share (whole nodes: 2 x 48 GiB of one type balance 3 x 32 GiB of
+    another for a 1 GiB need), so a bounded offer keeps all its max_nodes, and an unbounded one gets enough
+    to cover (need + largest node) / share: room to dilute the other types, not a proof (with unbounded
+    offers, whole nodes of unrelated sizes may balance only at absurd totals)."""
     biggest = max((o.memory_gib for o in offers), default=0.0)
+    limited = share < 1.0 - EPS
+    reach = (need + biggest) / max(share, 0.01) if limited else need + biggest
     out = []
     for o in offers:
-        useful = min(MAX_NODES_PER_OFFER, math.ceil(min(need + biggest, 1e12) / o.memory_gib - 1e-9))
-        out.append(useful if o.max_nodes is None else min(o.max_nodes, useful))
+        useful = min(MAX_NODES_PER_OFFER, math.ceil(min(reach, 1e12) / o.memory_gib - 1e-9))
+        if o.max_nodes is None:
+            out.append(useful)
+        else:
+            out.append(min(o.max_nodes, MAX_NODES_PER_OFFER) if limited else min(o.max_nodes, useful))
     return out
 
 
@@ -309,7 +324,7 @@ def _greedy_shared(need: float, offers: list[Offer], ub: list[int], limits: _Lim
 
 
 def _solve(need: float, offers: list[Offer], limits: _Limits) -> tuple[list[int], bool]:
-    ub = _upper_bounds(need, offers)
+    ub = _upper_bounds(need, offers, limits.share)
     s = _Search(need, offers, ub, limits)
     s.offer(_greedy(need, offers, ub, limits.max_nodes))
     if limits.share < 1.0 - EPS:
@@ -346,12 +361,12 @@ def plan_memory(
     limit_usd = max_usd_per_hour if max_usd_per_hour is not None else math.inf
     share = min(1.0, max(0.0, max_share))
     counts, exhausted = _solve(need, ordered, _Limits(limit_nodes, limit_usd, share, existing, max_steps))
-    plan = Plan(_allocs(ordered, counts), need, exhausted=exhausted)
+    plan = Plan(allocations_of(ordered, counts), need, exhausted=exhausted)
     if not plan.covers and share < 1.0 - EPS:
         r_counts, r_exhausted = _solve(
             need, ordered, _Limits(limit_nodes, limit_usd, 1.0, existing, max_steps)
         )
-        relaxed = Plan(_allocs(ordered, r_counts), need, exhausted=r_exhausted)
+        relaxed = Plan(allocations_of(ordered, r_counts), need, exhausted=r_exhausted)
         if relaxed.shortfall_gib < plan.shortfall_gib - 1e-6:
             reason = (
                 f"The limit of {share * 100:.0f} % of task memory per instance type cannot be kept while "
@@ -363,82 +378,3 @@ def plan_memory(
                 relaxed.allocations, need, share_relaxed=True, exhausted=r_exhausted, reasons=(reason,)
             )
     return plan
-
-
-def plan_removal(
-    *,
-    memory_gib: float,
-    offers: Sequence[Offer],
-    max_nodes: int | None = None,
-    max_share: float = 1.0,
-    existing_gib_by_type: Mapping[str, float] | None = None,
-) -> Plan:
-    """Nodes to remove: at most `memory_gib` of usable memory, the most expensive USD per GiB-hour first.
-    `offers[i].max_nodes` is how many nodes that group may lose (None: none).
-    Allocations are removed nodes."""
-    left = max(0.0, float(memory_gib))
-    nodes_left = max_nodes if max_nodes is not None else 10**9
-    remaining = dict(existing_gib_by_type or {})
-    ordered = sorted(
-        (o for o in offers if o.memory_gib > 0 and (o.max_nodes or 0) > 0),
-        key=lambda o: (-o.usd_per_gib_hour, -o.memory_gib, o.key),
-    )
-    counts = [0] * len(ordered)
-    share = min(1.0, max(0.0, max_share))
-    limited = share < 1.0 - EPS  # without a share limit, any node that fits may go
-    slack = _node_slack(offers, remaining) if limited else {}
-    # One node at a time, always from the most expensive offer that may lose one now: removing a cheap node
-    # can make room under the share limit for an expensive one that was blocked a moment before.
-    while nodes_left > 0:
-        for i, o in enumerate(ordered):
-            if counts[i] >= (o.max_nodes or 0) or o.memory_gib > left + FIT_GIB:
-                continue
-            if limited:
-                after = dict(remaining)
-                after[o.instance_type] = after.get(o.instance_type, 0.0) - o.memory_gib
-                if not _remaining_share_ok(remaining, after, share, slack):
-                    continue
-                remaining = after
-            counts[i] += 1
-            left -= o.memory_gib
-            nodes_left -= 1
-            break
-        else:
-            break
-    return Plan(_allocs(ordered, counts), max(0.0, float(memory_gib)))
-
-
-def _node_slack(offers: Sequence[Offer], existing: Mapping[str, float]) -> dict[str, float]:
-    """Per instance type, the memory of one of its nodes (the largest of its offers, removable or not);
-    types with no offer get the largest node of any offer."""
-    out: dict[str, float] = {}
-    for o in offers:
-        if o.memory_gib > 0:
-            out[o.instance_type] = max(out.get(o.instance_type, 0.0), o.memory_gib)
-    biggest = max(out.values(), default=0.0)
-    for t in existing:
-        out.setdefault(t, biggest)
-    return out
-
-
-def _overshoot(by_type: Mapping[str, float], share: float, slack: Mapping[str, float]) -> dict[str, float]:
-    """Per type, GiB above its share of the total once one of its nodes is set aside (<= 0: within)."""
-    total = sum(max(0.0, v) for v in by_type.values())
-    return {t: max(0.0, v) - slack.get(t, 0.0) - share * total for t, v in by_type.items()}
-
-
-def _remaining_share_ok(
-    before: Mapping[str, float], after: Mapping[str, float], share: float, slack: Mapping[str, float]
-) -> bool:
-    """A removal may not push a type that was within its share (its memory above one node) above it, unless
-    the largest overshoot does not grow. A type already above may stay above (it cannot always lose nodes)."""
-    if share >= 1.0 - EPS:
-        return True
-    if sum(max(0.0, v) for v in after.values()) <= EPS:
-        return True
-    over_after = _overshoot(after, share, slack)
-    over_before = _overshoot(before, share, slack)
-    newly_above = any(v > 1e-6 and over_before.get(t, 0.0) <= 1e-6 for t, v in over_after.items())
-    if not newly_above:
-        return True
-    return max(over_after.values()) <= max([0.0, *over_before.values()]) + 1e-6

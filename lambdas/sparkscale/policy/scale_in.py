@@ -18,8 +18,9 @@ from sparkscale.policy.context import (
 from sparkscale.policy.estimate import Need, gib
 from sparkscale.policy.gates import scale_in_veto
 from sparkscale.policy.move_back import move_back, on_demand_to_move_back_gib
-from sparkscale.policy.planner import EPS, FIT_GIB, plan_removal
+from sparkscale.policy.planner import EPS
 from sparkscale.policy.reasons import Reason, ReasonCode
+from sparkscale.policy.removal import FIT_GIB, plan_removal
 
 
 def scale_in(ctx: Context, lower: Need) -> StepResult:
