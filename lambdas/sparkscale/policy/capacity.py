@@ -43,11 +43,6 @@ def usable_gib(group: InstanceGroup, config: Config) -> float:
     return group.memory_gib * config.usable_memory_fraction
 
 
-def gib(x: float) -> str:
-    """A memory amount for a reason: whole GiB unless small."""
-    return f"{x:.1f} GiB" if -10.0 < x < 10.0 and abs(x - round(x)) > 0.05 else f"{x:.0f} GiB"
-
-
 def yarn_memory_scale(
     cluster: Cluster,
     metrics: MetricsSnapshot,

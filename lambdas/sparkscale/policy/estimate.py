@@ -35,13 +35,12 @@ from sparkscale.policy.capacity import (
     capacity,
     capacity_of,
     count_nodes,
-    gib,
     settled_scale,
     usable_gib,
     yarn_memory_scale,
 )
 from sparkscale.policy.model import Signal
-from sparkscale.policy.reasons import Reason, ReasonCode
+from sparkscale.policy.reasons import Reason, ReasonCode, gib
 from sparkscale.policy.signals import Readings, heap_used_pct
 
 __all__ = [

@@ -24,6 +24,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from sparkscale.policy.model import Market
+from sparkscale.policy.reasons import gib
 
 EPS = 1e-9
 MAX_NODES_PER_OFFER = 5_000  # far above any EMR instance group; bounds the search on absurd inputs
@@ -335,10 +336,6 @@ def _solve(need: float, offers: list[Offer], limits: _Limits) -> tuple[list[int]
     return s.best, not complete
 
 
-def _fmt_gib(x: float) -> str:
-    return f"{x:.1f} GiB" if abs(x - round(x)) > 0.05 else f"{x:.0f} GiB"
-
-
 def plan_memory(
     *,
     memory_gib: float,
@@ -355,7 +352,7 @@ def plan_memory(
     need = min(max(0.0, need), 1e12)
     ordered = _sorted(offers)
     if need <= EPS or not ordered:
-        reasons = () if need <= EPS else (f"No offer can add memory: {_fmt_gib(need)} cannot be planned.",)
+        reasons = () if need <= EPS else (f"No offer can add memory: {gib(need)} cannot be planned.",)
         return Plan((), need, reasons=reasons)
     limit_nodes = max_nodes if max_nodes is not None else 10**9
     limit_usd = max_usd_per_hour if max_usd_per_hour is not None else math.inf
@@ -371,8 +368,8 @@ def plan_memory(
             reason = (
                 f"The limit of {share * 100:.0f} % of task memory per instance type cannot be kept while "
                 f"adding "
-                f"{_fmt_gib(need)} within the node and budget limits: relaxed to cover "
-                f"{_fmt_gib(relaxed.memory_gib)}."
+                f"{gib(need)} within the node and budget limits: relaxed to cover "
+                f"{gib(relaxed.memory_gib)}."
             )
             return Plan(
                 relaxed.allocations, need, share_relaxed=True, exhausted=r_exhausted, reasons=(reason,)

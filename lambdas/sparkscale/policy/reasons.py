@@ -75,3 +75,8 @@ class Reason(NamedTuple):
 
 def texts(reasons: tuple[Reason, ...]) -> tuple[str, ...]:
     return tuple([r.text for r in reasons])
+
+
+def gib(x: float) -> str:
+    """A memory amount as every reason states it: whole GiB unless small."""
+    return f"{x:.1f} GiB" if -10.0 < x < 10.0 and abs(x - round(x)) > 0.05 else f"{x:.0f} GiB"
