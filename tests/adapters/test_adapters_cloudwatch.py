@@ -92,7 +92,10 @@ def test_the_window_follows_the_injected_now_on_every_call() -> None:
     periods = {
         q["MetricStat"]["Metric"]["Namespace"]: q["MetricStat"]["Period"] for q in r1["MetricDataQueries"]
     }
-    assert periods == {names.EMR_NAMESPACE: 300, names.HEAP_NAMESPACE: 60}
+    assert periods == {names.EMR_NAMESPACE: 300, names.HEAP_NAMESPACE: 60, names.YARN_NAMESPACE: 60}
+    assert stats[names.YARN_PENDING_MEMORY_MB] == "Maximum"
+    assert stats[names.YARN_AVAILABLE_MEMORY_MB] == "Minimum"
+    assert stats[names.SPARK_EXECUTORS_NEEDED] == "Sum"
 
 
 def test_a_heap_minute_that_has_just_begun_is_skipped_for_the_previous_complete_one() -> None:
