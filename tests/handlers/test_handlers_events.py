@@ -134,7 +134,7 @@ def test_region_display_names_map_to_codes_without_an_arn() -> None:
         ("sns/cloudwatch-alarm-sns-payload-multiple-metrics.json", "AWS/EC2 NetworkOut, not an EMR"),
         (
             "sns/cloudwatch-alarm-sns-payload-single-metric_MESSAGE_BODY.json",
-            "not an EMR or Spark heap metric",
+            "not an EMR, Spark heap or YARN collector metric",
         ),
         ("eventbridge/CloudWatch_Alarm_State_Change_single_metric.json", "AWS/EC2 CPUUtilization"),
         (
@@ -143,7 +143,7 @@ def test_region_display_names_map_to_codes_without_an_arn() -> None:
         ),
         (
             "eventbridge/CloudWatch_Alarm_State_Change_anomaly_detection.json",
-            "not an EMR or Spark heap metric",
+            "not an EMR, Spark heap or YARN collector metric",
         ),
         ("eventbridge/CloudWatch_Alarm_State_Change_composite_with_suppressor.json", "composite alarm"),
         ("eventbridge/EMR_Cluster_State_Change_TERMINATED.json", "'EMR Cluster State Change'"),
