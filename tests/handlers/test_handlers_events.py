@@ -235,3 +235,28 @@ def test_split_records_keeps_batches_apart() -> None:
     assert len(split_records(sqs)) == 1
     assert split_records({"x": 1}) == [{"x": 1}]
     assert [parse_event(r).cluster_id for r in split_records(sqs)] == [CID]
+
+
+def test_an_alarm_on_the_yarn_collector_is_ours() -> None:
+    # the single-metric sample with the yarn-pending-memory alarm's trigger (alarms.alarm_specs)
+    trigger = {
+        "MetricName": "YarnPendingMemoryMB",
+        "Namespace": "Sparkscale/Yarn",
+        "StatisticType": "Statistic",
+        "Statistic": "MAXIMUM",
+        "Dimensions": [{"value": CID, "name": "JobFlowId"}],
+        "Period": 60,
+        "EvaluationPeriods": 1,
+        "ComparisonOperator": "GreaterThanThreshold",
+        "Threshold": 0.0,
+        "TreatMissingData": "notBreaching",
+    }
+    name = f"sparkscale-{CID}-yarn-pending-memory"
+    ev = _mutate(SINGLE, lambda e: _set_message(e, Trigger=trigger, AlarmName=name))
+    t = parse_event(ev, managed_clusters=[CID])
+    assert (t.cluster_id, t.metric_name, t.namespace, t.alarm_name) == (
+        CID,
+        "YarnPendingMemoryMB",
+        "Sparkscale/Yarn",
+        name,
+    )

@@ -185,12 +185,13 @@ def fresh_yarn(readings: Readings) -> bool:
 
 
 def pending_now(readings: Readings) -> tuple[float, float]:
-    """(containers, applications) waiting: the YARN collector's counts when fresh, else EMR's (0 if none)."""
+    """(containers, applications) waiting: the YARN collector's counts while it is fresh (fresh_yarn: EMR's
+    minutes-old counts are not mixed in), else EMR's; 0 for a count not reported."""
     values = readings.values
-    containers = values.get(Signal.YARN_CONTAINERS_PENDING)
-    if containers is None:
+    if fresh_yarn(readings):
+        containers = values.get(Signal.YARN_CONTAINERS_PENDING)
+        apps = values.get(Signal.YARN_APPS_PENDING)
+    else:
         containers = values.get(Signal.CONTAINER_PENDING)
-    apps = values.get(Signal.YARN_APPS_PENDING)
-    if apps is None:
         apps = values.get(Signal.APPS_PENDING)
     return containers or 0.0, apps or 0.0
