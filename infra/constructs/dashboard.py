@@ -130,6 +130,8 @@ class ClusterDashboard(Construct):
                     height=HEIGHT,
                 )
             )
+        if any(spec.namespace == names.YARN_NAMESPACE for spec in specs):
+            widgets += _yarn_widgets(cluster_id, include_heap=include_heap)
         widgets.append(
             cloudwatch.AlarmStatusWidget(
                 title="Alarms",
@@ -162,3 +164,46 @@ def _heap(metric: str, cluster_id: str) -> cloudwatch.Metric:
         statistic="Sum",
         period=Duration.seconds(names.HEAP_PERIOD_S),
     )
+
+
+def _yarn(metric: str, cluster_id: str, statistic: str = "Maximum") -> cloudwatch.Metric:
+    """A YARN collector metric (the ResourceManager polled on the master node), read as the policy does."""
+    return cloudwatch.Metric(
+        namespace=names.YARN_NAMESPACE,
+        metric_name=metric,
+        dimensions_map={names.DIM_JOB_FLOW_ID: cluster_id},
+        statistic=statistic,
+        period=Duration.seconds(names.YARN_PERIOD_S),
+    )
+
+
+def _yarn_widgets(cluster_id: str, *, include_heap: bool) -> list[cloudwatch.IWidget]:
+    """The YARN collector's minute-old view (what the policy prefers to EMR's), and Spark's executor demand
+    beside its containers when the heap agent runs (two widgets: the rows stay pairs)."""
+    memory = cloudwatch.GraphWidget(
+        title="YARN memory, MB (ResourceManager, 60 s)",
+        left=[
+            _yarn(names.YARN_ALLOCATED_MEMORY_MB, cluster_id),
+            _yarn(names.YARN_PENDING_MEMORY_MB, cluster_id),
+            _yarn(names.YARN_AVAILABLE_MEMORY_MB, cluster_id, "Minimum"),
+            _yarn(names.YARN_TOTAL_MEMORY_MB, cluster_id),
+        ],
+        width=WIDTH,
+        height=HEIGHT,
+    )
+    right: list[cloudwatch.IMetric] = []
+    if include_heap:
+        right = [_heap(m, cluster_id) for m in (names.SPARK_EXECUTORS_NEEDED, names.SPARK_EXECUTORS_TARGET)]
+    waiting = cloudwatch.GraphWidget(
+        title="YARN containers and applications (ResourceManager)"
+        + ("; Spark executors needed / target" if include_heap else ""),
+        left=[
+            _yarn(names.YARN_CONTAINERS_PENDING, cluster_id),
+            _yarn(names.YARN_APPS_PENDING, cluster_id),
+            _yarn(names.YARN_APPS_RUNNING, cluster_id),
+        ],
+        right=right,
+        width=WIDTH,
+        height=HEIGHT,
+    )
+    return [memory, waiting]

@@ -13,6 +13,11 @@ fires where the policy's dead band ends:
   Defaults: 100 − 85 × 1.08 = 8.2 %.
 - Spark heap: cluster-wide used / max (metric math over the agent's sums) above
   `heap_used_target_pct` × (1 + deadband/100). Defaults: 70 × 1.08 = 75.6 %.
+- YARN pending memory (the agent's YARN collector on the master node, 60 s): any memory asked for and not
+  allocated, YarnPendingMemoryMB (Maximum) > 0 in one minute, wakes the scaler a minute after the
+  ResourceManager saw it, where EMR's ContainerPendingRatio takes five to seven.
+- YARN collector silent: no YarnTotalMemoryMB datapoint for ceil(yarn_metric_max_age_s / 60) minutes (missing
+  data breaching) tells operators; the scaler falls back to EMR's YARN metrics meanwhile by itself.
 """
 
 from __future__ import annotations
@@ -144,9 +149,20 @@ def heap_missing_evaluation_periods(config: Config) -> int:
     return max(1, math.ceil(config.heap_metric_max_age_s / names.HEAP_PERIOD_S))
 
 
+def yarn_missing_evaluation_periods(config: Config) -> int:
+    """YARN collector periods without any datapoint before operators hear that it went silent: as long as the
+    policy keeps using its last datapoint (yarn_metric_max_age_s)."""
+    return max(1, math.ceil(config.yarn_metric_max_age_s / names.YARN_PERIOD_S))
+
+
 HEAP_PCT_EXPRESSION: Final = "100 * heap_used / heap_max"
-# Each namespace's publication period: the EMR gauges every five minutes, the heap agent every minute.
-_PERIOD_S: Final = {names.EMR_NAMESPACE: names.EMR_PERIOD_S, names.HEAP_NAMESPACE: names.HEAP_PERIOD_S}
+# Each namespace's publication period: the EMR gauges every five minutes, the heap agent and its YARN
+# collector every minute.
+_PERIOD_S: Final = {
+    names.EMR_NAMESPACE: names.EMR_PERIOD_S,
+    names.HEAP_NAMESPACE: names.HEAP_PERIOD_S,
+    names.YARN_NAMESPACE: names.YARN_PERIOD_S,
+}
 
 
 def _heap_pct_queries() -> tuple[AlarmMetric, ...]:
@@ -158,9 +174,14 @@ def _heap_pct_queries() -> tuple[AlarmMetric, ...]:
     )
 
 
-def alarm_specs(config: Config, cluster_id: str, *, include_heap: bool = True) -> list[AlarmSpec]:
+def alarm_specs(
+    config: Config, cluster_id: str, *, include_heap: bool = True, include_yarn: bool | None = None
+) -> list[AlarmSpec]:
     """Every alarm of one managed cluster, in a stable order. `include_heap=False` leaves out the alarms on
-    the heap agent's metrics (for clusters without the bootstrap action)."""
+    the heap agent's metrics (for clusters without the bootstrap action); `include_yarn` those on its YARN
+    collector's (default: as include_heap, since the bootstrap action turns the collector on, on the master
+    node)."""
+    yarn = include_heap if include_yarn is None else include_yarn
 
     def alarm(
         kind: str,
@@ -234,6 +255,38 @@ def alarm_specs(config: Config, cluster_id: str, *, include_heap: bool = True) -
             to_operators=to_operators,
         )
 
+    def yarn_collector() -> list[AlarmSpec]:
+        """The alarms on the YARN collector's metrics: memory waits (wakes the scaler), the collector is
+        silent (operators)."""
+        missing_periods = yarn_missing_evaluation_periods(config)
+        silent_s = missing_periods * names.YARN_PERIOD_S
+        return [
+            alarm(
+                names.ALARM_KIND_YARN_PENDING,
+                names.YARN_NAMESPACE,
+                (names.YARN_PENDING_MEMORY_MB, "Maximum"),
+                (1, 1),
+                0.0,
+                description="YARN memory pending (ResourceManager, polled on the master node) above 0 MB; "
+                "wakes the scaler.",
+            ),
+            alarm(
+                names.ALARM_KIND_YARN_MISSING,
+                names.YARN_NAMESPACE,
+                # The collector publishes YarnTotalMemoryMB every minute it reached the ResourceManager: no
+                # datapoint at all means the collector (or the RM) is silent, not that YARN is idle.
+                (names.YARN_TOTAL_MEMORY_MB, "SampleCount"),
+                (missing_periods, missing_periods),
+                1.0,
+                description=f"no YARN ResourceManager datapoint for {silent_s} s: the "
+                "agent's YARN collector on the master node stopped publishing (or cannot reach the "
+                "ResourceManager); the scaler falls back to EMR's 5-minute YARN metrics.",
+                comparison="LessThanThreshold",
+                treat_missing_data="breaching",
+                to_operators=True,
+            ),
+        ]
+
     yarn_threshold = yarn_memory_available_threshold_pct(config)
     idle_periods = idle_evaluation_periods(config)
     specs = [
@@ -271,7 +324,7 @@ def alarm_specs(config: Config, cluster_id: str, *, include_heap: bool = True) -
         ),
     ]
     if not include_heap:
-        return specs
+        return specs + (yarn_collector() if yarn else [])
 
     heap_threshold = heap_used_threshold_pct(config)
     specs.append(
@@ -324,4 +377,4 @@ def alarm_specs(config: Config, cluster_id: str, *, include_heap: bool = True) -
             to_operators=True,
         )
     )
-    return specs
+    return specs + (yarn_collector() if yarn else [])

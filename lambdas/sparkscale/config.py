@@ -150,6 +150,14 @@ class Config:
         doc="An EMR metric older than this is ignored (EMR publishes every 300 s, late).",
     )
     heap_metric_max_age_s: int = _f(180, unit="s", lo=30, doc="A heap metric older than this is ignored.")
+    yarn_metric_max_age_s: int = _f(
+        150,
+        unit="s",
+        lo=60,
+        doc="A metric of the agent's YARN collector (Sparkscale/Yarn: the ResourceManager polled every 10 s, "
+        "published every 60 s) older than this is ignored, and EMR's 5-minute YARN metrics decide instead; "
+        "also how long the collector may be silent before operators hear of it.",
+    )
     dry_run: bool = _f(False, unit="bool", doc="Decide, log and notify, but never resize.")
     # --- spot market ----------------------------------------------------------------------------------------
     max_share_per_instance_type: float = _f(

@@ -95,6 +95,8 @@ ALARM_KIND_HEAP_PCT: Final = "heap-pct"
 ALARM_KIND_HEAP_BYTES: Final = "heap-bytes"
 ALARM_KIND_HEAP_MISSING: Final = "heap-agent-silent"
 ALARM_KIND_HEAP_CRITICAL: Final = "heap-critical"
+ALARM_KIND_YARN_PENDING: Final = "yarn-pending-memory"  # the YARN collector: memory waits (wakes the scaler)
+ALARM_KIND_YARN_MISSING: Final = "yarn-collector-silent"  # the YARN collector stopped publishing (operators)
 
 # --- EventBridge events the stack routes to the handlers (the rules in infra/ and the parsers in events/) ---
 EVENT_SOURCE_CLOUDWATCH: Final = "aws.cloudwatch"

@@ -92,7 +92,10 @@ def test_the_window_follows_the_injected_now_on_every_call() -> None:
     periods = {
         q["MetricStat"]["Metric"]["Namespace"]: q["MetricStat"]["Period"] for q in r1["MetricDataQueries"]
     }
-    assert periods == {names.EMR_NAMESPACE: 300, names.HEAP_NAMESPACE: 60}
+    assert periods == {names.EMR_NAMESPACE: 300, names.HEAP_NAMESPACE: 60, names.YARN_NAMESPACE: 60}
+    assert stats[names.YARN_PENDING_MEMORY_MB] == "Maximum"
+    assert stats[names.YARN_AVAILABLE_MEMORY_MB] == "Minimum"
+    assert stats[names.SPARK_EXECUTORS_NEEDED] == "Sum"
 
 
 def test_a_heap_minute_that_has_just_begun_is_skipped_for_the_previous_complete_one() -> None:
@@ -155,3 +158,61 @@ def test_alarm_reader_finds_clusters_with_an_alarm_in_alarm(aws: AwsClients) -> 
     cw.set_alarm_state(AlarmName="other-j-CCC3", StateValue="ALARM", StateReason="test")
     found = CloudWatchAlarmReader(cw).clusters_in_alarm("sparkscale")
     assert found == {"j-AAA1": [names.alarm_name("sparkscale", "j-AAA1", names.ALARM_KIND_YARN_MEMORY)]}
+
+
+def test_the_yarn_collector_and_spark_demand_come_in_the_same_call_with_their_statistics(
+    aws: AwsClients,
+) -> None:
+    now = clock.utcnow().replace(second=0, microsecond=0) + timedelta(seconds=30)
+    minute = now - timedelta(seconds=90)  # the collector's last closed minute, as one statistic set each
+    dims = [{"Name": names.DIM_JOB_FLOW_ID, "Value": CID}]
+
+    def stats(name: str, lo: float, hi: float) -> dict[str, Any]:
+        # six 10 s polls of the minute, from lo to hi
+        values = {"SampleCount": 6.0, "Sum": 3 * (lo + hi), "Minimum": lo, "Maximum": hi}
+        return {"MetricName": name, "Dimensions": dims, "Timestamp": minute, "StatisticValues": values}
+
+    aws.cloudwatch.put_metric_data(
+        Namespace=names.YARN_NAMESPACE,
+        MetricData=[
+            stats(names.YARN_PENDING_MEMORY_MB, 0.0, 8192.0),
+            stats(names.YARN_ALLOCATED_MEMORY_MB, 100_000.0, 120_000.0),
+            stats(names.YARN_AVAILABLE_MEMORY_MB, 20_000.0, 40_000.0),
+            stats(names.YARN_TOTAL_MEMORY_MB, 140_000.0, 140_000.0),
+            stats(names.YARN_CONTAINERS_PENDING, 0.0, 2.0),
+            stats(names.YARN_APPS_PENDING, 0.0, 1.0),
+            stats(names.YARN_APPS_RUNNING, 3.0, 3.0),
+        ],
+    )
+    # two drivers' agents report what dynamic allocation needs: summed
+    for needed in (30.0, 12.0):
+        aws.cloudwatch.put_metric_data(
+            Namespace=names.HEAP_NAMESPACE,
+            MetricData=[
+                {"MetricName": names.SPARK_EXECUTORS_NEEDED, "Dimensions": dims, "Timestamp": minute,
+                 "Value": needed},
+                {"MetricName": names.SPARK_EXECUTORS_TARGET, "Dimensions": dims, "Timestamp": minute,
+                 "Value": needed / 2},
+            ],
+        )  # fmt: skip
+    calls = _count_calls(aws.cloudwatch, "GetMetricData")
+    snap = CloudWatchMetricsSource(aws.cloudwatch).read_metrics(CID, now)
+    assert calls == ["GetMetricData"]
+
+    def value(signal: Signal) -> float:
+        sample = snap.get(signal)
+        assert sample is not None, signal
+        return sample.value
+
+    # demand at its peak of the minute (Maximum), free room at its lowest (Minimum)
+    assert value(Signal.YARN_PENDING_MEMORY_MB) == 8192.0
+    assert value(Signal.YARN_ALLOCATED_MEMORY_MB) == 120_000.0
+    assert value(Signal.YARN_AVAILABLE_MEMORY_MB) == 20_000.0
+    assert value(Signal.YARN_TOTAL_MEMORY_MB) == 140_000.0
+    assert value(Signal.YARN_CONTAINERS_PENDING) == 2.0
+    assert value(Signal.YARN_APPS_PENDING) == 1.0
+    assert value(Signal.YARN_APPS_RUNNING) == 3.0
+    assert value(Signal.SPARK_EXECUTORS_NEEDED) == 42.0  # Sum of both drivers
+    assert value(Signal.SPARK_EXECUTORS_TARGET) == 21.0
+    at = snap.get(Signal.YARN_PENDING_MEMORY_MB).at  # type: ignore[union-attr]
+    assert timedelta(0) < now - at <= timedelta(seconds=150)  # that minute's datapoint (moto's buckets)

@@ -29,7 +29,10 @@ def test_parse_event_prints_one_json_object(capsys: pytest.CaptureFixture[str]) 
     ("path", "why"),
     [
         ("sns/sns-event.json", "SNS Message is not JSON"),
-        ("eventbridge/CloudWatch_Alarm_State_Change_single_metric.json", "not an EMR or Spark heap metric"),
+        (
+            "eventbridge/CloudWatch_Alarm_State_Change_single_metric.json",
+            "not an EMR, Spark heap or YARN collector metric",
+        ),
     ],
 )
 def test_parse_event_rejects_with_one_line_and_exit_2(path: str, why: str) -> None:

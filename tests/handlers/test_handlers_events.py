@@ -134,7 +134,7 @@ def test_region_display_names_map_to_codes_without_an_arn() -> None:
         ("sns/cloudwatch-alarm-sns-payload-multiple-metrics.json", "AWS/EC2 NetworkOut, not an EMR"),
         (
             "sns/cloudwatch-alarm-sns-payload-single-metric_MESSAGE_BODY.json",
-            "not an EMR or Spark heap metric",
+            "not an EMR, Spark heap or YARN collector metric",
         ),
         ("eventbridge/CloudWatch_Alarm_State_Change_single_metric.json", "AWS/EC2 CPUUtilization"),
         (
@@ -143,7 +143,7 @@ def test_region_display_names_map_to_codes_without_an_arn() -> None:
         ),
         (
             "eventbridge/CloudWatch_Alarm_State_Change_anomaly_detection.json",
-            "not an EMR or Spark heap metric",
+            "not an EMR, Spark heap or YARN collector metric",
         ),
         ("eventbridge/CloudWatch_Alarm_State_Change_composite_with_suppressor.json", "composite alarm"),
         ("eventbridge/EMR_Cluster_State_Change_TERMINATED.json", "'EMR Cluster State Change'"),
@@ -235,3 +235,28 @@ def test_split_records_keeps_batches_apart() -> None:
     assert len(split_records(sqs)) == 1
     assert split_records({"x": 1}) == [{"x": 1}]
     assert [parse_event(r).cluster_id for r in split_records(sqs)] == [CID]
+
+
+def test_an_alarm_on_the_yarn_collector_is_ours() -> None:
+    # the single-metric sample with the yarn-pending-memory alarm's trigger (alarms.alarm_specs)
+    trigger = {
+        "MetricName": "YarnPendingMemoryMB",
+        "Namespace": "Sparkscale/Yarn",
+        "StatisticType": "Statistic",
+        "Statistic": "MAXIMUM",
+        "Dimensions": [{"value": CID, "name": "JobFlowId"}],
+        "Period": 60,
+        "EvaluationPeriods": 1,
+        "ComparisonOperator": "GreaterThanThreshold",
+        "Threshold": 0.0,
+        "TreatMissingData": "notBreaching",
+    }
+    name = f"sparkscale-{CID}-yarn-pending-memory"
+    ev = _mutate(SINGLE, lambda e: _set_message(e, Trigger=trigger, AlarmName=name))
+    t = parse_event(ev, managed_clusters=[CID])
+    assert (t.cluster_id, t.metric_name, t.namespace, t.alarm_name) == (
+        CID,
+        "YarnPendingMemoryMB",
+        "Sparkscale/Yarn",
+        name,
+    )

@@ -26,6 +26,8 @@ def test_default_config_gives_every_kind_but_the_optional_bytes_alarm() -> None:
         names.ALARM_KIND_HEAP_PCT,
         names.ALARM_KIND_HEAP_CRITICAL,
         names.ALARM_KIND_HEAP_MISSING,
+        names.ALARM_KIND_YARN_PENDING,
+        names.ALARM_KIND_YARN_MISSING,
     ]
 
 
@@ -147,7 +149,52 @@ def test_only_critical_and_missing_go_to_operators() -> None:
     assert {s.kind for s in alarm_specs(cfg, CLUSTER) if s.to_operators} == {
         names.ALARM_KIND_HEAP_CRITICAL,
         names.ALARM_KIND_HEAP_MISSING,
+        names.ALARM_KIND_YARN_MISSING,
     }
+
+
+def test_yarn_pending_memory_wakes_the_scaler_after_one_minute_of_any_pending_memory() -> None:
+    s = by_kind(alarm_specs(Config(), CLUSTER))[names.ALARM_KIND_YARN_PENDING]
+    assert (s.name, s.namespace) == (f"sparkscale-{CLUSTER}-yarn-pending-memory", names.YARN_NAMESPACE)
+    assert (s.metric_name, s.statistic) == (names.YARN_PENDING_MEMORY_MB, "Maximum")
+    assert s.dimensions == (("JobFlowId", CLUSTER),)
+    assert (s.period_s, s.evaluation_periods, s.datapoints_to_alarm) == (60, 1, 1)
+    assert (s.threshold, s.comparison) == (0.0, "GreaterThanThreshold")
+    assert s.treat_missing_data == "notBreaching"  # a silent collector is the other alarm's business
+    assert not s.to_operators  # a wake-up call only
+    assert s.state_for([1.0]) == "ALARM"  # 1 MB pending
+    assert s.state_for([0.0]) == "OK"
+    assert s.state_for([None]) == "OK"
+    assert s.state_for([4096.0, 0.0]) == "OK"  # only the last minute counts
+
+
+@pytest.mark.parametrize(("max_age_s", "periods"), [(150, 3), (60, 1), (600, 10)])
+def test_yarn_collector_silent_is_breaching_on_no_data_and_tells_operators(
+    max_age_s: int, periods: int
+) -> None:
+    # ceil(yarn_metric_max_age_s / 60 s): silent for as long as the policy still used its last datapoint
+    cfg = Config.from_mapping({"yarn_metric_max_age_s": max_age_s})
+    s = by_kind(alarm_specs(cfg, CLUSTER))[names.ALARM_KIND_YARN_MISSING]
+    assert (s.namespace, s.metric_name, s.statistic) == (
+        names.YARN_NAMESPACE,
+        names.YARN_TOTAL_MEMORY_MB,
+        "SampleCount",
+    )
+    assert (s.evaluation_periods, s.datapoints_to_alarm, s.period_s) == (periods, periods, 60)
+    assert (s.threshold, s.comparison, s.treat_missing_data) == (1.0, "LessThanThreshold", "breaching")
+    assert s.to_operators
+    assert s.state_for([None] * periods) == "ALARM"
+    assert s.state_for([None] * (periods - 1) + [6.0]) == "OK"  # one minute published: alive
+
+
+def test_yarn_alarms_follow_include_heap_unless_told() -> None:
+    def namespaces(**kw: bool) -> set[str]:
+        return {s.namespace for s in alarm_specs(Config(), CLUSTER, **kw)}
+
+    assert names.YARN_NAMESPACE not in namespaces(include_heap=False)  # no bootstrap action, no collector
+    assert namespaces(include_heap=False, include_yarn=True) == {names.EMR_NAMESPACE, names.YARN_NAMESPACE}
+    assert names.YARN_NAMESPACE not in namespaces(include_yarn=False)
+    assert names.HEAP_NAMESPACE in namespaces(include_yarn=False)
 
 
 def test_state_for_m_of_n_and_missing_data() -> None:

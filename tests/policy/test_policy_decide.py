@@ -83,8 +83,8 @@ def test_decision_fields_for_a_scale_out():
     assert lead.values["counted_gib"] == pytest.approx(192.0)
     # the wording is the point here: what operators read
     assert str(lead).startswith(
-        "YARN memory used 95.0 % of 192 GiB running or requested (182 GiB allocated) > target 85.0 % "
-        "(deadband 8 %)"
+        "YARN memory used 95.0 % of 192 GiB running or requested (182 GiB allocated; EMR's 5-minute metric, "
+        "0 s old) > target 85.0 % (deadband 8 %)"
     )
     added = first(d, ReasonCode.ADD_NODES)
     assert added.subject == "ig-a"

@@ -191,8 +191,8 @@ def test_reason_is_a_sentence_with_numbers_and_units():
     assert est.reasons[0] == reason
     text = str(reason)
     assert text.startswith(
-        "YARN memory used 93.0 % of 192 GiB running or requested (179 GiB allocated) > target 85.0 % "
-        "(deadband 8 %)"
+        "YARN memory used 93.0 % of 192 GiB running or requested (179 GiB allocated; EMR's 5-minute metric, "
+        "0 s old) > target 85.0 % (deadband 8 %)"
     )
     assert "GiB" in text
     assert text.endswith(".")

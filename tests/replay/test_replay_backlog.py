@@ -197,15 +197,15 @@ def test_backlog_signals_reflect_the_queue() -> None:
         ),
     ],
 )
-@pytest.mark.parametrize("collector", [[], ["--no-yarn-collector", "--no-dynamic-allocation"]])
-def test_without_backlog_every_score_is_unchanged(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], golden: str, extra: list[str], collector: list[str]
+def test_without_the_new_signals_and_the_backlog_every_score_is_unchanged(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], golden: str, extra: list[str]
 ) -> None:
-    """The JSON the replay wrote before the YARN collector, reactive-ideal and the backlog existed (see
-    golden/PROVENANCE.md), byte for byte: the new streams are read by no policy yet."""
+    """The JSON the replay wrote before the YARN collector, Spark's executor demand, reactive-ideal and the
+    backlog existed (see golden/PROVENANCE.md), byte for byte, with those signals off and no backlog: the
+    options add to the model and change nothing else."""
     out = tmp_path / "scores.json"
     args = ["replay", "--trace", str(TRACES / "swim_fb2009_hadoop.csv"), "--json", str(out)]
-    assert main([*args, *extra, *collector]) == 0
+    assert main([*args, *extra, "--no-yarn-collector", "--no-dynamic-allocation"]) == 0
     capsys.readouterr()
     assert out.read_text(encoding="utf-8") == (GOLDEN / golden).read_text(encoding="utf-8")
 

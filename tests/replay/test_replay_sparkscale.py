@@ -54,7 +54,8 @@ def test_sparkscale_reacts_to_heap_pressure_through_the_alarm_by_hand() -> None:
 
 
 def test_above_its_minimum_the_scaler_runs_on_every_reconcile_and_reacts_within_a_minute() -> None:
-    """Demand 100 GiB for 10 min, then 300 GiB. Warm start: ⌈(100−48)/96⌉ = 1 TASK node (144 GiB), above the
+    """Without the YARN collector and Spark's executor demand (the signals before they existed).
+    Demand 100 GiB for 10 min, then 300 GiB. Warm start: ⌈(100−48)/96⌉ = 1 TASK node (144 GiB), above the
     minimum of 0, so the reconcile schedule runs run_once every time (every 120 s).
 
     t=600  demand 300 on 144 GiB: the episode starts
@@ -71,7 +72,7 @@ def test_above_its_minimum_the_scaler_runs_on_every_reconcile_and_reacts_within_
         policies=[PolicySpec("sparkscale", "sparkscale")],
         config=Config.from_mapping({"max_task_nodes": 5}),
         cluster=tiny_cluster(),
-        params=SimParams(),
+        params=SimParams(yarn_collector=False, dynamic_allocation=False),  # EMR's metrics and the heap only
     )
     run = result.runs["sparkscale"]
     assert run.supply_gib[:17] == [144.0] * 17
@@ -187,3 +188,22 @@ def test_a_group_in_a_capacity_shortfall_never_delivers_and_the_policy_falls_bac
         params=SimParams(),
     )
     assert any((s - 48.0) % 96.0 != 0 for s in healthy.runs["fallback"].supply_gib)
+
+
+def test_with_sparks_executor_demand_the_first_scale_out_is_sized_in_one_step() -> None:
+    """The same burst with Spark dynamic allocation modelled: the heap wake-up alarm runs run_once at 652 s,
+    as above, but now SparkExecutorsNeeded (visible at 640 s) states the whole demand, 300 GiB of executors,
+    so the first request asks for all of it: 300 / 0.85 target ≈ 353 GiB wanted of the 144 counted → +3
+    nodes of 96 GiB (432 GiB) at once instead of +1 and the rest minutes later."""
+    for collector in (True, False):
+        result = run_replay(
+            [100.0] * 10 + [300.0] * 20,
+            policies=[PolicySpec("sparkscale", "sparkscale")],
+            config=Config.from_mapping({"max_task_nodes": 5}),
+            cluster=tiny_cluster(),
+            params=SimParams(yarn_collector=collector),
+        )
+        run = result.runs["sparkscale"]
+        assert run.supply_gib[:17] == [144.0] * 17
+        assert run.supply_gib[17] == 432.0
+        assert run.scale_out_times_s[0] == pytest.approx(652.0)

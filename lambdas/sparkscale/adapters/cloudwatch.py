@@ -8,7 +8,9 @@ EMR metrics (AWS/ElasticMapReduce, dimension JobFlowId, 300 s) are read with Ave
 metrics (Sparkscale/SparkHeap, dimension JobFlowId, 60 s) are published by every node to the same
 per-cluster metric, so bytes and JVM counts are read with Sum (the cluster total), and the cluster-wide heap
 percentage is computed here as 100 * sum(used) / sum(max) from the SAME period, never averaged from
-per-node percentages.
+per-node percentages. SparkExecutorsNeeded/Target ride in the heap namespace (Sum: every driver's). The YARN
+collector's metrics (Sparkscale/Yarn, dimension JobFlowId, 60 s, one publisher: the master node) are read with
+Maximum (demand at its peak of the minute), YarnAvailableMemoryMB with Minimum (free room at its lowest).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from sparkscale import names
 from sparkscale.adapters.aws_errors import translate
-from sparkscale.policy.model import MetricsSnapshot, Sample, Signal
+from sparkscale.policy.model import MetricsSnapshot, Sample, Signal, SignalSource
 
 log = logging.getLogger(__name__)
 
@@ -43,12 +45,25 @@ class MetricQuery:
     period_s: int
 
 
-EMR_SIGNALS: Final = tuple(s for s in Signal if s.is_emr)
+EMR_SIGNALS: Final = tuple(s for s in Signal if s.source is SignalSource.EMR)
 # Heap: the metrics read directly (Sum over nodes). HEAP_USED_PCT is derived from the used and max sums.
 HEAP_SUMS: Final = (
     (Signal.HEAP_USED_BYTES, names.HEAP_EXECUTOR_USED_BYTES),
     (Signal.HEAP_MAX_BYTES, names.HEAP_EXECUTOR_MAX_BYTES),
     (Signal.JVM_COUNT, names.HEAP_JVM_COUNT),
+    (Signal.SPARK_EXECUTORS_NEEDED, names.SPARK_EXECUTORS_NEEDED),
+    (Signal.SPARK_EXECUTORS_TARGET, names.SPARK_EXECUTORS_TARGET),
+)
+# The YARN collector (one publisher, the master node): demand at its peak of the minute, free room at its
+# lowest (names.YARN_*).
+YARN_STATS: Final[tuple[tuple[Signal, str, str], ...]] = (
+    (Signal.YARN_PENDING_MEMORY_MB, names.YARN_PENDING_MEMORY_MB, "Maximum"),
+    (Signal.YARN_ALLOCATED_MEMORY_MB, names.YARN_ALLOCATED_MEMORY_MB, "Maximum"),
+    (Signal.YARN_AVAILABLE_MEMORY_MB, names.YARN_AVAILABLE_MEMORY_MB, "Minimum"),
+    (Signal.YARN_TOTAL_MEMORY_MB, names.YARN_TOTAL_MEMORY_MB, "Maximum"),
+    (Signal.YARN_CONTAINERS_PENDING, names.YARN_CONTAINERS_PENDING, "Maximum"),
+    (Signal.YARN_APPS_PENDING, names.YARN_APPS_PENDING, "Maximum"),
+    (Signal.YARN_APPS_RUNNING, names.YARN_APPS_RUNNING, "Maximum"),
 )
 
 
@@ -61,6 +76,10 @@ def metric_queries() -> tuple[MetricQuery, ...]:
     qs += [
         MetricQuery(f"heap_{metric.lower()}", s, names.HEAP_NAMESPACE, metric, "Sum", names.HEAP_PERIOD_S)
         for s, metric in HEAP_SUMS
+    ]
+    qs += [
+        MetricQuery(f"yarn_{metric.lower()}", s, names.YARN_NAMESPACE, metric, stat, names.YARN_PERIOD_S)
+        for s, metric, stat in YARN_STATS
     ]
     return tuple(qs)
 
@@ -149,7 +168,10 @@ class CloudWatchMetricsSource:
             series = by_id.get(q.query_id) or {}
             if not series:
                 continue
-            at = max(series) if q.signal.is_emr else self._settled(series, now)
+            # the heap agent runs on every node: its newest period may still miss some (see _settled); EMR
+            # and the YARN collector are one publisher each, so their newest datapoint is complete
+            heap = q.signal.source is SignalSource.HEAP_AGENT
+            at = self._settled(series, now) if heap else max(series)
             samples[q.signal] = Sample(series[at], at)
         used = by_id.get(f"heap_{names.HEAP_EXECUTOR_USED_BYTES.lower()}") or {}
         cap = by_id.get(f"heap_{names.HEAP_EXECUTOR_MAX_BYTES.lower()}") or {}

@@ -45,7 +45,7 @@ class Source(StrEnum):
     EVENTBRIDGE = "eventbridge"
 
 
-OUR_NAMESPACES: Final = frozenset({names.EMR_NAMESPACE, names.HEAP_NAMESPACE})
+OUR_NAMESPACES: Final = frozenset({names.EMR_NAMESPACE, names.HEAP_NAMESPACE, names.YARN_NAMESPACE})
 _CLUSTER_ID: Final = re.compile(r"^j-[A-Za-z0-9]{1,64}$")
 _ARN_REGION: Final = re.compile(r"^arn:aws[a-z-]*:cloudwatch:([a-z0-9-]+):")
 _MAX_EVENT_CHARS: Final = 256 * 1024 * 2  # SNS messages are at most 256 KiB; nested JSON escapes double it
@@ -327,7 +327,7 @@ def _pick(alarm: str, candidates: list[tuple[str, str, Any]]) -> tuple[str, str,
     ours = [c for c in candidates if c[0] in OUR_NAMESPACES]
     if not ours:
         seen = ", ".join(f"{ns or '?'} {m or '?'}" for ns, m, _ in candidates) or "no metric"
-        raise BadEvent(f"alarm {alarm!r} is on {seen}, not an EMR or Spark heap metric")
+        raise BadEvent(f"alarm {alarm!r} is on {seen}, not an EMR, Spark heap or YARN collector metric")
     for ns, metric, dims in ours:
         cid = _job_flow(dims)
         if cid is None:

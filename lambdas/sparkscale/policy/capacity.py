@@ -8,7 +8,8 @@ coming therefore count from the moment they are requested, and a node that has j
 twice or not at all. MemoryTotalMB only calibrates that view: on a settled cluster (see `yarn_memory_scale`)
 it says how much YARN memory one derived GiB really is, and the YARN metrics are converted with that scale.
 
-"Allocated" is EMR's MemoryAllocatedMB (else MemoryTotalMB - MemoryAvailableMB, else from
+"Allocated" is the YARN collector's YarnAllocatedMemoryMB when fresh (yarn_metric_max_age_s), else EMR's
+MemoryAllocatedMB (else MemoryTotalMB - MemoryAvailableMB, else from
 YARNMemoryAvailablePercentage), raised to what the executors hold now when that is more and newer: the heap
 agent's summed JvmHeapMax x (1 + executor_memory_overhead_pct), published every minute where EMR publishes
 every five (executors' containers are part of the allocated memory).
@@ -227,8 +228,12 @@ def capacity_of(counts: NodeCounts, readings: Readings, *, config: Config, scale
 
 
 def _measured_total(readings: Readings) -> float | None:
-    """YARN's own total (GiB): MemoryTotalMB, else MemoryAllocatedMB + MemoryAvailableMB."""
+    """YARN's own total (GiB): the YARN collector's YarnTotalMemoryMB when fresh, else EMR's MemoryTotalMB,
+    else MemoryAllocatedMB + MemoryAvailableMB."""
     values = readings.values
+    rm_total = values.get(Signal.YARN_TOTAL_MEMORY_MB)
+    if rm_total is not None and rm_total > 0:
+        return rm_total / MIB_PER_GIB
     total_mb = values.get(Signal.MEMORY_TOTAL_MB)
     if total_mb is not None and total_mb > 0:
         return total_mb / MIB_PER_GIB
@@ -241,12 +246,16 @@ def _measured_total(readings: Readings) -> float | None:
 def _allocated(
     readings: Readings, measured: float | None, running: float
 ) -> tuple[float | None, datetime | None]:
-    """YARN's allocated memory (its own GiB) and the time of the datapoint it comes from: MemoryAllocatedMB,
+    """YARN's allocated memory (its own GiB) and the time of the datapoint it comes from: the YARN collector's
+    YarnAllocatedMemoryMB when fresh (a minute old, where EMR's are up to seven), else MemoryAllocatedMB,
     else MemoryTotalMB - MemoryAvailableMB, else YARNMemoryAvailablePercentage of the total (measured, else
     the running memory)."""
     values = readings.values
+    rm_alloc = values.get(Signal.YARN_ALLOCATED_MEMORY_MB)
     alloc_mb = values.get(Signal.MEMORY_ALLOCATED_MB)
-    if alloc_mb is not None:
+    if rm_alloc is not None:
+        allocated, at = rm_alloc / MIB_PER_GIB, readings.at(Signal.YARN_ALLOCATED_MEMORY_MB)
+    elif alloc_mb is not None:
         allocated, at = alloc_mb / MIB_PER_GIB, readings.at(Signal.MEMORY_ALLOCATED_MB)
     elif (avail_mb := values.get(Signal.MEMORY_AVAILABLE_MB)) is not None and measured is not None:
         allocated, at = max(0.0, measured - avail_mb / MIB_PER_GIB), readings.at(Signal.MEMORY_AVAILABLE_MB)

@@ -11,7 +11,7 @@ from typing import NamedTuple
 from sparkscale.config import Config
 from sparkscale.policy.estimate import Capacity, Estimate, gib, usable_gib
 from sparkscale.policy.fallback import label
-from sparkscale.policy.model import Cluster, ScalerState
+from sparkscale.policy.model import Cluster, ScalerState, SignalSource
 from sparkscale.policy.planner import EPS, Allocation, Plan
 from sparkscale.policy.reasons import Reason, ReasonCode
 from sparkscale.policy.signals import Readings
@@ -32,7 +32,7 @@ class Context(NamedTuple):
     @property
     def notes(self) -> list[Reason]:
         """Informational reasons appended to every decision: nodes still coming, blocked groups, ignored
-        metrics."""
+        metrics, a stale YARN collector."""
         notes = []
         if self.cap.in_flight_gib > EPS:
             text = (
@@ -42,6 +42,15 @@ class Context(NamedTuple):
             notes.append(Reason(ReasonCode.IN_FLIGHT, text, {"in_flight_gib": self.cap.in_flight_gib}))
         notes += [Reason(ReasonCode.SPOT_BLOCKED, why, subject=g) for g, why in self.blocked.items()]
         notes += [Reason(ReasonCode.METRIC_IGNORED, why) for why in self.readings.ignored]
+        stale = self.readings.yarn_stale_age_s
+        if stale is not None:
+            limit = self.config.yarn_metric_max_age_s
+            text = (
+                f"The YARN collector's newest datapoint is {stale:.0f} s old (max {limit} s): its metrics "
+                "are ignored and EMR's 5-minute YARN metrics decide."
+            )
+            values = {"age_s": stale, "max_age_s": float(limit)}
+            notes.append(Reason(ReasonCode.YARN_COLLECTOR_STALE, text, values, SignalSource.YARN_COLLECTOR))
         return notes
 
     def need_reasons(self) -> tuple[Reason, ...]:

@@ -8,6 +8,11 @@ One signal is one function of one shape, `(readings, capacity, config) -> Need |
 not report, or has nothing to say), listed in SIGNALS: a new signal is one new function added to that tuple.
 
 Signals (all in GiB of usable memory, the capacity's units):
+- YARN memory asked for, from the YARN collector (the ResourceManager polled on the master node, a minute
+  old): (YarnAllocatedMemoryMB + YarnPendingMemoryMB) / yarn_memory_used_target_pct; without a pending-memory
+  datum, YarnContainersPending x default_container_memory_mb stands for it. Only while the collector is fresh
+  (signals.fresh_yarn, yarn_metric_max_age_s); then the two EMR-based YARN needs below step aside (they read
+  the same demand up to seven minutes later: counting both would let a stale view drive).
 - YARN memory used: allocated / yarn_memory_used_target_pct (only when EMR reports an allocation).
 - pending containers: (allocated + ContainerPending x container size) / yarn_memory_used_target_pct; the
   container size is MemoryAllocatedMB / ContainerAllocated, else default_container_memory_mb. Only when
@@ -16,17 +21,23 @@ Signals (all in GiB of usable memory, the capacity's units):
   executors hold x used / target. The heap is a scale-OUT signal: under its target it never asks for less
   (executors only hold the memory YARN gave them, so a quiet heap says nothing about idle YARN memory); over
   its target it may drive a scale-out and vetoes any scale-in.
+- Spark executors needed (dynamic allocation's numberMaxNeededExecutors, summed over drivers) x one executor's
+  container: the heap agent's JvmHeapMax / JvmCount x (1 + executor_memory_overhead_pct), else EMR's
+  MemoryAllocatedMB / ContainerAllocated, else default_container_memory_mb; over yarn_memory_used_target_pct.
+  A scale-OUT signal like the heap: it leaves out drivers, application masters and non-Spark work, so it may
+  ask for more, never for less.
 - TotalLoad per running CORE+TASK node, when total_load_target_per_node > 0, wants the running memory x
   per-node / target.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import NamedTuple
 
 from sparkscale.config import Config
 from sparkscale.policy.capacity import (
+    BYTES_PER_GIB,
     HUGE_RATIO,
     MIB_PER_GIB,
     SETTLE_S,
@@ -41,7 +52,7 @@ from sparkscale.policy.capacity import (
 )
 from sparkscale.policy.model import Signal
 from sparkscale.policy.reasons import Reason, ReasonCode, gib
-from sparkscale.policy.signals import Readings, heap_used_pct
+from sparkscale.policy.signals import Readings, fresh_yarn, heap_used_pct, pending_now
 
 __all__ = [
     "HUGE_RATIO",
@@ -74,6 +85,7 @@ class Need(NamedTuple):
     desired_gib: float  # total usable memory this signal wants
     text: str  # "YARN memory used 91.0 % > target 75.0 % (deadband 10 %)"
     scale_in: bool = True  # False: this signal may ask for more, never for less (the heap)
+    values: Mapping[str, float] | None = None  # more numbers its reason states (GiB, MB, seconds), by name
 
     @property
     def over_target(self) -> bool:
@@ -132,13 +144,36 @@ class Estimate(NamedTuple):
 def _reason(need: Need, have: float, have_text: str) -> Reason:
     """Estimate.reason, with the capacity counted (`have`) already formatted."""
     delta = need.desired_gib - have
-    tail = "" if need.scale_in or need.over_target else " (the heap never asks for less)"
+    tail = ""
+    if not (need.scale_in or need.over_target):
+        tail = f" ({_NEVER_LESS.get(need.signal, 'it')} never asks for less)"
     text = (
         f"{need.text}: wants {gib(need.desired_gib)} of YARN memory, {have_text} running or requested "
         f"({'+' if delta >= 0 else '-'}{gib(abs(delta))}){tail}."
     )
     values = {"value": need.value, "ratio": need.ratio, "desired_gib": need.desired_gib, "counted_gib": have}
+    if need.values:
+        values.update(need.values)
     return Reason(ReasonCode.NEED, text, values, need.signal)
+
+
+_NEVER_LESS = {Signal.HEAP_USED_PCT: "the heap", Signal.SPARK_EXECUTORS_NEEDED: "Spark's executor demand"}
+
+
+def age_text(age_s: float) -> str:
+    """A datapoint's age for a reason: seconds under two minutes, else minutes."""
+    return f"{age_s:.0f} s old" if age_s < 120 else f"{age_s / 60:.0f} min old"
+
+
+def emr_source(readings: Readings, *signals: Signal) -> str:
+    """Where an EMR-based need's numbers come from, for its reason: "EMR's 5-minute metric, 4 min old" (the
+    age of the first of `signals` that is fresh), and why the YARN collector's fresher view is not used when
+    it has gone stale."""
+    age = next((a for s in signals if (a := readings.age_s(s)) is not None), None)
+    text = "EMR's 5-minute metric" + ("" if age is None else f", {age_text(age)}")
+    if readings.yarn_stale_age_s is not None:
+        text += f"; the YARN collector is stale, {age_text(readings.yarn_stale_age_s)}"
+    return text
 
 
 def _compare(ratio: float, band: float) -> str:
@@ -163,7 +198,10 @@ SignalNeed = Callable[[Readings, Capacity, Config], Need | None]
 
 def yarn_memory_need(readings: Readings, cap: Capacity, config: Config) -> Need | None:
     """YARN memory used: EMR's allocation (up to ~7 minutes old), raised to what the executors hold now when
-    that is more, over yarn_memory_used_target_pct. Only when EMR reports an allocation."""
+    that is more, over yarn_memory_used_target_pct. Only when EMR reports an allocation, and not while the
+    YARN collector is fresh (fresh_yarn_need reads the same demand then, minutes earlier)."""
+    if fresh_yarn(readings):
+        return None
     counted, alloc = cap.counted_gib, cap.held_gib
     if cap.allocated_gib is None or alloc is None or counted <= 0:
         return None
@@ -182,7 +220,8 @@ def yarn_memory_need(readings: Readings, cap: Capacity, config: Config) -> Need 
         alloc * 100.0 / y_target,
         _text(
             "YARN memory used",
-            f"{used_pct:.1f} % of {gib(counted)} running or requested ({gib(alloc)} allocated)",
+            f"{used_pct:.1f} % of {gib(counted)} running or requested ({gib(alloc)} allocated; "
+            f"{emr_source(readings, *_EMR_ALLOCATION)})",
             f"{y_target:.1f} %",
             ratio,
             config,
@@ -192,7 +231,10 @@ def yarn_memory_need(readings: Readings, cap: Capacity, config: Config) -> Need 
 
 def pending_containers_need(readings: Readings, cap: Capacity, config: Config) -> Need | None:
     """Pending containers: what was allocated (as of EMR's datapoint; with no allocation data, what runs is
-    full) plus the containers waiting, over yarn_memory_used_target_pct. Only when containers wait."""
+    full) plus the containers waiting, over yarn_memory_used_target_pct. Only when containers wait, and not
+    while the YARN collector is fresh (fresh_yarn_need counts what waits then)."""
+    if fresh_yarn(readings):
+        return None
     values = readings.values
     pending = values.get(Signal.CONTAINER_PENDING) or 0.0
     if pending <= 0:
@@ -216,12 +258,114 @@ def pending_containers_need(readings: Readings, cap: Capacity, config: Config) -
         ratio,
         demand * 100.0 / y_target,
         _text(
-            f"{pending:.0f} pending containers of {gib(size_gib)} ({how}) make YARN demand",
+            f"{pending:.0f} pending containers of {gib(size_gib)} ({how}; "
+            f"{emr_source(readings, Signal.CONTAINER_PENDING)}) make YARN demand",
             shown,
             f"{y_target:.1f} %",
             ratio,
             config,
         ),
+    )
+
+
+def fresh_yarn_need(readings: Readings, cap: Capacity, config: Config) -> Need | None:
+    """YARN memory asked for, from the YARN collector: allocated + pending memory (YARN's own MB, converted
+    with the capacity's yarn_scale) over yarn_memory_used_target_pct. Without a pending-memory datum (an old
+    ResourceManager without pendingMB and a failed JMX read), pending containers x
+    default_container_memory_mb. Only while fresh (signals.fresh_yarn). Its driving signal:
+    YarnPendingMemoryMB when memory waits (value: the MB pending), else YarnAllocatedMemoryMB (value: the MB
+    allocated)."""
+    if not fresh_yarn(readings):
+        return None
+    values = readings.values
+    alloc_mb = values[Signal.YARN_ALLOCATED_MEMORY_MB]
+    pending_mb = values.get(Signal.YARN_PENDING_MEMORY_MB)
+    how = ""
+    if pending_mb is None:
+        containers = values.get(Signal.YARN_CONTAINERS_PENDING) or 0.0
+        pending_mb = containers * config.default_container_memory_mb
+        how = f" ({containers:.0f} containers x default_container_memory_mb)"
+    scale = cap.yarn_scale
+    alloc, pending = alloc_mb / MIB_PER_GIB / scale, pending_mb / MIB_PER_GIB / scale
+    demand = alloc + pending
+    counted, y_target = cap.counted_gib, config.yarn_memory_used_target_pct
+    if counted > 0:
+        ratio = 100.0 * demand / counted / y_target
+        shown = f"{100.0 * demand / counted:.1f} % of {gib(counted)} running or requested"
+    else:
+        ratio = HUGE_RATIO if demand > 0 else 0.0
+        shown = "more than 0 GiB" if demand > 0 else "0 GiB"
+    age = readings.age_s(Signal.YARN_ALLOCATED_MEMORY_MB)
+    source = "ResourceManager" + ("" if age is None else f", {age_text(age)}")
+    signal, value = (
+        (Signal.YARN_PENDING_MEMORY_MB, pending_mb)
+        if pending_mb > 0
+        else (Signal.YARN_ALLOCATED_MEMORY_MB, alloc_mb)
+    )
+    extra = {"allocated_gib": alloc, "pending_gib": pending, "demand_gib": demand}
+    if age is not None:
+        extra["age_s"] = age
+    return Need(
+        signal,
+        value,
+        ratio,
+        demand * 100.0 / y_target,
+        _text(
+            f"YARN memory asked for: {gib(alloc)} allocated + {gib(pending)} pending{how} ({source}) is",
+            shown,
+            f"{y_target:.1f} %",
+            ratio,
+            config,
+        ),
+        values=extra,
+    )
+
+
+def executor_size_gib(readings: Readings, cap: Capacity, config: Config) -> tuple[float, str]:
+    """One executor's container (GiB of usable memory) and where it comes from: the heap agent's
+    JvmHeapMax / JvmCount x (1 + executor_memory_overhead_pct) (the executors' own heap, a minute old), else
+    EMR's MemoryAllocatedMB / ContainerAllocated (every container, application masters included), else
+    default_container_memory_mb."""
+    values = readings.values
+    mx, jvms = values.get(Signal.HEAP_MAX_BYTES), values.get(Signal.JVM_COUNT)
+    if mx is not None and jvms is not None and mx > 0 and jvms >= 1:
+        size = mx / jvms / BYTES_PER_GIB * (1.0 + config.executor_memory_overhead_pct / 100.0)
+        return size / cap.yarn_scale, "JvmHeapMax / JvmCount + overhead"
+    alloc_mb, allocated_n = values.get(Signal.MEMORY_ALLOCATED_MB), values.get(Signal.CONTAINER_ALLOCATED)
+    if alloc_mb is not None and allocated_n is not None and alloc_mb > 0 and allocated_n >= 1:
+        return alloc_mb / allocated_n / MIB_PER_GIB / cap.yarn_scale, "MemoryAllocatedMB / ContainerAllocated"
+    return config.default_container_memory_mb / MIB_PER_GIB / cap.yarn_scale, "default_container_memory_mb"
+
+
+def spark_executors_need(readings: Readings, cap: Capacity, config: Config) -> Need | None:
+    """Spark executors needed (dynamic allocation) x one executor's container, over
+    yarn_memory_used_target_pct: a scale-out signal only (it leaves out drivers, application masters and
+    non-Spark work). Only when Spark reports executors needed."""
+    needed = readings.values.get(Signal.SPARK_EXECUTORS_NEEDED)
+    if needed is None or needed <= 0:
+        return None
+    size, how = executor_size_gib(readings, cap, config)
+    demand = needed * size
+    counted, y_target = cap.counted_gib, config.yarn_memory_used_target_pct
+    if counted > 0:
+        ratio = 100.0 * demand / counted / y_target
+        shown = f"{100.0 * demand / counted:.1f} % of {gib(counted)} running or requested"
+    else:
+        ratio, shown = HUGE_RATIO, "more than 0 GiB"
+    return Need(
+        Signal.SPARK_EXECUTORS_NEEDED,
+        needed,
+        ratio,
+        demand * 100.0 / y_target,
+        _text(
+            f"Spark asks for {needed:.0f} executors of {gib(size)} ({how}): {gib(demand)}, which is",
+            shown,
+            f"{y_target:.1f} %",
+            ratio,
+            config,
+        ),
+        scale_in=False,
+        values={"executor_gib": size, "demand_gib": demand},
     )
 
 
@@ -273,7 +417,14 @@ def total_load_need(readings: Readings, cap: Capacity, config: Config) -> Need |
 
 # Every capacity signal (needs are ordered by desired memory, ties by Signal's enum order): a new signal is
 # one function of the SignalNeed shape added here.
-SIGNALS: tuple[SignalNeed, ...] = (yarn_memory_need, pending_containers_need, heap_need, total_load_need)
+SIGNALS: tuple[SignalNeed, ...] = (
+    fresh_yarn_need,
+    yarn_memory_need,
+    pending_containers_need,
+    spark_executors_need,
+    heap_need,
+    total_load_need,
+)
 
 
 def estimate(
@@ -291,8 +442,10 @@ def estimate(
     have = gib(counted)  # formatted once: every reason states it
     reasons = tuple([_reason(n, counted, have) for n in needs])
     heap = next((n for n in needs if n.signal is Signal.HEAP_USED_PCT), None)
-    pending = readings.values.get(Signal.CONTAINER_PENDING) or 0.0
+    pending = pending_now(readings)[0]
     return Estimate(cap, tuple(needs), pending, reasons, heap_used_pct(readings), heap)
 
 
 _ORDER = {s: i for i, s in enumerate(Signal)}
+# the datapoints EMR's allocation is read from (capacity._allocated), for the age its reason states
+_EMR_ALLOCATION = (Signal.MEMORY_ALLOCATED_MB, Signal.MEMORY_AVAILABLE_MB, Signal.YARN_MEMORY_AVAILABLE_PCT)

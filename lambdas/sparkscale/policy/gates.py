@@ -19,9 +19,10 @@ from sparkscale.policy.context import (
     apply,
     current,
 )
-from sparkscale.policy.model import Cluster, Signal
+from sparkscale.policy.model import Cluster
 from sparkscale.policy.reasons import Reason, ReasonCode
 from sparkscale.policy.removal import plan_removal
+from sparkscale.policy.signals import pending_now
 
 METRICS_MISSING = "Metrics missing"
 
@@ -85,8 +86,7 @@ def idle(ctx: Context, quiet_s: float) -> StepResult:
 
 def waiting(ctx: Context) -> Reason | None:
     """WAITING when containers or applications wait (no scale-in then), else None."""
-    pending = ctx.readings.get(Signal.CONTAINER_PENDING) or 0.0
-    apps = ctx.readings.get(Signal.APPS_PENDING) or 0.0
+    pending, apps = pending_now(ctx.readings)  # the ResourceManager's counts when fresh, else EMR's
     if pending > 0 or apps > 0:
         text = f"{pending:.0f} containers and {apps:.0f} applications are waiting: no scale-in."
         return Reason(ReasonCode.WAITING, text, {"containers_pending": pending, "apps_pending": apps})

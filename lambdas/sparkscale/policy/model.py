@@ -140,8 +140,19 @@ def _requested_usd_per_hour(cluster: Cluster) -> float:
     return sum(g.requested * g.usd_per_hour for g in cluster.task_groups)
 
 
+class SignalSource(StrEnum):
+    """Who publishes a signal, and so how old its datapoints may be (signals.max_age_s)."""
+
+    EMR = "emr"  # AWS/ElasticMapReduce, 300 s, ~2 minutes late: emr_metric_max_age_s
+    HEAP_AGENT = "heap_agent"  # the agent's Spark metrics (Sparkscale/SparkHeap, 60 s): heap_metric_max_age_s
+    YARN_COLLECTOR = "yarn_collector"  # the agent's RM poll (Sparkscale/Yarn, 60 s): yarn_metric_max_age_s
+
+
 class Signal(StrEnum):
-    """Every metric the policy may read. Values are the CloudWatch metric names where one exists."""
+    """Every metric the policy may read. Values are the CloudWatch metric names where one exists.
+
+    New members go at the END: the enum order breaks ties between needs and orders the ignored-metric reasons
+    (a member inserted in the middle would change decisions of equal needs)."""
 
     TOTAL_LOAD = "TotalLoad"
     YARN_MEMORY_AVAILABLE_PCT = "YARNMemoryAvailablePercentage"
@@ -157,15 +168,48 @@ class Signal(StrEnum):
     HEAP_MAX_BYTES = "JvmHeapMax"  # executors, cluster sum
     HEAP_USED_PCT = "JvmHeapUsedPercent"  # executors, cluster-wide used/max
     JVM_COUNT = "JvmCount"
+    # the YARN ResourceManager, polled on the master node by the agent (names.YARN_*): MB are YARN's own
+    YARN_PENDING_MEMORY_MB = "YarnPendingMemoryMB"
+    YARN_ALLOCATED_MEMORY_MB = "YarnAllocatedMemoryMB"
+    YARN_AVAILABLE_MEMORY_MB = "YarnAvailableMemoryMB"
+    YARN_TOTAL_MEMORY_MB = "YarnTotalMemoryMB"
+    YARN_CONTAINERS_PENDING = "YarnContainersPending"
+    YARN_APPS_PENDING = "YarnAppsPending"
+    YARN_APPS_RUNNING = "YarnAppsRunning"
+    # Spark dynamic allocation, from the drivers through the heap agent (only with dynamic allocation on)
+    SPARK_EXECUTORS_NEEDED = "SparkExecutorsNeeded"  # executors the running apps could use now, summed
+    SPARK_EXECUTORS_TARGET = "SparkExecutorsTarget"  # executors the apps ask YARN for now, summed
 
     @property
-    def is_emr(self) -> bool:
-        return self not in _HEAP_SIGNALS
+    def source(self) -> SignalSource:
+        return _SOURCE.get(self, SignalSource.EMR)
 
 
-_HEAP_SIGNALS = frozenset(
-    {Signal.HEAP_USED_BYTES, Signal.HEAP_MAX_BYTES, Signal.HEAP_USED_PCT, Signal.JVM_COUNT}
-)
+_SOURCE: dict[Signal, SignalSource] = {
+    **{
+        s: SignalSource.HEAP_AGENT
+        for s in (
+            Signal.HEAP_USED_BYTES,
+            Signal.HEAP_MAX_BYTES,
+            Signal.HEAP_USED_PCT,
+            Signal.JVM_COUNT,
+            Signal.SPARK_EXECUTORS_NEEDED,
+            Signal.SPARK_EXECUTORS_TARGET,
+        )
+    },
+    **{
+        s: SignalSource.YARN_COLLECTOR
+        for s in (
+            Signal.YARN_PENDING_MEMORY_MB,
+            Signal.YARN_ALLOCATED_MEMORY_MB,
+            Signal.YARN_AVAILABLE_MEMORY_MB,
+            Signal.YARN_TOTAL_MEMORY_MB,
+            Signal.YARN_CONTAINERS_PENDING,
+            Signal.YARN_APPS_PENDING,
+            Signal.YARN_APPS_RUNNING,
+        )
+    },
+}
 
 
 @dataclass(frozen=True, slots=True)

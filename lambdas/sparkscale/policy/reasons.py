@@ -51,6 +51,8 @@ class ReasonCode(StrEnum):
     IN_FLIGHT = "in_flight"  # requested nodes not yet running count as capacity
     SPOT_BLOCKED = "spot_blocked"  # a group the spot fallback blocks (subject: the group id)
     METRIC_IGNORED = "metric_ignored"  # a stale or invalid datapoint (subject: the signal)
+    # the YARN collector has datapoints, none fresh: EMR's YARN metrics decide (subject: the source)
+    YARN_COLLECTOR_STALE = "yarn_collector_stale"
     DRY_RUN = "dry_run"
     # the shell: EMR refused the resize
     NOT_APPLIED = "not_applied"

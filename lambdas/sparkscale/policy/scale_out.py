@@ -39,13 +39,12 @@ def heap_pressure(ctx: Context) -> Reason | None:
     heap = ctx.est.heap
     if heap is None or not heap_pressed(heap.value, ctx.config):
         return None
-    yarn = next((n for n in ctx.est.needs if n.signal is Signal.YARN_MEMORY_AVAILABLE_PCT), None)
-    # yarn.value is YARNMemoryAvailablePercentage: YARN's own view of the memory running now (nodes in flight
-    # left out, which are the point of this rule). Below its deadband YARN has room for more executors
-    # without a new node, and a node added now would be taken back by the next scale-in (the no-oscillation
-    # property found that flip-flop).
+    # YARN's own view of the memory running now (nodes in flight left out, which are the point of this rule):
+    # below its deadband YARN has room for more executors without a new node, and a node added now would be
+    # taken back by the next scale-in (the no-oscillation property found that flip-flop).
+    used = _yarn_used_pct(ctx)
     low = ctx.config.yarn_memory_used_target_pct * (1.0 - ctx.config.deadband_pct / 100.0)
-    if yarn is not None and 100.0 - yarn.value < low:
+    if used is not None and used < low:
         return None
     since = ctx.state.heap_pressure_since or ctx.now
     last = ctx.state.last_scale_out_at
@@ -57,6 +56,18 @@ def heap_pressure(ctx: Context) -> Reason | None:
         "capacity running or requested."
     )
     return Reason(ReasonCode.HEAP_PRESSURE, text, {"heap_used_pct": heap.value}, Signal.HEAP_USED_PCT)
+
+
+def _yarn_used_pct(ctx: Context) -> float | None:
+    """YARN memory allocated, % of YARN's total: the YARN collector's YarnAllocatedMemoryMB /
+    YarnTotalMemoryMB while fresh, else 100 - YARNMemoryAvailablePercentage (the EMR-based need's value)."""
+    values = ctx.readings.values
+    total = values.get(Signal.YARN_TOTAL_MEMORY_MB)
+    alloc = values.get(Signal.YARN_ALLOCATED_MEMORY_MB)
+    if alloc is not None and total is not None and total > 0:
+        return min(100.0, 100.0 * alloc / total)
+    yarn = next((n for n in ctx.est.needs if n.signal is Signal.YARN_MEMORY_AVAILABLE_PCT), None)
+    return None if yarn is None else 100.0 - yarn.value
 
 
 def od_allowed(ctx: Context) -> bool:

@@ -1,5 +1,7 @@
-"""Step 0: which datapoints may be used. A metric older than its maximum age (EMR: emr_metric_max_age_s, heap:
-heap_metric_max_age_s) or not a finite number is ignored, per signal, with a reason."""
+"""Step 0: which datapoints may be used. A metric older than its source's maximum age (EMR:
+emr_metric_max_age_s, heap agent: heap_metric_max_age_s, YARN collector: yarn_metric_max_age_s) or not a
+finite number is ignored, per signal, with a reason. A silent YARN collector's stale metrics are reported
+once, as the collector being stale (Readings.yarn_stale_age_s), not one reason per metric."""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ from types import MappingProxyType
 from typing import NamedTuple
 
 from sparkscale.config import Config
-from sparkscale.policy.model import MetricsSnapshot, Sample, Signal
+from sparkscale.policy.model import MetricsSnapshot, Sample, Signal, SignalSource
 
 
 class Readings(NamedTuple):
@@ -20,6 +22,9 @@ class Readings(NamedTuple):
     values: Mapping[Signal, float] = MappingProxyType({})
     ignored: tuple[str, ...] = ()
     samples: Mapping[Signal, Sample] = MappingProxyType({})  # the snapshot read: see `at`
+    now: datetime | None = None  # when it was read (`age_s`)
+    # the YARN collector has datapoints but none is fresh: the age of its newest one (else None)
+    yarn_stale_age_s: float | None = None
 
     def get(self, signal: Signal) -> float | None:
         return self.values.get(signal)
@@ -29,9 +34,24 @@ class Readings(NamedTuple):
         times are ever asked for."""
         return self.samples[signal].at if signal in self.values else None
 
+    def age_s(self, signal: Signal) -> float | None:
+        """Seconds between the read and a fresh value's datapoint (None: no fresh value or no read time)."""
+        at = self.at(signal)
+        return None if at is None or self.now is None else (self.now - at).total_seconds()
+
 
 def max_age_s(signal: Signal, config: Config) -> int:
-    return config.emr_metric_max_age_s if signal.is_emr else config.heap_metric_max_age_s
+    return _limits(config)[_SRC[signal]]
+
+
+def _limits(config: Config) -> tuple[int, int, int]:
+    """The maximum ages, indexed like _SRC: EMR, heap agent, YARN collector."""
+    return (config.emr_metric_max_age_s, config.heap_metric_max_age_s, config.yarn_metric_max_age_s)
+
+
+_SOURCE_INDEX = {SignalSource.EMR: 0, SignalSource.HEAP_AGENT: 1, SignalSource.YARN_COLLECTOR: 2}
+_SRC = {s: _SOURCE_INDEX[s.source] for s in Signal}
+_YARN = frozenset(s for s in Signal if s.source is SignalSource.YARN_COLLECTOR)
 
 
 _ORDER = {s: i for i, s in enumerate(Signal)}
@@ -42,41 +62,51 @@ def read_signals(metrics: MetricsSnapshot, *, now: datetime, config: Config) -> 
     skew, counts as fresh) and is a finite number >= 0. Everything else is ignored with a reason."""
     values: dict[Signal, float] = {}
     ignored: list[tuple[int, str]] = []
-    emr_limit, heap_limit = config.emr_metric_max_age_s, config.heap_metric_max_age_s
+    limits = _limits(config)
     last_at: datetime | None = None  # the datapoints of one GetMetricData share their timestamp: the age
-    age, emr_fresh, heap_fresh = 0.0, False, False  # of the previous sample's, reused for the same datetime
+    age, fresh = 0.0, (False, False, False)  # of the previous sample's, reused for the same datetime
+    yarn_stale: list[tuple[int, str, float]] = []  # the YARN collector's stale datapoints
+    yarn_fresh = False
     for signal, sample in metrics.samples.items():
         v = sample.value
         at = sample.at
         if at is not last_at:
             age = (now - at).total_seconds()
             last_at = at
-            emr_fresh, heap_fresh = age <= emr_limit, age <= heap_limit
+            fresh = (age <= limits[0], age <= limits[1], age <= limits[2])
+        src = _SRC[signal]
         if not 0 <= v < math.inf:  # NaN too
             why = f"{signal.value} ignored: value {v!r} is not a finite number >= 0."
             ignored.append((_ORDER[signal], why))
-        elif heap_fresh if signal in _HEAP else emr_fresh:
+        elif fresh[src]:
             values[signal] = v
+            yarn_fresh = yarn_fresh or src == 2
         else:
-            limit = heap_limit if signal in _HEAP else emr_limit
-            ignored.append(
-                (_ORDER[signal], f"{signal.value} ignored: its datapoint is {age:.0f} s old (max {limit} s).")
-            )
+            why = f"{signal.value} ignored: its datapoint is {age:.0f} s old (max {limits[src]} s)."
+            if src == 2:
+                yarn_stale.append((_ORDER[signal], why, age))
+            else:
+                ignored.append((_ORDER[signal], why))
+    stale: float | None = None
+    if yarn_stale and not yarn_fresh:  # the collector is silent: one reason for all of it (Context.notes)
+        stale = min(a for _, _, a in yarn_stale)
+    else:  # some of its metrics are fresh: the stale ones are ignored one by one, like any other
+        ignored += [(order, why) for order, why, _ in yarn_stale]
     ignored.sort()  # enum order: deterministic reasons
-    return Readings(values, tuple([text for _, text in ignored]), metrics.samples)
-
-
-_HEAP = frozenset(s for s in Signal if not s.is_emr)
+    return Readings(values, tuple([text for _, text in ignored]), metrics.samples, now, stale)
 
 
 def active_from(readings: Readings) -> bool | None:
     """True when an application runs or waits, False when none does, None when unknown (no fresh data).
-    AppsRunning/AppsPending decide when present; IsIdle (1 = idle) otherwise."""
+    YarnAppsRunning/YarnAppsPending (the YARN collector) decide when fresh, else EMR's
+    AppsRunning/AppsPending, else IsIdle (1 = idle)."""
     return _active(readings.values)
 
 
 def _active(values: Mapping[Signal, float]) -> bool | None:
-    running, pending = values.get(Signal.APPS_RUNNING), values.get(Signal.APPS_PENDING)
+    running, pending = values.get(Signal.YARN_APPS_RUNNING), values.get(Signal.YARN_APPS_PENDING)
+    if running is None and pending is None:  # the ResourceManager's own counts when fresh, else EMR's
+        running, pending = values.get(Signal.APPS_RUNNING), values.get(Signal.APPS_PENDING)
     if running is not None or pending is not None:
         return (running or 0.0) + (pending or 0.0) > 0
     idle = values.get(Signal.IS_IDLE)
@@ -85,7 +115,13 @@ def _active(values: Mapping[Signal, float]) -> bool | None:
     return None
 
 
-_ACTIVITY = (Signal.APPS_RUNNING, Signal.APPS_PENDING, Signal.IS_IDLE)
+_ACTIVITY = (
+    Signal.YARN_APPS_RUNNING,
+    Signal.YARN_APPS_PENDING,
+    Signal.APPS_RUNNING,
+    Signal.APPS_PENDING,
+    Signal.IS_IDLE,
+)
 HEAP_SIGNALS = (Signal.HEAP_USED_BYTES, Signal.HEAP_MAX_BYTES, Signal.HEAP_USED_PCT)
 
 
@@ -104,8 +140,7 @@ def _fresh(
         sample = metrics.get(signal)
         if sample is None or not 0 <= sample.value < math.inf:
             continue
-        limit = config.heap_metric_max_age_s if signal in _HEAP else config.emr_metric_max_age_s
-        if (now - sample.at).total_seconds() <= limit:
+        if (now - sample.at).total_seconds() <= max_age_s(signal, config):
             values[signal] = sample.value
     return values
 
@@ -138,3 +173,25 @@ def heap_pressed(pct: float | None, config: Config) -> bool:
     """The executors' heap is beyond its deadband: above heap_used_target_pct x (1 + deadband_pct/100), the
     heap alarm's threshold."""
     return pct is not None and pct > config.heap_used_target_pct * (1.0 + config.deadband_pct / 100.0)
+
+
+def fresh_yarn(readings: Readings) -> bool:
+    """The YARN collector's demand is fresh: its allocated memory and what waits (pending memory, else
+    pending containers). Then the estimate reads YARN's demand from it and EMR's YARN needs step aside."""
+    values = readings.values
+    return Signal.YARN_ALLOCATED_MEMORY_MB in values and (
+        Signal.YARN_PENDING_MEMORY_MB in values or Signal.YARN_CONTAINERS_PENDING in values
+    )
+
+
+def pending_now(readings: Readings) -> tuple[float, float]:
+    """(containers, applications) waiting: the YARN collector's counts while it is fresh (fresh_yarn: EMR's
+    minutes-old counts are not mixed in), else EMR's; 0 for a count not reported."""
+    values = readings.values
+    if fresh_yarn(readings):
+        containers = values.get(Signal.YARN_CONTAINERS_PENDING)
+        apps = values.get(Signal.YARN_APPS_PENDING)
+    else:
+        containers = values.get(Signal.CONTAINER_PENDING)
+        apps = values.get(Signal.APPS_PENDING)
+    return containers or 0.0, apps or 0.0

@@ -63,7 +63,10 @@ class SparkscaleController:
         self.alarms = AlarmBank(
             [
                 AlarmEvaluator(spec, streams[spec.namespace])
-                for spec in alarm_specs(self.config, world.cluster.cluster_id)
+                # the collector's alarms exist where the collector does (the bootstrap action turns both on)
+                for spec in alarm_specs(
+                    self.config, world.cluster.cluster_id, include_yarn=world.p.yarn_collector
+                )
                 if spec.namespace in streams
             ]
         )
