@@ -1,8 +1,8 @@
 """The replay's cluster model (replay.engine.World) driven by the real handlers over moto.
 
 The World owns simulated time, demand, the node life cycle (provisioning delay, decommissioning) and billing,
-and samples the cluster's EMR and heap metrics (replay.model). This controller connects it to the embedded
-AWS, in simulated time:
+and samples the cluster's EMR, heap and YARN collector metrics (replay.model). This controller connects it
+to the embedded AWS, in simulated time:
 
 - metrics: every datapoint the model makes visible (after its publication lag) is PutMetricData'd to moto
   CloudWatch with its simulated timestamp, before anything reads CloudWatch;
@@ -119,7 +119,7 @@ class DemoController:
         self._full_emails = full_emails
         self._store = DynamoStateStore(clients.dynamodb, prov.table_name)
         self.stats = DemoStats()
-        self._published = {names.EMR_NAMESPACE: 0, names.HEAP_NAMESPACE: 0}
+        self._published = {names.EMR_NAMESPACE: 0, names.HEAP_NAMESPACE: 0, names.YARN_NAMESPACE: 0}
         self._state = {a.spec.name: "INSUFFICIENT_DATA" for a in prov.alarms}
         self._queries, self._inputs = _alarm_queries(prov.alarms)
         self._lookback_s = max(
@@ -160,7 +160,12 @@ class DemoController:
         """PutMetricData every datapoint the model has made visible by `t_s` (simulated timestamps)."""
         w = self._w
         dims = [{"Name": names.DIM_JOB_FLOW_ID, "Value": self._cid}]
-        for ns, stream in ((names.EMR_NAMESPACE, w.emr), (names.HEAP_NAMESPACE, w.heap)):
+        streams = (
+            (names.EMR_NAMESPACE, w.emr),
+            (names.HEAP_NAMESPACE, w.heap),
+            (names.YARN_NAMESPACE, w.yarn),
+        )
+        for ns, stream in streams:
             n = stream.visible_count(t_s)
             data = [
                 {"MetricName": m, "Dimensions": dims, "Timestamp": w.dt(stream.times[i]), "Value": float(v)}
