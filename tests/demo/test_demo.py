@@ -20,14 +20,24 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+import matplotlib.pyplot as plt
 import pytest
 from sparkscale import alarms, clock, names
 from sparkscale_tools.cli import main
 from sparkscale_tools.demo import aws
 from sparkscale_tools.demo import template as tp
-from sparkscale_tools.demo.run import DEMO_RUN, DemoOptions, DemoResult, default_cluster, run_demo
+from sparkscale_tools.demo.run import (
+    DEMO_RUN,
+    DemoOptions,
+    DemoResult,
+    default_cluster,
+    forecast_points,
+    run_demo,
+    summary_text,
+)
 from sparkscale_tools.demo.sim import DemoController
-from sparkscale_tools.replay import synthetic
+from sparkscale_tools.replay import outputs, synthetic
+from sparkscale_tools.replay.model import SimParams
 from sparkscale_tools.replay.run import ReplayResult
 
 from tests.infra.stack_testlib import synth
@@ -200,6 +210,68 @@ def test_the_summary_compares_with_emr_custom_rules_and_writes_the_files(
     assert len(lines) == len(result.stats.decisions)
     assert "Subject: " in result.files["emails"].read_text(encoding="utf-8")
     assert result.files["handler_log"].stat().st_size > 0
+
+
+@pytest.mark.slow
+def test_the_summary_says_in_words_what_each_policy_cost_and_left_unserved(
+    demo: tuple[DemoResult, str, bool],
+) -> None:
+    result, _, _ = demo
+    text = result.files["summary"].read_text(encoding="utf-8")
+    assert text == summary_text(result, trace_name=_options(Path(), Path()).trace.name)
+    lines = text.splitlines()
+    words = outputs.plain_words(result.replay)
+    first = lines.index(words[0])
+    assert lines[first : first + len(words)] == words  # right under the heading
+    for name in (DEMO_RUN, "sparkscale (replay)", "emr-custom-rules", "oracle"):
+        cost = result.replay.scores[name].cost_usd
+        said = f"${cost:,.2f} for the task nodes"
+        assert any(line.startswith(f"{name} (") and said in line for line in words)
+    assert any(line.startswith("Cheapest (the oracle aside): ") for line in words)
+    assert any(line.startswith("Least demand unserved: ") for line in words)
+    key = next(i for i, line in enumerate(lines) if line.startswith("key: θ_U = "))
+    assert first < key
+    assert lines[key + 1].startswith("policy")
+
+
+@pytest.mark.slow
+def test_the_plot_shows_the_fresh_signals_under_the_supply(demo: tuple[DemoResult, str, bool]) -> None:
+    result, _, _ = demo
+    signals = result.signals
+    assert signals is not None
+    p = SimParams()
+    # the collector's minutes, readable 70 s after each minute starts; EMR's 5-minute datapoints 120 s after
+    assert len(signals.yarn) >= 4 * len(signals.emr) > 0
+    assert signals.yarn[0][0] == pytest.approx(p.yarn_period_s + p.yarn_lag_s)
+    assert signals.emr[0][0] == pytest.approx(p.emr_lag_s)
+    assert max(v for _, v in signals.yarn) > 0  # the scenario's shortages show as pending memory
+    fig = outputs.plot_figure(result.replay, signals=signals)
+    try:
+        supply_ax, signal_ax, cost_ax, zoom_ax = fig.axes
+        assert signal_ax.get_shared_x_axes().joined(supply_ax, signal_ax)
+        legend = [t.get_text() for t in signal_ax.get_legend().get_texts()]
+        assert any(t.startswith("YARN collector: YarnPendingMemoryMB") for t in legend)
+        assert any(t.startswith("EMR's metrics: ContainerPending") for t in legend)
+        assert any("forecast" in t for t in legend) == bool(signals.forecast)
+        costs = {t.get_text().split(":")[0] for t in cost_ax.get_legend().get_texts()}
+        assert costs == set(result.replay.runs)
+        assert zoom_ax.get_xlabel() == "time (h:mm)"
+    finally:
+        plt.close(fig)
+
+
+def test_forecasts_are_read_from_any_decision_field_named_forecast() -> None:
+    epoch = SimParams().epoch
+    decisions: list[dict[str, Any]] = [
+        {"at": "2026-01-05T00:10:00+00:00", "forecast": {"demand_gib": 500.0, "lead_s": 360}},
+        {"at": "2026-01-05T00:20:00+00:00", "forecast_lead_s": 120, "forecast_demand_gib": 300.0},
+        {"at": "2026-01-05T00:30:00+00:00", "inputs": {"forecast_mb": 2048.0}},
+        {"at": "2026-01-05T00:40:00+00:00", "forecast_mode": "off"},  # a setting, no forecast
+        {"at": "2026-01-05T00:50:00+00:00", "direction": "scale_out"},  # none at all
+        {"at": "not a time", "forecast": 1.0},
+    ]
+    assert forecast_points(decisions, epoch) == [(960.0, 500.0), (1320.0, 300.0), (1800.0, 2.0)]
+    assert forecast_points([], epoch) == []
 
 
 @pytest.mark.slow

@@ -11,14 +11,17 @@ import contextlib
 import importlib
 import json
 import logging
+import math
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from pathlib import Path
 from types import ModuleType
 from typing import Any, Final, TextIO
 
+from sparkscale import names
 from sparkscale.config import Config
 from sparkscale.policy.model import Role
 
@@ -90,6 +93,7 @@ class DemoResult:
     wall_s: float
     files: dict[str, Path]
     notes: list[str]
+    signals: outputs.FreshSignals | None = None  # the plot's signal panel
 
     @property
     def max_requested(self) -> int:
@@ -185,6 +189,7 @@ def run_demo(opts: DemoOptions, *, out: TextIO, err: TextIO) -> DemoResult:
         "decisions": opts.out_dir / "decisions.jsonl",
         "emails": opts.out_dir / "operator-emails.txt",
         "handler_log": opts.out_dir / "handler-logs.jsonl",
+        "summary": opts.out_dir / "summary.txt",
     }
     start = pol.warm_start(demand[0], cluster=opts.cluster, config=tpl.config)
     console.line(f"template: {tpl.source} (stack {tpl.stack_name}; managed cluster {tpl.cluster_ids[0]})")
@@ -193,15 +198,16 @@ def run_demo(opts: DemoOptions, *, out: TextIO, err: TextIO) -> DemoResult:
         setup = _set_up(opts, tpl, endpoint, start)
         console.lines(_setup_lines(tpl, setup))
         record = RunRecord(DEMO_RUN)
-        stats, notes = _drive(
+        stats, notes, world = _drive(
             opts, setup, demand=demand, record=record, console=console, handler_log=files["handler_log"]
         )
     wall = time.perf_counter() - t0
     config, spec = setup.tpl.config, setup.spec
     with _quiet("sparkscale"):  # the baselines' own run_once calls log like the handlers: not on the console
         replay = (_compare if opts.compare else _alone)(opts, demand, spec, config, record)
-    _write_files(files, replay, stats, opts)
-    return DemoResult(
+    signals = fresh_signals(world, stats.decisions)
+    _write_files(files, replay, stats, opts, signals)
+    result = DemoResult(
         cluster_id=spec.cluster_id,
         endpoint=endpoint,
         template=tpl.source,
@@ -213,7 +219,10 @@ def run_demo(opts: DemoOptions, *, out: TextIO, err: TextIO) -> DemoResult:
         wall_s=wall,
         files=files,
         notes=notes + list(replay.notes),
+        signals=signals,
     )
+    files["summary"].write_text(summary_text(result, trace_name=opts.trace.name), encoding="utf-8")
+    return result
 
 
 def _set_up(opts: DemoOptions, tpl: tp.StackTemplate, endpoint: str, start: Mapping[str, int]) -> _Setup:
@@ -234,7 +243,7 @@ def _drive(
     record: RunRecord,
     console: Console,
     handler_log: Path,
-) -> tuple[DemoStats, list[str]]:
+) -> tuple[DemoStats, list[str], World]:
     """The World driven by the real handlers (in the alarm function's environment, on the simulated clock)."""
     prov, spec = setup.prov, setup.spec
     notes: list[str] = []
@@ -300,7 +309,7 @@ def _drive(
                 console.finish()
                 overlay.close()
                 common.set_runtime(None)
-    return controller.stats, notes
+    return controller.stats, notes, world
 
 
 @contextlib.contextmanager
@@ -423,7 +432,11 @@ def _score(demand: list[float], rec: RunRecord, params: SimParams, oracle_cost: 
 
 
 def _write_files(
-    files: Mapping[str, Path], replay: ReplayResult, stats: DemoStats, opts: DemoOptions
+    files: Mapping[str, Path],
+    replay: ReplayResult,
+    stats: DemoStats,
+    opts: DemoOptions,
+    signals: outputs.FreshSignals,
 ) -> None:
     files["scores"].write_text(outputs.json_text(replay), encoding="utf-8")
     files["timeline"].write_text(outputs.timeline_text(replay), encoding="utf-8")
@@ -439,13 +452,129 @@ def _write_files(
         encoding="utf-8",
     )
     outputs.write_plot(
-        replay, files["plot"], title=f"sparkscale demo (real handlers on moto): {Path(opts.trace.name).name}"
+        replay,
+        files["plot"],
+        title=f"sparkscale demo (real handlers on moto): {Path(opts.trace.name).name}",
+        signals=signals,
     )
+
+
+# --- the signal panel -------------------------------------------------------------------------------------
+def fresh_signals(world: World, decisions: Sequence[Mapping[str, Any]]) -> outputs.FreshSignals:
+    """Pending YARN memory as the policy could read it after the run: the YARN collector's minutes (readable
+    when the minute has closed and the PutMetricData lag has passed) and EMR's 5-minute datapoints (readable
+    after EMR's publication lag; EMR has no pending-memory metric: ContainerPending × the container size, as
+    the policy estimates it, MemoryAllocatedMB / ContainerAllocated or default_container_memory_mb), and
+    the policy's demand forecasts from the decisions that carry one."""
+    p = world.p
+    yarn_delay = p.yarn_period_s + p.yarn_lag_s
+    world.yarn.made()
+    yarn = [
+        (t + yarn_delay, v[names.YARN_PENDING_MEMORY_MB] / 1024.0)
+        for t, v in zip(world.yarn.times, world.yarn.values, strict=True)
+        if names.YARN_PENDING_MEMORY_MB in v
+    ]
+    default_mb = world.config.default_container_memory_mb
+    emr = []
+    for t, v in zip(world.emr.times, world.emr.values, strict=True):
+        pending = v.get(names.EMR_CONTAINER_PENDING)
+        if pending is None:
+            continue
+        alloc_mb, alloc_n = v.get(names.EMR_MEMORY_ALLOCATED_MB), v.get(names.EMR_CONTAINER_ALLOCATED)
+        size_mb = alloc_mb / alloc_n if alloc_mb and alloc_n and alloc_n >= 1 else default_mb
+        emr.append((t + p.emr_lag_s, pending * size_mb / 1024.0))
+    return outputs.FreshSignals(
+        yarn=yarn,
+        emr=emr,
+        truth_run=DEMO_RUN,
+        forecast=forecast_points(decisions, p.epoch),
+        yarn_label=f"YARN collector: YarnPendingMemoryMB (1-min, readable {yarn_delay:g} s after the "
+        "minute starts)",
+        emr_label=f"EMR's metrics: ContainerPending × container size ({p.emr_period_s} s, readable "
+        f"{p.emr_lag_s:g} s after)",
+    )
+
+
+def forecast_points(decisions: Sequence[Mapping[str, Any]], epoch: datetime) -> list[tuple[float, float]]:
+    """(time s, GiB) of each decision's demand forecast, at the time it is for: the decision's `at` plus its
+    lead time when the record gives one. The forecast is the first field whose name contains "forecast"
+    (at the top of the record, or one level down): a number (GiB; MB when its name ends in `_mb`), or a
+    mapping holding one (its first number whose key names GiB, MB or demand) with the lead time in it (a
+    key containing "lead", seconds). Decisions without one, or with a value not understood, are skipped."""
+    out: list[tuple[float, float]] = []
+    for d in decisions:
+        found = _forecast_field(d)
+        at = _parse_at(d.get("at"))
+        if found is None or at is None:
+            continue
+        key, value = found
+        gib, lead = _forecast_value(key, value)
+        if lead is None:
+            lead = _lead_s(d)
+        if gib is None or not math.isfinite(gib):
+            continue
+        out.append(((at - epoch).total_seconds() + (lead or 0.0), gib))
+    return out
+
+
+def _forecast_field(d: Mapping[str, Any]) -> tuple[str, Any] | None:
+    for k, v in d.items():
+        low = k.lower()
+        if "forecast" in low and "lead" not in low and (_number(v) is not None or isinstance(v, Mapping)):
+            return k, v
+    for v in d.values():
+        if isinstance(v, Mapping):
+            found = _forecast_field({k: x for k, x in v.items() if not isinstance(x, Mapping)})
+            if found is not None:
+                return found
+    return None
+
+
+def _number(x: Any) -> float | None:
+    return float(x) if isinstance(x, int | float) and not isinstance(x, bool) else None
+
+
+def _forecast_value(key: str, value: Any) -> tuple[float | None, float | None]:
+    """(GiB, lead s or None) of one forecast field."""
+    n = _number(value)
+    if n is not None:
+        return (n / 1024.0 if key.lower().endswith("_mb") else n), None
+    if not isinstance(value, Mapping):
+        return None, None
+    lead = _lead_s(value)
+    for k, v in value.items():
+        x, low = _number(v), k.lower()
+        if x is None or "lead" in low:
+            continue
+        if low.endswith("_mb"):
+            return x / 1024.0, lead
+        if "gib" in low or "demand" in low:
+            return x, lead
+    return None, lead
+
+
+def _lead_s(d: Mapping[str, Any]) -> float | None:
+    for k, v in d.items():
+        low = k.lower()
+        if "lead" in low and _number(v) is not None:
+            return float(v) * (60.0 if low.endswith("_min") else 1.0)
+    return None
+
+
+def _parse_at(at: Any) -> datetime | None:
+    if not isinstance(at, str):
+        return None
+    try:
+        t = datetime.fromisoformat(at.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return t if t.tzinfo is not None else t.replace(tzinfo=UTC)
 
 
 # --- the summary ------------------------------------------------------------------------------------------
 def summary_text(result: DemoResult, *, trace_name: str) -> str:
-    """What happened, the comparison table (replay.outputs.summary_text) and where the files are."""
+    """What each policy cost and left unserved, in words (replay.outputs.plain_words), what happened in the
+    demo, the comparison table (replay.outputs.summary_text) and where the files are."""
     s = result.stats
     hours = len(result.replay.demand) * result.replay.step_s / 3600.0
     speed = hours * 3600.0 / result.wall_s if result.wall_s > 0 else 0.0
@@ -474,8 +603,9 @@ def summary_text(result: DemoResult, *, trace_name: str) -> str:
         f"alarm state changes: {counts(s.transitions)}",
         f"operator emails received on SQS: {len(s.emails)} ({counts(kinds)})",
     ]
+    lines[2:2] = [*outputs.plain_words(result.replay), ""]
     lines += [f"failed invocation: {f}" for f in s.failures[:5]]
     lines += [f"note: {n}" for n in result.notes]
-    lines += ["", outputs.summary_text(result.replay).rstrip("\n"), "", "files:"]
+    lines += ["", outputs.summary_text(result.replay, words=False).rstrip("\n"), "", "files:"]
     lines += [f"  {k:<12}{p}" for k, p in result.files.items()]
     return "\n".join(lines) + "\n"
