@@ -264,13 +264,33 @@ def test_forecasts_are_read_from_any_decision_field_named_forecast() -> None:
     epoch = SimParams().epoch
     decisions: list[dict[str, Any]] = [
         {"at": "2026-01-05T00:10:00+00:00", "forecast": {"demand_gib": 500.0, "lead_s": 360}},
+        {  # records.forecast_to_dict: the value at target_at
+            "at": "2026-01-05T00:15:00+00:00",
+            "forecast": {
+                "target_at": "2026-01-05T00:21:40+00:00",
+                "lead_time_s": 400.0,
+                "signal_age_s": 70.0,
+                "horizon_s": 470.0,
+                "current_gib": 100.0,
+                "trend_gib": 150.0,
+                "slope_gib_per_s": 0.1,
+                "seasonal_gib": 0.0,
+                "value_gib": 150.0,
+                "method": "trend",
+            },
+        },
         {"at": "2026-01-05T00:20:00+00:00", "forecast_lead_s": 120, "forecast_demand_gib": 300.0},
         {"at": "2026-01-05T00:30:00+00:00", "inputs": {"forecast_mb": 2048.0}},
         {"at": "2026-01-05T00:40:00+00:00", "forecast_mode": "off"},  # a setting, no forecast
         {"at": "2026-01-05T00:50:00+00:00", "direction": "scale_out"},  # none at all
         {"at": "not a time", "forecast": 1.0},
     ]
-    assert forecast_points(decisions, epoch) == [(960.0, 500.0), (1320.0, 300.0), (1800.0, 2.0)]
+    assert forecast_points(decisions, epoch) == [
+        (960.0, 500.0),
+        (1300.0, 150.0),
+        (1320.0, 300.0),
+        (1800.0, 2.0),
+    ]
     assert forecast_points([], epoch) == []
 
 

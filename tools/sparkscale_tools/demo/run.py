@@ -16,7 +16,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import ModuleType
 from typing import Any, Final, TextIO
@@ -496,11 +496,12 @@ def fresh_signals(world: World, decisions: Sequence[Mapping[str, Any]]) -> outpu
 
 
 def forecast_points(decisions: Sequence[Mapping[str, Any]], epoch: datetime) -> list[tuple[float, float]]:
-    """(time s, GiB) of each decision's demand forecast, at the time it is for: the decision's `at` plus its
-    lead time when the record gives one. The forecast is the first field whose name contains "forecast"
-    (at the top of the record, or one level down): a number (GiB; MB when its name ends in `_mb`), or a
-    mapping holding one (its first number whose key names GiB, MB or demand) with the lead time in it (a
-    key containing "lead", seconds). Decisions without one, or with a value not understood, are skipped."""
+    """(time s, GiB) of each decision's demand forecast, at the time it is for. The forecast is the first
+    field whose name contains "forecast" (at the top of the record, or one level down): a number (GiB; MB
+    when its name ends in `_mb`), or a mapping (records.forecast_to_dict: `value_gib`, `target_at`,
+    `lead_time_s`) whose value is its `value*` number, else its first number naming demand, GiB or MB. Its
+    time: the mapping's `target_at`, else the decision's `at` plus a lead time (a key containing "lead",
+    seconds). Decisions without one, or with a value not understood, are skipped."""
     out: list[tuple[float, float]] = []
     for d in decisions:
         found = _forecast_field(d)
@@ -509,11 +510,13 @@ def forecast_points(decisions: Sequence[Mapping[str, Any]], epoch: datetime) -> 
             continue
         key, value = found
         gib, lead = _forecast_value(key, value)
+        target = _parse_at(value.get("target_at")) if isinstance(value, Mapping) else None
         if lead is None:
             lead = _lead_s(d)
         if gib is None or not math.isfinite(gib):
             continue
-        out.append(((at - epoch).total_seconds() + (lead or 0.0), gib))
+        when = target if target is not None else at + timedelta(seconds=lead or 0.0)
+        out.append(((when - epoch).total_seconds(), gib))
     return out
 
 
@@ -542,14 +545,12 @@ def _forecast_value(key: str, value: Any) -> tuple[float | None, float | None]:
     if not isinstance(value, Mapping):
         return None, None
     lead = _lead_s(value)
-    for k, v in value.items():
-        x, low = _number(v), k.lower()
-        if x is None or "lead" in low:
-            continue
-        if low.endswith("_mb"):
-            return x / 1024.0, lead
-        if "gib" in low or "demand" in low:
-            return x, lead
+    numbers = [(k.lower(), x) for k, v in value.items() if (x := _number(v)) is not None]
+    numbers = [(k, x) for k, x in numbers if "lead" not in k]
+    for wanted in ("value", "demand", "gib", "_mb"):
+        for k, x in numbers:
+            if wanted in k and (k.endswith(("gib", "_mb")) or wanted in ("gib", "_mb")):
+                return (x / 1024.0 if k.endswith("_mb") else x), lead
     return None, lead
 
 
