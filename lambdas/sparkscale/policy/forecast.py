@@ -9,7 +9,8 @@
 Two forecasts of the demand at now + lead time, and one rule to combine them:
 
 - **trend** (always, from ScalerState.demand_samples: the samples of the last TREND_WINDOW_S): Theil-Sen. The
-  slope is the median of the pairwise slopes, clipped to +-MAX_GROWTH_PER_S x max(level, SLOPE_FLOOR_GIB); the
+  slope is the median of the pairwise slopes, clipped to +-MAX_GROWTH_PER_S x max(the samples' median,
+  SLOPE_FLOOR_GIB); the
   level at the newest sample is the median of the samples moved along that slope to it, so one sample alone
   (a spike, or a dip) moves neither. The projection is damped: level + slope x DAMPING_S x (1 - e^(-h /
   DAMPING_S)), so it never extrapolates a slope further than DAMPING_S however long the horizon. Fewer than
@@ -50,7 +51,7 @@ MAX_PENDING_S = 3600.0  # a scale-out not running after this measures nothing (s
 TREND_WINDOW_S = 600.0  # the trend's window
 MAX_SAMPLES = 12  # at most this many samples in the window (the newest): 66 pairwise slopes at most
 MIN_TREND_SAMPLES = 3
-MAX_GROWTH_PER_S = 1.0 / 600.0  # |slope| <= max(level, SLOPE_FLOOR_GIB) per 10 minutes
+MAX_GROWTH_PER_S = 1.0 / 600.0  # |slope| <= max(median sample, SLOPE_FLOOR_GIB) per 10 minutes
 SLOPE_FLOOR_GIB = 96.0  # one 4xlarge node of usable memory: a ramp from nothing may still grow
 DAMPING_S = 600.0
 BUCKET_S = 300
@@ -145,7 +146,7 @@ def trend(samples: Sequence[DemandSample], horizon_s: float) -> tuple[float, flo
     slopes = [(ys[j] - ys[i]) / (xs[j] - xs[i]) for i in range(n) for j in range(i + 1, n) if xs[j] > xs[i]]
     slope = median(slopes) if slopes else 0.0
     level = median([y - slope * x for x, y in zip(xs, ys, strict=True)])
-    limit = max(level, SLOPE_FLOOR_GIB) * MAX_GROWTH_PER_S
+    limit = max(median(ys), SLOPE_FLOOR_GIB) * MAX_GROWTH_PER_S
     if abs(slope) > limit:
         slope = math.copysign(limit, slope)
         level = median([y - slope * x for x, y in zip(xs, ys, strict=True)])
