@@ -97,11 +97,7 @@ def next_state(
 
     shortfall, seen = _shortfall(previous, decision, cluster, acted=acted, now=now)
     errors = _capacity_errors(previous, cluster, shortfall, now=now, config=config)
-    samples, leads, pending = previous.demand_samples, previous.lead_times_s, previous.pending_scale_out
-    if config.forecast_mode != "off":
-        if observed.demand is not None:
-            samples = add_sample(samples, observed.demand)
-        leads, pending = measure_lead(previous, cluster, decision, acted=acted, now=now)
+    samples, leads, pending = _forecast_fields(previous, decision, cluster, observed, acted=acted, now=now)
     return ScalerState(
         last_scale_out_at=last_out,
         last_scale_in_at=last_in,
@@ -116,6 +112,23 @@ def next_state(
         lead_times_s=leads,
         pending_scale_out=pending,
     )
+
+
+def _forecast_fields(
+    previous: ScalerState,
+    decision: Decision,
+    cluster: Cluster,
+    observed: Observation,
+    *,
+    acted: bool,
+    now: datetime,
+) -> tuple[tuple[DemandSample, ...], tuple[float, ...], PendingScaleOut | None]:
+    """demand_samples, lead_times_s, pending_scale_out after the decision (see next_state); unchanged when
+    nothing was observed for the forecast (forecast_mode off: observed.demand is None)."""
+    if observed.demand is None:
+        return previous.demand_samples, previous.lead_times_s, previous.pending_scale_out
+    leads, pending = measure_lead(previous, cluster, decision, acted=acted, now=now)
+    return add_sample(previous.demand_samples, observed.demand), leads, pending
 
 
 def _observe(
