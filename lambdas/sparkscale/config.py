@@ -15,6 +15,7 @@ from functools import cached_property
 from typing import Any, Final, Literal, cast
 
 CONTEXT_KEY: Final = "sparkscale"  # cdk.json: {"context": {"sparkscale": {...}}}
+FORECAST_MODES: Final = ("off", "observe", "act")
 
 
 class ConfigError(ValueError):
@@ -136,6 +137,14 @@ class Config:
     )
     scale_in_stabilization_s: int = _f(
         600, unit="s", lo=0, doc="Scale in only to the highest recommendation of this trailing window."
+    )
+    forecast_mode: str = _f(
+        "off",
+        unit="off \\| observe \\| act",
+        doc="Forecast of the demand when nodes requested now would be usable (the measured request-to-usable "
+        "delay plus the driving datapoint's age): off; observe (computed, recorded in the decision and the "
+        "audit, never acted on); act (sizes for it, never scales in below it, buys nothing for a burst it "
+        "forecasts to end before new nodes are usable).",
     )
     idle_after_s: int = _f(
         900,
@@ -308,6 +317,12 @@ class Config:
         if self.heap_critical_pct < self.heap_used_target_pct:
             raise ConfigError(
                 "heap_critical_pct", f"below heap_used_target_pct {self.heap_used_target_pct}", source=source
+            )
+        if self.forecast_mode not in FORECAST_MODES:
+            raise ConfigError(
+                "forecast_mode",
+                f"{self.forecast_mode!r} is not one of {', '.join(FORECAST_MODES)}",
+                source=source,
             )
         for c in self.clusters:
             if not (c.startswith("j-") and len(c) > 2 and c[2:].isalnum()):

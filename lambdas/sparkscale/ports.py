@@ -62,6 +62,25 @@ class CapacityErrorRecorder(Protocol):
         ...
 
 
+@runtime_checkable
+class DemandHistoryStore(Protocol):
+    """Optional on a StateStore (forecast): the demand's 5-minute peak buckets, kept at most a week and a day
+    (policy.forecast.HISTORY_KEEP_S, a TTL in DynamoDB), for the seasonal forecast. Not in ScalerState: a
+    week is 2016 buckets, read only where the forecast looks (policy.forecast.history_ranges) and written
+    one bucket at a time. Checked with isinstance(ports.state, DemandHistoryStore): without it the forecast
+    is the trend alone."""
+
+    def load_demand(
+        self, cluster_id: str, ranges: Sequence[tuple[datetime, datetime]]
+    ) -> Mapping[datetime, float]:
+        """bucket start -> peak GiB, for the buckets recorded within each (first, last) range (inclusive)."""
+        ...
+
+    def record_demand(self, cluster_id: str, bucket: datetime, peak_gib: float, now: datetime) -> None:
+        """Raise the bucket's peak to `peak_gib` (a larger peak already recorded is kept)."""
+        ...
+
+
 @dataclass(frozen=True, slots=True)
 class Notice:
     """One operator message: an action, a failure, or 'at max and still under pressure'."""

@@ -4,10 +4,32 @@ from __future__ import annotations
 
 from typing import Any
 
-from sparkscale.policy.model import Decision
+from sparkscale.policy.model import Decision, Forecast
+
+
+def forecast_to_dict(f: Forecast) -> dict[str, Any]:
+    return {
+        "target_at": f.target_at.isoformat(),
+        "lead_time_s": f.lead_time_s,
+        "signal_age_s": f.signal_age_s,
+        "horizon_s": f.horizon_s,
+        "current_gib": f.current_gib,
+        "trend_gib": f.trend_gib,
+        "slope_gib_per_s": f.slope_gib_per_s,
+        "seasonal_gib": f.seasonal_gib,
+        "value_gib": f.value_gib,
+        "method": f.method,
+    }
 
 
 def decision_to_dict(d: Decision) -> dict[str, Any]:
+    out = _decision_dict(d)
+    if d.forecast is not None:  # forecast_mode observe or act; a decision without one is recorded as before
+        out["forecast"] = forecast_to_dict(d.forecast)
+    return out
+
+
+def _decision_dict(d: Decision) -> dict[str, Any]:
     return {
         "cluster_id": d.cluster_id,
         "at": d.at.isoformat(),

@@ -7,6 +7,13 @@ audit trail and the once-only notice ledger. Powertools Idempotency shares the t
 | state | cluster#<id> | state | state (JSON), updated_at, last_direction |
 | audit | cluster#<id> | audit#<ISO time>#<owner> | decision (JSON), direction, expires_at (TTL) |
 | notice ledger | cluster#<id> | notice#<key> | claimed_at, expires_at (absent: forever) |
+| demand history | cluster#<id> | demand#<YYYY-MM-DDTHH> | m00 … m55 (5-minute peaks, GiB), expires_at (TTL) |
+
+The demand history (forecast_mode observe or act) is one small item per UTC hour (≤ 12 numbers; TTL: the
+hour's end + a week and a day): a week is
+192 items, none near DynamoDB's 400 KB, and the state item does not grow with it. Each evaluation updates one
+attribute of one item (kept when a larger peak is there) and reads only the hours the forecast looks at
+(three Query calls of one or two items each).
 
 The lease is a conditional PutItem: it succeeds when there is no lease, the lease has expired, or the caller
 already holds it. DynamoDB's TTL deletes expired items only eventually, so every read compares expires_at with
@@ -19,6 +26,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
@@ -29,6 +37,7 @@ from sparkscale import names
 from sparkscale.adapters.aws_errors import translate
 from sparkscale.errors import TransientAwsError
 from sparkscale.policy import state_from_dict, state_to_dict
+from sparkscale.policy.forecast import HISTORY_KEEP_S
 from sparkscale.policy.model import Decision, ScalerState
 from sparkscale.records import decision_to_dict
 
@@ -41,6 +50,7 @@ SK_LEASE: Final = "lease"
 SK_STATE: Final = "state"
 AUDIT_PREFIX: Final = "audit#"
 NOTICE_PREFIX: Final = "notice#"
+DEMAND_PREFIX: Final = "demand#"
 _CONDITION_FAILED: Final = "ConditionalCheckFailedException"
 
 
@@ -54,6 +64,10 @@ def _epoch(t: datetime) -> int:
 
 def _code(exc: ClientError) -> str:
     return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+def _demand_sk(t: datetime) -> str:
+    return f"{DEMAND_PREFIX}{t.astimezone(UTC):%Y-%m-%dT%H}"
 
 
 def _decode_state(cluster_id: str, text: Any) -> ScalerState:
@@ -229,6 +243,61 @@ class DynamoStateStore:
         except (ClientError, BotoCoreError) as exc:
             raise translate(exc, "Query(audit)") from exc
         return [json.loads(i["decision"]["S"]) for i in resp.get("Items", [])]
+
+    # --- demand history (ports.DemandHistoryStore) ---------------------------------------------------------
+    def load_demand(
+        self, cluster_id: str, ranges: Sequence[tuple[datetime, datetime]]
+    ) -> Mapping[datetime, float]:
+        """The recorded 5-minute buckets within each range (inclusive): one Query per range over its hours."""
+        out: dict[datetime, float] = {}
+        for first, last in ranges:
+            try:
+                resp = self._db.query(
+                    TableName=self._table,
+                    KeyConditionExpression="#pk = :pk AND #sk BETWEEN :a AND :b",
+                    ExpressionAttributeNames={"#pk": PK, "#sk": SK},
+                    ExpressionAttributeValues={
+                        ":pk": {"S": cluster_pk(cluster_id)},
+                        ":a": {"S": _demand_sk(first)},
+                        ":b": {"S": _demand_sk(last)},
+                    },
+                )
+            except (ClientError, BotoCoreError) as exc:
+                raise translate(exc, "Query(demand)") from exc
+            for item in resp.get("Items", []):
+                text = item[SK]["S"][len(DEMAND_PREFIX) :]
+                hour = datetime.strptime(text, "%Y-%m-%dT%H").replace(tzinfo=UTC)
+                for name, value in item.items():
+                    if len(name) == 3 and name[0] == "m" and name[1:].isdigit():
+                        at = hour + timedelta(minutes=int(name[1:]))
+                        if first <= at <= last:
+                            out[at] = float(value["N"])
+        return out
+
+    def record_demand(self, cluster_id: str, bucket: datetime, peak_gib: float, now: datetime) -> None:
+        """Raise one bucket's peak (conditional: a larger peak already recorded stays); the hour item's TTL
+        is its end + policy.forecast.HISTORY_KEEP_S."""
+        b = bucket.astimezone(UTC)
+        hour = b.replace(minute=0, second=0, microsecond=0)
+        attr = f"m{b.minute:02d}"
+        try:
+            self._db.update_item(
+                TableName=self._table,
+                Key=self._key(cluster_id, _demand_sk(b)),
+                UpdateExpression="SET #m = :v, #exp = :exp",
+                ConditionExpression="attribute_not_exists(#m) OR #m < :v",
+                ExpressionAttributeNames={"#m": attr, "#exp": TTL},
+                ExpressionAttributeValues={
+                    ":v": {"N": repr(round(float(peak_gib), 3))},
+                    ":exp": {"N": str(_epoch(hour) + 3600 + HISTORY_KEEP_S)},
+                },
+            )
+        except ClientError as exc:
+            if _code(exc) == _CONDITION_FAILED:
+                return  # a larger peak is already there
+            raise translate(exc, "UpdateItem(demand)") from exc
+        except BotoCoreError as exc:
+            raise translate(exc, "UpdateItem(demand)") from exc
 
     # --- notice ledger --------------------------------------------------------------------------------------
     def claim(self, cluster_id: str, key: str, now: datetime, ttl_s: int | None) -> bool:

@@ -6,11 +6,12 @@ Behaviour mirrors the AWS adapters (TASK-only resizes, lease expiry, TTL'd claim
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from sparkscale.errors import ClusterGone, GroupBusy, RefusedChange
+from sparkscale.policy.forecast import BUCKET_S, HISTORY_KEEP_S, bucket_start
 from sparkscale.policy.model import (
     Cluster,
     Decision,
@@ -21,6 +22,8 @@ from sparkscale.policy.model import (
     ScalerState,
 )
 from sparkscale.ports import Notice, NoticeLedger, StateStore
+
+_KEEP_BUCKETS = HISTORY_KEEP_S // BUCKET_S
 
 
 class FakeEmr:
@@ -90,6 +93,7 @@ class InMemoryStateStore:
         self.claims: dict[tuple[str, str], tuple[datetime, datetime | None]] = {}
         self.saves = 0
         self.last_decision: Decision | None = None
+        self.demand: dict[str, dict[datetime, float]] = {}  # cluster -> bucket start -> peak GiB
 
     def acquire_lease(self, cluster_id: str, owner: str, now: datetime, ttl_s: int) -> bool:
         with self._lock:
@@ -125,6 +129,37 @@ class InMemoryStateStore:
             errors = {**state.capacity_errors, group_id: at if seen is None else max(seen, at)}
             self.states[cluster_id] = replace(state, capacity_errors=errors)
             return seen is None
+
+    def load_demand(
+        self, cluster_id: str, ranges: Sequence[tuple[datetime, datetime]]
+    ) -> Mapping[datetime, float]:
+        """ports.DemandHistoryStore: the recorded buckets within each range (inclusive)."""
+        step = timedelta(seconds=BUCKET_S)
+        out: dict[datetime, float] = {}
+        with self._lock:
+            buckets = self.demand.get(cluster_id)
+            if not buckets:
+                return out
+            for first, last in ranges:
+                b = bucket_start(first)
+                while b <= last:
+                    v = buckets.get(b)
+                    if v is not None:
+                        out[b] = v
+                    b += step
+        return out
+
+    def record_demand(self, cluster_id: str, bucket: datetime, peak_gib: float, now: datetime) -> None:
+        """ports.DemandHistoryStore, as the DynamoDB store (a larger peak stays; HISTORY_KEEP_S of TTL)."""
+        with self._lock:
+            buckets = self.demand.setdefault(cluster_id, {})
+            seen = buckets.get(bucket)
+            if seen is None or peak_gib > seen:
+                buckets[bucket] = peak_gib
+            if len(buckets) > 2 * _KEEP_BUCKETS:  # what the TTL deletes
+                oldest = now - timedelta(seconds=HISTORY_KEEP_S)
+                for b in [b for b in buckets if b < oldest]:
+                    del buckets[b]
 
     def claim(self, cluster_id: str, key: str, now: datetime, ttl_s: int | None) -> bool:
         with self._lock:

@@ -11,7 +11,7 @@ from typing import NamedTuple
 from sparkscale.config import Config
 from sparkscale.policy.estimate import Capacity, Estimate, gib, usable_gib
 from sparkscale.policy.fallback import label
-from sparkscale.policy.model import Cluster, ScalerState, SignalSource
+from sparkscale.policy.model import Cluster, Forecast, ScalerState, SignalSource
 from sparkscale.policy.planner import EPS, Allocation, Plan
 from sparkscale.policy.reasons import Reason, ReasonCode
 from sparkscale.policy.signals import Readings
@@ -28,6 +28,7 @@ class Context(NamedTuple):
     blocked: Mapping[str, str]
     cap: Capacity
     est: Estimate
+    forecast: Forecast | None = None  # forecast_mode act only: the demand to size for (observe: not here)
 
     @property
     def notes(self) -> list[Reason]:

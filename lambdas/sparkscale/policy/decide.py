@@ -18,6 +18,7 @@ A Decision's first reason is the one that drove its direction; for a hold, why i
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 
 from sparkscale.config import Config
@@ -35,11 +36,14 @@ from sparkscale.policy.estimate import (
     settled_scale,
 )
 from sparkscale.policy.fallback import blocked_groups
+from sparkscale.policy.forecast import DemandHistory, forecast, sample_at
 from sparkscale.policy.gates import METRICS_MISSING, cluster_gate, idle, idle_for, metrics_missing
 from sparkscale.policy.model import (
     Cluster,
     Decision,
+    DemandSample,
     Direction,
+    Forecast,
     GroupTarget,
     MetricsSnapshot,
     Observation,
@@ -58,14 +62,27 @@ _DRY_RUN = Reason(ReasonCode.DRY_RUN, "Dry run: this decision is logged and noti
 
 
 def decide(
-    *, now: datetime, cluster: Cluster, metrics: MetricsSnapshot, config: Config, state: ScalerState
+    *,
+    now: datetime,
+    cluster: Cluster,
+    metrics: MetricsSnapshot,
+    config: Config,
+    state: ScalerState,
+    history: DemandHistory | None = None,
 ) -> Decision:
-    """Decide the TASK groups' targets. Never raises on well-typed input; MASTER/CORE are never targets."""
-    return evaluate(now=now, cluster=cluster, metrics=metrics, config=config, state=state)[0]
+    """Decide the TASK groups' targets. Never raises on well-typed input; MASTER/CORE are never targets.
+    `history`: the demand's 5-minute peaks (forecast.history_ranges) for the seasonal forecast."""
+    return evaluate(now=now, cluster=cluster, metrics=metrics, config=config, state=state, history=history)[0]
 
 
 def evaluate(
-    *, now: datetime, cluster: Cluster, metrics: MetricsSnapshot, config: Config, state: ScalerState
+    *,
+    now: datetime,
+    cluster: Cluster,
+    metrics: MetricsSnapshot,
+    config: Config,
+    state: ScalerState,
+    history: DemandHistory | None = None,
 ) -> tuple[Decision, Observation | None]:
     """`decide`, and what it observed that next_state needs too (None when the cluster was not evaluated: not
     RUNNING or WAITING, or no TASK group). Passing it to next_state reads the metrics once per evaluation."""
@@ -85,7 +102,13 @@ def evaluate(
         scale = state.yarn_memory_scale if state.yarn_memory_scale is not None else 1.0
     cap = capacity_of(counts, readings, config=config, scale=scale)
     est = estimate(readings, cap, config=config)
-    ctx = Context(now, cluster, config, state, readings, blocked, cap, est)
+    sample = fc = None
+    if config.forecast_mode != "off" and est.driving is not None:
+        at = sample_at(est.driving.signal, readings.samples, now)
+        sample = DemandSample(at, est.driving.desired_gib)
+        fc = forecast(now=now, state=state, sample=sample, history=history or {})
+    acting = fc if config.forecast_mode == "act" else None
+    ctx = Context(now, cluster, config, state, readings, blocked, cap, est, acting)
     active = active_from(readings)
 
     idle_since = idle_for(ctx, active)
@@ -96,7 +119,9 @@ def evaluate(
     else:
         out = _by_pressure(ctx, est.driving)
     decision = _decision(now, cluster=cluster, config=config, out=out, ctx=ctx)
-    return decision, Observation(active, est.heap_used_pct, measured)
+    if fc is not None:
+        decision = replace(decision, forecast=fc)
+    return decision, Observation(active, est.heap_used_pct, measured, sample)
 
 
 def _measured_yarn_scale(
@@ -115,8 +140,15 @@ def _by_pressure(ctx: Context, driving: Need) -> StepResult:
     # a signal beyond its deadband that wants more than the capacity counted scales out (for YARN memory both
     # say the same; the heap may be beyond its band while YARN still has room for more executors)
     pressed = [n for n in est.needs if n.ratio > 1.0 + band]
-    if any(n.desired_gib > cap.counted_gib + EPS for n in pressed):
-        return scale_out(ctx, driving)
+    wants_more = any(n.desired_gib > cap.counted_gib + EPS for n in pressed)
+    if ctx.forecast is not None or wants_more:
+        out = (
+            scale_out(ctx, driving)
+            if ctx.forecast is None
+            else _ahead(ctx, ctx.forecast, driving, wants_more=wants_more)
+        )
+        if out is not None:
+            return out
     pressure = heap_pressure(ctx)
     if pressure is not None:
         return scale_out(ctx, driving, pressure=pressure)
@@ -132,7 +164,7 @@ def _by_pressure(ctx: Context, driving: Need) -> StepResult:
         return hold(why, ctx, cap.task_nodes, cap.task_gib)
     lower = est.scale_in_need
     if lower is not None and _capacity_ratio(lower.desired_gib, cap) < 1.0 - band:
-        return scale_in(ctx, lower)
+        return _lower(ctx, lower)
     out = move_back(ctx)
     if out is not None:
         return out
@@ -144,6 +176,61 @@ def _by_pressure(ctx: Context, driving: Need) -> StepResult:
     else:
         why = Reason(ReasonCode.WITHIN_DEADBAND, "Every signal is within its deadband: holding.")
     return hold(why, ctx, cap.task_nodes, cap.task_gib)
+
+
+# --- forecast_mode act: size for the demand expected when new nodes would be usable -------------------------
+def _ahead(ctx: Context, fc: Forecast, driving: Need, *, wants_more: bool) -> StepResult | None:
+    """Scale out to the forecast when it is above the capacity counted (and a signal wants more, or the
+    forecast is beyond the deadband); hold when a signal wants more but the forecast does not (the burst is
+    forecast to end before new nodes could be usable); None: the other rules decide."""
+    counted, band = ctx.cap.counted_gib, ctx.config.deadband_pct / 100.0
+    f = fc.value_gib
+    if f > counted + EPS and (wants_more or f > counted * (1.0 + band)):
+        text = (
+            f"Forecast: {gib(f)} of demand at {fc.target_at.isoformat()} ({fc.method}; lead time "
+            f"{fc.lead_time_s:.0f} s + datapoint age {fc.signal_age_s:.0f} s; {gib(fc.current_gib)} now), "
+            f"{gib(counted)} running or requested: sizing for it (+{gib(f - counted)})."
+        )
+        lead = Reason(ReasonCode.FORECAST, text, _fc_values(fc, counted), fc.method)
+        return scale_out(ctx, driving, need_gib=f - counted, lead=lead)
+    if not wants_more:
+        return None
+    text = (
+        f"Burst ends before new nodes: {gib(fc.current_gib)} of demand now, but {gib(f)} forecast at "
+        f"{fc.target_at.isoformat()} when nodes requested now would be usable (lead time "
+        f"{fc.lead_time_s:.0f} s + datapoint age {fc.signal_age_s:.0f} s), within the {gib(counted)} running "
+        "or requested: buying nothing."
+    )
+    why = Reason(ReasonCode.BURST_ENDS_BEFORE_NODES, text, _fc_values(fc, counted), fc.method)
+    return hold(why, ctx, ctx.cap.task_nodes, ctx.cap.task_gib)
+
+
+def _lower(ctx: Context, lower: Need) -> StepResult:
+    """Scale in for `lower`; with forecast_mode act never below the forecast (a hold when it keeps all)."""
+    fc, cap = ctx.forecast, ctx.cap
+    if fc is None:
+        return scale_in(ctx, lower)
+    if _capacity_ratio(max(lower.desired_gib, fc.value_gib), cap) < 1.0 - ctx.config.deadband_pct / 100.0:
+        return scale_in(ctx, lower, floor_gib=fc.value_gib)
+    return hold(_kept_by_forecast(fc, cap), ctx, cap.task_nodes, cap.task_gib)
+
+
+def _kept_by_forecast(fc: Forecast, cap: Capacity) -> Reason:
+    text = (
+        f"Forecast: {gib(fc.value_gib)} of demand at {fc.target_at.isoformat()} ({fc.method}): never scaling "
+        f"in below it ({gib(cap.counted_gib)} running or requested)."
+    )
+    return Reason(ReasonCode.FORECAST, text, _fc_values(fc, cap.counted_gib), fc.method)
+
+
+def _fc_values(fc: Forecast, counted: float) -> dict[str, float]:
+    return {
+        "forecast_gib": fc.value_gib,
+        "current_gib": fc.current_gib,
+        "counted_gib": counted,
+        "lead_time_s": fc.lead_time_s,
+        "signal_age_s": fc.signal_age_s,
+    }
 
 
 def _capacity_ratio(desired_gib: float, cap: Capacity) -> float:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from types import MappingProxyType
-from typing import TypeVar, cast
+from typing import NamedTuple, TypeVar, cast
 
 from sparkscale.policy.reasons import Reason, ReasonCode
 
@@ -244,6 +244,41 @@ class Recommendation:
     )
 
 
+class DemandSample(NamedTuple):
+    """One observation of demand: the usable GiB the estimate said the cluster should have (the driving need's
+    desired memory), at the time of the datapoint that drove it (not of the read)."""
+
+    at: datetime
+    gib: float
+
+
+class PendingScaleOut(NamedTuple):
+    """A scale-out the scaler requested and is waiting for: when, and the TASK nodes requested in all."""
+
+    at: datetime
+    task_nodes: int
+
+
+@dataclass(frozen=True, slots=True)
+class Forecast:
+    """The demand expected when nodes requested now would be usable (policy/forecast.py). GiB of usable
+    memory, the estimate's units; seconds."""
+
+    target_at: datetime  # now + lead time: when nodes requested now would be usable
+    lead_time_s: float  # measured request -> usable delay (forecast.DEFAULT_LEAD_S until measured)
+    signal_age_s: float  # age of the datapoint that drove the demand
+    current_gib: float  # the demand now (the driving need's desired memory)
+    trend_gib: float  # the robust trend's projection to target_at
+    slope_gib_per_s: float  # the trend's slope (clipped)
+    seasonal_gib: float | None  # one day / one week earlier at target_at, when credible (else None)
+    value_gib: float  # the forecast: the combined rule (forecast.combine)
+    method: str  # "current" (too little history), "trend", "seasonal" (it won the max)
+
+    @property
+    def horizon_s(self) -> float:
+        return self.signal_age_s + self.lead_time_s
+
+
 @dataclass(frozen=True)
 class ScalerState:
     """What the scaler remembers between invocations (persisted per cluster by the StateStore)."""
@@ -265,6 +300,14 @@ class ScalerState:
     # when the executors' heap went beyond its deadband (heap_used_target_pct x (1 + deadband_pct), the heap
     # alarm's threshold) and has stayed there since; None while it is not
     heap_pressure_since: datetime | None = None
+    # --- forecast (forecast_mode observe or act; empty with off) ---
+    # the recent demand, oldest first, within forecast.TREND_WINDOW_S of the newest (the trend's input)
+    demand_samples: tuple[DemandSample, ...] = ()
+    # the last forecast.LEAD_SAMPLES measured request -> usable delays (s), oldest first: their median is
+    # the lead time
+    lead_times_s: tuple[float, ...] = ()
+    # the latest scale-out requested and not yet running (its delay is measured when it runs)
+    pending_scale_out: PendingScaleOut | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -275,6 +318,7 @@ class Observation:
     active: bool | None  # an application runs or waits (signals.active_from); None: unknown
     heap_used_pct: float | None  # the executors' fresh heap used % (signals.heap_used_pct)
     yarn_memory_scale: float | None  # measured now (estimate.yarn_memory_scale); None: not measurable now
+    demand: DemandSample | None = None  # the demand observed (forecast_mode observe or act), else None
 
 
 class Direction(StrEnum):
@@ -318,6 +362,8 @@ class Decision:
     fallback_groups: tuple[str, ...] = ()
     # TASK group ids given the unmet part: the next cheapest SPOT group, or ON_DEMAND when SPOT cannot deliver
     fallback_to: tuple[str, ...] = ()
+    # the demand expected when nodes requested now would be usable (forecast_mode observe or act; else None)
+    forecast: Forecast | None = None
 
     @property
     def reason_texts(self) -> tuple[str, ...]:

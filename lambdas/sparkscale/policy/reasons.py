@@ -34,6 +34,9 @@ class ReasonCode(StrEnum):
     HEAP_ONLY = "heap_only"  # only the heap reports, under its target: it never scales in
     NODES_COMING = "nodes_coming"  # scale-in held: only nodes not yet running may go, none fits
     NO_NODE_FITS = "no_node_fits"  # scale-in held: no whole node fits in the surplus
+    # forecast (forecast_mode act): sizing for the demand expected when new nodes would be usable
+    FORECAST = "forecast"  # the forecast drives a scale-out, or keeps a scale-in above it
+    BURST_ENDS_BEFORE_NODES = "burst_ends_before_nodes"  # a signal wants more, the forecast does not: hold
     # idle
     IDLE = "idle"
     AT_MINIMUM = "at_minimum"

@@ -23,10 +23,11 @@ from sparkscale.policy.reasons import Reason, ReasonCode
 from sparkscale.policy.removal import FIT_GIB, plan_removal
 
 
-def scale_in(ctx: Context, lower: Need) -> StepResult:
-    """`lower`: the largest need among the signals that may ask for less (its reason leads a scale-in)."""
+def scale_in(ctx: Context, lower: Need, *, floor_gib: float = 0.0) -> StepResult:
+    """`lower`: the largest need among the signals that may ask for less (its reason leads a scale-in).
+    `floor_gib`: never below this demand (the forecast, forecast_mode act)."""
     cfg, cluster, cap = ctx.config, ctx.cluster, ctx.cap
-    surplus = cap.counted_gib - lower.desired_gib
+    surplus = cap.counted_gib - max(lower.desired_gib, floor_gib)
     desired_gib, desired_nodes = cap.task_gib, cap.task_nodes
     if may_remove(ctx, surplus):
         ideal = plan_removal(
@@ -70,6 +71,9 @@ def scale_in(ctx: Context, lower: Need) -> StepResult:
             f"{cfg.scale_in_stabilization_s} s."
         )
         texts.append(Reason(ReasonCode.STABILIZATION, text, _window(ctx, floor)))
+    if floor_gib > lower.desired_gib + EPS:
+        text = f"Forecast: not below the {gib(floor_gib)} of demand forecast for when new nodes could run."
+        texts.append(Reason(ReasonCode.FORECAST, text, {"forecast_gib": floor_gib}))
     return StepResult(targets, [*_lead(ctx, lower), *texts], desired_nodes, desired_gib)
 
 

@@ -88,10 +88,19 @@ class _Bought(NamedTuple):
     gib: float
 
 
-def scale_out(ctx: Context, driving: Need, *, pressure: Reason | None = None) -> StepResult:
-    """`driving`: the largest need (its reason leads unless `pressure`, the heap-pressure rule, drove)."""
+def scale_out(
+    ctx: Context,
+    driving: Need,
+    *,
+    pressure: Reason | None = None,
+    need_gib: float | None = None,
+    lead: Reason | None = None,
+) -> StepResult:
+    """`driving`: the largest need (its reason leads unless `pressure`, the heap-pressure rule, or `lead`
+    drove). `need_gib`: the memory to add when not the driving need's (the forecast's, forecast_mode act)."""
     cfg, cluster, cap = ctx.config, ctx.cluster, ctx.cap
-    reasons = [*([pressure] if pressure is not None else []), *ctx.need_reasons()]
+    heads = [r for r in (pressure, lead) if r is not None]
+    reasons = [*heads, *ctx.need_reasons()]
     od_ok = od_allowed(ctx)
     markets = [Market.SPOT, Market.ON_DEMAND] if od_ok else [Market.SPOT]
     # the estimate in whole nodes, before bounds, steps, budget and cooldowns
@@ -102,7 +111,7 @@ def scale_out(ctx: Context, driving: Need, *, pressure: Reason | None = None) ->
     ]
     # heap pressure: at least the smallest node any group can add, beyond what runs or is requested
     floor = min((o.memory_gib for o in free), default=2 * EPS) if pressure is not None else 0.0
-    need = max(ctx.est.need_gib, floor)
+    need = max(ctx.est.need_gib if need_gib is None else need_gib, floor)
     desired_nodes, desired_gib = _ideal(ctx, free, need)
     blocker = cooldown_blocks(ctx.state, now=ctx.now, config=cfg, scale_in=False)
     if blocker is not None:

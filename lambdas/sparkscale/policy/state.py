@@ -14,13 +14,16 @@ from typing import Any
 from sparkscale.config import Config
 from sparkscale.policy.capacity import yarn_memory_scale
 from sparkscale.policy.constraints import window_start
+from sparkscale.policy.forecast import add_sample, measure_lead
 from sparkscale.policy.model import (
     Cluster,
     Decision,
+    DemandSample,
     Direction,
     InstanceGroup,
     MetricsSnapshot,
     Observation,
+    PendingScaleOut,
     Recommendation,
     ScalerState,
 )
@@ -57,6 +60,9 @@ def next_state(
       spot_fallback_timeout_s; cleared on recovery.
     - yarn_memory_scale: MemoryTotalMB over the derived running memory when the cluster is settled
       (estimate.yarn_memory_scale), else the previous value.
+    - demand_samples, lead_times_s, pending_scale_out (forecast_mode observe or act; kept as they are with
+      off): the demand observed added to the trend window (forecast.add_sample); a scale-out's request ->
+      usable delay measured once its nodes run (forecast.measure_lead).
     - heap_pressure_since: when the executors' heap went beyond its deadband (the heap alarm's threshold),
       kept while it stays there, None once it is back (or its datapoint is missing).
     """
@@ -91,6 +97,7 @@ def next_state(
 
     shortfall, seen = _shortfall(previous, decision, cluster, acted=acted, now=now)
     errors = _capacity_errors(previous, cluster, shortfall, now=now, config=config)
+    samples, leads, pending = _forecast_fields(previous, decision, cluster, observed, acted=acted, now=now)
     return ScalerState(
         last_scale_out_at=last_out,
         last_scale_in_at=last_in,
@@ -101,7 +108,27 @@ def next_state(
         shortfall_running=seen,
         yarn_memory_scale=scale,
         heap_pressure_since=pressure_since,
+        demand_samples=samples,
+        lead_times_s=leads,
+        pending_scale_out=pending,
     )
+
+
+def _forecast_fields(
+    previous: ScalerState,
+    decision: Decision,
+    cluster: Cluster,
+    observed: Observation,
+    *,
+    acted: bool,
+    now: datetime,
+) -> tuple[tuple[DemandSample, ...], tuple[float, ...], PendingScaleOut | None]:
+    """demand_samples, lead_times_s, pending_scale_out after the decision (see next_state); unchanged when
+    nothing was observed for the forecast (forecast_mode off: observed.demand is None)."""
+    if observed.demand is None:
+        return previous.demand_samples, previous.lead_times_s, previous.pending_scale_out
+    leads, pending = measure_lead(previous, cluster, decision, acted=acted, now=now)
+    return add_sample(previous.demand_samples, observed.demand), leads, pending
 
 
 def _observe(
@@ -200,7 +227,52 @@ def state_to_dict(state: ScalerState) -> dict[str, Any]:
         "shortfall_running": {k: int(v) for k, v in sorted(state.shortfall_running.items())},
         "yarn_memory_scale": state.yarn_memory_scale,
         "heap_pressure_since": _iso(state.heap_pressure_since),
+        **_forecast_to_dict(state),
     }
+
+
+def _forecast_to_dict(state: ScalerState) -> dict[str, Any]:
+    """The forecast's fields, only when set (a state of forecast_mode off is stored as before)."""
+    out: dict[str, Any] = {}
+    if state.demand_samples:
+        out["demand_samples"] = [{"at": _iso(s.at), "gib": s.gib} for s in state.demand_samples]
+    if state.lead_times_s:
+        out["lead_times_s"] = list(state.lead_times_s)
+    if state.pending_scale_out is not None:
+        p = state.pending_scale_out
+        out["pending_scale_out"] = {"at": _iso(p.at), "task_nodes": p.task_nodes}
+    return out
+
+
+def _forecast_from_dict(
+    d: Mapping[str, Any],
+) -> tuple[tuple[DemandSample, ...], tuple[float, ...], PendingScaleOut | None]:
+    """Inverse of _forecast_to_dict; ValueError naming the field when malformed."""
+    samples: list[DemandSample] = []
+    for i, r in enumerate(d.get("demand_samples") or []):
+        try:
+            samples.append(DemandSample(_req(r.get("at"), f"demand_samples[{i}].at"), _number(r.get("gib"))))
+        except (AttributeError, TypeError, ValueError) as exc:
+            raise ValueError(f"state field 'demand_samples[{i}]': {exc}") from None
+    try:
+        leads = tuple(_number(v) for v in d.get("lead_times_s") or [])
+    except (TypeError, ValueError):
+        raise ValueError("state field 'lead_times_s': expected a list of numbers") from None
+    raw = d.get("pending_scale_out")
+    pending = None
+    if raw is not None:
+        try:
+            pending = PendingScaleOut(_req(raw.get("at"), "pending_scale_out.at"), int(raw["task_nodes"]))
+        except (AttributeError, KeyError, TypeError, ValueError):
+            raise ValueError("state field 'pending_scale_out': needs at and task_nodes") from None
+    return tuple(samples), leads, pending
+
+
+def _number(v: Any) -> float:
+    x = float(v)
+    if not math.isfinite(x):
+        raise ValueError(f"not a finite number: {v!r}")
+    return x
 
 
 def state_from_dict(d: Mapping[str, Any]) -> ScalerState:
@@ -249,6 +321,7 @@ def state_from_dict(d: Mapping[str, Any]) -> ScalerState:
         raise ValueError(f"state field 'yarn_memory_scale': expected a number, got {raw_scale!r}") from None
     if scale is not None and not (math.isfinite(scale) and scale > 0):
         raise ValueError(f"state field 'yarn_memory_scale': expected a number > 0, got {raw_scale!r}")
+    samples, leads, pending = _forecast_from_dict(d)
     return ScalerState(
         last_scale_out_at=_parse(d.get("last_scale_out_at"), "last_scale_out_at"),
         last_scale_in_at=_parse(d.get("last_scale_in_at"), "last_scale_in_at"),
@@ -259,4 +332,7 @@ def state_from_dict(d: Mapping[str, Any]) -> ScalerState:
         shortfall_running=seen,
         yarn_memory_scale=scale,
         heap_pressure_since=_parse(d.get("heap_pressure_since"), "heap_pressure_since"),
+        demand_samples=samples,
+        lead_times_s=leads,
+        pending_scale_out=pending,
     )

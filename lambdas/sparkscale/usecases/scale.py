@@ -41,8 +41,9 @@ from sparkscale.errors import (
     TransientAwsError,
 )
 from sparkscale.policy import Reason, ReasonCode, evaluate, next_state
-from sparkscale.policy.model import Cluster, Decision, Direction
-from sparkscale.ports import Notice, Ports
+from sparkscale.policy.forecast import DemandHistory, bucket_start, history_ranges, lead_time_s
+from sparkscale.policy.model import Cluster, Decision, DemandSample, Direction, ScalerState
+from sparkscale.ports import DemandHistoryStore, Notice, Ports
 from sparkscale.usecases.shell import KEY_CLUSTER_GONE, Outcome, Shell
 
 log = logging.getLogger(__name__)
@@ -165,7 +166,10 @@ def _evaluate(shell: Shell) -> RunResult:
         return _result(shell, Outcome.INVALID, None, None, detail=str(exc))
 
     state = ports.state.load_state(cid)
-    decision, observed = evaluate(now=now, cluster=cluster, metrics=metrics, config=config, state=state)
+    history = _demand_history(shell, state)
+    decision, observed = evaluate(
+        now=now, cluster=cluster, metrics=metrics, config=config, state=state, history=history
+    )
     outcome, detail, recorded = _act(ports, cid, decision, config)
     if outcome is Outcome.CLUSTER_GONE:
         return _gone(shell, ClusterGone(detail))
@@ -184,6 +188,8 @@ def _evaluate(shell: Shell) -> RunResult:
         observed=observed,
     )
     ports.state.save(cid, new_state, recorded, now)  # record BEFORE notifying: SNS can fail
+    if observed is not None and observed.demand is not None:
+        _record_demand(shell, observed.demand)
     if log.isEnabledFor(logging.INFO):  # what log.info checks first: no `extra` built for a dropped record
         log.info(
             "decision",
@@ -197,6 +203,31 @@ def _evaluate(shell: Shell) -> RunResult:
         )
     _notify_decision(shell, recorded, cluster, outcome=outcome, detail=detail)
     return _result(shell, outcome, recorded, cluster, detail=detail)
+
+
+def _demand_history(shell: Shell, state: ScalerState) -> DemandHistory | None:
+    """The demand buckets the seasonal forecast reads (forecast_mode observe or act, with a store that keeps
+    them); None otherwise, or when they cannot be read (the forecast is then the trend alone)."""
+    store = shell.ports.state
+    if shell.config.forecast_mode == "off" or not isinstance(store, DemandHistoryStore):
+        return None
+    try:
+        return store.load_demand(shell.cluster_id, history_ranges(shell.now, lead_time_s(state)))
+    except SparkscaleError as exc:
+        log.warning("demand history of %s unreadable: %s", shell.cluster_id, exc)
+        return None
+
+
+def _record_demand(shell: Shell, demand: DemandSample) -> None:
+    """The demand observed, into its 5-minute bucket's peak (a failure costs the seasonal forecast one sample,
+    never the decision)."""
+    store = shell.ports.state
+    if not isinstance(store, DemandHistoryStore):
+        return
+    try:
+        store.record_demand(shell.cluster_id, bucket_start(demand.at), demand.gib, shell.now)
+    except SparkscaleError as exc:
+        log.warning("demand history of %s not recorded: %s", shell.cluster_id, exc)
 
 
 def _act(ports: Ports, cluster_id: str, decision: Decision, config: Config) -> tuple[Outcome, str, Decision]:
