@@ -79,7 +79,13 @@ def test_the_window_follows_the_injected_now_on_every_call() -> None:
     t1 = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
     t2 = t1 + timedelta(hours=5)
     r1, r2 = src.request(CID, t1), src.request(CID, t2)
-    assert r1["EndTime"] - r1["StartTime"] == timedelta(seconds=1200)
+    # at least the lookback, from a 5-minute boundary: 12:00:01 - 1200 s = 11:40:01, aligned to 11:40:00
+    assert r1["StartTime"] == datetime(2026, 3, 2, 11, 40, tzinfo=UTC)
+    assert r1["EndTime"] == t1 + timedelta(seconds=1)
+    r3 = src.request(
+        CID, t1 + timedelta(seconds=170)
+    )  # 12:02:51 -> from 11:40:00 (12:02:51 - 1200 s = 11:42:51)
+    assert r3["StartTime"] == datetime(2026, 3, 2, 11, 40, tzinfo=UTC)
     assert r2["EndTime"] - r1["EndTime"] == timedelta(hours=5)
     assert r1["EndTime"] > t1 >= r1["StartTime"]
     ids = [q["Id"] for q in r1["MetricDataQueries"]]

@@ -99,6 +99,9 @@ def _points(result: Mapping[str, Any]) -> dict[datetime, float]:
     return out
 
 
+_ALIGN_S: Final = 300  # the longest period read (EMR's), a multiple of every other
+
+
 class CloudWatchMetricsSource:
     """ports.MetricsSource over one GetMetricData call per evaluation.
 
@@ -118,6 +121,12 @@ class CloudWatchMetricsSource:
     def request(self, cluster_id: str, now: datetime) -> dict[str, Any]:
         """The GetMetricData parameters for `cluster_id` at `now` (public for tests and the CLI)."""
         end = now.astimezone(UTC).replace(microsecond=0) + timedelta(seconds=1)
+        # The window starts on a 5-minute clock boundary, a multiple of every period read (60 s, 300 s):
+        # CloudWatch rounds StartTime down to the minute anyway and answers faster for aligned times, and
+        # every datapoint then keeps its own period's timestamp instead of the start of an unaligned bucket
+        # (which made the YARN collector's minute look up to 59 s older than it is).
+        start = end - self._lookback
+        start -= timedelta(seconds=start.timestamp() % _ALIGN_S)
         dims = [{"Name": names.DIM_JOB_FLOW_ID, "Value": cluster_id}]
         return {
             "MetricDataQueries": [
@@ -132,7 +141,7 @@ class CloudWatchMetricsSource:
                 }
                 for q in self._queries
             ],
-            "StartTime": end - self._lookback,
+            "StartTime": start,
             "EndTime": end,
             "ScanBy": "TimestampDescending",
         }
