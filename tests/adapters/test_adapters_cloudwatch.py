@@ -82,9 +82,7 @@ def test_the_window_follows_the_injected_now_on_every_call() -> None:
     # at least the lookback, from a 5-minute boundary: 12:00:01 - 1200 s = 11:40:01, aligned to 11:40:00
     assert r1["StartTime"] == datetime(2026, 3, 2, 11, 40, tzinfo=UTC)
     assert r1["EndTime"] == t1 + timedelta(seconds=1)
-    r3 = src.request(
-        CID, t1 + timedelta(seconds=170)
-    )  # 12:02:51 -> from 11:40:00 (12:02:51 - 1200 s = 11:42:51)
+    r3 = src.request(CID, t1 + timedelta(seconds=170))  # 12:02:51 - 1200 s = 11:42:51 -> 11:40:00
     assert r3["StartTime"] == datetime(2026, 3, 2, 11, 40, tzinfo=UTC)
     assert r2["EndTime"] - r1["EndTime"] == timedelta(hours=5)
     assert r1["EndTime"] > t1 >= r1["StartTime"]
