@@ -183,8 +183,8 @@ def _yarn_widgets(cluster_id: str, *, include_heap: bool) -> list[cloudwatch.IWi
     memory = cloudwatch.GraphWidget(
         title="YARN memory, MB (ResourceManager, 60 s)",
         left=[
-            _yarn(names.YARN_ALLOCATED_MEMORY_MB, cluster_id),
-            _yarn(names.YARN_PENDING_MEMORY_MB, cluster_id),
+            _yarn(names.YARN_ALLOCATED_MEMORY_MB, cluster_id, "Average"),  # as the policy reads them
+            _yarn(names.YARN_PENDING_MEMORY_MB, cluster_id, "Average"),
             _yarn(names.YARN_AVAILABLE_MEMORY_MB, cluster_id, "Minimum"),
             _yarn(names.YARN_TOTAL_MEMORY_MB, cluster_id),
         ],

@@ -72,14 +72,17 @@ SPARK_EXECUTORS_TARGET: Final = "SparkExecutorsTarget"  # Sum: executors the app
 # --- YARN ResourceManager, polled by the agent on the master node only, dimension JobFlowId only ------------
 # Polled every YARN_POLL_S; each minute's samples go out as one statistic set per metric (SampleCount, Sum,
 # Minimum, Maximum), so Maximum, Minimum and Average (Sum/SampleCount) of the 10 s samples can all be read.
-# Read demand at its peak and free room at its lowest: Maximum for every metric except
-# YarnAvailableMemoryMB (Minimum). A minute in which no poll succeeded has no datum (never zeros).
+# Read demand at its peak and free room at its lowest: Maximum, except YarnAvailableMemoryMB (Minimum) and
+# the two the policy adds up, YarnAllocatedMemoryMB and YarnPendingMemoryMB (Average: their Maxima come from
+# different polls, and in a minute in which YARN allocates what was pending, Maximum + Maximum counts that
+# memory twice; Average + Average is the minute's average demand). The wake-up alarm reads pending memory's
+# Maximum. A minute in which no poll succeeded has no datum (never zeros).
 # With the agent's --yarn-high-resolution each 10 s sample is its own datum (StorageResolution 1).
 YARN_NAMESPACE: Final = "Sparkscale/Yarn"
 YARN_PERIOD_S: Final = 60
 YARN_POLL_S: Final = 10
-YARN_PENDING_MEMORY_MB: Final = "YarnPendingMemoryMB"  # Maximum: memory asked for and not yet allocated
-YARN_ALLOCATED_MEMORY_MB: Final = "YarnAllocatedMemoryMB"  # Maximum
+YARN_PENDING_MEMORY_MB: Final = "YarnPendingMemoryMB"  # Average (alarm: Maximum): asked for, not allocated
+YARN_ALLOCATED_MEMORY_MB: Final = "YarnAllocatedMemoryMB"  # Average
 YARN_AVAILABLE_MEMORY_MB: Final = "YarnAvailableMemoryMB"  # Minimum
 YARN_TOTAL_MEMORY_MB: Final = "YarnTotalMemoryMB"  # Maximum
 YARN_CONTAINERS_PENDING: Final = "YarnContainersPending"  # Maximum

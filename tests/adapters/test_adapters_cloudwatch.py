@@ -97,7 +97,7 @@ def test_the_window_follows_the_injected_now_on_every_call() -> None:
         q["MetricStat"]["Metric"]["Namespace"]: q["MetricStat"]["Period"] for q in r1["MetricDataQueries"]
     }
     assert periods == {names.EMR_NAMESPACE: 300, names.HEAP_NAMESPACE: 60, names.YARN_NAMESPACE: 60}
-    assert stats[names.YARN_PENDING_MEMORY_MB] == "Maximum"
+    assert stats[names.YARN_PENDING_MEMORY_MB] == "Average"
     assert stats[names.YARN_AVAILABLE_MEMORY_MB] == "Minimum"
     assert stats[names.SPARK_EXECUTORS_NEEDED] == "Sum"
 
@@ -208,9 +208,10 @@ def test_the_yarn_collector_and_spark_demand_come_in_the_same_call_with_their_st
         assert sample is not None, signal
         return sample.value
 
-    # demand at its peak of the minute (Maximum), free room at its lowest (Minimum)
-    assert value(Signal.YARN_PENDING_MEMORY_MB) == 8192.0
-    assert value(Signal.YARN_ALLOCATED_MEMORY_MB) == 120_000.0
+    # allocated and pending memory as the minute's Averages, which add up to its demand (Sum / SampleCount:
+    # (0 + 8192) / 2 and (100000 + 120000) / 2); the rest at their peak (Maximum), free room at its lowest
+    assert value(Signal.YARN_PENDING_MEMORY_MB) == 4096.0
+    assert value(Signal.YARN_ALLOCATED_MEMORY_MB) == 110_000.0
     assert value(Signal.YARN_AVAILABLE_MEMORY_MB) == 20_000.0
     assert value(Signal.YARN_TOTAL_MEMORY_MB) == 140_000.0
     assert value(Signal.YARN_CONTAINERS_PENDING) == 2.0

@@ -71,8 +71,10 @@ def test_statistics_over_a_minute_in_which_a_node_arrives() -> None:
 
     [240, 300): supply 48 throughout → pending 52 GiB (13 containers), available 0, allocated 48, total 48,
                 apps running ⌈48/64⌉ = 1, pending 1
-    [300, 360): 48 then 144 → Maximum pending 52 (at 48), Minimum available 0 (at 48), Maximum allocated 100
-                and total 144 (at 144), apps pending 1 (at 48) and running 2 (at 144)
+    [300, 360): 48 for 30 s, then 144 → Minimum available 0 (at 48), Maximum total 144 (at 144), apps pending
+                1 (at 48) and running 2 (at 144), containers pending 13 (at 48); allocated and pending memory
+                are read as Averages (names.py), so they add up to the demand: allocated (48 × 30 + 100 × 30)
+                / 60 = 74 GiB, pending 100 − 74 = 26 GiB (the Maxima, 100 + 52, would count 52 GiB twice)
     [360, 420): 144 throughout → pending 0, available 44, allocated 100, total 144, apps 2 running, 0 pending
     """
     w = run_world(SimParams(provisioning_s=330.0), [100.0] * 10)
@@ -88,8 +90,8 @@ def test_statistics_over_a_minute_in_which_a_node_arrives() -> None:
         names.YARN_APPS_RUNNING: 1.0,
     }
     assert by_start[300.0] == {
-        names.YARN_PENDING_MEMORY_MB: 52 * gib,
-        names.YARN_ALLOCATED_MEMORY_MB: 100 * gib,
+        names.YARN_PENDING_MEMORY_MB: 26 * gib,
+        names.YARN_ALLOCATED_MEMORY_MB: 74 * gib,
         names.YARN_AVAILABLE_MEMORY_MB: 0.0,
         names.YARN_TOTAL_MEMORY_MB: 144 * gib,
         names.YARN_CONTAINERS_PENDING: 13.0,

@@ -57,8 +57,9 @@ HEAP_SUMS: Final = (
 # The YARN collector (one publisher, the master node): demand at its peak of the minute, free room at its
 # lowest (names.YARN_*).
 YARN_STATS: Final[tuple[tuple[Signal, str, str], ...]] = (
-    (Signal.YARN_PENDING_MEMORY_MB, names.YARN_PENDING_MEMORY_MB, "Maximum"),
-    (Signal.YARN_ALLOCATED_MEMORY_MB, names.YARN_ALLOCATED_MEMORY_MB, "Maximum"),
+    # Average for these two: the policy adds them, and the Maxima of a minute come from different polls
+    (Signal.YARN_PENDING_MEMORY_MB, names.YARN_PENDING_MEMORY_MB, "Average"),
+    (Signal.YARN_ALLOCATED_MEMORY_MB, names.YARN_ALLOCATED_MEMORY_MB, "Average"),
     (Signal.YARN_AVAILABLE_MEMORY_MB, names.YARN_AVAILABLE_MEMORY_MB, "Minimum"),
     (Signal.YARN_TOTAL_MEMORY_MB, names.YARN_TOTAL_MEMORY_MB, "Maximum"),
     (Signal.YARN_CONTAINERS_PENDING, names.YARN_CONTAINERS_PENDING, "Maximum"),

@@ -389,12 +389,18 @@ class World:
                 i += 1
             lo = hi = s
             end = m + period
+            demand = self.demand_at(m)
+            t, held = m, 0.0  # held: ∫ min(demand, supply) dt over the minute, for the Average statistic
             while i < n and changes[i][0] < end:
-                s = changes[i][1]
+                held += (demand if demand < s else s) * (changes[i][0] - t)
+                t, s = changes[i][0], changes[i][1]
                 lo = s if s < lo else lo
                 hi = s if s > hi else hi
                 i += 1
-            y = yarn_signals(self.demand_at(m), lo, hi, container_gib=self.container_gib, p=self.p)
+            held += (demand if demand < s else s) * (end - t)
+            y = yarn_signals(
+                demand, lo, hi, container_gib=self.container_gib, p=self.p, allocated_avg_gib=held / period
+            )
             self.yarn.add(m, y.by_metric())
             m = end
         self._yarn_next, self._yarn_seen, self._yarn_supply = m, i, s

@@ -234,7 +234,13 @@ def heap_signals(demand_gib: float, supply_gib: float, *, container_gib: float, 
 
 
 def yarn_signals(
-    demand_gib: float, supply_lo_gib: float, supply_hi_gib: float, *, container_gib: float, p: SimParams
+    demand_gib: float,
+    supply_lo_gib: float,
+    supply_hi_gib: float,
+    *,
+    container_gib: float,
+    p: SimParams,
+    allocated_avg_gib: float | None = None,
 ) -> YarnSample:
     """The YARN ResourceManager's metrics over one minute in which `demand_gib` is wanted and the usable
     memory ranged over [supply_lo_gib, supply_hi_gib] (nodes came or went within the minute).
@@ -244,10 +250,14 @@ def yarn_signals(
     statistic extreme: the agent publishes the Maximum of its 10 s polls (Minimum for available memory), and
     pending work is largest, free room smallest, when supply is lowest; allocated memory, total memory and
     running applications are largest when it is highest. The extremes of the continuous supply stand for
-    those of the polls.
+    those of the polls. Allocated and pending memory are read with Average instead (see names.py: their
+    Maxima come from different polls, and added they count a minute's newly allocated memory twice):
+    `allocated_avg_gib` is the minute's time-weighted allocated memory (default: at the lowest supply), and
+    pending is the demand less it.
     """
     alloc_lo = demand_gib if demand_gib < supply_lo_gib else supply_lo_gib
     alloc_hi = demand_gib if demand_gib < supply_hi_gib else supply_hi_gib
+    alloc_avg = alloc_lo if allocated_avg_gib is None else allocated_avg_gib
     pending = demand_gib - alloc_lo
     c_pend = math.ceil(pending / container_gib - 1e-9) if pending > 1e-9 else 0
     if demand_gib < p.idle_below_gib:
@@ -257,8 +267,8 @@ def yarn_signals(
         apps_pending = apps - min(apps, math.ceil(alloc_lo / p.app_gib - 1e-9))
         apps_running = min(apps, math.ceil(alloc_hi / p.app_gib - 1e-9))
     return YarnSample(
-        pending_memory_mb=pending * 1024.0,
-        allocated_memory_mb=alloc_hi * 1024.0,
+        pending_memory_mb=(demand_gib - alloc_avg) * 1024.0,
+        allocated_memory_mb=alloc_avg * 1024.0,
         available_memory_mb=(supply_lo_gib - alloc_lo) * 1024.0,
         total_memory_mb=supply_hi_gib * 1024.0,
         containers_pending=float(c_pend),
