@@ -83,7 +83,9 @@ class Need(NamedTuple):
     value: float  # in the unit of `signal` (the Decision's driving value)
     ratio: float  # pressure relative to its target: 1.0 = on target
     desired_gib: float  # total usable memory this signal wants
-    text: str  # "YARN memory used 91.0 % > target 75.0 % (deadband 10 %)"
+    # "YARN memory used 91.0 % > target 75.0 % (deadband 10 %)", or a zero-argument callable that makes it
+    # when the need's reason is read (most decisions' sentences never are)
+    text: str | Callable[[], str]
     scale_in: bool = True  # False: this signal may ask for more, never for less (the heap)
     values: Mapping[str, float] | None = None  # more numbers its reason states (GiB, MB, seconds), by name
 
@@ -137,24 +139,27 @@ class Estimate(NamedTuple):
 
     def reason(self, need: Need) -> Reason:
         """A full sentence: the signal against its target, and what it asks for."""
-        have = self.capacity.counted_gib
-        return _reason(need, have, gib(have))
+        return _reason(need, self.capacity.counted_gib)
 
 
-def _reason(need: Need, have: float, have_text: str) -> Reason:
-    """Estimate.reason, with the capacity counted (`have`) already formatted."""
+def _reason(need: Need, have: float) -> Reason:
+    """Estimate.reason, against the capacity counted (`have`); its sentence is made when read."""
+    values = {"value": need.value, "ratio": need.ratio, "desired_gib": need.desired_gib, "counted_gib": have}
+    if need.values:
+        values.update(need.values)
+    return Reason(ReasonCode.NEED, lambda: _reason_text(need, have), values, need.signal)
+
+
+def _reason_text(need: Need, have: float) -> str:
     delta = need.desired_gib - have
     tail = ""
     if not (need.scale_in or need.over_target):
         tail = f" ({_NEVER_LESS.get(need.signal, 'it')} never asks for less)"
-    text = (
-        f"{need.text}: wants {gib(need.desired_gib)} of YARN memory, {have_text} running or requested "
+    what = need.text if isinstance(need.text, str) else need.text()
+    return (
+        f"{what}: wants {gib(need.desired_gib)} of YARN memory, {gib(have)} running or requested "
         f"({'+' if delta >= 0 else '-'}{gib(abs(delta))}){tail}."
     )
-    values = {"value": need.value, "ratio": need.ratio, "desired_gib": need.desired_gib, "counted_gib": have}
-    if need.values:
-        values.update(need.values)
-    return Reason(ReasonCode.NEED, text, values, need.signal)
 
 
 _NEVER_LESS = {Signal.HEAP_USED_PCT: "the heap", Signal.SPARK_EXECUTORS_NEEDED: "Spark's executor demand"}
@@ -192,6 +197,13 @@ def _text(what: str, value: str, target: str, ratio: float, config: Config) -> s
     return f"{what} {value} {cmp} target {target} (deadband {config.deadband_pct:g} %)"
 
 
+def _share(demand: float, counted: float, none: str) -> str:
+    """A demand as a share of the capacity counted, for a need's sentence (`none`: no demand, no capacity)."""
+    if counted > 0:
+        return f"{100.0 * demand / counted:.1f} % of {gib(counted)} running or requested"
+    return "more than 0 GiB" if demand > 0 else none
+
+
 # --- the signals: one function each, one shape --------------------------------------------------------------
 SignalNeed = Callable[[Readings, Capacity, Config], Need | None]
 
@@ -218,7 +230,7 @@ def yarn_memory_need(readings: Readings, cap: Capacity, config: Config) -> Need 
         round(max(0.0, min(100.0, reported)), 6),
         ratio,
         alloc * 100.0 / y_target,
-        _text(
+        lambda: _text(
             "YARN memory used",
             f"{used_pct:.1f} % of {gib(counted)} running or requested ({gib(alloc)} allocated; "
             f"{emr_source(readings, *_EMR_ALLOCATION)})",
@@ -257,7 +269,7 @@ def pending_containers_need(readings: Readings, cap: Capacity, config: Config) -
         pending,
         ratio,
         demand * 100.0 / y_target,
-        _text(
+        lambda: _text(
             f"{pending:.0f} pending containers of {gib(size_gib)} ({how}; "
             f"{emr_source(readings, Signal.CONTAINER_PENDING)}) make YARN demand",
             shown,
@@ -289,12 +301,7 @@ def fresh_yarn_need(readings: Readings, cap: Capacity, config: Config) -> Need |
     alloc, pending = alloc_mb / MIB_PER_GIB / scale, pending_mb / MIB_PER_GIB / scale
     demand = alloc + pending
     counted, y_target = cap.counted_gib, config.yarn_memory_used_target_pct
-    if counted > 0:
-        ratio = 100.0 * demand / counted / y_target
-        shown = f"{100.0 * demand / counted:.1f} % of {gib(counted)} running or requested"
-    else:
-        ratio = HUGE_RATIO if demand > 0 else 0.0
-        shown = "more than 0 GiB" if demand > 0 else "0 GiB"
+    ratio = 100.0 * demand / counted / y_target if counted > 0 else (HUGE_RATIO if demand > 0 else 0.0)
     age = readings.age_s(Signal.YARN_ALLOCATED_MEMORY_MB)
     source = "ResourceManager" + ("" if age is None else f", {age_text(age)}")
     signal, value = (
@@ -310,9 +317,9 @@ def fresh_yarn_need(readings: Readings, cap: Capacity, config: Config) -> Need |
         value,
         ratio,
         demand * 100.0 / y_target,
-        _text(
+        lambda: _text(
             f"YARN memory asked for: {gib(alloc)} allocated + {gib(pending)} pending{how} ({source}) is",
-            shown,
+            _share(demand, counted, "0 GiB"),
             f"{y_target:.1f} %",
             ratio,
             config,
@@ -347,19 +354,15 @@ def spark_executors_need(readings: Readings, cap: Capacity, config: Config) -> N
     size, how = executor_size_gib(readings, cap, config)
     demand = needed * size
     counted, y_target = cap.counted_gib, config.yarn_memory_used_target_pct
-    if counted > 0:
-        ratio = 100.0 * demand / counted / y_target
-        shown = f"{100.0 * demand / counted:.1f} % of {gib(counted)} running or requested"
-    else:
-        ratio, shown = HUGE_RATIO, "more than 0 GiB"
+    ratio = 100.0 * demand / counted / y_target if counted > 0 else HUGE_RATIO
     return Need(
         Signal.SPARK_EXECUTORS_NEEDED,
         needed,
         ratio,
         demand * 100.0 / y_target,
-        _text(
+        lambda: _text(
             f"Spark asks for {needed:.0f} executors of {gib(size)} ({how}): {gib(demand)}, which is",
-            shown,
+            _share(demand, counted, "more than 0 GiB"),
             f"{y_target:.1f} %",
             ratio,
             config,
@@ -382,7 +385,7 @@ def heap_need(readings: Readings, cap: Capacity, config: Config) -> Need | None:
         round(heap_pct, 6),
         ratio,
         held * max(1.0, ratio),
-        _text(
+        lambda: _text(
             "Executor heap used",
             f"{heap_pct:.1f} % (executors hold {gib(held)})",
             f"{h_target:.1f} %",
@@ -405,7 +408,7 @@ def total_load_need(readings: Readings, cap: Capacity, config: Config) -> Need |
         load,
         ratio,
         cap.running_gib * ratio,
-        _text(
+        lambda: _text(
             f"TotalLoad per node ({load:g} over {cap.running_nodes} nodes)",
             f"{per_node:.1f}",
             f"{config.total_load_target_per_node:g}",
@@ -439,8 +442,7 @@ def estimate(
     if len(needs) > 1:
         needs.sort(key=lambda n: (-n.desired_gib, _ORDER[n.signal]))
     counted = cap.counted_gib
-    have = gib(counted)  # formatted once: every reason states it
-    reasons = tuple([_reason(n, counted, have) for n in needs])
+    reasons = tuple([_reason(n, counted) for n in needs])
     heap = next((n for n in needs if n.signal is Signal.HEAP_USED_PCT), None)
     pending = pending_now(readings)[0]
     return Estimate(cap, tuple(needs), pending, reasons, heap_used_pct(readings), heap)

@@ -2,6 +2,9 @@
 
     Reason(code, text, values={name: number}, subject="")   str(reason) == reason.text
 
+`text` is a str, or a zero-argument callable that makes it when first read (the estimate's needs: most
+decisions' sentences are never read).
+
 `code` says which rule spoke (ReasonCode), `values` holds the numbers the sentence states (GiB, seconds, node
 counts, ...), `subject` what the reason is about when that is a name: the signal of a need, the group of a
 node change, the limit that binds. A Decision's first reason is the one that drove its direction (for a hold:
@@ -10,10 +13,9 @@ why it holds); the sentences are for logs, notices and JSON (Decision.reason_tex
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from enum import StrEnum
 from types import MappingProxyType
-from typing import NamedTuple
 
 
 class ReasonCode(StrEnum):
@@ -64,18 +66,69 @@ class ReasonCode(StrEnum):
 NO_VALUES: Mapping[str, float] = MappingProxyType({})
 
 
-# A NamedTuple: as immutable as a frozen dataclass and built in half the time (a decision builds several)
-class Reason(NamedTuple):
+class Reason:
+    """One reason. Its sentence may be given as a zero-argument callable: built on first read (`text`,
+    `str(reason)`, equality, hashing) and kept, so a decision nobody reads (a replay's) formats none of its
+    sentences. Equality as a tuple of (code, text, values, subject); the hash of (code, text, subject)."""
+
+    __slots__ = ("_make", "_text", "code", "subject", "values")
+
     code: ReasonCode
-    text: str
-    values: Mapping[str, float] = NO_VALUES  # the numbers the sentence states, by name
-    subject: str = ""  # what it is about, when that is a name: a signal, a group id, a setting
+    values: Mapping[str, float]  # the numbers the sentence states, by name
+    subject: str  # what it is about, when that is a name: a signal, a group id, a setting
+
+    def __init__(
+        self,
+        code: ReasonCode,
+        text: str | Callable[[], str],
+        values: Mapping[str, float] = NO_VALUES,
+        subject: str = "",
+    ) -> None:
+        self.code = code
+        self.values = values
+        self.subject = subject
+        if isinstance(text, str):
+            self._text: str | None = text
+            self._make: Callable[[], str] | None = None
+        else:
+            self._text = None
+            self._make = text
+
+    @property
+    def text(self) -> str:
+        t = self._text
+        if t is None:
+            make = self._make
+            assert make is not None
+            t = self._text = make()
+            self._make = None  # what it captured may go
+        return t
 
     def __str__(self) -> str:
         return self.text
 
+    def __iter__(self) -> Iterator[object]:  # unpacks like the NamedTuple it was
+        return iter((self.code, self.text, self.values, self.subject))
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Reason):
+            return NotImplemented
+        return (
+            self.code == other.code
+            and self.subject == other.subject
+            and self.text == other.text
+            and self.values == other.values
+        )
+
     def __hash__(self) -> int:  # `values` is a mapping: hash what identifies the reason
         return hash((self.code, self.text, self.subject))
+
+    def __repr__(self) -> str:
+        fields = f"code={self.code!r}, text={self.text!r}, values={self.values!r}, subject={self.subject!r}"
+        return f"Reason({fields})"
+
+    def __reduce__(self) -> tuple[type[Reason], tuple[ReasonCode, str, Mapping[str, float], str]]:
+        return (Reason, (self.code, self.text, self.values, self.subject))
 
 
 def texts(reasons: tuple[Reason, ...]) -> tuple[str, ...]:

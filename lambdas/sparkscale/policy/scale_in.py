@@ -89,24 +89,37 @@ def _window(ctx: Context, floor: float) -> dict[str, float]:
 
 
 def _why_none(ctx: Context, floor: float, desired_gib: float, allowed: float) -> Reason:
-    """Why no node goes although the signals want less: stabilization, nodes coming, or no whole node fits."""
+    """Why no node goes although the signals want less: stabilization, nodes coming, or no whole node fits.
+    Its sentence is made when read (most holds' never are)."""
     cfg, cap = ctx.config, ctx.cap
     if floor > desired_gib + EPS:
-        text = (
-            f"Stabilization: the highest recommendation of the last {cfg.scale_in_stabilization_s} s is "
-            f"{gib(floor)} of TASK memory and the TASK groups have {gib(cap.task_gib)}: no scale-in yet."
+        window, task_gib = cfg.scale_in_stabilization_s, cap.task_gib
+        return Reason(
+            ReasonCode.STABILIZATION,
+            lambda: (
+                f"Stabilization: the highest recommendation of the last {window} s is "
+                f"{gib(floor)} of TASK memory and the TASK groups have {gib(task_gib)}: no scale-in yet."
+            ),
+            {**_window(ctx, floor), "task_gib": task_gib},
         )
-        return Reason(ReasonCode.STABILIZATION, text, {**_window(ctx, floor), "task_gib": cap.task_gib})
     surplus = max(0.0, allowed)
-    if cap.in_flight_gib > EPS:
-        text = (
-            f"Nodes are still coming ({gib(cap.in_flight_gib)}): until they run, only nodes not yet "
-            f"running may go, and none fits in the {gib(surplus)} surplus: holding."
+    coming = cap.in_flight_gib
+    if coming > EPS:
+        return Reason(
+            ReasonCode.NODES_COMING,
+            lambda: (
+                f"Nodes are still coming ({gib(coming)}): until they run, only nodes not yet "
+                f"running may go, and none fits in the {gib(surplus)} surplus: holding."
+            ),
+            {"in_flight_gib": coming, "surplus_gib": surplus},
         )
-        values = {"in_flight_gib": cap.in_flight_gib, "surplus_gib": surplus}
-        return Reason(ReasonCode.NODES_COMING, text, values)
-    text = f"No whole node fits in the {gib(surplus)} surplus within the group and total minimums: holding."
-    return Reason(ReasonCode.NO_NODE_FITS, text, {"surplus_gib": surplus})
+    return Reason(
+        ReasonCode.NO_NODE_FITS,
+        lambda: (
+            f"No whole node fits in the {gib(surplus)} surplus within the group and total minimums: holding."
+        ),
+        {"surplus_gib": surplus},
+    )
 
 
 def may_remove(ctx: Context, memory_gib: float) -> bool:
