@@ -111,7 +111,8 @@ class InMemoryStateStore:
 
     def load_state(self, cluster_id: str) -> ScalerState:
         with self._lock:
-            return self.states.get(cluster_id, ScalerState())
+            state = self.states.get(cluster_id)
+        return ScalerState() if state is None else state  # a default built only when none is saved
 
     def save(self, cluster_id: str, state: ScalerState, decision: Decision, now: datetime) -> None:
         with self._lock:

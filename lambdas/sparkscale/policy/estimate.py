@@ -52,7 +52,7 @@ from sparkscale.policy.capacity import (
 )
 from sparkscale.policy.model import Signal
 from sparkscale.policy.reasons import Reason, ReasonCode, gib
-from sparkscale.policy.signals import Readings, fresh_yarn, heap_used_pct, pending_now
+from sparkscale.policy.signals import Readings, pending_now
 
 __all__ = [
     "HUGE_RATIO",
@@ -101,6 +101,7 @@ class Estimate(NamedTuple):
     reasons: tuple[Reason, ...] = ()  # reason(n) for each of the needs, in their order
     heap_used_pct: float | None = None  # signals.heap_used_pct of the readings (the Observation's too)
     heap: Need | None = None  # the executor heap's need, one of `needs` (None: the heap does not report)
+    apps_pending: float = 0.0  # applications waiting (signals.pending_now, like container_pending)
 
     @property
     def driving(self) -> Need | None:
@@ -212,7 +213,7 @@ def yarn_memory_need(readings: Readings, cap: Capacity, config: Config) -> Need 
     """YARN memory used: EMR's allocation (up to ~7 minutes old), raised to what the executors hold now when
     that is more, over yarn_memory_used_target_pct. Only when EMR reports an allocation, and not while the
     YARN collector is fresh (fresh_yarn_need reads the same demand then, minutes earlier)."""
-    if fresh_yarn(readings):
+    if readings.yarn_demand_fresh:  # signals.fresh_yarn
         return None
     counted, alloc = cap.counted_gib, cap.held_gib
     if cap.allocated_gib is None or alloc is None or counted <= 0:
@@ -245,7 +246,7 @@ def pending_containers_need(readings: Readings, cap: Capacity, config: Config) -
     """Pending containers: what was allocated (as of EMR's datapoint; with no allocation data, what runs is
     full) plus the containers waiting, over yarn_memory_used_target_pct. Only when containers wait, and not
     while the YARN collector is fresh (fresh_yarn_need counts what waits then)."""
-    if fresh_yarn(readings):
+    if readings.yarn_demand_fresh:  # signals.fresh_yarn
         return None
     values = readings.values
     pending = values.get(Signal.CONTAINER_PENDING) or 0.0
@@ -287,7 +288,7 @@ def fresh_yarn_need(readings: Readings, cap: Capacity, config: Config) -> Need |
     default_container_memory_mb. Only while fresh (signals.fresh_yarn). Its driving signal:
     YarnPendingMemoryMB when memory waits (value: the MB pending), else YarnAllocatedMemoryMB (value: the MB
     allocated)."""
-    if not fresh_yarn(readings):
+    if not readings.yarn_demand_fresh:  # signals.fresh_yarn
         return None
     values = readings.values
     alloc_mb = values[Signal.YARN_ALLOCATED_MEMORY_MB]
@@ -374,7 +375,7 @@ def spark_executors_need(readings: Readings, cap: Capacity, config: Config) -> N
 
 def heap_need(readings: Readings, cap: Capacity, config: Config) -> Need | None:
     """Executor heap used %: the memory the executors hold x used / target, never less than they hold."""
-    heap_pct = heap_used_pct(readings)
+    heap_pct = readings.heap_pct  # signals.heap_used_pct
     held = cap.held_gib
     if heap_pct is None or held is None or held <= 0:
         return None
@@ -444,8 +445,8 @@ def estimate(
     counted = cap.counted_gib
     reasons = tuple([_reason(n, counted) for n in needs])
     heap = next((n for n in needs if n.signal is Signal.HEAP_USED_PCT), None)
-    pending = pending_now(readings)[0]
-    return Estimate(cap, tuple(needs), pending, reasons, heap_used_pct(readings), heap)
+    containers, apps = pending_now(readings)  # read once: gates.waiting asks for both again
+    return Estimate(cap, tuple(needs), containers, reasons, readings.heap_pct, heap, apps)
 
 
 _ORDER = {s: i for i, s in enumerate(Signal)}

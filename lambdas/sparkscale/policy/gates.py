@@ -22,7 +22,6 @@ from sparkscale.policy.context import (
 from sparkscale.policy.model import Cluster
 from sparkscale.policy.reasons import Reason, ReasonCode
 from sparkscale.policy.removal import plan_removal
-from sparkscale.policy.signals import pending_now
 
 METRICS_MISSING = "Metrics missing"
 
@@ -86,7 +85,8 @@ def idle(ctx: Context, quiet_s: float) -> StepResult:
 
 def waiting(ctx: Context) -> Reason | None:
     """WAITING when containers or applications wait (no scale-in then), else None."""
-    pending, apps = pending_now(ctx.readings)  # the ResourceManager's counts when fresh, else EMR's
+    # signals.pending_now, read once by the estimate: the ResourceManager's counts when fresh, else EMR's
+    pending, apps = ctx.est.container_pending, ctx.est.apps_pending
     if pending > 0 or apps > 0:
         text = f"{pending:.0f} containers and {apps:.0f} applications are waiting: no scale-in."
         return Reason(ReasonCode.WAITING, text, {"containers_pending": pending, "apps_pending": apps})

@@ -25,6 +25,9 @@ class Readings(NamedTuple):
     now: datetime | None = None  # when it was read (`age_s`)
     # the YARN collector has datapoints but none is fresh: the age of its newest one (else None)
     yarn_stale_age_s: float | None = None
+    # derived from `values` once, in read_signals/read_some (several steps ask): see fresh_yarn, heap_used_pct
+    yarn_demand_fresh: bool = False
+    heap_pct: float | None = None
 
     def get(self, signal: Signal) -> float | None:
         return self.values.get(signal)
@@ -66,7 +69,6 @@ def read_signals(metrics: MetricsSnapshot, *, now: datetime, config: Config) -> 
     last_at: datetime | None = None  # the datapoints of one GetMetricData share their timestamp: the age
     age, fresh = 0.0, (False, False, False)  # of the previous sample's, reused for the same datetime
     yarn_stale: list[tuple[int, str, float]] = []  # the YARN collector's stale datapoints
-    yarn_fresh = False
     for signal, sample in metrics.samples.items():
         v = sample.value
         at = sample.at
@@ -80,7 +82,6 @@ def read_signals(metrics: MetricsSnapshot, *, now: datetime, config: Config) -> 
             ignored.append((_ORDER[signal], why))
         elif fresh[src]:
             values[signal] = v
-            yarn_fresh = yarn_fresh or src == 2
         else:
             why = f"{signal.value} ignored: its datapoint is {age:.0f} s old (max {limits[src]} s)."
             if src == 2:
@@ -88,12 +89,15 @@ def read_signals(metrics: MetricsSnapshot, *, now: datetime, config: Config) -> 
             else:
                 ignored.append((_ORDER[signal], why))
     stale: float | None = None
-    if yarn_stale and not yarn_fresh:  # the collector is silent: one reason for all of it (Context.notes)
+    # the collector is silent (none of its values fresh; asked only when some are stale): one reason for all
+    # of it (Context.notes)
+    if yarn_stale and _YARN.isdisjoint(values):
         stale = min(a for _, _, a in yarn_stale)
     else:  # some of its metrics are fresh: the stale ones are ignored one by one, like any other
         ignored += [(order, why) for order, why, _ in yarn_stale]
     ignored.sort()  # enum order: deterministic reasons
-    return Readings(values, tuple([text for _, text in ignored]), metrics.samples, now, stale)
+    texts = tuple([text for _, text in ignored])
+    return Readings(values, texts, metrics.samples, now, stale, _yarn_demand(values), _heap_pct(values))
 
 
 def active_from(readings: Readings) -> bool | None:
@@ -129,7 +133,8 @@ def read_some(
     metrics: MetricsSnapshot, signals: tuple[Signal, ...], *, now: datetime, config: Config
 ) -> Readings:
     """`read_signals` for a few signals only (no reasons): the fresh, finite, non-negative values."""
-    return Readings(_fresh(metrics, signals, now, config))
+    values = _fresh(metrics, signals, now, config)
+    return Readings(values, yarn_demand_fresh=_yarn_demand(values), heap_pct=_heap_pct(values))
 
 
 def _fresh(
@@ -151,8 +156,9 @@ def is_active(metrics: MetricsSnapshot, *, now: datetime, config: Config) -> boo
 
 
 def heap_used_pct(readings: Readings) -> float | None:
-    """Executor heap used %, cluster-wide, at most 100 (used cannot exceed max; skewed datapoints can)."""
-    return _heap_pct(readings.values)
+    """Executor heap used %, cluster-wide, at most 100 (used cannot exceed max; skewed datapoints can).
+    Computed once per read (Readings.heap_pct)."""
+    return readings.heap_pct
 
 
 def fresh_heap_used_pct(metrics: MetricsSnapshot, *, now: datetime, config: Config) -> float | None:
@@ -177,8 +183,12 @@ def heap_pressed(pct: float | None, config: Config) -> bool:
 
 def fresh_yarn(readings: Readings) -> bool:
     """The YARN collector's demand is fresh: its allocated memory and what waits (pending memory, else
-    pending containers). Then the estimate reads YARN's demand from it and EMR's YARN needs step aside."""
-    values = readings.values
+    pending containers). Then the estimate reads YARN's demand from it and EMR's YARN needs step aside.
+    Computed once per read (Readings.yarn_demand_fresh): four steps of an evaluation ask."""
+    return readings.yarn_demand_fresh
+
+
+def _yarn_demand(values: Mapping[Signal, float]) -> bool:
     return Signal.YARN_ALLOCATED_MEMORY_MB in values and (
         Signal.YARN_PENDING_MEMORY_MB in values or Signal.YARN_CONTAINERS_PENDING in values
     )
@@ -188,7 +198,7 @@ def pending_now(readings: Readings) -> tuple[float, float]:
     """(containers, applications) waiting: the YARN collector's counts while it is fresh (fresh_yarn: EMR's
     minutes-old counts are not mixed in), else EMR's; 0 for a count not reported."""
     values = readings.values
-    if fresh_yarn(readings):
+    if readings.yarn_demand_fresh:
         containers = values.get(Signal.YARN_CONTAINERS_PENDING)
         apps = values.get(Signal.YARN_APPS_PENDING)
     else:

@@ -268,19 +268,22 @@ def _gone(shell: Shell, exc: ClusterGone) -> RunResult:
 def _notify_decision(
     shell: Shell, decision: Decision, cluster: Cluster, *, outcome: Outcome, detail: str
 ) -> None:
-    def notice() -> Notice:
-        running = sum(g.running for g in cluster.task_groups)
-        return notices.decision_notice(decision, cluster, running=running)
-
-    if outcome is Outcome.APPLIED:
-        shell.send(notice())
+    if outcome is Outcome.HOLD:  # most evaluations: only the at-max notice may go out
+        pass
+    elif outcome is Outcome.APPLIED:
+        shell.send(_decision_notice(decision, cluster))
     elif outcome is Outcome.DRY_RUN:
         proposal = ",".join(f"{t.group_id}:{t.current}>{t.target}" for t in decision.changes)
-        shell.send_once_per_interval(f"dry_run:{proposal}", notice)
+        shell.send_once_per_interval(f"dry_run:{proposal}", lambda: _decision_notice(decision, cluster))
     elif outcome is Outcome.INVALID:
         _notify_failure(shell, what="resize the TASK groups", error=InvalidRequest(detail))
     if decision.at_max_under_pressure:
         shell.send_once_per_interval(KEY_AT_MAX, lambda: notices.at_max_notice(decision))
+
+
+def _decision_notice(decision: Decision, cluster: Cluster) -> Notice:
+    running = sum(g.running for g in cluster.task_groups)
+    return notices.decision_notice(decision, cluster, running=running)
 
 
 def _notify_failure(shell: Shell, *, what: str, error: BaseException) -> None:

@@ -25,8 +25,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import StrEnum
@@ -91,6 +90,36 @@ def with_prices(cluster: Cluster, prices: Mapping[str, float] | None) -> Cluster
     return replace(cluster, groups=tuple(repriced.get(g.id, g) for g in cluster.groups))
 
 
+class Lease:
+    """Shell.lease: a class, not a @contextmanager generator (run_once takes one per evaluation, and a
+    generator-based context manager costs about three times as much to enter and leave)."""
+
+    __slots__ = ("_held", "_owner", "_required", "_shell", "_wait")
+
+    def __init__(self, shell: Shell, owner: str, wait: LeaseWait, required: bool) -> None:
+        self._shell, self._owner, self._wait, self._required = shell, owner, wait, required
+        self._held = False
+
+    def __enter__(self) -> bool:
+        shell, wait = self._shell, self._wait
+        for attempt in range(max(1, wait.attempts)):
+            if attempt:
+                wait.sleep(wait.wait_s)
+            if shell.ports.state.acquire_lease(
+                shell.cluster_id, self._owner, shell.now, shell.config.lease_ttl_s
+            ):
+                self._held = True
+                return True
+        if self._required:
+            raise LeaseHeld(f"{shell.cluster_id}: lease held by another evaluation")
+        log.info("evaluation in progress elsewhere", extra={"cluster_id": shell.cluster_id})
+        return False
+
+    def __exit__(self, *exc: object) -> None:
+        if self._held:
+            self._shell._release(self._owner)
+
+
 @dataclass
 class Shell:
     """One use case's dealings with the world for one cluster at one `now` (see the module docstring)."""
@@ -104,27 +133,11 @@ class Shell:
     lease_release_failed: bool = False
 
     # --- the lease -----------------------------------------------------------------------------------------
-    @contextmanager
-    def lease(self, owner: str, *, wait: LeaseWait = NO_WAIT, required: bool = False) -> Iterator[bool]:
+    def lease(self, owner: str, *, wait: LeaseWait = NO_WAIT, required: bool = False) -> Lease:
         """The cluster's lease, tried as `wait` says (event use cases that must not race the scaler wait
-        briefly). Yields whether it is held; with `required`, raises LeaseHeld instead of yielding False.
-        Released on exit whatever happens inside."""
-        held = False
-        for attempt in range(max(1, wait.attempts)):
-            if attempt:
-                wait.sleep(wait.wait_s)
-            if self.ports.state.acquire_lease(self.cluster_id, owner, self.now, self.config.lease_ttl_s):
-                held = True
-                break
-        if not held:
-            if required:
-                raise LeaseHeld(f"{self.cluster_id}: lease held by another evaluation")
-            log.info("evaluation in progress elsewhere", extra={"cluster_id": self.cluster_id})
-        try:
-            yield held
-        finally:
-            if held:
-                self._release(owner)
+        briefly). A context manager: `with` gives whether it is held; with `required`, raises LeaseHeld
+        instead of giving False. Released on exit whatever happens inside."""
+        return Lease(self, owner, wait, required)
 
     def _release(self, owner: str) -> None:
         try:
