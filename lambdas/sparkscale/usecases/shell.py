@@ -91,8 +91,8 @@ def with_prices(cluster: Cluster, prices: Mapping[str, float] | None) -> Cluster
 
 
 class Lease:
-    """Shell.lease: a class, not a @contextmanager generator (run_once takes one per evaluation, and a
-    generator-based context manager costs about three times as much to enter and leave)."""
+    """Shell.lease: a class, not a @contextmanager generator (run_once takes one per evaluation; in a 10-day
+    replay profile the generator's enter and exit cost about 0.085 s, this about 0.066 s)."""
 
     __slots__ = ("_held", "_owner", "_required", "_shell", "_wait")
 
