@@ -102,20 +102,24 @@ class RunRecord:
 
 class PulledStream(MetricStream):
     """A stream whose datapoints are made when it is read: `fill(t)` adds every datapoint timestamped up to t
-    that exists by now. Only the visibility check is hooked: every reader (alarms, the metrics source) asks
-    it first."""
+    that exists by now, and returns the earliest timestamp the next one can have (a `fill` of an earlier t
+    would make nothing: it is not called). Only the visibility check is hooked: every reader (alarms, the
+    metrics source) asks it first."""
 
-    def __init__(self, lag_s: float, fill: Callable[[float], None]) -> None:
+    def __init__(self, lag_s: float, fill: Callable[[float], float]) -> None:
         super().__init__(lag_s)
         self._fill = fill
+        self._next_s = -math.inf
 
     def visible_count(self, now_s: float) -> int:
-        self._fill(now_s - self.lag_s)
+        upto = now_s - self.lag_s
+        if upto >= self._next_s:
+            self._next_s = self._fill(upto)
         return super().visible_count(now_s)
 
     def made(self) -> int:
         """Make every datapoint that exists by now (after a run: all of them); how many there are."""
-        self._fill(math.inf)
+        self._next_s = self._fill(math.inf)
         return len(self.times)
 
 
@@ -368,18 +372,19 @@ class World:
         h = heap_signals(self.demand_at(t), self.supply_gib, container_gib=self.container_gib, p=self.p)
         self.heap.add(t, h.by_metric())
 
-    def _fill_yarn(self, upto_s: float) -> None:
+    def _fill_yarn(self, upto_s: float) -> float:
         """Make the YARN minutes [m, m + period) that start by `upto_s` and have closed by now (and before the
         end of the trace: the last minute closes at it and is never sent), from the demand and the run's
         supply changes: the supply in effect at m, and its range over the changes within the minute. Made
-        only when read (PulledStream), so a stream no policy or alarm reads costs nothing."""
+        only when read (PulledStream), so a stream no policy or alarm reads costs nothing. Returns the next
+        minute's start (infinity without the collector): nothing can be made before it."""
         if not self.p.yarn_collector:
-            return
+            return math.inf
         period = self.p.yarn_period_s
         last = min(upto_s, self.now_s - period)
         m = self._yarn_next
         if m > last or m + period >= self.end_s:
-            return
+            return m
         changes = self.record.supply_changes
         i, s = self._yarn_seen, self._yarn_supply
         n = len(changes)
@@ -404,6 +409,7 @@ class World:
             self.yarn.add(m, y.by_metric())
             m = end
         self._yarn_next, self._yarn_seen, self._yarn_supply = m, i, s
+        return m
 
     # --- requests as scored ---------------------------------------------------------------------------------
     def record_request(self, *, scale_out: bool) -> None:
