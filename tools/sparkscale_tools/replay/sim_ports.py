@@ -101,17 +101,23 @@ class SimMetricsSource:
         self._emr: tuple[int, dict[Signal, Sample]] = (0, {})  # (visible datapoints, their latest samples)
         self._heap: tuple[int, dict[Signal, Sample]] = (0, {})
         self._yarn: tuple[int, dict[Signal, Sample]] = (0, {})
+        # by a datum's metrics, those a Signal reads with that Signal, in the datum's order: a stream's
+        # datapoints have a few sets of metrics, each looked up once (not each metric of each datum)
+        self._read_of: dict[tuple[str, ...], tuple[tuple[str, Signal], ...]] = {}
         self.calls = 0
 
     def _samples(self, stream: MetricStream, n: int) -> dict[Signal, Sample]:
         if not n:
             return {}
+        row = stream.values[n - 1]
+        metrics = tuple(row)
+        read = self._read_of.get(metrics)
+        if read is None:
+            read = self._read_of[metrics] = tuple(
+                (m, sig) for m in metrics if (sig := _SIGNAL_BY_METRIC.get(m)) is not None
+            )
         at = self._w.dt(stream.times[n - 1])
-        return {
-            sig: Sample(value, at)
-            for metric, value in stream.values[n - 1].items()
-            if (sig := _SIGNAL_BY_METRIC.get(metric)) is not None
-        }
+        return {sig: Sample(row[metric], at) for metric, sig in read}
 
     def read_metrics(self, cluster_id: str, now: datetime) -> MetricsSnapshot:
         self.calls += 1
