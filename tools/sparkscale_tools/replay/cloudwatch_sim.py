@@ -184,6 +184,17 @@ class PeriodRows:
         start = self._consumed
         if visible == start:
             return
+        if visible == start + 1 and start:  # one more datapoint (the usual case: one a minute)
+            self._consumed = visible
+            row = self.stream.values[start]
+            pidx = int(self.stream.times[start] // self.period_s)
+            if pidx == self._open:
+                self._open_rows.append(row)
+            else:  # a new period: the one before was closed when it got its last datapoint
+                self._open, self._open_rows = pidx, [row]
+            self._close(pidx, self._open_rows)
+            self._prune(pidx)
+            return
         if visible < start:  # time went back: start over
             start = 0
             self._restart()
@@ -202,6 +213,10 @@ class PeriodRows:
         assert open_p is not None
         self._close(open_p, open_rows)
         self._open, self._open_rows = open_p, open_rows
+        self._prune(open_p)
+
+    def _prune(self, open_p: int) -> None:
+        """Drop the periods no window reaches any more (now in period `open_p` or later)."""
         # every series has a value for the same periods: one length check for all
         if len(self.series[0].values) > 4 * self.horizon + 8:
             keep = open_p - 2 * self.horizon - 2
@@ -347,18 +362,18 @@ class AlarmBank:
         groups: dict[tuple[int, int], list[tuple[int, AlarmEvaluator]]] = {}
         for i, a in enumerate(self.alarms):
             groups.setdefault((id(a.stream), a.spec.period_s), []).append((i, a))
-        self._groups = [_Group(members[0][1].series.rows, members) for members in groups.values()]
+        self._groups = [_Group.of(members) for members in groups.values()]
         self.in_alarm = False  # whether any alarm is in ALARM
 
     def evaluate(self, now_s: float) -> list[tuple[AlarmEvaluator, AlarmState]]:
         """The alarms whose state changed at `now_s` and their new state, in the bank's order."""
         changed: list[tuple[int, AlarmEvaluator]] = []
         for g in self._groups:
-            rows = g.rows
-            visible = rows.stream.visible_count(now_s)
-            end = int(now_s // rows.period_s)
+            visible = g.visible_count(now_s)
+            end = int(now_s // g.period_s)
             if visible == g.visible and end == g.end:
                 continue
+            rows = g.rows
             rows.update(visible)
             last = rows.last_period(end)
             g.end = end
@@ -379,7 +394,14 @@ class AlarmBank:
 class _Group:
     rows: PeriodRows  # of the members' stream and period
     members: list[tuple[int, AlarmEvaluator]]
+    visible_count: Callable[[float], int]  # the stream's, and the period: read every minute
+    period_s: int
     # the stream's visible datapoints, the period of now and the windows' last period at the last evaluation
     visible: int = -1
     end: int | None = None
     last: int | None = None
+
+    @staticmethod
+    def of(members: list[tuple[int, AlarmEvaluator]]) -> _Group:
+        rows = members[0][1].series.rows
+        return _Group(rows, members, rows.stream.visible_count, rows.period_s)
