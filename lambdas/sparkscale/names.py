@@ -88,6 +88,15 @@ YARN_TOTAL_MEMORY_MB: Final = "YarnTotalMemoryMB"  # Maximum
 YARN_CONTAINERS_PENDING: Final = "YarnContainersPending"  # Maximum
 YARN_APPS_PENDING: Final = "YarnAppsPending"  # Maximum
 YARN_APPS_RUNNING: Final = "YarnAppsRunning"  # Maximum
+YARN_METRICS: Final = (  # every metric the collector publishes, in this order
+    YARN_PENDING_MEMORY_MB,
+    YARN_ALLOCATED_MEMORY_MB,
+    YARN_AVAILABLE_MEMORY_MB,
+    YARN_TOTAL_MEMORY_MB,
+    YARN_CONTAINERS_PENDING,
+    YARN_APPS_PENDING,
+    YARN_APPS_RUNNING,
+)
 
 # --- Alarm names (prefix + cluster id + kind); the handlers recognise their own alarms by these -------------
 ALARM_KIND_TOTAL_LOAD: Final = "total-load"

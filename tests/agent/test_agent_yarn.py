@@ -447,15 +447,7 @@ def test_agent_process_publishes_yarn_and_heap_and_survives_a_broken_rm(moto_url
 
     cw = cloudwatch(moto_url)
     metrics = cw.list_metrics(Namespace=names.YARN_NAMESPACE)["Metrics"]
-    assert {m["MetricName"] for m in metrics} == {
-        names.YARN_PENDING_MEMORY_MB,
-        names.YARN_ALLOCATED_MEMORY_MB,
-        names.YARN_AVAILABLE_MEMORY_MB,
-        names.YARN_TOTAL_MEMORY_MB,
-        names.YARN_CONTAINERS_PENDING,
-        names.YARN_APPS_PENDING,
-        names.YARN_APPS_RUNNING,
-    }
+    assert {m["MetricName"] for m in metrics} == set(names.YARN_METRICS)
     assert all(m["Dimensions"] == [{"Name": "JobFlowId", "Value": "j-YARNTEST"}] for m in metrics)
     assert set(_stats(cw, names.YARN_PENDING_MEMORY_MB, "Maximum")) == {5983232.0}
     assert set(_stats(cw, names.YARN_AVAILABLE_MEMORY_MB, "Minimum")) == {840704.0}

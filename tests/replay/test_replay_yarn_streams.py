@@ -12,15 +12,7 @@ from sparkscale_tools.replay import sim_ports
 from sparkscale_tools.replay.engine import RunRecord, World
 from sparkscale_tools.replay.model import SimParams, yarn_signals
 
-YARN_METRICS = {
-    names.YARN_PENDING_MEMORY_MB,
-    names.YARN_ALLOCATED_MEMORY_MB,
-    names.YARN_AVAILABLE_MEMORY_MB,
-    names.YARN_TOTAL_MEMORY_MB,
-    names.YARN_CONTAINERS_PENDING,
-    names.YARN_APPS_PENDING,
-    names.YARN_APPS_RUNNING,
-}
+YARN_METRICS = set(names.YARN_METRICS)
 
 
 class OneNodeAtZero:

@@ -26,20 +26,9 @@ from sparkscale_tools.replay.cloudwatch_sim import MetricStream
 from sparkscale_tools.replay.engine import World
 
 _SIGNAL_BY_METRIC: dict[str, Signal] = {s.value: s for s in Signal}
-# The YARN collector's metrics the policy reads (none until Signal has members named after them): a stream no
-# Signal reads is not looked at, so its datapoints cost nothing.
-_YARN_READ = any(
-    m in _SIGNAL_BY_METRIC
-    for m in (
-        names.YARN_PENDING_MEMORY_MB,
-        names.YARN_ALLOCATED_MEMORY_MB,
-        names.YARN_AVAILABLE_MEMORY_MB,
-        names.YARN_TOTAL_MEMORY_MB,
-        names.YARN_CONTAINERS_PENDING,
-        names.YARN_APPS_PENDING,
-        names.YARN_APPS_RUNNING,
-    )
-)
+# The YARN collector's metrics the policy reads: a stream no Signal reads is not looked at, so its datapoints
+# cost nothing.
+_YARN_READ = any(m in _SIGNAL_BY_METRIC for m in names.YARN_METRICS)
 _NO_STATE = ScalerState()  # a cluster's state before its first save (immutable: one for every load)
 
 
