@@ -1,4 +1,4 @@
-"""Typed errors the adapters raise instead of botocore's ClientError; the service decides what each means.
+"""Typed errors the adapters raise instead of botocore's ClientError; the use cases decide what each means.
 
 Every error raised by an adapter names the AWS operation and error code in its message, and keeps them as
 attributes (`operation`, `code`) for logs and tests.

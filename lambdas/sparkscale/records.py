@@ -1,4 +1,4 @@
-"""JSON-safe forms of the service's values (decisions, run results) for the audit trail, logs and the CLI."""
+"""JSON-safe forms of the use cases' values (decisions, run results) for the audit trail, logs and the CLI."""
 
 from __future__ import annotations
 

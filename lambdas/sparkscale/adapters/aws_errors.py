@@ -1,4 +1,4 @@
-"""botocore errors -> sparkscale's typed errors (sparkscale.errors). The service decides what each means.
+"""botocore errors -> sparkscale's typed errors (sparkscale.errors). The use cases decide what each means.
 
 | AWS says                                                         | we raise          |
 |------------------------------------------------------------------|-------------------|
@@ -9,7 +9,7 @@
 | 5xx, InternalServerError/Exception, connection or read timeouts  | TransientAwsError |
 
 EMR reports most conditions as InvalidRequestException or ValidationException with a sentence; the sentence is
-matched with the patterns below (checked against moto's and the EMR documentation's wording). The service
+matched with the patterns below (checked against moto's and the EMR documentation's wording). The use cases
 also checks a group's status before resizing, so a busy group is normally caught before EMR is asked.
 """
 

@@ -3,7 +3,7 @@
 Clients are injected (boto3 EMR clients built with `aws.boto_config()`); every botocore error becomes a typed
 error (aws_errors.translate). Memory and vCPU per node come from the bundled instance table
 (instance_data.py); the node-hour price is the on-demand price from the same table, which a PriceSource
-replaces with the spot price for SPOT groups (service.run_once does that).
+replaces with the spot price for SPOT groups (usecases.scale.run_once does that).
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ parse-event: read one payload (a file, or - for stdin) the alarm handler would r
 it becomes, as one JSON object (cluster_id, state, metric_name, alarm_name, namespace, message_id, source,
 ...). Rejected input: one line on stderr saying why, exit 2.
 
-decide: one `service.run_once` in DRY RUN against the AWS endpoint boto3 is configured for (AWS_REGION,
+decide: one `usecases.scale.run_once` in DRY RUN against the AWS endpoint boto3 is configured for (AWS_REGION,
 AWS_ENDPOINT_URL, the usual credential chain): reads the cluster and its metrics, decides, and prints the
 decision with its reasons. Nothing is resized, no notice is published and, with --table, the state is only
 read (leases and the record stay in memory).

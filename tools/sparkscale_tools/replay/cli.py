@@ -18,8 +18,8 @@ def register(sub: Any) -> None:
         "replay",
         help="replay a demand trace through sparkscale and the baselines, and score them",
         description="Replay a memory-demand trace (or a cluster's CloudWatch history) through the real "
-        "sparkscale policy (service.run_once with simulated adapters and clock), EMR's default custom rules, "
-        "static peak provisioning and an oracle; print and write the scores.",
+        "sparkscale policy (usecases.scale.run_once with simulated adapters and clock), EMR's default custom "
+        "rules, static peak provisioning and an oracle; print and write the scores.",
     )
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--trace", metavar="FILE.csv", help="CSV with time_s and a demand column (GiB)")
