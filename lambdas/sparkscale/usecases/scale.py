@@ -253,12 +253,7 @@ def _act(ports: Ports, cluster_id: str, decision: Decision, config: Config) -> t
 
 
 def _gone(shell: Shell, exc: ClusterGone) -> RunResult:
-    first = True
-    if shell.ports.ledger is not None:
-        try:
-            first = shell.ports.ledger.claim(shell.cluster_id, KEY_CLUSTER_GONE, shell.now, None)
-        except SparkscaleError as err:
-            log.warning("could not record that %s is gone: %s", shell.cluster_id, err)
+    first = shell.claim(KEY_CLUSTER_GONE, None)  # forever; without a ledger, or when it fails: tell anyway
     log.warning("cluster gone: %s", exc, extra={"cluster_id": shell.cluster_id})
     if first:
         shell.send(notices.cluster_gone_notice(shell.cluster_id, why=str(exc), now=shell.now))

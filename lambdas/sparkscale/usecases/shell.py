@@ -12,8 +12,8 @@ the cluster it works on and writes only what differs:
         shell.send(notice)
 
 The rules it owns, once:
-- the lease is always released, on every path; a release that fails is logged and counted
-  (`lease_release_failed`) and never masks the outcome: the lease expires by itself;
+- the lease is always released, on every path; a release that fails is logged as a warning and never
+  masks the outcome: the lease expires by itself;
 - a notice never fails the use case (the record is saved before any notice goes out): a failed send is logged
   and counted (`notify_failures`);
 - repeatable notices (failures, at max, dry runs, fallbacks) go out at most once per REPEAT_NOTICE_S per key,
@@ -130,7 +130,6 @@ class Shell:
     cluster_id: str
     notices_sent: int = 0
     notify_failures: int = 0
-    lease_release_failed: bool = False
 
     # --- the lease -----------------------------------------------------------------------------------------
     def lease(self, owner: str, *, wait: LeaseWait = NO_WAIT, required: bool = False) -> Lease:
@@ -143,7 +142,6 @@ class Shell:
         try:
             self.ports.state.release_lease(self.cluster_id, owner)
         except SparkscaleError as exc:  # the lease expires by itself; never mask the real outcome
-            self.lease_release_failed = True
             log.warning("could not release the lease of %s: %s", self.cluster_id, exc)
 
     # --- notices -------------------------------------------------------------------------------------------
