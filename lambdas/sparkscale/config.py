@@ -193,7 +193,7 @@ class Config:
         100.0,
         unit="transfers",
         lo=0,
-        doc="TotalLoad alarm threshold (the design card's alarm), 300 s periods.",
+        doc="TotalLoad above this (300 s periods) wakes the scaler.",
     )
     container_pending_ratio_alarm_threshold: float = _f(
         0.5,
