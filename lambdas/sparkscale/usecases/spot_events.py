@@ -107,9 +107,11 @@ def _decide_and_act(shell: Shell, event: SpotEvent, loc: InstanceLocation) -> Sp
     if not plan.changes:
         notice = notices.interruption_notice(event=event, plan=plan, applied=False)
         return SpotResult(Outcome.LEFT_TO_EMR, event, plan.reasons[0], plan, notice)
-    if config.dry_run:
-        notice = notices.interruption_notice(event=event, plan=plan, applied=False, dry_run=True)
-        return SpotResult(Outcome.DRY_RUN, event, "dry run", plan, notice)
+    pause = ports.state.load_pause(loc.cluster_id)  # an operator's pause: decided and notified, no node moved
+    if config.dry_run or pause is not None:
+        why = notices.paused_text(pause) if pause is not None else "dry run"
+        notice = notices.interruption_notice(event=event, plan=plan, applied=False, dry_run=True, why=why)
+        return SpotResult(Outcome.DRY_RUN, event, why, plan, notice)
     try:
         ports.capacity.resize(loc.cluster_id, plan.changes)
     except ClusterGone as exc:
