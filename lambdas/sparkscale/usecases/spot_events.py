@@ -2,7 +2,8 @@
 cluster moves that node to another pool at once (the choice is policy/replacement.py, pure).
 
 locate -> lease -> skip a duplicate -> read (+prices) -> choose -> resize -> remember -> notify -> release,
-on the shared Shell, under the same per-cluster lease as the scaler so it never races it.
+on the shared Shell, under the same per-cluster lease as the scaler so it never races it. A dry run, or a
+cluster an operator paused (ports.PauseMark), chooses and notifies but moves no node.
 """
 
 from __future__ import annotations
