@@ -82,6 +82,8 @@ class SparkscaleStack(Stack):
         CfnOutput(self, "AlarmTopicArn", value=n.alarm_topic.topic_arn, description="CloudWatch → scaler")
         CfnOutput(self, "OperatorTopicArn", value=n.operator_topic.topic_arn, description="scaler → people")
         CfnOutput(self, "StateTableName", value=self.autoscaler.state.table.table_name)
+        # what `sparkscale status` reads the cluster's alarms by (names.alarm_name)
+        CfnOutput(self, "AlarmPrefix", value=settings.config.alarm_prefix, description="alarm name prefix")
         for cluster_id, dashboard in self.autoscaler.dashboards.items():
             CfnOutput(
                 self,

@@ -23,8 +23,9 @@ from sparkscale.events.emr import EmrEvent, EmrEventKind
 from sparkscale.events.spot import SpotEvent, SpotEventKind
 from sparkscale.policy.fallback import label
 from sparkscale.policy.model import Cluster, Decision, Direction, GroupTarget, Market, Signal
+from sparkscale.policy.reasons import ReasonCode
 from sparkscale.policy.replacement import ReplacementPlan
-from sparkscale.ports import Notice
+from sparkscale.ports import Notice, PauseMark
 from sparkscale.usecases.shell import Outcome
 
 if TYPE_CHECKING:
@@ -87,6 +88,12 @@ _VERB = {Direction.OUT: "scale out", Direction.IN: "scale in", Direction.HOLD: "
 
 def _ts(t: datetime) -> str:
     return t.strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def paused_text(mark: PauseMark) -> str:
+    """`paused by an operator (BY since TIME: WHY)`: what a paused cluster's reasons and notices say."""
+    why = f": {mark.why}" if mark.why else ""
+    return f"paused by an operator ({mark.by} since {_ts(mark.at)}{why})"
 
 
 def _nodes(targets: Sequence[GroupTarget]) -> tuple[int, int]:
@@ -160,9 +167,11 @@ def decision_notice(
     verb = _VERB[d.direction]
     name = f" ({cluster.name})" if cluster is not None and cluster.name else ""
     if d.dry_run:
-        subject = f"[DRY RUN] sparkscale {d.cluster_id}: would {verb} {before} -> {after} TASK nodes"
+        paused = ReasonCode.PAUSED in d.reason_codes
+        tag, what = ("PAUSED", "PAUSED by an operator") if paused else ("DRY RUN", "DRY RUN")
+        subject = f"[{tag}] sparkscale {d.cluster_id}: would {verb} {before} -> {after} TASK nodes"
         head = (
-            f"DRY RUN - nothing was changed. sparkscale would {verb} EMR cluster {d.cluster_id}{name} "
+            f"{what} - nothing was changed. sparkscale would {verb} EMR cluster {d.cluster_id}{name} "
             f"at {_ts(d.at)}."
         )
     else:
@@ -246,6 +255,7 @@ def interruption_notice(
     applied: bool,
     dry_run: bool = False,
     error: str | None = None,
+    why: str = "dry run",
 ) -> Notice:
     """The operator message for one handled event (kind "interruption"; a rebalance says it is one)."""
     short = "interruption" if event.kind is SpotEventKind.INTERRUPTION else "rebalance"
@@ -275,7 +285,7 @@ def interruption_notice(
         f"Event:      {event_line}",
         f"Instance:   {event.instance_id} in {where}",
         f"Event time: {event.at.isoformat()} (id {event.event_id or '-'})",
-        f"Outcome:    {plan.kind}" + (" (dry run: nothing changed)" if dry_run else ""),
+        f"Outcome:    {plan.kind}" + (f" ({why}: nothing changed)" if dry_run else ""),
     ]
     if plan.changes:
         lines.append("Changes:")

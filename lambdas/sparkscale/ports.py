@@ -37,6 +37,18 @@ class PriceSource(Protocol):
         ...
 
 
+@dataclass(frozen=True, slots=True)
+class PauseMark:
+    """An operator's pause of one cluster: it is still evaluated, its decisions are recorded and notified,
+    but nothing is resized (scale: a dry run; spot events: no node moved). The one pause mechanism:
+    `sparkscale pause` sets it, `sparkscale resume` clears it, and anything else that pauses a cluster (a
+    tag) sets the same mark through StateStore.save_pause."""
+
+    at: datetime
+    by: str  # who paused it: "cli:<user>", a tag, ...
+    why: str = ""
+
+
 class StateStore(Protocol):
     def acquire_lease(self, cluster_id: str, owner: str, now: datetime, ttl_s: int) -> bool: ...
 
@@ -46,6 +58,14 @@ class StateStore(Protocol):
 
     def save(self, cluster_id: str, state: ScalerState, decision: Decision, now: datetime) -> None:
         """Persist the new state and an audit item (with TTL) for the decision."""
+        ...
+
+    def load_pause(self, cluster_id: str) -> PauseMark | None:
+        """The cluster's pause mark; None when it is not paused."""
+        ...
+
+    def save_pause(self, cluster_id: str, mark: PauseMark | None) -> None:
+        """Pause the cluster with `mark`, or resume it (None). Idempotent: the last call wins."""
         ...
 
 

@@ -13,6 +13,7 @@ from sparkscale.adapters.dynamodb import DynamoStateStore
 from sparkscale.errors import Throttled, TransientAwsError
 from sparkscale.policy import Reason, ReasonCode
 from sparkscale.policy.model import Decision, Direction, GroupTarget, Market, Recommendation, ScalerState
+from sparkscale.ports import PauseMark
 
 from tests.scale.shell_support import REGION, create_table
 
@@ -138,3 +139,43 @@ def test_dynamodb_errors_become_typed_errors(code: str, status: int, expected: t
         )
         with pytest.raises(expected):
             store.save(CID, ScalerState(), _decision(), T0)
+
+
+def test_pause_mark_round_trip_and_resume(aws: AwsClients, store: DynamoStateStore) -> None:
+    assert store.load_pause(CID) is None
+    mark = PauseMark(at=T0, by="cli:alice", why="maintenance")
+    store.save_pause(CID, mark)
+    assert store.load_pause(CID) == mark
+    assert store.load_pause("j-OTHER") is None  # per cluster
+    item = aws.dynamodb.get_item(
+        TableName="sparkscale-state", Key={"pk": {"S": f"cluster#{CID}"}, "sk": {"S": "paused"}}
+    )
+    assert item["Item"]["paused_by"]["S"] == "cli:alice"
+    assert "expires_at" not in item["Item"]  # a pause lasts until resumed
+    store.save_pause(CID, None)
+    assert store.load_pause(CID) is None
+    store.save_pause(CID, None)  # resuming a cluster that is not paused is fine
+
+
+def test_a_hand_written_pause_mark_still_pauses(aws: AwsClients, store: DynamoStateStore) -> None:
+    aws.dynamodb.put_item(
+        TableName="sparkscale-state", Item={"pk": {"S": f"cluster#{CID}"}, "sk": {"S": "paused"}}
+    )
+    mark = store.load_pause(CID)
+    assert mark is not None
+    assert mark.by == "unknown"
+
+
+def test_audit_since_is_newest_first_from_the_given_time(store: DynamoStateStore) -> None:
+    for minutes, direction in ((0, Direction.OUT), (30, Direction.HOLD), (90, Direction.IN)):
+        store.save(CID, ScalerState(), _decision(direction), T0 + timedelta(minutes=minutes))
+    store.save("j-OTHER", ScalerState(), _decision(), T0 + timedelta(minutes=45))
+    recent = store.audit_since(CID, T0 + timedelta(minutes=30))
+    assert [r["direction"] for r in recent] == ["scale_in", "hold"]
+    assert [r["direction"] for r in store.audit_since(CID, T0 - timedelta(days=1))] == [
+        "scale_in",
+        "hold",
+        "scale_out",
+    ]
+    assert len(store.audit_since(CID, T0, limit=2)) == 2
+    assert store.audit_since(CID, T0 + timedelta(hours=2)) == []

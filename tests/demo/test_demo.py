@@ -229,9 +229,9 @@ def test_the_summary_says_in_words_what_each_policy_cost_and_left_unserved(
         assert any(line.startswith(f"{name} (") and said in line for line in words)
     assert any(line.startswith("Cheapest (the oracle aside): ") for line in words)
     assert any(line.startswith("Least demand unserved: ") for line in words)
-    key = next(i for i, line in enumerate(lines) if line.startswith("key: θ_U = "))
+    key = lines.index(outputs.TABLE_KEY[0])
     assert first < key
-    assert lines[key + 1].startswith("policy")
+    assert lines[key + len(outputs.TABLE_KEY)].startswith("policy")
 
 
 @pytest.mark.slow
@@ -247,7 +247,9 @@ def test_the_plot_shows_the_fresh_signals_under_the_supply(demo: tuple[DemoResul
     assert max(v for _, v in signals.yarn) > 0  # the scenario's shortages show as pending memory
     fig = outputs.plot_figure(result.replay, signals=signals)
     try:
-        supply_ax, signal_ax, cost_ax, zoom_ax = fig.axes
+        supply_ax, signal_ax, cost_ax, zoom_ax, short_ax = fig.axes
+        names = [t.get_text() for t in short_ax.get_yticklabels()]
+        assert names == list(reversed(result.replay.runs))  # a "short of memory" row per policy
         assert signal_ax.get_shared_x_axes().joined(supply_ax, signal_ax)
         legend = [t.get_text() for t in signal_ax.get_legend().get_texts()]
         assert any(t.startswith("YARN collector: YarnPendingMemoryMB") for t in legend)

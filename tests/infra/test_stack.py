@@ -469,6 +469,7 @@ def test_outputs(s: Synth, config: Config) -> None:
         "AlarmTopicArn",
         "OperatorTopicArn",
         "StateTableName",
+        "AlarmPrefix",
         "BootstrapActionPath",
         "BootstrapActionArgs",
         "BootstrapActionsJson",
@@ -478,6 +479,7 @@ def test_outputs(s: Synth, config: Config) -> None:
     urls = [v for k, v in outputs.items() if k.startswith("DashboardUrl")]
     assert len(urls) == len(config.clusters)
     assert "#dashboards:name=sparkscale-j-EXAMPLE12345" in json.dumps(urls[0])
+    assert outputs["AlarmPrefix"]["Value"] == config.alarm_prefix  # what `sparkscale status` reads
 
 
 def test_bootstrap_action_is_the_install_script_with_the_bundle_zip(s: Synth) -> None:

@@ -147,13 +147,38 @@ def test_the_replay_summary_puts_the_words_above_the_keyed_table() -> None:
     text = outputs.summary_text(_result())
     lines = text.splitlines()
     assert lines[0].startswith("sparkscale (demo) (the real handlers in this demo): $4.27 for the task nodes")
-    key = next(i for i, line in enumerate(lines) if line.startswith("key: θ_U = "))
-    assert "τ_U = share of the time short of memory" in lines[key]
-    assert lines[key + 1].startswith("policy")
+    key = lines.index(outputs.TABLE_KEY[0])
+    assert lines[key].startswith("key: short % = share of the time with less memory than demand")
+    head = key + len(outputs.TABLE_KEY)
+    assert lines[head].split() == [
+        "policy",
+        "cost",
+        "$",
+        "×oracle",
+        "short",
+        "%",
+        "unserved",
+        "GiB-h",
+        "surplus",
+        "GiB-h",
+        "actions",
+        "react",
+        "p50",
+        "s",
+        "max",
+        "s",
+    ]
+    # the table in plain units: sparkscale (demo) short 1 step of 4, 50 GiB × 0.5 h unserved, and beyond
+    # demand 0 + 0 + 0 + 0 = 0 GiB-h; emr-custom-rules 200 × 0.5 = 100 GiB-h unserved
+    row = lines[head + 2].split()
+    assert row[:3] == ["sparkscale", "(demo)", "4.27"]
+    assert row[4:7] == ["25.0", "25.0", "0"]
+    assert lines[head + 3].split()[1:5] == ["1.86", "0.620", "50.0", "100.0"]
     assert max(i for i, line in enumerate(lines) if line.startswith(("Cheapest", "Least"))) < key
+    assert not any(greek in text for greek in ("θ_U %", "τ_U %", "θ_O %"))  # the SPEC %s: in the JSON only
     bare = outputs.summary_text(_result(), words=False)
     assert "for the task nodes" not in bare
-    assert "key: θ_U" in bare
+    assert outputs.TABLE_KEY[0] in bare
 
 
 # --- the plot -----------------------------------------------------------------------------------------------
@@ -185,7 +210,7 @@ def _labels(ax: Any) -> list[str]:
 def test_the_replay_plot_has_supply_and_cost_panels_on_one_time_axis(figures: list[Any]) -> None:
     fig = outputs.plot_figure(_result(), title="t")
     figures.append(fig)
-    supply_ax, cost_ax = fig.axes
+    supply_ax, cost_ax, short_ax = fig.axes
     assert supply_ax.get_ylabel() == "usable YARN memory (GiB)"
     assert cost_ax.get_ylabel().startswith("task nodes")
     assert cost_ax.get_xlabel() == "time (hours)"
@@ -194,6 +219,20 @@ def test_the_replay_plot_has_supply_and_cost_panels_on_one_time_axis(figures: li
     for name in SUPPLY:
         assert sum(label.startswith(f"{name}: $") for label in labels) == 1
     assert any(label.startswith("shaded: demand a policy left unserved") for label in labels)
+    # the scores in plain words: $, unserved GiB-hours, the share of the time short; no SPEC percentages
+    demo = next(label for label in labels if label.startswith("sparkscale (demo)"))
+    assert (
+        demo
+        == "sparkscale (demo): $4.27 (1.42× oracle)\n25 GiB-hours unserved, short 25 % of the time; 2 actions"
+    )
+    assert "never short of memory" in next(label for label in labels if label.startswith("oracle"))
+    assert not any(greek in label for label in labels for greek in ("θ", "τ"))
+    title, *headline = supply_ax.get_title().splitlines()  # the verdicts under the title, wrapped
+    assert title == "t"
+    assert " ".join(headline) == (
+        "Cheapest (the oracle aside): emr-custom-rules ($1.86). Least demand unserved: sparkscale (demo) "
+        "(8.3 %, 25 GiB-hours)."
+    )
     # every policy's line has its own colour and style: one cannot hide another with the same supply
     lines = [ln for ln in supply_ax.get_lines() if not str(ln.get_label()).startswith("_")]
     assert len({(ln.get_color(), str(ln.get_linestyle())) for ln in lines}) == len(SUPPLY)
@@ -203,17 +242,32 @@ def test_the_replay_plot_has_supply_and_cost_panels_on_one_time_axis(figures: li
     ends = {str(ln.get_label()).split(":")[0]: ln.get_ydata()[-1] for ln in cost_ax.get_lines()}
     assert ends["sparkscale (demo)"] == pytest.approx(4.27)
     assert ends["emr-custom-rules"] == pytest.approx(1.86)
+    assert cost_ax.get_ylim()[1] > 4.27  # no policy off the scale here
     # the legends sit to the right of the data
     fig.canvas.draw()
-    for ax in fig.axes:
+    for ax in (supply_ax, cost_ax):
         assert ax.get_legend().get_window_extent().x0 >= ax.get_window_extent().x1
+    # right under the supply: when each policy was short, a row each (the first on top), bars per stretch
+    assert short_ax.get_shared_x_axes().joined(supply_ax, short_ax)
+    assert supply_ax.get_position().y0 > short_ax.get_position().y0 > cost_ax.get_position().y0
+    assert [t.get_text() for t in short_ax.get_yticklabels()] == [
+        "oracle",
+        "emr-custom-rules",
+        "sparkscale (demo)",
+    ]
+    bars = {round(c.get_paths()[0].vertices[:, 1].mean()): c for c in short_ax.collections}
+    assert sorted(bars) == [1, 2]  # emr-custom-rules (row 1) and sparkscale (demo) (row 2); the oracle: none
+    # sparkscale (demo) short at step 1 only: 0.5 h to 1 h; emr-custom-rules at steps 1 and 2: 0.5 h to 1.5 h
+    assert bars[2].get_paths()[0].get_extents().x0 == pytest.approx(0.5)
+    assert bars[2].get_paths()[0].get_extents().x1 == pytest.approx(1.0)
+    assert bars[1].get_paths()[0].get_extents().x1 == pytest.approx(1.5)
 
 
 def test_the_demo_plot_adds_the_fresh_signal_panel_and_its_forecast(figures: list[Any]) -> None:
     fig = outputs.plot_figure(_result(), signals=_signals(forecast=True))
     figures.append(fig)
-    assert len(fig.axes) == 4
-    supply_ax, signal_ax, cost_ax, zoom_ax = fig.axes
+    assert len(fig.axes) == 5
+    supply_ax, signal_ax, cost_ax, zoom_ax, _short_ax = fig.axes
     assert signal_ax.get_ylabel().startswith("pending YARN memory (GiB)")
     assert signal_ax.get_shared_x_axes().joined(supply_ax, signal_ax)
     assert signal_ax.get_shared_x_axes().joined(supply_ax, cost_ax)
@@ -245,3 +299,37 @@ def test_without_a_forecast_the_signal_panel_has_no_forecast_line(figures: list[
     out = tmp_path / "plot.png"
     outputs.write_plot(_result(), out, signals=_signals(forecast=False))
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_policy_on_another_ones_line_gets_dots_and_says_so(figures: list[Any]) -> None:
+    result = _result()
+    twin = "sparkscale (replay)"
+    result.runs[twin] = RunRecord(
+        twin, supply_gib=SUPPLY["sparkscale (demo)"], cost_usd_per_h=RATE["sparkscale (demo)"], cost_usd=4.27
+    )
+    result.scores[twin] = result.scores["sparkscale (demo)"]
+    assert outputs.coinciding(result) == {twin: ("sparkscale (demo)", 1.0)}
+    fig = outputs.plot_figure(result, title="t")
+    figures.append(fig)
+    supply_ax, cost_ax, _ = fig.axes
+    [label] = [label for label in _labels(supply_ax) if label.startswith(twin)]
+    assert label.endswith("\nsame supply as sparkscale (demo) at every step: drawn with dots on its line")
+    lines = {str(ln.get_label()): ln for ln in supply_ax.get_lines()}
+    assert lines[twin].get_marker() == "o"
+    assert lines["sparkscale (demo)"].get_marker() in ("None", None, "")
+    assert len(supply_ax.collections) == 1 + 2  # the twin's shortage is the other's: not shaded twice
+    assert any(t.endswith("(same supply as sparkscale (demo))") for t in _labels(cost_ax))
+
+
+def test_a_far_dearer_policy_leaves_the_cost_panel_through_the_top(figures: list[Any]) -> None:
+    result = _result()
+    peak = "static-peak"
+    result.runs[peak] = RunRecord(peak, supply_gib=[300.0] * 4, cost_usd_per_h=[60.0] * 4, cost_usd=120.0)
+    result.scores[peak] = result.scores["oracle"]
+    assert outputs.off_scale({n: r.cost_usd for n, r in result.runs.items()}) == {peak}
+    assert outputs.off_scale({"a": 3.0, "b": 2.0, "c": 0.0}) == set()
+    fig = outputs.plot_figure(result, title="t")
+    figures.append(fig)
+    cost_ax = fig.axes[1]
+    assert cost_ax.get_ylim() == pytest.approx((0.0, 1.15 * 4.27))
+    assert f"{peak}: $120.00 (off the scale: its line leaves through the top)" in _labels(cost_ax)

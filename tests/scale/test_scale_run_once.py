@@ -21,7 +21,8 @@ from sparkscale.policy.model import (
     Sample,
     Signal,
 )
-from sparkscale.ports import Ports
+from sparkscale.policy.reasons import ReasonCode
+from sparkscale.ports import PauseMark, Ports
 from sparkscale.usecases.scale import needs_evaluation, reconcile_once, run_once
 from sparkscale.usecases.shell import Outcome
 
@@ -228,6 +229,44 @@ def test_dry_run_never_resizes_and_is_notified_once_per_proposal() -> None:
     assert w.store.states[CID].last_scale_out_at is None
     w.run(at=T0 + timedelta(minutes=1), config=cfg)
     assert len(w.notifier.notices) == 1
+
+
+def test_a_paused_cluster_decides_and_notifies_but_never_resizes_until_resumed() -> None:
+    w = World()
+    w.store.save_pause(CID, PauseMark(at=T0 - timedelta(hours=1), by="cli:alice", why="maintenance"))
+    r = w.run()
+    assert r.outcome == Outcome.DRY_RUN
+    assert w.emr.resizes == []
+    assert r.decision is not None
+    assert r.decision.direction is Direction.OUT
+    assert r.decision.dry_run
+    assert r.decision.reason_codes[-1] is ReasonCode.PAUSED
+    assert "Paused by an operator (cli:alice since" in r.decision.reason_texts[-1]
+    assert "maintenance" in r.decision.reason_texts[-1]
+    [(_, recorded)] = w.store.audit[CID]
+    assert recorded.dry_run
+    assert w.store.states[CID].last_scale_out_at is None  # nothing done: no cooldown
+    [notice] = w.notifier.notices
+    assert notice.kind == "dry_run"
+    assert notice.subject.startswith(f"[PAUSED] sparkscale {CID}: would scale out")
+    assert notice.body.startswith("PAUSED by an operator - nothing was changed.")
+    assert "paused by an operator (cli:alice" in notice.body.lower()
+
+    w.store.save_pause(CID, None)  # resumed: the next evaluation acts
+    assert w.run(at=T0 + timedelta(minutes=1)).outcome == Outcome.APPLIED
+    assert len(w.emr.resizes) == 1
+
+
+def test_a_paused_clusters_holds_are_recorded_as_dry_runs_without_a_pause_reason() -> None:
+    w = World()
+    w.metrics.snapshots[CID] = on_target(T0)
+    w.store.save_pause(CID, PauseMark(at=T0, by="cli:bob"))
+    r = w.run()
+    assert r.outcome == Outcome.HOLD
+    assert r.decision is not None
+    assert r.decision.dry_run
+    assert ReasonCode.PAUSED not in r.decision.reason_codes
+    assert w.notifier.notices == []
 
 
 def test_at_max_under_pressure_is_notified_at_most_hourly() -> None:

@@ -27,7 +27,7 @@ from sparkscale.policy.model import (
     ScalerState,
 )
 from sparkscale.policy.replacement import ReplacementKind, choose_replacement, usd_per_usable_gib_hour
-from sparkscale.ports import InstanceLocation, Lookup, Notice, Ports
+from sparkscale.ports import InstanceLocation, Lookup, Notice, PauseMark, Ports
 from sparkscale.usecases.shell import LeaseWait, Outcome, with_prices
 from sparkscale.usecases.spot_events import handle_spot_event
 
@@ -442,6 +442,7 @@ class Fakes:
     claim_error: Exception | None = None
     price_error: Exception | None = None
     release_error: Exception | None = None
+    pause: PauseMark | None = None
     calls: list[tuple] = field(default_factory=list)
     claims: dict[tuple[str, str], datetime] = field(default_factory=dict)
     notices: list[Notice] = field(default_factory=list)
@@ -474,6 +475,12 @@ class Fakes:
 
     def load_state(self, cluster_id):
         return ScalerState()
+
+    def load_pause(self, cluster_id):
+        return self.pause
+
+    def save_pause(self, cluster_id, mark):  # pragma: no cover
+        raise AssertionError
 
     def save(self, *a):  # pragma: no cover
         raise AssertionError
@@ -627,6 +634,20 @@ def test_dry_run_notifies_and_does_not_resize():
     assert res.outcome is Outcome.DRY_RUN
     assert not any(c[0] == "resize" for c in f.calls)
     assert "would move" in f.notices[0].subject
+
+
+def test_a_paused_cluster_moves_no_node_and_says_why():
+    f = Fakes(C3, pause=PauseMark(at=NOW, by="cli:alice", why="upgrade"))
+    res = run(f)
+    assert res.outcome is Outcome.DRY_RUN
+    assert not any(c[0] == "resize" for c in f.calls)
+    assert res.reason.startswith("paused by an operator (cli:alice since")
+    [notice] = f.notices
+    assert "would move" in notice.subject
+    assert "(paused by an operator (cli:alice since 2026-03-02 12:00:30 UTC: upgrade): nothing changed)" in (
+        notice.body
+    )
+    assert f.calls[-1] == ("release", "j-TEST", "me")
 
 
 def test_left_to_emr_is_still_told_to_operators():

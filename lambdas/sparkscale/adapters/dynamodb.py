@@ -5,7 +5,8 @@ audit trail and the once-only notice ledger. Powertools Idempotency shares the t
 |---|---|---|---|
 | lease | cluster#<id> | lease | owner, acquired_at, expires_at |
 | state | cluster#<id> | state | state (JSON), updated_at, last_direction |
-| audit | cluster#<id> | audit#<ISO time>#<owner> | decision (JSON), direction, expires_at (TTL) |
+| audit | cluster#<id> | audit#<ISO time, UTC>#<direction>#<12 hex> | decision (JSON), dry_run, TTL |
+| pause | cluster#<id> | paused | paused_at, paused_by, why (absent: not paused) |
 | notice ledger | cluster#<id> | notice#<key> | claimed_at, expires_at (absent: forever) |
 | demand history | cluster#<id> | demand#<YYYY-MM-DDTHH> | m00 … m55 (5-minute peaks, GiB), expires_at (TTL) |
 
@@ -39,6 +40,7 @@ from sparkscale.errors import TransientAwsError
 from sparkscale.policy import state_from_dict, state_to_dict
 from sparkscale.policy.forecast import HISTORY_KEEP_S
 from sparkscale.policy.model import Decision, ScalerState
+from sparkscale.ports import PauseMark
 from sparkscale.records import decision_to_dict
 
 log = logging.getLogger(__name__)
@@ -48,6 +50,7 @@ SK: Final = names.TABLE_SK
 TTL: Final = names.TABLE_TTL_ATTR
 SK_LEASE: Final = "lease"
 SK_STATE: Final = "state"
+SK_PAUSED: Final = "paused"
 AUDIT_PREFIX: Final = "audit#"
 NOTICE_PREFIX: Final = "notice#"
 DEMAND_PREFIX: Final = "demand#"
@@ -179,6 +182,42 @@ class DynamoStateStore:
         except (ClientError, BotoCoreError) as exc:
             raise translate(exc, "TransactWriteItems(state+audit)") from exc
 
+    # --- the operator's pause (ports.PauseMark) -------------------------------------------------------------
+    def load_pause(self, cluster_id: str) -> PauseMark | None:
+        try:
+            resp = self._db.get_item(
+                TableName=self._table, Key=self._key(cluster_id, SK_PAUSED), ConsistentRead=True
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise translate(exc, "GetItem(paused)") from exc
+        item = resp.get("Item")
+        if not item:
+            return None
+        try:
+            at = datetime.fromisoformat(item["paused_at"]["S"])
+        except (KeyError, ValueError):  # a mark written by hand: paused all the same, since an unknown time
+            at = datetime.fromtimestamp(0, UTC)
+        return PauseMark(
+            at=at, by=item.get("paused_by", {}).get("S", "unknown"), why=item.get("why", {}).get("S", "")
+        )
+
+    def save_pause(self, cluster_id: str, mark: PauseMark | None) -> None:
+        try:
+            if mark is None:
+                self._db.delete_item(TableName=self._table, Key=self._key(cluster_id, SK_PAUSED))
+                return
+            self._db.put_item(
+                TableName=self._table,
+                Item={
+                    **self._key(cluster_id, SK_PAUSED),
+                    "paused_at": {"S": mark.at.astimezone(UTC).isoformat()},
+                    "paused_by": {"S": mark.by},
+                    "why": {"S": mark.why},
+                },
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise translate(exc, "DeleteItem(paused)" if mark is None else "PutItem(paused)") from exc
+
     def record_capacity_error(self, cluster_id: str, group_id: str, at: datetime) -> bool:
         """ports.CapacityErrorRecorder: capacity_errors[group_id] = `at` (a later time already recorded is
         kept) in the persisted state; nothing else changes and no audit item is written.
@@ -243,6 +282,33 @@ class DynamoStateStore:
         except (ClientError, BotoCoreError) as exc:
             raise translate(exc, "Query(audit)") from exc
         return [json.loads(i["decision"]["S"]) for i in resp.get("Items", [])]
+
+    def audit_since(self, cluster_id: str, since: datetime, *, limit: int = 1000) -> list[dict[str, Any]]:
+        """The audit records of a cluster saved at or after `since`, newest first, at most `limit` (decoded
+        decisions; every page of the Query). The sort key starts with the save time in ISO 8601 UTC, so the
+        range is a key condition, not a filter."""
+        values = {
+            ":pk": {"S": cluster_pk(cluster_id)},
+            ":from": {"S": f"{AUDIT_PREFIX}{since.astimezone(UTC).isoformat()}"},
+            ":to": {"S": f"{AUDIT_PREFIX}~"},  # '~' sorts after every ISO time
+        }
+        out: list[dict[str, Any]] = []
+        try:
+            pages = self._db.get_paginator("query").paginate(
+                TableName=self._table,
+                KeyConditionExpression="#pk = :pk AND #sk BETWEEN :from AND :to",
+                ExpressionAttributeNames={"#pk": PK, "#sk": SK},
+                ExpressionAttributeValues=values,
+                ScanIndexForward=False,
+            )
+            for page in pages:
+                for item in page.get("Items", []):
+                    out.append(json.loads(item["decision"]["S"]))
+                    if len(out) >= limit:
+                        return out
+        except (ClientError, BotoCoreError) as exc:
+            raise translate(exc, "Query(audit)") from exc
+        return out
 
     # --- demand history (ports.DemandHistoryStore) ---------------------------------------------------------
     def load_demand(

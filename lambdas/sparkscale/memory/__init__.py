@@ -21,7 +21,7 @@ from sparkscale.policy.model import (
     Role,
     ScalerState,
 )
-from sparkscale.ports import Notice, NoticeLedger, StateStore
+from sparkscale.ports import Notice, NoticeLedger, PauseMark, StateStore
 
 _KEEP_BUCKETS = HISTORY_KEEP_S // BUCKET_S
 
@@ -94,6 +94,7 @@ class InMemoryStateStore:
         self.saves = 0
         self.last_decision: Decision | None = None
         self.demand: dict[str, dict[datetime, float]] = {}  # cluster -> bucket start -> peak GiB
+        self.pauses: dict[str, PauseMark] = {}
 
     def acquire_lease(self, cluster_id: str, owner: str, now: datetime, ttl_s: int) -> bool:
         with self._lock:
@@ -121,6 +122,17 @@ class InMemoryStateStore:
             self.last_decision = decision
             if self._keep_audit:
                 self.audit.setdefault(cluster_id, []).append((now, decision))
+
+    def load_pause(self, cluster_id: str) -> PauseMark | None:
+        with self._lock:
+            return self.pauses.get(cluster_id)
+
+    def save_pause(self, cluster_id: str, mark: PauseMark | None) -> None:
+        with self._lock:
+            if mark is None:
+                self.pauses.pop(cluster_id, None)
+            else:
+                self.pauses[cluster_id] = mark
 
     def record_capacity_error(self, cluster_id: str, group_id: str, at: datetime) -> bool:
         """ports.CapacityErrorRecorder: like the DynamoDB store (a later time already recorded is kept)."""
@@ -216,6 +228,12 @@ class ReadOnlyStateStore:
 
     def save(self, cluster_id: str, state: ScalerState, decision: Decision, now: datetime) -> None:
         self._mem.save(cluster_id, state, decision, now)
+
+    def load_pause(self, cluster_id: str) -> PauseMark | None:
+        return self._source.load_pause(cluster_id)
+
+    def save_pause(self, cluster_id: str, mark: PauseMark | None) -> None:
+        self._mem.save_pause(cluster_id, mark)
 
     def claim(self, cluster_id: str, key: str, now: datetime, ttl_s: int | None) -> bool:
         return self._mem.claim(cluster_id, key, now, ttl_s)

@@ -61,6 +61,8 @@ class ReasonCode(StrEnum):
     DRY_RUN = "dry_run"
     # the shell: EMR refused the resize
     NOT_APPLIED = "not_applied"
+    # the use case: an operator paused the cluster (ports.PauseMark): decided and notified, not applied
+    PAUSED = "paused"
 
 
 NO_VALUES: Mapping[str, float] = MappingProxyType({})

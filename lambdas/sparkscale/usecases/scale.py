@@ -14,7 +14,7 @@ Expected AWS conditions never raise; they become the RunResult's outcome:
 | a TASK group is resizing / busy | group_busy | decision recorded as not applied; the next run retries |
 | throttled after botocore's retries | throttled | recorded if a decision was made; the next run retries |
 | invalid request (validation, not TASK, ...) | invalid | recorded; operators notified (at most hourly) |
-| a dry-run action | dry_run | recorded and notified (at most hourly per proposal) |
+| a dry-run action (or a paused cluster's) | dry_run | recorded and notified (at most hourly per proposal) |
 | an applied action | applied | recorded and notified |
 | no change | hold | recorded |
 
@@ -43,7 +43,7 @@ from sparkscale.errors import (
 from sparkscale.policy import Reason, ReasonCode, evaluate, next_state
 from sparkscale.policy.forecast import DemandHistory, bucket_start, history_ranges, lead_time_s
 from sparkscale.policy.model import Cluster, Decision, DemandSample, Direction, ScalerState
-from sparkscale.ports import DemandHistoryStore, Notice, Ports
+from sparkscale.ports import DemandHistoryStore, Notice, PauseMark, Ports
 from sparkscale.usecases.shell import KEY_CLUSTER_GONE, Outcome, Shell
 
 log = logging.getLogger(__name__)
@@ -170,6 +170,9 @@ def _evaluate(shell: Shell) -> RunResult:
     decision, observed = evaluate(
         now=now, cluster=cluster, metrics=metrics, config=config, state=state, history=history
     )
+    pause = ports.state.load_pause(cid)
+    if pause is not None:
+        decision = _paused(decision, pause)
     outcome, detail, recorded = _act(ports, cid, decision, config)
     if outcome is Outcome.CLUSTER_GONE:
         return _gone(shell, ClusterGone(detail))
@@ -228,6 +231,15 @@ def _record_demand(shell: Shell, demand: DemandSample) -> None:
         store.record_demand(shell.cluster_id, bucket_start(demand.at), demand.gib, shell.now)
     except SparkscaleError as exc:
         log.warning("demand history of %s not recorded: %s", shell.cluster_id, exc)
+
+
+def _paused(decision: Decision, pause: PauseMark) -> Decision:
+    """A paused cluster's decision: a dry run (recorded, notified, never applied); an action says why."""
+    if not decision.is_action:
+        return replace(decision, dry_run=True)
+    text = notices.paused_text(pause)
+    why = f"{text[0].upper()}{text[1:]}: decided and notified, not applied."
+    return replace(decision, dry_run=True, reasons=(*decision.reasons, Reason(ReasonCode.PAUSED, why)))
 
 
 def _act(ports: Ports, cluster_id: str, decision: Decision, config: Config) -> tuple[Outcome, str, Decision]:

@@ -2,7 +2,8 @@
 cluster moves that node to another pool at once (the choice is policy/replacement.py, pure).
 
 locate -> lease -> skip a duplicate -> read (+prices) -> choose -> resize -> remember -> notify -> release,
-on the shared Shell, under the same per-cluster lease as the scaler so it never races it.
+on the shared Shell, under the same per-cluster lease as the scaler so it never races it. A dry run, or a
+cluster an operator paused (ports.PauseMark), chooses and notifies but moves no node.
 """
 
 from __future__ import annotations
@@ -107,9 +108,11 @@ def _decide_and_act(shell: Shell, event: SpotEvent, loc: InstanceLocation) -> Sp
     if not plan.changes:
         notice = notices.interruption_notice(event=event, plan=plan, applied=False)
         return SpotResult(Outcome.LEFT_TO_EMR, event, plan.reasons[0], plan, notice)
-    if config.dry_run:
-        notice = notices.interruption_notice(event=event, plan=plan, applied=False, dry_run=True)
-        return SpotResult(Outcome.DRY_RUN, event, "dry run", plan, notice)
+    pause = ports.state.load_pause(loc.cluster_id)  # an operator's pause: decided and notified, no node moved
+    if config.dry_run or pause is not None:
+        why = notices.paused_text(pause) if pause is not None else "dry run"
+        notice = notices.interruption_notice(event=event, plan=plan, applied=False, dry_run=True, why=why)
+        return SpotResult(Outcome.DRY_RUN, event, why, plan, notice)
     try:
         ports.capacity.resize(loc.cluster_id, plan.changes)
     except ClusterGone as exc:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import json
 import math
 import textwrap
@@ -15,6 +16,7 @@ from typing import Any
 from sparkscale_tools.replay.backlog import BacklogScores
 from sparkscale_tools.replay.engine import RunRecord
 from sparkscale_tools.replay.run import ReplayResult
+from sparkscale_tools.replay.scores import episodes
 
 SCORE_KEYS = (
     "cost_usd",
@@ -71,15 +73,56 @@ def timeline_text(result: ReplayResult) -> str:
     return buf.getvalue()
 
 
-def legend_label(name: str, s: dict[str, Any]) -> str:
+def legend_label(name: str, s: dict[str, Any], fall: Shortfall | None = None) -> str:
+    """One policy's scores in plain words: what it cost, the demand it left unserved (GiB-hours, and the
+    share of the time it was short), how fast it reacted, how many actions. The SPEC percentages (θ, τ) stay
+    in the JSON."""
     ratio = s.get("cost_ratio_vs_oracle")
     react = s.get("reaction_s_p50")
-    return (
-        f"{name}: ${s['cost_usd']:,.2f}"
-        + (f" ({ratio:.2f}× oracle)" if ratio is not None else "")
-        + f", τ_U {s['tau_u_pct']:.1f} %, θ_U {s['theta_u_pct']:.1f} %, {s['actions']} actions"
-        + (f", reaction p50 {react:.0f} s" if react is not None else "")
-    )
+    head = f"{name}: ${s['cost_usd']:,.2f}"
+    if ratio is not None and name != ORACLE:
+        head += f" ({ratio:.2f}× oracle)"
+    rest: list[str] = []
+    if fall is not None:
+        rest.append(
+            "never short of memory"
+            if fall.unserved_gib_hours <= 0
+            else f"{_gib_h(fall.unserved_gib_hours)} unserved, short {_pct(fall.short_time_pct)} of the time"
+        )
+    if react is not None:
+        rest.append(f"reacts in {react:.0f} s (median)")
+    rest.append(f"{s['actions']} actions")
+    return f"{head}\n{'; '.join(rest)}"
+
+
+TITLE_WRAP = 110  # the plot's headline under its title, in characters per line
+
+# Two policies whose supply is the same at this share of the steps or more are said to coincide: the legend
+# says so, and the later one is drawn with markers over the earlier one's wide pale line.
+COINCIDE_SHARE = 0.9
+
+
+def coinciding(result: ReplayResult) -> dict[str, tuple[str, float]]:
+    """policy -> (the earlier policy its supply line lies on, the share of the steps where they are equal),
+    for each policy that coincides with an earlier one (COINCIDE_SHARE)."""
+    out: dict[str, tuple[str, float]] = {}
+    names = list(result.runs)
+    for i, name in enumerate(names):
+        mine = result.runs[name].supply_gib
+        for other in names[:i]:
+            theirs = result.runs[other].supply_gib
+            if not mine or len(mine) != len(theirs):
+                continue
+            same = sum(1 for a, b in zip(mine, theirs, strict=True) if abs(a - b) <= 1e-9 * max(1.0, abs(a)))
+            if same / len(mine) >= COINCIDE_SHARE:
+                out[name] = (other, same / len(mine))
+                break
+    return out
+
+
+def _coincide_words(other: str, share: float) -> str:
+    where = "at every step" if share >= 1.0 else f"at {_pct(100.0 * share)} of the steps"
+    return f"\nsame supply as {other} {where}: drawn with dots on its line"
 
 
 # --- the plot -----------------------------------------------------------------------------------------------
@@ -114,6 +157,9 @@ _STYLES: tuple[tuple[str, Any, float, float], ...] = (
     ("tab:olive", "-", 1.0, 1.0),
 )
 _ORACLE_STYLE: tuple[str, Any, float, float] = ("black", (0, (1, 1.5)), 1.0, 0.9)
+# the unserved demand of the k-th policy: shaded in its colour, hatched from the second on, so that two
+# policies short at the same time both show
+_HATCHES = ("", "////", "\\\\\\\\", "xx", "..", "++", "--")
 
 
 def policy_styles(names: Sequence[str]) -> dict[str, tuple[str, Any, float, float]]:
@@ -171,18 +217,21 @@ def plot_figure(
 
     styles = policy_styles(list(result.runs))
     window = _zoom_window(signals, result) if signals is not None else None
-    heights = [3.0, 1.7, 1.1] if signals is not None else [3.0, 1.1]
+    strip = max(0.5, 0.18 * len(result.runs))  # the "short of memory" rows, right under the supply
+    heights = [3.0, strip, 1.7, 1.1] if signals is not None else [3.0, strip, 1.1]
     if window is not None:
         heights.append(1.5)
-    fig = plt.figure(figsize=(15, 4.2 + 1.6 * len(heights)), dpi=100, layout="constrained")
+    size = 4.2 + 1.6 * (len(heights) - 1 + strip)
+    fig = plt.figure(figsize=(15, size), dpi=100, layout="constrained")
     grid = fig.add_gridspec(len(heights), 1, height_ratios=heights)
     ax = fig.add_subplot(grid[0])
-    shared = [ax] + [fig.add_subplot(grid[i], sharex=ax) for i in range(1, 3 if signals is not None else 2)]
+    shared = [ax] + [fig.add_subplot(grid[i], sharex=ax) for i in range(2, 4 if signals is not None else 3)]
     cost_ax = shared[-1]
     for a in shared[:-1]:
         a.tick_params(labelbottom=False)
     _supply_panel(ax, result, x, styles)
-    ax.set_title(title)
+    words = textwrap.wrap(headline(result), width=TITLE_WRAP)
+    ax.set_title("\n".join([title, *words]))
     if signals is not None:
         _signal_panel(shared[1], signals, result, div)
         if window is not None:
@@ -193,6 +242,8 @@ def plot_figure(
             zoom.set_title(
                 "zoom on the largest shortage: when each signal showed the pending memory", fontsize=9
             )
+    # made last, so that fig.axes keeps the order above: supply, (signals,) cost, (zoom,) short of memory
+    _short_panel(fig.add_subplot(grid[1], sharex=ax), result, styles, div)
     _cost_panel(cost_ax, result, x, styles)
     cost_ax.set_xlabel(f"time ({unit})")
     cost_ax.set_xlim(0, x[-1])
@@ -208,40 +259,111 @@ Style = tuple[str, Any, float, float]
 
 
 def _supply_panel(ax: Any, result: ReplayResult, x: Sequence[float], styles: dict[str, Style]) -> None:
+    """Demand (grey) and each policy's supply; the demand a policy left unserved shaded in its colour (hatched
+    from the second policy on); one legend entry per policy with its line over its shading and its scores in
+    plain words; a policy whose line lies on an earlier one's gets dots and says so."""
+    from matplotlib.legend_handler import HandlerTuple  # noqa: PLC0415
     from matplotlib.patches import Patch  # noqa: PLC0415
 
     scores = _clean(result.to_json_dict())["policies"]
+    same = coinciding(result)
     demand = _held(result.demand)
     ax.fill_between(x, demand, step="post", color="0.87", linewidth=0, label="demand (GiB)")
     ax.step(x, demand, where="post", color="0.55", linewidth=0.6)
-    for name, run in result.runs.items():
+    handles: list[Any] = [ax.get_legend_handles_labels()[0][0]]
+    labels = ["demand (GiB)"]
+    for k, (name, run) in enumerate(result.runs.items()):
         color, ls, lw, alpha = styles[name]
+        hatch = _HATCHES[k % len(_HATCHES)]
         supply = _held(run.supply_gib)
         low = [min(s, d) for s, d in zip(supply, demand, strict=True)]
-        if any(lo < d for lo, d in zip(low, demand, strict=True)):
-            ax.fill_between(x, low, demand, step="post", color=color, alpha=0.22, linewidth=0)
-        ax.step(
-            x,
-            supply,
-            where="post",
-            color=color,
-            linestyle=ls,
-            linewidth=lw,
-            alpha=alpha,
-            label=legend_label(name, scores[name]),
+        shade = None
+        twin = name in same and same[name][1] >= 1.0  # its shading would be the other's, exactly
+        if not twin and any(lo < d for lo, d in zip(low, demand, strict=True)):
+            look: dict[str, Any] = {
+                "facecolor": (color, 0.2),
+                "edgecolor": (color, 0.7),
+                "hatch": hatch,
+                "linewidth": 0,
+            }
+            ax.fill_between(x, low, demand, step="post", **look)
+            shade = Patch(**look)
+        marks: dict[str, Any] = {}
+        if name in same:  # drawn over the line it coincides with: dots keep both visible
+            marks = {"marker": "o", "markersize": 3.5, "markevery": max(1, len(x) // 40), "fillstyle": "none"}
+        (line,) = ax.step(
+            x, supply, where="post", color=color, linestyle=ls, linewidth=lw, alpha=alpha, label=name, **marks
         )
-    handles, labels = ax.get_legend_handles_labels()
-    handles.append(Patch(color="0.4", alpha=0.25, linewidth=0))
-    labels.append("shaded: demand a policy left unserved (its colour)")
+        handles.append(line if shade is None else (shade, line))
+        label = legend_label(name, scores[name], shortfall(result.demand, run.supply_gib, result.step_s))
+        labels.append(label + (_coincide_words(*same[name]) if name in same else ""))
+    handles.append(Patch(facecolor="0.6", alpha=0.35, linewidth=0))
+    labels.append("shaded: demand a policy left unserved (its colour; hatched from the second policy on)")
     ax.set_ylabel("usable YARN memory (GiB)")
     ax.grid(alpha=0.3)
-    ax.legend(handles, labels, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7, framealpha=0.9)
+    ax.legend(
+        handles,
+        labels,
+        handler_map={tuple: HandlerTuple(ndivide=1)},
+        loc="upper left",
+        bbox_to_anchor=(1.01, 1.0),
+        fontsize=7,
+        framealpha=0.9,
+    )
+
+
+def _short_panel(ax: Any, result: ReplayResult, styles: dict[str, Style], div: float) -> None:
+    """When each policy was short of memory: a row per policy (the first on top), a bar in its colour over
+    every stretch of steps with supply below demand (at least a pixel wide, so a one-step shortage in a
+    three-day run still shows); an empty row: never short."""
+    names = list(result.runs)
+    step = result.step_s
+    for row, name in enumerate(names):
+        run = result.runs[name]
+        short = [s < d for d, s in zip(result.demand, run.supply_gib, strict=True)]
+        bars = [(a * step / div, (b - a) * step / div) for a, b in episodes(short)]
+        if bars:
+            color = styles[name][0]
+            y = len(names) - 1 - row
+            ax.broken_barh(bars, (y - 0.35, 0.7), facecolors=color, edgecolors=color, linewidth=0.8)
+    ax.set_yticks(range(len(names)), labels=list(reversed(names)), fontsize=7)
+    ax.set_ylim(-0.6, len(names) - 0.4)
+    ax.tick_params(labelbottom=False)
+    ax.set_ylabel("short of\nmemory", fontsize=8)
+    ax.grid(axis="x", alpha=0.3)
+
+
+# A policy that spends more than this many times the next dearest one would flatten every other cost line:
+# the cost panel's axis stops above the others, its line leaves through the top and the legend says so.
+OFF_SCALE = 3.0
+
+
+def off_scale(costs: dict[str, float]) -> set[str]:
+    """The policies whose cost is left off the cost panel's scale (OFF_SCALE)."""
+    ranked = sorted(costs.items(), key=lambda kv: -kv[1])
+    out: set[str] = set()
+    for (name, cost), (_, nxt) in itertools.pairwise(ranked):
+        if nxt <= 0 or cost <= OFF_SCALE * nxt:
+            break
+        out.add(name)
+    return out
 
 
 def _cost_panel(ax: Any, result: ReplayResult, x: Sequence[float], styles: dict[str, Style]) -> None:
+    """Each policy's cumulative cost of task nodes; the axis stops above all but the far dearest ones
+    (off_scale)."""
+    same = coinciding(result)
+    away = off_scale({name: run.cost_usd for name, run in result.runs.items()})
     for name, run in result.runs.items():
         color, ls, lw, alpha = styles[name]
         spent = cumulative_cost(run, result.step_s)
+        label = f"{name}: ${run.cost_usd:,.2f}"
+        if name in away:
+            label += " (off the scale: its line leaves through the top)"
+        marks: dict[str, Any] = {}
+        if name in same:
+            marks = {"marker": "o", "markersize": 3.5, "markevery": max(1, len(x) // 40), "fillstyle": "none"}
+            label += f" (same supply as {same[name][0]})"
         ax.step(
             x,
             [0.0, *spent],
@@ -250,11 +372,24 @@ def _cost_panel(ax: Any, result: ReplayResult, x: Sequence[float], styles: dict[
             linestyle=ls,
             linewidth=min(lw, 2.4),
             alpha=alpha,
-            label=f"{name}: ${run.cost_usd:,.2f}",
+            label=label,
+            **marks,
         )
+    shown = [run.cost_usd for name, run in result.runs.items() if name not in away]
+    if away and shown and max(shown) > 0:
+        ax.set_ylim(0, 1.15 * max(shown))
     ax.set_ylabel("task nodes,\ncumulative $")
     ax.grid(alpha=0.3)
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7, framealpha=0.9)
+
+
+def headline(result: ReplayResult) -> str:
+    """The plot's second title line: which policy was cheapest and which left the least demand unserved, in
+    the summary's words (empty with fewer than two policies besides the oracle)."""
+    falls = {
+        name: shortfall(result.demand, run.supply_gib, result.step_s) for name, run in result.runs.items()
+    }
+    return " ".join(line.strip() for line in _verdicts(result, falls))
 
 
 # the zoom: from this long before the largest shortage began to this long after it ended, at least
@@ -400,9 +535,11 @@ GLOSSES: dict[str, str] = {
     ORACLE: "knows the demand, no delay: a reference, not a policy",
 }
 WRAP = 110  # the plain words' line width (the table is about as wide)
-TABLE_KEY = (
-    "key: θ_U = average shortfall, as a share of the demand at each step; τ_U = share of the time short of "
-    "memory (θ_O, τ_O: the same for memory beyond demand); ×oracle = cost over the oracle's"
+TABLE_KEY = (  # the lines above the table
+    "key: short % = share of the time with less memory than demand; unserved = demand left without memory;",
+    "     surplus = memory beyond demand (the core nodes' included); ×oracle = cost over the oracle's;",
+    "     react = from the start of a shortage to its scale-out request (median, longest);",
+    "     the SPEC percentages (θ_U, θ_O, τ_U, τ_O) are in the --json scores",
 )
 
 
@@ -414,6 +551,7 @@ class Shortfall:
     short_time_pct: float
     unserved_pct: float
     unserved_gib_hours: float
+    surplus_gib_hours: float = 0.0  # memory beyond demand, Σ max(s − d, 0) × Δt
 
 
 def shortfall(demand: Sequence[float], supply: Sequence[float], step_s: float) -> Shortfall:
@@ -422,10 +560,12 @@ def shortfall(demand: Sequence[float], supply: Sequence[float], step_s: float) -
     gaps = [d - s for d, s in zip(demand, supply, strict=True) if s < d]
     total = sum(d for d in demand if d > 0)
     missing = sum(gaps)
+    surplus = sum(s - d for d, s in zip(demand, supply, strict=True) if s > d)
     return Shortfall(
         short_time_pct=100.0 * len(gaps) / len(demand),
         unserved_pct=100.0 * missing / total if total > 0 else 0.0,
         unserved_gib_hours=missing * step_s / 3600.0,
+        surplus_gib_hours=surplus * step_s / 3600.0,
     )
 
 
@@ -565,14 +705,15 @@ def summary_text(result: ReplayResult, *, words: bool = True) -> str:
         lines.append(result.emr_rules)
     lines += [f"note: {n}" for n in result.notes]
     head = (
-        f"{'policy':<22}{'cost $':>11}{'×oracle':>9}{'θ_U %':>8}{'θ_O %':>8}{'τ_U %':>8}{'τ_O %':>8}"
-        f"{'actions':>9}{'react p50 s':>12}{'max s':>8}"
+        f"{'policy':<22}{'cost $':>11}{'×oracle':>9}{'short %':>9}{'unserved GiB-h':>16}"
+        f"{'surplus GiB-h':>15}{'actions':>9}{'react p50 s':>12}{'max s':>8}"
     )
-    lines += ["", TABLE_KEY, head, "-" * len(head)]
+    lines += ["", *TABLE_KEY, head, "-" * len(head)]
     for name, s in result.scores.items():
+        f = shortfall(result.demand, result.runs[name].supply_gib, result.step_s)
         lines.append(
-            f"{name:<22}{s.cost_usd:>11.2f}{_fmt(s.cost_ratio_vs_oracle, '>9.3f'):>9}{s.theta_u_pct:>8.2f}"
-            f"{s.theta_o_pct:>8.1f}{s.tau_u_pct:>8.2f}{s.tau_o_pct:>8.1f}{s.actions:>9d}"
+            f"{name:<22}{s.cost_usd:>11.2f}{_fmt(s.cost_ratio_vs_oracle, '>9.3f'):>9}{s.tau_u_pct:>9.1f}"
+            f"{f.unserved_gib_hours:>16,.1f}{f.surplus_gib_hours:>15,.0f}{s.actions:>9d}"
             f"{_fmt(s.reaction_s_p50, '>12.0f'):>12}{_fmt(s.reaction_s_max, '>8.0f'):>8}"
         )
     if result.backlog_scores is not None:
