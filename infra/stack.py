@@ -9,6 +9,7 @@ from aws_cdk import CfnCondition, CfnOutput, CfnParameter, Fn, Stack
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_sns as sns
 from constructs import Construct
+from sparkscale.emr_setup import safe_scale_in_configurations
 
 from infra.constructs import SparkAutoscaler
 from infra.settings import StackSettings
@@ -82,6 +83,13 @@ class SparkscaleStack(Stack):
         CfnOutput(self, "AlarmTopicArn", value=n.alarm_topic.topic_arn, description="CloudWatch → scaler")
         CfnOutput(self, "OperatorTopicArn", value=n.operator_topic.topic_arn, description="scaler → people")
         CfnOutput(self, "StateTableName", value=self.autoscaler.state.table.table_name)
+        CfnOutput(
+            self,
+            "SafeScaleInConfigurations",
+            value=self.to_json_string(safe_scale_in_configurations()),
+            description="aws emr create-cluster --configurations '<this>' (EMR 6.12.0+): application masters "
+            "on CORE nodes, Spark decommission with block migration (docs/safe-scale-in.md)",
+        )
         for cluster_id, dashboard in self.autoscaler.dashboards.items():
             CfnOutput(
                 self,
