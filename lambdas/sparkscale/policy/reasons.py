@@ -61,6 +61,9 @@ class ReasonCode(StrEnum):
     DRY_RUN = "dry_run"
     # the shell: EMR refused the resize
     NOT_APPLIED = "not_applied"
+    # safe scale-in (policy/node_choice.py): which instances a shrink keeps and removes (subject: group id)
+    NODES_CHOSEN = "nodes_chosen"
+    NODES_UNKNOWN = "nodes_unknown"  # no fresh node report: EMR chooses
 
 
 NO_VALUES: Mapping[str, float] = MappingProxyType({})
