@@ -90,6 +90,13 @@ class SparkscaleStack(Stack):
             description="aws emr create-cluster --configurations '<this>' (EMR 6.12.0+): application masters "
             "on CORE nodes, Spark decommission with block migration (docs/safe-scale-in.md)",
         )
+        for cluster_id, policy in self.autoscaler.node_report_policies.items():
+            CfnOutput(
+                self,
+                f"NodeReportWriterPolicyArn{_alnum(cluster_id)}",
+                value=policy.managed_policy_arn,
+                description=f"attach to the EMR instance role of {cluster_id} (safe scale-in node report)",
+            )
         for cluster_id, dashboard in self.autoscaler.dashboards.items():
             CfnOutput(
                 self,
