@@ -210,7 +210,11 @@ class SparkAutoscaler(Construct):
         self.heap_bootstrap = None
         if features.heap_bootstrap_assets and bootstrap_dir is not None:
             self.heap_bootstrap = HeapBootstrapAssets(
-                self, "HeapBootstrap", bootstrap_dir=bootstrap_dir, instance_role=emr_instance_role
+                self,
+                "HeapBootstrap",
+                bootstrap_dir=bootstrap_dir,
+                instance_role=emr_instance_role,
+                state_table_name=self.state.table.table_name,
             )
 
     def _add_node_report_policies(self, config: Config, emr_instance_role: iam.IRole | None) -> None:
