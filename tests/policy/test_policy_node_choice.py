@@ -5,8 +5,11 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sparkscale.policy.model import GroupTarget, Market
 from sparkscale.policy.node_choice import (
+    NO_CHOICE,
     ClusterInstance,
     InstanceShrink,
     NodeReport,
@@ -141,3 +144,43 @@ def test_host_keys():
     assert host_keys("ip-10-0-0-1.ec2.internal") == {"ip-10-0-0-1.ec2.internal", "ip-10-0-0-1"}
     assert host_keys("10.0.0.1") == {"10.0.0.1", "ip-10-0-0-1"}
     assert host_keys(" ") == frozenset()
+
+
+# --- invariants ---------------------------------------------------------------------------------------------
+_STATES = ("RUNNING", "UNHEALTHY", "LOST", "DECOMMISSIONING", "NEW")
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    nodes=st.lists(
+        st.tuples(st.sampled_from(_STATES), st.integers(0, 20), st.booleans(), st.booleans(), st.booleans()),
+        min_size=0,
+        max_size=12,
+    ),
+    current=st.integers(0, 14),
+    target=st.integers(0, 14),
+)
+def test_the_choice_never_removes_an_am_host_nor_more_than_asked(nodes, current, target):
+    """Per node: (YARN state, containers, hosts an AM, known to the RM, instance RUNNING)."""
+    instances, yarn, am = [], [], set()
+    for n, (state, containers, hosts_am, known, running) in enumerate(nodes, start=1):
+        instances.append(_instance(n, state="RUNNING" if running else "BOOTSTRAPPING"))
+        if known:
+            yarn.append(_node(n, containers, state=state))
+        if hosts_am:
+            am.add(n)
+    choice = _choose([_change(current, target)], instances, _report(*yarn, am=tuple(am)))
+    if current <= target:
+        assert choice == NO_CHOICE
+        return
+    (reason,) = choice.reasons
+    assert reason.code is ReasonCode.NODES_CHOSEN
+    for shrink in choice.shrinks:
+        ids = {i.instance_id for i in instances if i.state == "RUNNING"}
+        assert set(shrink.protect) <= ids
+        assert set(shrink.terminate) <= ids
+        assert not set(shrink.protect) & set(shrink.terminate)
+        assert len(shrink.protect) <= target
+        assert len(shrink.terminate) <= current - target
+        am_ids = {f"i-{n:04d}" for n in am}
+        assert not set(shrink.terminate) & am_ids  # an AM host is never chosen to go
