@@ -150,3 +150,12 @@ def test_a_scale_out_reads_no_node_data() -> None:
     result = w.run(config=config)
     assert result.decision.direction is Direction.OUT
     assert ReasonCode.NODES_UNKNOWN not in result.decision.reason_codes
+
+
+def test_without_a_report_the_instances_are_not_even_listed() -> None:
+    w = _world(None)
+    w.emr.list_error = AssertionError("no report: nothing to map, no ListInstances")
+    result = w.run(config=CONFIG)
+    assert result.outcome == Outcome.APPLIED
+    assert w.emr.shrinks == []
+    assert result.decision.reasons[-1].text == "No node report from the agent. EMR chooses which nodes go."

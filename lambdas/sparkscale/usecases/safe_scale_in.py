@@ -39,7 +39,7 @@ def choose_nodes(
         return decision, NO_SHRINKS
     try:
         report = source.load_node_report(cluster_id)
-        instances = lister.list_instances(cluster_id)
+        instances = lister.list_instances(cluster_id) if report is not None else ()  # none to map
     except SparkscaleError as exc:
         log.warning("node report or instances of %s unreadable: %s", cluster_id, exc)
         why = f"The node report or the instance list could not be read ({exc}): EMR chooses which nodes go."
