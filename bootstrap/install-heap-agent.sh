@@ -2,10 +2,13 @@
 # sparkscale — install the Spark JVM heap agent on an EMR node. An EMR bootstrap action: it runs on every node
 # when the cluster starts and on every node added later, before Spark is installed.
 #
-# usage: install-heap-agent.sh AGENT_URL [REGION]
+# usage: install-heap-agent.sh AGENT_URL [REGION] [--state-table TABLE]
 #   AGENT_URL  where the agent is: s3://bucket/key/heap-agent.pyz; or an S3 prefix ending in "/" holding
 #              heap-agent.pyz; or s3://…/*.zip, the bootstrap folder as a zip (a CDK directory asset).
 #   REGION     region to publish metrics to (default: $AWS_REGION, else the instance metadata service).
+#   --state-table TABLE  the stack's state table: on the master node the agent also writes the YARN node report
+#              there (which nodes run containers and application masters) for safe scale-in
+#              (docs/safe-scale-in.md); the stack's bootstrap action passes it. Also SPARKSCALE_STATE_TABLE.
 #
 # It needs only what EMR nodes have: bash, coreutils, python3 (3.7+), the AWS CLI, systemd; no internet
 # beyond S3 and CloudWatch. What it does:
@@ -41,6 +44,7 @@ readonly INSTANCE_JSON="$ROOT/mnt/var/lib/info/instance.json"
 readonly YARN_SITE_XML="$ROOT/etc/hadoop/conf/yarn-site.xml"
 readonly YARN_MODE="${SPARKSCALE_YARN:-auto}"
 readonly YARN_HIGH_RESOLUTION="${SPARKSCALE_YARN_HIGH_RESOLUTION:-0}"
+STATE_TABLE="${SPARKSCALE_STATE_TABLE:-}"
 readonly CONF_DIR="$ROOT/etc/sparkscale"
 readonly SPARK_CONF_DIR="$ROOT/etc/spark/conf"
 readonly UNIT_DIR="$ROOT/etc/systemd/system"
@@ -58,7 +62,7 @@ die() {
   exit 1
 }
 
-usage() { die "usage: install-heap-agent.sh AGENT_URL [REGION]"; }
+usage() { die "usage: install-heap-agent.sh AGENT_URL [REGION] [--state-table TABLE]"; }
 
 imds_region() {
   local token
@@ -120,6 +124,9 @@ yarn_args() {
   printf ' --yarn-rm-url %s' "$url"
   if [[ "$YARN_HIGH_RESOLUTION" == "1" ]]; then
     printf ' --yarn-high-resolution'
+  fi
+  if [[ -n "$STATE_TABLE" ]]; then
+    printf ' --state-table %s' "$STATE_TABLE"
   fi
 }
 
@@ -211,7 +218,25 @@ EOF
 }
 
 main() {
+  local positional=()
+  while [[ $# -gt 0 ]]; do
+    case "$1" in
+    --state-table)
+      [[ $# -ge 2 ]] || usage
+      STATE_TABLE="$2"
+      shift 2
+      ;;
+    *)
+      positional+=("$1")
+      shift
+      ;;
+    esac
+  done
+  set -- ${positional[@]+"${positional[@]}"} # bash 4.2 (Amazon Linux 2): an empty array is unbound under -u
   [[ $# -ge 1 && $# -le 2 && -n "$1" ]] || usage
+  if [[ -n "$STATE_TABLE" && ! "$STATE_TABLE" =~ ^[A-Za-z0-9_.-]{3,255}$ ]]; then
+    die "bad state table name '$STATE_TABLE'"
+  fi
   local agent_url="$1"
   REGION="${2:-${AWS_REGION:-}}"
   if [[ -z "$REGION" ]]; then

@@ -9,6 +9,7 @@ from aws_cdk import CfnCondition, CfnOutput, CfnParameter, Fn, Stack
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_sns as sns
 from constructs import Construct
+from sparkscale.emr_setup import safe_scale_in_configurations
 
 from infra.constructs import SparkAutoscaler
 from infra.settings import StackSettings
@@ -84,6 +85,20 @@ class SparkscaleStack(Stack):
         CfnOutput(self, "StateTableName", value=self.autoscaler.state.table.table_name)
         # what `sparkscale status` reads the cluster's alarms by (names.alarm_name)
         CfnOutput(self, "AlarmPrefix", value=settings.config.alarm_prefix, description="alarm name prefix")
+        CfnOutput(
+            self,
+            "SafeScaleInConfigurations",
+            value=self.to_json_string(safe_scale_in_configurations()),
+            description="aws emr create-cluster --configurations '<this>' (EMR 6.12.0+): application masters "
+            "on CORE nodes, Spark decommission with block migration (docs/safe-scale-in.md)",
+        )
+        for cluster_id, policy in self.autoscaler.node_report_policies.items():
+            CfnOutput(
+                self,
+                f"NodeReportWriterPolicyArn{_alnum(cluster_id)}",
+                value=policy.managed_policy_arn,
+                description=f"attach to the EMR instance role of {cluster_id} (safe scale-in node report)",
+            )
         for cluster_id, dashboard in self.autoscaler.dashboards.items():
             CfnOutput(
                 self,

@@ -66,6 +66,7 @@ class SparkAutoscaler(Construct):
     cluster_alarms: dict[str, ClusterAlarms]
     dashboards: dict[str, ClusterDashboard]
     heap_bootstrap: HeapBootstrapAssets | None
+    node_report_policies: dict[str, iam.ManagedPolicy]  # cluster id -> its EMR instance role's policy
     functions: list[ScalerFunction]
     dead_letter_queues: dict[str, sqs.Queue]
 
@@ -100,6 +101,7 @@ class SparkAutoscaler(Construct):
         self._add_cluster_alarms_and_dashboards(config, features)
         self._add_dead_letter_alarms(features)
         self._add_heap_bootstrap(features, bootstrap_dir, emr_instance_role)
+        self._add_node_report_policies(config, emr_instance_role)
 
     # --- the steps of __init__, in order --------------------------------------------------------------------
     def _function_options(
@@ -208,8 +210,25 @@ class SparkAutoscaler(Construct):
         self.heap_bootstrap = None
         if features.heap_bootstrap_assets and bootstrap_dir is not None:
             self.heap_bootstrap = HeapBootstrapAssets(
-                self, "HeapBootstrap", bootstrap_dir=bootstrap_dir, instance_role=emr_instance_role
+                self,
+                "HeapBootstrap",
+                bootstrap_dir=bootstrap_dir,
+                instance_role=emr_instance_role,
+                state_table_name=self.state.table.table_name,
             )
+
+    def _add_node_report_policies(self, config: Config, emr_instance_role: iam.IRole | None) -> None:
+        """Safe scale-in: one managed policy per managed cluster that lets its EMR instance role write that
+        cluster's node report and nothing else; attached to `emr_instance_role` when one is given (a role
+        shared by the clusters then gets them all)."""
+        self.node_report_policies = {}
+        for cluster_id in config.clusters:
+            policy = self.state.node_report_policy(
+                self, f"NodeReportWriter{_alnum(cluster_id)}", cluster_id=cluster_id
+            )
+            if emr_instance_role is not None:
+                policy.attach_to_role(emr_instance_role)
+            self.node_report_policies[cluster_id] = policy
 
     # --- grants on what this construct owns -----------------------------------------------------------------
     def grant_describe_alarms(self, grantee: iam.IGrantable) -> iam.Grant:
@@ -265,3 +284,7 @@ class SparkAutoscaler(Construct):
                 alarm_actions=[self.notifications.operator_topic.topic_arn],
                 ok_actions=[self.notifications.operator_topic.topic_arn],
             )
+
+
+def _alnum(text: str) -> str:
+    return "".join(ch for ch in text if ch.isalnum())

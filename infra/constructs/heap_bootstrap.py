@@ -47,8 +47,12 @@ class HeapBootstrapAssets(Construct):
         *,
         bootstrap_dir: Path,
         instance_role: iam.IRole | None = None,
+        state_table_name: str | None = None,
     ) -> None:
+        """`state_table_name`: passed to the install script (`--state-table`), so the master node's agent
+        writes the YARN node report for safe scale-in."""
         super().__init__(scope, construct_id)
+        self._state_table_name = state_table_name
         self.script = s3_assets.Asset(self, "InstallScript", path=str(bootstrap_dir / bundle.INSTALL_SCRIPT))
         with tempfile.TemporaryDirectory(prefix="sparkscale-bootstrap-") as tmp:
             bundle.build_bootstrap_dir(tmp)
@@ -63,7 +67,8 @@ class HeapBootstrapAssets(Construct):
 
     @property
     def action_args(self) -> list[str]:
-        return [self.bundle.s3_object_url]
+        table = ["--state-table", self._state_table_name] if self._state_table_name else []
+        return [self.bundle.s3_object_url, *table]
 
     def action_json(self) -> str:
         """`aws emr create-cluster --bootstrap-actions '<this>'` (tokens resolve at deploy time)."""

@@ -167,6 +167,20 @@ class Config:
         "published every 60 s) older than this is ignored, and EMR's 5-minute YARN metrics decide instead; "
         "also how long the collector may be silent before operators hear of it.",
     )
+    node_report_max_age_s: int = _f(
+        180,
+        unit="s",
+        lo=30,
+        doc="Safe scale-in: the agent's YARN node report (written every 30 s) older than this is not used; a "
+        "shrink then lets EMR choose the nodes that go, and its reason says so.",
+    )
+    scale_in_node_timeout_s: int | None = _f(
+        None,
+        unit="s",
+        lo=0,
+        doc="Safe scale-in: InstanceTerminationTimeout for the nodes sparkscale chooses to remove (how long "
+        "YARN lets their containers finish); unset: EMR's decommissioning timeout.",
+    )
     dry_run: bool = _f(False, unit="bool", doc="Decide, log and notify, but never resize.")
     # --- spot market ----------------------------------------------------------------------------------------
     max_share_per_instance_type: float = _f(

@@ -124,6 +124,10 @@ DETAIL_EMR_CLUSTER_STATE_CHANGE: Final = "EMR Cluster State Change"
 TABLE_PK: Final = "pk"
 TABLE_SK: Final = "sk"
 TABLE_TTL_ATTR: Final = "expires_at"
+# the master-node agent's YARN node report (agent/nodes.py): its own partition, so the EMR instance role can
+# be allowed PutItem on exactly it (dynamodb:LeadingKeys sees only the partition key)
+NODE_REPORT_PK_PREFIX: Final = "nodes#"
+NODE_REPORT_SK: Final = "nodes"
 
 
 def alarm_name(prefix: str, cluster_id: str, kind: str) -> str:

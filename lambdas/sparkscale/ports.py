@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Protocol, runtime_checkable
 
 from sparkscale.policy.model import Cluster, Decision, GroupTarget, MetricsSnapshot, ScalerState
+from sparkscale.policy.node_choice import ClusterInstance, InstanceShrink, NodeReport
 
 
 class ClusterReader(Protocol):
@@ -28,6 +29,32 @@ class CapacityWriter(Protocol):
         """ModifyInstanceGroups on TASK groups only.
 
         Raises GroupBusy / Throttled / InvalidRequest / ClusterGone."""
+        ...
+
+
+@runtime_checkable
+class ShrinkingCapacityWriter(Protocol):
+    """Optional on a CapacityWriter (safe scale-in): resize, telling EMR which instances of a shrinking group
+    to protect and which to terminate (ModifyInstanceGroups' ShrinkPolicy.InstanceResizePolicy)."""
+
+    def resize_shrinking(
+        self, cluster_id: str, changes: Sequence[GroupTarget], shrinks: Mapping[str, InstanceShrink]
+    ) -> None: ...
+
+
+@runtime_checkable
+class InstanceLister(Protocol):
+    """Optional on a ClusterReader (safe scale-in): the cluster's TASK instances (ListInstances)."""
+
+    def list_instances(self, cluster_id: str) -> Sequence[ClusterInstance]: ...
+
+
+@runtime_checkable
+class NodeReportSource(Protocol):
+    """Optional on a StateStore (safe scale-in): the latest YARN node report the master-node agent wrote."""
+
+    def load_node_report(self, cluster_id: str) -> NodeReport | None:
+        """The report, or None when there is none (or it cannot be read: a bad report is never a failure)."""
         ...
 
 

@@ -21,6 +21,7 @@ from sparkscale.errors import (
     UnsupportedCluster,
 )
 from sparkscale.policy.model import ClusterState, GroupStatus, GroupTarget, Market, Role
+from sparkscale.policy.node_choice import ClusterInstance, InstanceShrink
 
 from tests.scale.shell_support import REGION, create_cluster, group_counts
 
@@ -227,3 +228,112 @@ def test_modify_instance_groups_errors_become_typed_errors(
             EmrCapacityWriter(emr).resize("j-1", [_target("ig-T", 1, 3)])
     assert "ModifyInstanceGroups" in str(info.value)
     assert type(info.value) is expected
+
+
+# --- safe scale-in: ListInstances and ModifyInstanceGroups' ShrinkPolicy, against the real API model --------
+def _instance(ec2_id: str | None, group: str, state: str, n: int) -> dict[str, object]:
+    raw: dict[str, object] = {
+        "Id": f"ci-{n:04d}",
+        "InstanceGroupId": group,
+        "PrivateDnsName": f"ip-10-0-0-{n}.ec2.internal",
+        "PrivateIpAddress": f"10.0.0.{n}",
+        "Status": {"State": state},
+        "InstanceType": "r5.2xlarge",
+        "Market": "SPOT",
+    }
+    if ec2_id is not None:
+        raw["Ec2InstanceId"] = ec2_id
+    return raw
+
+
+def test_list_instances_reads_every_page_of_task_instances_that_are_not_terminated() -> None:
+    emr = _emr()
+    query = {
+        "ClusterId": "j-1",
+        "InstanceGroupTypes": ["TASK"],
+        "InstanceStates": ["AWAITING_FULFILLMENT", "PROVISIONING", "BOOTSTRAPPING", "RUNNING"],
+    }
+    with Stubber(emr) as stub:
+        stub.add_response(
+            "list_instances",
+            {"Instances": [_instance("i-1", "ig-T", "RUNNING", 1)], "Marker": "m2"},
+            query,
+        )
+        stub.add_response(
+            "list_instances",
+            {"Instances": [_instance(None, "ig-T", "AWAITING_FULFILLMENT", 2)]},
+            {**query, "Marker": "m2"},
+        )
+        instances = EmrClusterReader(emr).list_instances("j-1")
+        stub.assert_no_pending_responses()
+    assert instances == (
+        ClusterInstance("i-1", "ig-T", "RUNNING", "ip-10-0-0-1.ec2.internal", "10.0.0.1"),
+    )  # the spot request still awaiting fulfilment has no EC2 id: nothing to protect or terminate
+
+
+def test_a_shrink_passes_the_chosen_instances_as_its_shrink_policy() -> None:
+    emr = _emr()
+    with Stubber(emr) as stub:
+        stub.add_response(
+            "list_instance_groups",
+            {"InstanceGroups": [_group("ig-T", "TASK", count=5), _group("ig-U", "TASK", count=1)]},
+            {"ClusterId": "j-1"},
+        )
+        stub.add_response(
+            "modify_instance_groups",
+            {},
+            {
+                "ClusterId": "j-1",
+                "InstanceGroups": [
+                    {
+                        "InstanceGroupId": "ig-T",
+                        "InstanceCount": 3,
+                        "ShrinkPolicy": {
+                            "InstanceResizePolicy": {
+                                "InstancesToProtect": ["i-am"],
+                                "InstancesToTerminate": ["i-idle1", "i-idle2"],
+                                "InstanceTerminationTimeout": 600,
+                            }
+                        },
+                    },
+                    {"InstanceGroupId": "ig-U", "InstanceCount": 2},  # grows: no shrink policy
+                ],
+            },
+        )
+        EmrCapacityWriter(emr).resize_shrinking(
+            "j-1",
+            [_target("ig-T", 5, 3), _target("ig-U", 1, 2)],
+            {
+                "ig-T": InstanceShrink("ig-T", ("i-am",), ("i-idle1", "i-idle2"), 600),
+                "ig-U": InstanceShrink("ig-U", ("i-x",), (), None),
+            },
+        )
+        stub.assert_no_pending_responses()
+
+
+def test_a_shrink_with_only_protection_has_no_termination_timeout() -> None:
+    emr = _emr()
+    with Stubber(emr) as stub:
+        stub.add_response(
+            "list_instance_groups",
+            {"InstanceGroups": [_group("ig-T", "TASK", count=2)]},
+            {"ClusterId": "j-1"},
+        )
+        stub.add_response(
+            "modify_instance_groups",
+            {},
+            {
+                "ClusterId": "j-1",
+                "InstanceGroups": [
+                    {
+                        "InstanceGroupId": "ig-T",
+                        "InstanceCount": 1,
+                        "ShrinkPolicy": {"InstanceResizePolicy": {"InstancesToProtect": ["i-am"]}},
+                    }
+                ],
+            },
+        )
+        EmrCapacityWriter(emr).resize_shrinking(
+            "j-1", [_target("ig-T", 2, 1)], {"ig-T": InstanceShrink("ig-T", ("i-am",), (), 600)}
+        )
+        stub.assert_no_pending_responses()

@@ -373,6 +373,32 @@ def test_yarn_collector_is_on_for_the_master_only(sandbox, master, env, yarn_sit
     assert ("YARN collector on" in done.stderr) == bool(expected)
 
 
+def test_the_state_table_turns_the_node_report_on_for_the_master_only(sandbox):
+    _instance(sandbox, True)
+    done = sandbox.run(
+        "s3://assets-bucket/sparkscale/heap-agent.pyz", "--state-table", "Sparkscale-State1", "us-east-1"
+    )
+    assert done.returncode == 0, done.stderr
+    assert (
+        _exec_start(sandbox)
+        == BASE_EXEC + f" --yarn-rm-url http://{_fqdn()}:8088 --state-table Sparkscale-State1"
+    )
+    _instance(sandbox, False)
+    done = sandbox.run(
+        "s3://assets-bucket/sparkscale/heap-agent.pyz", "us-east-1", "--state-table", "Sparkscale-State1"
+    )
+    assert done.returncode == 0, done.stderr
+    assert _exec_start(sandbox) == BASE_EXEC  # core and task nodes: no YARN collector, no report
+
+
+@pytest.mark.parametrize("args", [("--state-table", "a b"), ("--state-table",)])
+def test_a_bad_state_table_fails_loudly(sandbox, args):
+    _instance(sandbox, True)
+    done = sandbox.run("s3://assets-bucket/sparkscale/heap-agent.pyz", "us-east-1", *args)
+    assert done.returncode != 0
+    assert not (sandbox.root / UNIT).exists()
+
+
 @pytest.mark.parametrize(
     ("env", "message"),
     [

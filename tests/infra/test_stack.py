@@ -485,7 +485,10 @@ def test_outputs(s: Synth, config: Config) -> None:
 def test_bootstrap_action_is_the_install_script_with_the_bundle_zip(s: Synth) -> None:
     outputs = s.doc["Outputs"]
     assert json.dumps(outputs["BootstrapActionPath"]["Value"]).endswith('.sh"}')
-    assert json.dumps(outputs["BootstrapActionArgs"]["Value"]).endswith('.zip"}')
+    args = json.dumps(outputs["BootstrapActionArgs"]["Value"])
+    assert '.zip"}' in args
+    assert "--state-table" in args  # the master's agent writes the node report (safe scale-in)
+    assert json.dumps(s.ref(s.stack.autoscaler.state.table.table_name)) in args
     classification = json.loads(outputs["SparkMetricsClassification"]["Value"])
     props = classification[0]["Properties"]
     assert classification[0]["Classification"] == "spark-metrics"

@@ -126,6 +126,20 @@ def test_emr_instance_role_reads_the_two_assets_and_publishes_heap_metrics_only(
     }
 
 
+def test_emr_instance_role_gets_the_node_report_policy_of_each_cluster(s: Synth) -> None:
+    policies = s.props("AWS::IAM::ManagedPolicy")
+    assert len(policies) == len(CLUSTERS)
+    assert all(p["Roles"] == ["EMR_EC2_DefaultRole"] for p in policies)
+    keys = sorted(
+        key
+        for p in policies
+        for key in p["PolicyDocument"]["Statement"][0]["Condition"]["ForAllValues:StringEquals"][
+            "dynamodb:LeadingKeys"
+        ]
+    )
+    assert keys == sorted(f"nodes#{c}" for c in CLUSTERS)
+
+
 def test_dashboard_and_url_output_per_cluster(s: Synth) -> None:
     assert sorted(p["DashboardName"] for p in s.props("AWS::CloudWatch::Dashboard")) == [
         f"acme-{c}" for c in CLUSTERS

@@ -9,6 +9,12 @@ audit trail and the once-only notice ledger. Powertools Idempotency shares the t
 | pause | cluster#<id> | paused | paused_at, paused_by, why (absent: not paused) |
 | notice ledger | cluster#<id> | notice#<key> | claimed_at, expires_at (absent: forever) |
 | demand history | cluster#<id> | demand#<YYYY-MM-DDTHH> | m00 … m55 (5-minute peaks, GiB), expires_at (TTL) |
+| node report | nodes#<id> | nodes | collected_at (epoch s), report (JSON), expires_at (TTL): by the agent |
+
+The node report (agent/nodes.py) has its own partition key so that the EMR instance role may write it and
+nothing else: IAM's dynamodb:LeadingKeys condition sees the partition key only, and "cluster#<id>" holds the
+lease and the state. The scaler only reads it (`load_node_report`); a malformed report is logged and treated
+as none (EMR then chooses the nodes a shrink removes).
 
 The demand history (forecast_mode observe or act) is one small item per UTC hour (≤ 12 numbers; TTL: the
 hour's end + a week and a day): a week is
@@ -40,6 +46,7 @@ from sparkscale.errors import TransientAwsError
 from sparkscale.policy import state_from_dict, state_to_dict
 from sparkscale.policy.forecast import HISTORY_KEEP_S
 from sparkscale.policy.model import Decision, ScalerState
+from sparkscale.policy.node_choice import NodeReport, YarnNode
 from sparkscale.ports import PauseMark
 from sparkscale.records import decision_to_dict
 
@@ -71,6 +78,26 @@ def _code(exc: ClientError) -> str:
 
 def _demand_sk(t: datetime) -> str:
     return f"{DEMAND_PREFIX}{t.astimezone(UTC):%Y-%m-%dT%H}"
+
+
+def decode_node_report(item: Mapping[str, Any]) -> NodeReport:
+    """A node report item (agent/nodes.py `report_item`) as a model. ValueError/KeyError/TypeError when
+    malformed."""
+    collected_at = datetime.fromtimestamp(float(item["collected_at"]["N"]), tz=UTC)
+    doc = json.loads(item["report"]["S"])
+    nodes = tuple(
+        YarnNode(
+            host=str(n["host"]),
+            state=str(n["state"]),
+            containers=int(n["containers"]),
+            used_memory_mb=float(n["used_mb"]),
+        )
+        for n in doc["nodes"]
+    )
+    am_hosts = doc["am_hosts"]
+    if not isinstance(am_hosts, list):
+        raise TypeError("am_hosts is not a list")
+    return NodeReport(collected_at, nodes, frozenset(str(h) for h in am_hosts))
 
 
 def _decode_state(cluster_id: str, text: Any) -> ScalerState:
@@ -364,6 +391,23 @@ class DynamoStateStore:
             raise translate(exc, "UpdateItem(demand)") from exc
         except BotoCoreError as exc:
             raise translate(exc, "UpdateItem(demand)") from exc
+
+    # --- node report (ports.NodeReportSource) --------------------------------------------------------------
+    def load_node_report(self, cluster_id: str) -> NodeReport | None:
+        """The agent's latest node report of the cluster, or None (none, or unreadable: logged)."""
+        key = {PK: {"S": names.NODE_REPORT_PK_PREFIX + cluster_id}, SK: {"S": names.NODE_REPORT_SK}}
+        try:
+            resp = self._db.get_item(TableName=self._table, Key=key)
+        except (ClientError, BotoCoreError) as exc:
+            raise translate(exc, "GetItem(nodes)") from exc
+        item = resp.get("Item")
+        if not item:
+            return None
+        try:
+            return decode_node_report(item)
+        except (ValueError, KeyError, TypeError) as exc:
+            log.warning("node report of %s is unreadable (%s): EMR chooses the nodes", cluster_id, exc)
+            return None
 
     # --- notice ledger --------------------------------------------------------------------------------------
     def claim(self, cluster_id: str, key: str, now: datetime, ttl_s: int | None) -> bool:

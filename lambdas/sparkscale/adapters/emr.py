@@ -1,4 +1,5 @@
-"""EMR: read a cluster (DescribeCluster + ListInstanceGroups), resize TASK groups (ModifyInstanceGroups).
+"""EMR: read a cluster (DescribeCluster + ListInstanceGroups) and its TASK instances (ListInstances), resize
+TASK groups (ModifyInstanceGroups, with ShrinkPolicy.InstanceResizePolicy when the caller chose instances).
 
 Clients are injected (boto3 EMR clients built with `aws.boto_config()`); every botocore error becomes a typed
 error (aws_errors.translate). Memory and vCPU per node come from the bundled instance table
@@ -28,6 +29,7 @@ from sparkscale.policy.model import (
     Market,
     Role,
 )
+from sparkscale.policy.node_choice import ClusterInstance, InstanceShrink
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +46,8 @@ BUSY_STATES: Final = frozenset(
     }
 )
 _MAX_PAGES: Final = 50  # a guard against a paginator that never ends; a cluster has at most 50 groups
+_MAX_INSTANCE_PAGES: Final = 200  # ListInstances pages hold 50 instances: 10,000 nodes
+_LIVE_INSTANCE_STATES: Final = ("AWAITING_FULFILLMENT", "PROVISIONING", "BOOTSTRAPPING", "RUNNING")
 
 
 def _enum(value: Any, enum: type[Any], what: str, default: Any) -> Any:
@@ -87,6 +91,29 @@ def group_from_api(raw: Mapping[str, Any]) -> InstanceGroup:
         if status.get("State") == "PROVISIONING"
         else None,
     )
+
+
+def _instance_from_api(raw: Mapping[str, Any]) -> ClusterInstance:
+    """One element of ListInstances' Instances (an instance still awaiting fulfilment has no EC2 id yet)."""
+    return ClusterInstance(
+        instance_id=str(raw.get("Ec2InstanceId") or ""),
+        group_id=str(raw.get("InstanceGroupId") or ""),
+        state=str((raw.get("Status") or {}).get("State") or ""),
+        private_dns=str(raw.get("PrivateDnsName") or ""),
+        private_ip=str(raw.get("PrivateIpAddress") or ""),
+    )
+
+
+def shrink_policy(shrink: InstanceShrink) -> dict[str, Any]:
+    """ModifyInstanceGroups' ShrinkPolicy for one group: InstanceResizePolicy with the chosen EC2 ids."""
+    policy: dict[str, Any] = {}
+    if shrink.protect:
+        policy["InstancesToProtect"] = list(shrink.protect)
+    if shrink.terminate:
+        policy["InstancesToTerminate"] = list(shrink.terminate)
+        if shrink.termination_timeout_s is not None:
+            policy["InstanceTerminationTimeout"] = int(shrink.termination_timeout_s)
+    return {"InstanceResizePolicy": policy}
 
 
 class EmrClusterReader:
@@ -135,6 +162,32 @@ class EmrClusterReader:
         except (ClientError, BotoCoreError) as exc:
             raise translate(exc, "ListInstanceGroups") from exc
 
+    def list_instances(self, cluster_id: str) -> tuple[ClusterInstance, ...]:
+        """ports.InstanceLister: the cluster's TASK instances that are not terminated (ListInstances, all
+        pages), with the host names the ResourceManager knows them by (PrivateDnsName, PrivateIpAddress)."""
+        out: list[ClusterInstance] = []
+        try:
+            pages = self._emr.get_paginator("list_instances").paginate(
+                ClusterId=cluster_id,
+                InstanceGroupTypes=["TASK"],
+                InstanceStates=list(_LIVE_INSTANCE_STATES),
+                PaginationConfig={"MaxItems": _MAX_INSTANCE_PAGES * 50},
+            )
+            for n, page in enumerate(pages):
+                if n >= _MAX_INSTANCE_PAGES:
+                    break
+                out.extend(_instance_from_api(raw) for raw in page.get("Instances", []))
+        except (ClientError, BotoCoreError) as exc:
+            raise translate(exc, "ListInstances") from exc
+        return tuple(i for i in out if i.instance_id and i.group_id)
+
+
+def _modify_config(change: GroupTarget, shrink: InstanceShrink | None) -> dict[str, Any]:
+    config: dict[str, Any] = {"InstanceGroupId": change.group_id, "InstanceCount": int(change.target)}
+    if shrink is not None and change.target < change.current and (shrink.protect or shrink.terminate):
+        config["ShrinkPolicy"] = shrink_policy(shrink)
+    return config
+
 
 class EmrCapacityWriter:
     """ports.CapacityWriter: ModifyInstanceGroups on TASK groups only, all changes in one atomic call.
@@ -153,6 +206,13 @@ class EmrCapacityWriter:
         self.calls = 0  # ModifyInstanceGroups calls made (for tests and logs)
 
     def resize(self, cluster_id: str, changes: Sequence[GroupTarget]) -> None:
+        self.resize_shrinking(cluster_id, changes, {})
+
+    def resize_shrinking(
+        self, cluster_id: str, changes: Sequence[GroupTarget], shrinks: Mapping[str, InstanceShrink]
+    ) -> None:
+        """ports.ShrinkingCapacityWriter: `resize`, and a group that shrinks and has an InstanceShrink gets
+        its ShrinkPolicy (the instances to protect and to terminate)."""
         wanted = [c for c in changes if c.changed]
         if not wanted:
             return
@@ -169,7 +229,7 @@ class EmrCapacityWriter:
                 raise RefusedChange(f"refusing a negative count {c.target} for group {g.id}")
             if g.status in BUSY_STATES:
                 raise GroupBusy(f"instance group {g.id} is {g.status.value}", code=g.status.value)
-        request = [{"InstanceGroupId": c.group_id, "InstanceCount": int(c.target)} for c in wanted]
+        request = [_modify_config(c, shrinks.get(c.group_id)) for c in wanted]
         try:
             with self._lock:
                 self.calls += 1

@@ -87,6 +87,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="per-request timeout; a slower RM counts as down for that poll (default 3)",
     )
     y.add_argument("--yarn-max-bytes", type=int, default=256 * 1024, help=argparse.SUPPRESS)
+    y.add_argument(
+        "--state-table",
+        help="the stack's state table: write the YARN node report (nodes, application master hosts) there "
+        "for safe scale-in (needs --yarn-rm-url; see agent/nodes.py)",
+    )
+    y.add_argument("--node-report-period-s", type=float, default=30.0, help=argparse.SUPPRESS)
 
 
 def register(sub: Any) -> None:
@@ -140,6 +146,7 @@ def _validate(args: argparse.Namespace) -> str:
         ("--yarn-period-s", args.yarn_period_s),
         ("--yarn-timeout-s", args.yarn_timeout_s),
         ("--yarn-max-bytes", args.yarn_max_bytes),
+        ("--node-report-period-s", args.node_report_period_s),
     ):
         if not value > 0:
             raise UsageError(f"{flag} must be positive, got {value}")
@@ -149,9 +156,15 @@ def _validate(args: argparse.Namespace) -> str:
             raise UsageError("--yarn-period-s must be a multiple of --yarn-poll-s")
     elif args.yarn_high_resolution:
         raise UsageError("--yarn-high-resolution needs --yarn-rm-url")
+    if args.state_table is not None:
+        if args.yarn_rm_url is None:
+            raise UsageError("--state-table needs --yarn-rm-url")
+        if not _TABLE.match(args.state_table):
+            raise UsageError(f"--state-table {args.state_table!r} is not a DynamoDB table name")
     return cluster_id
 
 
+_TABLE = re.compile(r"^[A-Za-z0-9_.-]{3,255}$")
 _RM_URL = re.compile(r"^https?://[A-Za-z0-9.\-]+(:[0-9]{1,5})?/?$")
 
 
@@ -218,6 +231,7 @@ def run_from_args(args: argparse.Namespace) -> int:
                 if yarn
                 else " yarn=off"
             )
+            + (f" node_report={args.state_table}" if yarn and yarn.nodes else "")
         )
         try:
             serve(
@@ -251,10 +265,10 @@ def _yarn_loop(args: argparse.Namespace, *, cluster_id: str, sink: Any) -> Any:
     from sparkscale.agent.publish import Publisher  # noqa: PLC0415
     from sparkscale.agent.yarn import YarnCollector, YarnLoop  # noqa: PLC0415
 
+    collector = YarnCollector(args.yarn_rm_url, timeout_s=args.yarn_timeout_s, max_bytes=args.yarn_max_bytes)
     return YarnLoop(
-        collector=YarnCollector(
-            args.yarn_rm_url, timeout_s=args.yarn_timeout_s, max_bytes=args.yarn_max_bytes
-        ),
+        collector=collector,
+        nodes=_node_reporter(args, cluster_id=cluster_id, collector=collector),
         publisher=Publisher(
             sink=sink, namespace=names.YARN_NAMESPACE, max_pending_batches=args.max_pending_batches
         ),
@@ -265,6 +279,32 @@ def _yarn_loop(args: argparse.Namespace, *, cluster_id: str, sink: Any) -> Any:
         wall_clock=time.time,
         monotonic=time.monotonic,
         log=_log,
+    )
+
+
+def _node_reporter(args: argparse.Namespace, *, cluster_id: str, collector: Any) -> Any:
+    """The node report writer for --state-table (boto3, else the AWS CLI), or None."""
+    if args.state_table is None:
+        return None
+    from sparkscale.agent import nodes  # noqa: PLC0415
+    from sparkscale.agent.publish import resolve_region  # noqa: PLC0415
+
+    region = resolve_region(os.environ, args.region) or ""
+    endpoint = nodes.resolve_dynamodb_endpoint(os.environ)
+    try:
+        sink: Any = nodes.make_boto3_item_sink(region=region, endpoint_url=endpoint)
+    except ImportError:
+        aws = shutil.which("aws")
+        if aws is None:
+            raise UsageError("neither boto3 nor the AWS CLI is available to write the node report") from None
+        sink = nodes.AwsCliItemSink(aws=aws, region=region, endpoint_url=endpoint)
+    return nodes.NodeReporter(
+        get=lambda path: collector.get(path, nodes.MAX_BYTES),
+        sink=sink,
+        table=args.state_table,
+        cluster_id=cluster_id,
+        log=_log,
+        period_s=args.node_report_period_s,
     )
 
 

@@ -45,6 +45,7 @@ from sparkscale import names
 if TYPE_CHECKING:  # pragma: no cover
     from collections.abc import Callable
 
+    from sparkscale.agent.nodes import NodeReporter
     from sparkscale.agent.publish import Publisher
 
 CLUSTER_METRICS_PATH = "/ws/v1/cluster/metrics"
@@ -233,6 +234,12 @@ class YarnCollector:
     def _get(self, path: str) -> bytes:
         return self._fetch(self.base_url + path, timeout_s=self.timeout_s, max_bytes=self.max_bytes)
 
+    def get(self, path: str, max_bytes: int | None = None) -> bytes:
+        """GET `path` of the RM (the node report's reads): the body, or YarnError."""
+        return self._fetch(
+            self.base_url + path, timeout_s=self.timeout_s, max_bytes=max_bytes or self.max_bytes
+        )
+
     def poll(self) -> YarnSample | None:
         self.counters.polls += 1
         try:
@@ -359,7 +366,9 @@ class YarnLoop:
         wall_clock: Callable[[], float],
         monotonic: Callable[[], float],
         log: Callable[[str], None],
+        nodes: NodeReporter | None = None,
     ) -> None:
+        self.nodes = nodes  # the node report for safe scale-in (agent/nodes.py), when a state table is given
         self.collector = collector
         self.publisher = publisher
         self.cluster_id = cluster_id
@@ -375,6 +384,8 @@ class YarnLoop:
 
     def step(self, now_wall: float) -> None:
         """One poll slot: close the previous period if this slot starts a new one, then poll."""
+        if self.nodes is not None:
+            self.nodes.maybe_report(now_wall)
         if self.high_resolution:
             self._step_high_resolution(_align(now_wall, self.poll_s))
             return

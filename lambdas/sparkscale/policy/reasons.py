@@ -63,6 +63,9 @@ class ReasonCode(StrEnum):
     NOT_APPLIED = "not_applied"
     # the use case: an operator paused the cluster (ports.PauseMark): decided and notified, not applied
     PAUSED = "paused"
+    # safe scale-in (policy/node_choice.py): which instances a shrink keeps and removes (subject: group id)
+    NODES_CHOSEN = "nodes_chosen"
+    NODES_UNKNOWN = "nodes_unknown"  # no fresh node report: EMR chooses
 
 
 NO_VALUES: Mapping[str, float] = MappingProxyType({})

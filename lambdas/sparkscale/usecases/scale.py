@@ -44,6 +44,7 @@ from sparkscale.policy import Reason, ReasonCode, evaluate, next_state
 from sparkscale.policy.forecast import DemandHistory, bucket_start, history_ranges, lead_time_s
 from sparkscale.policy.model import Cluster, Decision, DemandSample, Direction, ScalerState
 from sparkscale.ports import DemandHistoryStore, Notice, PauseMark, Ports
+from sparkscale.usecases.safe_scale_in import choose_nodes, resize
 from sparkscale.usecases.shell import KEY_CLUSTER_GONE, Outcome, Shell
 
 log = logging.getLogger(__name__)
@@ -249,8 +250,9 @@ def _act(ports: Ports, cluster_id: str, decision: Decision, config: Config) -> t
         return Outcome.HOLD, "", decision
     if decision.dry_run or config.dry_run:
         return Outcome.DRY_RUN, "dry run", decision
+    decision, shrinks = choose_nodes(ports, cluster_id, decision, config)  # safe scale-in: which nodes go
     try:
-        ports.capacity.resize(cluster_id, decision.changes)
+        resize(ports, cluster_id, decision.changes, shrinks)
     except ClusterGone as exc:
         return Outcome.CLUSTER_GONE, str(exc), decision
     except GroupBusy as exc:

@@ -20,6 +20,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "sparkscale_tools.cli.events",
     "sparkscale_tools.cli.operate",
     "sparkscale_tools.demo.cli",
+    "sparkscale_tools.cli.emr_setup",
 )
 
 
