@@ -26,6 +26,7 @@ failure never loses the record; a failed notice is logged and counted (RunResult
 from __future__ import annotations
 
 import logging
+import uuid
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Final
@@ -43,8 +44,8 @@ from sparkscale.errors import (
 from sparkscale.policy import Reason, ReasonCode, evaluate, next_state
 from sparkscale.policy.forecast import DemandHistory, bucket_start, history_ranges, lead_time_s
 from sparkscale.policy.model import Cluster, Decision, DemandSample, Direction, ScalerState
-from sparkscale.ports import DemandHistoryStore, Notice, Ports
-from sparkscale.usecases.shell import KEY_CLUSTER_GONE, Outcome, Shell
+from sparkscale.ports import INTENT_SCALE, DemandHistoryStore, Intent, Notice, Ports
+from sparkscale.usecases.shell import GONE_TTL_S, KEY_CLUSTER_GONE, Outcome, Shell
 
 log = logging.getLogger(__name__)
 
@@ -154,6 +155,9 @@ def reconcile_once(
 def _evaluate(shell: Shell) -> RunResult:
     ports, cid, now, config = shell.ports, shell.cluster_id, shell.now, shell.config
     try:
+        settled = shell.settle()  # a resize an ambiguous failure left pending: recorded or dropped first
+        if settled is not None and settled.applied and settled.intent.kind == INTENT_SCALE:
+            return _result(shell, Outcome.APPLIED, settled.intent.decision, None, detail=settled.detail)
         cluster = shell.priced(ports.clusters.read_cluster(cid))
         metrics = ports.metrics.read_metrics(cid, now)
     except ClusterGone as exc:
@@ -170,24 +174,36 @@ def _evaluate(shell: Shell) -> RunResult:
     decision, observed = evaluate(
         now=now, cluster=cluster, metrics=metrics, config=config, state=state, history=history
     )
+
+    def state_after(effective: Decision) -> ScalerState:
+        return next_state(
+            previous=state,
+            decision=effective,
+            cluster=cluster,
+            metrics=metrics,
+            now=now,
+            config=config,
+            observed=observed,
+        )
+
+    intent = None
+    if decision.is_action and not (decision.dry_run or config.dry_run):
+        intent = _scale_intent(shell, decision, cluster, state_after(decision))
+        if not shell.write_ahead(intent):  # another evaluation's resize is pending: never two at once
+            return RunResult(cid, Outcome.LEASE_HELD.value, None, detail="another resize is pending")
     outcome, detail, recorded = _act(ports, cid, decision, config)
+    if intent is not None and outcome is not Outcome.APPLIED:
+        shell.abandon(intent)  # refused for certain (an ambiguous failure raised and left the intent)
     if outcome is Outcome.CLUSTER_GONE:
         return _gone(shell, ClusterGone(detail))
 
-    # next_state counts a decision as applied when it is an action and not a dry run: one EMR refused is not
-    applied = outcome is Outcome.APPLIED or decision.dry_run
-    unchanged = applied or decision.direction is Direction.HOLD
-    effective = decision if unchanged else replace(decision, direction=Direction.HOLD)
-    new_state = next_state(
-        previous=state,
-        decision=effective,
-        cluster=cluster,
-        metrics=metrics,
-        now=now,
-        config=config,
-        observed=observed,
-    )
-    ports.state.save(cid, new_state, recorded, now)  # record BEFORE notifying: SNS can fail
+    if intent is not None and outcome is Outcome.APPLIED:
+        shell.finish(intent)  # state + audit, then the notice, once; raises (intent kept) when it fails
+    else:
+        # next_state counts a decision as applied when it is an action and not a dry run: one refused is not
+        unchanged = decision.dry_run or decision.direction is Direction.HOLD
+        new_state = state_after(decision if unchanged else replace(decision, direction=Direction.HOLD))
+        ports.state.save(cid, new_state, recorded, now)  # record BEFORE notifying: SNS can fail
     if observed is not None and observed.demand is not None:
         _record_demand(shell, observed.demand)
     if log.isEnabledFor(logging.INFO):  # what log.info checks first: no `extra` built for a dropped record
@@ -203,6 +219,21 @@ def _evaluate(shell: Shell) -> RunResult:
         )
     _notify_decision(shell, recorded, cluster, outcome=outcome, detail=detail)
     return _result(shell, outcome, recorded, cluster, detail=detail)
+
+
+def _scale_intent(shell: Shell, decision: Decision, cluster: Cluster, state: ScalerState) -> Intent:
+    """The decision written ahead of its resize: the targets, the audit record and the state (cooldown)
+    to save once applied, and its notice."""
+    return Intent(
+        id=uuid.uuid4().hex,
+        kind=INTENT_SCALE,
+        at=shell.now,
+        owner=shell.owner,
+        changes=decision.changes,
+        notice=_decision_notice(decision, cluster),
+        decision=decision,
+        state=state,
+    )
 
 
 def _demand_history(shell: Shell, state: ScalerState) -> DemandHistory | None:
@@ -253,7 +284,8 @@ def _act(ports: Ports, cluster_id: str, decision: Decision, config: Config) -> t
 
 
 def _gone(shell: Shell, exc: ClusterGone) -> RunResult:
-    first = shell.claim(KEY_CLUSTER_GONE, None)  # forever; without a ledger, or when it fails: tell anyway
+    # for GONE_TTL_S; without a ledger, or when it fails: tell anyway
+    first = shell.claim(KEY_CLUSTER_GONE, GONE_TTL_S)
     log.warning("cluster gone: %s", exc, extra={"cluster_id": shell.cluster_id})
     if first:
         shell.send(notices.cluster_gone_notice(shell.cluster_id, why=str(exc), now=shell.now))
@@ -265,8 +297,8 @@ def _notify_decision(
 ) -> None:
     if outcome is Outcome.HOLD:  # most evaluations: only the at-max notice may go out
         pass
-    elif outcome is Outcome.APPLIED:
-        shell.send(_decision_notice(decision, cluster))
+    elif outcome is Outcome.APPLIED:  # the notice went out with the record (Shell.finish)
+        pass
     elif outcome is Outcome.DRY_RUN:
         proposal = ",".join(f"{t.group_id}:{t.current}>{t.target}" for t in decision.changes)
         shell.send_once_per_interval(f"dry_run:{proposal}", lambda: _decision_notice(decision, cluster))
