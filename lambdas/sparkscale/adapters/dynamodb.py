@@ -7,7 +7,7 @@ audit trail and the once-only notice ledger. Powertools Idempotency shares the t
 | state | cluster#<id> | state | state (JSON), updated_at, last_direction |
 | audit | cluster#<id> | audit#<ISO time>#<owner> | decision (JSON), direction, expires_at (TTL) |
 | notice ledger | cluster#<id> | notice#<key> | claimed_at, expires_at (absent: forever) |
-| write-ahead intent | cluster#<id> | intent | intent_id, kind, at, owner, changes, notice, decision, state, key, recorded |
+| intent | cluster#<id> | intent | intent_id, kind, at, changes, notice, decision, state, key, recorded |
 | demand history | cluster#<id> | demand#<YYYY-MM-DDTHH> | m00 … m55 (5-minute peaks, GiB), expires_at (TTL) |
 
 The demand history (forecast_mode observe or act) is one small item per UTC hour (≤ 12 numbers; TTL: the

@@ -189,9 +189,7 @@ def _evaluate(shell: Shell) -> RunResult:
     intent = None
     if decision.is_action and not (decision.dry_run or config.dry_run):
         intent = _scale_intent(shell, decision, cluster, state_after(decision))
-        if not shell.write_ahead(intent):  # another evaluation's resize is pending: never two at once
-            return RunResult(cid, Outcome.LEASE_HELD.value, None, detail="another resize is pending")
-    outcome, detail, recorded = _act(ports, cid, decision, config)
+    outcome, detail, recorded = _act(shell, decision, intent)
     if intent is not None and outcome is not Outcome.APPLIED:
         shell.abandon(intent)  # refused for certain (an ambiguous failure raised and left the intent)
     if outcome is Outcome.CLUSTER_GONE:
@@ -261,26 +259,33 @@ def _record_demand(shell: Shell, demand: DemandSample) -> None:
         log.warning("demand history of %s not recorded: %s", shell.cluster_id, exc)
 
 
-def _act(ports: Ports, cluster_id: str, decision: Decision, config: Config) -> tuple[Outcome, str, Decision]:
-    """Apply the decision unless it is a hold or a dry run. Returns the outcome, a one-line detail, and the
-    decision as recorded (with a 'Not applied: ...' reason when EMR refused)."""
-    if not decision.is_action:
-        return Outcome.HOLD, "", decision
-    if decision.dry_run or config.dry_run:
-        return Outcome.DRY_RUN, "dry run", decision
-    try:
-        ports.capacity.resize(cluster_id, decision.changes)
-    except ClusterGone as exc:
-        return Outcome.CLUSTER_GONE, str(exc), decision
-    except GroupBusy as exc:
-        outcome, why = Outcome.GROUP_BUSY, f"Not applied: {exc} (held; the next evaluation retries)."
-    except Throttled as exc:
-        outcome, why = Outcome.THROTTLED, f"Not applied: throttled by EMR after retries: {exc}."
-    except InvalidRequest as exc:
-        outcome, why = Outcome.INVALID, f"Not applied: EMR rejected the request: {exc}."
+def _act(shell: Shell, decision: Decision, intent: Intent | None) -> tuple[Outcome, str, Decision]:
+    """Apply the decision unless it is a hold or a dry run, written ahead as `intent`. Returns the outcome, a
+    one-line detail, and the decision as recorded (with a 'Not applied: ...' reason when EMR refused).
+    TransientAwsError (ambiguous: the resize may have taken effect) propagates, the intent left pending."""
+    if intent is None:
+        return (Outcome.DRY_RUN, "dry run", decision) if decision.is_action else (Outcome.HOLD, "", decision)
+    if not shell.write_ahead(intent):  # another evaluation's resize is pending: never two at once
+        outcome, why = Outcome.GROUP_BUSY, "Not applied: another resize of the cluster is pending."
     else:
-        return Outcome.APPLIED, "", decision
+        outcome, why = _resize(shell, decision)
+        if outcome is Outcome.APPLIED or outcome is Outcome.CLUSTER_GONE:
+            return outcome, why, decision
     return outcome, why, replace(decision, reasons=(*decision.reasons, Reason(ReasonCode.NOT_APPLIED, why)))
+
+
+def _resize(shell: Shell, decision: Decision) -> tuple[Outcome, str]:
+    try:
+        shell.ports.capacity.resize(shell.cluster_id, decision.changes)
+    except ClusterGone as exc:
+        return Outcome.CLUSTER_GONE, str(exc)
+    except GroupBusy as exc:
+        return Outcome.GROUP_BUSY, f"Not applied: {exc} (held; the next evaluation retries)."
+    except Throttled as exc:
+        return Outcome.THROTTLED, f"Not applied: throttled by EMR after retries: {exc}."
+    except InvalidRequest as exc:
+        return Outcome.INVALID, f"Not applied: EMR rejected the request: {exc}."
+    return Outcome.APPLIED, ""
 
 
 def _gone(shell: Shell, exc: ClusterGone) -> RunResult:
@@ -295,9 +300,8 @@ def _gone(shell: Shell, exc: ClusterGone) -> RunResult:
 def _notify_decision(
     shell: Shell, decision: Decision, cluster: Cluster, *, outcome: Outcome, detail: str
 ) -> None:
-    if outcome is Outcome.HOLD:  # most evaluations: only the at-max notice may go out
-        pass
-    elif outcome is Outcome.APPLIED:  # the notice went out with the record (Shell.finish)
+    # HOLD (most evaluations): only the at-max notice may go out; APPLIED: its notice went with the record
+    if outcome in (Outcome.HOLD, Outcome.APPLIED):
         pass
     elif outcome is Outcome.DRY_RUN:
         proposal = ",".join(f"{t.group_id}:{t.current}>{t.target}" for t in decision.changes)

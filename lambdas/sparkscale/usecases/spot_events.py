@@ -21,10 +21,10 @@ from typing import Final
 
 from sparkscale import notices
 from sparkscale.config import Config
-from sparkscale.errors import ClusterGone, SparkscaleError, Throttled, TransientAwsError
+from sparkscale.errors import ClusterGone, LeaseHeld, SparkscaleError, Throttled, TransientAwsError
 from sparkscale.events.spot import SpotEvent
 from sparkscale.policy.replacement import ReplacementPlan, choose_replacement
-from sparkscale.ports import INTENT_SPOT, Intent, InstanceLocation, InstanceLocator, Notice, Ports
+from sparkscale.ports import INTENT_SPOT, InstanceLocation, InstanceLocator, Intent, Notice, Ports
 from sparkscale.usecases.shell import WAIT_FOR_SCALER, LeaseWait, Outcome, Shell
 
 log = logging.getLogger(__name__)
@@ -133,8 +133,8 @@ def _decide_and_act(shell: Shell, event: SpotEvent, loc: InstanceLocation) -> Sp
         key=dedup_key(event),
         key_ttl_s=DEDUP_TTL_S,
     )
-    if not shell.write_ahead(intent):  # the claim: without it no node moves
-        return SpotResult(Outcome.FAILED, event, "another resize of the cluster is pending", plan)
+    if not shell.write_ahead(intent):  # the claim: without it no node moves (Lambda retries the event)
+        raise LeaseHeld(f"{loc.cluster_id}: another resize of the cluster is pending")
     try:
         ports.capacity.resize(loc.cluster_id, plan.changes)
     except TransientAwsError:
