@@ -289,8 +289,8 @@ def _resize(shell: Shell, decision: Decision) -> tuple[Outcome, str]:
 
 
 def _gone(shell: Shell, exc: ClusterGone) -> RunResult:
-    # for GONE_TTL_S; without a ledger, or when it fails: tell anyway
-    first = shell.claim(KEY_CLUSTER_GONE, GONE_TTL_S)
+    # the gone mark, for GONE_TTL_S, claimed strictly: never lost, and its notice never doubled
+    first = shell.claim_strictly(KEY_CLUSTER_GONE, GONE_TTL_S)
     log.warning("cluster gone: %s", exc, extra={"cluster_id": shell.cluster_id})
     if first:
         shell.send(notices.cluster_gone_notice(shell.cluster_id, why=str(exc), now=shell.now))

@@ -38,7 +38,7 @@ from enum import StrEnum
 from typing import Final, NamedTuple
 
 from sparkscale.config import Config
-from sparkscale.errors import ClusterGone, LeaseHeld, SparkscaleError
+from sparkscale.errors import ClusterGone, LeaseHeld, SparkscaleError, TransientAwsError
 from sparkscale.policy.model import Cluster, ScalerState
 from sparkscale.ports import Intent, IntentStore, Notice, Ports
 
@@ -125,9 +125,14 @@ class Lease:
         for attempt in range(max(1, wait.attempts)):
             if attempt:
                 wait.sleep(wait.wait_s)
-            if shell.ports.state.acquire_lease(
-                shell.cluster_id, self._owner, shell.now, shell.config.lease_ttl_s
-            ):
+            try:
+                acquired = shell.ports.state.acquire_lease(
+                    shell.cluster_id, self._owner, shell.now, shell.config.lease_ttl_s
+                )
+            except TransientAwsError:  # the lease may be ours all the same (the answer was lost): free it
+                shell._release(self._owner)
+                raise
+            if acquired:
                 self._held = True
                 shell.owner = self._owner
                 return True
@@ -193,6 +198,20 @@ class Shell:
         except SparkscaleError as exc:
             log.warning("notice ledger unavailable (%s): going ahead", exc)
             return True
+
+    def claim_strictly(self, key: str, ttl_s: int | None) -> bool:
+        """`claim` for a mark that must not be lost (the gone mark): a ledger that fails raises (the use case
+        fails and is retried) instead of going ahead without the mark. After an ambiguous failure (a 5xx
+        after the write may have taken effect) the mark is read back: written at `now`, it is ours."""
+        ledger = self.ports.ledger
+        if ledger is None:
+            return True
+        try:
+            return ledger.claim(self.cluster_id, key, self.now, ttl_s)
+        except TransientAwsError:
+            if ledger.claimed_at(self.cluster_id, key, self.now) == self.now:
+                return True
+            raise
 
     def claimed_at(self, key: str) -> datetime | None:
         """When `key` was claimed, if that claim is still in force (None without a ledger, or if it fails)."""

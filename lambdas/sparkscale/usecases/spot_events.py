@@ -68,15 +68,15 @@ def handle_spot_event(
     loc = lookup.location
     shell = Shell(ports=ports, config=config, now=now, cluster_id=loc.cluster_id)
     with shell.lease(owner, wait=lease_wait, required=True):
+        settled = shell.settle()  # any pending intent, this event's (a redelivery) or the scaler's
         # read strictly: a ledger that cannot answer fails the invocation (Lambda retries) rather than risk
         # moving a second node for a redelivered event
         seen = (
             None if ports.ledger is None else ports.ledger.claimed_at(loc.cluster_id, dedup_key(event), now)
         )
-        if seen is not None:
+        if seen is not None and (settled is None or settled.intent.key != dedup_key(event)):
             why = f"{event.kind} of {event.instance_id} already handled at {seen.isoformat()}"
             return SpotResult(Outcome.DUPLICATE, event, why, cluster_id=loc.cluster_id)
-        settled = shell.settle()  # any pending intent, this event's (a redelivery) or the scaler's
         if settled is not None and settled.applied and settled.intent.key == dedup_key(event):
             notice = settled.intent.notice
             result = SpotResult(Outcome.APPLIED, event, settled.detail, notice=notice)
