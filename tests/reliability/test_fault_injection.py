@@ -34,10 +34,20 @@ from sparkscale.errors import SparkscaleError
 from sparkscale.events.emr import parse_emr_event
 from sparkscale.events.spot import SpotEvent, SpotEventKind
 from sparkscale.memory import CollectingNotifier, FakeEmr, FixedMetrics, InMemoryStateStore
-from sparkscale.policy.model import Cluster, ClusterState, Market, ReasonCode
-from sparkscale.ports import InstanceLocation, Lookup, Ports
+from sparkscale.policy.model import (
+    Cluster,
+    ClusterState,
+    Decision,
+    Direction,
+    GroupTarget,
+    Market,
+    ReasonCode,
+    ScalerState,
+)
+from sparkscale.policy.reasons import Reason
+from sparkscale.ports import INTENT_SCALE, InstanceLocation, Intent, Lookup, Notice, Ports
 from sparkscale.usecases.emr_events import handle_emr_event
-from sparkscale.usecases.scale import reconcile_once, run_once
+from sparkscale.usecases.scale import needs_evaluation, reconcile_once, run_once
 from sparkscale.usecases.shell import KEY_CLUSTER_GONE, LeaseWait
 from sparkscale.usecases.spot_events import dedup_key, handle_spot_event
 
@@ -398,3 +408,27 @@ def test_a_capacity_error_recorded_while_an_intent_was_pending_is_kept() -> None
     run_scale(w, T0 + RETRY_AFTER, "retry")
     assert w.store.states[CID].capacity_errors == {"ig-TASK1": T0}
     assert w.store.states[CID].last_scale_out_at is not None
+
+
+def test_reconcile_settles_a_pending_intent_even_at_the_minimum() -> None:
+    """A scale-in to the minimum applied with its answer lost: the schedule would skip the cluster (at its
+    minimum, no alarm), so a pending intent makes it evaluate, and the record and notice are not lost."""
+    cfg = Config.from_mapping({"clusters": [CID], "min_task_nodes": 1})
+    w = World(FakeEmr(cluster(CID, group("ig-TASK1", requested=1))))
+    [target] = [
+        GroupTarget("ig-TASK1", "ig-TASK1", "r5.2xlarge", Market.SPOT, 3, 1, 0.15),
+    ]
+    decision = Decision(CID, T0, Direction.IN, (target,), (Reason(ReasonCode.NEED, "idle"),), dry_run=False)
+    notice = Notice(notices.KIND_ACTION, CID, "scale in", "body")
+    state = ScalerState(last_scale_in_at=T0)
+    intent = Intent("i-1", INTENT_SCALE, T0, "first", (target,), notice, decision, state)
+    assert w.store.put_intent(CID, intent)
+    assert not needs_evaluation(w.emr.read_cluster(CID), cfg)
+    r = reconcile_once(
+        now=T0 + RETRY_AFTER, cluster_id=CID, ports=w.ports(), config=cfg, owner="r", in_alarm=False
+    )
+    assert r.outcome == "applied"
+    assert [d for _, d in w.store.audit[CID]] == [decision]
+    assert w.store.states[CID].last_scale_in_at == T0
+    assert [n.subject for n in w.notifier.notices] == ["scale in"]
+    w.settled()

@@ -125,11 +125,13 @@ def run_once(*, now: datetime, cluster_id: str, ports: Ports, config: Config, ow
 def reconcile_once(
     *, now: datetime, cluster_id: str, ports: Ports, config: Config, owner: str, in_alarm: bool
 ) -> RunResult:
-    """The reconcile schedule's step for one cluster: run_once when it has an alarm in ALARM or its TASK
-    groups are above (or below) their minimum (needs_evaluation); otherwise skip it after one cluster read."""
-    if Shell(ports=ports, config=config, now=now, cluster_id=cluster_id).is_gone():
+    """The reconcile schedule's step for one cluster: run_once when it has an alarm in ALARM, a resize
+    written ahead and not settled, or its TASK groups above (or below) their minimum (needs_evaluation);
+    otherwise skip it after one cluster read."""
+    shell = Shell(ports=ports, config=config, now=now, cluster_id=cluster_id)
+    if shell.is_gone():
         return _gone_result(cluster_id)
-    if not in_alarm:
+    if not in_alarm and not shell.has_pending_intent():  # a pending intent is settled by run_once
         try:
             cluster = ports.clusters.read_cluster(cluster_id)
         except ClusterGone:

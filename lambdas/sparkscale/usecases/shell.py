@@ -289,6 +289,12 @@ class Shell:
         except SparkscaleError as exc:  # recorded and notified: the next settle only removes it
             log.warning("could not remove recorded intent %s of %s: %s", intent.id, self.cluster_id, exc)
 
+    def has_pending_intent(self) -> bool:
+        """Is a resize of this cluster written ahead and not yet settled? (The reconcile schedule evaluates
+        such a cluster even at its minimum, so that the intent is settled.)"""
+        store = self._intents()
+        return store is not None and store.load_intent(self.cluster_id) is not None
+
     def settle(self) -> Settled | None:
         """Settle the cluster's pending intent, if any, against what EMR reports (call under the lease,
         before deciding): requested counts at its targets -> applied: record it, notify once, remove it;
