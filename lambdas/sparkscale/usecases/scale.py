@@ -19,8 +19,12 @@ Expected AWS conditions never raise; they become the RunResult's outcome:
 | no change | hold | recorded |
 
 TransientAwsError (5xx, network, after retries) propagates so the Lambda fails and SNS retries (then the
-DLQ); the Shell's lease is released on every path. The decision is saved BEFORE any notice is sent, so an SNS
-failure never loses the record; a failed notice is logged and counted (RunResult.notify_failures).
+DLQ); the Shell's lease is released on every path. An action is written ahead as an Intent before
+ModifyInstanceGroups and finished after it (Shell.write_ahead / finish); after an ambiguous failure the
+retry, or the next evaluation, settles it first (Shell.settle): applied -> recorded, notified and cooled down
+then, once, and the result is `applied`; not applied -> dropped, and the evaluation decides afresh. The
+decision is saved BEFORE any notice is sent, so an SNS failure never loses the record; a failed notice is
+logged and counted (RunResult.notify_failures).
 """
 
 from __future__ import annotations
