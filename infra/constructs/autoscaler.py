@@ -147,10 +147,10 @@ class SparkAutoscaler(Construct):
         self.functions += [e.handler for e in (self.spot_events, self.emr_events) if e is not None]
 
     def _grant_functions(self) -> None:
-        """Every function: the state table and the operator notices (and so the key), scaling the managed
-        clusters. Then what each handler reads besides: run_once (alarm, reconcile, EMR events) the
-        metrics and spot prices, the alarm pair its own alarms' states; the spot events the instances and
-        the spot prices."""
+        """Every function: the state table's items by key and the operator notices (and so the key),
+        scaling the managed clusters. Then what each handler reads besides: run_once (alarm, reconcile, EMR
+        events) the demand history (Query), the metrics and spot prices, the alarm pair its own alarms'
+        states; the spot events the instances and the spot prices."""
         for fn in self.functions:
             self.state.grant_state(fn.function)
             self.notifications.grant_publish_notices(fn.function)
@@ -159,6 +159,7 @@ class SparkAutoscaler(Construct):
         if self.emr_events is not None:
             run_once.append(self.emr_events.handler)
         for fn in run_once:
+            self.state.grant_read_demand(fn.function)
             self.clusters.grant_read_metrics(fn.function)
             self.clusters.grant_read_spot_prices(fn.function)
         for fn in (self.scaler.alarm, self.scaler.reconcile):

@@ -11,6 +11,15 @@ from aws_cdk import aws_iam as iam
 from constructs import Construct
 
 from infra import names
+from infra.constructs.grants import grant_on
+
+# Every item a function reads or writes by key: the lease (PutItem, DeleteItem), the state and the audit trail
+# (GetItem; TransactWriteItems, which IAM authorizes per Put/Update inside it), the notice ledger (PutItem,
+# GetItem), the write-ahead intent (PutItem, GetItem, UpdateItem in the record transaction, DeleteItem),
+# capacity errors and demand buckets (UpdateItem), Powertools idempotency (Get/Put/Update/DeleteItem).
+ITEM_ACTIONS = ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem")
+# the demand history the seasonal forecast reads (adapters/dynamodb.py load_demand): run_once only
+DEMAND_READ_ACTIONS = ("dynamodb:Query",)
 
 # What the master-node agent puts in its node report item (sparkscale/agent/nodes.py `report_item`).
 NODE_REPORT_ATTRIBUTES: Final = (
@@ -44,13 +53,19 @@ class StateTable(Construct):
         )
 
     def grant_state(self, grantee: iam.IGrantable) -> iam.Grant:
-        """Read and write every item a scaler keeps here: the per-cluster lease, the state, the audit trail,
-        the notice ledger and the Powertools idempotency records (items of this table only).
+        """Read and write items by key (ITEM_ACTIONS): the per-cluster lease, the state, the audit trail,
+        the notice ledger, the write-ahead intent and the Powertools idempotency records, on this table
+        only. Not `Table.grant_read_write_data`: that adds Scan, BatchWriteItem, BatchGetItem,
+        ConditionCheckItem and DescribeTable, which no function calls.
 
         There is deliberately no separate `grant_lease`: the lease is an item of the same table under the
         same partition key as the state (`cluster#<id>`), so IAM cannot tell the two apart and a second
         method would grant the same thing under another name."""
-        return self.table.grant_read_write_data(grantee)
+        return grant_on(grantee, ITEM_ACTIONS, [self.table.table_arn])
+
+    def grant_read_demand(self, grantee: iam.IGrantable) -> iam.Grant:
+        """`dynamodb:Query` on this table: the demand history run_once's forecast reads."""
+        return grant_on(grantee, DEMAND_READ_ACTIONS, [self.table.table_arn])
 
     def node_report_statement(self, cluster_ids: Sequence[str]) -> iam.PolicyStatement:
         """PutItem of the agent's node report of `cluster_ids` only: `dynamodb:LeadingKeys` (the partition

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol, runtime_checkable
+from typing import Final, Protocol, runtime_checkable
 
 from sparkscale.policy.model import Cluster, Decision, GroupTarget, MetricsSnapshot, ScalerState
 from sparkscale.policy.node_choice import ClusterInstance, InstanceShrink, NodeReport
@@ -142,6 +142,64 @@ class Notice:
     def message(self) -> str:
         """The whole email text: the body, then the footer."""
         return f"{self.body}\n\n{self.footer}" if self.footer else self.body
+
+
+@dataclass(frozen=True)
+class Intent:
+    """A resize written down BEFORE ModifyInstanceGroups (write-ahead), finalized after it (WRITE-AHEAD
+    addition). While it exists the resize may or may not have happened: the next use case under the
+    cluster's lease settles it against what EMR reports (usecases/shell.py, Shell.settle).
+
+    `changes` are the groups it resizes (group id, the requested count before, the target). A scale intent
+    carries the decision to audit and the state to save (its cooldown) once applied; a spot intent carries
+    `key`, the ledger key that marks its event handled (for `key_ttl_s`). `notice` goes out once, after the
+    record. `recorded`: the state, audit and key are written, only the notice and the removal remain."""
+
+    id: str
+    kind: str  # INTENT_SCALE or INTENT_SPOT
+    at: datetime
+    owner: str
+    changes: tuple[GroupTarget, ...]
+    notice: Notice | None = None
+    decision: Decision | None = None  # scale: the audit record
+    state: ScalerState | None = None  # scale: the state saved with it (the cooldown)
+    key: str = ""  # spot: the ledger key claimed when it is recorded
+    key_ttl_s: int | None = None
+    recorded: bool = False
+
+    def applied_in(self, cluster: Cluster) -> bool:
+        """True when EMR's requested counts are the intent's targets: the resize took effect."""
+        requested = {g.id: g.requested for g in cluster.groups}
+        return all(requested.get(t.group_id) == t.target for t in self.changes)
+
+
+INTENT_SCALE: Final = "scale"
+INTENT_SPOT: Final = "spot"
+
+
+@runtime_checkable
+class IntentStore(Protocol):
+    """Optional on a StateStore (WRITE-AHEAD addition): one pending intent per cluster, in four primitives.
+    Checked with isinstance(ports.state, IntentStore): without it a use case resizes without writing ahead
+    (the replay's store has it too). Every call is made under the cluster's lease."""
+
+    def load_intent(self, cluster_id: str) -> Intent | None:
+        """The cluster's pending intent, if any (strongly consistent)."""
+        ...
+
+    def put_intent(self, cluster_id: str, intent: Intent) -> bool:
+        """Write `intent` unless another is pending (then False: nothing written)."""
+        ...
+
+    def record_intent(self, cluster_id: str, intent: Intent, now: datetime) -> bool:
+        """In one transaction: the intent's state and audit record (scale), its key claimed in the notice
+        ledger (spot), and the intent marked recorded. False when it is no longer pending unrecorded (another
+        invocation settled it): nothing written."""
+        ...
+
+    def clear_intent(self, cluster_id: str, intent_id: str) -> None:
+        """Remove the intent `intent_id` (nothing when another or none is pending)."""
+        ...
 
 
 class Notifier(Protocol):

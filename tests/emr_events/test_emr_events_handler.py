@@ -302,6 +302,11 @@ def test_cluster_terminated_marks_it_gone_once_and_later_events_are_ignored(
 ) -> None:
     ev: dict[str, Any] = fixture("eventbridge/EMR_Cluster_State_Change_TERMINATED.json")
     ev["detail"]["clusterId"] = site.cid
+    unconfirmed = site.invoke(ev)  # EMR still runs it: the event alone does not switch scaling off
+    assert unconfirmed["result"] == "rejected"
+    assert "not marked gone" in unconfirmed["reason"]
+    assert site.messages() == []
+    site.aws.emr.terminate_job_flows(JobFlowIds=[site.cid])
     out = site.invoke(ev)
     assert out["result"] == "cluster_gone"
     assert out["outcome"] == "cluster_gone"

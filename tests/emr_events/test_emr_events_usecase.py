@@ -41,7 +41,7 @@ from sparkscale.policy.model import (
 from sparkscale.ports import CapacityErrorRecorder, Notice, Ports
 from sparkscale.usecases.emr_events import handle_emr_event
 from sparkscale.usecases.scale import RunResult
-from sparkscale.usecases.shell import LeaseWait, Outcome
+from sparkscale.usecases.shell import GONE_TTL_S, KEY_CLUSTER_GONE, LeaseWait, Outcome
 
 from tests.scale.shell_support import T0, cluster, create_table, fake_aws_env, group, pressure
 
@@ -349,7 +349,7 @@ def test_a_store_that_cannot_record_errors_is_ignored_with_a_reason() -> None:
 
 
 def test_a_terminated_cluster_is_marked_gone_once_then_its_events_are_ignored() -> None:
-    w = World()
+    w = World(state=ClusterState.TERMINATED)
     terminated = sample("EMR_Cluster_State_Change_TERMINATED.json")
     terminated["detail"]["clusterId"] = CID
     first = w.handle(terminated)
@@ -365,6 +365,28 @@ def test_a_terminated_cluster_is_marked_gone_once_then_its_events_are_ignored() 
     assert late.reason == f"cluster {CID} is gone: no longer managed"
     assert len(w.notifier.notices) == 1
     assert w.store.load_state(CID) == ScalerState()
+
+
+def test_a_termination_event_emr_does_not_confirm_marks_nothing() -> None:
+    """Anyone who may put events (or invoke the Lambda) could send TERMINATED: EMR is asked first."""
+    w = World()  # EMR reports the cluster RUNNING
+    terminated = sample("EMR_Cluster_State_Change_TERMINATED.json")
+    terminated["detail"]["clusterId"] = CID
+    r = w.handle(terminated)
+    assert r.outcome is Outcome.IGNORED
+    assert f"DescribeCluster reports {CID} as RUNNING: not marked gone" in r.reason
+    assert w.notifier.notices == []
+    assert w.store.claimed_at(CID, KEY_CLUSTER_GONE, T0) is None
+    assert w.handle(stuck()).outcome is Outcome.FALLBACK  # still managed
+
+
+def test_the_gone_mark_expires_after_gone_ttl() -> None:
+    w = World(state=ClusterState.TERMINATED)
+    terminated = sample("EMR_Cluster_State_Change_TERMINATED.json")
+    terminated["detail"]["clusterId"] = CID
+    assert w.handle(terminated).outcome is Outcome.CLUSTER_GONE
+    assert w.store.claimed_at(CID, KEY_CLUSTER_GONE, T0 + timedelta(seconds=GONE_TTL_S - 1)) == T0
+    assert w.store.claimed_at(CID, KEY_CLUSTER_GONE, T0 + timedelta(seconds=GONE_TTL_S)) is None
 
 
 def test_a_cluster_found_gone_by_the_evaluation_gets_its_gone_notice_only() -> None:

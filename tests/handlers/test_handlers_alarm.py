@@ -73,7 +73,8 @@ def test_an_alarm_scales_the_spot_task_group_and_tells_operators(
     # the record in DynamoDB: state and an audit item with a TTL
     items = d.aws.dynamodb.scan(TableName=d.table)["Items"]
     sks = sorted(i["sk"]["S"].split("#")[0] for i in items if i["pk"]["S"] == f"cluster#{cid}")
-    assert sks == ["audit", "state"]  # the lease was released
+    # the lease was released and the write-ahead intent removed; the notice's once-only mark stays (TTL'd)
+    assert sks == ["audit", "notice", "state"]
 
 
 def test_duplicate_sns_delivery_does_nothing_the_second_time(

@@ -8,6 +8,7 @@ audit trail and the once-only notice ledger. Powertools Idempotency shares the t
 | audit | cluster#<id> | audit#<ISO time, UTC>#<direction>#<12 hex> | decision (JSON), dry_run, TTL |
 | pause | cluster#<id> | paused | paused_at, paused_by, why (absent: not paused) |
 | notice ledger | cluster#<id> | notice#<key> | claimed_at, expires_at (absent: forever) |
+| intent | cluster#<id> | intent | intent_id, kind, at, changes, notice, decision, state, key, recorded |
 | demand history | cluster#<id> | demand#<YYYY-MM-DDTHH> | m00 … m55 (5-minute peaks, GiB), expires_at (TTL) |
 | node report | nodes#<id> | nodes | collected_at (epoch s), report (JSON), expires_at (TTL): by the agent |
 
@@ -26,6 +27,12 @@ The lease is a conditional PutItem: it succeeds when there is no lease, the leas
 already holds it. DynamoDB's TTL deletes expired items only eventually, so every read compares expires_at with
 `now` itself. `record_capacity_error` (EMR capacity events) rewrites only the state item's `state` attribute,
 conditional on the value it read (no audit item: it is an observation, not a decision).
+
+The write-ahead intent (ports.IntentStore, one per cluster) is written with a conditional PutItem before the
+resize; `record_intent` is one TransactWriteItems: the state, the audit item, the spot event's ledger key and
+the intent's `recorded` flag (conditional on the intent id and not yet recorded), so a record is written once
+or not at all. The intent has no TTL: it is removed when settled, and until then it is the only trace of a
+resize that may have happened.
 """
 
 from __future__ import annotations
@@ -45,10 +52,10 @@ from sparkscale.adapters.aws_errors import translate
 from sparkscale.errors import TransientAwsError
 from sparkscale.policy import state_from_dict, state_to_dict
 from sparkscale.policy.forecast import HISTORY_KEEP_S
-from sparkscale.policy.model import Decision, ScalerState
+from sparkscale.policy.model import Decision, GroupTarget, Market, ScalerState
 from sparkscale.policy.node_choice import NodeReport, YarnNode
-from sparkscale.ports import PauseMark
-from sparkscale.records import decision_to_dict
+from sparkscale.ports import Intent, Notice, PauseMark
+from sparkscale.records import decision_from_dict, decision_to_dict
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +64,7 @@ SK: Final = names.TABLE_SK
 TTL: Final = names.TABLE_TTL_ATTR
 SK_LEASE: Final = "lease"
 SK_STATE: Final = "state"
+SK_INTENT: Final = "intent"
 SK_PAUSED: Final = "paused"
 AUDIT_PREFIX: Final = "audit#"
 NOTICE_PREFIX: Final = "notice#"
@@ -74,6 +82,84 @@ def _epoch(t: datetime) -> int:
 
 def _code(exc: ClientError) -> str:
     return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+def _cancelled_by_condition(exc: ClientError) -> bool:
+    """A TransactWriteItems cancelled because one of its conditions failed (not a conflict or a fault)."""
+    reasons = exc.response.get("CancellationReasons") or []
+    return _code(exc) == "TransactionCanceledException" and any(
+        isinstance(r, Mapping) and r.get("Code") == "ConditionalCheckFailed" for r in reasons
+    )
+
+
+def _intent_item(intent: Intent) -> dict[str, Any]:
+    item: dict[str, Any] = {
+        "intent_id": {"S": intent.id},
+        "kind": {"S": intent.kind},
+        "at": {"S": intent.at.astimezone(UTC).isoformat()},
+        "owner": {"S": intent.owner},
+        "changes": {"S": json.dumps([_target_dict(t) for t in intent.changes], sort_keys=True)},
+        "recorded": {"BOOL": intent.recorded},
+    }
+    if intent.notice is not None:
+        n = intent.notice
+        notice = {"kind": n.kind, "cluster_id": n.cluster_id, "subject": n.subject, "body": n.body}
+        item["notice"] = {"S": json.dumps({**notice, "footer": n.footer}, sort_keys=True)}
+    if intent.decision is not None:
+        item["decision"] = {"S": json.dumps(decision_to_dict(intent.decision), sort_keys=True)}
+    if intent.state is not None:
+        item["state"] = {"S": json.dumps(state_to_dict(intent.state), sort_keys=True)}
+    if intent.key:
+        item["key"] = {"S": intent.key}
+    if intent.key_ttl_s is not None:
+        item["key_ttl_s"] = {"N": str(int(intent.key_ttl_s))}
+    return item
+
+
+def _target_dict(t: GroupTarget) -> dict[str, Any]:
+    return {
+        "group_id": t.group_id,
+        "group_name": t.group_name,
+        "instance_type": t.instance_type,
+        "market": t.market.value,
+        "current": t.current,
+        "target": t.target,
+        "usd_per_hour_per_node": t.usd_per_hour_per_node,
+    }
+
+
+def _intent_from_item(item: Mapping[str, Any]) -> Intent:
+    def text(name: str) -> str | None:
+        value = item.get(name)
+        return None if value is None else str(value["S"])
+
+    changes = tuple(
+        GroupTarget(
+            group_id=str(t["group_id"]),
+            group_name=str(t["group_name"]),
+            instance_type=str(t["instance_type"]),
+            market=Market(t["market"]),
+            current=int(t["current"]),
+            target=int(t["target"]),
+            usd_per_hour_per_node=float(t["usd_per_hour_per_node"]),
+        )
+        for t in json.loads(item["changes"]["S"])
+    )
+    notice, decision, state = text("notice"), text("decision"), text("state")
+    ttl = item.get("key_ttl_s")
+    return Intent(
+        id=str(item["intent_id"]["S"]),
+        kind=str(item["kind"]["S"]),
+        at=datetime.fromisoformat(item["at"]["S"]),
+        owner=str(item["owner"]["S"]),
+        changes=changes,
+        notice=None if notice is None else Notice(**json.loads(notice)),
+        decision=None if decision is None else decision_from_dict(json.loads(decision)),
+        state=None if state is None else state_from_dict(json.loads(state)),
+        key=text("key") or "",
+        key_ttl_s=None if ttl is None else int(ttl["N"]),
+        recorded=bool(item.get("recorded", {}).get("BOOL", False)),
+    )
 
 
 def _demand_sk(t: datetime) -> str:
@@ -176,38 +262,122 @@ class DynamoStateStore:
 
     def save(self, cluster_id: str, state: ScalerState, decision: Decision, now: datetime) -> None:
         """The new state and an audit item, in one transaction (both or neither)."""
-        iso = now.astimezone(UTC).isoformat()
-        audit_sk = f"{AUDIT_PREFIX}{iso}#{decision.direction.value}#{uuid.uuid4().hex[:12]}"
         try:
             self._db.transact_write_items(
-                TransactItems=[
-                    {
-                        "Put": {
-                            "TableName": self._table,
-                            "Item": {
-                                **self._key(cluster_id, SK_STATE),
-                                "state": {"S": json.dumps(state_to_dict(state), sort_keys=True)},
-                                "updated_at": {"S": iso},
-                                "last_direction": {"S": decision.direction.value},
-                            },
-                        }
-                    },
-                    {
-                        "Put": {
-                            "TableName": self._table,
-                            "Item": {
-                                **self._key(cluster_id, audit_sk),
-                                "decision": {"S": json.dumps(decision_to_dict(decision), sort_keys=True)},
-                                "direction": {"S": decision.direction.value},
-                                "dry_run": {"BOOL": decision.dry_run},
-                                TTL: {"N": str(_epoch(now + self._audit_ttl))},
-                            },
-                        }
-                    },
-                ]
+                TransactItems=self._state_and_audit(cluster_id, state, decision, now)
             )
         except (ClientError, BotoCoreError) as exc:
             raise translate(exc, "TransactWriteItems(state+audit)") from exc
+
+    def _state_and_audit(
+        self, cluster_id: str, state: ScalerState, decision: Decision, now: datetime
+    ) -> list[dict[str, Any]]:
+        iso = now.astimezone(UTC).isoformat()
+        audit_sk = f"{AUDIT_PREFIX}{iso}#{decision.direction.value}#{uuid.uuid4().hex[:12]}"
+        state_item = {
+            **self._key(cluster_id, SK_STATE),
+            "state": {"S": json.dumps(state_to_dict(state), sort_keys=True)},
+            "updated_at": {"S": iso},
+            "last_direction": {"S": decision.direction.value},
+        }
+        audit_item = {
+            **self._key(cluster_id, audit_sk),
+            "decision": {"S": json.dumps(decision_to_dict(decision), sort_keys=True)},
+            "direction": {"S": decision.direction.value},
+            "dry_run": {"BOOL": decision.dry_run},
+            TTL: {"N": str(_epoch(now + self._audit_ttl))},
+        }
+        return [
+            {"Put": {"TableName": self._table, "Item": state_item}},
+            {"Put": {"TableName": self._table, "Item": audit_item}},
+        ]
+
+    # --- write-ahead intents (ports.IntentStore) ------------------------------------------------------------
+    def load_intent(self, cluster_id: str) -> Intent | None:
+        try:
+            resp = self._db.get_item(
+                TableName=self._table, Key=self._key(cluster_id, SK_INTENT), ConsistentRead=True
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise translate(exc, "GetItem(intent)") from exc
+        item = resp.get("Item")
+        if not item:
+            return None
+        try:
+            return _intent_from_item(item)
+        except (KeyError, ValueError, TypeError) as exc:  # never wedge the cluster on a corrupt item
+            log.error("intent of %s is unreadable (%s): ignored", cluster_id, exc)
+            return None
+
+    def put_intent(self, cluster_id: str, intent: Intent) -> bool:
+        try:
+            self._db.put_item(
+                TableName=self._table,
+                Item={**self._key(cluster_id, SK_INTENT), **_intent_item(intent)},
+                ConditionExpression="attribute_not_exists(#pk)",
+                ExpressionAttributeNames={"#pk": PK},
+            )
+        except ClientError as exc:
+            if _code(exc) == _CONDITION_FAILED:
+                return False
+            raise translate(exc, "PutItem(intent)") from exc
+        except BotoCoreError as exc:
+            raise translate(exc, "PutItem(intent)") from exc
+        return True
+
+    def record_intent(self, cluster_id: str, intent: Intent, now: datetime) -> bool:
+        items: list[dict[str, Any]] = []
+        if intent.state is not None and intent.decision is not None:
+            items += self._state_and_audit(cluster_id, intent.state, intent.decision, now)
+        if intent.key:
+            claim: dict[str, Any] = {
+                **self._key(cluster_id, NOTICE_PREFIX + intent.key),
+                "claimed_at": {"S": now.astimezone(UTC).isoformat()},
+            }
+            if intent.key_ttl_s is not None:
+                claim[TTL] = {"N": str(_epoch(now) + int(intent.key_ttl_s))}
+            items.append({"Put": {"TableName": self._table, "Item": claim}})
+        items.append(
+            {
+                "Update": {
+                    "TableName": self._table,
+                    "Key": self._key(cluster_id, SK_INTENT),
+                    "UpdateExpression": "SET #rec = :yes",
+                    "ConditionExpression": "#id = :id AND #rec = :no",
+                    "ExpressionAttributeNames": {"#id": "intent_id", "#rec": "recorded"},
+                    "ExpressionAttributeValues": {
+                        ":id": {"S": intent.id},
+                        ":yes": {"BOOL": True},
+                        ":no": {"BOOL": False},
+                    },
+                }
+            }
+        )
+        try:
+            self._db.transact_write_items(TransactItems=items)
+        except ClientError as exc:
+            if _cancelled_by_condition(exc):
+                return False
+            raise translate(exc, "TransactWriteItems(intent record)") from exc
+        except BotoCoreError as exc:
+            raise translate(exc, "TransactWriteItems(intent record)") from exc
+        return True
+
+    def clear_intent(self, cluster_id: str, intent_id: str) -> None:
+        try:
+            self._db.delete_item(
+                TableName=self._table,
+                Key=self._key(cluster_id, SK_INTENT),
+                ConditionExpression="#id = :id",
+                ExpressionAttributeNames={"#id": "intent_id"},
+                ExpressionAttributeValues={":id": {"S": intent_id}},
+            )
+        except ClientError as exc:
+            if _code(exc) == _CONDITION_FAILED:
+                return  # another intent (or none) is pending: not ours to remove
+            raise translate(exc, "DeleteItem(intent)") from exc
+        except BotoCoreError as exc:
+            raise translate(exc, "DeleteItem(intent)") from exc
 
     # --- the operator's pause (ports.PauseMark) -------------------------------------------------------------
     def load_pause(self, cluster_id: str) -> PauseMark | None:

@@ -21,7 +21,7 @@ from sparkscale.policy.model import (
     Role,
     ScalerState,
 )
-from sparkscale.ports import Notice, NoticeLedger, PauseMark, StateStore
+from sparkscale.ports import Intent, Notice, NoticeLedger, PauseMark, StateStore
 
 _KEEP_BUCKETS = HISTORY_KEEP_S // BUCKET_S
 
@@ -95,6 +95,7 @@ class InMemoryStateStore:
         self.last_decision: Decision | None = None
         self.demand: dict[str, dict[datetime, float]] = {}  # cluster -> bucket start -> peak GiB
         self.pauses: dict[str, PauseMark] = {}
+        self.intents: dict[str, Intent] = {}  # cluster -> its pending intent (ports.IntentStore)
 
     def acquire_lease(self, cluster_id: str, owner: str, now: datetime, ttl_s: int) -> bool:
         with self._lock:
@@ -117,11 +118,50 @@ class InMemoryStateStore:
 
     def save(self, cluster_id: str, state: ScalerState, decision: Decision, now: datetime) -> None:
         with self._lock:
-            self.states[cluster_id] = state
-            self.saves += 1
-            self.last_decision = decision
-            if self._keep_audit:
-                self.audit.setdefault(cluster_id, []).append((now, decision))
+            self._save_locked(cluster_id, state, decision, now)
+
+    def _save_locked(self, cluster_id: str, state: ScalerState, decision: Decision, now: datetime) -> None:
+        self.states[cluster_id] = state
+        self.saves += 1
+        self.last_decision = decision
+        if self._keep_audit:
+            self.audit.setdefault(cluster_id, []).append((now, decision))
+
+    # --- write-ahead (ports.IntentStore), with the DynamoDB store's conditions ----------------------------
+    def load_intent(self, cluster_id: str) -> Intent | None:
+        with self._lock:
+            return self.intents.get(cluster_id)
+
+    def put_intent(self, cluster_id: str, intent: Intent) -> bool:
+        with self._lock:
+            if cluster_id in self.intents:
+                return False
+            self.intents[cluster_id] = intent
+            return True
+
+    def record_intent(self, cluster_id: str, intent: Intent, now: datetime) -> bool:
+        with self._lock:
+            pending = self.intents.get(cluster_id)
+            if pending is None or pending.id != intent.id or pending.recorded:
+                return False
+            if intent.key:
+                held = self.claims.get((cluster_id, intent.key))
+                if held is None or (held[1] is not None and held[1] <= now):
+                    ttl = intent.key_ttl_s
+                    self.claims[(cluster_id, intent.key)] = (
+                        now,
+                        None if ttl is None else now + timedelta(seconds=ttl),
+                    )
+            if intent.state is not None and intent.decision is not None:
+                self._save_locked(cluster_id, intent.state, intent.decision, now)
+            self.intents[cluster_id] = replace(pending, recorded=True)
+            return True
+
+    def clear_intent(self, cluster_id: str, intent_id: str) -> None:
+        with self._lock:
+            pending = self.intents.get(cluster_id)
+            if pending is not None and pending.id == intent_id:
+                del self.intents[cluster_id]
 
     def load_pause(self, cluster_id: str) -> PauseMark | None:
         with self._lock:

@@ -15,8 +15,12 @@ been missing for `spot_fallback_timeout_s`. For a capacity event about a SPOT TA
    group was blocked and why, and where the capacity went. The scaler's own notice of that decision travels
    inside it, so a capacity event gives one message, not two.
 
-"EMR Cluster State Change" to TERMINATED / TERMINATED_WITH_ERRORS marks a managed cluster gone exactly as
-run_once does on ClusterGone (scale.mark_gone: notified once, then no longer evaluated).
+"EMR Cluster State Change" to TERMINATED / TERMINATED_WITH_ERRORS is a claim to verify, not a fact: the
+cluster is read from EMR first (DescribeCluster, the ClusterReader port). Only when EMR says it is gone
+(terminating, terminated or unknown: ClusterGone) is it marked gone exactly as run_once does on ClusterGone
+(scale.mark_gone: notified once, then not evaluated for shell.GONE_TTL_S). A cluster EMR still reports as
+running is not marked gone (IGNORED, and the reason says so): an event anyone could send cannot switch the
+scaling of a live cluster off. A throttled or failed read raises, so that Lambda retries the event.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from typing import Final
 
 from sparkscale import notices
 from sparkscale.config import Config
+from sparkscale.errors import ClusterGone
 from sparkscale.events.emr import EmrEvent, EmrEventKind
 from sparkscale.events.envelope import quote
 from sparkscale.ports import CapacityErrorRecorder, Notice, Notifier, Ports
@@ -79,11 +84,7 @@ def handle_emr_event(
     Lambda retries the event; every other expected condition is a result."""
     cid = event.cluster_id
     if event.kind is EmrEventKind.CLUSTER_TERMINATED:
-        why = f"EMR reported {event.state} at {event.at.isoformat()}" + (
-            f" ({quote(event.reason)})" if event.reason else ""
-        )
-        run = mark_gone(now=now, cluster_id=cid, ports=ports, config=config, why=why)
-        return EmrEventResult(Outcome.CLUSTER_GONE, event, run.detail, run=run)
+        return _confirm_terminated(now=now, event=event, ports=ports, config=config)
     shell = Shell(ports=ports, config=config, now=now, cluster_id=cid)
     if shell.is_gone():
         return EmrEventResult(Outcome.IGNORED, event, f"cluster {cid} is gone: no longer managed")
@@ -99,6 +100,24 @@ def handle_emr_event(
         extra={"cluster_id": cid, "group_id": gid, "kind": event.kind.value, "new": new_error},
     )
     return _rerun_and_tell(shell, event, gid, owner=owner, new_error=new_error)
+
+
+def _confirm_terminated(*, now: datetime, event: EmrEvent, ports: Ports, config: Config) -> EmrEventResult:
+    """Mark the cluster gone only when EMR confirms it (see the module docstring)."""
+    cid = event.cluster_id
+    why = f"EMR reported {event.state} at {event.at.isoformat()}" + (
+        f" ({quote(event.reason)})" if event.reason else ""
+    )
+    try:
+        cluster = ports.clusters.read_cluster(cid)
+    except ClusterGone as exc:
+        run = mark_gone(now=now, cluster_id=cid, ports=ports, config=config, why=f"{why}; confirmed: {exc}")
+        return EmrEventResult(Outcome.CLUSTER_GONE, event, run.detail, run=run)
+    reason = (
+        f"{why}, but DescribeCluster reports {cid} as {cluster.state.value}: not marked gone, still managed"
+    )
+    log.warning("unconfirmed termination event", extra={"cluster_id": cid, "state": cluster.state.value})
+    return EmrEventResult(Outcome.IGNORED, event, reason)
 
 
 def _rerun_and_tell(

@@ -19,13 +19,19 @@ Expected AWS conditions never raise; they become the RunResult's outcome:
 | no change | hold | recorded |
 
 TransientAwsError (5xx, network, after retries) propagates so the Lambda fails and SNS retries (then the
-DLQ); the Shell's lease is released on every path. The decision is saved BEFORE any notice is sent, so an SNS
-failure never loses the record; a failed notice is logged and counted (RunResult.notify_failures).
+DLQ); the Shell's lease is released on every path. An action is written ahead as an Intent before
+ModifyInstanceGroups and finished after it (Shell.write_ahead / finish); after an ambiguous failure the
+retry, or the next evaluation, settles it first (Shell.settle): applied -> recorded, notified and cooled down
+then, once, and the result is `applied`; not applied -> dropped, and the evaluation decides afresh. The
+decision is saved BEFORE any notice is sent, so an SNS failure never loses the record; a failed notice is
+logged and counted (RunResult.notify_failures).
 """
 
 from __future__ import annotations
 
 import logging
+import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Final
@@ -43,9 +49,10 @@ from sparkscale.errors import (
 from sparkscale.policy import Reason, ReasonCode, evaluate, next_state
 from sparkscale.policy.forecast import DemandHistory, bucket_start, history_ranges, lead_time_s
 from sparkscale.policy.model import Cluster, Decision, DemandSample, Direction, ScalerState
-from sparkscale.ports import DemandHistoryStore, Notice, PauseMark, Ports
-from sparkscale.usecases.safe_scale_in import choose_nodes, resize
-from sparkscale.usecases.shell import KEY_CLUSTER_GONE, Outcome, Shell
+from sparkscale.policy.node_choice import InstanceShrink
+from sparkscale.ports import INTENT_SCALE, DemandHistoryStore, Intent, Notice, PauseMark, Ports
+from sparkscale.usecases.safe_scale_in import NO_SHRINKS, choose_nodes, resize
+from sparkscale.usecases.shell import GONE_TTL_S, KEY_CLUSTER_GONE, Outcome, Shell
 
 log = logging.getLogger(__name__)
 
@@ -125,11 +132,13 @@ def run_once(*, now: datetime, cluster_id: str, ports: Ports, config: Config, ow
 def reconcile_once(
     *, now: datetime, cluster_id: str, ports: Ports, config: Config, owner: str, in_alarm: bool
 ) -> RunResult:
-    """The reconcile schedule's step for one cluster: run_once when it has an alarm in ALARM or its TASK
-    groups are above (or below) their minimum (needs_evaluation); otherwise skip it after one cluster read."""
-    if Shell(ports=ports, config=config, now=now, cluster_id=cluster_id).is_gone():
+    """The reconcile schedule's step for one cluster: run_once when it has an alarm in ALARM, a resize
+    written ahead and not settled, or its TASK groups above (or below) their minimum (needs_evaluation);
+    otherwise skip it after one cluster read."""
+    shell = Shell(ports=ports, config=config, now=now, cluster_id=cluster_id)
+    if shell.is_gone():
         return _gone_result(cluster_id)
-    if not in_alarm:
+    if not in_alarm and not shell.has_pending_intent():  # a pending intent is settled by run_once
         try:
             cluster = ports.clusters.read_cluster(cluster_id)
         except ClusterGone:
@@ -155,6 +164,9 @@ def reconcile_once(
 def _evaluate(shell: Shell) -> RunResult:
     ports, cid, now, config = shell.ports, shell.cluster_id, shell.now, shell.config
     try:
+        settled = shell.settle()  # a resize an ambiguous failure left pending: recorded or dropped first
+        if settled is not None and settled.applied and settled.intent.kind == INTENT_SCALE:
+            return _result(shell, Outcome.APPLIED, settled.intent.decision, None, detail=settled.detail)
         cluster = shell.priced(ports.clusters.read_cluster(cid))
         metrics = ports.metrics.read_metrics(cid, now)
     except ClusterGone as exc:
@@ -174,24 +186,35 @@ def _evaluate(shell: Shell) -> RunResult:
     pause = ports.state.load_pause(cid)
     if pause is not None:
         decision = _paused(decision, pause)
-    outcome, detail, recorded = _act(ports, cid, decision, config)
+
+    def state_after(effective: Decision) -> ScalerState:
+        return next_state(
+            previous=state,
+            decision=effective,
+            cluster=cluster,
+            metrics=metrics,
+            now=now,
+            config=config,
+            observed=observed,
+        )
+
+    intent, shrinks = None, NO_SHRINKS
+    if decision.is_action and not (decision.dry_run or config.dry_run):
+        decision, shrinks = choose_nodes(ports, cid, decision, config)  # safe scale-in: which nodes go
+        intent = _scale_intent(shell, decision, cluster, state_after(decision))
+    outcome, detail, recorded = _act(shell, decision, intent, shrinks)
+    if intent is not None and outcome is not Outcome.APPLIED:
+        shell.abandon(intent)  # refused for certain (an ambiguous failure raised and left the intent)
     if outcome is Outcome.CLUSTER_GONE:
         return _gone(shell, ClusterGone(detail))
 
-    # next_state counts a decision as applied when it is an action and not a dry run: one EMR refused is not
-    applied = outcome is Outcome.APPLIED or decision.dry_run
-    unchanged = applied or decision.direction is Direction.HOLD
-    effective = decision if unchanged else replace(decision, direction=Direction.HOLD)
-    new_state = next_state(
-        previous=state,
-        decision=effective,
-        cluster=cluster,
-        metrics=metrics,
-        now=now,
-        config=config,
-        observed=observed,
-    )
-    ports.state.save(cid, new_state, recorded, now)  # record BEFORE notifying: SNS can fail
+    if intent is not None and outcome is Outcome.APPLIED:
+        shell.finish(intent)  # state + audit, then the notice, once; raises (intent kept) when it fails
+    else:
+        # next_state counts a decision as applied when it is an action and not a dry run: one refused is not
+        unchanged = decision.dry_run or decision.direction is Direction.HOLD
+        new_state = state_after(decision if unchanged else replace(decision, direction=Direction.HOLD))
+        ports.state.save(cid, new_state, recorded, now)  # record BEFORE notifying: SNS can fail
     if observed is not None and observed.demand is not None:
         _record_demand(shell, observed.demand)
     if log.isEnabledFor(logging.INFO):  # what log.info checks first: no `extra` built for a dropped record
@@ -207,6 +230,21 @@ def _evaluate(shell: Shell) -> RunResult:
         )
     _notify_decision(shell, recorded, cluster, outcome=outcome, detail=detail)
     return _result(shell, outcome, recorded, cluster, detail=detail)
+
+
+def _scale_intent(shell: Shell, decision: Decision, cluster: Cluster, state: ScalerState) -> Intent:
+    """The decision written ahead of its resize: the targets, the audit record and the state (cooldown)
+    to save once applied, and its notice."""
+    return Intent(
+        id=uuid.uuid4().hex,
+        kind=INTENT_SCALE,
+        at=shell.now,
+        owner=shell.owner,
+        changes=decision.changes,
+        notice=_decision_notice(decision, cluster),
+        decision=decision,
+        state=state,
+    )
 
 
 def _demand_history(shell: Shell, state: ScalerState) -> DemandHistory | None:
@@ -243,31 +281,40 @@ def _paused(decision: Decision, pause: PauseMark) -> Decision:
     return replace(decision, dry_run=True, reasons=(*decision.reasons, Reason(ReasonCode.PAUSED, why)))
 
 
-def _act(ports: Ports, cluster_id: str, decision: Decision, config: Config) -> tuple[Outcome, str, Decision]:
-    """Apply the decision unless it is a hold or a dry run. Returns the outcome, a one-line detail, and the
-    decision as recorded (with a 'Not applied: ...' reason when EMR refused)."""
-    if not decision.is_action:
-        return Outcome.HOLD, "", decision
-    if decision.dry_run or config.dry_run:
-        return Outcome.DRY_RUN, "dry run", decision
-    decision, shrinks = choose_nodes(ports, cluster_id, decision, config)  # safe scale-in: which nodes go
-    try:
-        resize(ports, cluster_id, decision.changes, shrinks)
-    except ClusterGone as exc:
-        return Outcome.CLUSTER_GONE, str(exc), decision
-    except GroupBusy as exc:
-        outcome, why = Outcome.GROUP_BUSY, f"Not applied: {exc} (held; the next evaluation retries)."
-    except Throttled as exc:
-        outcome, why = Outcome.THROTTLED, f"Not applied: throttled by EMR after retries: {exc}."
-    except InvalidRequest as exc:
-        outcome, why = Outcome.INVALID, f"Not applied: EMR rejected the request: {exc}."
+def _act(
+    shell: Shell, decision: Decision, intent: Intent | None, shrinks: Mapping[str, InstanceShrink]
+) -> tuple[Outcome, str, Decision]:
+    """Apply the decision unless it is a hold or a dry run, written ahead as `intent`. Returns the outcome, a
+    one-line detail, and the decision as recorded (with a 'Not applied: ...' reason when EMR refused).
+    TransientAwsError (ambiguous: the resize may have taken effect) propagates, the intent left pending."""
+    if intent is None:
+        return (Outcome.DRY_RUN, "dry run", decision) if decision.is_action else (Outcome.HOLD, "", decision)
+    if not shell.write_ahead(intent):  # another evaluation's resize is pending: never two at once
+        outcome, why = Outcome.GROUP_BUSY, "Not applied: another resize of the cluster is pending."
     else:
-        return Outcome.APPLIED, "", decision
+        outcome, why = _resize(shell, decision, shrinks)
+        if outcome is Outcome.APPLIED or outcome is Outcome.CLUSTER_GONE:
+            return outcome, why, decision
     return outcome, why, replace(decision, reasons=(*decision.reasons, Reason(ReasonCode.NOT_APPLIED, why)))
 
 
+def _resize(shell: Shell, decision: Decision, shrinks: Mapping[str, InstanceShrink]) -> tuple[Outcome, str]:
+    try:
+        resize(shell.ports, shell.cluster_id, decision.changes, shrinks)
+    except ClusterGone as exc:
+        return Outcome.CLUSTER_GONE, str(exc)
+    except GroupBusy as exc:
+        return Outcome.GROUP_BUSY, f"Not applied: {exc} (held; the next evaluation retries)."
+    except Throttled as exc:
+        return Outcome.THROTTLED, f"Not applied: throttled by EMR after retries: {exc}."
+    except InvalidRequest as exc:
+        return Outcome.INVALID, f"Not applied: EMR rejected the request: {exc}."
+    return Outcome.APPLIED, ""
+
+
 def _gone(shell: Shell, exc: ClusterGone) -> RunResult:
-    first = shell.claim(KEY_CLUSTER_GONE, None)  # forever; without a ledger, or when it fails: tell anyway
+    # the gone mark, for GONE_TTL_S, claimed strictly: never lost, and its notice never doubled
+    first = shell.claim_strictly(KEY_CLUSTER_GONE, GONE_TTL_S)
     log.warning("cluster gone: %s", exc, extra={"cluster_id": shell.cluster_id})
     if first:
         shell.send(notices.cluster_gone_notice(shell.cluster_id, why=str(exc), now=shell.now))
@@ -277,10 +324,9 @@ def _gone(shell: Shell, exc: ClusterGone) -> RunResult:
 def _notify_decision(
     shell: Shell, decision: Decision, cluster: Cluster, *, outcome: Outcome, detail: str
 ) -> None:
-    if outcome is Outcome.HOLD:  # most evaluations: only the at-max notice may go out
+    # HOLD (most evaluations): only the at-max notice may go out; APPLIED: its notice went with the record
+    if outcome in (Outcome.HOLD, Outcome.APPLIED):
         pass
-    elif outcome is Outcome.APPLIED:
-        shell.send(_decision_notice(decision, cluster))
     elif outcome is Outcome.DRY_RUN:
         proposal = ",".join(f"{t.group_id}:{t.current}>{t.target}" for t in decision.changes)
         shell.send_once_per_interval(f"dry_run:{proposal}", lambda: _decision_notice(decision, cluster))

@@ -18,7 +18,13 @@ The rules it owns, once:
   and counted (`notify_failures`);
 - repeatable notices (failures, at max, dry runs, fallbacks) go out at most once per REPEAT_NOTICE_S per key,
   through the ledger; without a ledger, or when it fails, they go out anyway;
-- a price is never a reason to fail: without one the groups keep the price read with the cluster.
+- a price is never a reason to fail: without one the groups keep the price read with the cluster;
+- write-ahead: a resize is written down as an Intent before ModifyInstanceGroups (`write_ahead`) and
+  finalized after it (`finish`: the record, then the notice once, then the intent removed). Whatever fails
+  in between (a 5xx or timeout on the resize, a failed save after it), the next use case under the lease
+  first settles the pending intent (`settle`) against what EMR reports: requested counts at the intent's
+  targets -> it was applied: record, notify and cool down now, once; otherwise it was not: the intent is
+  dropped and the use case decides afresh. See docs/reliability.md "Write-ahead decisions".
 """
 
 from __future__ import annotations
@@ -32,14 +38,18 @@ from enum import StrEnum
 from typing import Final, NamedTuple
 
 from sparkscale.config import Config
-from sparkscale.errors import LeaseHeld, SparkscaleError
-from sparkscale.policy.model import Cluster
-from sparkscale.ports import Notice, Ports
+from sparkscale.errors import ClusterGone, LeaseHeld, SparkscaleError, TransientAwsError
+from sparkscale.policy.model import Cluster, ScalerState
+from sparkscale.ports import Intent, IntentStore, Notice, Ports
 
 log = logging.getLogger(__name__)
 
 REPEAT_NOTICE_S: Final = 3600  # at-max, dry-run, failure and fallback notices: at most once an hour per key
 KEY_CLUSTER_GONE: Final = "cluster_gone"
+# a cluster marked gone is not evaluated until the mark expires (a week): a mistaken mark heals by itself,
+# and a gone cluster still in the settings is found gone (and notified) again once a week
+GONE_TTL_S: Final = 7 * 24 * 3600
+INTENT_NOTICE_TTL_S: Final = 24 * 3600  # the ledger key that keeps an intent's notice to one
 
 
 class Outcome(StrEnum):
@@ -59,6 +69,16 @@ class Outcome(StrEnum):
     IGNORED = "ignored"  # not ours to act on (an unmanaged instance, a gone cluster, ...)
     DUPLICATE = "duplicate"  # this event was already handled
     FALLBACK = "fallback"  # EMR capacity event: the capacity error is recorded and the scaler re-ran
+
+
+@dataclass(frozen=True, slots=True)
+class Settled:
+    """What Shell.settle found: a pending intent, and whether EMR had applied it (then it is now recorded
+    and notified; otherwise it was dropped)."""
+
+    intent: Intent
+    applied: bool
+    detail: str
 
 
 class LeaseWait(NamedTuple):
@@ -105,10 +125,16 @@ class Lease:
         for attempt in range(max(1, wait.attempts)):
             if attempt:
                 wait.sleep(wait.wait_s)
-            if shell.ports.state.acquire_lease(
-                shell.cluster_id, self._owner, shell.now, shell.config.lease_ttl_s
-            ):
+            try:
+                acquired = shell.ports.state.acquire_lease(
+                    shell.cluster_id, self._owner, shell.now, shell.config.lease_ttl_s
+                )
+            except TransientAwsError:  # the lease may be ours all the same (the answer was lost): free it
+                shell._release(self._owner)
+                raise
+            if acquired:
                 self._held = True
+                shell.owner = self._owner
                 return True
         if self._required:
             raise LeaseHeld(f"{shell.cluster_id}: lease held by another evaluation")
@@ -130,6 +156,7 @@ class Shell:
     cluster_id: str
     notices_sent: int = 0
     notify_failures: int = 0
+    owner: str = ""  # the lease holder, once a lease is held (written into intents)
 
     # --- the lease -----------------------------------------------------------------------------------------
     def lease(self, owner: str, *, wait: LeaseWait = NO_WAIT, required: bool = False) -> Lease:
@@ -172,6 +199,20 @@ class Shell:
             log.warning("notice ledger unavailable (%s): going ahead", exc)
             return True
 
+    def claim_strictly(self, key: str, ttl_s: int | None) -> bool:
+        """`claim` for a mark that must not be lost (the gone mark): a ledger that fails raises (the use case
+        fails and is retried) instead of going ahead without the mark. After an ambiguous failure (a 5xx
+        after the write may have taken effect) the mark is read back: written at `now`, it is ours."""
+        ledger = self.ports.ledger
+        if ledger is None:
+            return True
+        try:
+            return ledger.claim(self.cluster_id, key, self.now, ttl_s)
+        except TransientAwsError:
+            if ledger.claimed_at(self.cluster_id, key, self.now) == self.now:
+                return True
+            raise
+
     def claimed_at(self, key: str) -> datetime | None:
         """When `key` was claimed, if that claim is still in force (None without a ledger, or if it fails)."""
         if self.ports.ledger is None:
@@ -183,7 +224,7 @@ class Shell:
             return None
 
     def is_gone(self) -> bool:
-        """True once the cluster was found (and notified) gone: it is no longer evaluated."""
+        """True once the cluster was found (and notified) gone, for GONE_TTL_S: it is not evaluated."""
         return self.ports.ledger is not None and (
             self.ports.ledger.claimed_at(self.cluster_id, KEY_CLUSTER_GONE, self.now) is not None
         )
@@ -199,3 +240,99 @@ class Shell:
             log.warning("prices unavailable for %s, using those read with the cluster: %s", cluster.id, exc)
             return cluster
         return with_prices(cluster, prices)
+
+    # --- write-ahead ---------------------------------------------------------------------------------------
+    def _intents(self) -> IntentStore | None:
+        store = self.ports.state
+        return store if isinstance(store, IntentStore) else None
+
+    def write_ahead(self, intent: Intent) -> bool:
+        """Write `intent` before its resize. False when another intent is still pending: do not resize.
+        A store that cannot fails the use case before anything was changed (raised)."""
+        store = self._intents()
+        return store is None or store.put_intent(self.cluster_id, intent)
+
+    def abandon(self, intent: Intent) -> None:
+        """The resize was refused for certain: drop the intent. A failure is only logged: the next settle
+        finds EMR's counts unchanged and drops it then."""
+        store = self._intents()
+        if store is None:
+            return
+        try:
+            store.clear_intent(self.cluster_id, intent.id)
+        except SparkscaleError as exc:
+            log.warning("could not drop intent %s of %s: %s", intent.id, self.cluster_id, exc)
+
+    def finish(self, intent: Intent) -> bool:
+        """After the resize took effect: the record (state + audit, the event's key), then the notice, once,
+        then the intent removed. A failed record raises and leaves the intent for the next settle. False
+        when another invocation had recorded it (nothing done here)."""
+        store = self._intents()
+        if store is None:  # no write-ahead: record as without it
+            if intent.state is not None and intent.decision is not None:
+                self.ports.state.save(self.cluster_id, intent.state, intent.decision, self.now)
+            if intent.key:
+                self.claim(intent.key, intent.key_ttl_s)
+            if intent.notice is not None:
+                self.send(intent.notice)
+            return True
+        if not store.record_intent(self.cluster_id, intent, self.now):
+            return False
+        self._notify_and_clear(store, intent)
+        return True
+
+    def _notify_and_clear(self, store: IntentStore, intent: Intent) -> None:
+        if intent.notice is not None and self.claim(f"intent:{intent.id}", INTENT_NOTICE_TTL_S):
+            self.send(intent.notice)
+        try:
+            store.clear_intent(self.cluster_id, intent.id)
+        except SparkscaleError as exc:  # recorded and notified: the next settle only removes it
+            log.warning("could not remove recorded intent %s of %s: %s", intent.id, self.cluster_id, exc)
+
+    def has_pending_intent(self) -> bool:
+        """Is a resize of this cluster written ahead and not yet settled? (The reconcile schedule evaluates
+        such a cluster even at its minimum, so that the intent is settled.)"""
+        store = self._intents()
+        return store is not None and store.load_intent(self.cluster_id) is not None
+
+    def settle(self) -> Settled | None:
+        """Settle the cluster's pending intent, if any, against what EMR reports (call under the lease,
+        before deciding): requested counts at its targets -> applied: record it, notify once, remove it;
+        otherwise -> not applied: drop it. Raises what the store or EMR raise (the use case then fails and
+        its retry settles)."""
+        store = self._intents()
+        if store is None:
+            return None
+        intent = store.load_intent(self.cluster_id)
+        if intent is None:
+            return None
+        if not intent.recorded:
+            try:
+                cluster = self.ports.clusters.read_cluster(self.cluster_id)
+            except ClusterGone as exc:
+                store.clear_intent(self.cluster_id, intent.id)
+                return Settled(intent, False, f"intent {intent.id} dropped: {exc}")
+            if not intent.applied_in(cluster):
+                store.clear_intent(self.cluster_id, intent.id)
+                detail = f"intent {intent.id} ({intent.kind}) was not applied by EMR: dropped"
+                log.warning(detail, extra={"cluster_id": self.cluster_id})
+                return Settled(intent, False, detail)
+            intent = replace(intent, state=self._keep_new_errors(intent.state))
+            if not store.record_intent(self.cluster_id, intent, self.now):
+                return Settled(intent, True, f"intent {intent.id} was recorded by another invocation")
+        log.warning(
+            "settled an intent EMR had applied", extra={"cluster_id": self.cluster_id, "intent": intent.id}
+        )
+        self._notify_and_clear(store, intent)
+        return Settled(intent, True, f"intent {intent.id} ({intent.kind}) had been applied: recorded now")
+
+    def _keep_new_errors(self, state: ScalerState | None) -> ScalerState | None:
+        """The intent's state with the capacity errors recorded since (EMR events) kept."""
+        if state is None:
+            return None
+        current = self.ports.state.load_state(self.cluster_id).capacity_errors
+        errors = dict(state.capacity_errors)
+        for gid, at in current.items():
+            seen = errors.get(gid)
+            errors[gid] = at if seen is None else max(seen, at)
+        return state if errors == state.capacity_errors else replace(state, capacity_errors=errors)

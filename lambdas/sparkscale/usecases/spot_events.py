@@ -1,24 +1,31 @@
 """The spot-events use case: a spot interruption warning or rebalance recommendation for a node of a managed
 cluster moves that node to another pool at once (the choice is policy/replacement.py, pure).
 
-locate -> lease -> skip a duplicate -> read (+prices) -> choose -> resize -> remember -> notify -> release,
-on the shared Shell, under the same per-cluster lease as the scaler so it never races it. A dry run, or a
-cluster an operator paused (ports.PauseMark), chooses and notifies but moves no node.
+locate -> lease -> skip a duplicate -> settle a pending intent -> read (+prices) -> choose -> write ahead ->
+resize -> record (the event marked handled) -> notify -> release, on the shared Shell, under the same
+per-cluster lease as the scaler so it never races it. A dry run, or a cluster an operator paused
+(ports.PauseMark), chooses and notifies but moves no node.
+
+The move is written ahead (an Intent carrying the event's ledger key) before ModifyInstanceGroups, so a
+redelivered event whose move was left unfinished (a 5xx or timeout on the resize, a failed ledger write
+after it) settles that intent against EMR's counts instead of moving a second node: applied -> the event is
+marked handled and notified now, once; not applied -> dropped, and the event is handled afresh.
 """
 
 from __future__ import annotations
 
 import logging
+import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Final
 
 from sparkscale import notices
 from sparkscale.config import Config
-from sparkscale.errors import ClusterGone, SparkscaleError, Throttled, TransientAwsError
+from sparkscale.errors import ClusterGone, LeaseHeld, SparkscaleError, Throttled, TransientAwsError
 from sparkscale.events.spot import SpotEvent
 from sparkscale.policy.replacement import ReplacementPlan, choose_replacement
-from sparkscale.ports import InstanceLocation, InstanceLocator, Notice, Ports
+from sparkscale.ports import INTENT_SPOT, InstanceLocation, InstanceLocator, Intent, Notice, Ports
 from sparkscale.usecases.shell import WAIT_FOR_SCALER, LeaseWait, Outcome, Shell
 
 log = logging.getLogger(__name__)
@@ -62,19 +69,24 @@ def handle_spot_event(
     loc = lookup.location
     shell = Shell(ports=ports, config=config, now=now, cluster_id=loc.cluster_id)
     with shell.lease(owner, wait=lease_wait, required=True):
+        settled = shell.settle()  # any pending intent, this event's (a redelivery) or the scaler's
         # read strictly: a ledger that cannot answer fails the invocation (Lambda retries) rather than risk
         # moving a second node for a redelivered event
         seen = (
             None if ports.ledger is None else ports.ledger.claimed_at(loc.cluster_id, dedup_key(event), now)
         )
-        if seen is not None:
+        if seen is not None and (settled is None or settled.intent.key != dedup_key(event)):
             why = f"{event.kind} of {event.instance_id} already handled at {seen.isoformat()}"
             return SpotResult(Outcome.DUPLICATE, event, why, cluster_id=loc.cluster_id)
-        result = _decide_and_act(shell, event, loc)
-        if result.outcome is not Outcome.CLUSTER_GONE:
+        if settled is not None and settled.applied and settled.intent.key == dedup_key(event):
+            notice = settled.intent.notice
+            result = SpotResult(Outcome.APPLIED, event, settled.detail, notice=notice)
+        else:
+            result = _decide_and_act(shell, event, loc)
+        if result.outcome not in (Outcome.APPLIED, Outcome.CLUSTER_GONE):  # an applied move is recorded
             _remember(shell, event)
-        if result.notice is not None:
-            shell.send(result.notice)
+            if result.notice is not None:
+                shell.send(result.notice)
     return SpotResult(
         result.outcome,
         event,
@@ -113,15 +125,32 @@ def _decide_and_act(shell: Shell, event: SpotEvent, loc: InstanceLocation) -> Sp
         why = notices.paused_text(pause) if pause is not None else "dry run"
         notice = notices.interruption_notice(event=event, plan=plan, applied=False, dry_run=True, why=why)
         return SpotResult(Outcome.DRY_RUN, event, why, plan, notice)
+    notice = notices.interruption_notice(event=event, plan=plan, applied=True)
+    intent = Intent(
+        id=uuid.uuid4().hex,
+        kind=INTENT_SPOT,
+        at=shell.now,
+        owner=shell.owner,
+        changes=plan.changes,
+        notice=notice,
+        key=dedup_key(event),
+        key_ttl_s=DEDUP_TTL_S,
+    )
+    if not shell.write_ahead(intent):  # the claim: without it no node moves (Lambda retries the event)
+        raise LeaseHeld(f"{loc.cluster_id}: another resize of the cluster is pending")
     try:
         ports.capacity.resize(loc.cluster_id, plan.changes)
+    except TransientAwsError:
+        raise  # ambiguous: the intent stays, and the retry settles it against EMR instead of moving again
     except ClusterGone as exc:
+        shell.abandon(intent)
         return SpotResult(Outcome.CLUSTER_GONE, event, str(exc) or f"{loc.cluster_id} is gone", plan)
     except SparkscaleError as exc:
-        if isinstance(exc, (Throttled, TransientAwsError)):
+        shell.abandon(intent)  # refused for certain
+        if isinstance(exc, Throttled):
             raise  # the invocation fails and Lambda retries it
         error = f"{type(exc).__name__}: {exc}"
         notice = notices.interruption_notice(event=event, plan=plan, applied=False, error=error)
         return SpotResult(Outcome.FAILED, event, error, plan, notice)
-    notice = notices.interruption_notice(event=event, plan=plan, applied=True)
+    shell.finish(intent)  # the event marked handled, then the notice, once; raises (intent kept) on failure
     return SpotResult(Outcome.APPLIED, event, plan.reasons[1], plan, notice)
