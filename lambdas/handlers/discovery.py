@@ -10,6 +10,7 @@ next sweep catches up in any case).
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
@@ -47,6 +48,13 @@ def discovery_ports(rt: common.Runtime) -> DiscoveryPorts:
     return ports
 
 
+def _time_left(context: Any) -> Callable[[], float] | None:
+    remaining = getattr(context, "get_remaining_time_in_millis", None)
+    if remaining is None:
+        return None
+    return lambda: float(remaining()) / 1000.0
+
+
 @logger.inject_lambda_context(clear_state=True)
 def handler(event: Any, context: Any) -> dict[str, Any]:
     try:
@@ -62,6 +70,7 @@ def handler(event: Any, context: Any) -> dict[str, Any]:
         config=rt.config,
         now=rt.clock(),
         include_heap=os.environ.get(names.ENV_HEAP_ALARMS, "true").lower() != "false",
+        time_left_s=_time_left(context),
     )
     try:
         if isinstance(parsed, ClusterStateChange):

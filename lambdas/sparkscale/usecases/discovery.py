@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -33,6 +33,7 @@ from sparkscale.usecases.shell import KEY_CLUSTER_GONE, Shell
 
 log = logging.getLogger(__name__)
 
+MIN_TIME_LEFT_S: Final = 15.0  # a sweep adopts no further cluster with less time left than this
 RELEASED_KEEP_S: Final = 7 * 24 * 3600  # a released cluster's registry item expires a week later
 KEY_MANAGING: Final = "discovery_managing"
 KEY_RELEASED: Final = "discovery_released"
@@ -69,6 +70,7 @@ class SweepResult:
     changes: tuple[ClusterChange, ...]
     orphans_deleted: tuple[str, ...]
     dry_run: bool = False
+    incomplete: bool = False  # stopped before the Lambda's timeout: the next sweep goes on
 
     @property
     def alarms_created(self) -> tuple[str, ...]:
@@ -89,7 +91,13 @@ class Discovery:
     now: datetime
     include_heap: bool = True  # the heap agent's alarms too (the stack's heap_alarms feature)
     dry_run: bool = False  # change nothing (no alarm, no registry item, no notice)
+    time_left_s: Callable[[], float] | None = None  # the Lambda's remaining time; None: no limit
     regs: dict[str, Registration] = field(default_factory=dict)  # the registry as this run sees it
+
+    def out_of_time(self) -> bool:
+        """Stop before the Lambda's timeout: at 3 alarm writes a second, a sweep that finds 100 new clusters
+        needs about five minutes; the next sweep goes on where this one stopped."""
+        return self.time_left_s is not None and self.time_left_s() < MIN_TIME_LEFT_S
 
     def shell(self, cluster_id: str) -> Shell:
         return Shell(ports=self.ports, config=self.config, now=self.now, cluster_id=cluster_id)
@@ -246,6 +254,8 @@ def sweep(run: Discovery) -> SweepResult:
     changes: list[ClusterChange] = []
     listed = [c for c in d.directory.active_clusters() if c not in static]
     for cid in listed:
+        if run.out_of_time():
+            break
         info = d.directory.describe(cid)
         if info is None or info.state not in ACTIVE_STATES:
             continue  # ended between the listing and now: the loop below or the next sweep releases it
@@ -254,16 +264,21 @@ def sweep(run: Discovery) -> SweepResult:
             changes.append(change)
     seen = set(listed)
     for reg in [r for r in run.regs.values() if r.active and r.cluster_id not in seen]:
+        if run.out_of_time():
+            break
         info = d.directory.describe(reg.cluster_id)
         if info is not None and info.state in ACTIVE_STATES:
             continue  # started after the listing: the next sweep describes it
         changes.append(_confirm_end(run, reg.cluster_id, info, "not listed as active"))
+    incomplete = run.out_of_time()
     managed = static | {c for c, r in run.regs.items() if r.active}
-    orphans = sorted(n for c, ns in by_cluster.items() if c not in managed for n in ns)
+    done = {n for c in changes for n in c.alarms_deleted}
+    orphans = [] if incomplete else [n for c, ns in by_cluster.items() if c not in managed for n in ns]
+    orphans = sorted(n for n in orphans if n not in done)
     if orphans and not run.dry_run:
         d.alarms.delete_alarms(orphans)
     active = tuple(sorted((r for r in run.regs.values() if r.active), key=lambda r: r.cluster_id))
-    return SweepResult(active, tuple(changes), tuple(orphans), run.dry_run)
+    return SweepResult(active, tuple(changes), tuple(orphans), run.dry_run, incomplete)
 
 
 def _alarms_by_cluster(alarm_names: Iterable[str], prefix: str) -> dict[str, set[str]]:
@@ -279,6 +294,7 @@ def summary(result: SweepResult) -> dict[str, object]:
     """The JSON-safe view the handler returns and the CLI prints."""
     return {
         "dry_run": result.dry_run,
+        "incomplete": result.incomplete,
         "managed": [
             {"cluster_id": r.cluster_id, "name": r.name, "profile": r.profile, "paused": r.paused}
             for r in result.managed
