@@ -18,6 +18,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "sparkscale_tools.replay.cli",
     "sparkscale_tools.cli.plan",
     "sparkscale_tools.cli.events",
+    "sparkscale_tools.cli.discover",
     "sparkscale_tools.demo.cli",
 )
 
