@@ -41,6 +41,7 @@ class Features:
     heap_alarms: bool = True  # alarms on the heap agent's metrics (needs the bootstrap action on the cluster)
     spot_events: bool = True  # EventBridge spot interruption / rebalance rules and the events Lambda
     emr_events: bool = True  # EventBridge EMR instance-group / cluster state rule and the EMR-events Lambda
+    discovery: bool = True  # manage clusters carrying the opt-in tag (the discovery Lambda, tag-scoped IAM)
     dashboards: bool = True  # one CloudWatch dashboard per cluster
     heap_bootstrap_assets: bool = True  # upload bootstrap/ and the agent as S3 assets, output the action path
     dlq_alarms: bool = True  # tell operators when a dead-letter queue holds a message
@@ -82,6 +83,11 @@ class StackSettings:
         return min(MAX_HANDLER_TIMEOUT_S, self.config.lease_ttl_s - LEASE_MARGIN_S)
 
     @property
+    def discovers(self) -> bool:
+        """Clusters carrying the opt-in tag are managed (the feature is on and a tag key is set)."""
+        return self.features.discovery and bool(self.config.discovery_tag_key)
+
+    @property
     def reconcile_rate_minutes(self) -> int:
         return self.config.reconcile_rate_s // 60
 
@@ -100,8 +106,13 @@ class StackSettings:
         """Deployment rules on top of the Config's own validation."""
         src = f"cdk context {CONTEXT_KEY!r}"
         cfg = self.config
-        if not cfg.clusters:
-            raise ConfigError("clusters", "list at least one EMR cluster id to manage (j-…)", source=src)
+        if not cfg.clusters and not self.discovers:
+            raise ConfigError(
+                "clusters",
+                "list at least one EMR cluster id to manage (j-…), or manage clusters by tag "
+                "(discovery_tag_key and the discovery feature)",
+                source=src,
+            )
         if len(set(cfg.clusters)) != len(cfg.clusters):
             raise ConfigError("clusters", "a cluster id is listed twice", source=src)
         if cfg.reconcile_rate_s % 60:

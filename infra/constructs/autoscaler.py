@@ -38,6 +38,7 @@ from infra import names
 from infra.constructs.cluster_alarms import ClusterAlarms
 from infra.constructs.clusters import ManagedClusters
 from infra.constructs.dashboard import ClusterDashboard
+from infra.constructs.discovery import ClusterDiscovery
 from infra.constructs.emr_events import EmrEvents
 from infra.constructs.function import FunctionOptions, ScalerFunction, lambda_code, powertools_layer
 from infra.constructs.grants import acknowledge, grant_on
@@ -49,6 +50,7 @@ from infra.constructs.state import StateTable
 from infra.settings import Features, StackSettings
 
 DESCRIBE_ALARMS_ACTIONS: Final = ("cloudwatch:DescribeAlarms",)
+MANAGE_ALARMS_ACTIONS: Final = ("cloudwatch:PutMetricAlarm", "cloudwatch:DeleteAlarms")
 
 
 class SparkAutoscaler(Construct):
@@ -63,6 +65,7 @@ class SparkAutoscaler(Construct):
     scaler: ScalerFunctions
     spot_events: SpotEvents | None
     emr_events: EmrEvents | None
+    discovery: ClusterDiscovery | None
     cluster_alarms: dict[str, ClusterAlarms]
     dashboards: dict[str, ClusterDashboard]
     heap_bootstrap: HeapBootstrapAssets | None
@@ -88,6 +91,7 @@ class SparkAutoscaler(Construct):
         settings = StackSettings(config=config, features=features)
         settings.validate()
         self._alarm_prefix = config.alarm_prefix
+        self._settings = settings
 
         self.notifications = Notifications(
             self, "Notifications", alarm_prefix=config.alarm_prefix, operator_emails=config.operator_emails
@@ -136,23 +140,46 @@ class SparkAutoscaler(Construct):
             reconcile_rate_minutes=settings.reconcile_rate_minutes,
         )
         self.spot_events = SpotEvents(self, "SpotEvents", options=options) if features.spot_events else None
+        by_tag = settings.discovers
         self.emr_events = (
-            EmrEvents(self, "EmrEvents", options=options, cluster_ids=self.clusters.cluster_ids)
+            EmrEvents(
+                self, "EmrEvents", options=options, cluster_ids=None if by_tag else self.clusters.cluster_ids
+            )
             if features.emr_events
             else None
         )
+        self.discovery = (
+            ClusterDiscovery(
+                self,
+                "Discovery",
+                options=options,
+                alarm_topic=self.notifications.alarm_topic,
+                include_heap=features.heap_alarms,
+                sweep_rate_minutes=settings.reconcile_rate_minutes,
+            )
+            if by_tag
+            else None
+        )
         self.functions = [self.scaler.alarm, self.scaler.reconcile]
-        self.functions += [e.handler for e in (self.spot_events, self.emr_events) if e is not None]
+        self.functions += [e.handler for e in (self.spot_events, self.emr_events, self.discovery) if e]
 
     def _grant_functions(self) -> None:
         """Every function: the state table and the operator notices (and so the key), scaling the managed
         clusters. Then what each handler reads besides: run_once (alarm, reconcile, EMR events) the
         metrics and spot prices, the alarm pair its own alarms' states; the spot events the instances and
         the spot prices."""
+        config = self._settings.config
         for fn in self.functions:
             self.state.grant_state(fn.function)
             self.notifications.grant_publish_notices(fn.function)
             self.clusters.grant_scale(fn.function)
+            if self.discovery is not None:
+                self.clusters.grant_scale_tagged(
+                    fn.function, tag_key=config.discovery_tag_key, tag_value=config.discovery_tag_value
+                )
+        if self.discovery is not None:
+            self.clusters.grant_discover(self.discovery.handler.function)
+            self.grant_manage_alarms(self.discovery.handler.function)
         run_once = [self.scaler.alarm, self.scaler.reconcile]
         if self.emr_events is not None:
             run_once.append(self.emr_events.handler)
@@ -225,6 +252,23 @@ class SparkAutoscaler(Construct):
         )
         return grant
 
+    def grant_manage_alarms(self, grantee: iam.IGrantable) -> iam.Grant:
+        """PutMetricAlarm, DeleteAlarms and DescribeAlarms on alarms named with the prefix only: discovery
+        creates and deletes the alarms of the clusters managed by tag."""
+        grant = grant_on(
+            grantee,
+            (*MANAGE_ALARMS_ACTIONS, *DESCRIBE_ALARMS_ACTIONS),
+            [stack_alarms_arn(self, self._alarm_prefix)],
+        )
+        acknowledge(
+            grantee,
+            "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:cloudwatch:<AWS::Region>:<AWS::AccountId>:"
+            f"alarm:{self._alarm_prefix}-*]",
+            "The alarms of the clusters managed by tag: every name starts with the prefix; the clusters are "
+            "not known at deploy time.",
+        )
+        return grant
+
     # --- helpers -------------------------------------------------------------------------------------------
     def _collect_dead_letter_queues(self) -> dict[str, sqs.Queue]:
         queues = {
@@ -239,6 +283,9 @@ class SparkAutoscaler(Construct):
         if self.emr_events is not None:
             queues["emr-events-fn"] = self.emr_events.handler.dead_letter_queue
             queues["emr-rule"] = self.emr_events.rule_dlq
+        if self.discovery is not None:
+            queues["discovery-fn"] = self.discovery.handler.dead_letter_queue
+            queues["discovery-rules"] = self.discovery.rule_dlq
         return queues
 
     def _dlq_alarms(self, alarm_prefix: str) -> None:
