@@ -55,3 +55,44 @@ def test_discover_reports_a_bad_config(tmp_path: Path, capsys: pytest.CaptureFix
     cfg.write_text(json.dumps({"profiles": {"x": {"clusters": []}}}))
     assert main(["discover", "--config", str(cfg)]) == 2
     assert "a profile overrides policy settings only" in capsys.readouterr().err
+
+
+def test_cluster_template_prints_a_create_cluster_command_for_a_managed_cluster(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import shlex
+
+    from sparkscale_tools.cli.discover import SPARK_METRICS
+
+    cfg = tmp_path / "settings.json"
+    cfg.write_text(json.dumps({"profiles": {"etl": {"max_task_nodes": 40}}}))
+    args = [
+        "cluster-template",
+        "--config",
+        str(cfg),
+        "--profile",
+        "etl",
+        "--log-bucket",
+        "b1",
+        "--region",
+        "eu-west-1",
+    ]
+    assert main(args) == 0
+    words = shlex.split(capsys.readouterr().out.replace("\\\n", " "))
+    assert words[:3] == ["aws", "emr", "create-cluster"]
+    opts = {w: words[i + 1] for i, w in enumerate(words) if w.startswith("--") and i + 1 < len(words)}
+    assert words[words.index("--tags") + 1 : words.index("--tags") + 3] == [
+        "sparkscale:managed=true",
+        "sparkscale:profile=etl",
+    ]
+    assert opts["--log-uri"] == "s3://b1/emr-logs/"
+    assert "Path=s3://b1/sparkscale/install-heap-agent.sh" in opts["--bootstrap-actions"]
+    assert json.loads(opts["--configurations"]) == SPARK_METRICS
+    assert (
+        json.loads((Path(__file__).parents[2] / "bootstrap/spark-metrics.json").read_text()) == SPARK_METRICS
+    )
+    tasks = [g for g in json.loads(opts["--instance-groups"]) if g["InstanceGroupType"] == "TASK"]
+    assert len({g["InstanceType"] for g in tasks}) >= 3
+    assert all(g["Market"] == "SPOT" for g in tasks)
+    assert main(["cluster-template", "--config", str(cfg), "--profile", "nope"]) == 2
+    assert "unknown profile 'nope'" in capsys.readouterr().err

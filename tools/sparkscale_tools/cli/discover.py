@@ -1,4 +1,6 @@
-"""`sparkscale discover --config FILE [--table NAME] [--alarm-topic-arn ARN] [--operator-topic-arn ARN]
+"""`sparkscale discover` and `sparkscale cluster-template`, the two commands of clusters managed by tag.
+
+`sparkscale discover --config FILE [--table NAME] [--alarm-topic-arn ARN] [--operator-topic-arn ARN]
 [--dry-run] [--json]`: one discovery sweep (usecases.discovery.sweep, the code the discovery Lambda runs)
 against the AWS endpoint boto3 is configured for (AWS_REGION, AWS_ENDPOINT_URL, the credential chain).
 
@@ -6,14 +8,39 @@ Prints the clusters it manages with their profiles, and the alarms it created or
 registry is the deployment's (the state table); without it, an in-memory one (every tagged cluster then looks
 new). --dry-run changes nothing: no alarm, no registry item, no notice. Operator notices go to
 --operator-topic-arn when given, else nowhere.
+
+`sparkscale cluster-template [--config FILE] [--profile NAME] [--log-bucket BUCKET] [--region REGION]`
+prints an `aws emr create-cluster` command for a cluster sparkscale manages from its first minute: the opt-in
+tag (and the profile tag), the heap agent's bootstrap action, Spark's metrics classification, a LogUri, and
+SPOT task groups of several instance types (starting at 0 nodes: the scaler adds them).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import shlex
 import sys
 from typing import Any
+
+# SPOT task groups of several types with about the same memory per vCPU: the planner picks by $/GiB-hour
+TASK_TYPES = ("r5.2xlarge", "r5a.2xlarge", "r6i.2xlarge", "r7i.2xlarge")
+SPARK_METRICS = [
+    {
+        "Classification": "spark-metrics",
+        "Properties": {
+            "*.sink.statsd.host": "127.0.0.1",
+            "*.sink.statsd.port": "8125",
+            "*.sink.statsd.period": "10",
+            "*.sink.statsd.unit": "seconds",
+            "driver.sink.statsd.class": "org.apache.spark.metrics.sink.StatsdSink",
+            "executor.sink.statsd.class": "org.apache.spark.metrics.sink.StatsdSink",
+            "driver.source.jvm.class": "org.apache.spark.metrics.source.JvmSource",
+            "executor.source.jvm.class": "org.apache.spark.metrics.source.JvmSource",
+        },
+    }
+]  # the same as bootstrap/spark-metrics.json (a test keeps them equal)
 
 
 def register(sub: Any) -> None:
@@ -30,6 +57,18 @@ def register(sub: Any) -> None:
     p.add_argument("--dry-run", action="store_true", help="say what it would do, change nothing")
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
     p.set_defaults(func=_discover)
+
+    t: argparse.ArgumentParser = sub.add_parser(
+        "cluster-template", help="print an `aws emr create-cluster` command for a cluster managed by tag"
+    )
+    t.add_argument(
+        "--config", metavar="FILE", help="settings JSON (the tag and the profiles; default: defaults)"
+    )
+    t.add_argument("--profile", help="a name in the settings' profiles (tag sparkscale:profile)")
+    t.add_argument("--log-bucket", default="BUCKET", help="S3 bucket of the logs and the bootstrap assets")
+    t.add_argument("--region", default=None, help="the agent's region (default: AWS_REGION, else us-east-1)")
+    t.add_argument("--release-label", default="emr-7.1.0")
+    t.set_defaults(func=_cluster_template)
 
 
 def _fail(msg: str, code: int = 2) -> int:
@@ -125,3 +164,61 @@ def render(out: dict[str, Any]) -> str:
     if out.get("incomplete"):
         lines.append("stopped early: run it again to go on")
     return "\n".join(lines)
+
+
+def _cluster_template(args: argparse.Namespace) -> int:
+    from sparkscale import names  # noqa: PLC0415
+    from sparkscale.config import Config, ConfigError  # noqa: PLC0415
+    from sparkscale.config_io import from_file  # noqa: PLC0415
+
+    try:
+        config = from_file(args.config) if args.config else Config()
+        config.for_profile(args.profile, source="--profile")
+    except ConfigError as exc:
+        return _fail(str(exc))
+    if not config.discovery_tag_key:
+        return _fail("discovery_tag_key is empty: clusters are not managed by tag in these settings")
+    print(cluster_template(config, args, names.TAG_PROFILE))
+    return 0
+
+
+def cluster_template(config: Any, args: argparse.Namespace, profile_tag: str) -> str:
+    """The create-cluster command, one option per line."""
+    region = args.region or os.environ.get("AWS_REGION") or "us-east-1"
+    bucket = args.log_bucket
+    tags = [f"{config.discovery_tag_key}={config.discovery_tag_value}"]
+    if args.profile:
+        tags.append(f"{profile_tag}={args.profile}")
+    groups: list[dict[str, Any]] = [
+        {"InstanceGroupType": "MASTER", "Name": "master", "InstanceType": "m5.xlarge", "InstanceCount": 1},
+        {"InstanceGroupType": "CORE", "Name": "core", "InstanceType": "r5.xlarge", "InstanceCount": 2},
+    ]
+    groups += [
+        {
+            "InstanceGroupType": "TASK",
+            "Name": f"spot-{itype.replace('.', '-')}",
+            "InstanceType": itype,
+            "InstanceCount": 0,
+            "Market": "SPOT",
+        }
+        for itype in TASK_TYPES
+    ]
+    action = (
+        f"Name=sparkscale-heap-agent,Path=s3://{bucket}/sparkscale/install-heap-agent.sh,"
+        f"Args=[s3://{bucket}/sparkscale/heap-agent.pyz,{region}]"
+    )
+    parts = [
+        ("aws emr create-cluster", None),
+        ("--name", f"sparkscale-{args.profile or 'managed'}"),
+        ("--release-label", args.release_label),
+        ("--applications", "Name=Spark"),
+        ("--tags", " ".join(shlex.quote(t) for t in tags)),
+        ("--log-uri", f"s3://{bucket}/emr-logs/"),
+        ("--configurations", shlex.quote(json.dumps(SPARK_METRICS, separators=(",", ":")))),
+        ("--bootstrap-actions", shlex.quote(action)),
+        ("--instance-groups", shlex.quote(json.dumps(groups, separators=(",", ":")))),
+        ("--use-default-roles", None),
+        ("--region", region),
+    ]
+    lines = [parts[0][0]] + [f"  {name}" if v is None else f"  {name} {v}" for name, v in parts[1:]]
+    return " \\\n".join(lines)
