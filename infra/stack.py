@@ -82,12 +82,13 @@ class SparkscaleStack(Stack):
         CfnOutput(self, "AlarmTopicArn", value=n.alarm_topic.topic_arn, description="CloudWatch → scaler")
         CfnOutput(self, "OperatorTopicArn", value=n.operator_topic.topic_arn, description="scaler → people")
         CfnOutput(self, "StateTableName", value=self.autoscaler.state.table.table_name)
-        for cluster_id, dashboard in self.autoscaler.dashboards.items():
+        dashboard = self.autoscaler.dashboard
+        if dashboard is not None:
             CfnOutput(
                 self,
-                f"DashboardUrl{_alnum(cluster_id)}",
+                "DashboardUrl",
                 value=dashboard.url,
-                description=f"CloudWatch dashboard of {cluster_id}",
+                description="CloudWatch dashboard of every managed cluster (choose one in its variable)",
             )
         boot = self.autoscaler.heap_bootstrap
         if boot is not None:

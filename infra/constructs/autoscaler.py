@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Final
 
 from aws_cdk import Acknowledgment as Ack
-from aws_cdk import Validations
+from aws_cdk import ArnFormat, Stack, Validations
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_sqs as sqs
@@ -49,6 +49,7 @@ from infra.constructs.spot_events import SpotEvents
 from infra.constructs.state import StateTable
 from infra.settings import Features, StackSettings
 
+DASHBOARD_PLACEHOLDER_CLUSTER: Final = "j-CHOOSEACLUSTER"  # shown when no cluster is listed
 DESCRIBE_ALARMS_ACTIONS: Final = ("cloudwatch:DescribeAlarms",)
 MANAGE_ALARMS_ACTIONS: Final = ("cloudwatch:PutMetricAlarm", "cloudwatch:DeleteAlarms")
 
@@ -67,7 +68,7 @@ class SparkAutoscaler(Construct):
     emr_events: EmrEvents | None
     discovery: ClusterDiscovery | None
     cluster_alarms: dict[str, ClusterAlarms]
-    dashboards: dict[str, ClusterDashboard]
+    dashboard: ClusterDashboard | None  # one for every cluster (a dashboard variable picks the cluster)
     heap_bootstrap: HeapBootstrapAssets | None
     functions: list[ScalerFunction]
     dead_letter_queues: dict[str, sqs.Queue]
@@ -194,27 +195,41 @@ class SparkAutoscaler(Construct):
 
     def _add_cluster_alarms_and_dashboards(self, config: Config, features: Features) -> None:
         self.cluster_alarms = {}
-        self.dashboards = {}
+        self.dashboard = None
         for cluster_id in config.clusters:
             specs = alarm_specs(config, cluster_id, include_heap=features.heap_alarms)
-            alarms = ClusterAlarms(
+            self.cluster_alarms[cluster_id] = ClusterAlarms(
                 self,
                 f"Alarms-{cluster_id}",
                 specs=specs,
                 alarm_topic=self.notifications.alarm_topic,
                 operator_topic=self.notifications.operator_topic,
             )
-            self.cluster_alarms[cluster_id] = alarms
-            if features.dashboards:
-                self.dashboards[cluster_id] = ClusterDashboard(
-                    self,
-                    f"Dashboard-{cluster_id}",
-                    cluster_id=cluster_id,
-                    alarm_prefix=config.alarm_prefix,
-                    specs=specs,
-                    alarms=list(alarms.alarms.values()),
-                    include_heap=features.heap_alarms,
-                )
+        if not features.dashboards:
+            return
+        # One dashboard for all clusters: its `cluster` variable swaps this id for the chosen one.
+        shown = config.clusters[0] if config.clusters else DASHBOARD_PLACEHOLDER_CLUSTER
+        specs = alarm_specs(config, shown, include_heap=features.heap_alarms)
+        alarms = [
+            cloudwatch.Alarm.from_alarm_arn(self, f"Shown-{s.kind}", self._alarm_arn(s.name)) for s in specs
+        ]
+        self.dashboard = ClusterDashboard(
+            self,
+            "Dashboard",
+            cluster_id=shown,
+            alarm_prefix=config.alarm_prefix,
+            specs=specs,
+            alarms=alarms,
+            include_heap=features.heap_alarms,
+        )
+
+    def _alarm_arn(self, name: str) -> str:
+        return Stack.of(self).format_arn(
+            service="cloudwatch",
+            resource="alarm",
+            resource_name=name,
+            arn_format=ArnFormat.COLON_RESOURCE_NAME,
+        )
 
     def _add_dead_letter_alarms(self, features: Features) -> None:
         self.dead_letter_queues = self._collect_dead_letter_queues()
