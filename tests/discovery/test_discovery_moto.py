@@ -293,3 +293,19 @@ def test_ports_of_the_handler_are_real_adapters(account: Account) -> None:
     ports = discovery_handler.discovery_ports(rt)
     assert isinstance(ports, DiscoveryPorts)
     assert isinstance(ports.directory, EmrClusterDirectory)
+
+
+def test_reconcile_evaluates_the_discovered_clusters_and_forgets_them_when_they_end(account: Account) -> None:
+    from handlers import reconcile
+
+    cid = account.cluster(tags=TAGS)
+    untagged = account.cluster()
+    put_pressure(account.aws.cloudwatch, cid, clock.utcnow())
+    invoke(state_change(cid, "RUNNING"))
+    out = reconcile.handler(SCHEDULE, FakeLambdaContext(function_name="sparkscale-reconcile"))
+    assert [r["cluster_id"] for r in out["results"]] == [cid]  # never the untagged one
+    account.aws.emr.terminate_job_flows(JobFlowIds=[cid])
+    invoke(state_change(cid, "TERMINATED"))
+    out = reconcile.handler(SCHEDULE, FakeLambdaContext(function_name="sparkscale-reconcile"))
+    assert out["results"] == []
+    assert untagged not in json.dumps(out)
