@@ -271,3 +271,16 @@ def test_the_parser_reads_every_state_and_the_schedule() -> None:
         )
     with pytest.raises(BadEvent, match="neither"):
         parse_discovery_event(_event("EC2 Spot Instance Interruption Warning", "aws.ec2", {}))
+
+
+def test_a_profile_tag_changed_to_an_unknown_name_keeps_the_cluster_as_it_was() -> None:
+    w = World(config=Config.from_mapping({"profiles": PROFILES}))
+    w.tagged("j-BIG", profile="big")
+    sweep(w.run())
+    before = dict(w.alarms.alarms)
+    w.tagged("j-BIG", profile="huge")
+    result = sweep(w.run())
+    assert [c.action for c in result.changes] == [Action.REFUSED]
+    assert "(still managed with big)" in result.changes[0].reason
+    assert w.alarms.alarms == before
+    assert [r.profile for r in result.managed] == ["big"]

@@ -186,7 +186,8 @@ def _adopt(run: Discovery, info: ClusterInfo, existing: set[str]) -> ClusterChan
     try:
         cfg = run.config.for_profile(profile, source=f"tag {names.TAG_PROFILE}")
     except ConfigError as exc:
-        return _refuse(run, cid, exc.why)
+        kept = f" (still managed with {reg.profile or 'the base settings'})" if reg and reg.active else ""
+        return _refuse(run, cid, exc.why + kept)
     specs = alarm_specs(cfg, cid, include_heap=run.include_heap)
     wanted = tuple(s.name for s in specs)
     fresh = reg is None or not reg.active
