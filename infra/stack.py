@@ -106,7 +106,3 @@ class SparkscaleStack(Stack):
                 value=self.to_json_string(boot.classification),
                 description="aws emr create-cluster --configurations '<this>' (Spark StatsdSink + JvmSource)",
             )
-
-
-def _alnum(text: str) -> str:
-    return "".join(ch for ch in text if ch.isalnum())
