@@ -41,7 +41,8 @@ class Features:
     heap_alarms: bool = True  # alarms on the heap agent's metrics (needs the bootstrap action on the cluster)
     spot_events: bool = True  # EventBridge spot interruption / rebalance rules and the events Lambda
     emr_events: bool = True  # EventBridge EMR instance-group / cluster state rule and the EMR-events Lambda
-    dashboards: bool = True  # one CloudWatch dashboard per cluster
+    discovery: bool = False  # manage clusters carrying the opt-in tag (the discovery Lambda, tag-scoped IAM)
+    dashboards: bool = True  # one CloudWatch dashboard for every cluster (a variable picks the cluster)
     heap_bootstrap_assets: bool = True  # upload bootstrap/ and the agent as S3 assets, output the action path
     dlq_alarms: bool = True  # tell operators when a dead-letter queue holds a message
     retain_data: bool = False  # keep the DynamoDB table on `cdk destroy`
@@ -82,6 +83,11 @@ class StackSettings:
         return min(MAX_HANDLER_TIMEOUT_S, self.config.lease_ttl_s - LEASE_MARGIN_S)
 
     @property
+    def discovers(self) -> bool:
+        """Clusters carrying the opt-in tag are managed (the feature is on and a tag key is set)."""
+        return self.features.discovery and bool(self.config.discovery_tag_key)
+
+    @property
     def reconcile_rate_minutes(self) -> int:
         return self.config.reconcile_rate_s // 60
 
@@ -100,8 +106,13 @@ class StackSettings:
         """Deployment rules on top of the Config's own validation."""
         src = f"cdk context {CONTEXT_KEY!r}"
         cfg = self.config
-        if not cfg.clusters:
-            raise ConfigError("clusters", "list at least one EMR cluster id to manage (j-…)", source=src)
+        if not cfg.clusters and not self.discovers:
+            raise ConfigError(
+                "clusters",
+                "list at least one EMR cluster id to manage (j-…), or manage clusters by tag "
+                "(discovery_tag_key and the discovery feature)",
+                source=src,
+            )
         if len(set(cfg.clusters)) != len(cfg.clusters):
             raise ConfigError("clusters", "a cluster id is listed twice", source=src)
         if cfg.reconcile_rate_s % 60:
@@ -129,8 +140,7 @@ class StackSettings:
             )
         if self.emr_instance_role_name is not None and not _ROLE_NAME.match(self.emr_instance_role_name):
             raise ConfigError(EMR_INSTANCE_ROLE_KEY, "not an IAM role name", source="cdk context")
-        dashboard_names = [f"{cfg.alarm_prefix}-{c}" for c in cfg.clusters]
-        if any(len(n) > 255 for n in dashboard_names):
+        if len(f"{cfg.alarm_prefix}-clusters") > 255:
             raise ConfigError("alarm_prefix", "too long for a dashboard name", source=src)
 
 

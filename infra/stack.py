@@ -99,12 +99,13 @@ class SparkscaleStack(Stack):
                 value=policy.managed_policy_arn,
                 description=f"attach to the EMR instance role of {cluster_id} (safe scale-in node report)",
             )
-        for cluster_id, dashboard in self.autoscaler.dashboards.items():
+        dashboard = self.autoscaler.dashboard
+        if dashboard is not None:
             CfnOutput(
                 self,
-                f"DashboardUrl{_alnum(cluster_id)}",
+                "DashboardUrl",
                 value=dashboard.url,
-                description=f"CloudWatch dashboard of {cluster_id}",
+                description="CloudWatch dashboard of every managed cluster (choose one in its variable)",
             )
         boot = self.autoscaler.heap_bootstrap
         if boot is not None:

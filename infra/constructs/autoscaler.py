@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Final
 
 from aws_cdk import Acknowledgment as Ack
-from aws_cdk import Validations
+from aws_cdk import ArnFormat, Stack, Validations
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_sqs as sqs
@@ -38,6 +38,7 @@ from infra import names
 from infra.constructs.cluster_alarms import ClusterAlarms
 from infra.constructs.clusters import ManagedClusters
 from infra.constructs.dashboard import ClusterDashboard
+from infra.constructs.discovery import ClusterDiscovery
 from infra.constructs.emr_events import EmrEvents
 from infra.constructs.function import FunctionOptions, ScalerFunction, lambda_code, powertools_layer
 from infra.constructs.grants import acknowledge, grant_on
@@ -48,7 +49,9 @@ from infra.constructs.spot_events import SpotEvents
 from infra.constructs.state import StateTable
 from infra.settings import Features, StackSettings
 
+DASHBOARD_PLACEHOLDER_CLUSTER: Final = "j-CHOOSEACLUSTER"  # shown when no cluster is listed
 DESCRIBE_ALARMS_ACTIONS: Final = ("cloudwatch:DescribeAlarms",)
+MANAGE_ALARMS_ACTIONS: Final = ("cloudwatch:PutMetricAlarm", "cloudwatch:DeleteAlarms")
 
 
 class SparkAutoscaler(Construct):
@@ -63,8 +66,9 @@ class SparkAutoscaler(Construct):
     scaler: ScalerFunctions
     spot_events: SpotEvents | None
     emr_events: EmrEvents | None
+    discovery: ClusterDiscovery | None
     cluster_alarms: dict[str, ClusterAlarms]
-    dashboards: dict[str, ClusterDashboard]
+    dashboard: ClusterDashboard | None  # one for every cluster (a dashboard variable picks the cluster)
     heap_bootstrap: HeapBootstrapAssets | None
     node_report_policies: dict[str, iam.ManagedPolicy]  # cluster id -> its EMR instance role's policy
     functions: list[ScalerFunction]
@@ -89,6 +93,7 @@ class SparkAutoscaler(Construct):
         settings = StackSettings(config=config, features=features)
         settings.validate()
         self._alarm_prefix = config.alarm_prefix
+        self._settings = settings
 
         self.notifications = Notifications(
             self, "Notifications", alarm_prefix=config.alarm_prefix, operator_emails=config.operator_emails
@@ -138,23 +143,47 @@ class SparkAutoscaler(Construct):
             reconcile_rate_minutes=settings.reconcile_rate_minutes,
         )
         self.spot_events = SpotEvents(self, "SpotEvents", options=options) if features.spot_events else None
+        by_tag = settings.discovers
         self.emr_events = (
-            EmrEvents(self, "EmrEvents", options=options, cluster_ids=self.clusters.cluster_ids)
+            EmrEvents(
+                self, "EmrEvents", options=options, cluster_ids=None if by_tag else self.clusters.cluster_ids
+            )
             if features.emr_events
             else None
         )
+        self.discovery = (
+            ClusterDiscovery(
+                self,
+                "Discovery",
+                options=options,
+                alarm_topic=self.notifications.alarm_topic,
+                include_heap=features.heap_alarms,
+                sweep_rate_minutes=settings.reconcile_rate_minutes,
+            )
+            if by_tag
+            else None
+        )
         self.functions = [self.scaler.alarm, self.scaler.reconcile]
-        self.functions += [e.handler for e in (self.spot_events, self.emr_events) if e is not None]
+        self.functions += [e.handler for e in (self.spot_events, self.emr_events, self.discovery) if e]
 
     def _grant_functions(self) -> None:
         """Every function: the state table's items by key and the operator notices (and so the key),
         scaling the managed clusters. Then what each handler reads besides: run_once (alarm, reconcile, EMR
         events) the demand history (Query), the metrics and spot prices, the alarm pair its own alarms'
         states; the spot events the instances and the spot prices."""
+        config = self._settings.config
         for fn in self.functions:
             self.state.grant_state(fn.function)
             self.notifications.grant_publish_notices(fn.function)
             self.clusters.grant_scale(fn.function)
+            if self.discovery is not None:
+                self.state.grant_read_registry(fn.function)
+                self.clusters.grant_scale_tagged(
+                    fn.function, tag_key=config.discovery_tag_key, tag_value=config.discovery_tag_value
+                )
+        if self.discovery is not None:
+            self.clusters.grant_discover(self.discovery.handler.function)
+            self.grant_manage_alarms(self.discovery.handler.function)
         run_once = [self.scaler.alarm, self.scaler.reconcile]
         if self.emr_events is not None:
             run_once.append(self.emr_events.handler)
@@ -170,27 +199,41 @@ class SparkAutoscaler(Construct):
 
     def _add_cluster_alarms_and_dashboards(self, config: Config, features: Features) -> None:
         self.cluster_alarms = {}
-        self.dashboards = {}
+        self.dashboard = None
         for cluster_id in config.clusters:
             specs = alarm_specs(config, cluster_id, include_heap=features.heap_alarms)
-            alarms = ClusterAlarms(
+            self.cluster_alarms[cluster_id] = ClusterAlarms(
                 self,
                 f"Alarms-{cluster_id}",
                 specs=specs,
                 alarm_topic=self.notifications.alarm_topic,
                 operator_topic=self.notifications.operator_topic,
             )
-            self.cluster_alarms[cluster_id] = alarms
-            if features.dashboards:
-                self.dashboards[cluster_id] = ClusterDashboard(
-                    self,
-                    f"Dashboard-{cluster_id}",
-                    cluster_id=cluster_id,
-                    alarm_prefix=config.alarm_prefix,
-                    specs=specs,
-                    alarms=list(alarms.alarms.values()),
-                    include_heap=features.heap_alarms,
-                )
+        if not features.dashboards:
+            return
+        # One dashboard for all clusters: its `cluster` variable swaps this id for the chosen one.
+        shown = config.clusters[0] if config.clusters else DASHBOARD_PLACEHOLDER_CLUSTER
+        specs = alarm_specs(config, shown, include_heap=features.heap_alarms)
+        alarms = [
+            cloudwatch.Alarm.from_alarm_arn(self, f"Shown-{s.kind}", self._alarm_arn(s.name)) for s in specs
+        ]
+        self.dashboard = ClusterDashboard(
+            self,
+            "Dashboard",
+            cluster_id=shown,
+            alarm_prefix=config.alarm_prefix,
+            specs=specs,
+            alarms=alarms,
+            include_heap=features.heap_alarms,
+        )
+
+    def _alarm_arn(self, name: str) -> str:
+        return Stack.of(self).format_arn(
+            service="cloudwatch",
+            resource="alarm",
+            resource_name=name,
+            arn_format=ArnFormat.COLON_RESOURCE_NAME,
+        )
 
     def _add_dead_letter_alarms(self, features: Features) -> None:
         self.dead_letter_queues = self._collect_dead_letter_queues()
@@ -245,6 +288,23 @@ class SparkAutoscaler(Construct):
         )
         return grant
 
+    def grant_manage_alarms(self, grantee: iam.IGrantable) -> iam.Grant:
+        """PutMetricAlarm, DeleteAlarms and DescribeAlarms on alarms named with the prefix only: discovery
+        creates and deletes the alarms of the clusters managed by tag."""
+        grant = grant_on(
+            grantee,
+            (*MANAGE_ALARMS_ACTIONS, *DESCRIBE_ALARMS_ACTIONS),
+            [stack_alarms_arn(self, self._alarm_prefix)],
+        )
+        acknowledge(
+            grantee,
+            "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:cloudwatch:<AWS::Region>:<AWS::AccountId>:"
+            f"alarm:{self._alarm_prefix}-*]",
+            "The alarms of the clusters managed by tag: every name starts with the prefix; the clusters are "
+            "not known at deploy time.",
+        )
+        return grant
+
     # --- helpers -------------------------------------------------------------------------------------------
     def _collect_dead_letter_queues(self) -> dict[str, sqs.Queue]:
         queues = {
@@ -259,6 +319,9 @@ class SparkAutoscaler(Construct):
         if self.emr_events is not None:
             queues["emr-events-fn"] = self.emr_events.handler.dead_letter_queue
             queues["emr-rule"] = self.emr_events.rule_dlq
+        if self.discovery is not None:
+            queues["discovery-fn"] = self.discovery.handler.dead_letter_queue
+            queues["discovery-rules"] = self.discovery.rule_dlq
         return queues
 
     def _dlq_alarms(self, alarm_prefix: str) -> None:

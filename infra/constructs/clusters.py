@@ -11,7 +11,7 @@ from aws_cdk import Stack
 from aws_cdk import aws_iam as iam
 from constructs import Construct
 
-from infra.constructs.grants import grant_on, grant_unscoped
+from infra.constructs.grants import acknowledge, grant_on, grant_unscoped
 
 # What every sparkscale Lambda does to a managed cluster: read it, its groups and nodes, resize its groups.
 EMR_SCALER_ACTIONS: Final = (
@@ -24,6 +24,8 @@ EMR_SCALER_ACTIONS: Final = (
 METRICS_READ_ACTIONS: Final = ("cloudwatch:GetMetricData",)
 SPOT_PRICE_READ_ACTIONS: Final = ("ec2:DescribeSpotPriceHistory",)
 INSTANCE_READ_ACTIONS: Final = ("ec2:DescribeInstances",)
+LIST_CLUSTERS_ACTIONS: Final = ("elasticmapreduce:ListClusters",)
+DESCRIBE_CLUSTER_ACTIONS: Final = ("elasticmapreduce:DescribeCluster",)
 UNSCOPED_ACTIONS: Final = (*METRICS_READ_ACTIONS, *SPOT_PRICE_READ_ACTIONS, *INSTANCE_READ_ACTIONS)
 
 
@@ -43,9 +45,56 @@ class ManagedClusters(Construct):
             for c in self.cluster_ids
         ]
 
-    def grant_scale(self, grantee: iam.IGrantable) -> iam.Grant:
-        """Describe the managed clusters, list groups and nodes, resize groups: on their ARNs only."""
+    def grant_scale(self, grantee: iam.IGrantable) -> iam.Grant | None:
+        """Describe the managed clusters, list groups and nodes, resize groups: on their ARNs only (None
+        without a static cluster: clusters managed by tag only, see grant_scale_tagged)."""
+        if not self.cluster_arns:
+            return None
         return grant_on(grantee, EMR_SCALER_ACTIONS, self.cluster_arns)
+
+    def grant_scale_tagged(self, grantee: iam.IGrantable, *, tag_key: str, tag_value: str) -> iam.Grant:
+        """The same actions on any cluster carrying the opt-in tag (aws:ResourceTag), and, as the EMR
+        Management Guide documents for ModifyInstanceGroups (its ClusterId is optional), a deny of every
+        ModifyInstanceGroups request that names no cluster, so the tag condition cannot be side-stepped."""
+        grant = iam.Grant.add_to_principal(
+            grantee=grantee,
+            actions=list(EMR_SCALER_ACTIONS),
+            resource_arns=[self.any_cluster_arn()],
+            conditions={"StringEquals": {f"aws:ResourceTag/{tag_key}": tag_value}},
+        )
+        grantee.grant_principal.add_to_principal_policy(
+            iam.PolicyStatement(
+                effect=iam.Effect.DENY,
+                actions=["elasticmapreduce:ModifyInstanceGroups"],
+                not_resources=["arn:*:elasticmapreduce:*:*:cluster/*"],
+            )
+        )
+        acknowledge(
+            grantee,
+            f"AwsSolutions-IAM5[Resource::{self._nag_cluster_pattern()}]",
+            f"Clusters managed by tag: only those carrying {tag_key}={tag_value} (aws:ResourceTag "
+            "condition); "
+            "their ids are not known at deploy time.",
+        )
+        return grant
+
+    def grant_discover(self, grantee: iam.IGrantable) -> None:
+        """ListClusters (no resource type) and DescribeCluster on any cluster of this account and region: the
+        tags are what decides, and reading them is the point."""
+        grant_unscoped(grantee, LIST_CLUSTERS_ACTIONS, "elasticmapreduce:ListClusters has no resource type")
+        grant_on(grantee, DESCRIBE_CLUSTER_ACTIONS, [self.any_cluster_arn()])
+        acknowledge(
+            grantee,
+            f"AwsSolutions-IAM5[Resource::{self._nag_cluster_pattern()}]",
+            "Discovery reads every cluster's tags (DescribeCluster) to find those that opted in.",
+        )
+
+    def any_cluster_arn(self) -> str:
+        return Stack.of(self).format_arn(service="elasticmapreduce", resource="cluster", resource_name="*")
+
+    @staticmethod
+    def _nag_cluster_pattern() -> str:
+        return "arn:<AWS::Partition>:elasticmapreduce:<AWS::Region>:<AWS::AccountId>:cluster/*"
 
     def grant_read_metrics(self, grantee: iam.IGrantable) -> iam.Grant:
         """GetMetricData (EMR, heap agent and scaler metrics of the clusters)."""

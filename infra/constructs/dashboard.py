@@ -1,5 +1,10 @@
-"""One CloudWatch dashboard per managed cluster: what the scaler asked for and got, the signals it reads, and
-the state of the cluster's alarms."""
+"""One CloudWatch dashboard for every managed cluster: what the scaler asked for and got, the signals it
+reads, and the state of the cluster's alarms, for the cluster chosen in its `cluster` variable.
+
+The variable is a pattern variable: CloudWatch replaces the shown cluster id (`cluster_id`, the first listed
+cluster or a placeholder) everywhere in the dashboard's source (metric dimensions, the scaler's SEARCH
+expressions, alarm names), with the ids offered from a search of EMR's IsIdle metric (every cluster that
+published one in the dashboard's time range: listed and tagged clusters alike, no redeploy)."""
 
 from __future__ import annotations
 
@@ -37,11 +42,11 @@ class ClusterDashboard(Construct):
         cluster_id: str,
         alarm_prefix: str,
         specs: Sequence[AlarmSpec],
-        alarms: Sequence[cloudwatch.CfnAlarm],
+        alarms: Sequence[cloudwatch.IAlarm],
         include_heap: bool,
     ) -> None:
         super().__init__(scope, construct_id)
-        self.dashboard_name = f"{alarm_prefix}-{cluster_id}"
+        self.dashboard_name = f"{alarm_prefix}-clusters"
         emr_dims = {names.DIM_JOB_FLOW_ID: cluster_id}
         by_kind = {s.kind: s for s in specs}
 
@@ -145,6 +150,7 @@ class ClusterDashboard(Construct):
             "Dashboard",
             dashboard_name=self.dashboard_name,
             default_interval=Duration.hours(6),
+            variables=[cluster_variable(cluster_id)],
             widgets=[widgets[i : i + 2] for i in range(0, len(widgets), 2)],
         )
 
@@ -154,6 +160,23 @@ class ClusterDashboard(Construct):
             f"https://console.aws.amazon.com/cloudwatch/home?region={Aws.REGION}"
             f"#dashboards:name={self.dashboard_name}"
         )
+
+
+def cluster_variable(shown: str) -> cloudwatch.DashboardVariable:
+    """The cluster id to show: replaces `shown` in the dashboard's source; the choices come from a search."""
+    return cloudwatch.DashboardVariable(
+        id="cluster",
+        label="EMR cluster",
+        type=cloudwatch.VariableType.PATTERN,
+        input_type=cloudwatch.VariableInputType.SELECT,
+        value=shown,
+        values=cloudwatch.Values.from_search(
+            f'{{{names.EMR_NAMESPACE},{names.DIM_JOB_FLOW_ID}}} MetricName="{names.EMR_IS_IDLE}"',
+            names.DIM_JOB_FLOW_ID,
+        ),
+        default_value=cloudwatch.DefaultValue.FIRST,
+        visible=True,
+    )
 
 
 def _heap(metric: str, cluster_id: str) -> cloudwatch.Metric:

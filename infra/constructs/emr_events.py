@@ -26,8 +26,14 @@ class EmrEvents(EventRuleFunction):
     rule: events.Rule
 
     def __init__(
-        self, scope: Construct, construct_id: str, *, options: FunctionOptions, cluster_ids: Sequence[str]
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        options: FunctionOptions,
+        cluster_ids: Sequence[str] | None,
     ) -> None:
+        """`cluster_ids` None: every cluster's events (clusters managed by tag; the handler filters)."""
         super().__init__(
             scope,
             construct_id,
@@ -42,6 +48,6 @@ class EmrEvents(EventRuleFunction):
             event_pattern=events.EventPattern(
                 source=[names.EVENT_SOURCE_EMR],
                 detail_type=[names.DETAIL_EMR_GROUP_STATE_CHANGE, names.DETAIL_EMR_CLUSTER_STATE_CHANGE],
-                detail={"clusterId": list(cluster_ids)},
+                detail=None if cluster_ids is None else {"clusterId": list(cluster_ids)},
             ),
         )

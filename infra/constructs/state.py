@@ -20,6 +20,7 @@ from infra.constructs.grants import grant_on
 ITEM_ACTIONS = ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem")
 # the demand history the seasonal forecast reads (adapters/dynamodb.py load_demand): run_once only
 DEMAND_READ_ACTIONS = ("dynamodb:Query",)
+REGISTRY_READ_ACTIONS = ("dynamodb:Query",)
 
 # What the master-node agent puts in its node report item (sparkscale/agent/nodes.py `report_item`).
 NODE_REPORT_ATTRIBUTES: Final = (
@@ -66,6 +67,11 @@ class StateTable(Construct):
     def grant_read_demand(self, grantee: iam.IGrantable) -> iam.Grant:
         """`dynamodb:Query` on this table: the demand history run_once's forecast reads."""
         return grant_on(grantee, DEMAND_READ_ACTIONS, [self.table.table_arn])
+
+    def grant_read_registry(self, grantee: iam.IGrantable) -> iam.Grant:
+        """`dynamodb:Query` on this table: the registry of the clusters managed by tag (pk "registry"), which
+        every handler reads to know the managed clusters when discovery is on."""
+        return grant_on(grantee, REGISTRY_READ_ACTIONS, [self.table.table_arn])
 
     def node_report_statement(self, cluster_ids: Sequence[str]) -> iam.PolicyStatement:
         """PutItem of the agent's node report of `cluster_ids` only: `dynamodb:LeadingKeys` (the partition

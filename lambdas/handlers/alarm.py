@@ -30,10 +30,10 @@ def evaluate(trigger: dict[str, Any], owner: str) -> dict[str, Any]:
 
     rt = common.runtime(logger)
     logger.info("alarm trigger", extra={"trigger": trigger})
+    cid = trigger["cluster_id"]
+    config = common.managed(rt).config_for(cid)  # its profile's settings when managed by tag
     result, ms = common.timed(
-        lambda: run_once(
-            now=rt.clock(), cluster_id=trigger["cluster_id"], ports=rt.ports, config=rt.config, owner=owner
-        )
+        lambda: run_once(now=rt.clock(), cluster_id=cid, ports=rt.ports, config=config, owner=owner)
     )
     common.emit_result(metrics, result, ms)
     return common.result_to_dict(result, ms)
@@ -69,9 +69,10 @@ def _idempotent(rt: common.Runtime) -> Any:
 def handler(event: Any, context: Any) -> dict[str, Any]:
     rt = common.runtime(logger)
     out: list[dict[str, Any]] = []
+    clusters = common.managed(rt).clusters
     for record in events.split_records(event):
         try:
-            trigger = events.parse_event(record, managed_clusters=rt.config.clusters)
+            trigger = events.parse_event(record, managed_clusters=clusters)
         except BadEvent as exc:
             logger.warning("rejected event: %s", exc.reason, extra={"cluster_id": exc.cluster_id})
             common.emit_count(metrics, names.M_REJECTED_EVENTS, exc.cluster_id, reason=exc.reason)

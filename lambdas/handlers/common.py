@@ -9,7 +9,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -17,7 +17,8 @@ from sparkscale import names
 from sparkscale.clock import utcnow
 from sparkscale.config import Config
 from sparkscale.config_io import from_environment
-from sparkscale.ports import AlarmReader, Ports
+from sparkscale.errors import SparkscaleError
+from sparkscale.ports import AlarmReader, ClusterRegistry, Ports, Registration
 
 if TYPE_CHECKING:
     from aws_lambda_powertools import Logger, Metrics
@@ -40,6 +41,46 @@ class Runtime:
     clients: Any = None  # sparkscale.adapters.aws.AwsClients of a real deployment (emr, cloudwatch, ec2, ...)
     cache: dict[str, Any] = field(default_factory=dict)
     clock: Callable[[], datetime] = utcnow  # the wall clock; the demo injects its simulated one
+    registry: ClusterRegistry | None = None  # clusters managed by tag (None: the static list only)
+
+
+@dataclass(frozen=True)
+class Managed:
+    """The clusters one invocation manages: the static `clusters` setting plus the registry of clusters
+    managed by tag, each with the settings it is evaluated with (its profile; dry run while paused)."""
+
+    config: Config
+    registrations: Mapping[str, Registration] = field(default_factory=dict)
+
+    @property
+    def clusters(self) -> list[str]:
+        from sparkscale.usecases.discovery import managed_clusters  # noqa: PLC0415 - lazy: cold start
+
+        return managed_clusters(self.config, self.registrations)
+
+    def config_for(self, cluster_id: str) -> Config:
+        from sparkscale.usecases.discovery import cluster_config  # noqa: PLC0415 - lazy: cold start
+
+        if cluster_id in self.config.clusters:
+            return self.config
+        return cluster_config(self.config, self.registrations.get(cluster_id))
+
+    def spot_config(self) -> Config:
+        """The base settings with every managed cluster in `clusters` (the spot use case's locator reads
+        them); a profile's settings do not apply to spot replacements yet."""
+        return replace(self.config, clusters=self.clusters)
+
+
+def managed(rt: Runtime) -> Managed:
+    """The static list plus the registry, read once per invocation. Without the registry (an error), the
+    static list alone: the next invocation reads it again."""
+    if rt.registry is None:
+        return Managed(rt.config)
+    try:
+        return Managed(rt.config, dict(rt.registry.registrations(rt.clock())))
+    except SparkscaleError as exc:
+        logging.getLogger(__name__).warning("registry unavailable (%s): the static clusters only", exc)
+        return Managed(rt.config)
 
 
 _runtime: Runtime | None = None
@@ -64,6 +105,7 @@ def set_clock(clock: Callable[[], datetime] | None) -> None:
 def build_runtime(environ: Mapping[str, str]) -> Runtime:
     """The real Runtime from the Lambda environment (names.ENV_*). Imports boto3 and the adapters."""
     from sparkscale.adapters.aws import alarm_reader, aws_ports, make_clients  # noqa: PLC0415 - lazy: cold start
+    from sparkscale.adapters.discovery import DynamoClusterRegistry  # noqa: PLC0415
 
     config = from_environment(environ)
     table = environ.get(names.ENV_TABLE_NAME, "")
@@ -83,6 +125,7 @@ def build_runtime(environ: Mapping[str, str]) -> Runtime:
         dynamodb=clients.dynamodb,
         clients=clients,
         clock=_clock,
+        registry=DynamoClusterRegistry(clients.dynamodb, table),
     )
 
 

@@ -34,9 +34,10 @@ LEASE_WAIT = WAIT_FOR_SCALER  # for the scaler's lease: up to ~4 s, then Lambda 
 @logger.inject_lambda_context(clear_state=True)
 def handler(event: Any, context: Any) -> dict[str, Any]:
     rt = common.runtime(logger)
+    managed = common.managed(rt)  # the static list plus the clusters managed by tag
     try:
         emr_event = events.parse_eventbridge(
-            event, family=events.FAMILY_EMR, managed_clusters=rt.config.clusters
+            event, family=events.FAMILY_EMR, managed_clusters=managed.clusters
         )
     except BadEvent as exc:
         return _rejected(exc.reason, exc.cluster_id)
@@ -49,7 +50,7 @@ def handler(event: Any, context: Any) -> dict[str, Any]:
             now=rt.clock(),
             event=emr_event,
             ports=rt.ports,
-            config=rt.config,
+            config=managed.config_for(emr_event.cluster_id),
             owner=common.owner_of(context),
             lease_wait=LEASE_WAIT,
         )

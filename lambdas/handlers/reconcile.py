@@ -26,6 +26,7 @@ def handler(event: Any, context: Any) -> dict[str, Any]:
     from sparkscale.usecases.scale import RunResult, reconcile_once  # noqa: PLC0415 - lazy: small cold import
 
     rt = common.runtime(logger)
+    managed = common.managed(rt)  # the static list plus the clusters managed by tag
     if not isinstance(event, dict):
         logger.warning("rejected event: not a JSON object; evaluating on schedule anyway")
     in_alarm: dict[str, Any] = {}
@@ -34,17 +35,17 @@ def handler(event: Any, context: Any) -> dict[str, Any]:
             in_alarm = dict(rt.alarms.clusters_in_alarm(rt.alarm_prefix))
         except SparkscaleError as exc:  # without alarm states, evaluate every cluster
             logger.warning("DescribeAlarms failed (%s): evaluating every managed cluster", exc)
-            in_alarm = {c: ["unknown"] for c in rt.config.clusters}
+            in_alarm = {c: ["unknown"] for c in managed.clusters}
     owner = common.owner_of(context)
     out: list[dict[str, Any]] = []
-    for cid in rt.config.clusters:
+    for cid in managed.clusters:
 
         def step(cid: str = cid) -> RunResult:
             return reconcile_once(
                 now=rt.clock(),
                 cluster_id=cid,
                 ports=rt.ports,
-                config=rt.config,
+                config=managed.config_for(cid),
                 owner=owner,
                 in_alarm=cid in in_alarm,
             )

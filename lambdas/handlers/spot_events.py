@@ -60,7 +60,7 @@ def handler(event: Any, context: Any) -> dict[str, Any]:
             event=spot,
             ports=rt.ports,
             locator=locator(rt),
-            config=rt.config,
+            config=common.managed(rt).spot_config(),  # its locator looks in the clusters managed by tag too
             owner=common.owner_of(context),
             lease_wait=LEASE_WAIT,
         )

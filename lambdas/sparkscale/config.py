@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import MISSING, asdict, dataclass, field, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from functools import cached_property
 from typing import Any, Final, Literal, cast
 
@@ -233,6 +233,25 @@ class Config:
         default_factory=list,
         metadata=_meta(unit="EMR cluster ids", doc="Managed clusters (j-…).", kind="deploy"),
     )
+    discovery_tag_key: str = _f(
+        "sparkscale:managed",
+        unit="text",
+        doc="A cluster carrying this tag (with discovery_tag_value) is managed from its first minute to its "
+        "termination, without redeploying (docs/clusters-by-tag.md).",
+        kind="deploy",
+    )
+    discovery_tag_value: str = _f(
+        "true", unit="text", doc="The value discovery_tag_key must have.", kind="deploy"
+    )
+    profiles: dict[str, dict[str, Any]] = field(
+        default_factory=dict,
+        metadata=_meta(
+            unit="{name: {setting: value}}",
+            doc="Named overrides of the policy settings, chosen per cluster by its tag "
+            "sparkscale:profile=NAME.",
+            kind="deploy",
+        ),
+    )
     operator_emails: list[str] = field(
         default_factory=list,
         metadata=_meta(unit="addresses", doc="Subscribed to the operator topic.", kind="deploy"),
@@ -285,6 +304,8 @@ class Config:
             values[f.name] = _coerce(f.name, raw[f.name], f.default, f.metadata, source)
         cfg = cls(**values)
         cfg._check_relations(source)
+        for name in cfg.profiles:
+            cfg.for_profile(name, source=source)
         return cfg
 
     @classmethod
@@ -310,6 +331,25 @@ class Config:
                 if key and key in self.group_bounds:
                     return self.group_bounds[key]
         return self._default_bounds
+
+    def for_profile(self, name: str | None, *, source: str = "config") -> Config:
+        """These settings with profile `name`'s overrides (None or "": these settings). Raises ConfigError
+        (field "profiles") for an unknown name or overrides that break a relation between settings."""
+        if not name:
+            return self
+        overrides = self.profiles.get(name)
+        if overrides is None:
+            known = ", ".join(sorted(self.profiles)) or "none defined"
+            raise ConfigError("profiles", f"unknown profile {name!r} (known: {known})", source=source)
+        where = f"{source} profile {name!r}"
+        values = {
+            f.name: _coerce(f.name, overrides[f.name], f.default, f.metadata, where)
+            for f in fields(self)
+            if f.name in overrides
+        }
+        cfg = replace(self, **values)
+        cfg._check_relations(where)
+        return cfg
 
     @cached_property
     def _default_bounds(self) -> GroupBounds:
@@ -354,6 +394,8 @@ def _coerce(name: str, value: Any, default: Any, meta: Mapping[str, Any], source
 
     if name == "group_bounds":
         return _coerce_bounds(value, bad)
+    if name == "profiles":
+        return _coerce_profiles(value, bad)
     if name in ("clusters", "operator_emails"):
         return _coerce_strings(value, bad)
     if default is MISSING:  # pragma: no cover - every field has a default
@@ -407,6 +449,25 @@ def _coerce_number(
     return int(number) if integer else number
 
 
+def _coerce_profiles(value: Any, bad: Callable[[str], ConfigError]) -> dict[str, dict[str, Any]]:
+    """{name: {policy setting: value}}: the shape and the keys here; the values in Config.for_profile."""
+    if not isinstance(value, dict):
+        raise bad("must be an object {profile name: {setting: value}}")
+    policy = {f.name for f in fields(Config) if f.metadata.get("kind") == "policy"}
+    out: dict[str, dict[str, Any]] = {}
+    for name, overrides in value.items():
+        if not isinstance(name, str) or not name or not all(ch.isalnum() or ch in "-_." for ch in name):
+            raise bad(f"profile name {name!r}: use letters, digits, '-', '_' and '.' only")
+        if not isinstance(overrides, dict):
+            raise bad(f"profile {name!r} must be an object {{setting: value}}")
+        for key in overrides:
+            if key not in policy:
+                why = "a deployment setting, the same for every cluster" if key in _FIELD_NAMES else "unknown"
+                raise bad(f"profile {name!r}: {key!r} is {why}; a profile overrides policy settings only")
+        out[name] = dict(overrides)
+    return out
+
+
 def _coerce_bounds(value: Any, bad: Callable[[str], ConfigError]) -> dict[str, GroupBounds]:
     if not isinstance(value, dict):
         raise bad("must be an object {group id or name: {min_nodes, max_nodes}}")
@@ -441,3 +502,4 @@ def config_table_markdown() -> str:
 
 
 FieldKind = Literal["policy", "deploy"]
+_FIELD_NAMES: Final = frozenset(f.name for f in fields(Config))

@@ -13,6 +13,8 @@ ENV_CONFIG_JSON: Final = "SPARKSCALE_CONFIG_JSON"  # the whole validated config,
 ENV_TABLE_NAME: Final = "SPARKSCALE_TABLE_NAME"  # DynamoDB table: lease, state, audit, idempotency
 ENV_OPERATOR_TOPIC_ARN: Final = "SPARKSCALE_OPERATOR_TOPIC_ARN"  # SNS topic operators subscribe to
 ENV_ALARM_PREFIX: Final = "SPARKSCALE_ALARM_PREFIX"  # prefix of every alarm the stack creates
+ENV_ALARM_TOPIC_ARN: Final = "SPARKSCALE_ALARM_TOPIC_ARN"  # discovery: where the alarms it creates notify
+ENV_HEAP_ALARMS: Final = "SPARKSCALE_HEAP_ALARMS"  # discovery: "false" leaves out the heap agent's alarms
 ENV_DRY_RUN: Final = "SPARKSCALE_DRY_RUN"  # "true" overrides the config's dry_run (an emergency brake)
 # Powertools' own variables, set by the stack
 ENV_POWERTOOLS_SERVICE_NAME: Final = "POWERTOOLS_SERVICE_NAME"
@@ -120,6 +122,15 @@ DETAIL_REBALANCE_RECOMMENDATION: Final = "EC2 Instance Rebalance Recommendation"
 DETAIL_EMR_GROUP_STATE_CHANGE: Final = "EMR Instance Group State Change"
 DETAIL_EMR_CLUSTER_STATE_CHANGE: Final = "EMR Cluster State Change"
 
+# --- Clusters managed by tag (docs/clusters-by-tag.md; the opt-in tag itself is a setting) ------------------
+TAG_PROFILE: Final = "sparkscale:profile"  # the cluster's settings profile (Config.profiles)
+TAG_PAUSED: Final = "sparkscale:paused"  # "true": this cluster is decided on but never resized (dry run)
+EVENT_SOURCE_SCHEDULE: Final = "aws.events"  # EventBridge's own schedule: the discovery sweep
+DETAIL_SCHEDULED_EVENT: Final = "Scheduled Event"
+# EMR cluster states in which a tagged cluster is adopted (the sweep lists these, the rule routes them)
+EMR_ACTIVE_STATES: Final = ("STARTING", "BOOTSTRAPPING", "RUNNING", "WAITING")
+EMR_ENDED_STATES: Final = ("TERMINATED", "TERMINATED_WITH_ERRORS")
+
 # --- DynamoDB single-table layout ---------------------------------------------------------------------------
 TABLE_PK: Final = "pk"
 TABLE_SK: Final = "sk"
@@ -128,6 +139,7 @@ TABLE_TTL_ATTR: Final = "expires_at"
 # be allowed PutItem on exactly it (dynamodb:LeadingKeys sees only the partition key)
 NODE_REPORT_PK_PREFIX: Final = "nodes#"
 NODE_REPORT_SK: Final = "nodes"
+REGISTRY_PK: Final = "registry"  # one item per cluster managed by tag: pk "registry", sk "cluster#<id>"
 
 
 def alarm_name(prefix: str, cluster_id: str, kind: str) -> str:

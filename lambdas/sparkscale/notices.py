@@ -38,6 +38,7 @@ KIND_AT_MAX = "at_max"
 KIND_CLUSTER_GONE = "cluster_gone"
 KIND_FALLBACK = "fallback"
 KIND_INTERRUPTION = "interruption"
+KIND_DISCOVERY = "discovery"  # a cluster managed by tag: adopted, released, or refused
 KINDS: Final = (
     KIND_ACTION,
     KIND_DRY_RUN,
@@ -46,6 +47,7 @@ KINDS: Final = (
     KIND_CLUSTER_GONE,
     KIND_FALLBACK,
     KIND_INTERRUPTION,
+    KIND_DISCOVERY,
 )
 
 SUBJECT_MAX: Final = 99  # SNS: "must be less than 100 characters"
@@ -245,6 +247,48 @@ def cluster_gone_notice(cluster_id: str, *, why: str, now: datetime) -> Notice:
         "setting when convenient.",
     ]
     return _notice(KIND_CLUSTER_GONE, cluster_id, subject, lines)
+
+
+# --- clusters managed by tag (usecases/discovery.py) ------------------------------------------------------
+def _profile_text(profile: str, paused: bool) -> str:
+    text = f"profile {profile}" if profile else "the base settings"
+    return text + (" (paused: decided on, never resized)" if paused else "")
+
+
+def managing_notice(
+    cluster_id: str, *, name: str, profile: str, paused: bool, alarms: Sequence[str], now: datetime
+) -> Notice:
+    subject = f"sparkscale {cluster_id}: now managing it with {_profile_text(profile, False)}"
+    lines = [
+        f"EMR cluster {cluster_id} ({name or 'no name'}) carries the opt-in tag: sparkscale manages it from "
+        f"{_ts(now)} with {_profile_text(profile, paused)}.",
+        "",
+        f"Alarms created ({len(alarms)}): " + (", ".join(alarms) or "none"),
+        "",
+        "It is managed until it terminates or the tag is removed; its alarms are then deleted.",
+    ]
+    return _notice(KIND_DISCOVERY, cluster_id, subject, lines)
+
+
+def released_notice(cluster_id: str, *, why: str, alarms: Sequence[str], now: datetime) -> Notice:
+    subject = f"sparkscale {cluster_id}: no longer managed ({why})"
+    lines = [
+        f"EMR cluster {cluster_id} is no longer managed by sparkscale since {_ts(now)}: {why}.",
+        "",
+        f"Alarms deleted ({len(alarms)}): " + (", ".join(alarms) or "none"),
+    ]
+    return _notice(KIND_DISCOVERY, cluster_id, subject, lines)
+
+
+def refused_notice(cluster_id: str, *, why: str, now: datetime) -> Notice:
+    subject = f"sparkscale {cluster_id}: tagged, but not managed"
+    lines = [
+        f"EMR cluster {cluster_id} carries the opt-in tag, but sparkscale does not manage it ({_ts(now)}): "
+        f"{why}.",
+        "",
+        "Fix the cluster's tags (or the settings' `profiles`); the next sweep picks it up.",
+    ]
+    return _notice(KIND_DISCOVERY, cluster_id, subject, lines)
 
 
 # --- spot events ----------------------------------------------------------------------------------------

@@ -6,10 +6,13 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Final, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Final, Protocol, runtime_checkable
 
 from sparkscale.policy.model import Cluster, Decision, GroupTarget, MetricsSnapshot, ScalerState
 from sparkscale.policy.node_choice import ClusterInstance, InstanceShrink, NodeReport
+
+if TYPE_CHECKING:
+    from sparkscale.alarms import AlarmSpec
 
 
 class ClusterReader(Protocol):
@@ -258,3 +261,76 @@ class Ports:
     notifier: Notifier
     prices: PriceSource | None = None
     ledger: NoticeLedger | None = None  # SHELL addition: once-only notices; the DynamoDB store is one
+
+
+# --- clusters managed by tag (usecases/discovery.py) -----------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class ClusterInfo:
+    """DescribeCluster's view of one cluster for discovery (EMR's state-change events carry no tags)."""
+
+    cluster_id: str
+    name: str
+    state: str  # EMR's cluster state: STARTING, ..., TERMINATED_WITH_ERRORS
+    tags: Mapping[str, str]
+
+
+class ClusterDirectory(Protocol):
+    """Which EMR clusters exist, and their tags."""
+
+    def active_clusters(self) -> Sequence[str]:
+        """ListClusters in names.EMR_ACTIVE_STATES, every page."""
+        ...
+
+    def describe(self, cluster_id: str) -> ClusterInfo | None:
+        """DescribeCluster; None when EMR does not know the cluster."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Registration:
+    """A cluster managed because of its tag: the registry item in the state table."""
+
+    cluster_id: str
+    name: str
+    profile: str  # "" for the base settings
+    paused: bool  # the sparkscale:paused tag: decided on, never resized (dry run)
+    since: datetime
+    alarms: tuple[str, ...] = ()  # the alarms discovery created for it
+    released_at: datetime | None = None  # no longer managed (terminated, or the tag removed)
+    why: str = ""  # why it was released
+
+    @property
+    def active(self) -> bool:
+        return self.released_at is None
+
+
+class ClusterRegistry(Protocol):
+    """The clusters managed by tag, kept in the state table (an item per cluster)."""
+
+    def registrations(self, now: datetime) -> Mapping[str, Registration]:
+        """cluster id -> its registration, managed or released (a released one until it expires)."""
+        ...
+
+    def register(self, registration: Registration, *, expires_at: datetime | None = None) -> None:
+        """Create or replace the cluster's item (`expires_at`: when it may be deleted; None: never)."""
+        ...
+
+
+class AlarmWriter(Protocol):
+    """The alarms discovery creates and deletes (PutMetricAlarm, DeleteAlarms, DescribeAlarms), paced to
+    CloudWatch's rate."""
+
+    def put_alarms(self, specs: Sequence[AlarmSpec]) -> None: ...
+
+    def delete_alarms(self, alarm_names: Sequence[str]) -> None: ...
+
+    def alarm_names(self, prefix: str) -> Sequence[str]:
+        """The names of every alarm whose name starts with `prefix`."""
+        ...
+
+
+@dataclass(frozen=True)
+class DiscoveryPorts:
+    directory: ClusterDirectory
+    alarms: AlarmWriter
+    registry: ClusterRegistry

@@ -446,10 +446,16 @@ def test_state_table_on_demand_pitr_ttl_and_keys(s: Synth) -> None:
 
 
 # --- dashboard and outputs ----------------------------------------------------------------------------------
-def test_one_dashboard_per_cluster_with_the_signals(s: Synth, config: Config) -> None:
+def test_one_dashboard_for_every_cluster_with_the_signals_and_a_cluster_variable(
+    s: Synth, config: Config
+) -> None:
     dashboards = s.props("AWS::CloudWatch::Dashboard")
-    assert [d["DashboardName"] for d in dashboards] == [f"{config.alarm_prefix}-{c}" for c in config.clusters]
+    assert [d["DashboardName"] for d in dashboards] == [f"{config.alarm_prefix}-clusters"]
     body = json.dumps(dashboards[0]["DashboardBody"])
+    # the pattern variable swaps the shown cluster id (the first listed) for the chosen one everywhere
+    assert '\\"type\\":\\"pattern\\"' in body
+    assert f'\\"pattern\\":\\"{config.clusters[0]}\\"' in body
+    assert "populateFrom" in body
     for needle in (
         "DesiredTaskNodes",
         "RunningTaskNodes",
@@ -477,8 +483,8 @@ def test_outputs(s: Synth, config: Config) -> None:
     ):
         assert key in outputs, key
     urls = [v for k, v in outputs.items() if k.startswith("DashboardUrl")]
-    assert len(urls) == len(config.clusters)
-    assert "#dashboards:name=sparkscale-j-EXAMPLE12345" in json.dumps(urls[0])
+    assert len(urls) == 1
+    assert "#dashboards:name=sparkscale-clusters" in json.dumps(urls[0])
     assert outputs["AlarmPrefix"]["Value"] == config.alarm_prefix  # what `sparkscale status` reads
 
 

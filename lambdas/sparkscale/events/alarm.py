@@ -323,18 +323,22 @@ def _job_flow(raw: Any) -> str | None:
 
 
 def _pick(alarm: str, candidates: list[tuple[str, str, Any]]) -> tuple[str, str, str]:
-    """(namespace, metric name, cluster id) of the first metric that is ours and names a cluster."""
+    """(namespace, metric name, cluster id) of the first metric that names a cluster (JobFlowId): sparkscale's
+    namespaces first, then any other (a user's own alarm on a managed cluster's metric is a wake-up too)."""
     ours = [c for c in candidates if c[0] in OUR_NAMESPACES]
-    if not ours:
-        seen = ", ".join(f"{ns or '?'} {m or '?'}" for ns, m, _ in candidates) or "no metric"
-        raise BadEvent(f"alarm {alarm!r} is on {seen}, not an EMR, Spark heap or YARN collector metric")
-    for ns, metric, dims in ours:
+    for ns, metric, dims in ours + [c for c in candidates if c[0] not in OUR_NAMESPACES]:
         cid = _job_flow(dims)
         if cid is None:
             continue
         if not _CLUSTER_ID.match(cid):
             raise BadEvent(f"alarm {alarm!r}: JobFlowId {cid!r} is not an EMR cluster id", cluster_id=None)
         return ns, metric, cid
+    if not ours:
+        seen = ", ".join(f"{ns or '?'} {m or '?'}" for ns, m, _ in candidates) or "no metric"
+        raise BadEvent(
+            f"alarm {alarm!r} is on {seen}, not an EMR, Spark heap or YARN collector metric, and none of its "
+            "metrics has a JobFlowId dimension"
+        )
     raise BadEvent(f"alarm {alarm!r} has no JobFlowId dimension: no cluster to evaluate")
 
 
