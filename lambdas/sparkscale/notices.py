@@ -22,6 +22,7 @@ from sparkscale.config import Config
 from sparkscale.events.emr import EmrEvent, EmrEventKind
 from sparkscale.events.spot import SpotEvent, SpotEventKind
 from sparkscale.policy.fallback import label
+from sparkscale.policy.fleet import UNITS_TYPE
 from sparkscale.policy.model import Cluster, Decision, Direction, GroupTarget, Market, Signal
 from sparkscale.policy.replacement import ReplacementPlan
 from sparkscale.ports import Notice
@@ -117,9 +118,15 @@ def _target_label(t: GroupTarget) -> str:
     return f"{who}{t.market.value} {t.instance_type})"
 
 
+def _unit(targets: Sequence[GroupTarget]) -> str:
+    """'units' for a fleet cluster's targets (markets of an instance fleet: policy/fleet.py), else 'nodes'."""
+    return "units" if any(t.instance_type == UNITS_TYPE for t in targets) else "nodes"
+
+
 def _group_line(t: GroupTarget) -> str:
+    u = _unit((t,))
     return (
-        f"  {_target_label(t)}: {t.current} -> {t.target} nodes at ${t.usd_per_hour_per_node:.4f}/node-hour"
+        f"  {_target_label(t)}: {t.current} -> {t.target} {u} at ${t.usd_per_hour_per_node:.4f}/{u[:-1]}-hour"
     )
 
 
@@ -142,7 +149,8 @@ def fallback_lines(d: Decision, cluster: Cluster | None) -> list[str]:
     went = [t for t in d.changes if t.group_id in d.fallback_to and t.target > t.current]
     if went:
         lines += [
-            f"  Capacity went to: {group_label(t.group_id, d, cluster)} {t.current} -> {t.target} nodes"
+            f"  Capacity went to: {group_label(t.group_id, d, cluster)} {t.current} -> {t.target} "
+            + _unit((t,))
             for t in went
         ]
     else:
@@ -157,16 +165,17 @@ def decision_notice(
     d = decision
     kind = KIND_DRY_RUN if d.dry_run else KIND_ACTION
     before, after = _nodes(d.targets)
+    unit = _unit(d.targets)
     verb = _VERB[d.direction]
     name = f" ({cluster.name})" if cluster is not None and cluster.name else ""
     if d.dry_run:
-        subject = f"[DRY RUN] sparkscale {d.cluster_id}: would {verb} {before} -> {after} TASK nodes"
+        subject = f"[DRY RUN] sparkscale {d.cluster_id}: would {verb} {before} -> {after} TASK {unit}"
         head = (
             f"DRY RUN - nothing was changed. sparkscale would {verb} EMR cluster {d.cluster_id}{name} "
             f"at {_ts(d.at)}."
         )
     else:
-        subject = f"sparkscale {d.cluster_id}: {verb} {before} -> {after} TASK nodes"
+        subject = f"sparkscale {d.cluster_id}: {verb} {before} -> {after} TASK {unit}"
         head = f"sparkscale asked EMR to {verb} cluster {d.cluster_id}{name} at {_ts(d.at)}."
     subject += _short_signal(d)
     changed = [_group_line(t) for t in d.changes] or ["  (no group changes)"]
@@ -177,7 +186,7 @@ def decision_notice(
         *changed,
         "",
         _signal_line(d),
-        f"TASK nodes requested: {before} -> {after}"
+        f"TASK {unit} requested: {before} -> {after}"
         + (f" (running now: {running})" if running is not None else "")
         + (f"; the estimate asked for {d.desired_task_nodes}" if d.desired_task_nodes is not None else ""),
         f"Cost of the TASK groups: ${d.usd_per_hour_before:.2f}/h -> ${d.usd_per_hour_after:.2f}/h",
