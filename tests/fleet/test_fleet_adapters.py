@@ -61,14 +61,14 @@ def task_fleet(state: str = "RUNNING", *, target_spot: int = 8, provisioned_spot
 def describe_cluster() -> dict[str, Any]:
     """describe-cluster output2 as the DescribeCluster API returns it: the AWS CLI adds InstanceFleets and
     BootstrapActions from other calls (the Stubber, checking the real model, refuses them)."""
-    out = _json("describe-cluster-fleets.json")
+    out: dict[str, Any] = _json("describe-cluster-fleets.json")
     for key in ("InstanceFleets", "BootstrapActions"):
         out["Cluster"].pop(key)
     return out
 
 
 def fleets_response(*task: dict[str, Any]) -> dict[str, Any]:
-    out = _json("list-instance-fleets.json")
+    out: dict[str, Any] = _json("list-instance-fleets.json")
     out["InstanceFleets"] += [copy.deepcopy(t) for t in task]
     return out
 
@@ -241,5 +241,7 @@ def test_spot_price_per_unit_is_the_dearest_type_per_unit() -> None:
         quotes = SpotPriceSource(ec2, cache_s=300).quotes(cluster, NOW)
     spot, od = quotes[f"{TASK}/SPOT"], quotes[f"{TASK}/ON_DEMAND"]
     # per unit: r5.2xlarge 0.12 / 2 = 0.06, r5.4xlarge 0.28 / 4 = 0.07 -> the dearest, 0.07
-    assert (spot.usd_per_hour, spot.origin) == (pytest.approx(0.07), PriceOrigin.SPOT)
-    assert (od.usd_per_hour, od.origin) == (pytest.approx(0.252), PriceOrigin.ON_DEMAND)
+    assert spot.usd_per_hour == pytest.approx(0.07)
+    assert spot.origin is PriceOrigin.SPOT
+    assert od.usd_per_hour == pytest.approx(0.252)
+    assert od.origin is PriceOrigin.ON_DEMAND
