@@ -13,8 +13,8 @@ from constructs import Construct
 
 from infra.constructs.grants import grant_on, grant_unscoped
 
-# What every sparkscale Lambda does to a managed cluster: read it, its groups (or fleets) and nodes, resize its
-# TASK groups (or its TASK fleet).
+# What every sparkscale Lambda does to a managed cluster: read it, its groups (or fleets) and nodes, resize
+# its TASK groups (or its TASK fleet).
 EMR_SCALER_ACTIONS: Final = (
     "elasticmapreduce:DescribeCluster",
     "elasticmapreduce:ListInstanceGroups",
