@@ -22,7 +22,7 @@ from sparkscale.config import Config
 from sparkscale.events.emr import EmrEvent, EmrEventKind
 from sparkscale.events.spot import SpotEvent, SpotEventKind
 from sparkscale.policy.fallback import label
-from sparkscale.policy.fleet import UNITS_TYPE
+from sparkscale.policy.fleet import UNITS_TYPE, split_market_group_id
 from sparkscale.policy.model import Cluster, Decision, Direction, GroupTarget, Market, Signal
 from sparkscale.policy.replacement import ReplacementPlan
 from sparkscale.ports import Notice
@@ -312,6 +312,7 @@ def fallback_notice(
     """One operator message for a capacity event: which group is blocked and why (EMR's words), what the
     scaler did about it now (where the capacity went), and the scaler's own decision notice (`held`)."""
     gid = event.group_id or "?"
+    u = "units" if split_market_group_id(gid) is not None else "nodes"  # a fleet's market counts units
     d = run.decision
     who = group_label(gid, d, None)
     if who == gid and event.instance_type:
@@ -347,7 +348,7 @@ def fallback_notice(
         f"(id {event.event_id or '-'})",
         f"EMR says:   {event.message or event.reason}",
         "",
-        f"sparkscale gives {gid} no new capacity until it runs all its requested nodes and "
+        f"sparkscale gives {gid} no new capacity until it runs all its requested {u} and "
         f"spot_fallback_timeout_s ({config.spot_fallback_timeout_s} s) has passed since EMR's report; EMR "
         "keeps trying to fill what it was already asked for. The unmet part goes to the next cheapest SPOT "
         f"TASK group, {od}. Capacity moves back to spot once the group delivers again.",
@@ -356,8 +357,8 @@ def fallback_notice(
     if changes:
         lines.append("What the scaler did now" + (" (DRY RUN: nothing changed):" if d and d.dry_run else ":"))
         lines += [
-            f"  {group_label(t.group_id, d, None)}: {t.current} -> {t.target} nodes "
-            f"(${t.usd_per_hour_per_node:.4f}/node-hour)"
+            f"  {group_label(t.group_id, d, None)}: {t.current} -> {t.target} {u} "
+            f"(${t.usd_per_hour_per_node:.4f}/{u[:-1]}-hour)"
             for t in changes
         ]
     else:

@@ -111,4 +111,5 @@ def test_the_missing_spot_units_become_on_demand_units_at_once() -> None:
     assert run.decision.fallback_groups == (SPOT,)
     (notice,) = [n for n in notifier.notices if n.kind == notices.KIND_FALLBACK]
     assert f"spot fallback: {SPOT}" in notice.subject
-    assert "units" in notice.body
+    assert "until it runs all its requested units" in notice.body
+    assert "/unit-hour" in notice.body
