@@ -109,13 +109,9 @@ def alloc_reason(cluster: Cluster, a: Allocation, *, removing: bool) -> Reason:
     sign = "-" if removing else "+"
     verb = "Removing" if removing else "Adding"
     prep = "from" if removing else "to"
-    what = (
-        f"{noun(g, a.nodes)} {prep} group"
-        if g is not None
-        else f"node{'s' if a.nodes != 1 else ''} {prep} group"
-    )
+    units = noun(g, a.nodes) if g is not None else ("node" if a.nodes == 1 else "nodes")  # fleets: units
     text = (
-        f"{verb} {a.nodes} {what} {who}: "
+        f"{verb} {a.nodes} {units} {prep} group {who}: "
         f"{sign}{gib(a.memory_gib)} usable "
         f"at ${rate:.4f} per GiB-hour ({sign}{money(a.usd_per_hour)})."
     )
