@@ -13,12 +13,15 @@ from constructs import Construct
 
 from infra.constructs.grants import acknowledge, grant_on, grant_unscoped
 
-# What every sparkscale Lambda does to a managed cluster: read it, its groups and nodes, resize its groups.
+# What every sparkscale Lambda does to a managed cluster: read it, its groups (or fleets) and nodes, resize
+# its TASK groups (or its TASK fleet).
 EMR_SCALER_ACTIONS: Final = (
     "elasticmapreduce:DescribeCluster",
     "elasticmapreduce:ListInstanceGroups",
     "elasticmapreduce:ListInstances",
     "elasticmapreduce:ModifyInstanceGroups",
+    "elasticmapreduce:ListInstanceFleets",
+    "elasticmapreduce:ModifyInstanceFleet",
 )
 # Actions without resource-level permissions ("*" is the only valid resource), one tuple per grant.
 METRICS_READ_ACTIONS: Final = ("cloudwatch:GetMetricData",)

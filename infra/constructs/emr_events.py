@@ -47,7 +47,11 @@ class EmrEvents(EventRuleFunction):
             description="sparkscale: EMR instance-group and cluster state changes of the managed clusters",
             event_pattern=events.EventPattern(
                 source=[names.EVENT_SOURCE_EMR],
-                detail_type=[names.DETAIL_EMR_GROUP_STATE_CHANGE, names.DETAIL_EMR_CLUSTER_STATE_CHANGE],
+                detail_type=[
+                    names.DETAIL_EMR_GROUP_STATE_CHANGE,
+                    names.DETAIL_EMR_CLUSTER_STATE_CHANGE,
+                    names.DETAIL_EMR_FLEET_RESIZE,
+                ],
                 detail=None if cluster_ids is None else {"clusterId": list(cluster_ids)},
             ),
         )

@@ -16,6 +16,7 @@ from typing import Any, Final, Literal, cast
 
 CONTEXT_KEY: Final = "sparkscale"  # cdk.json: {"context": {"sparkscale": {...}}}
 FORECAST_MODES: Final = ("off", "observe", "act")
+FLEET_UNIT_MEMORY_RULES: Final = ("smallest", "average")  # policy.fleet.UNIT_MEMORY_RULES
 
 
 class ConfigError(ValueError):
@@ -202,6 +203,13 @@ class Config:
         doc="Use ON_DEMAND TASK groups when a SPOT group cannot deliver; capacity moves back to spot after.",
     )
     spot_price_cache_s: int = _f(300, unit="s", lo=0, doc="How long spot prices are reused.")
+    fleet_unit_memory: str = _f(
+        "smallest",
+        unit="smallest \\| average",
+        doc="Instance fleets: the memory of one capacity unit of the TASK fleet. smallest: the smallest "
+        "memory per unit among its instance types (EMR's allocation strategy may deliver every unit from "
+        "it); average: their total memory over their total weighted capacity (docs/instance-fleets.md).",
+    )
     # --- alarms (the stack's thresholds; the handlers re-decide from the metrics) ---------------------------
     total_load_alarm_threshold: float = _f(
         100.0,
@@ -376,6 +384,12 @@ class Config:
             raise ConfigError(
                 "forecast_mode",
                 f"{self.forecast_mode!r} is not one of {', '.join(FORECAST_MODES)}",
+                source=source,
+            )
+        if self.fleet_unit_memory not in FLEET_UNIT_MEMORY_RULES:
+            raise ConfigError(
+                "fleet_unit_memory",
+                f"{self.fleet_unit_memory!r} is not one of {', '.join(FLEET_UNIT_MEMORY_RULES)}",
                 source=source,
             )
         for c in self.clusters:

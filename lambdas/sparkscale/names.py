@@ -121,6 +121,12 @@ DETAIL_SPOT_INTERRUPTION: Final = "EC2 Spot Instance Interruption Warning"
 DETAIL_REBALANCE_RECOMMENDATION: Final = "EC2 Instance Rebalance Recommendation"
 DETAIL_EMR_GROUP_STATE_CHANGE: Final = "EMR Instance Group State Change"
 DETAIL_EMR_CLUSTER_STATE_CHANGE: Final = "EMR Cluster State Change"
+DETAIL_EMR_FLEET_RESIZE: Final = (
+    "EMR Instance Fleet Resize"  # instance fleets: resize timeouts (events/fleet.py)
+)
+# the event codes of "EMR Instance Fleet Resize" that say spot did not come (matched case-insensitively; EMR's
+# guide writes both "Spot Provisioning timeout" and "Spot provisioning timeout - continuing resize")
+EMR_FLEET_SPOT_TIMEOUT_CODE: Final = "Spot Provisioning timeout"
 
 # --- Clusters managed by tag (docs/clusters-by-tag.md; the opt-in tag itself is a setting) ------------------
 TAG_PROFILE: Final = "sparkscale:profile"  # the cluster's settings profile (Config.profiles)

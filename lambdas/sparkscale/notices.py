@@ -22,6 +22,7 @@ from sparkscale.config import Config
 from sparkscale.events.emr import EmrEvent, EmrEventKind
 from sparkscale.events.spot import SpotEvent, SpotEventKind
 from sparkscale.policy.fallback import label
+from sparkscale.policy.fleet import UNITS_TYPE, split_market_group_id
 from sparkscale.policy.model import Cluster, Decision, Direction, GroupTarget, Market, Signal
 from sparkscale.policy.reasons import ReasonCode
 from sparkscale.policy.replacement import ReplacementPlan
@@ -126,9 +127,15 @@ def _target_label(t: GroupTarget) -> str:
     return f"{who}{t.market.value} {t.instance_type})"
 
 
+def _unit(targets: Sequence[GroupTarget]) -> str:
+    """'units' for a fleet cluster's targets (markets of an instance fleet: policy/fleet.py), else 'nodes'."""
+    return "units" if any(t.instance_type == UNITS_TYPE for t in targets) else "nodes"
+
+
 def _group_line(t: GroupTarget) -> str:
+    u = _unit((t,))
     return (
-        f"  {_target_label(t)}: {t.current} -> {t.target} nodes at ${t.usd_per_hour_per_node:.4f}/node-hour"
+        f"  {_target_label(t)}: {t.current} -> {t.target} {u} at ${t.usd_per_hour_per_node:.4f}/{u[:-1]}-hour"
     )
 
 
@@ -151,7 +158,8 @@ def fallback_lines(d: Decision, cluster: Cluster | None) -> list[str]:
     went = [t for t in d.changes if t.group_id in d.fallback_to and t.target > t.current]
     if went:
         lines += [
-            f"  Capacity went to: {group_label(t.group_id, d, cluster)} {t.current} -> {t.target} nodes"
+            f"  Capacity went to: {group_label(t.group_id, d, cluster)} {t.current} -> {t.target} "
+            + _unit((t,))
             for t in went
         ]
     else:
@@ -166,18 +174,19 @@ def decision_notice(
     d = decision
     kind = KIND_DRY_RUN if d.dry_run else KIND_ACTION
     before, after = _nodes(d.targets)
+    unit = _unit(d.targets)
     verb = _VERB[d.direction]
     name = f" ({cluster.name})" if cluster is not None and cluster.name else ""
     if d.dry_run:
         paused = ReasonCode.PAUSED in d.reason_codes
         tag, what = ("PAUSED", "PAUSED by an operator") if paused else ("DRY RUN", "DRY RUN")
-        subject = f"[{tag}] sparkscale {d.cluster_id}: would {verb} {before} -> {after} TASK nodes"
+        subject = f"[{tag}] sparkscale {d.cluster_id}: would {verb} {before} -> {after} TASK {unit}"
         head = (
             f"{what} - nothing was changed. sparkscale would {verb} EMR cluster {d.cluster_id}{name} "
             f"at {_ts(d.at)}."
         )
     else:
-        subject = f"sparkscale {d.cluster_id}: {verb} {before} -> {after} TASK nodes"
+        subject = f"sparkscale {d.cluster_id}: {verb} {before} -> {after} TASK {unit}"
         head = f"sparkscale asked EMR to {verb} cluster {d.cluster_id}{name} at {_ts(d.at)}."
     subject += _short_signal(d)
     changed = [_group_line(t) for t in d.changes] or ["  (no group changes)"]
@@ -188,7 +197,7 @@ def decision_notice(
         *changed,
         "",
         _signal_line(d),
-        f"TASK nodes requested: {before} -> {after}"
+        f"TASK {unit} requested: {before} -> {after}"
         + (f" (running now: {running})" if running is not None else "")
         + (f"; the estimate asked for {d.desired_task_nodes}" if d.desired_task_nodes is not None else ""),
         f"Cost of the TASK groups: ${d.usd_per_hour_before:.2f}/h -> ${d.usd_per_hour_after:.2f}/h",
@@ -357,6 +366,7 @@ def fallback_notice(
     """One operator message for a capacity event: which group is blocked and why (EMR's words), what the
     scaler did about it now (where the capacity went), and the scaler's own decision notice (`held`)."""
     gid = event.group_id or "?"
+    u = "units" if split_market_group_id(gid) is not None else "nodes"  # a fleet's market counts units
     d = run.decision
     who = group_label(gid, d, None)
     if who == gid and event.instance_type:
@@ -392,7 +402,7 @@ def fallback_notice(
         f"(id {event.event_id or '-'})",
         f"EMR says:   {event.message or event.reason}",
         "",
-        f"sparkscale gives {gid} no new capacity until it runs all its requested nodes and "
+        f"sparkscale gives {gid} no new capacity until it runs all its requested {u} and "
         f"spot_fallback_timeout_s ({config.spot_fallback_timeout_s} s) has passed since EMR's report; EMR "
         "keeps trying to fill what it was already asked for. The unmet part goes to the next cheapest SPOT "
         f"TASK group, {od}. Capacity moves back to spot once the group delivers again.",
@@ -401,8 +411,8 @@ def fallback_notice(
     if changes:
         lines.append("What the scaler did now" + (" (DRY RUN: nothing changed):" if d and d.dry_run else ":"))
         lines += [
-            f"  {group_label(t.group_id, d, None)}: {t.current} -> {t.target} nodes "
-            f"(${t.usd_per_hour_per_node:.4f}/node-hour)"
+            f"  {group_label(t.group_id, d, None)}: {t.current} -> {t.target} {u} "
+            f"(${t.usd_per_hour_per_node:.4f}/{u[:-1]}-hour)"
             for t in changes
         ]
     else:

@@ -18,7 +18,6 @@ from sparkscale.errors import (
     RefusedChange,
     Throttled,
     TransientAwsError,
-    UnsupportedCluster,
 )
 from sparkscale.policy.model import ClusterState, GroupStatus, GroupTarget, Market, Role
 from sparkscale.policy.node_choice import ClusterInstance, InstanceShrink
@@ -137,24 +136,6 @@ def test_reader_follows_list_instance_groups_pages() -> None:
     assert t.status is GroupStatus.PROVISIONING
     assert t.requested == 3
     assert t.status_since == datetime(2026, 3, 2, tzinfo=UTC)
-
-
-def test_reader_refuses_instance_fleet_clusters() -> None:
-    emr = _emr()
-    with Stubber(emr) as stub:
-        stub.add_response(
-            "describe_cluster",
-            {
-                "Cluster": {
-                    "Id": "j-FLEET",
-                    "Status": {"State": "RUNNING"},
-                    "InstanceCollectionType": "INSTANCE_FLEET",
-                }
-            },
-            {"ClusterId": "j-FLEET"},
-        )
-        with pytest.raises(UnsupportedCluster, match="instance fleets"):
-            EmrClusterReader(emr).read_cluster("j-FLEET")
 
 
 def test_writer_holds_a_reconfiguring_group_without_calling_modify() -> None:

@@ -95,12 +95,15 @@ def test_grant_publish_notices_is_publish_to_the_operator_topic_and_the_two_key_
     assert set(KEY_PRODUCER_ACTIONS) == {"kms:GenerateDataKey", "kms:Decrypt"}  # no wildcard as Topic's adds
 
 
-def test_grant_scale_is_the_four_emr_actions_on_the_managed_clusters_only(parts: Parts) -> None:
+def test_grant_scale_is_the_six_emr_actions_on_the_managed_clusters_only(parts: Parts) -> None:
     role = parts.role("Scaler")
     parts.clusters.grant_scale(role)
     (st,) = parts.statements(role)
     assert sorted(as_list(st["Action"])) == sorted(EMR_SCALER_ACTIONS)
-    assert len(EMR_SCALER_ACTIONS) == 4
+    assert len(EMR_SCALER_ACTIONS) == 6  # groups: list, modify; fleets: list, modify; describe; instances
+    assert {"elasticmapreduce:ListInstanceFleets", "elasticmapreduce:ModifyInstanceFleet"} <= set(
+        EMR_SCALER_ACTIONS
+    )
     assert as_list(st["Resource"]) == [parts.ref(arn) for arn in parts.clusters.cluster_arns]
     for cluster, arn in zip(CLUSTERS, as_list(st["Resource"]), strict=True):
         assert repr(arn).endswith(f":cluster/{cluster}']]}}")

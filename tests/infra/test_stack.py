@@ -327,6 +327,8 @@ def test_events_function_gets_only_the_ec2_and_emr_actions_it_needs(s: Synth) ->
         "elasticmapreduce:ListInstanceGroups",
         "elasticmapreduce:DescribeCluster",
         "elasticmapreduce:ModifyInstanceGroups",
+        "elasticmapreduce:ListInstanceFleets",
+        "elasticmapreduce:ModifyInstanceFleet",
     }
 
 

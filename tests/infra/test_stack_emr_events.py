@@ -56,9 +56,14 @@ def test_one_rule_for_the_managed_clusters_instance_group_and_cluster_state_chan
     pattern = _rule(s, emr)["EventPattern"]
     assert pattern == {
         "source": [names.EVENT_SOURCE_EMR],
-        "detail-type": [names.DETAIL_EMR_GROUP_STATE_CHANGE, names.DETAIL_EMR_CLUSTER_STATE_CHANGE],
+        "detail-type": [
+            names.DETAIL_EMR_GROUP_STATE_CHANGE,
+            names.DETAIL_EMR_CLUSTER_STATE_CHANGE,
+            names.DETAIL_EMR_FLEET_RESIZE,
+        ],
         "detail": {"clusterId": config.clusters},
     }
+    assert names.DETAIL_EMR_FLEET_RESIZE == "EMR Instance Fleet Resize"
     assert (names.EVENT_SOURCE_EMR, names.DETAIL_EMR_GROUP_STATE_CHANGE) == (
         "aws.emr",
         "EMR Instance Group State Change",

@@ -5,6 +5,7 @@ clients and the Ports for a Lambda, the CLI or the demo.
 
 - emr.py          EmrClusterReader (DescribeCluster + ListInstanceGroups), EmrCapacityWriter
                   (ModifyInstanceGroups, TASK groups only)
+- emr_fleet.py    instance fleets: ListInstanceFleets, ModifyInstanceFleet (the TASK fleet only)
 - cloudwatch.py   CloudWatchMetricsSource (one GetMetricData call), CloudWatchAlarmReader (DescribeAlarms)
 - dynamodb.py     DynamoStateStore: lease, state, audit (TTL) and the once-only notice ledger
 - sns.py          SnsNotifier: the operator topic

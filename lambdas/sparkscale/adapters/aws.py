@@ -77,7 +77,7 @@ def aws_ports(*, clients: AwsClients, config: Config, table_name: str, topic_arn
         SpotPriceSource(clients.ec2, cache_s=config.spot_price_cache_s) if clients.ec2 is not None else None
     )
     return Ports(
-        clusters=EmrClusterReader(clients.emr),
+        clusters=EmrClusterReader(clients.emr, fleet_unit_memory=config.fleet_unit_memory),
         metrics=CloudWatchMetricsSource(clients.cloudwatch, lookback_s=config.emr_metric_max_age_s + 300),
         capacity=EmrCapacityWriter(clients.emr),
         state=store,

@@ -1,5 +1,7 @@
 """EMR: read a cluster (DescribeCluster + ListInstanceGroups) and its TASK instances (ListInstances), resize
 TASK groups (ModifyInstanceGroups, with ShrinkPolicy.InstanceResizePolicy when the caller chose instances).
+A cluster with instance fleets is read and resized through emr_fleet.py (ListInstanceFleets,
+ModifyInstanceFleet on the TASK fleet).
 
 Clients are injected (boto3 EMR clients built with `aws.boto_config()`); every botocore error becomes a typed
 error (aws_errors.translate). Memory and vCPU per node come from the bundled instance table
@@ -17,9 +19,10 @@ from typing import Any, Final
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from sparkscale.adapters import instance_data
+from sparkscale.adapters import emr_fleet, instance_data
 from sparkscale.adapters.aws_errors import translate
-from sparkscale.errors import ClusterGone, GroupBusy, RefusedChange, UnsupportedCluster
+from sparkscale.errors import ClusterGone, GroupBusy, RefusedChange
+from sparkscale.policy.fleet import InstanceFleet, market_groups, split_market_group_id
 from sparkscale.policy.model import (
     Cluster,
     ClusterState,
@@ -117,10 +120,12 @@ def shrink_policy(shrink: InstanceShrink) -> dict[str, Any]:
 
 
 class EmrClusterReader:
-    """ports.ClusterReader over DescribeCluster + ListInstanceGroups (paginated)."""
+    """ports.ClusterReader over DescribeCluster + ListInstanceGroups (paginated), or ListInstanceFleets for a
+    cluster with instance fleets (each fleet market as a group of one-unit nodes: policy/fleet.py)."""
 
-    def __init__(self, emr: Any) -> None:
+    def __init__(self, emr: Any, *, fleet_unit_memory: str = "smallest") -> None:
         self._emr = emr
+        self._unit_memory = fleet_unit_memory
 
     def read_cluster(self, cluster_id: str) -> Cluster:
         try:
@@ -132,11 +137,12 @@ class EmrClusterReader:
         if state in GONE_STATES:
             why = (status.get("StateChangeReason") or {}).get("Message") or ""
             raise ClusterGone(f"cluster {cluster_id} is {state}" + (f": {why}" if why else ""), code=state)
-        if raw.get("InstanceCollectionType") == "INSTANCE_FLEET":
-            raise UnsupportedCluster(
-                f"cluster {cluster_id} uses instance fleets: sparkscale resizes instance groups only"
-            )
-        groups = tuple(group_from_api(g) for g in self._list_groups(cluster_id))
+        fleets: tuple[InstanceFleet, ...] = ()
+        if raw.get("InstanceCollectionType") == "INSTANCE_FLEET":  # ListInstanceGroups fails on those
+            fleets = emr_fleet.read_fleets(self._emr, cluster_id)
+            groups = tuple(g for f in fleets for g in market_groups(f, unit_memory=self._unit_memory))
+        else:
+            groups = tuple(group_from_api(g) for g in self._list_groups(cluster_id))
         attrs = raw.get("Ec2InstanceAttributes") or {}
         return Cluster(
             id=str(raw.get("Id", cluster_id)),
@@ -144,6 +150,7 @@ class EmrClusterReader:
             state=_enum(state, ClusterState, "cluster state", ClusterState.STARTING),
             groups=groups,
             availability_zone=attrs.get("Ec2AvailabilityZone") or None,
+            fleets=fleets,
         )
 
     def list_groups(self, cluster_id: str) -> list[InstanceGroup]:
@@ -214,6 +221,12 @@ class EmrCapacityWriter:
         """ports.ShrinkingCapacityWriter: `resize`, and a group that shrinks and has an InstanceShrink gets
         its ShrinkPolicy (the instances to protect and to terminate)."""
         wanted = [c for c in changes if c.changed]
+        fleets = emr_fleet.fleet_changes(wanted)
+        if fleets:  # a fleet cluster has no instance group: its changes are all fleet markets
+            with self._lock:
+                self.calls += 1
+            emr_fleet.modify_task_fleet(self._emr, cluster_id, fleets)
+            wanted = [c for c in wanted if split_market_group_id(c.group_id) is None]
         if not wanted:
             return
         groups = {g.id: g for g in self._reader.list_groups(cluster_id)}

@@ -2,9 +2,11 @@
 
 EMR tags every instance it launches with `aws:elasticmapreduce:job-flow-id` and
 `aws:elasticmapreduce:instance-group-role`. EC2 DescribeInstances gives those tags; EMR ListInstances then
-maps the instance to its instance group id. When the tags are missing (the instance is already gone, the
-caller may not read tags, or a fake that does not tag, such as moto 5.2), every managed cluster's
-ListInstances is searched instead: one paginated call per managed cluster.
+maps the instance to its instance group id, or, on a cluster with instance fleets, to its fleet market's group
+id (policy/fleet.py: 'if-…/SPOT'), which the spot-events use case leaves to EMR (it replaces within the
+fleet). When the tags are missing (the instance is already gone, the caller may not read tags, or a fake that
+does not tag, such as moto 5.2), every managed cluster's ListInstances is searched instead: one paginated
+call per managed cluster.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from sparkscale.adapters.aws_errors import translate
 from sparkscale.errors import ClusterGone, InvalidRequest
+from sparkscale.policy.fleet import market_group_id
+from sparkscale.policy.model import Market
 from sparkscale.ports import InstanceLocation, Lookup
 
 log = logging.getLogger(__name__)
@@ -46,6 +50,8 @@ class EmrInstanceLocator:
                 return Lookup(None, f"{instance_id} belongs to {cluster_id}, which is not a managed cluster")
             role = tags.get(TAG_GROUP_ROLE)
             group_id = self._group_of(cluster_id, instance_id, role if role in _ROLES else None)
+            if group_id is None and role in _ROLES:  # a fleet cluster's instance: no group type to filter on
+                group_id = self._group_of(cluster_id, instance_id, None)
             if group_id is None:
                 return Lookup(None, f"{instance_id} is tagged for {cluster_id} but EMR does not list it")
             return Lookup(InstanceLocation(cluster_id, group_id, instance_id))
@@ -95,6 +101,9 @@ class EmrInstanceLocator:
                 for instance in page.get("Instances", []):
                     if instance.get("Ec2InstanceId") == instance_id:
                         group_id = instance.get("InstanceGroupId")
+                        if not group_id and instance.get("InstanceFleetId"):  # a fleet's: its market's group
+                            market = Market.SPOT if instance.get("Market") == "SPOT" else Market.ON_DEMAND
+                            return market_group_id(str(instance["InstanceFleetId"]), market)
                         return str(group_id) if group_id else None
         except ClientError as exc:
             err = translate(exc, "ListInstances")

@@ -6,6 +6,9 @@ before it). ON_DEMAND groups, and SPOT groups whose spot price is unavailable (n
 IAM permission): the bundled on-demand table (instance_data.py). Spot prices are cached per (availability
 zone, instance types) for `cache_s` seconds of the injected clock; a failed lookup is not cached.
 
+A market of an instance fleet is priced per capacity unit: the highest price per unit among the fleet's
+instance types (spot prices for the SPOT market), as policy/fleet.py documents.
+
 A price is never a reason to fail a scaling decision: every EC2 error degrades to the on-demand table and is
 logged. A group whose type is in neither source is left out of the result (the caller keeps what it has).
 """
@@ -23,6 +26,7 @@ from typing import Any, Final
 from botocore.exceptions import BotoCoreError, ClientError
 
 from sparkscale.adapters import instance_data
+from sparkscale.policy.fleet import UNITS_TYPE, InstanceFleet, unit_usd_per_hour
 from sparkscale.policy.model import Cluster, Market
 
 log = logging.getLogger(__name__)
@@ -77,11 +81,21 @@ class SpotPriceSource:
     # --- the same with where each price came from -----------------------------------------------------------
     def quotes(self, cluster: Cluster, now: datetime) -> dict[str, Quote]:
         groups = cluster.task_groups
-        spot_types = frozenset(g.instance_type for g in groups if g.market is Market.SPOT)
+        fleets = {f.id: f for f in cluster.fleets}
+        spot_types = frozenset(
+            t
+            for g in groups
+            if g.market is Market.SPOT
+            for t in (_fleet_types(fleets, g.fleet_id) if g.fleet_id else (g.instance_type,))
+        )
         spot = self._spot_prices(cluster.availability_zone, spot_types, now) if spot_types else {}
         out: dict[str, Quote] = {}
         for g in groups:
-            quote = self._quote(g.id, g.instance_type, g.market, spot)
+            if g.fleet_id is not None:
+                fleet = fleets.get(g.fleet_id)
+                quote = None if fleet is None else self._fleet_quote(g.id, fleet, g.market, spot)
+            else:
+                quote = self._quote(g.id, g.instance_type, g.market, spot)
             if quote is None:
                 log.warning(
                     "no price for %s (%s, %s): not in the spot history or the table",
@@ -101,6 +115,29 @@ class SpotPriceSource:
             return None
         origin = PriceOrigin.ON_DEMAND if market is Market.ON_DEMAND else PriceOrigin.ON_DEMAND_FALLBACK
         return Quote(group_id, itype, usd, origin)
+
+    def _fleet_quote(
+        self, group_id: str, fleet: InstanceFleet, market: Market, spot: Mapping[str, float]
+    ) -> Quote | None:
+        """A fleet market's price per unit-hour: the highest per unit among its types (policy/fleet.py); a
+        type without a spot price counts at its on-demand price, and the quote then says so."""
+        per_instance: dict[str, float] = {}
+        fell_back = False
+        for t in fleet.instance_types:
+            if market is Market.SPOT and t.instance_type in spot:
+                per_instance[t.instance_type] = spot[t.instance_type]
+                continue
+            usd = self._on_demand(t.instance_type)
+            if usd is not None:
+                per_instance[t.instance_type] = usd
+                fell_back = fell_back or market is Market.SPOT
+        if not per_instance:
+            return None
+        if market is Market.ON_DEMAND:
+            origin = PriceOrigin.ON_DEMAND
+        else:
+            origin = PriceOrigin.ON_DEMAND_FALLBACK if fell_back else PriceOrigin.SPOT
+        return Quote(group_id, UNITS_TYPE, unit_usd_per_hour(fleet.instance_types, per_instance), origin)
 
     def _spot_prices(self, az: str | None, types: frozenset[str], now: datetime) -> Mapping[str, float]:
         key = (az, types)
@@ -155,6 +192,11 @@ class SpotPriceSource:
             # One AZ: one entry per type. No AZ known: the dearest AZ, since nodes may land in any of them.
             prices[itype] = max(usd, prices.get(itype, 0.0))
         return prices
+
+
+def _fleet_types(fleets: Mapping[str, InstanceFleet], fleet_id: str) -> tuple[str, ...]:
+    fleet = fleets.get(fleet_id)
+    return () if fleet is None else tuple(t.instance_type for t in fleet.instance_types)
 
 
 def _parse_item(item: Mapping[str, Any], types: frozenset[str]) -> tuple[str, str, datetime, float] | None:

@@ -3,7 +3,8 @@
 - `envelope.py`: the EventBridge envelope all families share (source, detail-type, id, time; one age check);
 - `alarm.py`: CloudWatch alarm state changes in every shape they arrive in (SNS, SQS, EventBridge, bare);
 - `spot.py`: EC2 spot interruption warnings and rebalance recommendations;
-- `emr.py`: EMR instance-group capacity problems and cluster terminations.
+- `emr.py`: EMR instance-group capacity problems and cluster terminations;
+- `fleet.py`: EMR instance-fleet resize timeouts (the TASK fleet's spot units did not come).
 
 EventBridge events are dispatched through REGISTRY, keyed by (source, detail-type) as the stack's rules route
 them (the constants are in sparkscale.names, shared with infra/). An event no entry knows, or one routed to a
@@ -17,7 +18,7 @@ from typing import Any, Final, NamedTuple
 
 from sparkscale import names
 from sparkscale.errors import BadEvent
-from sparkscale.events import alarm, emr, spot
+from sparkscale.events import alarm, emr, fleet, spot
 from sparkscale.events.alarm import AlarmTrigger
 from sparkscale.events.emr import EmrEvent
 from sparkscale.events.envelope import Envelope, parse_envelope, quote
@@ -48,6 +49,7 @@ REGISTRY: Final[Mapping[tuple[str, str], Entry]] = {
     (names.EVENT_SOURCE_EC2, names.DETAIL_REBALANCE_RECOMMENDATION): Entry(FAMILY_SPOT, spot.from_envelope),
     (names.EVENT_SOURCE_EMR, names.DETAIL_EMR_GROUP_STATE_CHANGE): Entry(FAMILY_EMR, emr.from_envelope),
     (names.EVENT_SOURCE_EMR, names.DETAIL_EMR_CLUSTER_STATE_CHANGE): Entry(FAMILY_EMR, emr.from_envelope),
+    (names.EVENT_SOURCE_EMR, names.DETAIL_EMR_FLEET_RESIZE): Entry(FAMILY_EMR, fleet.from_envelope),
 }
 
 

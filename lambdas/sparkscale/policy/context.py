@@ -11,6 +11,7 @@ from typing import NamedTuple
 from sparkscale.config import Config
 from sparkscale.policy.estimate import Capacity, Estimate, gib, usable_gib
 from sparkscale.policy.fallback import label
+from sparkscale.policy.fleet import noun
 from sparkscale.policy.model import Cluster, Forecast, ScalerState, SignalSource
 from sparkscale.policy.planner import EPS, Allocation, Plan
 from sparkscale.policy.reasons import Reason, ReasonCode
@@ -108,8 +109,9 @@ def alloc_reason(cluster: Cluster, a: Allocation, *, removing: bool) -> Reason:
     sign = "-" if removing else "+"
     verb = "Removing" if removing else "Adding"
     prep = "from" if removing else "to"
+    units = noun(g, a.nodes) if g is not None else ("node" if a.nodes == 1 else "nodes")  # fleets: units
     text = (
-        f"{verb} {a.nodes} node{'s' if a.nodes != 1 else ''} {prep} group {who}: "
+        f"{verb} {a.nodes} {units} {prep} group {who}: "
         f"{sign}{gib(a.memory_gib)} usable "
         f"at ${rate:.4f} per GiB-hour ({sign}{money(a.usd_per_hour)})."
     )

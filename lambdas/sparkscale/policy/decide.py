@@ -36,6 +36,7 @@ from sparkscale.policy.estimate import (
     settled_scale,
 )
 from sparkscale.policy.fallback import blocked_groups
+from sparkscale.policy.fleet import policy_config
 from sparkscale.policy.forecast import DemandHistory, forecast, sample_at
 from sparkscale.policy.gates import METRICS_MISSING, cluster_gate, idle, idle_for, metrics_missing
 from sparkscale.policy.model import (
@@ -86,6 +87,7 @@ def evaluate(
 ) -> tuple[Decision, Observation | None]:
     """`decide`, and what it observed that next_state needs too (None when the cluster was not evaluated: not
     RUNNING or WAITING, or no TASK group). Passing it to next_state reads the metrics once per evaluation."""
+    config = policy_config(config, cluster)  # a fleet cluster: its units are one "instance type"
     gate = cluster_gate(cluster)
     if gate is not None:
         return _decision(

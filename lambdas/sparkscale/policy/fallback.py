@@ -16,6 +16,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from sparkscale.config import Config
+from sparkscale.policy.fleet import noun
 from sparkscale.policy.model import Cluster, GroupStatus, InstanceGroup, Market, ScalerState
 
 FAILED_STATUSES = frozenset({GroupStatus.SUSPENDED, GroupStatus.ARRESTED})
@@ -54,17 +55,18 @@ def blocked_groups(cluster: Cluster, state: ScalerState, *, now: datetime, confi
         if err_at is not None:
             out[g.id] = (
                 f"EMR reported insufficient capacity for group {label(g)} at {err_at.isoformat()}: "
-                "it gets no new capacity until it delivers its requested nodes."
+                f"it gets no new capacity until it delivers its requested {noun(g)}."
             )
             continue
         since = state.shortfall_since.get(g.id)
         if since is not None and g.requested > g.running:
             waited = (now - since).total_seconds()
             if waited > config.spot_fallback_timeout_s:
+                units = noun(g)
                 out[g.id] = (
-                    f"Group {label(g)} has {g.running} of {g.requested} requested nodes running after "
+                    f"Group {label(g)} has {g.running} of {g.requested} requested {units} running after "
                     f"{waited:.0f} s (spot_fallback_timeout_s {config.spot_fallback_timeout_s} s): its "
-                    f"{g.requested - g.running} missing nodes no longer count, and it gets no new capacity."
+                    f"{g.requested - g.running} missing {units} no longer count, and it gets no new capacity."
                 )
     return out
 

@@ -11,9 +11,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from types import MappingProxyType
-from typing import NamedTuple, TypeVar, cast
+from typing import TYPE_CHECKING, NamedTuple, TypeVar, cast
 
 from sparkscale.policy.reasons import Reason, ReasonCode
+
+if TYPE_CHECKING:
+    from sparkscale.policy.fleet import InstanceFleet
 
 _T = TypeVar("_T")
 
@@ -81,6 +84,8 @@ class InstanceGroup:
     status: GroupStatus
     usd_per_hour: float  # price of one node-hour (spot price for SPOT, on-demand price otherwise)
     status_since: datetime | None = None  # when the group entered `status` (fallback timeouts)
+    # set for one market of an instance fleet (policy/fleet.py): then a "node" is one capacity unit
+    fleet_id: str | None = None
 
     @property
     def is_task(self) -> bool:
@@ -94,6 +99,8 @@ class Cluster:
     state: ClusterState
     groups: tuple[InstanceGroup, ...]
     availability_zone: str | None = None
+    # the cluster's instance fleets as read (policy/fleet.py); their markets are in `groups` as unit groups
+    fleets: tuple[InstanceFleet, ...] = ()
     # derived once (the policy reads it many times per decision); not part of equality or the repr
     _task_groups: tuple[InstanceGroup, ...] = field(init=False, repr=False, compare=False, default=())
     # what `derived` computed from this value, by key; not part of equality or the repr

@@ -73,6 +73,10 @@ def blocked(cluster: Cluster, state: ScalerState | None, now: datetime, config: 
     return out
 
 
+# a unit of a fleet is no one node: EMR keeps the fleet at its target units itself
+_FLEET_LEFT_TO_EMR: Final = "an instance fleet's node: EMR replaces it within the fleet's target units"
+
+
 def choose_replacement(
     *,
     cluster: Cluster,
@@ -85,7 +89,7 @@ def choose_replacement(
     g = cluster.group(group_id)
     if g is None:
         return _leave(cluster, group_id, None, [f"group {group_id} is not in cluster {cluster.id}"])
-    why_not = _why_not_move_from(g, config)
+    why_not = _why_not_move_from(g, config) if g.fleet_id is None else _FLEET_LEFT_TO_EMR
     if why_not is not None:
         return _leave(cluster, group_id, g, [why_not])
     skipped: list[str] = []

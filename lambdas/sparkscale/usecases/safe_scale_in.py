@@ -16,6 +16,7 @@ from dataclasses import replace
 
 from sparkscale.config import Config
 from sparkscale.errors import SparkscaleError
+from sparkscale.policy.fleet import split_market_group_id
 from sparkscale.policy.model import Decision, GroupTarget
 from sparkscale.policy.node_choice import InstanceShrink, choose_shrinks
 from sparkscale.policy.reasons import Reason, ReasonCode
@@ -32,6 +33,8 @@ def choose_nodes(
     """The decision with the choice's reasons, and the InstanceShrink of each group that has one."""
     if not any(t.target < t.current for t in decision.changes):
         return decision, NO_SHRINKS
+    if any(split_market_group_id(t.group_id) is not None for t in decision.changes):
+        return decision, NO_SHRINKS  # an instance fleet: ModifyInstanceFleet takes no instances to keep
     source, lister = ports.state, ports.clusters
     if not isinstance(source, NodeReportSource) or not isinstance(lister, InstanceLister):
         return decision, NO_SHRINKS

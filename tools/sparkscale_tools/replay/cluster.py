@@ -17,6 +17,13 @@ from pathlib import Path
 from typing import Any
 
 from sparkscale.adapters import instance_data
+from sparkscale.policy.fleet import (
+    UNITS_TYPE,
+    FleetInstanceType,
+    market_group_id,
+    unit_memory_gib,
+    unit_usd_per_hour,
+)
 from sparkscale.policy.model import Market, Role
 
 
@@ -38,6 +45,10 @@ class GroupSpec:
     interruption_rate_per_node_hour: float = 0.0  # SPOT only: Poisson rate of interruption warnings per node
     shortfall_episodes_per_day: float = 0.0  # SPOT only: Poisson rate of "no capacity" episodes
     shortfall_duration_s: float = 3600.0  # length of each episode: no new node launches in the group
+    # a market of an instance fleet (policy/fleet.py): then a "node" is one capacity unit
+    fleet_id: str | None = None
+    spot_timeout_s: float | None = None  # the fleet's SPOT market: EMR stops a resize's spot part after this
+    fleet_types: tuple[FleetInstanceType, ...] = ()  # a fleet market: the fleet's instance types
 
     def usable_gib(self, usable_fraction: float) -> float:
         return self.memory_gib * usable_fraction
@@ -146,6 +157,13 @@ def load_cluster(path: str | Path) -> ClusterSpec:
                       "memory_gib": 128 (optional: the bundled table),
                       "interruption_rate_per_node_hour": 0.0, "shortfall_episodes_per_day": 0.0,
                       "shortfall_duration_s": 3600}, …]}
+
+    or, for a cluster with instance fleets, instead of "task_groups" (see `fleet_markets`):
+     "task_fleet": {"id": "if-…", "name": "…" (optional), "spot_timeout_s": 600 (optional, 3600),
+                    "instance_types": [{"instance_type": "r5.2xlarge", "weighted_capacity": 2,
+                                        "spot_usd_per_hour": 0.17 (default: on-demand × share)}, …],
+                    "interruption_rate_per_node_hour": 0.0, "shortfall_episodes_per_day": 0.0,
+                    "shortfall_duration_s": 3600}
     """
     p = Path(path)
     try:
@@ -165,17 +183,20 @@ def cluster_from_mapping(raw: Any) -> ClusterSpec:
         raise ClusterSpecError("must be a JSON object")
     core = raw.get("core")
     tasks = raw.get("task_groups")
+    fleet = raw.get("task_fleet")
     if not isinstance(core, dict):
         raise ClusterSpecError("needs a 'core' object {instance_type, nodes}")
-    if not isinstance(tasks, list) or not tasks:
-        raise ClusterSpecError("needs a non-empty 'task_groups' list")
+    if fleet is not None and tasks is not None:
+        raise ClusterSpecError("has both 'task_groups' and 'task_fleet': a cluster is one or the other")
+    if fleet is None and (not isinstance(tasks, list) or not tasks):
+        raise ClusterSpecError("needs a non-empty 'task_groups' list (or a 'task_fleet' object)")
     groups = [
         _from_entry(
             {"id": "ig-MASTER", "instance_type": "m5.xlarge", "market": "ON_DEMAND", "nodes": 1}, Role.MASTER
         ),
         _from_entry({"id": "ig-CORE", "market": "ON_DEMAND", **core}, Role.CORE),
     ]
-    groups += [_from_entry(t, Role.TASK) for t in tasks]
+    groups += fleet_markets(fleet) if fleet is not None else [_from_entry(t, Role.TASK) for t in tasks or ()]
     ids = [g.id for g in groups]
     if len(set(ids)) != len(ids):
         raise ClusterSpecError("group ids must be unique")
@@ -247,3 +268,94 @@ def _num(e: Mapping[str, Any], key: str, default: float | None, *, lo: float) ->
     if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < lo:
         raise ClusterSpecError(f"{key!r} must be a number >= {lo:g}, got {v!r}")
     return float(v)
+
+
+_FLEET_KEYS = {
+    "id",
+    "name",
+    "instance_types",
+    "spot_timeout_s",
+    "interruption_rate_per_node_hour",
+    "shortfall_episodes_per_day",
+    "shortfall_duration_s",
+}
+_FLEET_TYPE_KEYS = {"instance_type", "weighted_capacity", "spot_usd_per_hour", "memory_gib"}
+
+
+def fleet_markets(e: Any) -> list[GroupSpec]:
+    """A 'task_fleet' object as its two markets, each a group whose node is one capacity unit (as the policy
+    sees a fleet, policy/fleet.py): memory per unit the smallest among the types (the default
+    fleet_unit_memory; the simulation also delivers that much per unit), price per unit the dearest per unit
+    among the types (spot: `spot_usd_per_hour`, default the on-demand price x the spot share, as for groups).
+    The spot market's risk settings are the fleet's; `spot_timeout_s` (default 3600) is its
+    SpotResizeSpecification timeout: units still waiting for spot capacity after it are no longer provisioned
+    (EMR stops the resize's spot part) until the next ModifyInstanceFleet asks for them again."""
+    if not isinstance(e, dict):
+        raise ClusterSpecError("'task_fleet' must be an object")
+    unknown = sorted(set(e) - _FLEET_KEYS)
+    if unknown:
+        raise ClusterSpecError(f"unknown key {unknown[0]!r} in 'task_fleet'")
+    fid = str(e.get("id", "if-REPLAYTASK"))
+    if not fid.startswith("if-"):
+        raise ClusterSpecError(f"a fleet id starts with 'if-', got {fid!r}")
+    raw_types = e.get("instance_types")
+    if not isinstance(raw_types, list) or not raw_types:
+        raise ClusterSpecError("'task_fleet' needs a non-empty 'instance_types' list")
+    types, spot = [], {}
+    for t in raw_types:
+        ft, usd = _fleet_type(t)
+        types.append(ft)
+        spot[ft.instance_type] = usd
+    memory = unit_memory_gib(tuple(types), "smallest")
+    name = str(e.get("name", "task-fleet"))
+    on_demand = {t.instance_type: t.on_demand_usd_per_hour for t in types}
+    vcpu = max(1, min(t.vcpu // t.weighted_capacity for t in types))
+    return [
+        GroupSpec(
+            id=market_group_id(fid, Market.SPOT),
+            name=f"{name} spot units",
+            role=Role.TASK,
+            market=Market.SPOT,
+            instance_type=UNITS_TYPE,
+            memory_gib=memory,
+            vcpu=vcpu,
+            usd_per_hour=round(unit_usd_per_hour(tuple(types), spot), 6),
+            interruption_rate_per_node_hour=_num(e, "interruption_rate_per_node_hour", 0.0, lo=0.0),
+            shortfall_episodes_per_day=_num(e, "shortfall_episodes_per_day", 0.0, lo=0.0),
+            shortfall_duration_s=_num(e, "shortfall_duration_s", 3600.0, lo=0.0),
+            fleet_id=fid,
+            spot_timeout_s=_num(e, "spot_timeout_s", 3600.0, lo=0.0),
+            fleet_types=tuple(types),
+        ),
+        GroupSpec(
+            id=market_group_id(fid, Market.ON_DEMAND),
+            name=f"{name} on-demand units",
+            role=Role.TASK,
+            market=Market.ON_DEMAND,
+            instance_type=UNITS_TYPE,
+            memory_gib=memory,
+            vcpu=vcpu,
+            usd_per_hour=round(unit_usd_per_hour(tuple(types), on_demand), 6),
+            fleet_id=fid,
+            fleet_types=tuple(types),
+        ),
+    ]
+
+
+def _fleet_type(t: Any) -> tuple[FleetInstanceType, float]:
+    """One 'instance_types' entry: the type (memory and on-demand price from the bundled table unless given)
+    and its spot price per instance-hour."""
+    if not isinstance(t, dict) or not isinstance(t.get("instance_type"), str):
+        raise ClusterSpecError("each 'task_fleet' instance type needs 'instance_type'")
+    unknown = sorted(set(t) - _FLEET_TYPE_KEYS)
+    if unknown:
+        raise ClusterSpecError(f"unknown key {unknown[0]!r} in a 'task_fleet' instance type")
+    itype = t["instance_type"]
+    table = instance_data.instance_spec(itype)
+    if table is None:
+        raise ClusterSpecError(f"unknown instance type {itype!r} (not in the bundled instance table)")
+    weight = int(_num(t, "weighted_capacity", 1, lo=1))
+    share = SPOT_SHARE_OF_ON_DEMAND.get(itype, DEFAULT_SPOT_SHARE)
+    spot = _num(t, "spot_usd_per_hour", round(table.on_demand_usd_per_hour * share, 5), lo=0.0)
+    memory = _num(t, "memory_gib", table.memory_gib, lo=0.5)
+    return FleetInstanceType(itype, weight, memory, table.vcpu, table.on_demand_usd_per_hour), spot

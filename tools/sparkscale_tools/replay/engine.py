@@ -238,7 +238,12 @@ class World:
     def _changed(self, g: GroupRuntime) -> None:
         self._recompute_rate()
         self.version += 1
-        steady = g.running == g.requested and not g.provisioning and not g.waiting and not g.decommissioning
+        if g.spec.fleet_id is None:
+            steady = (
+                g.running == g.requested and not g.provisioning and not g.waiting and not g.decommissioning
+            )
+        else:  # a fleet market: its resize is over once nothing launches, waits or leaves (a spot timeout)
+            steady = not g.provisioning and not g.waiting and not g.decommissioning
         status = GroupStatus.RUNNING if steady else GroupStatus.RESIZING
         if status is not g.status:
             g.status = status
@@ -259,6 +264,8 @@ class World:
     def _launch(self, g: GroupRuntime, n: int) -> None:
         if self.now_s < g.shortfall_until:
             g.waiting += n
+            if g.spec.spot_timeout_s is not None:  # a fleet's spot market: EMR stops trying after this
+                self.schedule(self.now_s + g.spec.spot_timeout_s, partial(self._spot_timeout, g))
             return
         ready = self.now_s + self.p.provisioning_s
         for _ in range(n):
@@ -329,6 +336,26 @@ class World:
             n, g.waiting = g.waiting, 0
             self._accrue()
             self._launch(g, n)
+            self._changed(g)
+
+    def _spot_timeout(self, g: GroupRuntime, _t: float = 0.0) -> None:
+        """A fleet's spot resize timed out: the units still waiting are no longer provisioned (EMR stops the
+        resize's spot part; the target stays) until the next ModifyInstanceFleet asks again
+        (retry_missing)."""
+        if not g.waiting:
+            return
+        self._accrue()
+        g.waiting = 0
+        self.record.bump("spot_timeouts")
+        self._changed(g)
+
+    def retry_missing(self, g: GroupRuntime) -> None:
+        """A ModifyInstanceFleet starts a new resize towards both targets: the units given up on are asked
+        for again."""
+        missing = g.requested - g.running - len(g.provisioning) - g.waiting
+        if missing > 0:
+            self._accrue()
+            self._launch(g, missing)
             self._changed(g)
 
     def _interruptions(self, t: float) -> None:

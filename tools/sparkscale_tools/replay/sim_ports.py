@@ -7,13 +7,16 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 
 from sparkscale import names
-from sparkscale.errors import ClusterGone, InvalidRequest
+from sparkscale.errors import ClusterGone, GroupBusy, InvalidRequest
 from sparkscale.memory import CollectingNotifier, InMemoryStateStore
+from sparkscale.policy.fleet import InstanceFleet
 from sparkscale.policy.model import (
     Cluster,
     ClusterState,
+    GroupStatus,
     GroupTarget,
     InstanceGroup,
+    Market,
     MetricsSnapshot,
     Role,
     Sample,
@@ -23,7 +26,7 @@ from sparkscale.policy.model import (
 from sparkscale.ports import InstanceLocation, Lookup, Ports
 
 from sparkscale_tools.replay.cloudwatch_sim import MetricStream
-from sparkscale_tools.replay.engine import World
+from sparkscale_tools.replay.engine import GroupRuntime, World
 
 _SIGNAL_BY_METRIC: dict[str, Signal] = {s.value: s for s in Signal}
 # The YARN collector's metrics the policy reads: a stream no Signal reads is not looked at, so its datapoints
@@ -47,6 +50,7 @@ class SimClusterReader:
             raise ClusterGone(f"{cluster_id}: not the simulated cluster")
         if self._cached is not None and self._cached[0] == w.version:
             return self._cached[1]
+        fleets = sim_fleets(w)
         groups = tuple(
             InstanceGroup(
                 id=g.spec.id,
@@ -58,9 +62,10 @@ class SimClusterReader:
                 vcpu=g.spec.vcpu,
                 requested=g.requested,
                 running=g.running,
-                status=g.status,
+                status=g.status if g.spec.fleet_id is None else fleets[g.spec.fleet_id].status,
                 usd_per_hour=g.price,
                 status_since=w.dt(g.status_since),
+                fleet_id=g.spec.fleet_id,
             )
             for g in w.groups
         )
@@ -70,9 +75,38 @@ class SimClusterReader:
             state=ClusterState.RUNNING,
             groups=groups,
             availability_zone=w.cluster.availability_zone,
+            fleets=tuple(fleets.values()),
         )
         self._cached = (w.version, cluster)
         return cluster
+
+
+def sim_fleets(w: World) -> dict[str, InstanceFleet]:
+    """The simulated instance fleets (none for a cluster of instance groups), by id: a fleet is RESIZING while
+    either of its markets is."""
+    markets: dict[str, dict[Market, GroupRuntime]] = {}
+    for g in w.groups:
+        if g.spec.fleet_id is not None:
+            markets.setdefault(g.spec.fleet_id, {})[g.spec.market] = g
+    out = {}
+    for fid, by_market in markets.items():
+        spot, od = by_market.get(Market.SPOT), by_market.get(Market.ON_DEMAND)
+        anyone = spot or od
+        assert anyone is not None
+        busy = any(g.status is GroupStatus.RESIZING for g in by_market.values())
+        out[fid] = InstanceFleet(
+            id=fid,
+            name=anyone.spec.name,
+            role=anyone.spec.role,
+            status=GroupStatus.RESIZING if busy else GroupStatus.RUNNING,
+            instance_types=anyone.spec.fleet_types,
+            target_on_demand=od.requested if od else 0,
+            target_spot=spot.requested if spot else 0,
+            provisioned_on_demand=od.running if od else 0,
+            provisioned_spot=spot.running if spot else 0,
+            spot_timeout_s=int(spot.spec.spot_timeout_s) if spot and spot.spec.spot_timeout_s else None,
+        )
+    return out
 
 
 class SimMetricsSource:
@@ -151,9 +185,20 @@ class SimCapacityWriter:
                 todo.append((g, c.target))
         if not todo:
             return
+        fleets = {g.spec.fleet_id for g, _ in todo if g.spec.fleet_id is not None}
+        if (
+            fleets
+        ):  # ModifyInstanceFleet: held while the fleet resizes (EMR would queue it behind that resize)
+            status = sim_fleets(w)
+            busy = sorted(f for f in fleets if status[f].status is GroupStatus.RESIZING)
+            if busy:
+                raise GroupBusy(f"instance fleet {busy[0]} is RESIZING", code="RESIZING")
         scale_out = any(target > g.requested for g, target in todo)
         for g, target in todo:
             w.set_requested(g, target)
+        for g in w.task:  # a new fleet resize asks again for the spot units EMR gave up on
+            if g.spec.fleet_id in fleets and g.spec.market is Market.SPOT:
+                w.retry_missing(g)
         w.record_request(scale_out=scale_out)
 
 
