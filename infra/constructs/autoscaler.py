@@ -90,7 +90,11 @@ class SparkAutoscaler(Construct):
         self._alarm_prefix = config.alarm_prefix
 
         self.notifications = Notifications(
-            self, "Notifications", alarm_prefix=config.alarm_prefix, operator_emails=config.operator_emails
+            self,
+            "Notifications",
+            alarm_prefix=config.alarm_prefix,
+            operator_emails=config.operator_emails,
+            email_notice_kinds=config.email_notice_kinds,
         )
         self.state = StateTable(self, "State", retain=features.retain_data)
         self.clusters = ManagedClusters(self, "Clusters", cluster_ids=config.clusters)
@@ -175,7 +179,7 @@ class SparkAutoscaler(Construct):
                 f"Alarms-{cluster_id}",
                 specs=specs,
                 alarm_topic=self.notifications.alarm_topic,
-                operator_topic=self.notifications.operator_topic,
+                operator_alarm_topic=self.notifications.operator_alarm_topic,
             )
             self.cluster_alarms[cluster_id] = alarms
             if features.dashboards:
@@ -262,6 +266,5 @@ class SparkAutoscaler(Construct):
                 threshold=0,
                 comparison_operator="GreaterThanThreshold",
                 treat_missing_data="notBreaching",
-                alarm_actions=[self.notifications.operator_topic.topic_arn],
-                ok_actions=[self.notifications.operator_topic.topic_arn],
+                alarm_actions=[self.notifications.operator_alarm_topic.topic_arn],
             )

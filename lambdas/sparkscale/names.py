@@ -34,6 +34,35 @@ M_SPOT_EVENTS: Final = "SpotEvents"  # spot interruption warnings and rebalance 
 M_SPOT_REPLACEMENTS: Final = "SpotReplacements"  # nodes moved to another pool after one of those
 M_CAPACITY_EVENTS: Final = "CapacityEvents"  # EMR events recorded as spot capacity errors (stuck, arrested)
 
+# --- Operator notices: the SNS MessageAttribute `kind` of every notice the Lambdas publish -----------------
+# Email subscriptions filter on it (a subscription filter policy); other subscribers (chat) get every kind.
+NOTICE_KIND_ACTION: Final = "action"  # a resize was made
+NOTICE_KIND_DRY_RUN: Final = "dry_run"  # a resize was decided, not made (dry run)
+NOTICE_KIND_FAILURE: Final = "failure"  # reading, deciding or resizing failed
+NOTICE_KIND_AT_MAX: Final = "at_max"  # at the upper bound (or budget) and still under pressure
+NOTICE_KIND_CLUSTER_GONE: Final = "cluster_gone"  # the cluster ended: scaling stopped for it
+NOTICE_KIND_FALLBACK: Final = "fallback"  # spot did not come: capacity moved to another pool or on-demand
+NOTICE_KIND_INTERRUPTION: Final = "interruption"  # a spot warning handled: node moved or left to EMR
+NOTICE_KIND_REPLACEMENT_FAILED: Final = "replacement_failed"  # a reclaimed node could not be replaced
+NOTICE_KINDS: Final = (
+    NOTICE_KIND_ACTION,
+    NOTICE_KIND_DRY_RUN,
+    NOTICE_KIND_FAILURE,
+    NOTICE_KIND_AT_MAX,
+    NOTICE_KIND_CLUSTER_GONE,
+    NOTICE_KIND_FALLBACK,
+    NOTICE_KIND_INTERRUPTION,
+    NOTICE_KIND_REPLACEMENT_FAILED,
+)
+# Alerts: what needs a person. Routine actions stay on the operator topic without being emailed.
+NOTICE_KINDS_EMAILED_BY_DEFAULT: Final = (
+    NOTICE_KIND_FAILURE,
+    NOTICE_KIND_AT_MAX,
+    NOTICE_KIND_CLUSTER_GONE,
+    NOTICE_KIND_FALLBACK,
+    NOTICE_KIND_REPLACEMENT_FAILED,
+)
+
 # --- EMR's own metrics (AWS/ElasticMapReduce, dimension JobFlowId, 300 s, not configurable) -----------------
 EMR_NAMESPACE: Final = "AWS/ElasticMapReduce"
 DIM_JOB_FLOW_ID: Final = "JobFlowId"

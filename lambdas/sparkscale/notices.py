@@ -18,34 +18,28 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Final
 
+from sparkscale import names
 from sparkscale.config import Config
 from sparkscale.events.emr import EmrEvent, EmrEventKind
 from sparkscale.events.spot import SpotEvent, SpotEventKind
 from sparkscale.policy.fallback import label
 from sparkscale.policy.model import Cluster, Decision, Direction, GroupTarget, Market, Signal
-from sparkscale.policy.replacement import ReplacementPlan
+from sparkscale.policy.replacement import ReplacementKind, ReplacementPlan
 from sparkscale.ports import Notice
 from sparkscale.usecases.shell import Outcome
 
 if TYPE_CHECKING:
     from sparkscale.usecases.scale import RunResult
 
-KIND_ACTION = "action"
-KIND_DRY_RUN = "dry_run"
-KIND_FAILURE = "failure"
-KIND_AT_MAX = "at_max"
-KIND_CLUSTER_GONE = "cluster_gone"
-KIND_FALLBACK = "fallback"
-KIND_INTERRUPTION = "interruption"
-KINDS: Final = (
-    KIND_ACTION,
-    KIND_DRY_RUN,
-    KIND_FAILURE,
-    KIND_AT_MAX,
-    KIND_CLUSTER_GONE,
-    KIND_FALLBACK,
-    KIND_INTERRUPTION,
-)
+KIND_ACTION: Final = names.NOTICE_KIND_ACTION
+KIND_DRY_RUN: Final = names.NOTICE_KIND_DRY_RUN
+KIND_FAILURE: Final = names.NOTICE_KIND_FAILURE
+KIND_AT_MAX: Final = names.NOTICE_KIND_AT_MAX
+KIND_CLUSTER_GONE: Final = names.NOTICE_KIND_CLUSTER_GONE
+KIND_FALLBACK: Final = names.NOTICE_KIND_FALLBACK
+KIND_INTERRUPTION: Final = names.NOTICE_KIND_INTERRUPTION
+KIND_REPLACEMENT_FAILED: Final = names.NOTICE_KIND_REPLACEMENT_FAILED
+KINDS: Final = names.NOTICE_KINDS
 
 SUBJECT_MAX: Final = 99  # SNS: "must be less than 100 characters"
 _CTRL: Final = re.compile(r"[\x00-\x1f\x7f]+")
@@ -247,7 +241,8 @@ def interruption_notice(
     dry_run: bool = False,
     error: str | None = None,
 ) -> Notice:
-    """The operator message for one handled event (kind "interruption"; a rebalance says it is one)."""
+    """The operator message for one handled event (a rebalance says it is one); its kind says whether it
+    needs a person (`_interruption_kind`)."""
     short = "interruption" if event.kind is SpotEventKind.INTERRUPTION else "rebalance"
     lost = plan.interrupted
     where = f"{plan.group_id} ({lost.instance_type})" if lost else plan.group_id
@@ -288,7 +283,17 @@ def interruption_notice(
     lines += [f"  - {r}" for r in plan.reasons]
     if error is not None:
         lines.append(f"Error:      {error}")
-    return _notice(KIND_INTERRUPTION, plan.cluster_id, subject, lines)
+    return _notice(_interruption_kind(plan, error), plan.cluster_id, subject, lines)
+
+
+def _interruption_kind(plan: ReplacementPlan, error: str | None) -> str:
+    """A replacement that failed is an alert; one that fell back to on-demand is a fallback (both emailed by
+    default); a node moved to another spot pool or left to EMR is routine."""
+    if error is not None:
+        return KIND_REPLACEMENT_FAILED
+    if plan.kind is ReplacementKind.REPLACED_ON_DEMAND:
+        return KIND_FALLBACK
+    return KIND_INTERRUPTION
 
 
 # --- EMR capacity events ---------------------------------------------------------------------------------
