@@ -54,7 +54,7 @@ def main() -> None:
         aws = clients()
         _setup(aws)
         writer = CloudWatchAlarmWriter(
-            aws.cloudwatch, alarm_topic_arn="", operator_topic_arn="", rate_per_s=0
+            aws.cloudwatch, alarm_topic_arn="", operator_alarm_topic_arn="", rate_per_s=0
         )
         dports = DiscoveryPorts(
             EmrClusterDirectory(aws.emr), writer, DynamoClusterRegistry(aws.dynamodb, "sparkscale-state")

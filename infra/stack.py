@@ -12,6 +12,7 @@ from constructs import Construct
 from sparkscale.emr_setup import safe_scale_in_configurations
 
 from infra.constructs import SparkAutoscaler
+from infra.constructs.notifications import NOTICE_KIND_ATTRIBUTE
 from infra.settings import StackSettings
 
 REPO_ROOT: Final = Path(__file__).resolve().parents[1]
@@ -70,18 +71,36 @@ class SparkscaleStack(Stack):
             "HasOperatorEmail",
             expression=Fn.condition_not(Fn.condition_equals(operator_email.value_as_string, "")),
         )
-        extra = sns.CfnSubscription(
+        n = self.autoscaler.notifications
+        # The same two subscriptions as each address of operator_emails (Notifications.subscribe_email)
+        alarms_mail = sns.CfnSubscription(
             self,
-            "OperatorEmailSubscription",
-            topic_arn=self.autoscaler.notifications.operator_topic.topic_arn,
+            "OperatorAlarmEmailSubscription",
+            topic_arn=n.operator_alarm_topic.topic_arn,
             protocol="email",
             endpoint=operator_email.value_as_string,
         )
-        extra.cfn_options.condition = has_email
+        alarms_mail.cfn_options.condition = has_email
+        kinds = settings.config.email_notice_kinds
+        if kinds:
+            notices_mail = sns.CfnSubscription(
+                self,
+                "OperatorEmailSubscription",
+                topic_arn=n.operator_topic.topic_arn,
+                protocol="email",
+                endpoint=operator_email.value_as_string,
+                filter_policy={NOTICE_KIND_ATTRIBUTE: list(kinds)},
+            )
+            notices_mail.cfn_options.condition = has_email
 
-        n = self.autoscaler.notifications
         CfnOutput(self, "AlarmTopicArn", value=n.alarm_topic.topic_arn, description="CloudWatch → scaler")
         CfnOutput(self, "OperatorTopicArn", value=n.operator_topic.topic_arn, description="scaler → people")
+        CfnOutput(
+            self,
+            "OperatorAlarmTopicArn",
+            value=n.operator_alarm_topic.topic_arn,
+            description="CloudWatch alarms → people",
+        )
         CfnOutput(self, "StateTableName", value=self.autoscaler.state.table.table_name)
         # what `sparkscale status` reads the cluster's alarms by (names.alarm_name)
         CfnOutput(self, "AlarmPrefix", value=settings.config.alarm_prefix, description="alarm name prefix")

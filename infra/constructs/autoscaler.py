@@ -96,7 +96,11 @@ class SparkAutoscaler(Construct):
         self._settings = settings
 
         self.notifications = Notifications(
-            self, "Notifications", alarm_prefix=config.alarm_prefix, operator_emails=config.operator_emails
+            self,
+            "Notifications",
+            alarm_prefix=config.alarm_prefix,
+            operator_emails=config.operator_emails,
+            email_notice_kinds=config.email_notice_kinds,
         )
         self.state = StateTable(self, "State", retain=features.retain_data)
         self.clusters = ManagedClusters(self, "Clusters", cluster_ids=config.clusters)
@@ -157,6 +161,7 @@ class SparkAutoscaler(Construct):
                 "Discovery",
                 options=options,
                 alarm_topic=self.notifications.alarm_topic,
+                operator_alarm_topic=self.notifications.operator_alarm_topic,
                 include_heap=features.heap_alarms,
                 sweep_rate_minutes=settings.reconcile_rate_minutes,
             )
@@ -207,7 +212,7 @@ class SparkAutoscaler(Construct):
                 f"Alarms-{cluster_id}",
                 specs=specs,
                 alarm_topic=self.notifications.alarm_topic,
-                operator_topic=self.notifications.operator_topic,
+                operator_alarm_topic=self.notifications.operator_alarm_topic,
             )
         if not features.dashboards:
             return
@@ -345,8 +350,7 @@ class SparkAutoscaler(Construct):
                 threshold=0,
                 comparison_operator="GreaterThanThreshold",
                 treat_missing_data="notBreaching",
-                alarm_actions=[self.notifications.operator_topic.topic_arn],
-                ok_actions=[self.notifications.operator_topic.topic_arn],
+                alarm_actions=[self.notifications.operator_alarm_topic.topic_arn],
             )
 
 

@@ -52,15 +52,16 @@ class ClusterAlarms(Construct):
         *,
         specs: Sequence[AlarmSpec],
         alarm_topic: sns.ITopic,
-        operator_topic: sns.ITopic,
+        operator_alarm_topic: sns.ITopic,
     ) -> None:
         super().__init__(scope, construct_id)
         self.specs = tuple(specs)
         self.alarms = {}
         for spec in specs:
+            # ALARM also to people when the spec says so; OK only to the scaler (people need the alert, the
+            # recovery shows on the dashboard and stays quiet in the inbox)
             actions = [alarm_topic.topic_arn]
-            if spec.to_operators:
-                actions.append(operator_topic.topic_arn)
+            people = [operator_alarm_topic.topic_arn] if spec.to_operators else []
             single = not spec.is_math
             self.alarms[spec.kind] = cloudwatch.CfnAlarm(
                 self,
@@ -73,7 +74,7 @@ class ClusterAlarms(Construct):
                 datapoints_to_alarm=spec.datapoints_to_alarm,
                 treat_missing_data=spec.treat_missing_data,
                 actions_enabled=True,
-                alarm_actions=actions,
+                alarm_actions=actions + people,
                 ok_actions=actions,
                 # one metric …
                 namespace=spec.namespace if single else None,

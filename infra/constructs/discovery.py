@@ -35,12 +35,14 @@ class ClusterDiscovery(EventRuleFunction):
         *,
         options: FunctionOptions,
         alarm_topic: sns.ITopic,
+        operator_alarm_topic: sns.ITopic,
         include_heap: bool,
         sweep_rate_minutes: int,
     ) -> None:
         environment = {
             **options.environment,
             names.ENV_ALARM_TOPIC_ARN: alarm_topic.topic_arn,
+            names.ENV_OPERATOR_ALARM_TOPIC_ARN: operator_alarm_topic.topic_arn,
             names.ENV_HEAP_ALARMS: "true" if include_heap else "false",
         }
         super().__init__(

@@ -40,7 +40,7 @@ def discovery_ports(rt: common.Runtime) -> DiscoveryPorts:
             alarms=CloudWatchAlarmWriter(
                 rt.clients.cloudwatch,
                 alarm_topic_arn=os.environ.get(names.ENV_ALARM_TOPIC_ARN, ""),
-                operator_topic_arn=os.environ.get(names.ENV_OPERATOR_TOPIC_ARN, ""),
+                operator_alarm_topic_arn=os.environ.get(names.ENV_OPERATOR_ALARM_TOPIC_ARN, ""),
             ),
             registry=rt.registry or DynamoClusterRegistry(rt.clients.dynamodb, rt.table_name),
         )

@@ -78,7 +78,9 @@ class AlarmSpec:
     threshold: float
     comparison: Comparison
     treat_missing_data: TreatMissingData
-    to_operators: bool  # ALARM/OK also go to the operator topic ("we can't help" or "something is broken")
+    to_operators: (
+        bool  # ALARM also goes to the operator alarm topic ("we can't help" or "something is broken")
+    )
     description: str
     dimensions: tuple[tuple[str, str], ...]  # (name, value) pairs, e.g. (("JobFlowId", "j-…"),)
     metrics: tuple[AlarmMetric, ...] = ()  # metric math only

@@ -14,6 +14,8 @@ from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from functools import cached_property
 from typing import Any, Final, Literal, cast
 
+from sparkscale import names
+
 CONTEXT_KEY: Final = "sparkscale"  # cdk.json: {"context": {"sparkscale": {...}}}
 FORECAST_MODES: Final = ("off", "observe", "act")
 FLEET_UNIT_MEMORY_RULES: Final = ("smallest", "average")  # policy.fleet.UNIT_MEMORY_RULES
@@ -262,7 +264,22 @@ class Config:
     )
     operator_emails: list[str] = field(
         default_factory=list,
-        metadata=_meta(unit="addresses", doc="Subscribed to the operator topic.", kind="deploy"),
+        metadata=_meta(
+            unit="addresses",
+            doc="Emailed the notices of `email_notice_kinds` and the alarms meant for people.",
+            kind="deploy",
+        ),
+    )
+    email_notice_kinds: list[str] = field(
+        default_factory=lambda: list(names.NOTICE_KINDS_EMAILED_BY_DEFAULT),
+        metadata=_meta(
+            unit="notice kinds",
+            doc="The notices emailed to operator_emails (an SNS filter policy on the notice's kind); every "
+            "notice still goes to the operator topic for other subscribers. Kinds: "
+            + ", ".join(names.NOTICE_KINDS)
+            + ".",
+            kind="deploy",
+        ),
     )
     reconcile_rate_s: int = _f(
         120,
@@ -395,6 +412,13 @@ class Config:
         for c in self.clusters:
             if not (c.startswith("j-") and len(c) > 2 and c[2:].isalnum()):
                 raise ConfigError("clusters", f"{c!r} is not an EMR cluster id (j-XXXXXXXX)", source=source)
+        for k in self.email_notice_kinds:
+            if k not in names.NOTICE_KINDS:
+                raise ConfigError(
+                    "email_notice_kinds",
+                    f"{k!r} is not a notice kind ({', '.join(names.NOTICE_KINDS)})",
+                    source=source,
+                )
         for e in self.operator_emails:
             if "@" not in e or e.startswith("@") or e.endswith("@") or " " in e:
                 raise ConfigError("operator_emails", f"{e!r} is not an email address", source=source)
@@ -410,7 +434,7 @@ def _coerce(name: str, value: Any, default: Any, meta: Mapping[str, Any], source
         return _coerce_bounds(value, bad)
     if name == "profiles":
         return _coerce_profiles(value, bad)
-    if name in ("clusters", "operator_emails"):
+    if name in ("clusters", "operator_emails", "email_notice_kinds"):
         return _coerce_strings(value, bad)
     if default is MISSING:  # pragma: no cover - every field has a default
         raise bad("no default")

@@ -12,6 +12,7 @@ from typing import Final
 ENV_CONFIG_JSON: Final = "SPARKSCALE_CONFIG_JSON"  # the whole validated config, as JSON (see config.py)
 ENV_TABLE_NAME: Final = "SPARKSCALE_TABLE_NAME"  # DynamoDB table: lease, state, audit, idempotency
 ENV_OPERATOR_TOPIC_ARN: Final = "SPARKSCALE_OPERATOR_TOPIC_ARN"  # SNS topic operators subscribe to
+ENV_OPERATOR_ALARM_TOPIC_ARN: Final = "SPARKSCALE_OPERATOR_ALARM_TOPIC_ARN"  # alarms for people (discovery)
 ENV_ALARM_PREFIX: Final = "SPARKSCALE_ALARM_PREFIX"  # prefix of every alarm the stack creates
 ENV_ALARM_TOPIC_ARN: Final = "SPARKSCALE_ALARM_TOPIC_ARN"  # discovery: where the alarms it creates notify
 ENV_HEAP_ALARMS: Final = "SPARKSCALE_HEAP_ALARMS"  # discovery: "false" leaves out the heap agent's alarms
@@ -35,6 +36,40 @@ M_AT_MAX_UNDER_PRESSURE: Final = "AtMaxUnderPressure"
 M_SPOT_EVENTS: Final = "SpotEvents"  # spot interruption warnings and rebalance recommendations handled
 M_SPOT_REPLACEMENTS: Final = "SpotReplacements"  # nodes moved to another pool after one of those
 M_CAPACITY_EVENTS: Final = "CapacityEvents"  # EMR events recorded as spot capacity errors (stuck, arrested)
+
+# --- Operator notices: the SNS MessageAttribute `kind` of every notice the Lambdas publish -----------------
+# Email subscriptions filter on it (a subscription filter policy); other subscribers (chat) get every kind.
+NOTICE_KIND_ACTION: Final = "action"  # a resize was made
+NOTICE_KIND_DRY_RUN: Final = "dry_run"  # a resize was decided, not made (dry run)
+NOTICE_KIND_FAILURE: Final = "failure"  # reading, deciding or resizing failed
+NOTICE_KIND_AT_MAX: Final = "at_max"  # at the upper bound (or budget) and still under pressure
+NOTICE_KIND_CLUSTER_GONE: Final = "cluster_gone"  # the cluster ended: scaling stopped for it
+NOTICE_KIND_FALLBACK: Final = "fallback"  # spot did not come: capacity moved to another pool or on-demand
+NOTICE_KIND_INTERRUPTION: Final = "interruption"  # a spot warning handled: node moved or left to EMR
+NOTICE_KIND_REPLACEMENT_FAILED: Final = "replacement_failed"  # a reclaimed node could not be replaced
+NOTICE_KIND_DISCOVERY: Final = "discovery"  # a cluster managed by tag: adopted or released
+NOTICE_KIND_DISCOVERY_REFUSED: Final = "discovery_refused"  # tagged, but its tags are wrong
+NOTICE_KINDS: Final = (
+    NOTICE_KIND_ACTION,
+    NOTICE_KIND_DRY_RUN,
+    NOTICE_KIND_FAILURE,
+    NOTICE_KIND_AT_MAX,
+    NOTICE_KIND_CLUSTER_GONE,
+    NOTICE_KIND_FALLBACK,
+    NOTICE_KIND_INTERRUPTION,
+    NOTICE_KIND_REPLACEMENT_FAILED,
+    NOTICE_KIND_DISCOVERY,
+    NOTICE_KIND_DISCOVERY_REFUSED,
+)
+# Alerts: what needs a person. Routine actions stay on the operator topic without being emailed.
+NOTICE_KINDS_EMAILED_BY_DEFAULT: Final = (
+    NOTICE_KIND_FAILURE,
+    NOTICE_KIND_AT_MAX,
+    NOTICE_KIND_CLUSTER_GONE,
+    NOTICE_KIND_FALLBACK,
+    NOTICE_KIND_REPLACEMENT_FAILED,
+    NOTICE_KIND_DISCOVERY_REFUSED,
+)
 
 # --- EMR's own metrics (AWS/ElasticMapReduce, dimension JobFlowId, 300 s, not configurable) -----------------
 EMR_NAMESPACE: Final = "AWS/ElasticMapReduce"

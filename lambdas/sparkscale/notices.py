@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Final
 
+from sparkscale import names
 from sparkscale.config import Config
 from sparkscale.events.emr import EmrEvent, EmrEventKind
 from sparkscale.events.spot import SpotEvent, SpotEventKind
@@ -25,31 +26,24 @@ from sparkscale.policy.fallback import label
 from sparkscale.policy.fleet import UNITS_TYPE, split_market_group_id
 from sparkscale.policy.model import Cluster, Decision, Direction, GroupTarget, Market, Signal
 from sparkscale.policy.reasons import ReasonCode
-from sparkscale.policy.replacement import ReplacementPlan
+from sparkscale.policy.replacement import ReplacementKind, ReplacementPlan
 from sparkscale.ports import Notice, PauseMark
 from sparkscale.usecases.shell import Outcome
 
 if TYPE_CHECKING:
     from sparkscale.usecases.scale import RunResult
 
-KIND_ACTION = "action"
-KIND_DRY_RUN = "dry_run"
-KIND_FAILURE = "failure"
-KIND_AT_MAX = "at_max"
-KIND_CLUSTER_GONE = "cluster_gone"
-KIND_FALLBACK = "fallback"
-KIND_INTERRUPTION = "interruption"
-KIND_DISCOVERY = "discovery"  # a cluster managed by tag: adopted, released, or refused
-KINDS: Final = (
-    KIND_ACTION,
-    KIND_DRY_RUN,
-    KIND_FAILURE,
-    KIND_AT_MAX,
-    KIND_CLUSTER_GONE,
-    KIND_FALLBACK,
-    KIND_INTERRUPTION,
-    KIND_DISCOVERY,
-)
+KIND_ACTION: Final = names.NOTICE_KIND_ACTION
+KIND_DRY_RUN: Final = names.NOTICE_KIND_DRY_RUN
+KIND_FAILURE: Final = names.NOTICE_KIND_FAILURE
+KIND_AT_MAX: Final = names.NOTICE_KIND_AT_MAX
+KIND_CLUSTER_GONE: Final = names.NOTICE_KIND_CLUSTER_GONE
+KIND_FALLBACK: Final = names.NOTICE_KIND_FALLBACK
+KIND_INTERRUPTION: Final = names.NOTICE_KIND_INTERRUPTION
+KIND_REPLACEMENT_FAILED: Final = names.NOTICE_KIND_REPLACEMENT_FAILED
+KIND_DISCOVERY: Final = names.NOTICE_KIND_DISCOVERY
+KIND_DISCOVERY_REFUSED: Final = names.NOTICE_KIND_DISCOVERY_REFUSED
+KINDS: Final = names.NOTICE_KINDS
 
 SUBJECT_MAX: Final = 99  # SNS: "must be less than 100 characters"
 _CTRL: Final = re.compile(r"[\x00-\x1f\x7f]+")
@@ -297,7 +291,7 @@ def refused_notice(cluster_id: str, *, why: str, now: datetime) -> Notice:
         "",
         "Fix the cluster's tags (or the settings' `profiles`); the next sweep picks it up.",
     ]
-    return _notice(KIND_DISCOVERY, cluster_id, subject, lines)
+    return _notice(KIND_DISCOVERY_REFUSED, cluster_id, subject, lines)
 
 
 # --- spot events ----------------------------------------------------------------------------------------
@@ -310,7 +304,8 @@ def interruption_notice(
     error: str | None = None,
     why: str = "dry run",
 ) -> Notice:
-    """The operator message for one handled event (kind "interruption"; a rebalance says it is one)."""
+    """The operator message for one handled event (a rebalance says it is one); its kind says whether it
+    needs a person (`_interruption_kind`)."""
     short = "interruption" if event.kind is SpotEventKind.INTERRUPTION else "rebalance"
     lost = plan.interrupted
     where = f"{plan.group_id} ({lost.instance_type})" if lost else plan.group_id
@@ -351,7 +346,17 @@ def interruption_notice(
     lines += [f"  - {r}" for r in plan.reasons]
     if error is not None:
         lines.append(f"Error:      {error}")
-    return _notice(KIND_INTERRUPTION, plan.cluster_id, subject, lines)
+    return _notice(_interruption_kind(plan, error), plan.cluster_id, subject, lines)
+
+
+def _interruption_kind(plan: ReplacementPlan, error: str | None) -> str:
+    """A replacement that failed is an alert; one that fell back to on-demand is a fallback (both emailed by
+    default); a node moved to another spot pool or left to EMR is routine."""
+    if error is not None:
+        return KIND_REPLACEMENT_FAILED
+    if plan.kind is ReplacementKind.REPLACED_ON_DEMAND:
+        return KIND_FALLBACK
+    return KIND_INTERRUPTION
 
 
 # --- EMR capacity events ---------------------------------------------------------------------------------

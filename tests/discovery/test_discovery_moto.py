@@ -178,7 +178,7 @@ def test_the_sweep_catches_a_missed_terminated_event_and_orphans(account: Accoun
     assert account.alarms(cid)
     account.aws.emr.terminate_job_flows(JobFlowIds=[cid])  # its event is lost
     writer = CloudWatchAlarmWriter(
-        account.aws.cloudwatch, alarm_topic_arn="", operator_topic_arn="", rate_per_s=0
+        account.aws.cloudwatch, alarm_topic_arn="", operator_alarm_topic_arn="", rate_per_s=0
     )
     writer.put_alarms(alarm_specs(Config(), "j-ORPHAN1"))
     out = invoke(SCHEDULE)
@@ -246,7 +246,7 @@ def test_the_alarm_writer_paces_to_three_writes_a_second() -> None:
         def put_metric_alarm(self, **_: Any) -> None: ...
 
     w = CloudWatchAlarmWriter(
-        Cw(), alarm_topic_arn="a", operator_topic_arn="o", sleep=sleep, monotonic=lambda: t[0]
+        Cw(), alarm_topic_arn="a", operator_alarm_topic_arn="o", sleep=sleep, monotonic=lambda: t[0]
     )
     w.put_alarms(alarm_specs(Config(), "j-1")[:4])
     assert slept == pytest.approx([1 / 3] * 3)
@@ -259,7 +259,9 @@ def test_the_alarm_writer_backs_off_when_throttled(aws_env: None) -> None:
     stub.add_client_error("delete_alarms", service_error_code="Throttling", http_status_code=400)
     stub.add_response("delete_alarms", {}, {"AlarmNames": ["sparkscale-j-1-idle"]})
     slept: list[float] = []
-    w = CloudWatchAlarmWriter(cw, alarm_topic_arn="", operator_topic_arn="", rate_per_s=0, sleep=slept.append)
+    w = CloudWatchAlarmWriter(
+        cw, alarm_topic_arn="", operator_alarm_topic_arn="", rate_per_s=0, sleep=slept.append
+    )
     with stub:
         w.delete_alarms(["sparkscale-j-1-idle"])
     assert slept == [0.5]
@@ -267,7 +269,7 @@ def test_the_alarm_writer_backs_off_when_throttled(aws_env: None) -> None:
     for _ in range(2):
         stub2.add_client_error("delete_alarms", service_error_code="Throttling", http_status_code=400)
     w2 = CloudWatchAlarmWriter(
-        cw, alarm_topic_arn="", operator_topic_arn="", rate_per_s=0, attempts=2, sleep=lambda _: None
+        cw, alarm_topic_arn="", operator_alarm_topic_arn="", rate_per_s=0, attempts=2, sleep=lambda _: None
     )
     with stub2, pytest.raises(Throttled):
         w2.delete_alarms(["sparkscale-j-1-idle"])

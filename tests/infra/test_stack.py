@@ -132,21 +132,23 @@ def test_no_alarm_beyond_the_specs_and_the_dlq_alarms(
 def test_alarm_and_ok_actions_wake_the_scaler_and_reach_operators_when_flagged(
     s: Synth, specs: list[AlarmSpec]
 ) -> None:
-    alarm_topic = s.ref(s.stack.autoscaler.notifications.alarm_topic.topic_arn)
-    operator_topic = s.ref(s.stack.autoscaler.notifications.operator_topic.topic_arn)
+    n = s.stack.autoscaler.notifications
+    alarm_topic = s.ref(n.alarm_topic.topic_arn)
+    people = s.ref(n.operator_alarm_topic.topic_arn)
     for spec in specs:
         a = s.alarm(spec.name)
-        expected = [alarm_topic, operator_topic] if spec.to_operators else [alarm_topic]
-        assert a["AlarmActions"] == expected, spec.name
-        assert a["OKActions"] == expected, spec.name
+        # ALARM reaches people when flagged; OK only wakes the scaler (the recovery stays out of the inbox)
+        assert a["AlarmActions"] == ([alarm_topic, people] if spec.to_operators else [alarm_topic]), spec.name
+        assert a["OKActions"] == [alarm_topic], spec.name
         assert a["ActionsEnabled"] is True
 
 
 def test_dlq_alarms_go_to_operators_only(s: Synth, config: Config) -> None:
-    operator_topic = s.ref(s.stack.autoscaler.notifications.operator_topic.topic_arn)
+    people = s.ref(s.stack.autoscaler.notifications.operator_alarm_topic.topic_arn)
     for p in s.props("AWS::CloudWatch::Alarm"):
         if p["AlarmName"].startswith(f"{config.alarm_prefix}-dlq-"):
-            assert p["AlarmActions"] == [operator_topic]
+            assert p["AlarmActions"] == [people]
+            assert "OKActions" not in p
             assert (p["Namespace"], p["MetricName"]) == ("AWS/SQS", "ApproximateNumberOfMessagesVisible")
 
 
@@ -268,15 +270,20 @@ def test_spot_interruption_and_rebalance_rules_target_the_events_function(s: Syn
 
 
 def test_optional_operator_email_parameter_subscribes_conditionally(s: Synth) -> None:
-    a = s.stack.autoscaler
-    conditional = [
+    n = s.stack.autoscaler.notifications
+    mails = [
         r for r in s.resources("AWS::SNS::Subscription").values() if r["Properties"]["Protocol"] == "email"
     ]
-    assert len(conditional) == 1  # cdk.json lists no address; only the parameter's subscription
-    (sub,) = conditional
-    assert sub["Properties"]["Endpoint"] == {"Ref": "OperatorEmail"}
-    assert sub["Properties"]["TopicArn"] == s.ref(a.notifications.operator_topic.topic_arn)
-    assert sub["Condition"] in s.doc["Conditions"]
+    # cdk.json lists no address: only the parameter's two subscriptions, the alarms and the filtered notices
+    by_topic = {json.dumps(r["Properties"]["TopicArn"], sort_keys=True): r for r in mails}
+    assert len(mails) == 2
+    alarms = by_topic[json.dumps(s.ref(n.operator_alarm_topic.topic_arn), sort_keys=True)]
+    notices = by_topic[json.dumps(s.ref(n.operator_topic.topic_arn), sort_keys=True)]
+    for sub in (alarms, notices):
+        assert sub["Properties"]["Endpoint"] == {"Ref": "OperatorEmail"}
+        assert sub["Condition"] in s.doc["Conditions"]
+    assert "FilterPolicy" not in alarms["Properties"]
+    assert notices["Properties"]["FilterPolicy"] == {"kind": list(names.NOTICE_KINDS_EMAILED_BY_DEFAULT)}
 
 
 # --- IAM least privilege ------------------------------------------------------------------------------------
@@ -380,7 +387,9 @@ def test_topic_policies_allow_only_cloudwatch_of_this_account_and_deny_plain_htt
     s: Synth, config: Config
 ) -> None:
     n = s.stack.autoscaler.notifications
-    for topic in (n.alarm_topic, n.operator_topic):
+    notices = _policy_for(s, "AWS::SNS::TopicPolicy", "Topics", s.ref(n.operator_topic.topic_arn))
+    assert [st["Effect"] for st in notices] == ["Deny"]  # only the Lambdas (IAM) publish notices
+    for topic in (n.alarm_topic, n.operator_alarm_topic):
         statements = _policy_for(s, "AWS::SNS::TopicPolicy", "Topics", s.ref(topic.topic_arn))
         allows = [st for st in statements if st["Effect"] == "Allow"]
         assert len(allows) == 1
@@ -399,7 +408,7 @@ def test_topics_and_queues_are_kms_encrypted_with_the_stack_key(s: Synth) -> Non
     key_arn = s.ref(s.stack.autoscaler.notifications.key.key_arn)
     topics = s.props("AWS::SNS::Topic")
     queues = s.props("AWS::SQS::Queue")
-    assert len(topics) == 2
+    assert len(topics) == 3  # alarm, operator (notices), operator alarm
     assert len(queues) == 8  # 4 function DLQs, subscription, schedule, spot rules, EMR rule
     for t in topics:
         assert t["KmsMasterKeyId"] == key_arn

@@ -20,6 +20,7 @@ CONTEXT = {
     "sparkscale": {
         "clusters": CLUSTERS,
         "operator_emails": EMAILS,
+        "email_notice_kinds": ["failure", "action"],  # also every resize, by email
         "heap_used_alarm_bytes": 21474836480,  # the seed's "JvmHeapUsed > 20 GB"
         "reconcile_rate_s": 180,
         "alarm_prefix": "acme",
@@ -54,10 +55,30 @@ def test_alarms_for_every_cluster_including_the_absolute_heap_alarm(s: Synth) ->
     assert all(n.startswith("acme-") for n in alarm_names)
 
 
-def test_email_subscription_per_address(s: Synth) -> None:
-    endpoints = [p["Endpoint"] for p in s.props("AWS::SNS::Subscription") if p["Protocol"] == "email"]
-    assert sorted(e for e in endpoints if isinstance(e, str)) == sorted(EMAILS)
-    assert {"Ref": "OperatorEmail"} in endpoints  # plus the optional parameter's, conditional
+def test_two_email_subscriptions_per_address_alarms_and_the_chosen_notice_kinds(s: Synth) -> None:
+    n = s.stack.autoscaler.notifications
+    mails = [p for p in s.props("AWS::SNS::Subscription") if p["Protocol"] == "email"]
+    for address in EMAILS:
+        mine = {json.dumps(p["TopicArn"]): p for p in mails if p["Endpoint"] == address}
+        assert set(mine) == {
+            json.dumps(s.ref(n.operator_alarm_topic.topic_arn)),
+            json.dumps(s.ref(n.operator_topic.topic_arn)),
+        }
+        alarms = mine[json.dumps(s.ref(n.operator_alarm_topic.topic_arn))]
+        notices = mine[json.dumps(s.ref(n.operator_topic.topic_arn))]
+        assert "FilterPolicy" not in alarms
+        assert notices["FilterPolicy"] == {"kind": ["failure", "action"]}
+    assert {"Ref": "OperatorEmail"} in [p["Endpoint"] for p in mails]  # plus the optional parameter's
+
+
+def test_no_notice_mailed_when_no_kind_is_chosen(tmp_path_factory: pytest.TempPathFactory) -> None:
+    context = {**CONTEXT, "sparkscale": {**CONTEXT["sparkscale"], "email_notice_kinds": []}}
+    quiet = synth(context, outdir=tmp_path_factory.mktemp("cdk.out"))
+    n = quiet.stack.autoscaler.notifications
+    topics = {
+        json.dumps(p["TopicArn"]) for p in quiet.props("AWS::SNS::Subscription") if p["Protocol"] == "email"
+    }
+    assert topics == {json.dumps(quiet.ref(n.operator_alarm_topic.topic_arn))}  # alarms still reach people
 
 
 def test_schedule_rate_in_minutes(s: Synth) -> None:

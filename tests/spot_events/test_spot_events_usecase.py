@@ -418,6 +418,17 @@ def test_notice_for_a_rebalance_says_it_is_a_recommendation():
     assert n.subject == "sparkscale j-TEST: rebalance i-0123456789abcdef0: moved to m5.4xlarge on-demand"
     assert "a RECOMMENDATION" in n.body
     assert "on-demand fallback" in n.body
+    assert n.kind == "fallback"  # to on-demand: an alert, emailed by default
+
+
+def test_a_replacement_that_failed_is_its_own_kind_and_emailed_by_default():
+    c = cluster(g("ig-a", "r5.2xlarge", requested=2, usd=0.12), g("ig-b", "m5.4xlarge", requested=1, usd=0.3))
+    plan = choose_replacement(cluster=c, group_id="ig-a", config=CFG, now=NOW)
+    n = interruption_notice(event=_event(), plan=plan, applied=False, error="ThrottlingException")
+    assert n.kind == "replacement_failed"
+    assert "replacement FAILED" in n.subject
+    assert n.kind in Config().email_notice_kinds
+    assert "interruption" not in Config().email_notice_kinds  # a node moved to another spot pool is routine
 
 
 def test_subjects_stay_under_100_characters():

@@ -72,8 +72,9 @@ class EmrClusterDirectory:
         )
 
 
-def put_alarm_request(spec: AlarmSpec, actions: Sequence[str]) -> dict[str, Any]:
-    """PutMetricAlarm's parameters for one spec: the same alarm the stack's ClusterAlarms synthesizes."""
+def put_alarm_request(spec: AlarmSpec, actions: Sequence[str], people: Sequence[str] = ()) -> dict[str, Any]:
+    """PutMetricAlarm's parameters for one spec: the same alarm the stack's ClusterAlarms synthesizes (ALARM
+    to `actions` and, for an alarm meant for people, to `people`; OK to `actions` only)."""
     dims = [{"Name": n, "Value": v} for n, v in spec.dimensions]
     req: dict[str, Any] = {
         "AlarmName": spec.name,
@@ -84,7 +85,7 @@ def put_alarm_request(spec: AlarmSpec, actions: Sequence[str]) -> dict[str, Any]
         "DatapointsToAlarm": spec.datapoints_to_alarm,
         "TreatMissingData": spec.treat_missing_data,
         "ActionsEnabled": True,
-        "AlarmActions": list(actions),
+        "AlarmActions": [*actions, *people],
         "OKActions": list(actions),
     }
     if not spec.is_math:
@@ -113,15 +114,15 @@ def put_alarm_request(spec: AlarmSpec, actions: Sequence[str]) -> dict[str, Any]
 
 
 class CloudWatchAlarmWriter:
-    """ports.AlarmWriter. Every ALARM/OK of a created alarm goes to `alarm_topic_arn`; alarms marked
-    `to_operators` also to `operator_topic_arn` (as the stack's alarms)."""
+    """ports.AlarmWriter. Every ALARM/OK of a created alarm goes to `alarm_topic_arn`; the ALARM of one marked
+    `to_operators` also to `operator_alarm_topic_arn` (as the stack's alarms)."""
 
     def __init__(
         self,
         cloudwatch: Any,
         *,
         alarm_topic_arn: str,
-        operator_topic_arn: str,
+        operator_alarm_topic_arn: str,
         rate_per_s: float = ALARM_WRITE_RATE_PER_S,
         attempts: int = 5,
         sleep: Callable[[float], None] = time.sleep,
@@ -129,7 +130,7 @@ class CloudWatchAlarmWriter:
     ) -> None:
         self._cw = cloudwatch
         self._alarm_topic = alarm_topic_arn
-        self._operator_topic = operator_topic_arn
+        self._people = operator_alarm_topic_arn
         self._interval = 1.0 / rate_per_s if rate_per_s > 0 else 0.0
         self._attempts = max(1, attempts)
         self._sleep, self._monotonic = sleep, monotonic
@@ -138,8 +139,8 @@ class CloudWatchAlarmWriter:
 
     def put_alarms(self, specs: Sequence[AlarmSpec]) -> None:
         for spec in specs:
-            actions = [self._alarm_topic] + ([self._operator_topic] if spec.to_operators else [])
-            request = put_alarm_request(spec, [a for a in actions if a])
+            people = [self._people] if spec.to_operators and self._people else []
+            request = put_alarm_request(spec, [a for a in [self._alarm_topic] if a], people)
             self._write("PutMetricAlarm", self._cw.put_metric_alarm, request)
 
     def delete_alarms(self, alarm_names: Sequence[str]) -> None:

@@ -1,13 +1,15 @@
 """`sparkscale discover` and `sparkscale cluster-template`, the two commands of clusters managed by tag.
 
 `sparkscale discover --config FILE [--table NAME] [--alarm-topic-arn ARN] [--operator-topic-arn ARN]
-[--dry-run] [--json]`: one discovery sweep (usecases.discovery.sweep, the code the discovery Lambda runs)
-against the AWS endpoint boto3 is configured for (AWS_REGION, AWS_ENDPOINT_URL, the credential chain).
+[--operator-alarm-topic-arn ARN] [--dry-run] [--json]`: one discovery sweep (usecases.discovery.sweep, the
+code the discovery Lambda runs) against the AWS endpoint boto3 is configured for (AWS_REGION,
+AWS_ENDPOINT_URL, the credential chain).
 
 Prints the clusters it manages with their profiles, and the alarms it created or deleted. With --table the
 registry is the deployment's (the state table); without it, an in-memory one (every tagged cluster then looks
 new). --dry-run changes nothing: no alarm, no registry item, no notice. Operator notices go to
---operator-topic-arn when given, else nowhere.
+--operator-topic-arn when given, else nowhere; the created alarms meant for people send their ALARM to
+--operator-alarm-topic-arn when given (the stack's OperatorAlarmTopicArn output).
 
 `sparkscale cluster-template [--config FILE] [--profile NAME] [--log-bucket BUCKET] [--region REGION]`
 prints an `aws emr create-cluster` command for a cluster sparkscale manages from its first minute: the opt-in
@@ -52,7 +54,10 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--alarm-topic-arn", default="", help="where the alarms it creates notify (the alarm topic)"
     )
-    p.add_argument("--operator-topic-arn", default="", help="operator notices and operator alarms")
+    p.add_argument("--operator-topic-arn", default="", help="operator notices")
+    p.add_argument(
+        "--operator-alarm-topic-arn", default="", help="where the created alarms meant for people go (ALARM)"
+    )
     p.add_argument("--no-heap-alarms", action="store_true", help="leave out the heap agent's alarms")
     p.add_argument("--dry-run", action="store_true", help="say what it would do, change nothing")
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
@@ -135,7 +140,7 @@ def _run(args: argparse.Namespace, config: Any) -> Any:
         alarms=CloudWatchAlarmWriter(
             clients.cloudwatch,
             alarm_topic_arn=args.alarm_topic_arn,
-            operator_topic_arn=args.operator_topic_arn,
+            operator_alarm_topic_arn=args.operator_alarm_topic_arn,
         ),
         registry=registry,
     )
