@@ -34,9 +34,10 @@ LEASE_WAIT = WAIT_FOR_SCALER  # for the scaler's lease: up to ~4 s, then Lambda 
 @logger.inject_lambda_context(clear_state=True)
 def handler(event: Any, context: Any) -> dict[str, Any]:
     rt = common.runtime(logger)
-    try:
+    now = rt.clock()
+    try:  # with `now`: an event dated in the future (events.MAX_AHEAD_S) is rejected
         emr_event = events.parse_eventbridge(
-            event, family=events.FAMILY_EMR, managed_clusters=rt.config.clusters
+            event, family=events.FAMILY_EMR, managed_clusters=rt.config.clusters, now=now
         )
     except BadEvent as exc:
         return _rejected(exc.reason, exc.cluster_id)
@@ -46,7 +47,7 @@ def handler(event: Any, context: Any) -> dict[str, Any]:
     t0 = time.perf_counter()
     try:
         result = handle_emr_event(
-            now=rt.clock(),
+            now=now,
             event=emr_event,
             ports=rt.ports,
             config=rt.config,

@@ -46,17 +46,18 @@ def locator(rt: common.Runtime) -> InstanceLocator:
 
 @logger.inject_lambda_context(clear_state=True)
 def handler(event: Any, context: Any) -> dict[str, Any]:
-    try:
-        spot = events.parse_eventbridge(event, family=events.FAMILY_SPOT)
+    rt = common.runtime(logger)
+    now = rt.clock()
+    try:  # with `now`: a warning outside its two minutes is rejected (events.spot.INTERRUPTION_MAX_AGE_S)
+        spot = events.parse_eventbridge(event, family=events.FAMILY_SPOT, now=now)
     except BadEvent as exc:
         return _rejected(exc.reason)
     if not isinstance(spot, SpotEvent):  # the registry's spot family parses to SpotEvent
         return _rejected(f"not a spot event: {type(spot).__name__}")
     logger.append_keys(instance_id=spot.instance_id, spot_event=spot.kind.value)
-    rt = common.runtime(logger)
     try:
         result = handle_spot_event(
-            now=rt.clock(),
+            now=now,
             event=spot,
             ports=rt.ports,
             locator=locator(rt),
