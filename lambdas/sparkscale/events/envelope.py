@@ -21,6 +21,7 @@ from sparkscale.errors import BadEvent
 MAX_QUOTE_CHARS: Final = 160  # how much of a bad value a one-line reason quotes
 MAX_ID_CHARS: Final = 256  # EventBridge ids and SNS MessageIds are UUIDs (36); they become idempotency keys
 MAX_TIME_CHARS: Final = 64  # "2026-03-02T12:00:00.123456+00:00" is 32
+MAX_REGION_CHARS: Final = 32  # "ap-southeast-4" is 14, an account id 12: longer is kept as ""
 # Event times outside these are not dates AWS sends (EventBridge started in 2019, EMR events in 2016): a
 # reason, never an OverflowError in a later subtraction.
 EARLIEST_EVENT_TIME: Final = datetime(2000, 1, 1, tzinfo=UTC)
@@ -120,7 +121,7 @@ def parse_envelope(event: Any) -> Envelope:
         detail_type=detail_type,
         event_id=event_id if isinstance(event_id, str) else "",
         at=at,
-        region=region if isinstance(region, str) else "",
+        region=region if isinstance(region, str) and len(region) <= MAX_REGION_CHARS else "",
         detail=detail,
-        account=account if isinstance(account, str) else "",
+        account=account if isinstance(account, str) and len(account) <= MAX_REGION_CHARS else "",
     )
