@@ -247,3 +247,21 @@ def test_reconcile_handler_never_raises_and_reads_nothing_from_its_event(
         assert len(world.emr.resizes) == resizes
     finally:
         common.set_runtime(rt)
+
+
+def test_an_alarm_of_another_account_changes_nothing(world: World) -> None:
+    text = json.dumps(ALARM_SAMPLES[0]).replace("123456789012", "999999999999")  # same alarm, their account
+    before = world.footprint()
+    emf = io.StringIO()
+    with contextlib.redirect_stdout(emf):
+        out = alarm.handler(json.loads(text), FakeLambdaContext(invoked_function_arn=HOME))
+    [result] = out["results"]
+    assert result["outcome"] == "rejected"
+    assert (
+        "is in account 999999999999 region us-east-1, not this deployment's 123456789012" in result["reason"]
+    )
+    assert world.footprint() == before
+    assert emf.getvalue().count(f'"{names.M_REJECTED_EVENTS}":[1.0]') == 1
+    with contextlib.redirect_stdout(io.StringIO()):  # the same alarm from our own account is acted on
+        mine = alarm.handler(ALARM_SAMPLES[0], FakeLambdaContext(invoked_function_arn=HOME))
+    assert mine["results"][0]["outcome"] != "rejected", mine

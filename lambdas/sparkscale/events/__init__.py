@@ -1,6 +1,7 @@
 """Every event sparkscale accepts, parsed at the edge into one typed value (pure).
 
 - `envelope.py`: the EventBridge envelope all families share (source, detail-type, id, time; one age check);
+- `jsontext.py`: JSON text inside an event, loaded only when small and shallow enough;
 - `alarm.py`: CloudWatch alarm state changes in every shape they arrive in (SNS, SQS, EventBridge, bare);
 - `spot.py`: EC2 spot interruption warnings and rebalance recommendations;
 - `emr.py`: EMR instance-group capacity problems and cluster terminations.
