@@ -2,10 +2,10 @@
 Recommendation" -> move the node to another pool (sparkscale.usecases.spot_events.handle_spot_event).
 
 Thin: parse at the edge (the events registry), one call into the use case, metrics and logs. A rejected event
-(not one of the two, or an instance outside the managed clusters) is logged with its reason and counted
-(RejectedEvents); it never fails the invocation. LeaseHeld, Throttled and TransientAwsError do, so Lambda
-retries the event. A duplicate delivery is recognised in the use case (the per-cluster notice ledger), under
-the same lease as the scaler.
+(not one of the two, outside its window: a warning more than 2 minutes old or dated ahead, or an instance
+outside the managed clusters) is logged with its reason and counted (RejectedEvents); it never fails the
+invocation. LeaseHeld, Throttled and TransientAwsError do, so Lambda retries the event. A duplicate delivery
+is recognised in the use case (the per-cluster notice ledger), under the same lease as the scaler.
 """
 
 from __future__ import annotations
