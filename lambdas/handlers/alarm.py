@@ -68,11 +68,12 @@ def _idempotent(rt: common.Runtime) -> Any:
 @logger.inject_lambda_context(clear_state=True)
 def handler(event: Any, context: Any) -> dict[str, Any]:
     rt = common.runtime(logger)
+    origin = common.origin_of(context)  # an alarm of another account or region is rejected
     out: list[dict[str, Any]] = []
     clusters = common.managed(rt).clusters
     for record in events.split_records(event):
         try:
-            trigger = events.parse_event(record, managed_clusters=clusters)
+            trigger = events.parse_event(record, managed_clusters=clusters, origin=origin)
         except BadEvent as exc:
             logger.warning("rejected event: %s", exc.reason, extra={"cluster_id": exc.cluster_id})
             common.emit_count(metrics, names.M_REJECTED_EVENTS, exc.cluster_id, reason=exc.reason)

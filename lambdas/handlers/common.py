@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -18,6 +19,7 @@ from sparkscale.clock import utcnow
 from sparkscale.config import Config
 from sparkscale.config_io import from_environment
 from sparkscale.errors import SparkscaleError
+from sparkscale.events.envelope import Origin
 from sparkscale.ports import AlarmReader, ClusterRegistry, Ports, Registration
 
 if TYPE_CHECKING:
@@ -145,6 +147,17 @@ def _route_library_logs(logger: Logger) -> None:
     ours = {n for n in logging.root.manager.loggerDict if n.startswith("sparkscale")}
     if ours:
         copy_config_to_registered_loggers(source_logger=logger, include=ours)
+
+
+_FUNCTION_ARN = re.compile(r"arn:aws[a-z-]*:lambda:(?P<region>[a-z0-9-]+):(?P<account>[0-9]{12}):function:.+")
+
+
+def origin_of(context: Any) -> Origin | None:
+    """The account and region this function runs in, from the Lambda context's invoked_function_arn (None
+    outside Lambda, where no context names them: the origin checks are then skipped)."""
+    arn = getattr(context, "invoked_function_arn", None)
+    m = _FUNCTION_ARN.fullmatch(arn) if isinstance(arn, str) else None
+    return None if m is None else Origin(account=m["account"], region=m["region"])
 
 
 def owner_of(context: Any) -> str:

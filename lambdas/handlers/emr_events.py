@@ -35,9 +35,10 @@ LEASE_WAIT = WAIT_FOR_SCALER  # for the scaler's lease: up to ~4 s, then Lambda 
 def handler(event: Any, context: Any) -> dict[str, Any]:
     rt = common.runtime(logger)
     managed = common.managed(rt)  # the static list plus the clusters managed by tag
-    try:
+    now = rt.clock()
+    try:  # with `now`: an event dated in the future (events.MAX_AHEAD_S) is rejected
         emr_event = events.parse_eventbridge(
-            event, family=events.FAMILY_EMR, managed_clusters=managed.clusters
+            event, family=events.FAMILY_EMR, managed_clusters=managed.clusters, now=now
         )
     except BadEvent as exc:
         return _rejected(exc.reason, exc.cluster_id)
@@ -47,7 +48,7 @@ def handler(event: Any, context: Any) -> dict[str, Any]:
     t0 = time.perf_counter()
     try:
         result = handle_emr_event(
-            now=rt.clock(),
+            now=now,
             event=emr_event,
             ports=rt.ports,
             config=managed.config_for(emr_event.cluster_id),

@@ -2,10 +2,10 @@
 Recommendation" -> move the node to another pool (sparkscale.usecases.spot_events.handle_spot_event).
 
 Thin: parse at the edge (the events registry), one call into the use case, metrics and logs. A rejected event
-(not one of the two, or an instance outside the managed clusters) is logged with its reason and counted
-(RejectedEvents); it never fails the invocation. LeaseHeld, Throttled and TransientAwsError do, so Lambda
-retries the event. A duplicate delivery is recognised in the use case (the per-cluster notice ledger), under
-the same lease as the scaler.
+(not one of the two, outside its window: a warning more than 2 minutes old or dated ahead, or an instance
+outside the managed clusters) is logged with its reason and counted (RejectedEvents); it never fails the
+invocation. LeaseHeld, Throttled and TransientAwsError do, so Lambda retries the event. A duplicate delivery
+is recognised in the use case (the per-cluster notice ledger), under the same lease as the scaler.
 """
 
 from __future__ import annotations
@@ -46,17 +46,18 @@ def locator(rt: common.Runtime) -> InstanceLocator:
 
 @logger.inject_lambda_context(clear_state=True)
 def handler(event: Any, context: Any) -> dict[str, Any]:
-    try:
-        spot = events.parse_eventbridge(event, family=events.FAMILY_SPOT)
+    rt = common.runtime(logger)
+    now = rt.clock()
+    try:  # with `now`: a warning outside its two minutes is rejected (events.spot.INTERRUPTION_MAX_AGE_S)
+        spot = events.parse_eventbridge(event, family=events.FAMILY_SPOT, now=now)
     except BadEvent as exc:
         return _rejected(exc.reason)
     if not isinstance(spot, SpotEvent):  # the registry's spot family parses to SpotEvent
         return _rejected(f"not a spot event: {type(spot).__name__}")
     logger.append_keys(instance_id=spot.instance_id, spot_event=spot.kind.value)
-    rt = common.runtime(logger)
     try:
         result = handle_spot_event(
-            now=rt.clock(),
+            now=now,
             event=spot,
             ports=rt.ports,
             locator=locator(rt),

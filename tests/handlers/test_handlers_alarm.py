@@ -177,14 +177,15 @@ def test_an_unmanaged_cluster_is_rejected_under_its_own_id(
 
 def test_every_accepted_sample_shape_reaches_run_once(deployment: Deployment) -> None:
     cid = deployment.cluster.cluster_id
-    for path in (
-        "sns/emr-alarm-sns-metric-math.json",
-        "sns/emr-alarm-sqs-event.json",
-        "eventbridge/emr-alarm-state-change-metric-math.json",
-        "sns/emr-alarm-message-body-single-metric.json",
+    for path, home in (  # each alarm reaches a function of its own account and region
+        ("sns/emr-alarm-sns-metric-math.json", "eu-west-1:123456789012"),
+        ("sns/emr-alarm-sqs-event.json", "eu-west-1:231436140809"),
+        ("eventbridge/emr-alarm-state-change-metric-math.json", "us-east-1:123456789012"),
+        ("sns/emr-alarm-message-body-single-metric.json", "us-east-1:123456789012"),
     ):
         text = json.dumps(fixture(path)).replace("j-2AXXXXXXGAPLF", cid)
-        out = alarm.handler(json.loads(text), FakeLambdaContext())
+        ctx = FakeLambdaContext(invoked_function_arn=f"arn:aws:lambda:{home}:function:sparkscale-alarm")
+        out = alarm.handler(json.loads(text), ctx)
         assert out["results"][0]["outcome"] in {"applied", "hold"}, (path, out)
         assert out["results"][0]["cluster_id"] == cid
 

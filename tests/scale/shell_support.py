@@ -55,10 +55,10 @@ def fake_aws_env(monkeypatch: Any) -> None:
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", os.devnull)
 
 
-def clients(endpoint_url: str | None = None, *, max_attempts: int = 2) -> AwsClients:
+def clients(endpoint_url: str | None = None, *, attempts: int = 3) -> AwsClients:
     """boto3 clients with the adapters' botocore Config (few retries: tests stay fast)."""
     s = boto3.session.Session(region_name=REGION)
-    cfg = boto_config(max_attempts=max_attempts, connect_timeout_s=2, read_timeout_s=10)
+    cfg = boto_config(attempts=attempts, connect_timeout_s=2, read_timeout_s=10)
     kw: dict[str, Any] = {"config": cfg}
     if endpoint_url:
         kw["endpoint_url"] = endpoint_url

@@ -11,7 +11,9 @@ test_spot_interruptions.py.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 import boto3
@@ -148,7 +150,9 @@ def world(monkeypatch):
 
 
 def event(name: str, instance_id: str) -> dict:
+    """The sample for `instance_id`, dated now: a warning is acted on only within its two minutes."""
     ev = json.loads((FIXTURES / name).read_text())
+    ev["time"] = utcnow().strftime("%Y-%m-%dT%H:%M:%SZ")
     ev["detail"]["instance-id"] = instance_id
     ev["resources"] = [f"arn:aws:ec2:us-east-1:123456789012:instance/{instance_id}"]
     return ev
@@ -247,6 +251,33 @@ def test_bad_events_are_rejected_not_raised(world, capsys, bad):
     assert out["result"] == "rejected"
     assert out["reason"]
     assert world.requested(world.managed) == before
+    [doc] = emf(capsys.readouterr().out)
+    assert doc[names.M_REJECTED_EVENTS] == [1.0]
+
+
+def _dated(age_s: int) -> str:
+    return (utcnow() - timedelta(seconds=age_s)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@pytest.mark.parametrize(
+    ("time", "why"),
+    [
+        (125, r"is 12\d s old \(more than 120 s\): too old to act on"),  # just past the window
+        (-90, r"is dated \d+ s in the future: not acted on"),  # more than MAX_AHEAD_S ahead
+        ("2021-06-01T00:00:00Z", r"s old \(more than 120 s\)"),  # a replayed warning
+        ("1970-01-01T00:00:00Z", r"bad time '1970-01-01T00:00:00Z'"),  # the issue's: not a date AWS sends
+    ],
+)
+def test_a_warning_outside_its_two_minutes_moves_nothing(world, capsys, time, why):
+    victim = world.instance_in(world.managed, "spot-r5")
+    before = world.requested(world.managed)
+    ev = event("EC2_Spot_Instance_Interruption_Warning.json", victim)
+    ev["time"] = _dated(time) if isinstance(time, int) else time  # an int: seconds before now
+    out = invoke(ev)
+    assert out["result"] == "rejected"
+    assert re.search(why, out["reason"]), out
+    assert world.requested(world.managed) == before
+    assert world.messages() == []
     [doc] = emf(capsys.readouterr().out)
     assert doc[names.M_REJECTED_EVENTS] == [1.0]
 

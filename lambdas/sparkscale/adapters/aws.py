@@ -9,7 +9,7 @@ Used by the Lambda handlers (lazily, on the first invocation), the `sparkscale d
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 import boto3
 from botocore.config import Config as BotoConfig
@@ -23,19 +23,26 @@ from sparkscale.config import Config
 from sparkscale.ports import Ports
 
 RetryMode = Literal["standard", "adaptive"]
+# Calls to AWS per API request, the first one included. botocore's Config has two spellings: `max_attempts`
+# counts the retries only (botocore adds one: max_attempts=4 made 5 calls), `total_max_attempts` counts every
+# call (the meaning of AWS_MAX_ATTEMPTS and of max_attempts in ~/.aws/config). Only the latter is used here.
+ATTEMPTS: Final = 4
 
 
 def boto_config(
     *,
     mode: RetryMode = "standard",
-    max_attempts: int = 4,
+    attempts: int = ATTEMPTS,
     connect_timeout_s: float = 3.0,
     read_timeout_s: float = 10.0,
 ) -> BotoConfig:
     """Retries with exponential backoff and jitter on throttling, 5xx and connection errors (botocore's
-    standard mode); what still fails after `max_attempts` becomes Throttled / TransientAwsError."""
+    standard mode): at most `attempts` calls per request, the first included (1: no retry). What still fails
+    after them becomes Throttled / TransientAwsError."""
+    if attempts < 1:
+        raise ValueError(f"attempts counts the first call too: at least 1, not {attempts}")
     return BotoConfig(
-        retries={"mode": mode, "max_attempts": max_attempts},
+        retries={"mode": mode, "total_max_attempts": attempts},
         connect_timeout=connect_timeout_s,
         read_timeout=read_timeout_s,
         user_agent_appid="sparkscale",

@@ -13,22 +13,25 @@ configuration.metrics[]: the first metric inside that belongs to an EMR cluster)
 of {"value","name"} (any key case) or EventBridge's {name: value}; the dimension may be spelled JobFlowId or
 JobFlowID; `Region` may be a display name ("US East (N. Virginia)"); `Statistic` may be upper case.
 
-Anything else raises BadEvent with one reason: not JSON, truncated, not an alarm, a composite alarm, an alarm
-on another service's metric, no cluster id, an unmanaged cluster, an unknown state.
+Anything else raises BadEvent with one reason: not JSON, too large or nested too deeply, truncated, a value of
+the wrong type at any level, not an alarm, a composite alarm, an alarm on another service's metric, no
+cluster id, an unmanaged cluster, an unknown state, and (given the deployment's `Origin`) an alarm of another
+account or region. Nothing else escapes: the parser is total.
 """
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Collection, Mapping
 from dataclasses import asdict, dataclass
 from enum import StrEnum
+from itertools import islice
 from typing import Any, Final
 
 from sparkscale import names
 from sparkscale.errors import BadEvent
-from sparkscale.events.envelope import Envelope, parse_envelope, quote
+from sparkscale.events.envelope import MAX_ID_CHARS, Envelope, Origin, parse_envelope, quote
+from sparkscale.events.jsontext import load_json
 
 
 class AlarmState(StrEnum):
@@ -46,9 +49,16 @@ class Source(StrEnum):
 
 
 OUR_NAMESPACES: Final = frozenset({names.EMR_NAMESPACE, names.HEAP_NAMESPACE, names.YARN_NAMESPACE})
-_CLUSTER_ID: Final = re.compile(r"^j-[A-Za-z0-9]{1,64}$")
+_CLUSTER_ID: Final = re.compile(r"j-[A-Za-z0-9]{1,64}")  # fullmatch: "$" would let a final newline in
 _ARN_REGION: Final = re.compile(r"^arn:aws[a-z-]*:cloudwatch:([a-z0-9-]+):")
+_ALARM_ARN: Final = re.compile(
+    r"arn:aws[a-z-]{0,16}:cloudwatch:(?P<region>[a-z0-9-]{1,32}):(?P<account>[0-9]{12}):alarm:.+"
+)
+_REGION_CODE: Final = re.compile(r"[a-z]{2}(?:-[a-z]{1,16}){1,3}-[0-9]{1,2}")
 _MAX_EVENT_CHARS: Final = 256 * 1024 * 2  # SNS messages are at most 256 KiB; nested JSON escapes double it
+MAX_NAME_CHARS: Final = 255  # CloudWatch's limit for alarm names, namespaces and metric names
+MAX_TIME_CHARS: Final = 64
+MAX_RECORDS: Final = 10  # SNS delivers one record per invocation, SQS at most 10 by default
 # CloudWatch alarm notifications carry the region's display name; the commercial regions.
 REGION_CODES: Final = {
     "US East (N. Virginia)": "us-east-1",
@@ -111,15 +121,20 @@ class AlarmTrigger:
 
 # --- entry points -------------------------------------------------------------------------------------------
 def split_records(event: Any) -> list[Any]:
-    """The independent payloads of one Lambda invocation: each record of a Records batch, else the event."""
-    if isinstance(event, Mapping) and isinstance(event.get("Records"), list) and event["Records"]:
-        return list(event["Records"])
+    """The independent payloads of one Lambda invocation: each record of a Records batch of at most
+    MAX_RECORDS, else the event (which parse_event then rejects once, as a batch too large)."""
+    records = event.get("Records") if isinstance(event, Mapping) else None
+    if isinstance(records, list) and 0 < len(records) <= MAX_RECORDS:
+        return list(records)
     return [event]
 
 
-def parse_event(event: Any, *, managed_clusters: Collection[str] | None = None) -> AlarmTrigger:
+def parse_event(
+    event: Any, *, managed_clusters: Collection[str] | None = None, origin: Origin | None = None
+) -> AlarmTrigger:
     """Parse one payload (a dict, or JSON text/bytes). A Records batch must hold exactly one record here
-    (use split_records for batches). `managed_clusters`: when given, other clusters' triggers are rejected."""
+    (use split_records for batches). `managed_clusters`: when given, other clusters' triggers are rejected;
+    `origin`: when given, an alarm whose ARN (or EventBridge account/region) names another is rejected."""
     obj = _load(event, "event")
     if isinstance(obj, Mapping) and "Records" in obj:
         records = obj["Records"]
@@ -128,7 +143,7 @@ def parse_event(event: Any, *, managed_clusters: Collection[str] | None = None) 
         if len(records) != 1:
             raise BadEvent(f"a batch of {len(records)} records: parse each record on its own")
         obj = records[0]
-    trigger = _parse(obj)
+    trigger = _parse(obj, origin)
     _check_managed(trigger, managed_clusters)
     return trigger
 
@@ -144,45 +159,41 @@ def _check_managed(trigger: AlarmTrigger, managed_clusters: Collection[str] | No
 # --- shapes -------------------------------------------------------------------------------------------------
 def _load(raw: Any, what: str) -> Any:
     if isinstance(raw, bytes | bytearray):
+        if len(raw) > _MAX_EVENT_CHARS:
+            raise BadEvent(f"{what} is too large ({len(raw)} bytes)")
         try:
             raw = raw.decode("utf-8")
         except UnicodeDecodeError:
             raise BadEvent(f"{what} is not UTF-8 text") from None
     if isinstance(raw, str):
-        if len(raw) > _MAX_EVENT_CHARS:
-            raise BadEvent(f"{what} is too large ({len(raw)} characters)")
-        try:
-            return json.loads(raw)
-        except json.JSONDecodeError as exc:
-            snippet = raw.strip()[:40].replace("\n", " ")
-            raise BadEvent(f"{what} is not JSON ({exc.msg} at character {exc.pos}): {snippet!r}") from None
+        return load_json(raw, what=what, max_chars=_MAX_EVENT_CHARS)
     return raw
 
 
-def _parse(obj: Any) -> AlarmTrigger:
+def _parse(obj: Any, origin: Origin | None = None) -> AlarmTrigger:
     if not isinstance(obj, Mapping):
         raise BadEvent(f"expected a JSON object, got {type(obj).__name__}")
     if isinstance(obj.get("Sns"), Mapping):  # a Lambda SNS record
-        return _from_envelope(obj["Sns"], Source.LAMBDA_SNS)
+        return _from_envelope(obj["Sns"], Source.LAMBDA_SNS, origin)
     if obj.get("eventSource") == "aws:sqs" or ("body" in obj and "receiptHandle" in obj):
         envelope = _load(obj.get("body", ""), "SQS message body")
         if not isinstance(envelope, Mapping) or "Message" not in envelope:
             raise BadEvent("SQS message body is not an SNS notification envelope")
-        return _from_envelope(envelope, Source.SQS_SNS)
+        return _from_envelope(envelope, Source.SQS_SNS, origin)
     if obj.get("Type") == "Notification" and "Message" in obj:
-        return _from_envelope(obj, Source.SNS_ENVELOPE)
+        return _from_envelope(obj, Source.SNS_ENVELOPE, origin)
     if "detail-type" in obj:
-        return from_envelope(parse_envelope(obj))
+        return from_envelope(parse_envelope(obj), origin=origin)
     if "AlarmName" in obj and "NewStateValue" in obj:
-        return _from_alarm_body(obj, message_id=None, source=Source.ALARM_BODY)
-    keys = ", ".join(sorted(str(k) for k in obj)[:6]) or "none"
+        return _from_alarm_body(obj, message_id=None, source=Source.ALARM_BODY, origin=origin)
+    keys = ", ".join(sorted(quote(k) for k in islice(obj, 100))[:6]) or "none"
     raise BadEvent(f"not an SNS, EventBridge or CloudWatch alarm payload (keys: {keys})")
 
 
-def _from_envelope(env: Mapping[str, Any], source: Source) -> AlarmTrigger:
+def _from_envelope(env: Mapping[str, Any], source: Source, origin: Origin | None) -> AlarmTrigger:
     kind = env.get("Type", "Notification")
     if kind != "Notification":
-        raise BadEvent(f"SNS message of type {kind!r} is not a Notification")
+        raise BadEvent(f"SNS message of type {quote(kind)!r} is not a Notification")
     message = env.get("Message")
     if not isinstance(message, str):
         raise BadEvent("SNS Message is missing or not a string")
@@ -190,38 +201,30 @@ def _from_envelope(env: Mapping[str, Any], source: Source) -> AlarmTrigger:
     if not isinstance(body, Mapping) or "AlarmName" not in body or "NewStateValue" not in body:
         raise BadEvent("SNS Message is not a CloudWatch alarm notification (no AlarmName/NewStateValue)")
     mid = env.get("MessageId")
-    return _from_alarm_body(body, message_id=str(mid) if mid else None, source=source)
+    if mid is not None and (not isinstance(mid, str) or len(mid) > MAX_ID_CHARS):
+        raise BadEvent(f"SNS MessageId {quote(mid)!r} is not a message id")
+    return _from_alarm_body(body, message_id=mid or None, source=source, origin=origin)
 
 
-def _from_alarm_body(body: Mapping[str, Any], *, message_id: str | None, source: Source) -> AlarmTrigger:
-    name = _required_text(body.get("AlarmName"), "AlarmName")
+def _from_alarm_body(
+    body: Mapping[str, Any], *, message_id: str | None, source: Source, origin: Origin | None
+) -> AlarmTrigger:
+    name = _alarm_name(body.get("AlarmName"), "AlarmName")
     state = _state(body.get("NewStateValue"), name)
+    arn = _text_or_none(body.get("AlarmArn"), 2 * MAX_NAME_CHARS) or ""
+    _check_arn(name, arn, origin)
     trigger = body.get("Trigger")
     if not isinstance(trigger, Mapping):
         if "AlarmRule" in body:
             raise BadEvent(f"alarm {name!r} is a composite alarm: it names no metric or cluster")
         raise BadEvent(f"alarm {name!r} has no Trigger")
-    if isinstance(trigger.get("Metrics"), list):
-        metrics = [
-            (
-                (m.get("MetricStat") or {}).get("Metric") or {}
-                if isinstance(m, Mapping) and isinstance(m.get("MetricStat"), Mapping)
-                else {}
-            )
-            for m in trigger["Metrics"]
-        ]
-        candidates = [
-            (str(m.get("Namespace", "")), str(m.get("MetricName", "")), m.get("Dimensions"))
-            for m in metrics
-            if m
-        ]
+    if isinstance(trigger.get("Metrics"), list):  # metric math: Metrics[].MetricStat.Metric
+        metrics = [_obj(_obj(_obj(m).get("MetricStat")).get("Metric")) for m in trigger["Metrics"]]
+        candidates = [_candidate(m, "Namespace", "MetricName", "Dimensions") for m in metrics if m]
     else:
-        candidates = [
-            (str(trigger.get("Namespace", "")), str(trigger.get("MetricName", "")), trigger.get("Dimensions"))
-        ]
+        candidates = [_candidate(trigger, "Namespace", "MetricName", "Dimensions")]
     namespace, metric, cluster = _pick(name, candidates)
-    changed = body.get("StateChangeTime")
-    arn = str(body.get("AlarmArn", ""))
+    changed = _text_or_none(body.get("StateChangeTime"), MAX_TIME_CHARS)
     region = _region(arn, body.get("Region"))
     mid = message_id or f"alarm:{arn or name}:{state.value}:{changed or ''}"
     return AlarmTrigger(
@@ -232,54 +235,60 @@ def _from_alarm_body(body: Mapping[str, Any], *, message_id: str | None, source:
         namespace=namespace,
         message_id=mid,
         source=source,
-        previous_state=str(body["OldStateValue"]) if body.get("OldStateValue") else None,
+        previous_state=_previous(body.get("OldStateValue")),
         region=region,
-        changed_at=str(changed) if changed else None,
+        changed_at=changed,
     )
 
 
-def from_envelope(env: Envelope, managed_clusters: Collection[str] | None = None) -> AlarmTrigger:
+def from_envelope(
+    env: Envelope, managed_clusters: Collection[str] | None = None, *, origin: Origin | None = None
+) -> AlarmTrigger:
     """A "CloudWatch Alarm State Change" EventBridge event (the events registry's entry for alarms)."""
     if env.detail_type != names.DETAIL_ALARM_STATE_CHANGE or env.source != names.EVENT_SOURCE_CLOUDWATCH:
         raise BadEvent(
             f"EventBridge event {quote(env.detail_type)!r} from {quote(env.source)!r} is not a CloudWatch "
             "alarm state change"
         )
-    trigger = _from_eventbridge(env)
+    trigger = _from_eventbridge(env, origin)
     _check_managed(trigger, managed_clusters)
     return trigger
 
 
-def _from_eventbridge(env: Envelope) -> AlarmTrigger:
+def _from_eventbridge(env: Envelope, origin: Origin | None) -> AlarmTrigger:
     detail = env.detail
-    name = _required_text(detail.get("alarmName"), "detail.alarmName")
+    name = _alarm_name(detail.get("alarmName"), "detail.alarmName")
     st = _obj(detail.get("state"))
     state = _state(st.get("value"), name)
+    if origin is not None and (env.account, env.region) != (origin.account, origin.region):
+        raise BadEvent(
+            f"alarm {name!r} is in account {quote(env.account) or '?'} region {quote(env.region) or '?'}, "
+            f"not this deployment's {origin.account} {origin.region}"
+        )
     config = _obj(detail.get("configuration"))
     if "alarmRule" in config:
         raise BadEvent(f"alarm {name!r} is a composite alarm: it names no metric or cluster")
-    candidates = []
-    for m in config.get("metrics") or []:
-        metric = ((m.get("metricStat") or {}).get("metric") or {}) if isinstance(m, Mapping) else {}
-        if metric:
-            candidates.append(
-                (str(metric.get("namespace", "")), str(metric.get("name", "")), metric.get("dimensions"))
-            )
+    metrics = config.get("metrics")
+    candidates = [
+        _candidate(metric, "namespace", "name", "dimensions")
+        for metric in (_obj(_obj(_obj(m).get("metricStat")).get("metric")) for m in _list(metrics))
+        if metric
+    ]
     if not candidates:
         raise BadEvent(f"alarm {name!r} has no metric in its configuration")
     namespace, metric_name, cluster = _pick(name, candidates)
-    prev = _obj(detail.get("previousState"))
+    stamp = _text_or_none(st.get("timestamp"), MAX_TIME_CHARS)
     return AlarmTrigger(
         cluster_id=cluster,
         state=state,
         alarm_name=name,
         metric_name=metric_name,
         namespace=namespace,
-        message_id=env.event_id or f"alarm:{name}:{state.value}:{st.get('timestamp', '')}",
+        message_id=env.event_id or f"alarm:{name}:{state.value}:{stamp or ''}",
         source=Source.EVENTBRIDGE,
-        previous_state=str(prev["value"]) if prev.get("value") else None,
+        previous_state=_previous(_obj(detail.get("previousState")).get("value")),
         region=env.region or None,
-        changed_at=str(st["timestamp"]) if st.get("timestamp") else None,
+        changed_at=stamp,
     )
 
 
@@ -287,31 +296,69 @@ def _obj(v: Any) -> Mapping[str, Any]:
     return v if isinstance(v, Mapping) else {}
 
 
+def _list(v: Any) -> list[Any]:
+    return v if isinstance(v, list) else []
+
+
 # --- pieces -------------------------------------------------------------------------------------------------
-def _required_text(v: Any, what: str) -> str:
+def _check_arn(name: str, arn: str, origin: Origin | None) -> None:
+    """With the deployment's origin, the alarm's ARN must name the same account and region."""
+    if origin is None:
+        return
+    m = _ALARM_ARN.fullmatch(arn)
+    if m is None:
+        raise BadEvent(f"alarm {name!r} has no CloudWatch alarm ARN ({quote(arn) or 'none'}): whose is it?")
+    if (m["account"], m["region"]) != (origin.account, origin.region):
+        raise BadEvent(
+            f"alarm {name!r} is in account {m['account']} region {m['region']}, not this deployment's "
+            f"{origin.account} {origin.region}"
+        )
+
+
+def _alarm_name(v: Any, what: str) -> str:
     if not isinstance(v, str) or not v.strip():
         raise BadEvent(f"{what} is missing or empty")
+    if len(v) > MAX_NAME_CHARS:
+        raise BadEvent(f"{what} of {len(v)} characters is not an alarm name (at most {MAX_NAME_CHARS})")
     return v
 
 
+def _text_or_none(v: Any, max_chars: int) -> str | None:
+    """A string field kept as given when it is a non-empty string of at most `max_chars`, else None."""
+    return v if isinstance(v, str) and v and len(v) <= max_chars else None
+
+
+def _previous(v: Any) -> str | None:
+    return v if isinstance(v, str) and v in AlarmState.__members__ else None
+
+
+def _candidate(metric: Mapping[str, Any], ns_key: str, name_key: str, dims_key: str) -> tuple[str, str, Any]:
+    """(namespace, metric name, raw dimensions) of one metric; a name that is not a string of at most
+    MAX_NAME_CHARS counts as none."""
+    return (
+        _text_or_none(metric.get(ns_key), MAX_NAME_CHARS) or "",
+        _text_or_none(metric.get(name_key), MAX_NAME_CHARS) or "",
+        metric.get(dims_key),
+    )
+
+
 def _state(v: Any, alarm: str) -> AlarmState:
-    try:
-        return AlarmState(str(v))
-    except ValueError:
-        raise BadEvent(f"alarm {alarm!r} has an unknown state {v!r}") from None
+    if isinstance(v, str) and v in AlarmState.__members__:
+        return AlarmState(v)
+    raise BadEvent(f"alarm {alarm!r} has an unknown state {quote(v)!r}")
 
 
 def dimensions(raw: Any) -> dict[str, str]:
-    """{name: value} from [{"name","value"}] (any key case) or {name: value}."""
+    """{name: value} from [{"name","value"}] (any key case) or {name: value}; only string names and values."""
     if isinstance(raw, Mapping):
-        return {str(k): str(v) for k, v in raw.items()}
+        return {k: v for k, v in raw.items() if isinstance(k, str) and isinstance(v, str)}
     out: dict[str, str] = {}
-    if isinstance(raw, list):
-        for d in raw:
-            if isinstance(d, Mapping):
-                low = {str(k).lower(): v for k, v in d.items()}
-                if "name" in low and "value" in low:
-                    out[str(low["name"])] = str(low["value"])
+    for d in _list(raw):
+        if isinstance(d, Mapping):
+            low = {k.lower(): v for k, v in d.items() if isinstance(k, str)}
+            name, value = low.get("name"), low.get("value")
+            if isinstance(name, str) and isinstance(value, str):
+                out[name] = value
     return out
 
 
@@ -330,22 +377,25 @@ def _pick(alarm: str, candidates: list[tuple[str, str, Any]]) -> tuple[str, str,
         cid = _job_flow(dims)
         if cid is None:
             continue
-        if not _CLUSTER_ID.match(cid):
-            raise BadEvent(f"alarm {alarm!r}: JobFlowId {cid!r} is not an EMR cluster id", cluster_id=None)
+        if not _CLUSTER_ID.fullmatch(cid):
+            raise BadEvent(f"alarm {alarm!r}: JobFlowId {quote(cid)!r} is not an EMR cluster id")
         return ns, metric, cid
     if not ours:
-        seen = ", ".join(f"{ns or '?'} {m or '?'}" for ns, m, _ in candidates) or "no metric"
+        seen = ", ".join(f"{ns or '?'} {m or '?'}" for ns, m, _ in candidates[:3]) or "no metric"
+        more = f" and {len(candidates) - 3} more" if len(candidates) > 3 else ""
         raise BadEvent(
-            f"alarm {alarm!r} is on {seen}, not an EMR, Spark heap or YARN collector metric, and none of its "
-            "metrics has a JobFlowId dimension"
+            f"alarm {alarm!r} is on {quote(seen)}{more}, not an EMR, Spark heap or YARN collector metric, "
+            "and none of its metrics has a JobFlowId dimension"
         )
     raise BadEvent(f"alarm {alarm!r} has no JobFlowId dimension: no cluster to evaluate")
 
 
 def _region(arn: str, display: Any) -> str | None:
+    """The region code from the ARN, else from the display name (a code as such), else None."""
     m = _ARN_REGION.match(arn)
     if m:
         return m.group(1)
     if isinstance(display, str) and display:
-        return REGION_CODES.get(display.strip(), display.strip())
+        code = REGION_CODES.get(display.strip(), display.strip())
+        return code if _REGION_CODE.fullmatch(code) else None
     return None

@@ -9,11 +9,15 @@ The message templates are in the EMR management guide's event table:
   <ReasonDesc>." (severity ERROR, state SUSPENDED), acted on whatever the reason.
 Everything else (CORE/MASTER or ON_DEMAND groups, INFO resize messages, a resize stuck for another reason, a
 cluster in another state) is a BadEvent with a one-line reason.
+
+Every pattern applied to a message runs in linear time: the markers are literal phrases found one after the
+other (a lazy `was arrested at.*?for the following reason` scanned the rest of a message from every
+occurrence of its first phrase: 30 s for 256 KB). What an EmrEvent keeps of a message or reason is at most
+MAX_TEXT_CHARS.
 """
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
@@ -24,6 +28,7 @@ from typing import Any, Final
 from sparkscale import names
 from sparkscale.errors import BadEvent
 from sparkscale.events.envelope import Envelope, parse_envelope, quote
+from sparkscale.events.jsontext import load_json
 from sparkscale.policy.model import Market
 
 DETAIL_TYPES: Final = (names.DETAIL_EMR_GROUP_STATE_CHANGE, names.DETAIL_EMR_CLUSTER_STATE_CHANGE)
@@ -40,14 +45,16 @@ CAPACITY_PATTERNS: Final = (
     r"unfulfillable[\s_-]*capacity",
 )
 _CAPACITY: Final = re.compile("|".join(CAPACITY_PATTERNS), re.IGNORECASE)
-_STUCK: Final = re.compile(
-    r"\bis stuck for the following reason:\s*(?P<reason>.*)", re.IGNORECASE | re.DOTALL
-)
-_ARRESTED: Final = re.compile(
-    r"\bwas arrested at\b.*?\bfor the following reason:\s*(?P<reason>.*)", re.IGNORECASE | re.DOTALL
-)
-_CLUSTER_ID: Final = re.compile(r"^j-[A-Za-z0-9]{1,64}$")
-_GROUP_ID: Final = re.compile(r"^[a-z]{1,4}-[A-Za-z0-9]{1,64}$")  # ig-… (moto: i-…)
+# The markers of EMR's two message templates: literal phrases, searched one after the other (linear).
+_STUCK: Final = re.compile(r"\bis stuck for the following reason:", re.IGNORECASE)
+_ARRESTED_AT: Final = re.compile(r"\bwas arrested at\b", re.IGNORECASE)
+_FOR_REASON: Final = re.compile(r"\bfor the following reason:", re.IGNORECASE)
+MAX_TEXT_CHARS: Final = 1024  # EMR's messages are a few hundred characters; notices quote what is kept
+MAX_STATE_CHANGE_CHARS: Final = 16 * 1024  # stateChangeReason is a small JSON object as a string
+_CLUSTER_ID: Final = re.compile(r"j-[A-Za-z0-9]{1,64}")  # fullmatch: "$" would let a final newline in
+_GROUP_ID: Final = re.compile(r"[a-z]{1,4}-[A-Za-z0-9]{1,64}")  # ig-… (moto: i-…)
+_COUNT: Final = re.compile(r"[0-9]{1,9}")
+MAX_COUNT: Final = 999_999_999
 
 
 class EmrEventKind(StrEnum):
@@ -90,7 +97,7 @@ def from_envelope(env: Envelope, managed_clusters: Collection[str] | None = None
     if detail_type not in DETAIL_TYPES:
         raise BadEvent(f"EMR event {quote(detail_type)!r} is not an instance-group or cluster state change")
     cid = detail.get("clusterId")
-    if not isinstance(cid, str) or not _CLUSTER_ID.match(cid):
+    if not isinstance(cid, str) or not _CLUSTER_ID.fullmatch(cid):
         raise BadEvent(f"{detail_type}: bad clusterId {quote(cid)!r}")
     if managed_clusters is not None and cid not in managed_clusters:
         raise BadEvent(f"{detail_type}: cluster {cid} is not managed by this deployment")
@@ -113,7 +120,7 @@ def from_envelope(env: Envelope, managed_clusters: Collection[str] | None = None
         return EmrEvent(
             kind=EmrEventKind.CLUSTER_TERMINATED,
             reason=_state_change(detail.get("stateChangeReason")),
-            **base,
+            **{**base, "message": _clip(base["message"])},
         )
     return _group_event(detail, base)
 
@@ -121,7 +128,7 @@ def from_envelope(env: Envelope, managed_clusters: Collection[str] | None = None
 def _group_event(detail: Mapping[str, Any], base: dict[str, Any]) -> EmrEvent:
     cid: str = base["cluster_id"]
     gid = detail.get("instanceGroupId")
-    if not isinstance(gid, str) or not _GROUP_ID.match(gid):
+    if not isinstance(gid, str) or not _GROUP_ID.fullmatch(gid):
         raise BadEvent(f"instance group event for {cid}: bad instanceGroupId {quote(gid)!r}", cluster_id=cid)
     role = _word(detail.get("instanceGroupType"))
     if role != "TASK":
@@ -135,12 +142,12 @@ def _group_event(detail: Mapping[str, Any], base: dict[str, Any]) -> EmrEvent:
             cluster_id=cid,
         )
     message: str = base["message"]
-    arrested = _ARRESTED.search(message)
-    stuck = _STUCK.search(message)
+    arrested = arrested_reason(message)
+    stuck = stuck_reason(message)
     if arrested is not None or base["state"] in ARRESTED_STATES:
-        kind, reason = EmrEventKind.ARRESTED, _reason(arrested) or message
+        kind, reason = EmrEventKind.ARRESTED, arrested or message
     elif stuck is not None:
-        reason = _reason(stuck)
+        reason = stuck
         if not capacity_reason(reason):
             raise BadEvent(
                 f"resize of {gid} in {cid} is stuck for a reason that is not about capacity: {quote(reason)}",
@@ -155,30 +162,50 @@ def _group_event(detail: Mapping[str, Any], base: dict[str, Any]) -> EmrEvent:
         )
     return EmrEvent(
         kind=kind,
-        reason=reason,
+        reason=_clip(reason),
         group_id=gid,
-        instance_type=_text(detail.get("instanceType")) or None,
+        instance_type=quote(_text(detail.get("instanceType"))) or None,
         requested=_count(detail.get("requestedInstanceCount")),
         running=_count(detail.get("runningInstanceCount")),
-        **base,
+        **{**base, "message": _clip(message)},
     )
 
 
-def _reason(m: re.Match[str] | None) -> str:
-    return "" if m is None else m.group("reason").strip().rstrip(".").strip()
+def stuck_reason(message: str) -> str | None:
+    """The ReasonDesc of "... is stuck for the following reason: <ReasonDesc>.", else None (linear)."""
+    m = _STUCK.search(message)
+    return None if m is None else _after(message, m.end())
+
+
+def arrested_reason(message: str) -> str | None:
+    """The ReasonDesc of "... was arrested at <time> for the following reason: <ReasonDesc>.", else None.
+    Two literal searches, the second from where the first ended: linear in len(message)."""
+    at = _ARRESTED_AT.search(message)
+    if at is None:
+        return None
+    why = _FOR_REASON.search(message, at.end())
+    return None if why is None else _after(message, why.end())
+
+
+def _after(message: str, start: int) -> str:
+    return message[start:].strip().rstrip(".").strip()
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= MAX_TEXT_CHARS else text[: MAX_TEXT_CHARS - 3] + "..."
 
 
 def _state_change(raw: Any) -> str:
     """EMR's stateChangeReason is a JSON string {"code": ..., "message": ...}: as 'CODE: message'."""
     text = _text(raw)
     try:
-        obj = json.loads(text)
-    except ValueError:
-        return text
+        obj = load_json(text, what="stateChangeReason", max_chars=MAX_STATE_CHANGE_CHARS)
+    except BadEvent:
+        return _clip(text)
     if not isinstance(obj, Mapping):
-        return text
+        return _clip(text)
     parts = [_text(obj.get("code")), _text(obj.get("message"))]
-    return ": ".join(p for p in parts if p)
+    return _clip(": ".join(p for p in parts if p))
 
 
 def _text(v: Any) -> str:
@@ -196,7 +223,7 @@ def _count(v: Any) -> int | None:
     if isinstance(v, bool):
         return None
     if isinstance(v, int):
-        return v if v >= 0 else None
-    if isinstance(v, str) and v.strip().isdigit():
+        return v if 0 <= v <= MAX_COUNT else None
+    if isinstance(v, str) and _COUNT.fullmatch(v.strip()):  # ASCII digits only: int("²") raises
         return int(v.strip())
     return None

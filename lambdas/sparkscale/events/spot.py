@@ -24,7 +24,14 @@ DETAIL_TYPES: Final = {
     names.DETAIL_SPOT_INTERRUPTION: SpotEventKind.INTERRUPTION,
     names.DETAIL_REBALANCE_RECOMMENDATION: SpotEventKind.REBALANCE,
 }
-_INSTANCE_ID: Final = re.compile(r"^i-[0-9a-f]{8,17}$")
+# How long after its `time` a spot event is still worth acting on (events.REGISTRY applies them with `now`):
+# an interruption warning comes two minutes before EC2 reclaims the instance, after which the node is gone
+# and EMR's own capacity events take over; a rebalance recommendation has no deadline, but a real one reaches
+# the Lambda within EventBridge's 2 minutes plus Lambda's async retries (5 minutes), so older is a replay.
+INTERRUPTION_MAX_AGE_S: Final = 120.0
+INSTANCE_ACTIONS: Final = frozenset({"terminate", "stop", "hibernate"})
+REBALANCE_MAX_AGE_S: Final = 600.0
+_INSTANCE_ID: Final = re.compile(r"i-[0-9a-f]{8,17}")  # fullmatch: "$" would let a final newline in
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,9 +53,11 @@ def from_envelope(env: Envelope, managed_clusters: Collection[str] | None = None
     if kind is None:
         raise BadEvent(f"not a spot interruption or rebalance event (detail-type {quote(env.detail_type)!r})")
     instance_id = env.detail.get("instance-id")
-    if not isinstance(instance_id, str) or not _INSTANCE_ID.match(instance_id):
+    if not isinstance(instance_id, str) or not _INSTANCE_ID.fullmatch(instance_id):
         raise BadEvent(f"{env.detail_type}: bad instance-id {quote(instance_id)!r}")
     action = env.detail.get("instance-action")
+    if isinstance(action, str) and action not in INSTANCE_ACTIONS:
+        action = quote(action)
     return SpotEvent(
         kind=kind,
         instance_id=instance_id,

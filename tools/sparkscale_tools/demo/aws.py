@@ -118,7 +118,7 @@ def clients(endpoint: str) -> Clients:
     from sparkscale.adapters.aws import boto_config  # noqa: PLC0415
 
     s = boto3.session.Session(region_name=REGION)
-    cfg = boto_config(max_attempts=2)
+    cfg = boto_config(attempts=3)
 
     def c(name: str) -> Any:
         return s.client(name, endpoint_url=endpoint, config=cfg)
