@@ -11,7 +11,7 @@ CDK_ENV := PATH="$(CURDIR)/$(BIN):$$PATH" CDK_DISABLE_CLI_TELEMETRY=true CDK_DIS
 CDK := $(CDK_ENV) node_modules/.bin/cdk
 ARGS ?=
 
-.PHONY: venv test lint typecheck pytest synth demo bench deploy destroy clean
+.PHONY: venv test lint typecheck pytest docs synth demo bench deploy destroy clean
 
 venv: $(STAMP) $(NODE_STAMP)
 
@@ -43,7 +43,12 @@ typecheck: venv
 pytest: venv
 	$(CDK_ENV) $(BIN)/pytest $(ARGS)
 
-test: lint typecheck pytest
+# The user docs (docs/, mkdocs.yml) into site/, offline. --strict: a broken link or anchor, or a page missing from
+# the nav, fails the build (and so `make test` and CI).
+docs: venv
+	$(BIN)/mkdocs build --strict --quiet
+
+test: lint typecheck docs pytest
 
 synth: venv
 	$(CDK) synth --no-notices --quiet $(ARGS)
@@ -60,8 +65,8 @@ demo: venv
 	$(CDK_ENV) $(BIN)/sparkscale demo --template cdk.out $(ARGS)
 
 bench: venv
-	# Benchmarks print their figures; the replay one also rewrites the README's benchmark table so it stays true.
-	@set -e; for f in benchmarks/bench_*.py; do echo "== $$f"; $(CDK_ENV) SPARKSCALE_BENCH_WRITE_README=1 $(PY) $$f; done
+	# Benchmarks print their figures; the replay one also rewrites the table in docs/benchmarks.md so it stays true.
+	@set -e; for f in benchmarks/bench_*.py; do echo "== $$f"; $(CDK_ENV) SPARKSCALE_BENCH_WRITE_DOCS=1 $(PY) $$f; done
 
 clean:
-	rm -rf $(VENV) node_modules cdk.out .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) node_modules cdk.out site .pytest_cache .mypy_cache .ruff_cache

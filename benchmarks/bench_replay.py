@@ -1,9 +1,9 @@
-"""Replay benchmarks: simulator speed, and the policy comparison table for the README.
+"""Replay benchmarks: simulator speed, and the policy comparison table for the docs (docs/benchmarks.md).
 
     python benchmarks/bench_replay.py                 # print the figures
-    python benchmarks/bench_replay.py --write-readme  # also rewrite the README's replay benchmark block
+    python benchmarks/bench_replay.py --write-docs  # also rewrite docs/benchmarks.md's replay block
     python benchmarks/bench_replay.py --quick         # shorter traces (a smoke run)
-    SPARKSCALE_BENCH_WRITE_README=1 make bench        # `make bench` keeping the README's table true
+    SPARKSCALE_BENCH_WRITE_DOCS=1 make bench        # `make bench` keeping the docs' table true
 
 Speed: 30 days at 60 s steps (43 200 steps) of the diurnal shape, wall seconds per policy (target ≤ 2 s).
 Table: the three bundled traces (data/traces) and two synthetic shapes, every policy; then sparkscale with and
@@ -45,8 +45,8 @@ from sparkscale_tools.replay.run import PolicySpec, ReplayResult, run_replay  # 
 from sparkscale_tools.replay.scores import heap_reaction_times, median  # noqa: E402
 from sparkscale_tools.replay.trace import Trace, load_csv  # noqa: E402
 
-README = REPO / "README.md"
-WRITE_README_ENV = "SPARKSCALE_BENCH_WRITE_README"
+BENCH_PAGE = REPO / "docs" / "benchmarks.md"
+WRITE_DOCS_ENV = "SPARKSCALE_BENCH_WRITE_DOCS"
 TRACES = REPO / "data" / "traces"
 BEGIN, END = "<!-- bench:replay -->", "<!-- /bench:replay -->"
 SECTION_BEGIN, SECTION_END = "<!-- section:bench -->", "<!-- /section:bench -->"
@@ -501,28 +501,28 @@ def verdict(p50: float | None, mx: float | None) -> str:
     return "p50 met, max MISSED" if p50 is not None and p50 <= 90 else "MISSED"
 
 
-def write_readme(block: str) -> None:
-    text = README.read_text(encoding="utf-8")
+def write_docs(block: str) -> None:
+    text = BENCH_PAGE.read_text(encoding="utf-8")
     body = f"{BEGIN}\n{block.rstrip()}\n{END}"
     if BEGIN in text and END in text:
         text = re.sub(re.escape(BEGIN) + r".*?" + re.escape(END), lambda _m: body, text, count=1, flags=re.S)
     elif SECTION_BEGIN in text and SECTION_END in text:
         text = text.replace(SECTION_END, f"{body}\n{SECTION_END}", 1)
     else:
-        raise SystemExit(f"README.md has no {SECTION_BEGIN} … {SECTION_END} markers")
-    README.write_text(text, encoding="utf-8")
+        raise SystemExit(f"{BENCH_PAGE} has no {SECTION_BEGIN} … {SECTION_END} markers")
+    BENCH_PAGE.write_text(text, encoding="utf-8")
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument(
-        "--write-readme",
+        "--write-docs",
         action="store_true",
-        default=os.environ.get(WRITE_README_ENV, "") == "1",
-        help=f"rewrite the README's replay benchmark block (also: {WRITE_README_ENV}=1, for `make bench`)",
+        default=os.environ.get(WRITE_DOCS_ENV, "") == "1",
+        help=f"rewrite the replay block of docs/benchmarks.md (also: {WRITE_DOCS_ENV}=1, for `make bench`)",
     )
     ap.add_argument(
-        "--quick", action="store_true", help="3-day traces (a smoke run; never written to README)"
+        "--quick", action="store_true", help="3-day traces (a smoke run; never written to the docs)"
     )
     ap.add_argument("--profile", action="store_true", help="cProfile one 30-day sparkscale replay")
     args = ap.parse_args()
@@ -547,16 +547,16 @@ def main() -> int:
     for v in untuned_verdicts:
         print(f"- {v}")
     print(f"\n(total {time.perf_counter() - t0:.1f} s)")
-    if args.write_readme and not args.quick:
+    if args.write_docs and not args.quick:
         block = "\n".join(
             [
                 "### Replay (`benchmarks/bench_replay.py`)",
                 "",
                 f"Config: defaults with {', '.join(f'`{k}={v}`' for k, v in BENCH_CONFIG.items())}; default "
                 "simulated cluster (2 × r5.2xlarge core = 96 GiB usable; SPOT r6g/r7g/r5 4xlarge, r5.2xlarge "
-                "and "
-                "ON_DEMAND r5.4xlarge task groups); default replay model (see the replay section). Costs are "
-                "TASK nodes only. Synthetic shapes: 7 days, peak 1024 GiB, seed 1. On the spiky traces "
+                "and ON_DEMAND r5.4xlarge task groups); default replay model (see "
+                "[the model](replay.md#the-model-and-every-assumption-in-it)). Costs are TASK nodes only. "
+                "Synthetic shapes: 7 days, peak 1024 GiB, seed 1. On the spiky traces "
                 f"(SWIM, bursty-batch) the table also shows `{BATCH}`: "
                 + ", ".join(f"`{k}={v:g}`" for k, v in BATCH_PROFILE.items())
                 + ", a cost-first setting, not a default. Every trace also shows "
@@ -586,8 +586,8 @@ def main() -> int:
                 *[f"- {v}" for v in untuned_verdicts],
             ]
         )
-        write_readme(block)
-        print("README.md: replay benchmark block rewritten")
+        write_docs(block)
+        print(f"{BENCH_PAGE.relative_to(REPO)}: replay benchmark block rewritten")
     return 0
 
 

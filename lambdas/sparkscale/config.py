@@ -45,7 +45,7 @@ def _f(
 def _meta(
     *, unit: str, doc: str, lo: float | None = None, hi: float | None = None, kind: str = "policy"
 ) -> dict[str, Any]:
-    """Field metadata: unit, meaning, range and kind ("policy" or "deploy"); the README table uses it."""
+    """Field metadata: unit, meaning, range and kind ("policy" or "deploy"); docs/configuration.md uses it."""
     return {"unit": unit, "doc": doc, "lo": lo, "hi": hi, "kind": kind}
 
 
@@ -57,8 +57,8 @@ class GroupBounds:
 
 @dataclass(frozen=True)
 class Config:
-    """Every setting of sparkscale. Field metadata carries unit, meaning and range; the README table is built
-    from it and a test keeps the two equal."""
+    """Every setting of sparkscale. Field metadata carries unit, meaning and range; the table in
+    docs/configuration.md is built from it and a test keeps the two equal."""
 
     # --- targets: what "enough memory" means (target tracking) ---------------------------------------------
     yarn_memory_used_target_pct: float = _f(
@@ -195,7 +195,7 @@ class Config:
         100.0,
         unit="transfers",
         lo=0,
-        doc="TotalLoad alarm threshold (the design card's alarm), 300 s periods.",
+        doc="TotalLoad above this (300 s periods) wakes the scaler.",
     )
     container_pending_ratio_alarm_threshold: float = _f(
         0.5,
@@ -439,7 +439,7 @@ def _coerce_bounds(value: Any, bad: Callable[[str], ConfigError]) -> dict[str, G
 
 
 def config_table_markdown() -> str:
-    """The README's configuration table, from the schema itself."""
+    """The configuration table of docs/configuration.md, from the schema itself."""
     rows = ["| setting | unit | default | meaning |", "|---|---|---|---|"]
     defaults = Config()
     for f in fields(Config):

@@ -142,7 +142,9 @@ def test_emr_instance_role_reads_the_two_assets_and_publishes_heap_metrics_only(
     assert "Condition" not in read
     (put,) = [st for st in statements if st["Action"] == "cloudwatch:PutMetricData"]
     assert put["Resource"] == "*"
-    assert put["Condition"] == {"StringEquals": {"cloudwatch:namespace": names.HEAP_NAMESPACE}}
+    assert put["Condition"] == {
+        "StringEquals": {"cloudwatch:namespace": [names.HEAP_NAMESPACE, names.YARN_NAMESPACE]}
+    }
 
 
 def test_dashboard_and_url_output_per_cluster(s: Synth) -> None:

@@ -5,10 +5,13 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from sparkscale.config import ConfigError, config_table_markdown
 from sparkscale.config_io import from_file
+
+# The docs page that holds the generated table (tests/test_docs.py keeps it equal to the schema).
+CONFIG_PAGE: Final = "docs/configuration.md"
 
 
 def register(sub: Any) -> None:
@@ -21,12 +24,13 @@ def register(sub: Any) -> None:
     check.set_defaults(func=_check)
     table = csub.add_parser("table", help="print the configuration table (Markdown)")
     table.add_argument(
-        "--write-readme",
-        metavar="README",
+        "--write",
+        metavar="PAGE",
         nargs="?",
-        const="README.md",
+        const=CONFIG_PAGE,
         default=None,
-        help="replace the table between the README's config-table markers instead of printing",
+        help=f"replace the table between the page's config-table markers instead of printing "
+        f"(default page: {CONFIG_PAGE})",
     )
     table.set_defaults(func=_table)
 
@@ -43,10 +47,10 @@ def _check(args: argparse.Namespace) -> int:
 
 def _table(args: argparse.Namespace) -> int:
     table = config_table_markdown()
-    if args.write_readme is None:
+    if args.write is None:
         print(table)
         return 0
-    path = Path(args.write_readme)
+    path = Path(args.write)
     text = path.read_text(encoding="utf-8")
     start, end = "<!-- section:config-table -->", "<!-- /section:config-table -->"
     if start not in text or end not in text:

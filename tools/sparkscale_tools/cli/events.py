@@ -4,8 +4,9 @@ parse-event: read one payload (a file, or - for stdin) the alarm handler would r
 it becomes, as one JSON object (cluster_id, state, metric_name, alarm_name, namespace, message_id, source,
 ...). Rejected input: one line on stderr saying why, exit 2.
 
-decide: one `usecases.scale.run_once` in DRY RUN against the AWS endpoint boto3 is configured for (AWS_REGION,
-AWS_ENDPOINT_URL, the usual credential chain): reads the cluster and its metrics, decides, and prints the
+decide: one `usecases.scale.run_once` in DRY RUN against the AWS endpoint boto3 is configured for
+(AWS_DEFAULT_REGION, which boto3 reads and AWS_REGION it does not; AWS_ENDPOINT_URL; the usual credential
+chain): reads the cluster and its metrics, decides, and prints the
 decision with its reasons. Nothing is resized, no notice is published and, with --table, the state is only
 read (leases and the record stay in memory).
 """
@@ -87,7 +88,9 @@ def _decide(args: argparse.Namespace) -> int:
     try:
         result, notices = _run(args.cluster, config, args.table)
     except NoRegionError:
-        return _fail("no AWS region configured: set AWS_REGION (and AWS_ENDPOINT_URL for a local endpoint)")
+        return _fail(
+            "no AWS region configured: set AWS_DEFAULT_REGION (and AWS_ENDPOINT_URL for a local endpoint)"
+        )
     except (SparkscaleError, BotoCoreError) as exc:
         return _fail(f"{type(exc).__name__}: {exc}", 1)
     if args.json:

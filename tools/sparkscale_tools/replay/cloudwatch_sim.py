@@ -1,7 +1,7 @@
 """A simulated CloudWatch: datapoints that become visible after a publication lag, and alarms evaluated from
 the stack's own `AlarmSpec`s (`sparkscale.alarms`), M out of N with their treat-missing-data rule.
 
-Evaluation window (the one modelling choice here, see the README): at evaluation time e, the window is the
+Evaluation window (the one modelling choice here, see docs/replay.md): at evaluation time e, the window is the
 `evaluation_periods` periods (aligned to multiples of `period_s`) ending with the period that contains e — or,
 if that period has no visible datapoint yet (publication lag), ending with the period before it. This mirrors
 CloudWatch not counting a lagging, not-yet-arrived datapoint as missing; a metric that stops arriving does

@@ -1,7 +1,7 @@
 """The replay's model of a Spark-on-EMR cluster: parameters, and every signal derived from demand and supply.
 
 Pure functions and plain data; the event loop lives in engine.py. Every assumption is a named parameter of
-`SimParams` (documented in the README's replay section).
+`SimParams` (documented in docs/replay.md).
 """
 
 from __future__ import annotations

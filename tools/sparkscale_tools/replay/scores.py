@@ -1,4 +1,4 @@
-"""Scores of one policy's run (see the README): cost, and the SPEC Research Group elasticity metrics.
+"""Scores of one policy's run (see docs/replay.md): cost, and the SPEC Research Group elasticity metrics.
 
 Over the run's total time T = K·Δt with demand d_k and supply s_k at step k:
   θ_U = 100/T · Σ max(d−s, 0)/max(d, 1 GiB) · Δt     (average relative under-provisioning, %)
