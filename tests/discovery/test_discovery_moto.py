@@ -51,6 +51,7 @@ class Account:
     table: str
     alarm_topic: str
     operator_topic: str
+    operator_alarm_topic: str  # where the created alarms meant for people send their ALARM
     monkeypatch: pytest.MonkeyPatch
 
     def configure(self, **settings: Any) -> None:
@@ -85,13 +86,15 @@ def account(monkeypatch: pytest.MonkeyPatch) -> Iterator[Account]:
         table = create_table(aws.dynamodb)
         operators = create_topic_with_queue(aws.sns, sqs)
         alarm_topic = aws.sns.create_topic(Name="sparkscale-alarms")["TopicArn"]
+        people = aws.sns.create_topic(Name="sparkscale-operator-alarms")["TopicArn"]
         for k, v in {
             names.ENV_TABLE_NAME: table,
             names.ENV_OPERATOR_TOPIC_ARN: operators.arn,
             names.ENV_ALARM_TOPIC_ARN: alarm_topic,
+            names.ENV_OPERATOR_ALARM_TOPIC_ARN: people,
         }.items():
             monkeypatch.setenv(k, v)
-        acc = Account(aws, table, alarm_topic, operators.arn, monkeypatch)
+        acc = Account(aws, table, alarm_topic, operators.arn, people, monkeypatch)
         acc.configure()
         yield acc
     common.set_runtime(None)
@@ -146,8 +149,9 @@ def test_the_event_path_creates_the_alarms_from_alarm_specs_with_the_topics(acco
         assert a["Threshold"] == spec.threshold
         assert a["ComparisonOperator"] == spec.comparison
         assert account.alarm_topic in a["AlarmActions"]
-        assert account.alarm_topic in a["OKActions"]
-        assert (account.operator_topic in a["AlarmActions"]) == spec.to_operators
+        assert a["OKActions"] == [account.alarm_topic]  # a recovery only wakes the scaler, as the stack's
+        assert (account.operator_alarm_topic in a["AlarmActions"]) == spec.to_operators
+        assert account.operator_topic not in a["AlarmActions"]  # the notices' topic carries no alarms
         if spec.is_math:
             assert {m["Id"] for m in a["Metrics"]} == {"e1", "heap_used", "heap_max"}
         else:

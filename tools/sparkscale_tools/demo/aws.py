@@ -55,6 +55,7 @@ FAKE_CREDENTIALS: Final = {
 _REMOVE_PREFIXES: Final = ("AWS_ENDPOINT_URL_",)
 _REMOVE: Final = ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS", "AWS_ROLE_ARN")
 OPERATOR_QUEUE: Final = "sparkscale-demo-operator-inbox"
+NOTICES_QUEUE: Final = "sparkscale-demo-operator-topic"
 ALARM_TAP_QUEUE: Final = "sparkscale-demo-alarm-deliveries"
 
 
@@ -149,17 +150,22 @@ class Provisioned:
     table_name: str
     alarm_topic_arn: str
     operator_topic_arn: str
-    operator_queue_url: str
+    operator_queue_url: str  # what an operator's email address gets (the template's email subscriptions)
+    notices_queue_url: str  # every notice on the operator topic (a chat integration, unfiltered)
+    email_topic_arns: frozenset[str]
     alarm_tap_queue_url: str
     alarms: tuple[DemoAlarm, ...]
     function_env: Mapping[str, Mapping[str, str]]  # handler -> Lambda environment, resolved
     skipped_alarms: tuple[str, ...] = field(default=())
 
 
-def _queue_to_topic(c: Clients, topic_arn: str, queue: str) -> str:
+def _queue_to_topics(c: Clients, queue: str, topics: Mapping[str, Mapping[str, Any] | None]) -> str:
+    """An SQS queue subscribed to each topic ARN of `topics`, with that subscription's filter policy."""
     url = str(c.sqs.create_queue(QueueName=queue)["QueueUrl"])
     qarn = c.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    c.sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=qarn)
+    for topic_arn, policy in topics.items():
+        attributes = {"FilterPolicy": json.dumps(policy)} if policy else {}
+        c.sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=qarn, Attributes=attributes)
     return url
 
 
@@ -180,24 +186,28 @@ def provision(tpl: StackTemplate, c: Clients, cluster_id: str) -> Provisioned:
             TableName=table_name, TimeToLiveSpecification={"Enabled": True, "AttributeName": t.ttl_attribute}
         )
     arns: dict[str, str] = {}
-    for lid in (tpl.alarm_topic, tpl.operator_topic):
+    for lid in _resources_of(tpl, "AWS::SNS::Topic"):
         props = (tpl.doc["Resources"][lid].get("Properties")) or {}
         attrs = (
             {"DisplayName": str(props["DisplayName"])} if isinstance(props.get("DisplayName"), str) else {}
         )
         arns[lid] = str(c.sns.create_topic(Name=f"{stack}-{lid}", Attributes=attrs)["TopicArn"])
     operator_arn, alarm_arn = arns[tpl.operator_topic], arns[tpl.alarm_topic]
-    inbox = _queue_to_topic(c, operator_arn, OPERATOR_QUEUE)
+    # The inbox gets what an email address gets: each topic it is subscribed to, with the same filter policy
+    # (moto applies SNS filter policies to SQS subscriptions)
+    inbox = _queue_to_topics(c, OPERATOR_QUEUE, {arns[lid]: p for lid, p in tpl.email_topics.items()})
+    notices = _queue_to_topics(c, NOTICES_QUEUE, {operator_arn: None})
+    people = frozenset(arns[lid] for lid in tpl.email_topics)
     # Stands in for the alarm function's SNS subscription (moto delivers to Lambda only with Docker): the demo
     # hands what SNS delivered here to the alarm handler as a Lambda SNS event.
-    tap = _queue_to_topic(c, alarm_arn, ALARM_TAP_QUEUE)
+    tap = _queue_to_topics(c, ALARM_TAP_QUEUE, {alarm_arn: None})
     resolve = Resolver(refs={t.logical_id: table_name, **arns}, parameters=tpl.parameters)
     created: list[tuple[AlarmSpec, dict[str, Any]]] = []
     for props in tpl.alarms_of(cluster_id):
         params = put_metric_alarm_params(props, resolve)
         actions = {*params.get("AlarmActions", []), *params.get("OKActions", [])}
         spec = alarm_spec(
-            params, prefix=tpl.alarm_prefix, cluster_id=cluster_id, to_operators=operator_arn in actions
+            params, prefix=tpl.alarm_prefix, cluster_id=cluster_id, to_operators=bool(people & actions)
         )
         c.cloudwatch.put_metric_alarm(**params)
         # CloudWatch starts every new alarm in INSUFFICIENT_DATA (moto starts it in OK).
@@ -220,11 +230,17 @@ def provision(tpl: StackTemplate, c: Clients, cluster_id: str) -> Provisioned:
         alarm_topic_arn=alarm_arn,
         operator_topic_arn=operator_arn,
         operator_queue_url=inbox,
+        notices_queue_url=notices,
+        email_topic_arns=people,
         alarm_tap_queue_url=tap,
         alarms=tuple(DemoAlarm(s, p, str(arn_of.get(s.name, ""))) for s, p in created),
         function_env=env,
         skipped_alarms=tuple(tpl.other_alarm_names(cluster_id)),
     )
+
+
+def _resources_of(tpl: StackTemplate, kind: str) -> list[str]:
+    return [lid for lid, r in (tpl.doc.get("Resources") or {}).items() if r.get("Type") == kind]
 
 
 # --- the EMR cluster ------------------------------------------------------------------------------------

@@ -374,7 +374,9 @@ def _setup_lines(tpl: tp.StackTemplate, setup: _Setup) -> list[str]:
         f"from the template ({tpl.cluster_ids[0]} -> {spec.cluster_id}): DynamoDB table {prov.table_name}; "
         f"alarm topic and operator topic; {len(prov.alarms)} alarms ({kinds}); "
         f"reconcile every {setup.tpl.reconcile_rate_s} s",
-        f"operator emails: SQS queue {aws.OPERATOR_QUEUE} subscribed to the operator topic",
+        f"operator emails: SQS queue {aws.OPERATOR_QUEUE} subscribed as the stack subscribes an email "
+        f"address (the alarms for people, and the notices its filter policy lets through); every notice: SQS "
+        f"queue {aws.NOTICES_QUEUE}",
         "",
     ]
 
@@ -579,10 +581,13 @@ def summary_text(result: DemoResult, *, trace_name: str) -> str:
     s = result.stats
     hours = len(result.replay.demand) * result.replay.step_s / 3600.0
     speed = hours * 3600.0 / result.wall_s if result.wall_s > 0 else 0.0
-    kinds: dict[str, int] = {}
-    for e in s.emails:
-        kind = ((e.get("MessageAttributes") or {}).get("kind") or {}).get("Value", "alarm")
-        kinds[kind] = kinds.get(kind, 0) + 1
+
+    def by_kind(envelopes: Sequence[Mapping[str, Any]]) -> dict[str, int]:
+        kinds: dict[str, int] = {}
+        for e in envelopes:
+            kind = ((e.get("MessageAttributes") or {}).get("kind") or {}).get("Value", "alarm")
+            kinds[kind] = kinds.get(kind, 0) + 1
+        return kinds
 
     def counts(d: Mapping[str, int]) -> str:
         return ", ".join(f"{k} {v}" for k, v in sorted(d.items(), key=lambda kv: -kv[1])) or "none"
@@ -602,7 +607,10 @@ def summary_text(result: DemoResult, *, trace_name: str) -> str:
         f"{result.max_requested} at most; {fixed}",
         f"handler invocations: {invocations}; outcomes: {counts(s.outcomes)}",
         f"alarm state changes: {counts(s.transitions)}",
-        f"operator emails received on SQS: {len(s.emails)} ({counts(kinds)})",
+        f"notices on the operator topic (chat, other subscribers): {len(s.notices)} "
+        f"({counts(by_kind(s.notices))})",
+        f"emails an operator's address received (the stack's filter policy, on SQS): {len(s.emails)} "
+        f"({counts(by_kind(s.emails))})",
     ]
     lines[2:2] = [*outputs.plain_words(result.replay), ""]
     lines += [f"failed invocation: {f}" for f in s.failures[:5]]

@@ -79,7 +79,8 @@ class DemoStats:
     failures: list[str] = field(default_factory=list)
     transitions: dict[str, int] = field(default_factory=dict)  # alarm kind -> state changes
     decisions: list[dict[str, Any]] = field(default_factory=list)  # audit records of shown decisions
-    emails: list[dict[str, Any]] = field(default_factory=list)  # SNS envelopes from the operator queue
+    emails: list[dict[str, Any]] = field(default_factory=list)  # SNS envelopes an operator's address got
+    notices: list[dict[str, Any]] = field(default_factory=list)  # every notice on the operator topic
     requested: list[tuple[float, dict[str, int]]] = field(default_factory=list)  # (t, group -> requested)
     modifications: int = 0  # requested-count changes seen in moto EMR (one per ModifyInstanceGroups)
     fixed_groups_changed: list[str] = field(default_factory=list)  # MASTER/CORE changes (must stay empty)
@@ -258,7 +259,7 @@ class DemoController:
         subject = subject_line(f'{new}: "{spec.name}" in {REGION_NAME}')
         for topic in a.params.get(key, []):
             self._c.sns.publish(TopicArn=topic, Subject=subject, Message=json.dumps(message))
-            if topic == self._prov.operator_topic_arn:
+            if topic in self._prov.email_topic_arns:
                 self._emails()
         if self._prov.alarm_topic_arn in a.params.get(key, []):
             for envelope in drain(self._c.sqs, self._prov.alarm_tap_queue_url):
@@ -335,6 +336,7 @@ class DemoController:
         )
 
     def _emails(self) -> None:
+        self.stats.notices += drain(self._c.sqs, self._prov.notices_queue_url)
         for envelope in drain(self._c.sqs, self._prov.operator_queue_url):
             self.stats.emails.append(envelope)
             self._shown += 1 if not con.is_alarm_email(envelope) else 0

@@ -102,6 +102,8 @@ class StackTemplate:
     table: TableDef
     alarm_topic: str  # logical ids
     operator_topic: str
+    # what an operator's email address gets: topic logical id -> the subscription's FilterPolicy (None: all)
+    email_topics: Mapping[str, Mapping[str, Any] | None]
     reconcile_rate_s: int
     reconcile_rule: str  # logical id of the schedule rule
     parameters: Mapping[str, str]  # parameter defaults
@@ -257,6 +259,20 @@ def _alarm_topic(doc: Mapping[str, Any], alarm_fn: str, source: str) -> str:
     raise DemoError(f"{source}: no SNS topic subscribes the alarm function ({ALARM_HANDLER})")
 
 
+def _email_topics(doc: Mapping[str, Any], operator_topic: str) -> dict[str, Mapping[str, Any] | None]:
+    """The topics the template's email subscriptions listen to, each with its filter policy (the operator
+    topic, unfiltered, when the template has no email subscription)."""
+    topics = _resources(doc, "AWS::SNS::Topic")
+    out: dict[str, Mapping[str, Any] | None] = {}
+    for sub in _resources(doc, "AWS::SNS::Subscription").values():
+        props = sub.get("Properties") or {}
+        topic = _ref_id(props.get("TopicArn"))
+        if props.get("Protocol") == "email" and topic in topics:
+            policy = props.get("FilterPolicy")
+            out[str(topic)] = policy if isinstance(policy, dict) else None
+    return out or {operator_topic: None}
+
+
 def _schedule(doc: Mapping[str, Any], reconcile_fn: str, source: str) -> tuple[int, str]:
     """(rate in seconds, rule logical id) of the schedule rule targeting the reconcile function."""
     for lid, rule in _resources(doc, "AWS::Events::Rule").items():
@@ -313,6 +329,7 @@ def parse(doc: Mapping[str, Any], *, source: str, stack_name: str) -> StackTempl
         table=_table(doc, env, source),
         alarm_topic=_alarm_topic(doc, alarm_fn.logical_id, source),
         operator_topic=operator_topic,
+        email_topics=_email_topics(doc, operator_topic),
         reconcile_rate_s=rate_s,
         reconcile_rule=rule_id,
         parameters=params,
