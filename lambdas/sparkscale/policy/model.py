@@ -243,6 +243,13 @@ class BatchSamples(Mapping[Signal, Sample]):
                 return Sample(values[signal], at)
         raise KeyError(signal)
 
+    def at(self, signal: Signal) -> datetime:
+        """self[signal].at, without making the Sample."""
+        for at, values in self.batches:
+            if signal in values:
+                return at
+        raise KeyError(signal)
+
     def __iter__(self) -> Iterator[Signal]:
         for batch in self.batches:
             yield from batch.values

@@ -12,7 +12,7 @@ from types import MappingProxyType
 from typing import NamedTuple
 
 from sparkscale.config import Config
-from sparkscale.policy.model import MetricsSnapshot, Sample, Signal, SignalSource
+from sparkscale.policy.model import BatchSamples, MetricsSnapshot, Sample, Signal, SignalSource
 
 
 class Readings(NamedTuple):
@@ -34,8 +34,11 @@ class Readings(NamedTuple):
 
     def at(self, signal: Signal) -> datetime | None:
         """The datapoint time of a fresh value (None: no fresh value). Read from the snapshot's sample: few
-        times are ever asked for."""
-        return self.samples[signal].at if signal in self.values else None
+        times are ever asked for (from its batch, when it has them: no Sample made)."""
+        if signal not in self.values:
+            return None
+        samples = self.samples
+        return samples.at(signal) if isinstance(samples, BatchSamples) else samples[signal].at
 
     def age_s(self, signal: Signal) -> float | None:
         """Seconds between the read and a fresh value's datapoint (None: no fresh value or no read time)."""
