@@ -10,6 +10,7 @@ from sparkscale import names
 from sparkscale.errors import ClusterGone, InvalidRequest
 from sparkscale.memory import CollectingNotifier, InMemoryStateStore
 from sparkscale.policy.model import (
+    BatchSamples,
     Cluster,
     ClusterState,
     GroupTarget,
@@ -95,6 +96,7 @@ class SimMetricsSource:
         # by a datum's metrics, those a Signal reads with that Signal, in the datum's order: a stream's
         # datapoints have a few sets of metrics, each looked up once (not each metric of each datum)
         self._read_of: dict[tuple[str, ...], tuple[tuple[str, Signal], ...]] = {}
+        self._disjoint: set[tuple[tuple[Signal, ...], ...]] = set()  # the batches' signals, checked
         self.calls = 0
 
     def _batch(self, stream: MetricStream, n: int) -> SampleBatch | None:
@@ -124,8 +126,13 @@ class SimMetricsSource:
             self._heap = (heap_n, self._batch(w.heap, heap_n))
         if self._yarn[0] != yarn_n:
             self._yarn = (yarn_n, self._batch(w.yarn, yarn_n))
-        batches = [b for _, b in (self._emr, self._heap, self._yarn) if b is not None]
-        snap = MetricsSnapshot.of_batches(batches)
+        batches = tuple([b for _, b in (self._emr, self._heap, self._yarn) if b is not None])
+        # what MetricsSnapshot.of_batches checks (no signal in two batches), once per set of signals
+        signals = tuple([tuple(b.values) for b in batches])
+        if signals not in self._disjoint:
+            MetricsSnapshot.of_batches(batches)  # raises ValueError when a signal is in two
+            self._disjoint.add(signals)
+        snap = MetricsSnapshot(BatchSamples(batches))
         self._cached = (emr_n, heap_n, yarn_n, snap)
         return snap
 
