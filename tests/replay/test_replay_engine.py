@@ -3,6 +3,7 @@ stack's AlarmSpecs; spot interruptions and shortfalls; determinism."""
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import replace
 
@@ -11,10 +12,16 @@ from replay_helpers import tiny_cluster
 from sparkscale import names
 from sparkscale.alarms import alarm_specs
 from sparkscale.config import Config
-from sparkscale_tools.replay.cloudwatch_sim import AlarmBank, AlarmEvaluator, MetricStream, compile_expression
+from sparkscale_tools.replay.cloudwatch_sim import (
+    AlarmBank,
+    AlarmEvaluator,
+    MetricStream,
+    compile_expression,
+    state_function,
+)
 from sparkscale_tools.replay.engine import RunRecord, World
 from sparkscale_tools.replay.model import SimParams, emr_signals, heap_signals
-from sparkscale_tools.replay.policies import EmrRulesController
+from sparkscale_tools.replay.policies import EmrRules, EmrRulesController
 from sparkscale_tools.replay.run import PolicySpec, run_replay
 
 # Golden trace: 30 GiB for 10 min, 100 GiB for 20 min, 30 GiB for 30 min (60 steps of 60 s).
@@ -261,3 +268,22 @@ def test_periods_holding_several_datapoints_take_each_query_s_statistic() -> Non
     assert by_pct.window(400) == [pytest.approx(100 * 60 / 250), pytest.approx(100 * 40 / 100)]
     assert by_count.window(400) == [3.0, 1.0]
     assert by_pct.window(290) == [None, pytest.approx(100 * 60 / 250)]  # the latest period still open
+
+
+def test_the_compiled_state_function_is_state_for() -> None:
+    """state_function(spec) (what the replay's alarms run) against AlarmSpec.state_for on every full window
+    of values below, at and above each threshold, missing and NaN, for every alarm of the stack and EMR's
+    rules, with every missing-data rule."""
+    config = Config()
+    specs = alarm_specs(config, "j-1", include_yarn=True)
+    specs += [EmrRules().alarm("j-1", scale_out=out) for out in (True, False)]
+    specs += [
+        replace(s, treat_missing_data=t)
+        for s in specs
+        for t in ("breaching", "notBreaching", "ignore", "missing")
+    ]
+    for spec in specs:
+        fn = state_function(spec)
+        points = (None, math.nan, spec.threshold - 1.0, spec.threshold, spec.threshold + 1.0)
+        for window in itertools.product(points, repeat=spec.evaluation_periods):
+            assert fn(window) == spec.state_for(window), (spec.kind, spec.treat_missing_data, window)

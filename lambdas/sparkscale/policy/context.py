@@ -35,6 +35,10 @@ class Context(NamedTuple):
     def notes(self) -> list[Reason]:
         """Informational reasons appended to every decision: nodes still coming, blocked groups, ignored
         metrics, a stale YARN collector."""
+        readings = self.readings
+        quiet = not (self.blocked or readings.ignored) and readings.yarn_stale_age_s is None
+        if quiet and not self.cap.in_flight_gib > EPS:
+            return []  # most evaluations: nothing to note
         notes = []
         if self.cap.in_flight_gib > EPS:
             text = (

@@ -60,6 +60,8 @@ from sparkscale.policy.signals import active_from, read_signals
 __all__ = ["METRICS_MISSING", "decide", "evaluate"]
 
 _DRY_RUN = Reason(ReasonCode.DRY_RUN, "Dry run: this decision is logged and notified, not applied.")
+# the reason of most holds (a Reason is immutable: one for all of them)
+_WITHIN_DEADBAND = Reason(ReasonCode.WITHIN_DEADBAND, "Every signal is within its deadband: holding.")
 
 
 def decide(
@@ -176,7 +178,7 @@ def _by_pressure(ctx: Context, driving: Need) -> StepResult:
         )
         why = Reason(ReasonCode.HEAP_ONLY, text)
     else:
-        why = Reason(ReasonCode.WITHIN_DEADBAND, "Every signal is within its deadband: holding.")
+        why = _WITHIN_DEADBAND
     return hold(why, ctx, cap.task_nodes, cap.task_gib)
 
 
@@ -263,7 +265,8 @@ def _decision(
     targets = current(cluster)
     if out.targets:
         targets.update({k: v for k, v in out.targets.items() if k in targets})
-    planned = targets.copy() if out.bounds else targets  # the outcome's own targets, before the bounds
+    # the outcome's own targets, before the bounds (compared only when it has some)
+    planned = targets.copy() if out.bounds and out.targets else targets
     blocked = ctx.blocked if ctx is not None else {}
     bounded = enforce_bounds(cluster, targets, blocked=blocked, config=config) if out.bounds else []
     # else every group keeps its requested count: no target from the outcome, none moved by the bounds (they

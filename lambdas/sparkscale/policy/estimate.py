@@ -304,7 +304,6 @@ def fresh_yarn_need(readings: Readings, cap: Capacity, config: Config) -> Need |
     counted, y_target = cap.counted_gib, config.yarn_memory_used_target_pct
     ratio = 100.0 * demand / counted / y_target if counted > 0 else (HUGE_RATIO if demand > 0 else 0.0)
     age = readings.age_s(Signal.YARN_ALLOCATED_MEMORY_MB)
-    source = "ResourceManager" + ("" if age is None else f", {age_text(age)}")
     signal, value = (
         (Signal.YARN_PENDING_MEMORY_MB, pending_mb)
         if pending_mb > 0
@@ -319,13 +318,15 @@ def fresh_yarn_need(readings: Readings, cap: Capacity, config: Config) -> Need |
         ratio,
         demand * 100.0 / y_target,
         lambda: _text(
-            f"YARN memory asked for: {gib(alloc)} allocated + {gib(pending)} pending{how} ({source}) is",
+            f"YARN memory asked for: {gib(alloc)} allocated + {gib(pending)} pending{how} "
+            f"(ResourceManager{'' if age is None else f', {age_text(age)}'}) is",
             _share(demand, counted, "0 GiB"),
             f"{y_target:.1f} %",
             ratio,
             config,
         ),
-        values=extra,
+        True,  # scale_in (positional: a NamedTuple built with keywords costs twice as much)
+        extra,  # values
     )
 
 
@@ -368,8 +369,8 @@ def spark_executors_need(readings: Readings, cap: Capacity, config: Config) -> N
             ratio,
             config,
         ),
-        scale_in=False,
-        values={"executor_gib": size, "demand_gib": demand},
+        False,  # scale_in
+        {"executor_gib": size, "demand_gib": demand},  # values
     )
 
 
@@ -393,7 +394,7 @@ def heap_need(readings: Readings, cap: Capacity, config: Config) -> Need | None:
             ratio,
             config,
         ),
-        scale_in=False,
+        False,  # scale_in
     )
 
 

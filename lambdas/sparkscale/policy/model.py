@@ -6,7 +6,7 @@ them. All datetimes are timezone-aware UTC.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -225,8 +225,54 @@ class Sample:
     at: datetime  # timestamp of the datapoint (not of the read)
 
 
+class SampleBatch(NamedTuple):
+    """Datapoints that share one timestamp: what one publisher sent at once (an EMR datapoint of every
+    metric, a heap agent's or the YARN collector's minute)."""
+
+    at: datetime
+    values: Mapping[Signal, float]  # never changed once in a snapshot
+
+
+class BatchSamples(Mapping[Signal, Sample]):
+    """MetricsSnapshot.samples of a snapshot made of batches (`MetricsSnapshot.of_batches`): read-only, no
+    signal in two batches, each Sample made when it is read. The policy reads the batches themselves
+    (signals.read_signals): the replay builds a snapshot every simulated minute or two and reads a few of its
+    Samples only."""
+
+    __slots__ = ("batches",)
+
+    def __init__(self, batches: tuple[SampleBatch, ...]) -> None:
+        self.batches = batches
+
+    def __getitem__(self, signal: Signal) -> Sample:
+        for at, values in self.batches:
+            if signal in values:
+                return Sample(values[signal], at)
+        raise KeyError(signal)
+
+    def at(self, signal: Signal) -> datetime:
+        """self[signal].at, without making the Sample."""
+        for at, values in self.batches:
+            if signal in values:
+                return at
+        raise KeyError(signal)
+
+    def __iter__(self) -> Iterator[Signal]:
+        for batch in self.batches:
+            yield from batch.values
+
+    def __len__(self) -> int:
+        return sum(len(batch.values) for batch in self.batches)
+
+    def __contains__(self, signal: object) -> bool:
+        return any(signal in batch.values for batch in self.batches)
+
+    def __repr__(self) -> str:
+        return repr(dict(self))
+
+
 def _freeze(m: Mapping[Signal, Sample]) -> Mapping[Signal, Sample]:
-    return MappingProxyType(dict(m))
+    return m if isinstance(m, BatchSamples) else MappingProxyType(dict(m))
 
 
 @dataclass(frozen=True)
@@ -237,6 +283,27 @@ class MetricsSnapshot:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "samples", _freeze(self.samples))
+
+    @classmethod
+    def of_batches(cls, batches: Sequence[SampleBatch]) -> MetricsSnapshot:
+        """A snapshot of batches of datapoints, no signal in two of them (ValueError)."""
+        batches = tuple(batches)
+        if len(batches) > 1 and len(set().union(*[b.values for b in batches])) != sum(
+            len(b.values) for b in batches
+        ):
+            raise ValueError("a signal is in two batches of one snapshot")
+        return cls(BatchSamples(batches))
+
+    @property
+    def batches(self) -> tuple[SampleBatch, ...]:
+        """The samples by datapoint time, in the order of their first sample."""
+        samples = self.samples
+        if isinstance(samples, BatchSamples):
+            return samples.batches
+        by_time: dict[datetime, dict[Signal, float]] = {}
+        for signal, sample in samples.items():
+            by_time.setdefault(sample.at, {})[signal] = sample.value
+        return tuple([SampleBatch(at, values) for at, values in by_time.items()])
 
     def get(self, signal: Signal) -> Sample | None:
         return self.samples.get(signal)

@@ -12,7 +12,7 @@ from types import MappingProxyType
 from typing import NamedTuple
 
 from sparkscale.config import Config
-from sparkscale.policy.model import MetricsSnapshot, Sample, Signal, SignalSource
+from sparkscale.policy.model import BatchSamples, MetricsSnapshot, Sample, Signal, SignalSource
 
 
 class Readings(NamedTuple):
@@ -34,8 +34,11 @@ class Readings(NamedTuple):
 
     def at(self, signal: Signal) -> datetime | None:
         """The datapoint time of a fresh value (None: no fresh value). Read from the snapshot's sample: few
-        times are ever asked for."""
-        return self.samples[signal].at if signal in self.values else None
+        times are ever asked for (from its batch, when it has them: no Sample made)."""
+        if signal not in self.values:
+            return None
+        samples = self.samples
+        return samples.at(signal) if isinstance(samples, BatchSamples) else samples[signal].at
 
     def age_s(self, signal: Signal) -> float | None:
         """Seconds between the read and a fresh value's datapoint (None: no fresh value or no read time)."""
@@ -66,28 +69,24 @@ def read_signals(metrics: MetricsSnapshot, *, now: datetime, config: Config) -> 
     values: dict[Signal, float] = {}
     ignored: list[tuple[int, str]] = []
     limits = _limits(config)
-    last_at: datetime | None = None  # the datapoints of one GetMetricData share their timestamp: the age
-    age, fresh = 0.0, (False, False, False)  # of the previous sample's, reused for the same datetime
     yarn_stale: list[tuple[int, str, float]] = []  # the YARN collector's stale datapoints
-    for signal, sample in metrics.samples.items():
-        v = sample.value
-        at = sample.at
-        if at is not last_at:
-            age = (now - at).total_seconds()
-            last_at = at
-            fresh = (age <= limits[0], age <= limits[1], age <= limits[2])
-        src = _SRC[signal]
-        if not 0 <= v < math.inf:  # NaN too
-            why = f"{signal.value} ignored: value {v!r} is not a finite number >= 0."
-            ignored.append((_ORDER[signal], why))
-        elif fresh[src]:
-            values[signal] = v
-        else:
-            why = f"{signal.value} ignored: its datapoint is {age:.0f} s old (max {limits[src]} s)."
-            if src == 2:
-                yarn_stale.append((_ORDER[signal], why, age))
-            else:
+    # a batch's datapoints share their timestamp (MetricsSnapshot.batches): one age for all of them
+    for at, batch in metrics.batches:
+        age = (now - at).total_seconds()
+        fresh = (age <= limits[0], age <= limits[1], age <= limits[2])
+        for signal, v in batch.items():
+            src = _SRC[signal]
+            if not 0 <= v < math.inf:  # NaN too
+                why = f"{signal.value} ignored: value {v!r} is not a finite number >= 0."
                 ignored.append((_ORDER[signal], why))
+            elif fresh[src]:
+                values[signal] = v
+            else:
+                why = f"{signal.value} ignored: its datapoint is {age:.0f} s old (max {limits[src]} s)."
+                if src == 2:
+                    yarn_stale.append((_ORDER[signal], why, age))
+                else:
+                    ignored.append((_ORDER[signal], why))
     stale: float | None = None
     # the collector is silent (none of its values fresh; asked only when some are stale): one reason for all
     # of it (Context.notes)

@@ -173,6 +173,8 @@ def _capacity_errors(
 ) -> dict[str, datetime]:
     """capacity_errors kept: while the group still falls short, or younger than spot_fallback_timeout_s."""
     errors: dict[str, datetime] = {}
+    if not previous.capacity_errors:  # nearly always: no timeout to build
+        return errors
     timeout = timedelta(seconds=config.spot_fallback_timeout_s)
     for gid, at in previous.capacity_errors.items():
         group = cluster.group(gid)

@@ -201,8 +201,12 @@ class World:
         return self._epoch + timedelta(seconds=t_s)
 
     def demand_at(self, t_s: float) -> float:
+        """The demand of the step containing `t_s` (the first or last step outside the trace)."""
         k = int(t_s // self.step_s)
-        return self.demand[min(max(k, 0), len(self.demand) - 1)]
+        demand = self.demand
+        if 0 <= k < len(demand):  # every event of the run: no clamping
+            return demand[k]
+        return demand[0] if k < 0 else demand[-1]
 
     def schedule(self, t_s: float, fn: Callable[[float], None]) -> None:
         self._push(t_s, fn, None)
@@ -217,13 +221,16 @@ class World:
         heapq.heappush(self._q, (t_s, self._seq, fn, period_s))
 
     def _run_until(self, t_s: float) -> None:
-        q = self._q
+        q, end = self._q, self.end_s
         while q and q[0][0] <= t_s:
             t, _, fn, period_s = heapq.heappop(q)
             self.now_s = t
             fn(t)
-            if period_s is not None:  # the next one, queued after whatever fn scheduled at its time
-                self._push(t + period_s, fn, period_s)
+            # the next one, queued after whatever fn scheduled at its time (_push, inlined: most events of
+            # a run are periodic ones)
+            if period_s is not None and t + period_s < end:
+                self._seq += 1
+                heapq.heappush(q, (t + period_s, self._seq, fn, period_s))
 
     # --- billing --------------------------------------------------------------------------------------------
     def _accrue(self) -> None:

@@ -11,6 +11,7 @@ from sparkscale.errors import ClusterGone, GroupBusy, InvalidRequest
 from sparkscale.memory import CollectingNotifier, InMemoryStateStore
 from sparkscale.policy.fleet import InstanceFleet
 from sparkscale.policy.model import (
+    BatchSamples,
     Cluster,
     ClusterState,
     GroupStatus,
@@ -19,7 +20,7 @@ from sparkscale.policy.model import (
     Market,
     MetricsSnapshot,
     Role,
-    Sample,
+    SampleBatch,
     ScalerState,
     Signal,
 )
@@ -114,24 +115,27 @@ class SimMetricsSource:
     returns), as the policy's `Signal` whose value is the metric's name; a metric with no such Signal (yet) is
     left out, as the real adapter never queries it.
 
-    Called on every invocation: the snapshot is rebuilt only when a datapoint became visible,
-    and only the samples of the stream that got it."""
+    Called on every invocation: the snapshot is rebuilt only when a datapoint became visible, from one batch
+    per stream (MetricsSnapshot.of_batches: no Sample is made unless read), and only the batch of the stream
+    that got it."""
 
     def __init__(self, world: World) -> None:
         self._w = world
         self._epoch = world.p.epoch
         self._cached: tuple[int, int, int, MetricsSnapshot] | None = None
-        self._emr: tuple[int, dict[Signal, Sample]] = (0, {})  # (visible datapoints, their latest samples)
-        self._heap: tuple[int, dict[Signal, Sample]] = (0, {})
-        self._yarn: tuple[int, dict[Signal, Sample]] = (0, {})
+        # (visible datapoints, the latest one's values by Signal; None when none is visible)
+        self._emr: tuple[int, SampleBatch | None] = (0, None)
+        self._heap: tuple[int, SampleBatch | None] = (0, None)
+        self._yarn: tuple[int, SampleBatch | None] = (0, None)
         # by a datum's metrics, those a Signal reads with that Signal, in the datum's order: a stream's
         # datapoints have a few sets of metrics, each looked up once (not each metric of each datum)
         self._read_of: dict[tuple[str, ...], tuple[tuple[str, Signal], ...]] = {}
+        self._disjoint: set[tuple[tuple[Signal, ...], ...]] = set()  # the batches' signals, checked
         self.calls = 0
 
-    def _samples(self, stream: MetricStream, n: int) -> dict[Signal, Sample]:
+    def _batch(self, stream: MetricStream, n: int) -> SampleBatch | None:
         if not n:
-            return {}
+            return None
         row = stream.values[n - 1]
         metrics = tuple(row)
         read = self._read_of.get(metrics)
@@ -139,8 +143,7 @@ class SimMetricsSource:
             read = self._read_of[metrics] = tuple(
                 (m, sig) for m in metrics if (sig := _SIGNAL_BY_METRIC.get(m)) is not None
             )
-        at = self._w.dt(stream.times[n - 1])
-        return {sig: Sample(row[metric], at) for metric, sig in read}
+        return SampleBatch(self._w.dt(stream.times[n - 1]), {sig: row[metric] for metric, sig in read})
 
     def read_metrics(self, cluster_id: str, now: datetime) -> MetricsSnapshot:
         self.calls += 1
@@ -152,12 +155,18 @@ class SimMetricsSource:
         if cached is not None and cached[0] == emr_n and cached[1] == heap_n and cached[2] == yarn_n:
             return cached[3]
         if self._emr[0] != emr_n:
-            self._emr = (emr_n, self._samples(w.emr, emr_n))
+            self._emr = (emr_n, self._batch(w.emr, emr_n))
         if self._heap[0] != heap_n:
-            self._heap = (heap_n, self._samples(w.heap, heap_n))
+            self._heap = (heap_n, self._batch(w.heap, heap_n))
         if self._yarn[0] != yarn_n:
-            self._yarn = (yarn_n, self._samples(w.yarn, yarn_n))
-        snap = MetricsSnapshot({**self._emr[1], **self._heap[1], **self._yarn[1]})
+            self._yarn = (yarn_n, self._batch(w.yarn, yarn_n))
+        batches = tuple([b for _, b in (self._emr, self._heap, self._yarn) if b is not None])
+        # what MetricsSnapshot.of_batches checks (no signal in two batches), once per set of signals
+        signals = tuple([tuple(b.values) for b in batches])
+        if signals not in self._disjoint:
+            MetricsSnapshot.of_batches(batches)  # raises ValueError when a signal is in two
+            self._disjoint.add(signals)
+        snap = MetricsSnapshot(BatchSamples(batches))
         self._cached = (emr_n, heap_n, yarn_n, snap)
         return snap
 
