@@ -7,7 +7,7 @@ from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iam as iam
 from constructs import Construct
 
-from infra import names
+from sparkscale_cdk import names
 
 
 class StateTable(Construct):

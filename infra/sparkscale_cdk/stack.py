@@ -10,10 +10,10 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 
-from infra.constructs import SparkAutoscaler
-from infra.settings import StackSettings
+from sparkscale_cdk.constructs import SparkAutoscaler
+from sparkscale_cdk.settings import StackSettings
 
-REPO_ROOT: Final = Path(__file__).resolve().parents[1]
+REPO_ROOT: Final = Path(__file__).resolve().parents[2]
 LAMBDA_CODE_PATH: Final = REPO_ROOT / "lambdas"
 BOOTSTRAP_DIR: Final = REPO_ROOT / "bootstrap"
 

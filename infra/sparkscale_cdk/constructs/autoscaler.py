@@ -15,7 +15,7 @@ gets what.
 
 Usage from another app::
 
-    from infra.constructs import SparkAutoscaler
+    from sparkscale_cdk.constructs import SparkAutoscaler
     SparkAutoscaler(stack, "Autoscaler", config=Config.from_mapping({...}), code_path=Path("lambdas"),
                     bootstrap_dir=Path("bootstrap"))
 """
@@ -34,19 +34,19 @@ from constructs import Construct
 from sparkscale.alarms import alarm_specs
 from sparkscale.config import Config
 
-from infra import names
-from infra.constructs.cluster_alarms import ClusterAlarms
-from infra.constructs.clusters import ManagedClusters
-from infra.constructs.dashboard import ClusterDashboard
-from infra.constructs.emr_events import EmrEvents
-from infra.constructs.function import FunctionOptions, ScalerFunction, lambda_code, powertools_layer
-from infra.constructs.grants import acknowledge, grant_on
-from infra.constructs.heap_bootstrap import HeapBootstrapAssets
-from infra.constructs.notifications import Notifications, stack_alarms_arn
-from infra.constructs.scaler import ScalerFunctions
-from infra.constructs.spot_events import SpotEvents
-from infra.constructs.state import StateTable
-from infra.settings import Features, StackSettings
+from sparkscale_cdk import names
+from sparkscale_cdk.constructs.cluster_alarms import ClusterAlarms
+from sparkscale_cdk.constructs.clusters import ManagedClusters
+from sparkscale_cdk.constructs.dashboard import ClusterDashboard
+from sparkscale_cdk.constructs.emr_events import EmrEvents
+from sparkscale_cdk.constructs.function import FunctionOptions, ScalerFunction, lambda_code, powertools_layer
+from sparkscale_cdk.constructs.grants import acknowledge, grant_on
+from sparkscale_cdk.constructs.heap_bootstrap import HeapBootstrapAssets
+from sparkscale_cdk.constructs.notifications import Notifications, stack_alarms_arn
+from sparkscale_cdk.constructs.scaler import ScalerFunctions
+from sparkscale_cdk.constructs.spot_events import SpotEvents
+from sparkscale_cdk.constructs.state import StateTable
+from sparkscale_cdk.settings import Features, StackSettings
 
 DESCRIBE_ALARMS_ACTIONS: Final = ("cloudwatch:DescribeAlarms",)
 
