@@ -13,9 +13,7 @@ from constructs import Construct
 from sparkscale_cdk.constructs import SparkAutoscaler
 from sparkscale_cdk.settings import StackSettings
 
-REPO_ROOT: Final = Path(__file__).resolve().parents[2]
-LAMBDA_CODE_PATH: Final = REPO_ROOT / "lambdas"
-BOOTSTRAP_DIR: Final = REPO_ROOT / "bootstrap"
+REPO_ROOT: Final = Path(__file__).resolve().parents[2]  # the checkout's root (only cdk_json_context uses it)
 
 
 class SparkscaleStack(Stack):
@@ -59,8 +57,6 @@ class SparkscaleStack(Stack):
             "Autoscaler",
             config=settings.config,
             features=settings.features,
-            code_path=LAMBDA_CODE_PATH,
-            bootstrap_dir=BOOTSTRAP_DIR,
             dry_run_override=dry_run.value_as_string,
             emr_instance_role=role,
         )

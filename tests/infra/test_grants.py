@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from aws_cdk import Stack
 from aws_cdk import aws_iam as iam
+from sparkscale.agent.bundle import BOOTSTRAP_DIR
 from sparkscale_cdk import names
 from sparkscale_cdk.constructs.clusters import (
     EMR_SCALER_ACTIONS,
@@ -21,7 +22,6 @@ from sparkscale_cdk.constructs.clusters import (
 from sparkscale_cdk.constructs.heap_bootstrap import HeapBootstrapAssets
 from sparkscale_cdk.constructs.notifications import KEY_PRODUCER_ACTIONS, Notifications
 from sparkscale_cdk.constructs.state import StateTable
-from sparkscale_cdk.stack import BOOTSTRAP_DIR
 from sparkscale_cdk.wiring import app_with_context
 from stack_testlib import as_list
 

@@ -22,6 +22,7 @@ Usage from another app::
 
 from __future__ import annotations
 
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Final
 
@@ -31,6 +32,7 @@ from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
+from sparkscale.agent.bundle import BOOTSTRAP_DIR
 from sparkscale.alarms import alarm_specs
 from sparkscale.config import Config
 
@@ -46,6 +48,7 @@ from sparkscale_cdk.constructs.notifications import Notifications, stack_alarms_
 from sparkscale_cdk.constructs.scaler import ScalerFunctions
 from sparkscale_cdk.constructs.spot_events import SpotEvents
 from sparkscale_cdk.constructs.state import StateTable
+from sparkscale_cdk.lambda_asset import staged_lambda_asset
 from sparkscale_cdk.settings import Features, StackSettings
 
 DESCRIBE_ALARMS_ACTIONS: Final = ("cloudwatch:DescribeAlarms",)
@@ -75,14 +78,17 @@ class SparkAutoscaler(Construct):
         construct_id: str,
         *,
         config: Config,
-        code_path: Path,
-        bootstrap_dir: Path | None = None,
+        code_path: Path | None = None,
+        bootstrap_dir: Path | None = BOOTSTRAP_DIR,
         features: Features | None = None,
         dry_run_override: str | None = None,
         emr_instance_role: iam.IRole | None = None,
     ) -> None:
-        """`dry_run_override` becomes SPARKSCALE_DRY_RUN ("true" forces dry-run; may be a CfnParameter token).
-        `emr_instance_role`, when given, may read the bootstrap assets and publish the heap metrics."""
+        """`code_path`: a folder holding `handlers/` and `sparkscale/` (default: staged from the packages
+        this construct imports, `sparkscale_cdk.lambda_asset`). `bootstrap_dir`: the agent's bootstrap files
+        (default: the packaged ones; None: no bootstrap assets). `dry_run_override` becomes
+        SPARKSCALE_DRY_RUN ("true" forces dry-run; may be a CfnParameter token). `emr_instance_role`, when
+        given, may read the bootstrap assets and publish the heap metrics."""
         super().__init__(scope, construct_id)
         features = features or Features()
         settings = StackSettings(config=config, features=features)
@@ -94,8 +100,10 @@ class SparkAutoscaler(Construct):
         )
         self.state = StateTable(self, "State", retain=features.retain_data)
         self.clusters = ManagedClusters(self, "Clusters", cluster_ids=config.clusters)
-        options = self._function_options(settings, code_path, dry_run_override)
-        self._add_functions(settings, options)
+        with ExitStack() as staging:  # the functions bind (and CDK copies) their code inside this block
+            code = code_path if code_path is not None else staging.enter_context(staged_lambda_asset())
+            options = self._function_options(settings, code, dry_run_override)
+            self._add_functions(settings, options)
         self._grant_functions()
         self._add_cluster_alarms_and_dashboards(config, features)
         self._add_dead_letter_alarms(features)
