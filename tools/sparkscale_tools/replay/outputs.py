@@ -151,6 +151,13 @@ def _pyplot() -> Any:
     return plt
 
 
+def plot_formats() -> list[str]:
+    """The file extensions `write_plot` can save to (matplotlib's Agg canvas: png, pdf, svg, ...)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: PLC0415
+
+    return sorted(FigureCanvasAgg.get_supported_filetypes())
+
+
 def plot_figure(
     result: ReplayResult, *, title: str = "sparkscale replay", signals: FreshSignals | None = None
 ) -> Any:
