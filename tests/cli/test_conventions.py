@@ -245,3 +245,24 @@ def test_a_bad_setting_during_synth_is_one_line_exit_2(tmp_path: Path) -> None:
         "sparkscale synth: cdk context 'sparkscale': invalid setting 'reconcile_rate_s': "
         "must be whole minutes for an EventBridge rate, got 90"
     )
+
+
+def test_a_replay_into_a_closed_pipe_still_writes_its_files(tmp_path: Path) -> None:
+    """`sparkscale replay … --json out.json | head -1`: head leaves early, the JSON is written anyway."""
+    out = tmp_path / "scores.json"
+    argv = ["replay", "--synthetic", "diurnal", "--days", "0.5", "--policies", "static-peak"]
+    argv += ["--json", str(out)]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sparkscale_tools.cli", *argv],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=ENV,
+        cwd=REPO,
+    )
+    assert proc.stdout is not None
+    assert proc.stderr is not None
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == conventions.EXIT_BROKEN_PIPE
+    assert err == ""
+    assert out.stat().st_size > 0

@@ -170,8 +170,7 @@ def _replay(args: argparse.Namespace) -> int:
         )
     except (ReplayError, ClusterSpecError) as exc:
         return _fail(str(exc))
-    sys.stdout.write(f"trace: {inputs.trace.name}, peak {inputs.trace.peak_gib:.1f} GiB\n")
-    sys.stdout.write(outputs.summary_text(result))
+    # The files first: `sparkscale replay … --json out.json | head` still writes them when head stops reading.
     try:
         if args.json:
             Path(args.json).write_text(outputs.json_text(result), encoding="utf-8")
@@ -181,6 +180,8 @@ def _replay(args: argparse.Namespace) -> int:
             outputs.write_plot(result, args.plot, title=f"sparkscale replay: {Path(inputs.trace.name).name}")
     except OSError as exc:
         return _fail(f"cannot write output: {exc.strerror or exc} ({exc.filename})")
+    sys.stdout.write(f"trace: {inputs.trace.name}, peak {inputs.trace.peak_gib:.1f} GiB\n")
+    sys.stdout.write(outputs.summary_text(result))
     return 0
 
 
