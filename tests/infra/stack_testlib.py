@@ -14,10 +14,9 @@ import cfnlint.api
 from aws_cdk import Stack
 from aws_cdk.assertions import Template
 from cfnlint.config import ManualArgs
-
-from infra.settings import StackSettings
-from infra.stack import SparkscaleStack
-from infra.wiring import app_with_context, build_stack
+from sparkscale_cdk.settings import StackSettings
+from sparkscale_cdk.stack import SparkscaleStack
+from sparkscale_cdk.wiring import app_with_context, build_stack
 
 
 @dataclass(frozen=True)

@@ -10,21 +10,20 @@ from typing import Any
 import pytest
 from aws_cdk import Stack
 from aws_cdk import aws_iam as iam
-from stack_testlib import as_list
-
-from infra import names
-from infra.constructs.clusters import (
+from sparkscale.agent.bundle import BOOTSTRAP_DIR
+from sparkscale_cdk import names
+from sparkscale_cdk.constructs.clusters import (
     EMR_SCALER_ACTIONS,
     INSTANCE_READ_ACTIONS,
     METRICS_READ_ACTIONS,
     SPOT_PRICE_READ_ACTIONS,
     ManagedClusters,
 )
-from infra.constructs.heap_bootstrap import HeapBootstrapAssets
-from infra.constructs.notifications import KEY_PRODUCER_ACTIONS, Notifications
-from infra.constructs.state import StateTable
-from infra.stack import BOOTSTRAP_DIR
-from infra.wiring import app_with_context
+from sparkscale_cdk.constructs.heap_bootstrap import HeapBootstrapAssets
+from sparkscale_cdk.constructs.notifications import KEY_PRODUCER_ACTIONS, Notifications
+from sparkscale_cdk.constructs.state import StateTable
+from sparkscale_cdk.wiring import app_with_context
+from stack_testlib import as_list
 
 pytestmark = pytest.mark.slow
 

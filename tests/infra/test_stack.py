@@ -15,15 +15,14 @@ from aws_cdk import aws_lambda as lambda_
 from sparkscale.alarms import AlarmSpec, alarm_specs
 from sparkscale.config import Config
 from sparkscale.config_io import from_cdk_context
+from sparkscale_cdk import names
+from sparkscale_cdk.constructs.clusters import UNSCOPED_ACTIONS
+from sparkscale_cdk.constructs.emr_events import EMR_EVENTS_HANDLER
+from sparkscale_cdk.constructs.function import powertools_parameter_name
+from sparkscale_cdk.constructs.scaler import ALARM_HANDLER, RECONCILE_HANDLER
+from sparkscale_cdk.constructs.spot_events import EVENTS_HANDLER
+from sparkscale_cdk.wiring import cdk_json_context
 from stack_testlib import Synth, as_list, cfn_lint, nag_findings, synth
-
-from infra import names
-from infra.constructs.clusters import UNSCOPED_ACTIONS
-from infra.constructs.emr_events import EMR_EVENTS_HANDLER
-from infra.constructs.function import powertools_parameter_name
-from infra.constructs.scaler import ALARM_HANDLER, RECONCILE_HANDLER
-from infra.constructs.spot_events import EVENTS_HANDLER
-from infra.wiring import cdk_json_context
 
 pytestmark = pytest.mark.slow
 

@@ -9,12 +9,15 @@ from typing import Any
 import pytest
 from sparkscale.config import Config
 from sparkscale.config_io import from_cdk_context
+from sparkscale_cdk import names
+from sparkscale_cdk.constructs.clusters import (
+    EMR_SCALER_ACTIONS,
+    METRICS_READ_ACTIONS,
+    SPOT_PRICE_READ_ACTIONS,
+)
+from sparkscale_cdk.constructs.emr_events import EMR_EVENTS_HANDLER, EmrEvents
+from sparkscale_cdk.wiring import cdk_json_context
 from stack_testlib import Synth, as_list, synth
-
-from infra import names
-from infra.constructs.clusters import EMR_SCALER_ACTIONS, METRICS_READ_ACTIONS, SPOT_PRICE_READ_ACTIONS
-from infra.constructs.emr_events import EMR_EVENTS_HANDLER, EmrEvents
-from infra.wiring import cdk_json_context
 
 pytestmark = pytest.mark.slow
 

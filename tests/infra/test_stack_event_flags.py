@@ -7,12 +7,11 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from sparkscale_cdk import names
+from sparkscale_cdk.constructs.emr_events import EMR_EVENTS_HANDLER
+from sparkscale_cdk.constructs.scaler import ALARM_HANDLER, RECONCILE_HANDLER
+from sparkscale_cdk.constructs.spot_events import EVENTS_HANDLER
 from stack_testlib import Synth, as_list, cfn_lint, nag_findings, synth
-
-from infra import names
-from infra.constructs.emr_events import EMR_EVENTS_HANDLER
-from infra.constructs.scaler import ALARM_HANDLER, RECONCILE_HANDLER
-from infra.constructs.spot_events import EVENTS_HANDLER
 
 pytestmark = pytest.mark.slow
 

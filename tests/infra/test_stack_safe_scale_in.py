@@ -68,6 +68,6 @@ def test_each_managed_cluster_has_a_node_report_policy_for_its_instance_role(s: 
 
 
 def test_the_scaler_may_list_the_instances_it_maps_hosts_to(s: Synth) -> None:
-    from infra.constructs.clusters import EMR_SCALER_ACTIONS
+    from sparkscale_cdk.constructs.clusters import EMR_SCALER_ACTIONS
 
     assert "elasticmapreduce:ListInstances" in EMR_SCALER_ACTIONS

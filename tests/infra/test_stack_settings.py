@@ -6,9 +6,8 @@ from typing import Any
 
 import pytest
 from sparkscale.config import ConfigError
-
-from infra.settings import FEATURES_KEY, Features, StackSettings
-from infra.wiring import cdk_json_context
+from sparkscale_cdk.settings import FEATURES_KEY, Features, StackSettings
+from sparkscale_cdk.wiring import cdk_json_context
 
 
 def settings(context: dict[str, Any]) -> StackSettings:

@@ -8,9 +8,8 @@ import json
 
 import pytest
 from sparkscale.alarms import alarm_specs
+from sparkscale_cdk import names
 from stack_testlib import Synth, as_list, cfn_lint, nag_findings, synth
-
-from infra import names
 
 pytestmark = pytest.mark.slow
 

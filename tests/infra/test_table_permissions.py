@@ -14,9 +14,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from sparkscale_cdk.constructs.state import DEMAND_READ_ACTIONS, ITEM_ACTIONS
 from stack_testlib import Synth, as_list, synth
-
-from infra.constructs.state import DEMAND_READ_ACTIONS, ITEM_ACTIONS
 
 pytestmark = pytest.mark.slow
 

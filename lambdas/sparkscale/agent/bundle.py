@@ -14,7 +14,9 @@ from pathlib import Path
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]  # lambdas/sparkscale
 REPO_ROOT = Path(__file__).resolve().parents[3]
-BOOTSTRAP_DIR = REPO_ROOT / "bootstrap"
+# bootstrap/ in a checkout; the wheel carries the same files as sparkscale/agent/_bootstrap (setup.py).
+_INSTALLED_BOOTSTRAP_DIR = Path(__file__).resolve().parent / "_bootstrap"
+BOOTSTRAP_DIR = _INSTALLED_BOOTSTRAP_DIR if _INSTALLED_BOOTSTRAP_DIR.is_dir() else REPO_ROOT / "bootstrap"
 AGENT_FILE = "heap-agent.pyz"
 INSTALL_SCRIPT = "install-heap-agent.sh"
 SPARK_METRICS_JSON = "spark-metrics.json"

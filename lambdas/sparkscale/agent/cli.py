@@ -112,9 +112,26 @@ def register(sub: Any) -> None:
 def _bundle(args: argparse.Namespace) -> int:
     from sparkscale.agent.bundle import build_bootstrap_dir  # noqa: PLC0415
 
-    for path in build_bootstrap_dir(args.out_dir):
+    out = args.out_dir
+    if os.path.exists(out) and not os.path.isdir(out):
+        print(f"{_prog(args)}: {out}: exists and is not a directory", file=sys.stderr)
+        return 2
+    try:
+        written = build_bootstrap_dir(out)
+    except OSError as exc:
+        print(f"{_prog(args)}: cannot write {exc.filename or out}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    for path in written:
         print(path)
     return 0
+
+
+def _prog(args: argparse.Namespace) -> str:
+    """`sparkscale heap-agent` (or `sparkscale heap-agent-bundle`) under the sparkscale CLI, whose error line
+    this follows (the agent cannot import the CLI: EMR nodes get only this package); `heap-agent` alone as
+    the zipapp."""
+    command = getattr(args, "command", None)
+    return f"sparkscale {command}" if command else "heap-agent"
 
 
 def read_cluster_id(path: str) -> str:
@@ -201,12 +218,12 @@ def run_from_args(args: argparse.Namespace) -> int:
             raise UsageError("no region: set AWS_REGION (or pass --region)")
         sink = make_sink(args.publisher, region=region, endpoint_url=resolve_endpoint(os.environ))
     except UsageError as exc:
-        print(f"heap-agent: {exc}", file=sys.stderr)
+        print(f"{_prog(args)}: {exc}", file=sys.stderr)
         return 2
     try:
         sock = open_socket(args.bind, args.port, args.rcvbuf_bytes)
     except OSError as exc:
-        print(f"heap-agent: cannot listen on udp {args.bind}:{args.port}: {exc}", file=sys.stderr)
+        print(f"{_prog(args)}: cannot listen on udp {args.bind}:{args.port}: {exc}", file=sys.stderr)
         return 1
     try:
         if args.run_as:

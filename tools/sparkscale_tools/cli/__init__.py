@@ -1,5 +1,6 @@
 """`sparkscale` command line. Each area registers its subcommands in its own module (cheap to import: heavy
-imports happen inside the command), listed in COMMAND_MODULES."""
+imports happen inside the command), listed in COMMAND_MODULES. What every command shares (the error line,
+closed pipes, output-path checks, the AWS region) is in `conventions`."""
 
 from __future__ import annotations
 
@@ -10,8 +11,10 @@ from collections.abc import Sequence
 
 from sparkscale import __version__
 
+from sparkscale_tools.cli.conventions import SparkscaleArgumentParser, broken_pipe, run_command
+
 # Each module defines `register(subparsers: argparse._SubParsersAction) -> None`; every parser it adds sets
-# `func=callable(args) -> int` (the exit code).
+# `func=callable(args) -> int` (the exit code) and raises `conventions.CliError` for anything that goes wrong.
 COMMAND_MODULES: tuple[str, ...] = (
     "sparkscale_tools.cli.config",
     "sparkscale.agent.cli",
@@ -26,7 +29,7 @@ COMMAND_MODULES: tuple[str, ...] = (
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = SparkscaleArgumentParser(
         prog="sparkscale", description="Autoscale SPOT task groups of Spark on EMR."
     )
     parser.add_argument("--version", action="version", version=f"sparkscale {__version__}")
@@ -37,9 +40,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
     try:
-        return int(args.func(args))
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+        args = build_parser().parse_args(argv)
+    except SystemExit:  # --help, --version or an argument error: --help may meet a closed pipe too
+        try:
+            sys.stdout.flush()
+        except BrokenPipeError:
+            return broken_pipe()
+        raise
+    return run_command(_command_name(args), args.func, args)
+
+
+def _command_name(args: argparse.Namespace) -> str:
+    """`replay`, or `config check` for a command with actions."""
+    words = [args.command] + [v for k, v in vars(args).items() if k.endswith("_command") and v]
+    return " ".join(str(w) for w in words)

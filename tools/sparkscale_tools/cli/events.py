@@ -5,10 +5,9 @@ it becomes, as one JSON object (cluster_id, state, metric_name, alarm_name, name
 ...). Rejected input: one line on stderr saying why, exit 2.
 
 decide: one `usecases.scale.run_once` in DRY RUN against the AWS endpoint boto3 is configured for
-(AWS_DEFAULT_REGION, which boto3 reads and AWS_REGION it does not; AWS_ENDPOINT_URL; the usual credential
-chain): reads the cluster and its metrics, decides, and prints the
-decision with its reasons. Nothing is resized, no notice is published and, with --table, the state is only
-read (leases and the record stay in memory).
+(AWS_DEFAULT_REGION, else AWS_REGION; AWS_ENDPOINT_URL; the usual credential chain): reads the cluster and
+its metrics, decides, and prints the decision with its reasons. Nothing is resized, no notice is published
+and, with --table, the state is only read (leases and the record stay in memory).
 """
 
 from __future__ import annotations
@@ -21,6 +20,8 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
+
+from sparkscale_tools.cli.conventions import EXIT_FAILED, EXIT_USAGE, CliError, aws_session
 
 _CLUSTER_ID = re.compile(r"^j-[A-Za-z0-9]{1,64}$")
 
@@ -45,9 +46,8 @@ def register(sub: Any) -> None:
     d.set_defaults(func=_decide)
 
 
-def _fail(msg: str, code: int = 2) -> int:
-    print(f"sparkscale: {msg}", file=sys.stderr)
-    return code
+def _fail(msg: str, code: int = EXIT_USAGE) -> int:
+    raise CliError(msg, exit_code=code)
 
 
 def _parse_event(args: argparse.Namespace) -> int:
@@ -89,10 +89,11 @@ def _decide(args: argparse.Namespace) -> int:
         result, notices = _run(args.cluster, config, args.table)
     except NoRegionError:
         return _fail(
-            "no AWS region configured: set AWS_DEFAULT_REGION (and AWS_ENDPOINT_URL for a local endpoint)"
+            "no AWS region configured: set AWS_REGION or AWS_DEFAULT_REGION "
+            "(and AWS_ENDPOINT_URL for a local endpoint)"
         )
     except (SparkscaleError, BotoCoreError) as exc:
-        return _fail(f"{type(exc).__name__}: {exc}", 1)
+        return _fail(f"{type(exc).__name__}: {exc}", EXIT_FAILED)
     if args.json:
         print(json.dumps(_as_json(result, notices), sort_keys=True, indent=2))
     else:
@@ -111,7 +112,7 @@ def _run(cluster_id: str, config: Any, table: str | None) -> tuple[Any, list[Any
     from sparkscale.ports import Ports, StateStore  # noqa: PLC0415
     from sparkscale.usecases.scale import run_once  # noqa: PLC0415
 
-    clients = make_clients()
+    clients = make_clients(aws_session())
     notifier = CollectingNotifier()
     state: StateStore
     if table:

@@ -3,7 +3,8 @@
 The offers CSV has a header and the columns `instance_type,memory_gib,spot_usd_per_hour` (memory_gib: the
 instance memory to provision, per node; extra columns are ignored). Prints JSON: `{"allocation":
 [{"instance_type", "nodes", "memory_gib", "usd_per_hour"}], "usd_per_hour", "usd_per_gib_hour", "memory_gib",
-"reasons"}`. Bad input: one line on stderr, exit 2. The planner is pure and cheap to import.
+"reasons"}`. Bad input: one line on stderr (`sparkscale plan: …`), exit 2. The planner is pure and cheap to
+import.
 """
 
 from __future__ import annotations
@@ -13,11 +14,12 @@ import csv
 import io
 import json
 import math
-import sys
 from typing import Any
 
 from sparkscale.policy.model import Market
 from sparkscale.policy.planner import Offer, plan_memory
+
+from sparkscale_tools.cli.conventions import CliError
 
 COLUMNS = ("instance_type", "memory_gib", "spot_usd_per_hour")
 
@@ -110,20 +112,16 @@ def plan_json(memory_gib: float, rows: list[tuple[str, float, float]], max_share
 
 def _plan(args: argparse.Namespace) -> int:
     if not math.isfinite(args.memory_gib) or args.memory_gib < 0:
-        print(f"--memory-gib must be a finite number >= 0, got {args.memory_gib:g}", file=sys.stderr)
-        return 2
+        raise CliError(f"--memory-gib must be a finite number >= 0, got {args.memory_gib:g}")
     if not math.isfinite(args.max_share) or not 0 < args.max_share <= 1:
-        print(f"--max-share must be in (0, 1], got {args.max_share:g}", file=sys.stderr)
-        return 2
+        raise CliError(f"--max-share must be in (0, 1], got {args.max_share:g}")
     try:
         with open(args.offers, encoding="utf-8", newline="") as fh:
             text = fh.read()
         rows = read_offers(text)
     except OSError as exc:
-        print(f"cannot read offers file {args.offers}: {exc.strerror or exc}", file=sys.stderr)
-        return 2
+        raise CliError(f"cannot read offers file {args.offers}: {exc.strerror or exc}") from None
     except (OffersError, csv.Error, UnicodeDecodeError) as exc:
-        print(str(exc).splitlines()[0] if str(exc) else "offers CSV: unreadable", file=sys.stderr)
-        return 2
+        raise CliError(str(exc).splitlines()[0] if str(exc) else "offers CSV: unreadable") from None
     print(json.dumps(plan_json(args.memory_gib, rows, args.max_share), indent=2))
     return 0

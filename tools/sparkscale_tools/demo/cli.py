@@ -18,6 +18,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Final
 
+from sparkscale_tools.cli.conventions import CliError, new_output_dir, require_modules
+
 DEFAULT_TRACE: Final = Path("data") / "traces" / "swim_fb2009_hadoop.csv"
 DEFAULT_TRACE_PEAK_GIB: Final = 1024.0  # the bundled SWIM day rescaled to fit 20 task nodes
 PLACEHOLDER_CLUSTER: Final = "j-DEMOPLACEHOLDER"  # a --config without clusters: replaced by the moto cluster
@@ -77,14 +79,21 @@ def register(sub: Any) -> None:
 
 
 def _fail(msg: str) -> int:
-    print(f"sparkscale demo: {msg}", file=sys.stderr)
-    return 2
+    raise CliError(msg)
 
 
 def repo_root() -> Path:
     import sparkscale  # noqa: PLC0415
 
     return Path(sparkscale.__file__).resolve().parents[2]
+
+
+def default_trace() -> Path:
+    """The checkout's data/traces/swim_fb2009_hadoop.csv; an installed wheel carries the bundled traces as
+    sparkscale_tools/_traces (setup.py)."""
+    in_checkout = repo_root() / DEFAULT_TRACE
+    installed = Path(__file__).resolve().parents[1] / "_traces" / DEFAULT_TRACE.name
+    return installed if installed.is_file() else in_checkout
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -96,7 +105,8 @@ def _demo(args: argparse.Namespace) -> int:
     from sparkscale_tools.replay.model import SimParams  # noqa: PLC0415
     from sparkscale_tools.replay.trace import TraceError  # noqa: PLC0415
 
-    out_dir = Path(args.out)
+    require_modules("moto", "aws_lambda_powertools", "matplotlib", extra="demo", what="the demo")
+    out_dir = new_output_dir(args.out, flag="--out")
     try:
         trace = _trace(args)
         cluster = load_cluster(args.cluster) if args.cluster else default_cluster()
@@ -122,6 +132,8 @@ def _demo(args: argparse.Namespace) -> int:
             result = run_demo(opts, out=sys.stdout, err=sys.stderr)
     except (DemoError, ConfigError, TraceError, ClusterSpecError, ValueError) as exc:
         return _fail(str(exc))
+    except BrokenPipeError:
+        raise  # the reader of stdout has gone: the conventions end the command quietly
     except OSError as exc:
         return _fail(f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": "))
     sys.stdout.write(summary_text(result, trace_name=trace.name))
@@ -143,7 +155,7 @@ def _trace(args: argparse.Namespace) -> Any:
             days=days, peak_gib=args.peak_gib or DEFAULT_TRACE_PEAK_GIB, seed=args.seed
         )
     else:
-        path = Path(args.trace) if args.trace else repo_root() / DEFAULT_TRACE
+        path = Path(args.trace) if args.trace else default_trace()
         peak = args.peak_gib if (args.trace or args.peak_gib) else DEFAULT_TRACE_PEAK_GIB
         trace = load_csv(path, column=args.column, peak_gib=peak)
     if args.hours is not None:

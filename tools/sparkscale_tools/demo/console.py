@@ -83,6 +83,10 @@ class Console:
     """Lines on `out`; a progress bar on `err` (only when `progress`), cleared before each line and redrawn
     after it."""
 
+    # Not tqdm (which the replay's bar uses): this bar shares the terminal with the decision lines printed
+    # between its updates and carries the demo's own label (simulated time, wall time); tqdm.write could
+    # interleave them, but the lines go to `out` and the bar to `err`, which tqdm does not coordinate.
+
     def __init__(self, out: TextIO, err: TextIO, *, progress: bool, width: int = 30) -> None:
         self._out = out
         self._err = err

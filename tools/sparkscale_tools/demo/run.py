@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import importlib.util
 import json
 import logging
 import math
@@ -122,25 +123,31 @@ class DemoResult:
 
 # --- the handlers ---------------------------------------------------------------------------------------
 def import_handlers() -> dict[str, ModuleType]:
-    """handlers.alarm, handlers.reconcile and handlers.common from the Lambda asset root (lambdas/), which an
-    installed `sparkscale` does not put on sys.path."""
-    import sparkscale  # noqa: PLC0415
+    """handlers.alarm, handlers.reconcile and handlers.common: the package the construct deploys
+    (`sparkscale_cdk.lambda_asset.handlers_dir`: lambdas/handlers in a checkout,
+    sparkscale_cdk/_lambda_handlers in a wheel), imported under the name Lambda gives it, `handlers`."""
+    from sparkscale_cdk.lambda_asset import handlers_dir  # noqa: PLC0415
 
-    root = Path(sparkscale.__file__).resolve().parent.parent
-    if not (root / "handlers" / "alarm.py").is_file():
-        raise tp.DemoError(
-            f"the Lambda handlers are not in {root / 'handlers'}: run the demo from a checkout"
+    root = handlers_dir()
+    if not (root / "alarm.py").is_file():
+        raise tp.DemoError(f"the Lambda handlers are not in {root}")
+    if "handlers" not in sys.modules:
+        spec = importlib.util.spec_from_file_location(
+            "handlers", root / "__init__.py", submodule_search_locations=[str(root)]
         )
-    if str(root) not in sys.path:
-        sys.path.insert(0, str(root))
+        if spec is None or spec.loader is None:  # pragma: no cover - a file location always has a loader
+            raise tp.DemoError(f"cannot import the handlers from {root}")
+        package = importlib.util.module_from_spec(spec)
+        sys.modules["handlers"] = package
+        spec.loader.exec_module(package)
     mods = {
         tp.ALARM_HANDLER: importlib.import_module("handlers.alarm"),
         tp.RECONCILE_HANDLER: importlib.import_module("handlers.reconcile"),
         "common": importlib.import_module("handlers.common"),
     }
     where = Path(mods["common"].__file__ or "").resolve().parent
-    if where != root / "handlers":
-        raise tp.DemoError(f"`handlers` is imported from {where}, not from {root / 'handlers'}")
+    if where != root.resolve():
+        raise tp.DemoError(f"`handlers` is imported from {where}, not from {root}")
     return mods
 
 

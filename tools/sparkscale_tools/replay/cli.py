@@ -4,10 +4,20 @@ custom rules, static peak provisioning and an oracle."""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from sparkscale_tools.cli.conventions import (
+    EXIT_FAILED,
+    EXIT_USAGE,
+    CliError,
+    aws_region,
+    require_modules,
+    writable_file,
+)
 
 DEFAULT_DAYS = 7.0
 PROGRESS_MIN_STEPS = 2000
@@ -31,7 +41,11 @@ def register(sub: Any) -> None:
         default=None,
         help=f"history (--cloudwatch) or length (--synthetic), days (default {DEFAULT_DAYS:g})",
     )
-    p.add_argument("--region", default=None, help="AWS region for --cloudwatch (default: the SDK's)")
+    p.add_argument(
+        "--region",
+        default=None,
+        help="AWS region for --cloudwatch (default: AWS_DEFAULT_REGION, else AWS_REGION, else the SDK's)",
+    )
     p.add_argument("--column", default="demand_gib", help="the trace's demand column (default demand_gib)")
     p.add_argument(
         "--peak-gib", type=float, default=None, help="rescale the trace so its peak is this many GiB"
@@ -104,9 +118,23 @@ def register(sub: Any) -> None:
     p.set_defaults(func=_replay)
 
 
-def _fail(msg: str, code: int = 2) -> int:
-    print(f"sparkscale replay: {msg}", file=sys.stderr)
-    return code
+def _fail(msg: str, code: int = EXIT_USAGE) -> int:
+    raise CliError(msg, exit_code=code)
+
+
+def _check_outputs(args: argparse.Namespace) -> None:
+    """Every output can be written, and --plot can be drawn, before the (possibly long) run."""
+    for flag, path in (("--json", args.json), ("--timeline", args.timeline), ("--plot", args.plot)):
+        if path:
+            writable_file(path, flag=flag)
+    if args.plot:
+        require_modules("matplotlib", extra="replay", what="--plot")
+        from sparkscale_tools.replay.outputs import plot_formats  # noqa: PLC0415
+
+        suffix = Path(args.plot).suffix.lstrip(".").lower()
+        if suffix not in plot_formats():
+            known = ", ".join(plot_formats())
+            raise CliError(f"--plot {args.plot}: not an image format matplotlib writes: {suffix!r} ({known})")
 
 
 def _replay(args: argparse.Namespace) -> int:
@@ -118,12 +146,13 @@ def _replay(args: argparse.Namespace) -> int:
     from sparkscale_tools.replay.run import ReplayError, run_replay  # noqa: PLC0415
     from sparkscale_tools.replay.trace import TraceError  # noqa: PLC0415
 
+    _check_outputs(args)
     try:
         inputs = _inputs(args)
     except (ConfigError, ClusterSpecError, ReplayError, TraceError) as exc:
         return _fail(str(exc))
     except _AwsFailure as exc:
-        return _fail(str(exc), 1)
+        return _fail(str(exc), EXIT_FAILED)
     demand = inputs.trace.resample(inputs.params.step_s)
     show = args.progress == "on" or (
         args.progress == "auto" and sys.stderr.isatty() and len(demand) >= PROGRESS_MIN_STEPS
@@ -141,8 +170,7 @@ def _replay(args: argparse.Namespace) -> int:
         )
     except (ReplayError, ClusterSpecError) as exc:
         return _fail(str(exc))
-    sys.stdout.write(f"trace: {inputs.trace.name}, peak {inputs.trace.peak_gib:.1f} GiB\n")
-    sys.stdout.write(outputs.summary_text(result))
+    # The files first: `sparkscale replay … --json out.json | head` still writes them when head stops reading.
     try:
         if args.json:
             Path(args.json).write_text(outputs.json_text(result), encoding="utf-8")
@@ -152,6 +180,8 @@ def _replay(args: argparse.Namespace) -> int:
             outputs.write_plot(result, args.plot, title=f"sparkscale replay: {Path(inputs.trace.name).name}")
     except OSError as exc:
         return _fail(f"cannot write output: {exc.strerror or exc} ({exc.filename})")
+    sys.stdout.write(f"trace: {inputs.trace.name}, peak {inputs.trace.peak_gib:.1f} GiB\n")
+    sys.stdout.write(outputs.summary_text(result))
     return 0
 
 
@@ -232,7 +262,7 @@ def _cloudwatch_trace(cluster_id: str, days: float, region: str | None, containe
     from sparkscale_tools.replay.cloudwatch_trace import trace_from_cloudwatch  # noqa: PLC0415
 
     try:
-        client = boto3.client("cloudwatch", region_name=region)
+        client = boto3.client("cloudwatch", region_name=aws_region(os.environ, region))
         return trace_from_cloudwatch(
             client, cluster_id=cluster_id, end=utcnow(), days=days, default_container_mb=container_mb
         )

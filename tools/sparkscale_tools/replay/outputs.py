@@ -197,6 +197,13 @@ def _pyplot() -> Any:
     return plt
 
 
+def plot_formats() -> list[str]:
+    """The file extensions `write_plot` can save to (matplotlib's Agg canvas: png, pdf, svg, ...)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: PLC0415
+
+    return sorted(FigureCanvasAgg.get_supported_filetypes())
+
+
 def plot_figure(
     result: ReplayResult, *, title: str = "sparkscale replay", signals: FreshSignals | None = None
 ) -> Any:
@@ -685,6 +692,9 @@ def _fmt(v: Any, spec: str) -> str:
     return "-" if v is None else format(v, spec)
 
 
+# The tables here are formatted by hand, not by a table library: tools/replay_identity.sh holds this output
+# byte-identical across refactors and the README's benchmark table is copied from it, while a library's
+# column widths and borders may change from one of its releases to the next.
 def summary_text(result: ReplayResult, *, words: bool = True) -> str:
     """What `sparkscale replay` prints: each policy's cost and unserved demand in words (`plain_words`; not
     with `words=False`), the run's setup, then the table with its key, the backlog table and the cost

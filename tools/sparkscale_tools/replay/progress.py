@@ -1,31 +1,27 @@
-"""A dependency-free progress bar on stderr for long replays."""
+"""The replay's progress on stderr: one tqdm bar per policy (steps, rate, elapsed and remaining time)."""
 
 from __future__ import annotations
 
 import sys
-from typing import TextIO
+from typing import Any, TextIO
 
 from sparkscale_tools.replay.engine import ProgressFn
 
 
 class ProgressBar:
-    def __init__(self, stream: TextIO | None = None, width: int = 30) -> None:
+    def __init__(self, stream: TextIO | None = None) -> None:
         self._stream = stream if stream is not None else sys.stderr
-        self._width = width
 
     def for_policy(self, name: str) -> ProgressFn:
-        last = [-1]
+        from tqdm import tqdm  # noqa: PLC0415 - only a replay with a progress bar pays for it
+
+        bar: list[Any] = []
 
         def update(done: int, total: int) -> None:
-            pct = 100 * done // max(total, 1)
-            if pct == last[0]:
-                return
-            last[0] = pct
-            filled = self._width * done // max(total, 1)
-            bar = "#" * filled + "-" * (self._width - filled)
-            self._stream.write(f"\r{name:<24} [{bar}] {pct:3d}% {done}/{total} steps")
+            if not bar:
+                bar.append(tqdm(total=total, desc=f"{name:<24}", unit="step", file=self._stream, leave=True))
+            bar[0].update(done - bar[0].n)
             if done >= total:
-                self._stream.write("\n")
-            self._stream.flush()
+                bar[0].close()
 
         return update

@@ -10,8 +10,8 @@ from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iam as iam
 from constructs import Construct
 
-from infra import names
-from infra.constructs.grants import grant_on
+from sparkscale_cdk import names
+from sparkscale_cdk.constructs.grants import grant_on
 
 # Every item a function reads or writes by key: the lease (PutItem, DeleteItem), the state and the audit trail
 # (GetItem; TransactWriteItems, which IAM authorizes per Put/Update inside it), the notice ledger (PutItem,

@@ -10,8 +10,8 @@ from typing import Any, Final
 from aws_cdk import App, Validations
 from cdk_nag import AwsSolutionsChecks
 
-from infra.settings import StackSettings
-from infra.stack import REPO_ROOT, SparkscaleStack
+from sparkscale_cdk.settings import StackSettings
+from sparkscale_cdk.stack import REPO_ROOT, SparkscaleStack
 
 CDK_JSON: Final = REPO_ROOT / "cdk.json"
 

@@ -11,7 +11,7 @@ from aws_cdk import Stack
 from aws_cdk import aws_iam as iam
 from constructs import Construct
 
-from infra.constructs.grants import acknowledge, grant_on, grant_unscoped
+from sparkscale_cdk.constructs.grants import acknowledge, grant_on, grant_unscoped
 
 # What every sparkscale Lambda does to a managed cluster: read it, its groups (or fleets) and nodes, resize
 # its TASK groups (or its TASK fleet).

@@ -11,13 +11,11 @@ from aws_cdk import aws_sns as sns
 from constructs import Construct
 from sparkscale.emr_setup import safe_scale_in_configurations
 
-from infra.constructs import SparkAutoscaler
-from infra.constructs.notifications import NOTICE_KIND_ATTRIBUTE
-from infra.settings import StackSettings
+from sparkscale_cdk.constructs import SparkAutoscaler
+from sparkscale_cdk.constructs.notifications import NOTICE_KIND_ATTRIBUTE
+from sparkscale_cdk.settings import StackSettings
 
-REPO_ROOT: Final = Path(__file__).resolve().parents[1]
-LAMBDA_CODE_PATH: Final = REPO_ROOT / "lambdas"
-BOOTSTRAP_DIR: Final = REPO_ROOT / "bootstrap"
+REPO_ROOT: Final = Path(__file__).resolve().parents[2]  # the checkout's root (only cdk_json_context uses it)
 
 
 class SparkscaleStack(Stack):
@@ -61,8 +59,6 @@ class SparkscaleStack(Stack):
             "Autoscaler",
             config=settings.config,
             features=settings.features,
-            code_path=LAMBDA_CODE_PATH,
-            bootstrap_dir=BOOTSTRAP_DIR,
             dry_run_override=dry_run.value_as_string,
             emr_instance_role=role,
         )

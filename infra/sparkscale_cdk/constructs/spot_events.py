@@ -9,9 +9,9 @@ from aws_cdk import Duration
 from aws_cdk import aws_events as events
 from constructs import Construct
 
-from infra import names
-from infra.constructs.event_rule_function import EventRuleFunction
-from infra.constructs.function import FunctionOptions
+from sparkscale_cdk import names
+from sparkscale_cdk.constructs.event_rule_function import EventRuleFunction
+from sparkscale_cdk.constructs.function import FunctionOptions
 
 EVENTS_HANDLER: Final = "handlers.spot_events.handler"
 # The warning comes two minutes before the interruption: a later delivery is worthless.

@@ -14,7 +14,7 @@ from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from infra.constructs.function import FunctionOptions, ScalerFunction, encrypted_queue
+from sparkscale_cdk.constructs.function import FunctionOptions, ScalerFunction, encrypted_queue
 
 EVENT_RETRY_ATTEMPTS: Final = 2
 

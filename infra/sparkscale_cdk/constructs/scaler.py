@@ -11,7 +11,7 @@ from aws_cdk import aws_sns_subscriptions as subs
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from infra.constructs.function import FunctionOptions, ScalerFunction, encrypted_queue
+from sparkscale_cdk.constructs.function import FunctionOptions, ScalerFunction, encrypted_queue
 
 ALARM_HANDLER = "handlers.alarm.handler"
 RECONCILE_HANDLER = "handlers.reconcile.handler"

@@ -1,5 +1,5 @@
 """One construct per concern; `SparkAutoscaler` composes them."""
 
-from infra.constructs.autoscaler import SparkAutoscaler
+from sparkscale_cdk.constructs.autoscaler import SparkAutoscaler
 
 __all__ = ["SparkAutoscaler"]

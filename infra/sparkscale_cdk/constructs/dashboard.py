@@ -15,7 +15,7 @@ from aws_cdk import aws_cloudwatch as cloudwatch
 from constructs import Construct
 from sparkscale.alarms import HEAP_PCT_EXPRESSION, AlarmSpec
 
-from infra import names
+from sparkscale_cdk import names
 
 WIDTH = 12  # two widgets per row (the grid is 24 wide)
 HEIGHT = 6

@@ -14,9 +14,9 @@ from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 
-from infra import names
-from infra.constructs.event_rule_function import EVENT_RETRY_ATTEMPTS, EventRuleFunction
-from infra.constructs.function import FunctionOptions
+from sparkscale_cdk import names
+from sparkscale_cdk.constructs.event_rule_function import EVENT_RETRY_ATTEMPTS, EventRuleFunction
+from sparkscale_cdk.constructs.function import FunctionOptions
 
 DISCOVERY_HANDLER: Final = "handlers.discovery.handler"
 EVENT_MAX_AGE: Final = Duration.hours(1)  # the sweep catches up on anything older

@@ -30,8 +30,10 @@ MAX_CONFIG_JSON_BYTES: Final = 3072
 # The reconcile handler's timeout is the lease minus this margin, so a lease always outlives an invocation.
 LEASE_MARGIN_S: Final = 10
 MAX_HANDLER_TIMEOUT_S: Final = 60
-_STACK_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9-]{0,127}$")
-_ROLE_NAME = re.compile(r"^[\w+=,.@-]{1,64}$")
+STACK_NAME_PATTERN: Final = r"^[A-Za-z][A-Za-z0-9-]{0,127}$"
+ROLE_NAME_PATTERN: Final = r"^[\w+=,.@-]{1,64}$"
+_STACK_NAME = re.compile(STACK_NAME_PATTERN)
+_ROLE_NAME = re.compile(ROLE_NAME_PATTERN)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -12,9 +12,9 @@ from aws_cdk import Duration
 from aws_cdk import aws_events as events
 from constructs import Construct
 
-from infra import names
-from infra.constructs.event_rule_function import EventRuleFunction
-from infra.constructs.function import FunctionOptions
+from sparkscale_cdk import names
+from sparkscale_cdk.constructs.event_rule_function import EventRuleFunction
+from sparkscale_cdk.constructs.function import FunctionOptions
 
 EMR_EVENTS_HANDLER: Final = "handlers.emr_events.handler"
 # EMR repeats a stuck-resize event while the resize is stuck; a copy older than this is superseded by the next

@@ -20,7 +20,7 @@ from aws_cdk import aws_sqs as sqs
 from aws_cdk import aws_ssm as ssm
 from constructs import Construct, Dependable, IConstruct
 
-from infra.constructs.notifications import KEY_PRODUCER_ACTIONS
+from sparkscale_cdk.constructs.notifications import KEY_PRODUCER_ACTIONS
 
 # The newest Python runtime aws-cdk-lib 2.275.0 offers; the code also runs on 3.11 locally (CI).
 RUNTIME: Final = lambda_.Runtime.PYTHON_3_14

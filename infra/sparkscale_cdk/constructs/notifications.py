@@ -19,8 +19,8 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subs
 from constructs import Construct
 
-from infra import names
-from infra.constructs.grants import grant_on
+from sparkscale_cdk import names
+from sparkscale_cdk.constructs.grants import grant_on
 
 # Services that write into our encrypted topics and queues on our behalf: CloudWatch publishes alarm state
 # changes to the topics, SNS moves undeliverable messages to the subscription DLQ, EventBridge moves failed

@@ -15,13 +15,14 @@ gets what.
 
 Usage from another app::
 
-    from infra.constructs import SparkAutoscaler
+    from sparkscale_cdk.constructs import SparkAutoscaler
     SparkAutoscaler(stack, "Autoscaler", config=Config.from_mapping({...}), code_path=Path("lambdas"),
                     bootstrap_dir=Path("bootstrap"))
 """
 
 from __future__ import annotations
 
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Final
 
@@ -31,23 +32,25 @@ from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
+from sparkscale.agent.bundle import BOOTSTRAP_DIR
 from sparkscale.alarms import alarm_specs
 from sparkscale.config import Config
 
-from infra import names
-from infra.constructs.cluster_alarms import ClusterAlarms
-from infra.constructs.clusters import ManagedClusters
-from infra.constructs.dashboard import ClusterDashboard
-from infra.constructs.discovery import ClusterDiscovery
-from infra.constructs.emr_events import EmrEvents
-from infra.constructs.function import FunctionOptions, ScalerFunction, lambda_code, powertools_layer
-from infra.constructs.grants import acknowledge, grant_on
-from infra.constructs.heap_bootstrap import HeapBootstrapAssets
-from infra.constructs.notifications import Notifications, stack_alarms_arn
-from infra.constructs.scaler import ScalerFunctions
-from infra.constructs.spot_events import SpotEvents
-from infra.constructs.state import StateTable
-from infra.settings import Features, StackSettings
+from sparkscale_cdk import names
+from sparkscale_cdk.constructs.cluster_alarms import ClusterAlarms
+from sparkscale_cdk.constructs.clusters import ManagedClusters
+from sparkscale_cdk.constructs.dashboard import ClusterDashboard
+from sparkscale_cdk.constructs.discovery import ClusterDiscovery
+from sparkscale_cdk.constructs.emr_events import EmrEvents
+from sparkscale_cdk.constructs.function import FunctionOptions, ScalerFunction, lambda_code, powertools_layer
+from sparkscale_cdk.constructs.grants import acknowledge, grant_on
+from sparkscale_cdk.constructs.heap_bootstrap import HeapBootstrapAssets
+from sparkscale_cdk.constructs.notifications import Notifications, stack_alarms_arn
+from sparkscale_cdk.constructs.scaler import ScalerFunctions
+from sparkscale_cdk.constructs.spot_events import SpotEvents
+from sparkscale_cdk.constructs.state import StateTable
+from sparkscale_cdk.lambda_asset import staged_lambda_asset
+from sparkscale_cdk.settings import Features, StackSettings
 
 DASHBOARD_PLACEHOLDER_CLUSTER: Final = "j-CHOOSEACLUSTER"  # shown when no cluster is listed
 DESCRIBE_ALARMS_ACTIONS: Final = ("cloudwatch:DescribeAlarms",)
@@ -80,14 +83,17 @@ class SparkAutoscaler(Construct):
         construct_id: str,
         *,
         config: Config,
-        code_path: Path,
-        bootstrap_dir: Path | None = None,
+        code_path: Path | None = None,
+        bootstrap_dir: Path | None = BOOTSTRAP_DIR,
         features: Features | None = None,
         dry_run_override: str | None = None,
         emr_instance_role: iam.IRole | None = None,
     ) -> None:
-        """`dry_run_override` becomes SPARKSCALE_DRY_RUN ("true" forces dry-run; may be a CfnParameter token).
-        `emr_instance_role`, when given, may read the bootstrap assets and publish the heap metrics."""
+        """`code_path`: a folder holding `handlers/` and `sparkscale/` (default: staged from the packages
+        this construct imports, `sparkscale_cdk.lambda_asset`). `bootstrap_dir`: the agent's bootstrap files
+        (default: the packaged ones; None: no bootstrap assets). `dry_run_override` becomes
+        SPARKSCALE_DRY_RUN ("true" forces dry-run; may be a CfnParameter token). `emr_instance_role`, when
+        given, may read the bootstrap assets and publish the heap metrics."""
         super().__init__(scope, construct_id)
         features = features or Features()
         settings = StackSettings(config=config, features=features)
@@ -104,8 +110,10 @@ class SparkAutoscaler(Construct):
         )
         self.state = StateTable(self, "State", retain=features.retain_data)
         self.clusters = ManagedClusters(self, "Clusters", cluster_ids=config.clusters)
-        options = self._function_options(settings, code_path, dry_run_override)
-        self._add_functions(settings, options)
+        with ExitStack() as staging:  # the functions bind (and CDK copies) their code inside this block
+            code = code_path if code_path is not None else staging.enter_context(staged_lambda_asset())
+            options = self._function_options(settings, code, dry_run_override)
+            self._add_functions(settings, options)
         self._grant_functions()
         self._add_cluster_alarms_and_dashboards(config, features)
         self._add_dead_letter_alarms(features)

@@ -21,8 +21,8 @@ from aws_cdk import aws_s3_assets as s3_assets
 from constructs import Construct
 from sparkscale.agent import bundle
 
-from infra import names
-from infra.constructs.grants import NAG_STAR_RESOURCE, acknowledge, grant_on
+from sparkscale_cdk import names
+from sparkscale_cdk.constructs.grants import NAG_STAR_RESOURCE, acknowledge, grant_on
 
 ACTION_NAME: Final = "sparkscale-heap-agent"
 

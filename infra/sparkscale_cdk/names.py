@@ -1,5 +1,5 @@
 """Names shared with the handlers, the agent and the tests. One definition lives in `sparkscale.names`; infra
-code imports it through here (`from infra import names`) so the two can never drift apart."""
+code imports it through here (`from sparkscale_cdk import names`) so the two can never drift apart."""
 
 from __future__ import annotations
 
