@@ -11,6 +11,27 @@ from typing import TYPE_CHECKING, Final, Protocol, runtime_checkable
 from sparkscale.policy.model import Cluster, Decision, GroupTarget, MetricsSnapshot, ScalerState
 from sparkscale.policy.node_choice import ClusterInstance, InstanceShrink, NodeReport
 
+# supports(): the answer per port object, kept with the object so that a reused id() cannot mislead it
+_SUPPORTS: dict[tuple[int, type], tuple[object, bool]] = {}
+_SUPPORTS_MAX: Final = 256
+
+
+def supports(port: object, protocol: type) -> bool:
+    """isinstance(port, protocol) for a @runtime_checkable Protocol, remembered per port object: the check
+    walks the protocol's members on every call (typing's _get_protocol_attrs), and the use cases ask it of
+    the same long-lived ports on every evaluation (an optional capability: write-ahead, node reports, ...).
+    A bool, not a TypeGuard (mypy accepts no Protocol class as a type[T] argument): callers cast."""
+    key = (id(port), protocol)
+    hit = _SUPPORTS.get(key)
+    if hit is not None and hit[0] is port:
+        return hit[1]
+    answer = isinstance(port, protocol)
+    if len(_SUPPORTS) >= _SUPPORTS_MAX:
+        _SUPPORTS.clear()
+    _SUPPORTS[key] = (port, answer)
+    return answer
+
+
 if TYPE_CHECKING:
     from sparkscale.alarms import AlarmSpec
 
@@ -103,7 +124,7 @@ class StateStore(Protocol):
 class CapacityErrorRecorder(Protocol):
     """Optional on a StateStore (EMR-EVENTS addition): record that EMR reported a TASK group lacks capacity.
 
-    Checked with isinstance(ports.state, CapacityErrorRecorder): a store without it (the replay's) simply
+    Checked with supports(ports.state, CapacityErrorRecorder): a store without it (the replay's) simply
     cannot take EMR capacity events. Call it under the cluster's lease."""
 
     def record_capacity_error(self, cluster_id: str, group_id: str, at: datetime) -> bool:
@@ -117,7 +138,7 @@ class DemandHistoryStore(Protocol):
     """Optional on a StateStore (forecast): the demand's 5-minute peak buckets, kept at most a week and a day
     (policy.forecast.HISTORY_KEEP_S, a TTL in DynamoDB), for the seasonal forecast. Not in ScalerState: a
     week is 2016 buckets, read only where the forecast looks (policy.forecast.history_ranges) and written
-    one bucket at a time. Checked with isinstance(ports.state, DemandHistoryStore): without it the forecast
+    one bucket at a time. Checked with supports(ports.state, DemandHistoryStore): without it the forecast
     is the trend alone."""
 
     def load_demand(
@@ -183,7 +204,7 @@ INTENT_SPOT: Final = "spot"
 @runtime_checkable
 class IntentStore(Protocol):
     """Optional on a StateStore (WRITE-AHEAD addition): one pending intent per cluster, in four primitives.
-    Checked with isinstance(ports.state, IntentStore): without it a use case resizes without writing ahead
+    Checked with supports(ports.state, IntentStore): without it a use case resizes without writing ahead
     (the replay's store has it too). Every call is made under the cluster's lease."""
 
     def load_intent(self, cluster_id: str) -> Intent | None:

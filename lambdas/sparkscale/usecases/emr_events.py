@@ -28,14 +28,14 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Final
+from typing import Final, cast
 
 from sparkscale import notices
 from sparkscale.config import Config
 from sparkscale.errors import ClusterGone
 from sparkscale.events.emr import EmrEvent, EmrEventKind
 from sparkscale.events.envelope import quote
-from sparkscale.ports import CapacityErrorRecorder, Notice, Notifier, Ports
+from sparkscale.ports import CapacityErrorRecorder, Notice, Notifier, Ports, supports
 from sparkscale.usecases.scale import RunResult, mark_gone, run_once
 from sparkscale.usecases.shell import REPEAT_NOTICE_S, WAIT_FOR_SCALER, LeaseWait, Outcome, Shell
 
@@ -88,11 +88,11 @@ def handle_emr_event(
     shell = Shell(ports=ports, config=config, now=now, cluster_id=cid)
     if shell.is_gone():
         return EmrEventResult(Outcome.IGNORED, event, f"cluster {cid} is gone: no longer managed")
-    store = ports.state
     gid = event.group_id
-    if not isinstance(store, CapacityErrorRecorder) or gid is None:
-        why = f"the state store ({type(store).__name__}) cannot record capacity errors"
+    if not supports(ports.state, CapacityErrorRecorder) or gid is None:
+        why = f"the state store ({type(ports.state).__name__}) cannot record capacity errors"
         return EmrEventResult(Outcome.IGNORED, event, why)
+    store = cast(CapacityErrorRecorder, ports.state)
     with shell.lease(owner, wait=lease_wait, required=True):
         new_error = store.record_capacity_error(cid, gid, min(event.at, now))
     log.warning(

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
+from typing import cast
 
 from sparkscale.config import Config
 from sparkscale.errors import SparkscaleError
@@ -20,7 +21,7 @@ from sparkscale.policy.fleet import split_market_group_id
 from sparkscale.policy.model import Decision, GroupTarget
 from sparkscale.policy.node_choice import InstanceShrink, choose_shrinks
 from sparkscale.policy.reasons import Reason, ReasonCode
-from sparkscale.ports import InstanceLister, NodeReportSource, Ports, ShrinkingCapacityWriter
+from sparkscale.ports import InstanceLister, NodeReportSource, Ports, ShrinkingCapacityWriter, supports
 
 log = logging.getLogger(__name__)
 
@@ -35,10 +36,10 @@ def choose_nodes(
         return decision, NO_SHRINKS
     if any(split_market_group_id(t.group_id) is not None for t in decision.changes):
         return decision, NO_SHRINKS  # an instance fleet: ModifyInstanceFleet takes no instances to keep
-    source, lister = ports.state, ports.clusters
-    if not isinstance(source, NodeReportSource) or not isinstance(lister, InstanceLister):
+    if not supports(ports.state, NodeReportSource) or not supports(ports.clusters, InstanceLister):
         return decision, NO_SHRINKS
-    if not isinstance(ports.capacity, ShrinkingCapacityWriter):
+    source, lister = cast(NodeReportSource, ports.state), cast(InstanceLister, ports.clusters)
+    if not supports(ports.capacity, ShrinkingCapacityWriter):
         return decision, NO_SHRINKS
     try:
         report = source.load_node_report(cluster_id)
@@ -63,8 +64,8 @@ def resize(
 ) -> None:
     """ModifyInstanceGroups, with the chosen instances when there are any and the writer takes them."""
     capacity = ports.capacity
-    if shrinks and isinstance(capacity, ShrinkingCapacityWriter):
-        capacity.resize_shrinking(cluster_id, changes, shrinks)
+    if shrinks and supports(capacity, ShrinkingCapacityWriter):
+        cast(ShrinkingCapacityWriter, capacity).resize_shrinking(cluster_id, changes, shrinks)
     else:
         capacity.resize(cluster_id, changes)
 

@@ -34,7 +34,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Final
+from typing import Final, cast
 
 from sparkscale import notices
 from sparkscale.config import Config
@@ -50,7 +50,7 @@ from sparkscale.policy import Reason, ReasonCode, evaluate, next_state
 from sparkscale.policy.forecast import DemandHistory, bucket_start, history_ranges, lead_time_s
 from sparkscale.policy.model import Cluster, Decision, DemandSample, Direction, ScalerState
 from sparkscale.policy.node_choice import InstanceShrink
-from sparkscale.ports import INTENT_SCALE, DemandHistoryStore, Intent, Notice, PauseMark, Ports
+from sparkscale.ports import INTENT_SCALE, DemandHistoryStore, Intent, Notice, PauseMark, Ports, supports
 from sparkscale.usecases.safe_scale_in import NO_SHRINKS, choose_nodes, resize
 from sparkscale.usecases.shell import GONE_TTL_S, KEY_CLUSTER_GONE, Outcome, Shell
 
@@ -250,9 +250,9 @@ def _scale_intent(shell: Shell, decision: Decision, cluster: Cluster, state: Sca
 def _demand_history(shell: Shell, state: ScalerState) -> DemandHistory | None:
     """The demand buckets the seasonal forecast reads (forecast_mode observe or act, with a store that keeps
     them); None otherwise, or when they cannot be read (the forecast is then the trend alone)."""
-    store = shell.ports.state
-    if shell.config.forecast_mode == "off" or not isinstance(store, DemandHistoryStore):
+    if shell.config.forecast_mode == "off" or not supports(shell.ports.state, DemandHistoryStore):
         return None
+    store = cast(DemandHistoryStore, shell.ports.state)
     try:
         return store.load_demand(shell.cluster_id, history_ranges(shell.now, lead_time_s(state)))
     except SparkscaleError as exc:
@@ -263,9 +263,9 @@ def _demand_history(shell: Shell, state: ScalerState) -> DemandHistory | None:
 def _record_demand(shell: Shell, demand: DemandSample) -> None:
     """The demand observed, into its 5-minute bucket's peak (a failure costs the seasonal forecast one sample,
     never the decision)."""
-    store = shell.ports.state
-    if not isinstance(store, DemandHistoryStore):
+    if not supports(shell.ports.state, DemandHistoryStore):
         return
+    store = cast(DemandHistoryStore, shell.ports.state)
     try:
         store.record_demand(shell.cluster_id, bucket_start(demand.at), demand.gib, shell.now)
     except SparkscaleError as exc:

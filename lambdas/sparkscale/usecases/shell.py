@@ -35,12 +35,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import StrEnum
-from typing import Final, NamedTuple
+from typing import Final, NamedTuple, cast
 
 from sparkscale.config import Config
 from sparkscale.errors import ClusterGone, LeaseHeld, SparkscaleError, TransientAwsError
 from sparkscale.policy.model import Cluster, ScalerState
-from sparkscale.ports import Intent, IntentStore, Notice, Ports
+from sparkscale.ports import Intent, IntentStore, Notice, Ports, supports
 
 log = logging.getLogger(__name__)
 
@@ -244,7 +244,7 @@ class Shell:
     # --- write-ahead ---------------------------------------------------------------------------------------
     def _intents(self) -> IntentStore | None:
         store = self.ports.state
-        return store if isinstance(store, IntentStore) else None
+        return cast(IntentStore, store) if supports(store, IntentStore) else None
 
     def write_ahead(self, intent: Intent) -> bool:
         """Write `intent` before its resize. False when another intent is still pending: do not resize.
