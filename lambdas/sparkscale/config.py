@@ -14,7 +14,7 @@ from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass,
 from functools import cached_property
 from types import UnionType
 from typing import Any, Final, Literal, Union, cast, get_args, get_origin, get_type_hints
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from sparkscale import names
 
@@ -451,10 +451,17 @@ class Config:
 
 
 def _is_time_zone(name: str) -> bool:
-    """True when zoneinfo knows `name` (an IANA time zone such as "Europe/Paris")."""
+    """True when zoneinfo knows `name` (an IANA time zone such as "Europe/Paris"). Where there is no time
+    zone data at all (no system tz database, no `tzdata` package) only the default "UTC" is sure: any other
+    name is let through, so that the settings every Lambda reads never fail for want of it (the digest then
+    fails, alone, and says why); the stack is synthesized where the data is."""
+    if name == "UTC":
+        return True
     try:
         ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
+    except ZoneInfoNotFoundError:
+        return bool(name) and not available_timezones()
+    except ValueError:
         return False
     return True
 

@@ -106,3 +106,20 @@ def test_the_notice() -> None:
     assert n.subject.startswith("sparkscale daily digest 2026-03-10: 1 cluster(s), 1 out, 0 in, 1 failed")
     for text in ("estimate", "j-DIGEST1", "Not applied: x (x1)", "peak 6"):
         assert text in n.body
+
+
+def test_settings_load_where_there_is_no_time_zone_data(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Lambda runtime without a tz database must still read its settings: only the digest needs a zone."""
+    from zoneinfo import ZoneInfoNotFoundError
+
+    from sparkscale import config as config_module
+
+    def missing(name: str) -> None:
+        raise ZoneInfoNotFoundError(name)
+
+    monkeypatch.setattr(config_module, "ZoneInfo", missing)
+    monkeypatch.setattr(config_module, "available_timezones", set)
+    assert Config.from_mapping({"digest_time_zone": "Europe/Paris"}).digest_time_zone == "Europe/Paris"
+    assert Config.from_mapping({}).digest_time_zone == "UTC"
+    # UTC needs no data
+    assert digest_day(datetime(2026, 3, 10, 8, tzinfo=UTC), Config()) == date(2026, 3, 9)

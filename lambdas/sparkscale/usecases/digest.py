@@ -19,7 +19,7 @@ import logging
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from typing import Any, Final
 from zoneinfo import ZoneInfo
 
@@ -69,16 +69,21 @@ class DigestResult:
 
 
 # --- pure ---------------------------------------------------------------------------------------------------
+def _zone(name: str) -> tzinfo:
+    """The time zone `name`; "UTC" needs no time zone data (ZoneInfo("UTC") reads the tz database)."""
+    return UTC if name == "UTC" else ZoneInfo(name)
+
+
 def digest_day(now: datetime, config: Config) -> date | None:
     """The local day the digest sent at `now` covers (the day before), or None outside `digest_hour`."""
-    local = now.astimezone(ZoneInfo(config.digest_time_zone))
+    local = now.astimezone(_zone(config.digest_time_zone))
     return local.date() - timedelta(days=1) if local.hour == config.digest_hour else None
 
 
 def day_bounds(day: date, time_zone: str) -> tuple[datetime, datetime]:
     """The local day's first instant and the next day's, in UTC (23 or 25 hours apart across a DST change:
     two datetimes of the same ZoneInfo subtract as wall-clock times, so they are converted)."""
-    tz = ZoneInfo(time_zone)
+    tz = _zone(time_zone)
     start = datetime.combine(day, time.min, tzinfo=tz).astimezone(UTC)
     end = datetime.combine(day + timedelta(days=1), time.min, tzinfo=tz).astimezone(UTC)
     return start, end
