@@ -44,6 +44,7 @@ class Features:
     spot_events: bool = True  # EventBridge spot interruption / rebalance rules and the events Lambda
     emr_events: bool = True  # EventBridge EMR instance-group / cluster state rule and the EMR-events Lambda
     discovery: bool = False  # manage clusters carrying the opt-in tag (the discovery Lambda, tag-scoped IAM)
+    digest: bool = False  # the daily digest email (an hourly Lambda; docs/email.md "Daily digest")
     dashboards: bool = True  # one CloudWatch dashboard for every cluster (a variable picks the cluster)
     heap_bootstrap_assets: bool = True  # upload bootstrap/ and the agent as S3 assets, output the action path
     dlq_alarms: bool = True  # tell operators when a dead-letter queue holds a message

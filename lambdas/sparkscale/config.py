@@ -14,6 +14,7 @@ from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass,
 from functools import cached_property
 from types import UnionType
 from typing import Any, Final, Literal, Union, cast, get_args, get_origin, get_type_hints
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from sparkscale import names
 
@@ -293,6 +294,21 @@ class Config:
         kind="deploy",
     )
     alarm_prefix: str = _f("sparkscale", unit="text", doc="Prefix of every alarm name.", kind="deploy")
+    digest_hour: int = _f(
+        8,
+        unit="hour",
+        lo=0,
+        hi=23,
+        doc="The local hour (in digest_time_zone) the daily digest of the day before is emailed "
+        "(feature flag `digest`).",
+        kind="deploy",
+    )
+    digest_time_zone: str = _f(
+        "UTC",
+        unit="IANA time zone",
+        doc="The time zone of digest_hour and of the digest's day (for example Europe/Paris).",
+        kind="deploy",
+    )
     powertools_layer_version: str = _f(
         "latest",
         unit="text",
@@ -425,6 +441,29 @@ class Config:
                 raise ConfigError("operator_emails", f"{e!r} is not an email address", source=source)
         if not self.alarm_prefix or not all(ch.isalnum() or ch in "-_" for ch in self.alarm_prefix):
             raise ConfigError("alarm_prefix", "use letters, digits, '-' and '_' only", source=source)
+        self._check_digest(source)
+
+    def _check_digest(self, source: str) -> None:
+        if not _is_time_zone(self.digest_time_zone):
+            raise ConfigError(
+                "digest_time_zone", f"{self.digest_time_zone!r} is not an IANA time zone name", source=source
+            )
+
+
+def _is_time_zone(name: str) -> bool:
+    """True when zoneinfo knows `name` (an IANA time zone such as "Europe/Paris"). Where there is no time
+    zone data at all (no system tz database, no `tzdata` package) only the default "UTC" is sure: any other
+    name is let through, so that the settings every Lambda reads never fail for want of it (the digest then
+    fails, alone, and says why); the stack is synthesized where the data is."""
+    if name == "UTC":
+        return True
+    try:
+        ZoneInfo(name)
+    except ZoneInfoNotFoundError:
+        return bool(name) and not available_timezones()
+    except ValueError:
+        return False
+    return True
 
 
 def _coerce(name: str, value: Any, default: Any, meta: Mapping[str, Any], source: str) -> Any:

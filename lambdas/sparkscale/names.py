@@ -49,6 +49,7 @@ NOTICE_KIND_INTERRUPTION: Final = "interruption"  # a spot warning handled: node
 NOTICE_KIND_REPLACEMENT_FAILED: Final = "replacement_failed"  # a reclaimed node could not be replaced
 NOTICE_KIND_DISCOVERY: Final = "discovery"  # a cluster managed by tag: adopted or released
 NOTICE_KIND_DISCOVERY_REFUSED: Final = "discovery_refused"  # tagged, but its tags are wrong
+NOTICE_KIND_DIGEST: Final = "digest"  # the daily digest: one email a day from the audit records
 NOTICE_KINDS: Final = (
     NOTICE_KIND_ACTION,
     NOTICE_KIND_DRY_RUN,
@@ -60,6 +61,7 @@ NOTICE_KINDS: Final = (
     NOTICE_KIND_REPLACEMENT_FAILED,
     NOTICE_KIND_DISCOVERY,
     NOTICE_KIND_DISCOVERY_REFUSED,
+    NOTICE_KIND_DIGEST,
 )
 # Alerts: what needs a person. Routine actions stay on the operator topic without being emailed.
 NOTICE_KINDS_EMAILED_BY_DEFAULT: Final = (
@@ -69,6 +71,7 @@ NOTICE_KINDS_EMAILED_BY_DEFAULT: Final = (
     NOTICE_KIND_FALLBACK,
     NOTICE_KIND_REPLACEMENT_FAILED,
     NOTICE_KIND_DISCOVERY_REFUSED,
+    NOTICE_KIND_DIGEST,
 )
 
 # --- EMR's own metrics (AWS/ElasticMapReduce, dimension JobFlowId, 300 s, not configurable) -----------------

@@ -31,6 +31,9 @@ from sparkscale.ports import Notice, PauseMark
 from sparkscale.usecases.shell import Outcome
 
 if TYPE_CHECKING:
+    from datetime import date
+
+    from sparkscale.usecases.digest import ClusterDay
     from sparkscale.usecases.scale import RunResult
 
 KIND_ACTION: Final = names.NOTICE_KIND_ACTION
@@ -43,7 +46,9 @@ KIND_INTERRUPTION: Final = names.NOTICE_KIND_INTERRUPTION
 KIND_REPLACEMENT_FAILED: Final = names.NOTICE_KIND_REPLACEMENT_FAILED
 KIND_DISCOVERY: Final = names.NOTICE_KIND_DISCOVERY
 KIND_DISCOVERY_REFUSED: Final = names.NOTICE_KIND_DISCOVERY_REFUSED
+KIND_DIGEST: Final = names.NOTICE_KIND_DIGEST
 KINDS: Final = names.NOTICE_KINDS
+DIGEST_CLUSTER: Final = "all"  # the digest's `cluster` attribute: it covers every managed cluster
 
 SUBJECT_MAX: Final = 99  # SNS: "must be less than 100 characters"
 _CTRL: Final = re.compile(r"[\x00-\x1f\x7f]+")
@@ -429,3 +434,54 @@ def fallback_notice(
     for n in held:  # the decision's own notice, quoted without its footer: this one has its own
         lines += ["", f"The scaler's decision ({n.subject}):", "", n.body]
     return _notice(KIND_FALLBACK, event.cluster_id, subject, lines)
+
+
+# --- the daily digest (usecases/digest.py) -----------------------------------------------------------------
+def _hours(seconds: float) -> str:
+    h, m = divmod(round(seconds / 60.0), 60)
+    return f"{h} h {m:02d} min"
+
+
+def _digest_cluster_lines(c: ClusterDay) -> list[str]:
+    reasons = ", ".join(f"{code} ({n})" for code, n in c.top_reasons) or "none"
+    lines = [
+        f"{c.cluster_id} ({c.records} decisions recorded)",
+        f"  Actions taken:      {c.scale_outs} scale-out(s), {c.scale_ins} scale-in(s)"
+        + (f"; {c.dry_runs} decided but not made (dry run or paused)" if c.dry_runs else ""),
+        f"  TASK nodes:         peak {c.peak_nodes}, average {c.average_nodes:.1f} "
+        "(requested, time-weighted)",
+        f"  TASK nodes cost:    ${c.cost_usd:,.2f} (estimate from the decisions' prices)",
+        f"  Time at max:        {_hours(c.at_max_s)}",
+        f"  Top reasons:        {reasons}",
+    ]
+    if c.failures:
+        lines.append(f"  Failed:             {c.failed}")
+        lines += [f"    - {what} (x{n})" for what, n in c.failures]
+    else:
+        lines.append("  Failed:             nothing")
+    return lines
+
+
+def digest_notice(*, day: date, time_zone: str, clusters: Sequence[ClusterDay]) -> Notice:
+    """The daily digest: one section per cluster that recorded a decision on `day` (local, `time_zone`)."""
+    outs = sum(c.scale_outs for c in clusters)
+    ins = sum(c.scale_ins for c in clusters)
+    failed = sum(c.failed for c in clusters)
+    cost = sum(c.cost_usd for c in clusters)
+    subject = (
+        f"sparkscale daily digest {day.isoformat()}: {len(clusters)} cluster(s), {outs} out, {ins} in, "
+        f"{failed} failed, ~${cost:,.0f}"
+    )
+    lines = [
+        f"sparkscale's day {day.isoformat()} ({time_zone}), from the audit records: {len(clusters)} "
+        f"cluster(s), {outs} scale-out(s), {ins} scale-in(s), {failed} failure(s), about ${cost:,.2f} of "
+        "TASK nodes.",
+        "",
+        "Costs are estimates from the decisions: requested TASK nodes x the price per node-hour each "
+        "decision carries, over the day. Time at max: from each decision at the maximum and still under "
+        "pressure to the next decision.",
+    ]
+    for c in clusters:
+        lines += ["", *_digest_cluster_lines(c)]
+    lines += ["", "(One email a day; a day without any decision sends nothing.)"]
+    return _notice(KIND_DIGEST, DIGEST_CLUSTER, subject, lines)

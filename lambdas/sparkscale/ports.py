@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Final, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Final, Protocol, runtime_checkable
 
 from sparkscale.policy.model import Cluster, Decision, GroupTarget, MetricsSnapshot, ScalerState
 from sparkscale.policy.node_choice import ClusterInstance, InstanceShrink, NodeReport
@@ -223,6 +223,17 @@ class IntentStore(Protocol):
 
     def clear_intent(self, cluster_id: str, intent_id: str) -> None:
         """Remove the intent `intent_id` (nothing when another or none is pending)."""
+        ...
+
+
+@runtime_checkable
+class AuditReader(Protocol):
+    """The audit trail (the daily digest): the decisions a cluster recorded (records.decision_to_dict)."""
+
+    def audit_since(
+        self, cluster_id: str, since: datetime, *, limit: int = 1000
+    ) -> Sequence[Mapping[str, Any]]:
+        """The records saved at or after `since`, newest first, at most `limit`."""
         ...
 
 

@@ -40,6 +40,7 @@ from sparkscale_cdk import names
 from sparkscale_cdk.constructs.cluster_alarms import ClusterAlarms
 from sparkscale_cdk.constructs.clusters import ManagedClusters
 from sparkscale_cdk.constructs.dashboard import ClusterDashboard
+from sparkscale_cdk.constructs.digest import DailyDigest
 from sparkscale_cdk.constructs.discovery import ClusterDiscovery
 from sparkscale_cdk.constructs.emr_events import EmrEvents
 from sparkscale_cdk.constructs.function import FunctionOptions, ScalerFunction, lambda_code, powertools_layer
@@ -70,6 +71,7 @@ class SparkAutoscaler(Construct):
     spot_events: SpotEvents | None
     emr_events: EmrEvents | None
     discovery: ClusterDiscovery | None
+    digest: DailyDigest | None
     cluster_alarms: dict[str, ClusterAlarms]
     dashboard: ClusterDashboard | None  # one for every cluster (a dashboard variable picks the cluster)
     heap_bootstrap: HeapBootstrapAssets | None
@@ -115,6 +117,7 @@ class SparkAutoscaler(Construct):
             options = self._function_options(settings, code, dry_run_override)
             self._add_functions(settings, options)
         self._grant_functions()
+        self._grant_digest()
         self._add_cluster_alarms_and_dashboards(config, features)
         self._add_dead_letter_alarms(features)
         self._add_heap_bootstrap(features, bootstrap_dir, emr_instance_role)
@@ -178,6 +181,8 @@ class SparkAutoscaler(Construct):
         )
         self.functions = [self.scaler.alarm, self.scaler.reconcile]
         self.functions += [e.handler for e in (self.spot_events, self.emr_events, self.discovery) if e]
+        # not in `functions`: it neither scales nor writes state (its grants: _grant_digest)
+        self.digest = DailyDigest(self, "Digest", options=options) if features.digest else None
 
     def _grant_functions(self) -> None:
         """Every function: the state table's items by key and the operator notices (and so the key),
@@ -209,6 +214,16 @@ class SparkAutoscaler(Construct):
         if self.spot_events is not None:
             self.clusters.grant_describe_instances(self.spot_events.handler.function)
             self.clusters.grant_read_spot_prices(self.spot_events.handler.function)
+
+    def _grant_digest(self) -> None:
+        """The daily digest: the audit records and the registry (Query), its mark in the notice ledger
+        (GetItem, PutItem), the operator notices. Nothing else: it reads no cluster and scales none."""
+        if self.digest is None:
+            return
+        fn = self.digest.handler.function
+        self.state.grant_read_audit(fn)  # also the registry's Query when discovery is on
+        self.state.grant_ledger(fn)
+        self.notifications.grant_publish_notices(fn)
 
     def _add_cluster_alarms_and_dashboards(self, config: Config, features: Features) -> None:
         self.cluster_alarms = {}
@@ -335,6 +350,9 @@ class SparkAutoscaler(Construct):
         if self.discovery is not None:
             queues["discovery-fn"] = self.discovery.handler.dead_letter_queue
             queues["discovery-rules"] = self.discovery.rule_dlq
+        if self.digest is not None:
+            queues["digest-fn"] = self.digest.handler.dead_letter_queue
+            queues["digest-schedule"] = self.digest.rule_dlq
         return queues
 
     def _dlq_alarms(self, alarm_prefix: str) -> None:

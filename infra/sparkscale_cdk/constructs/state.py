@@ -21,6 +21,9 @@ ITEM_ACTIONS = ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "
 # the demand history the seasonal forecast reads (adapters/dynamodb.py load_demand): run_once only
 DEMAND_READ_ACTIONS = ("dynamodb:Query",)
 REGISTRY_READ_ACTIONS = ("dynamodb:Query",)
+# the daily digest: the audit records of a day (Query) and its once-a-day mark in the notice ledger
+AUDIT_READ_ACTIONS = ("dynamodb:Query",)
+LEDGER_ACTIONS = ("dynamodb:GetItem", "dynamodb:PutItem")
 
 # What the master-node agent puts in its node report item (sparkscale/agent/nodes.py `report_item`).
 NODE_REPORT_ATTRIBUTES: Final = (
@@ -72,6 +75,15 @@ class StateTable(Construct):
         """`dynamodb:Query` on this table: the registry of the clusters managed by tag (pk "registry"), which
         every handler reads to know the managed clusters when discovery is on."""
         return grant_on(grantee, REGISTRY_READ_ACTIONS, [self.table.table_arn])
+
+    def grant_read_audit(self, grantee: iam.IGrantable) -> iam.Grant:
+        """`dynamodb:Query` on this table: the audit records the daily digest reads (`audit_since`)."""
+        return grant_on(grantee, AUDIT_READ_ACTIONS, [self.table.table_arn])
+
+    def grant_ledger(self, grantee: iam.IGrantable) -> iam.Grant:
+        """`dynamodb:GetItem` and `PutItem` on this table: the notice ledger's marks (`claim`, `claimed_at`)
+        for a function that writes nothing else (the daily digest's mark per local date)."""
+        return grant_on(grantee, LEDGER_ACTIONS, [self.table.table_arn])
 
     def node_report_statement(self, cluster_ids: Sequence[str]) -> iam.PolicyStatement:
         """PutItem of the agent's node report of `cluster_ids` only: `dynamodb:LeadingKeys` (the partition

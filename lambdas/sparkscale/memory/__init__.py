@@ -9,6 +9,7 @@ import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from typing import Any
 
 from sparkscale.errors import ClusterGone, GroupBusy, RefusedChange
 from sparkscale.policy.forecast import BUCKET_S, HISTORY_KEEP_S, bucket_start
@@ -22,6 +23,7 @@ from sparkscale.policy.model import (
     ScalerState,
 )
 from sparkscale.ports import Intent, Notice, NoticeLedger, PauseMark, StateStore
+from sparkscale.records import decision_to_dict
 
 _KEEP_BUCKETS = HISTORY_KEEP_S // BUCKET_S
 
@@ -126,6 +128,12 @@ class InMemoryStateStore:
         self.last_decision = decision
         if self._keep_audit:
             self.audit.setdefault(cluster_id, []).append((now, decision))
+
+    def audit_since(self, cluster_id: str, since: datetime, *, limit: int = 1000) -> list[dict[str, Any]]:
+        """ports.AuditReader: the kept records saved at or after `since`, newest first (decoded)."""
+        with self._lock:
+            kept = [d for at, d in self.audit.get(cluster_id, []) if at >= since]
+        return [decision_to_dict(d) for d in reversed(kept)][:limit]
 
     # --- write-ahead (ports.IntentStore), with the DynamoDB store's conditions ----------------------------
     def load_intent(self, cluster_id: str) -> Intent | None:

@@ -1,0 +1,203 @@
+"""The daily digest (feature `digest`): one email a day, built from the audit records of the day before in
+`digest_time_zone`, sent in the local hour `digest_hour` (docs/email.md, "Daily digest").
+
+`summarize` is pure: the records of one cluster's day in, a `ClusterDay` out (actions, peak and
+time-weighted average requested TASK nodes, the estimated cost of the TASK nodes, time at max, the top
+reasons, what failed). `run_digest` is the imperative part: the hour rule, the audit read per managed
+cluster, the once-per-day claim in the notice ledger (a retry never sends twice), and the one notice.
+
+How the day is read from the records: after each record the TASK groups stand at the record's targets when it
+was applied (a resize made), else at its `current` counts (a hold, a dry run, a resize EMR refused). Before
+the day's first record they stand at that record's `current` counts. Nodes and their cost (nodes x the
+per-node-hour price the decision carries) are step functions between records, integrated over the day; the
+time at max is the time from each at-max decision to the next record (or the day's end).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
+from typing import Any, Final
+from zoneinfo import ZoneInfo
+
+from sparkscale import notices
+from sparkscale.config import Config
+from sparkscale.policy.model import Direction
+from sparkscale.policy.reasons import ReasonCode
+from sparkscale.ports import AuditReader, Ports
+from sparkscale.usecases.shell import Outcome, Shell
+
+log = logging.getLogger(__name__)
+
+DIGEST_LEDGER_ID: Final = "digest"  # the ledger's "cluster" of the digest marks (pk cluster#digest)
+DIGEST_KEY_TTL_S: Final = 3 * 24 * 3600  # a day's mark outlives every retry of that day
+TOP_REASONS: Final = 3
+MAX_RECORDS_PER_DAY: Final = 5000  # a record every 20 s all day; more are not read
+FAILURE_TEXT_MAX: Final = 160
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterDay:
+    """One cluster's day, as the digest shows it."""
+
+    cluster_id: str
+    records: int
+    scale_outs: int  # applied
+    scale_ins: int  # applied
+    dry_runs: int  # actions decided, not made (dry run or paused)
+    peak_nodes: int  # requested TASK nodes
+    average_nodes: float  # time-weighted over the day
+    cost_usd: float  # estimate: requested nodes x the per-node-hour price the decisions carry
+    at_max_s: float
+    top_reasons: tuple[tuple[str, int], ...]  # (reason code, records carrying it), most frequent first
+    failures: tuple[tuple[str, int], ...]  # (what failed, how many times)
+
+    @property
+    def failed(self) -> int:
+        return sum(n for _, n in self.failures)
+
+
+@dataclass(frozen=True, slots=True)
+class DigestResult:
+    outcome: Outcome  # APPLIED (sent), SKIPPED (not the hour), HOLD (empty day), DUPLICATE (already sent)
+    day: date | None
+    clusters: tuple[ClusterDay, ...] = ()
+    detail: str = ""
+
+
+# --- pure ---------------------------------------------------------------------------------------------------
+def _zone(name: str) -> tzinfo:
+    """The time zone `name`; "UTC" needs no time zone data (ZoneInfo("UTC") reads the tz database)."""
+    return UTC if name == "UTC" else ZoneInfo(name)
+
+
+def digest_day(now: datetime, config: Config) -> date | None:
+    """The local day the digest sent at `now` covers (the day before), or None outside `digest_hour`."""
+    local = now.astimezone(_zone(config.digest_time_zone))
+    return local.date() - timedelta(days=1) if local.hour == config.digest_hour else None
+
+
+def day_bounds(day: date, time_zone: str) -> tuple[datetime, datetime]:
+    """The local day's first instant and the next day's, in UTC (23 or 25 hours apart across a DST change:
+    two datetimes of the same ZoneInfo subtract as wall-clock times, so they are converted)."""
+    tz = _zone(time_zone)
+    start = datetime.combine(day, time.min, tzinfo=tz).astimezone(UTC)
+    end = datetime.combine(day + timedelta(days=1), time.min, tzinfo=tz).astimezone(UTC)
+    return start, end
+
+
+def _applied(r: Mapping[str, Any]) -> bool:
+    return bool(r.get("is_action")) and not r.get("dry_run") and ReasonCode.NOT_APPLIED.value not in _codes(r)
+
+
+def _codes(r: Mapping[str, Any]) -> list[str]:
+    return [str(c) for c in r.get("reason_codes") or ()]
+
+
+def _stand(r: Mapping[str, Any], *, after: bool) -> tuple[int, float]:
+    """(requested TASK nodes, USD per hour of them) before the record, or after it."""
+    key = "target" if after and _applied(r) else "current"
+    targets = r.get("targets") or ()
+    nodes = sum(int(t[key]) for t in targets)
+    usd = sum(int(t[key]) * float(t.get("usd_per_hour_per_node") or 0.0) for t in targets)
+    return nodes, usd
+
+
+def _failure(r: Mapping[str, Any]) -> str | None:
+    if ReasonCode.NOT_APPLIED.value not in _codes(r):
+        return None
+    texts = [
+        str(t)
+        for c, t in zip(_codes(r), r.get("reasons") or (), strict=False)
+        if c == ReasonCode.NOT_APPLIED.value
+    ]
+    what = " ".join(texts[-1].split()) if texts else "Not applied"
+    return what if len(what) <= FAILURE_TEXT_MAX else what[: FAILURE_TEXT_MAX - 3] + "..."
+
+
+def summarize(
+    cluster_id: str, records: Sequence[Mapping[str, Any]], start: datetime, end: datetime
+) -> ClusterDay | None:
+    """One cluster's day from its audit records (any order; those outside [start, end) are ignored). None
+    when it has no record that day."""
+    day = sorted(((datetime.fromisoformat(str(r["at"])), r) for r in records), key=lambda pair: pair[0])
+    day = [(at, r) for at, r in day if start <= at < end]
+    if not day:
+        return None
+    nodes, usd = _stand(day[0][1], after=False)
+    peak, node_s, usd_s, at_max_s = nodes, 0.0, 0.0, 0.0
+    cursor, at_max = start, False
+    for at, r in day:
+        span = (at - cursor).total_seconds()
+        node_s, usd_s, at_max_s = (
+            node_s + nodes * span,
+            usd_s + usd * span,
+            at_max_s + (span if at_max else 0.0),
+        )
+        nodes, usd = _stand(r, after=True)
+        peak, cursor, at_max = max(peak, nodes), at, bool(r.get("at_max_under_pressure"))
+    span = (end - cursor).total_seconds()
+    node_s, usd_s, at_max_s = node_s + nodes * span, usd_s + usd * span, at_max_s + (span if at_max else 0.0)
+    length = (end - start).total_seconds()
+    applied = [r for _, r in day if _applied(r)]
+    reasons = Counter(
+        c for _, r in day for c in dict.fromkeys(_codes(r)) if c != ReasonCode.NOT_APPLIED.value
+    )
+    failures = Counter(f for _, r in day if (f := _failure(r)) is not None)
+    return ClusterDay(
+        cluster_id=cluster_id,
+        records=len(day),
+        scale_outs=sum(1 for r in applied if r.get("direction") == Direction.OUT.value),
+        scale_ins=sum(1 for r in applied if r.get("direction") == Direction.IN.value),
+        dry_runs=sum(1 for _, r in day if r.get("is_action") and r.get("dry_run")),
+        peak_nodes=peak,
+        average_nodes=node_s / length if length > 0 else float(nodes),
+        cost_usd=usd_s / 3600.0,
+        at_max_s=at_max_s,
+        top_reasons=tuple(sorted(reasons.items(), key=lambda kv: (-kv[1], kv[0]))[:TOP_REASONS]),
+        failures=tuple(sorted(failures.items(), key=lambda kv: (-kv[1], kv[0]))),
+    )
+
+
+# --- the use case -------------------------------------------------------------------------------------------
+def run_digest(
+    *, ports: Ports, audit: AuditReader, config: Config, clusters: Sequence[str], now: datetime
+) -> DigestResult:
+    """Send the digest of the day before when `now` is in the local `digest_hour` and that day has records,
+    once per day (the notice ledger's mark `digest#<local date>`)."""
+    day = digest_day(now, config)
+    if day is None:
+        return DigestResult(Outcome.SKIPPED, None, detail=f"not the digest hour ({config.digest_hour})")
+    start, end = day_bounds(day, config.digest_time_zone)
+    shell = Shell(ports=ports, config=config, now=now, cluster_id=DIGEST_LEDGER_ID)
+    key = f"digest#{day.isoformat()}"
+    if shell.claimed_at(key) is not None:
+        return DigestResult(Outcome.DUPLICATE, day, detail="already sent")
+    days: list[ClusterDay] = []
+    for cid in sorted(dict.fromkeys(clusters)):
+        records = audit.audit_since(cid, start, limit=MAX_RECORDS_PER_DAY)  # an error fails the run: retried
+        summary = summarize(cid, records, start, end)
+        if summary is not None:
+            days.append(summary)
+    if not days:
+        return DigestResult(Outcome.HOLD, day, detail="no record that day: nothing sent")
+    if not shell.claim(key, DIGEST_KEY_TTL_S):
+        return DigestResult(Outcome.DUPLICATE, day, tuple(days), detail="already sent")
+    notice = notices.digest_notice(day=day, time_zone=config.digest_time_zone, clusters=days)
+    if not shell.send(notice):
+        return DigestResult(Outcome.FAILED, day, tuple(days), detail="the notice was not sent")
+    log.info("digest of %s sent for %d cluster(s)", day, len(days))
+    return DigestResult(Outcome.APPLIED, day, tuple(days))
+
+
+def result_dict(result: DigestResult) -> dict[str, Any]:
+    """The handler's JSON-safe answer."""
+    return {
+        "outcome": str(result.outcome),
+        "day": None if result.day is None else result.day.isoformat(),
+        "clusters": [c.cluster_id for c in result.clusters],
+        "detail": result.detail,
+    }
