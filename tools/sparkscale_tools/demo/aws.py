@@ -28,6 +28,7 @@ from sparkscale.policy.model import Market, Role
 from sparkscale_tools.demo.template import (
     ACCOUNT_ID,
     ALARM_HANDLER,
+    DISCOVERY_HANDLER,
     RECONCILE_HANDLER,
     REGION,
     DemoError,
@@ -223,7 +224,8 @@ def provision(tpl: StackTemplate, c: Clients, cluster_id: str) -> Provisioned:
     arn_of = {a["AlarmName"]: a["AlarmArn"] for a in described}
     env = {
         h: {k: str(resolve(v)) for k, v in tpl.functions[h].environment.items()}
-        for h in (ALARM_HANDLER, RECONCILE_HANDLER)
+        for h in (ALARM_HANDLER, RECONCILE_HANDLER, DISCOVERY_HANDLER)
+        if h in tpl.functions
     }
     return Provisioned(
         table_name=table_name,
@@ -244,9 +246,11 @@ def _resources_of(tpl: StackTemplate, kind: str) -> list[str]:
 
 
 # --- the EMR cluster ------------------------------------------------------------------------------------
-def create_cluster(emr: Any, spec: ClusterSpec, task_nodes: Mapping[str, int]) -> ClusterSpec:
+def create_cluster(
+    emr: Any, spec: ClusterSpec, task_nodes: Mapping[str, int], tags: Mapping[str, str] | None = None
+) -> ClusterSpec:
     """RunJobFlow with the spec's MASTER, CORE and TASK groups (TASK groups start at `task_nodes`, by spec
-    group id). Returns the spec renamed to moto's cluster id and instance-group ids."""
+    group id) and `tags`. Returns the spec renamed to moto's cluster id and instance-group ids."""
     groups = []
     for g in spec.groups:
         count = g.nodes if g.role is not Role.TASK else int(task_nodes.get(g.id, 0))
@@ -272,6 +276,7 @@ def create_cluster(emr: Any, spec: ClusterSpec, task_nodes: Mapping[str, int]) -
         JobFlowRole="EMR_EC2_DefaultRole",
         ServiceRole="EMR_DefaultRole",
         VisibleToAllUsers=True,
+        **({"Tags": [{"Key": k, "Value": v} for k, v in tags.items()]} if tags else {}),
     )
     cid = str(resp["JobFlowId"])
     ids = {g["Name"]: str(g["Id"]) for g in emr.list_instance_groups(ClusterId=cid)["InstanceGroups"]}

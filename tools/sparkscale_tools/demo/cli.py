@@ -70,6 +70,13 @@ def register(sub: Any) -> None:
     p.add_argument("--emails", type=int, default=3, metavar="N", help="print the first N emails in full")
     p.add_argument("--no-compare", action="store_true", help="skip the replay baselines in the summary")
     p.add_argument(
+        "--tagged-cluster",
+        action="store_true",
+        help="a third of the way through, start a cluster with the opt-in tag and an untagged one: the "
+        "discovery handler gives the tagged one alarms, the handlers scale it, it is terminated two thirds "
+        "of the way through and its alarms deleted (the stack is synthesized with the discovery feature on)",
+    )
+    p.add_argument(
         "--progress",
         choices=("auto", "on", "off"),
         default="auto",
@@ -114,9 +121,12 @@ def _demo(args: argparse.Namespace) -> int:
         if args.emails < 0:
             raise DemoError("--emails must be >= 0")
         template = Path(args.template)
-        if args.config:
-            template = synth_with_config(Path(args.config), out_dir / "cdk.out")
-            print(f"synthesized the stack with {args.config} -> {template}")
+        if args.config or (args.tagged_cluster and not _discovers(template)):
+            config = Path(args.config) if args.config else None
+            template = synth_with_config(config, out_dir / "cdk.out", discovery=args.tagged_cluster)
+            parts = (args.config, "the discovery feature on" if args.tagged_cluster else None)
+            what = " and ".join(str(x) for x in parts if x)
+            print(f"synthesized the stack with {what} -> {template}")
         opts = DemoOptions(
             template=template,
             trace=trace,
@@ -127,6 +137,7 @@ def _demo(args: argparse.Namespace) -> int:
             progress=args.progress == "on" or (args.progress == "auto" and sys.stderr.isatty()),
             full_emails=args.emails,
             compare=not args.no_compare,
+            tagged_cluster=args.tagged_cluster,
         )
         with _terminate_as_interrupt():
             result = run_demo(opts, out=sys.stdout, err=sys.stderr)
@@ -137,7 +148,15 @@ def _demo(args: argparse.Namespace) -> int:
     except OSError as exc:
         return _fail(f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": "))
     sys.stdout.write(summary_text(result, trace_name=trace.name))
-    return 1 if result.stats.failures or result.stats.fixed_groups_changed else 0
+    failed = result.stats.failures or result.stats.fixed_groups_changed or result.tagged_failures
+    return 1 if failed else 0
+
+
+def _discovers(template: Path) -> bool:
+    """The template has the discovery function (the stack's `discovery` feature is on)."""
+    from sparkscale_tools.demo import template as tp  # noqa: PLC0415
+
+    return tp.DISCOVERY_HANDLER in tp.load(template).functions
 
 
 def _trace(args: argparse.Namespace) -> Any:
@@ -167,17 +186,23 @@ def _trace(args: argparse.Namespace) -> Any:
     return trace
 
 
-def synth_with_config(config_path: Path, outdir: Path) -> Path:
-    """`cdk synth` (the pinned CLI from `make venv`, offline) with `-c sparkscale=<the file's settings>`;
-    returns the template. A config without clusters gets a placeholder (the demo replaces it anyway)."""
+def synth_with_config(config_path: Path | None, outdir: Path, *, discovery: bool = False) -> Path:
+    """`cdk synth` (the pinned CLI from `make venv`, offline) with `-c sparkscale=<the file's settings>`
+    (none: cdk.json's), and with `discovery` cdk.json's feature flags plus `discovery`; returns the template.
+    A config without clusters gets a placeholder (the demo replaces it anyway)."""
     from sparkscale.config_io import from_file  # noqa: PLC0415
 
     from sparkscale_tools.demo.template import DemoError, find_template  # noqa: PLC0415
 
-    raw = json.loads(from_file(config_path).to_json())
-    if not raw.get("clusters"):
-        raw["clusters"] = [PLACEHOLDER_CLUSTER]
+    context: list[str] = []
+    if config_path is not None:
+        raw = json.loads(from_file(config_path).to_json())
+        if not raw.get("clusters"):
+            raw["clusters"] = [PLACEHOLDER_CLUSTER]
+        context += ["-c", f"sparkscale={json.dumps(raw)}"]
     root = repo_root()
+    if discovery:
+        context += ["-c", f"sparkscale:features={json.dumps(_features_with_discovery(root))}"]
     cdk = root / "node_modules" / ".bin" / "cdk"
     if not cdk.is_file() or not (root / "cdk.json").is_file():
         raise DemoError(f"--config needs the CDK CLI ({cdk}) and cdk.json: run `make demo ARGS=...`")
@@ -188,13 +213,20 @@ def synth_with_config(config_path: Path, outdir: Path) -> Path:
         "CDK_DISABLE_VERSION_CHECK": "1",
         "JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION": "1",
     }
-    cmd = [str(cdk), "synth", "--no-notices", "--quiet", "-c", f"sparkscale={json.dumps(raw)}"]
+    cmd = [str(cdk), "synth", "--no-notices", "--quiet", *context]
     cmd += ["--output", str(outdir.resolve())]
     done = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=900, check=False)  # noqa: S603
     if done.returncode != 0:
         last = (done.stderr.strip().splitlines() or ["(no output)"])[-1]
-        raise DemoError(f"cdk synth with {config_path} failed: {last}")
+        raise DemoError(f"cdk synth with {config_path or 'the discovery feature'} failed: {last}")
     return find_template(outdir)
+
+
+def _features_with_discovery(root: Path) -> dict[str, Any]:
+    """cdk.json's `sparkscale:features` with `discovery` on (a -c value replaces the whole key)."""
+    context = json.loads((root / "cdk.json").read_text(encoding="utf-8")).get("context", {})
+    features = context.get("sparkscale:features") or {}
+    return {**(features if isinstance(features, dict) else {}), "discovery": True}
 
 
 @contextmanager

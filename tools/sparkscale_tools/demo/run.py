@@ -30,6 +30,8 @@ from sparkscale_tools.demo import aws
 from sparkscale_tools.demo import template as tp
 from sparkscale_tools.demo.console import Console
 from sparkscale_tools.demo.sim import DemoController, DemoStats
+from sparkscale_tools.demo.tagged import TaggedScenario, TaggedStats
+from sparkscale_tools.demo.tagged import summary_lines as tagged_lines
 from sparkscale_tools.replay import outputs
 from sparkscale_tools.replay import policies as pol
 from sparkscale_tools.replay.cluster import ClusterSpec, cluster_from_mapping
@@ -79,6 +81,8 @@ class DemoOptions:
     progress: bool = False
     full_emails: int = 3  # print the body of the first N operator emails (all go to the emails file)
     compare: bool = True  # run the replay's baselines for the summary
+    # a tagged and an untagged cluster from a third to two thirds of the run (needs the `discovery` feature)
+    tagged_cluster: bool = False
 
 
 @dataclass
@@ -95,6 +99,29 @@ class DemoResult:
     files: dict[str, Path]
     notes: list[str]
     signals: outputs.FreshSignals | None = None  # the plot's signal panel
+    tagged: TaggedStats | None = None  # with DemoOptions.tagged_cluster
+
+    @property
+    def tagged_failures(self) -> list[str]:
+        """What went wrong with the clusters managed by tag (empty without them)."""
+        t = self.tagged
+        if t is None:
+            return []
+        out = [
+            f"the discovery handler failed on the tagged cluster at {w}"
+            for w, c, a in t.discovery
+            if c == t.tagged_id and a == "failed"
+        ]
+        out += [f"the untagged cluster's alarm {a} exists" for a in t.untagged_alarms]
+        out += [f"the untagged cluster's group changed: {c}" for c in t.untagged_changed]
+        out += ["the untagged cluster is in the registry"] if t.untagged_registered else []
+        out += [f"the tagged cluster's alarm {a} outlived it" for a in t.alarms_left or []]
+        out += (
+            ["a handler evaluated the untagged cluster"]
+            if t.untagged_id in self.stats.result_clusters
+            else []
+        )
+        return out
 
     @property
     def max_requested(self) -> int:
@@ -122,8 +149,9 @@ class DemoResult:
 
 
 # --- the handlers ---------------------------------------------------------------------------------------
-def import_handlers() -> dict[str, ModuleType]:
-    """handlers.alarm, handlers.reconcile and handlers.common: the package the construct deploys
+def import_handlers(*, discovery: bool = False) -> dict[str, ModuleType]:
+    """handlers.alarm, handlers.reconcile and handlers.common (and handlers.discovery): the package the
+    construct deploys
     (`sparkscale_cdk.lambda_asset.handlers_dir`: lambdas/handlers in a checkout,
     sparkscale_cdk/_lambda_handlers in a wheel), imported under the name Lambda gives it, `handlers`."""
     from sparkscale_cdk.lambda_asset import handlers_dir  # noqa: PLC0415
@@ -145,6 +173,8 @@ def import_handlers() -> dict[str, ModuleType]:
         tp.RECONCILE_HANDLER: importlib.import_module("handlers.reconcile"),
         "common": importlib.import_module("handlers.common"),
     }
+    if discovery:
+        mods[tp.DISCOVERY_HANDLER] = importlib.import_module("handlers.discovery")
     where = Path(mods["common"].__file__ or "").resolve().parent
     if where != root.resolve():
         raise tp.DemoError(f"`handlers` is imported from {where}, not from {root}")
@@ -199,13 +229,18 @@ def run_demo(opts: DemoOptions, *, out: TextIO, err: TextIO) -> DemoResult:
         "summary": opts.out_dir / "summary.txt",
     }
     start = pol.warm_start(demand[0], cluster=opts.cluster, config=tpl.config)
+    if opts.tagged_cluster and tp.DISCOVERY_HANDLER not in tpl.functions:
+        raise tp.DemoError(
+            f"{tpl.source}: --tagged-cluster needs a stack with the `discovery` feature "
+            "(no function with handler handlers.discovery.handler)"
+        )
     console.line(f"template: {tpl.source} (stack {tpl.stack_name}; managed cluster {tpl.cluster_ids[0]})")
     with aws.moto_server() as endpoint, aws.patched_environ({"AWS_ENDPOINT_URL": endpoint}):
         console.line(f"embedded AWS: moto server at {endpoint} (fake credentials, region {tp.REGION})")
         setup = _set_up(opts, tpl, endpoint, start)
         console.lines(_setup_lines(tpl, setup))
         record = RunRecord(DEMO_RUN)
-        stats, notes, world = _drive(
+        stats, notes, world, tagged = _drive(
             opts, setup, demand=demand, record=record, console=console, handler_log=files["handler_log"]
         )
     wall = time.perf_counter() - t0
@@ -227,6 +262,7 @@ def run_demo(opts: DemoOptions, *, out: TextIO, err: TextIO) -> DemoResult:
         files=files,
         notes=notes + list(replay.notes),
         signals=signals,
+        tagged=tagged,
     )
     files["summary"].write_text(summary_text(result, trace_name=opts.trace.name), encoding="utf-8")
     return result
@@ -250,7 +286,7 @@ def _drive(
     record: RunRecord,
     console: Console,
     handler_log: Path,
-) -> tuple[DemoStats, list[str], World]:
+) -> tuple[DemoStats, list[str], World, TaggedStats | None]:
     """The World driven by the real handlers (in the alarm function's environment, on the simulated clock)."""
     prov, spec = setup.prov, setup.spec
     notes: list[str] = []
@@ -268,10 +304,10 @@ def _drive(
         )
     env = {"AWS_ENDPOINT_URL": setup.endpoint, **prov.function_env[tp.ALARM_HANDLER]}
     with aws.patched_environ(env):
-        mods = import_handlers()
+        mods = import_handlers(discovery=opts.tagged_cluster)
         common = mods["common"]
         runtimes = {}
-        for h in (tp.ALARM_HANDLER, tp.RECONCILE_HANDLER):  # one warm container per function
+        for h in _functions(opts):  # one warm container per function
             rt = common.build_runtime({**_environ(), **prov.function_env[h]})
             aws.check_endpoints(setup.endpoint, _runtime_clients(rt))
             runtimes[h] = rt
@@ -295,6 +331,7 @@ def _drive(
         ):
             if not priced:
                 notes.append("moto's EC2 internals changed: the handlers saw moto's fake spot prices")
+            scenario = _scenario(opts, setup, demand)
             controller = DemoController(
                 tpl=setup.tpl,
                 prov=prov,
@@ -306,17 +343,41 @@ def _drive(
                 console=console,
                 handler_log=hlog,
                 full_emails=opts.full_emails,
+                scenario=scenario,
             )
             for rt in runtimes.values():  # the handlers read `now` from their Runtime: the simulated clock
                 rt.clock = controller.now
             try:
                 world.run(controller, _progress(console, world, controller))
                 controller.publish(float(world.end_s))
+                if scenario is not None:
+                    scenario.finish()
             finally:
                 console.finish()
                 overlay.close()
                 common.set_runtime(None)
-    return controller.stats, notes, world
+    return controller.stats, notes, world, (scenario.stats if scenario is not None else None)
+
+
+def _functions(opts: DemoOptions) -> tuple[str, ...]:
+    extra = (tp.DISCOVERY_HANDLER,) if opts.tagged_cluster else ()
+    return (tp.ALARM_HANDLER, tp.RECONCILE_HANDLER, *extra)
+
+
+def _scenario(opts: DemoOptions, setup: _Setup, demand: Sequence[float]) -> TaggedScenario | None:
+    """The tagged and untagged clusters, from a third to two thirds of the run (whole minutes)."""
+    if not opts.tagged_cluster:
+        return None
+    end_s = len(demand) * opts.params.step_s
+    return TaggedScenario(
+        tpl=setup.tpl,
+        prov=setup.prov,
+        clients=setup.clients,
+        spec=opts.cluster,
+        discovery_env=dict(setup.prov.function_env[tp.DISCOVERY_HANDLER]),
+        start_s=float(end_s // 3 // 60 * 60) + 30.0,
+        stop_s=float(2 * end_s // 3 // 60 * 60) + 30.0,
+    )
 
 
 @contextlib.contextmanager
@@ -620,6 +681,9 @@ def summary_text(result: DemoResult, *, trace_name: str) -> str:
         f"({counts(by_kind(s.emails))})",
     ]
     lines[2:2] = [*outputs.plain_words(result.replay), ""]
+    if result.tagged is not None:
+        lines += tagged_lines(result.tagged)
+        lines += [f"FAILED: {f}" for f in result.tagged_failures]
     lines += [f"failed invocation: {f}" for f in s.failures[:5]]
     lines += [f"note: {n}" for n in result.notes]
     lines += ["", outputs.summary_text(result.replay, words=False).rstrip("\n"), "", "files:"]

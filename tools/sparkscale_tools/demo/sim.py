@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from types import ModuleType
-from typing import Any, Final, TextIO
+from typing import Any, Final, Protocol, TextIO
 
 from sparkscale import names
 from sparkscale.adapters.dynamodb import DynamoStateStore
@@ -84,9 +84,19 @@ class DemoStats:
     requested: list[tuple[float, dict[str, int]]] = field(default_factory=list)  # (t, group -> requested)
     modifications: int = 0  # requested-count changes seen in moto EMR (one per ModifyInstanceGroups)
     fixed_groups_changed: list[str] = field(default_factory=list)  # MASTER/CORE changes (must stay empty)
+    result_clusters: set[str] = field(default_factory=set)  # every cluster a handler's result named
 
     def bump(self, d: dict[str, int], key: str) -> None:
         d[key] = d.get(key, 0) + 1
+
+
+class Scenario(Protocol):
+    """More clusters beside the simulated one (demo/tagged.py): scheduled on the World at attach, and asked
+    to publish their metrics whenever the controller publishes the World's."""
+
+    def attach(self, world: World, controller: DemoController) -> None: ...
+
+    def publish(self, t_s: float) -> None: ...
 
 
 class DemoController:
@@ -107,6 +117,7 @@ class DemoController:
         console: con.Console,
         handler_log: TextIO,
         full_emails: int,
+        scenario: Scenario | None = None,
     ) -> None:
         self._tpl = tpl
         self._prov = prov
@@ -118,23 +129,38 @@ class DemoController:
         self._console = console
         self._log = handler_log
         self._full_emails = full_emails
+        self._scenario = scenario
         self._store = DynamoStateStore(clients.dynamodb, prov.table_name)
         self.stats = DemoStats()
         self._published = {names.EMR_NAMESPACE: 0, names.HEAP_NAMESPACE: 0, names.YARN_NAMESPACE: 0}
         self._state = {a.spec.name: "INSUFFICIENT_DATA" for a in prov.alarms}
-        self._queries, self._inputs = _alarm_queries(prov.alarms)
-        self._lookback_s = max(
-            (a.spec.evaluation_periods + 2) * a.spec.period_s for a in prov.alarms
-        )  # enough periods for every window
-        self._align_s = max(a.spec.period_s for a in prov.alarms)
-        self._exprs = {
-            a.spec.name: compile_expression(a.spec.expression, {q.id for q in a.spec.metrics})
-            for a in prov.alarms
-            if a.spec.expression is not None
-        }
+        self._compile_alarms(prov.alarms)
         self._fixed: dict[str, int] = {}
         self._subscription = f"{prov.alarm_topic_arn}:{uuid.uuid4()}"
         self._shown = 0  # operator emails (not alarm notifications) printed so far
+
+    def _compile_alarms(self, alarms: tuple[DemoAlarm, ...]) -> None:
+        """The alarms evaluated every `alarm_eval_period_s`: their queries and metric-math expressions."""
+        self._alarms = alarms
+        self._queries, self._inputs = _alarm_queries(alarms)
+        self._lookback_s = max(
+            (a.spec.evaluation_periods + 2) * a.spec.period_s for a in alarms
+        )  # enough periods for every window
+        self._align_s = max(a.spec.period_s for a in alarms)
+        self._exprs = {
+            a.spec.name: compile_expression(a.spec.expression, {q.id for q in a.spec.metrics})
+            for a in alarms
+            if a.spec.expression is not None
+        }
+
+    def add_alarms(self, alarms: tuple[DemoAlarm, ...]) -> None:
+        """Evaluate these alarms too from now on (alarms the discovery handler created)."""
+        self._state.update({a.spec.name: "INSUFFICIENT_DATA" for a in alarms})
+        self._compile_alarms(self._alarms + alarms)
+
+    def remove_alarms(self, alarm_names: set[str]) -> None:
+        """Stop evaluating these alarms (deleted)."""
+        self._compile_alarms(tuple(a for a in self._alarms if a.spec.name not in alarm_names))
 
     # --- the World's Controller protocol --------------------------------------------------------------------
     def attach(self, world: World) -> None:
@@ -144,6 +170,8 @@ class DemoController:
             p.reconcile_offset_s + p.schedule_latency_s, float(self._tpl.reconcile_rate_s), self._reconcile
         )
         world.every(p.alarm_eval_offset_s, p.alarm_eval_period_s, self._evaluate_alarms)
+        if self._scenario is not None:
+            self._scenario.attach(world, self)
         for g in self._c.emr.list_instance_groups(ClusterId=self._cid)["InstanceGroups"]:
             if g["InstanceGroupType"] != Role.TASK.value:
                 self._fixed[str(g["Id"])] = int(g["RequestedInstanceCount"])
@@ -177,6 +205,8 @@ class DemoController:
             for k in range(0, len(data), 1000):
                 self._c.cloudwatch.put_metric_data(Namespace=ns, MetricData=data[k : k + 1000])
             self._published[ns] = n
+        if self._scenario is not None:
+            self._scenario.publish(t_s)
 
     def _period_values(self, now: datetime) -> dict[str, dict[int, float | None]]:
         """Alarm name -> {period index: value} from ONE GetMetricData over every alarm's metrics."""
@@ -196,7 +226,7 @@ class DemoController:
                 for ts, v in zip(r.get("Timestamps", []), r.get("Values", []), strict=False)
             }
         out: dict[str, dict[int, float | None]] = {}
-        for a in self._prov.alarms:
+        for a in self._alarms:
             inputs = self._inputs[a.spec.name]  # metric id in the alarm -> query id
             if a.spec.expression is None:
                 out[a.spec.name] = dict(by_query.get(inputs["m"], {}))
@@ -215,7 +245,7 @@ class DemoController:
         self.publish(t_s)
         now = self._w.dt(t_s)
         values = self._period_values(now)
-        for a in self._prov.alarms:
+        for a in self._alarms:
             spec = a.spec
             series = values.get(spec.name, {})
             end = int(now.timestamp()) // spec.period_s
@@ -248,8 +278,9 @@ class DemoController:
         if old != "INSUFFICIENT_DATA" or new == "ALARM":
             shown = next((v for v in reversed(window) if v is not None), None)
             value = f"{shown:,.2f}" if shown is not None else "no data"
+            who = "" if spec.cluster_id == self._cid else f"{spec.cluster_id} "  # a cluster managed by tag
             self._console.line(
-                f"{self.when(t_s)}  alarm {spec.kind}: {old} -> {new}  "
+                f"{self.when(t_s)}  alarm {who}{spec.kind}: {old} -> {new}  "
                 f"({spec.metric_name or spec.expression} {value}; threshold {spec.threshold:g})"
             )
         key = {"ALARM": "AlarmActions", "OK": "OKActions"}.get(new, "InsufficientDataActions")
@@ -291,7 +322,8 @@ class DemoController:
         """SNS → the alarm function: one Lambda SNS event."""
         self._invoke(ALARM_HANDLER, event, t_s, trigger)
 
-    def _invoke(self, handler: str, event: dict[str, Any], t_s: float, trigger: str) -> None:
+    def _invoke(self, handler: str, event: dict[str, Any], t_s: float, trigger: str) -> Any:
+        """One invocation of a real handler (its response: None when it failed)."""
         self.publish(t_s)
         self._sync_overlay()
         fn = self._tpl.functions[handler]
@@ -317,6 +349,7 @@ class DemoController:
         notices = 0
         for r in results:
             outcome = str(r.get("outcome", "?"))
+            self.stats.result_clusters.add(str(r.get("cluster_id")))
             self.stats.bump(self.stats.outcomes, outcome)
             notices += int(r.get("notices_sent") or 0)
             if outcome in SHOWN_OUTCOMES and r.get("direction") in ACTIONS:
@@ -324,6 +357,17 @@ class DemoController:
         self._read_back(t_s)
         if notices:
             self._emails()
+        return response
+
+    def invoke(self, handler: str, event: dict[str, Any], t_s: float, trigger: str) -> Any:
+        """One invocation of a real handler, for a scenario (then the operator queues are drained)."""
+        response = self._invoke(handler, event, t_s, trigger)
+        self._emails()
+        return response
+
+    @property
+    def console(self) -> con.Console:
+        return self._console
 
     def _show_decision(self, result: Mapping[str, Any], t_s: float, trigger: str, outcome: str) -> None:
         audit = self._store.audit(str(result.get("cluster_id", self._cid)), limit=1)

@@ -27,6 +27,7 @@ from sparkscale.config import Config, ConfigError
 
 ALARM_HANDLER: Final = "handlers.alarm.handler"
 RECONCILE_HANDLER: Final = "handlers.reconcile.handler"
+DISCOVERY_HANDLER: Final = "handlers.discovery.handler"  # only in a template with the `discovery` feature
 REGION: Final = "us-east-1"
 ACCOUNT_ID: Final = "123456789012"  # moto's default account
 PSEUDO: Final = {
@@ -274,7 +275,8 @@ def _email_topics(doc: Mapping[str, Any], operator_topic: str) -> dict[str, Mapp
 
 
 def _schedule(doc: Mapping[str, Any], reconcile_fn: str, source: str) -> tuple[int, str]:
-    """(rate in seconds, rule logical id) of the schedule rule targeting the reconcile function."""
+    """(rate in seconds, rule logical id) of the schedule rule targeting the reconcile function (or another
+    function: `schedule_of`)."""
     for lid, rule in _resources(doc, "AWS::Events::Rule").items():
         props = rule.get("Properties") or {}
         targets = [t for t in props.get("Targets") or [] if isinstance(t, dict)]
@@ -282,6 +284,11 @@ def _schedule(doc: Mapping[str, Any], reconcile_fn: str, source: str) -> tuple[i
         if isinstance(expression, str) and any(_getatt_id(t.get("Arn")) == reconcile_fn for t in targets):
             return rate_seconds(expression), lid
     raise DemoError(f"{source}: no schedule rule targets the reconcile function ({RECONCILE_HANDLER})")
+
+
+def schedule_of(tpl: StackTemplate, handler: str) -> tuple[int, str]:
+    """(rate in seconds, rule logical id) of the schedule rule targeting the function with `handler`."""
+    return _schedule(tpl.doc, tpl.functions[handler].logical_id, tpl.source)
 
 
 def _table(doc: Mapping[str, Any], env: Mapping[str, Any], source: str) -> TableDef:
