@@ -78,9 +78,12 @@ destroy: venv
 	$(CDK_ENV) node_modules/.bin/cdk destroy --no-notices $(ARGS)
 
 # The stack synthesized by the CDK CLI (offline), then the real handlers against it on a moto server.
+# The demo also starts a cluster tagged for discovery part-way through, beside an untagged one (issue 15):
+# `make demo DEMO_CLUSTERS=` runs the one statically configured cluster alone.
+DEMO_CLUSTERS ?= --tagged-cluster
 demo: venv
 	$(CDK) synth --no-notices --quiet
-	$(CDK_ENV) $(BIN)/sparkscale demo --template cdk.out $(ARGS)
+	$(CDK_ENV) $(BIN)/sparkscale demo --template cdk.out $(DEMO_CLUSTERS) $(ARGS)
 
 bench: venv
 	# Benchmarks print their figures; the replay one also rewrites the table in docs/benchmarks.md so it stays true.
