@@ -8,11 +8,13 @@ import json
 import subprocess
 import sys
 import threading
+import traceback
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
+from aws_lambda_powertools.logging.formatter import LambdaPowertoolsFormatter
 from handlers import alarm, common
 from sparkscale import names
 from sparkscale.errors import GroupBusy, InvalidRequest, Throttled, TransientAwsError
@@ -94,14 +96,33 @@ def test_duplicate_sns_delivery_does_nothing_the_second_time(
     assert len(audits) == 1
 
 
-def test_fifty_concurrent_invocations_for_one_cluster_resize_once(deployment_both: Deployment) -> None:
+def _one_invocation_at_a_time_per_process_for_log_keys(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Lambda runs one invocation per process at a time; this test runs fifty in threads of one process.
+    Powertools keeps its log keys per process (inject_lambda_context clears and appends them on every
+    invocation) and its formatter iterates them while formatting: one lock around those, as one process has
+    them, so that the race the test is about (lease, idempotency, one resize) is the only one in it."""
+    lock = threading.RLock()
+    for name in ("format", "append_keys", "remove_keys", "clear_state"):
+        original = getattr(LambdaPowertoolsFormatter, name)
+
+        def serialized(self: Any, *args: Any, _original: Any = original, **kwargs: Any) -> Any:
+            with lock:
+                return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(LambdaPowertoolsFormatter, name, serialized)
+
+
+def test_fifty_concurrent_invocations_for_one_cluster_resize_once(
+    deployment_both: Deployment, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _one_invocation_at_a_time_per_process_for_log_keys(monkeypatch)
     d = deployment_both
     cid = d.cluster.cluster_id
     rt = d.runtime()
     before = group_counts(d.aws.emr, cid)
     barrier = threading.Barrier(50)
     results: list[dict[str, Any]] = []
-    errors: list[BaseException] = []
+    errors: list[str] = []
     lock = threading.Lock()
 
     def invoke(i: int) -> None:
@@ -109,9 +130,9 @@ def test_fifty_concurrent_invocations_for_one_cluster_resize_once(deployment_bot
         barrier.wait()
         try:
             out = alarm.handler(event, FakeLambdaContext(aws_request_id=f"req-{i}"))
-        except BaseException as exc:
+        except BaseException:
             with lock:
-                errors.append(exc)
+                errors.append(traceback.format_exc())  # the whole traceback: a race shows where it is
             return
         with lock:
             results.extend(out["results"])
