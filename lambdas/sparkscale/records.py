@@ -25,6 +25,32 @@ def forecast_to_dict(f: Forecast) -> dict[str, Any]:
     }
 
 
+def target_to_dict(t: GroupTarget) -> dict[str, Any]:
+    """One group's change as recorded: in an audit record's `targets` and in a write-ahead intent."""
+    return {
+        "group_id": t.group_id,
+        "group_name": t.group_name,
+        "instance_type": t.instance_type,
+        "market": t.market.value,
+        "current": t.current,
+        "target": t.target,
+        "usd_per_hour_per_node": t.usd_per_hour_per_node,
+    }
+
+
+def target_from_dict(t: Mapping[str, Any]) -> GroupTarget:
+    """The inverse of target_to_dict. KeyError / ValueError when malformed."""
+    return GroupTarget(
+        group_id=str(t["group_id"]),
+        group_name=str(t["group_name"]),
+        instance_type=str(t["instance_type"]),
+        market=Market(t["market"]),
+        current=int(t["current"]),
+        target=int(t["target"]),
+        usd_per_hour_per_node=float(t["usd_per_hour_per_node"]),
+    )
+
+
 def decision_to_dict(d: Decision) -> dict[str, Any]:
     out = _decision_dict(d)
     if d.forecast is not None:  # forecast_mode observe or act; a decision without one is recorded as before
@@ -46,18 +72,7 @@ def _decision_dict(d: Decision) -> dict[str, Any]:
         "at_max_under_pressure": d.at_max_under_pressure,
         "usd_per_hour_before": d.usd_per_hour_before,
         "usd_per_hour_after": d.usd_per_hour_after,
-        "targets": [
-            {
-                "group_id": t.group_id,
-                "group_name": t.group_name,
-                "instance_type": t.instance_type,
-                "market": t.market.value,
-                "current": t.current,
-                "target": t.target,
-                "usd_per_hour_per_node": t.usd_per_hour_per_node,
-            }
-            for t in d.targets
-        ],
+        "targets": [target_to_dict(t) for t in d.targets],
         "fallback_groups": list(d.fallback_groups),
         "fallback_to": list(d.fallback_to),
         "reasons": list(d.reason_texts),
@@ -76,18 +91,7 @@ def decision_from_dict(d: Mapping[str, Any]) -> Decision:
         cluster_id=str(d["cluster_id"]),
         at=datetime.fromisoformat(d["at"]),
         direction=Direction(d["direction"]),
-        targets=tuple(
-            GroupTarget(
-                group_id=str(t["group_id"]),
-                group_name=str(t["group_name"]),
-                instance_type=str(t["instance_type"]),
-                market=Market(t["market"]),
-                current=int(t["current"]),
-                target=int(t["target"]),
-                usd_per_hour_per_node=float(t["usd_per_hour_per_node"]),
-            )
-            for t in d["targets"]
-        ),
+        targets=tuple(target_from_dict(t) for t in d["targets"]),
         reasons=tuple(Reason(ReasonCode(c), str(text)) for c, text in zip(codes, d["reasons"], strict=True)),
         dry_run=bool(d["dry_run"]),
         driving_signal=None if signal is None else Signal(signal),

@@ -52,10 +52,10 @@ from sparkscale.adapters.aws_errors import translate
 from sparkscale.errors import TransientAwsError
 from sparkscale.policy import state_from_dict, state_to_dict
 from sparkscale.policy.forecast import HISTORY_KEEP_S
-from sparkscale.policy.model import Decision, GroupTarget, Market, ScalerState
+from sparkscale.policy.model import Decision, ScalerState
 from sparkscale.policy.node_choice import NodeReport, YarnNode
 from sparkscale.ports import Intent, Notice, PauseMark
-from sparkscale.records import decision_from_dict, decision_to_dict
+from sparkscale.records import decision_from_dict, decision_to_dict, target_from_dict, target_to_dict
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +98,7 @@ def _intent_item(intent: Intent) -> dict[str, Any]:
         "kind": {"S": intent.kind},
         "at": {"S": intent.at.astimezone(UTC).isoformat()},
         "owner": {"S": intent.owner},
-        "changes": {"S": json.dumps([_target_dict(t) for t in intent.changes], sort_keys=True)},
+        "changes": {"S": json.dumps([target_to_dict(t) for t in intent.changes], sort_keys=True)},
         "recorded": {"BOOL": intent.recorded},
     }
     if intent.notice is not None:
@@ -116,35 +116,12 @@ def _intent_item(intent: Intent) -> dict[str, Any]:
     return item
 
 
-def _target_dict(t: GroupTarget) -> dict[str, Any]:
-    return {
-        "group_id": t.group_id,
-        "group_name": t.group_name,
-        "instance_type": t.instance_type,
-        "market": t.market.value,
-        "current": t.current,
-        "target": t.target,
-        "usd_per_hour_per_node": t.usd_per_hour_per_node,
-    }
-
-
 def _intent_from_item(item: Mapping[str, Any]) -> Intent:
     def text(name: str) -> str | None:
         value = item.get(name)
         return None if value is None else str(value["S"])
 
-    changes = tuple(
-        GroupTarget(
-            group_id=str(t["group_id"]),
-            group_name=str(t["group_name"]),
-            instance_type=str(t["instance_type"]),
-            market=Market(t["market"]),
-            current=int(t["current"]),
-            target=int(t["target"]),
-            usd_per_hour_per_node=float(t["usd_per_hour_per_node"]),
-        )
-        for t in json.loads(item["changes"]["S"])
-    )
+    changes = tuple(target_from_dict(t) for t in json.loads(item["changes"]["S"]))
     notice, decision, state = text("notice"), text("decision"), text("state")
     ttl = item.get("key_ttl_s")
     return Intent(
@@ -330,12 +307,7 @@ class DynamoStateStore:
         if intent.state is not None and intent.decision is not None:
             items += self._state_and_audit(cluster_id, intent.state, intent.decision, now)
         if intent.key:
-            claim: dict[str, Any] = {
-                **self._key(cluster_id, NOTICE_PREFIX + intent.key),
-                "claimed_at": {"S": now.astimezone(UTC).isoformat()},
-            }
-            if intent.key_ttl_s is not None:
-                claim[TTL] = {"N": str(_epoch(now) + int(intent.key_ttl_s))}
+            claim = self._claim_item(cluster_id, intent.key, now, intent.key_ttl_s)
             items.append({"Put": {"TableName": self._table, "Item": claim}})
         items.append(
             {
@@ -580,17 +552,22 @@ class DynamoStateStore:
             return None
 
     # --- notice ledger --------------------------------------------------------------------------------------
-    def claim(self, cluster_id: str, key: str, now: datetime, ttl_s: int | None) -> bool:
+    def _claim_item(self, cluster_id: str, key: str, now: datetime, ttl_s: int | None) -> dict[str, Any]:
+        """The notice-ledger item of `key` (no expiry when ttl_s is None): `claim`, and `record_intent`'s
+        transaction for the spot event an intent carries."""
         item: dict[str, Any] = {
             **self._key(cluster_id, NOTICE_PREFIX + key),
             "claimed_at": {"S": now.astimezone(UTC).isoformat()},
         }
         if ttl_s is not None:
             item[TTL] = {"N": str(_epoch(now) + int(ttl_s))}
+        return item
+
+    def claim(self, cluster_id: str, key: str, now: datetime, ttl_s: int | None) -> bool:
         try:
             self._db.put_item(
                 TableName=self._table,
-                Item=item,
+                Item=self._claim_item(cluster_id, key, now, ttl_s),
                 ConditionExpression="attribute_not_exists(#pk) OR #exp <= :now",
                 ExpressionAttributeNames={"#pk": PK, "#exp": TTL},
                 ExpressionAttributeValues={":now": {"N": str(_epoch(now))}},
