@@ -21,6 +21,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from sparkscale.adapters import emr_fleet, instance_data
 from sparkscale.adapters.aws_errors import translate
+from sparkscale.adapters.emr_fleet import enum_or_default
 from sparkscale.errors import ClusterGone, GroupBusy, RefusedChange
 from sparkscale.policy.fleet import InstanceFleet, market_groups, split_market_group_id
 from sparkscale.policy.model import (
@@ -53,14 +54,6 @@ _MAX_INSTANCE_PAGES: Final = 200  # ListInstances pages hold 50 instances: 10,00
 _LIVE_INSTANCE_STATES: Final = ("AWAITING_FULFILLMENT", "PROVISIONING", "BOOTSTRAPPING", "RUNNING")
 
 
-def _enum(value: Any, enum: type[Any], what: str, default: Any) -> Any:
-    try:
-        return enum(str(value))
-    except ValueError:
-        log.warning("unknown EMR %s %r: treating it as %s", what, value, default.value)
-        return default
-
-
 def _aware(value: Any) -> datetime | None:
     if isinstance(value, datetime):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
@@ -78,14 +71,14 @@ def group_from_api(raw: Mapping[str, Any]) -> InstanceGroup:
     return InstanceGroup(
         id=str(raw["Id"]),
         name=str(raw.get("Name") or raw["Id"]),
-        role=_enum(raw.get("InstanceGroupType"), Role, "instance group type", Role.TASK),
-        market=_enum(raw.get("Market", "ON_DEMAND"), Market, "market", Market.ON_DEMAND),
+        role=enum_or_default(raw.get("InstanceGroupType"), Role, "instance group type", Role.TASK),
+        market=enum_or_default(raw.get("Market", "ON_DEMAND"), Market, "market", Market.ON_DEMAND),
         instance_type=itype,
         memory_gib=spec.memory_gib if spec else 0.0,
         vcpu=spec.vcpu if spec else 0,
         requested=int(raw.get("RequestedInstanceCount", 0) or 0),
         running=int(raw.get("RunningInstanceCount", 0) or 0),
-        status=_enum(
+        status=enum_or_default(
             status.get("State", "RUNNING"), GroupStatus, "instance group state", GroupStatus.RUNNING
         ),
         usd_per_hour=spec.on_demand_usd_per_hour if spec else 0.0,
@@ -147,7 +140,7 @@ class EmrClusterReader:
         return Cluster(
             id=str(raw.get("Id", cluster_id)),
             name=str(raw.get("Name", "")),
-            state=_enum(state, ClusterState, "cluster state", ClusterState.STARTING),
+            state=enum_or_default(state, ClusterState, "cluster state", ClusterState.STARTING),
             groups=groups,
             availability_zone=attrs.get("Ec2AvailabilityZone") or None,
             fleets=fleets,

@@ -60,7 +60,9 @@ def _int(value: Any) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
 
 
-def _enum(value: Any, enum: type[Any], what: str, default: Any) -> Any:
+def enum_or_default(value: Any, enum: type[Any], what: str, default: Any) -> Any:
+    """EMR's value as `enum`, or `default` with a warning when EMR says something this code does not know
+    (the instance-group reader in emr.py uses it too)."""
     try:
         return enum(str(value))
     except ValueError:
@@ -94,8 +96,8 @@ def fleet_from_api(raw: Mapping[str, Any]) -> InstanceFleet:
     return InstanceFleet(
         id=str(raw["Id"]),
         name=str(raw.get("Name") or raw["Id"]),
-        role=_enum(raw.get("InstanceFleetType"), Role, "instance fleet type", Role.TASK),
-        status=_enum(state, GroupStatus, "instance fleet state", GroupStatus.RUNNING),
+        role=enum_or_default(raw.get("InstanceFleetType"), Role, "instance fleet type", Role.TASK),
+        status=enum_or_default(state, GroupStatus, "instance fleet state", GroupStatus.RUNNING),
         instance_types=tuple(instance_type_from_api(t) for t in raw.get("InstanceTypeSpecifications") or ()),
         target_on_demand=_int(raw.get("TargetOnDemandCapacity")),
         target_spot=_int(raw.get("TargetSpotCapacity")),
