@@ -68,8 +68,8 @@ class Managed:
         return cluster_config(self.config, self.registrations.get(cluster_id))
 
     def spot_config(self) -> Config:
-        """The base settings with every managed cluster in `clusters` (the spot use case's locator reads
-        them); a profile's settings do not apply to spot replacements yet."""
+        """The base settings with every managed cluster in `clusters`: where the spot use case's locator
+        looks for an instance (the cluster it finds is then handled with `config_for`)."""
         return replace(self.config, clusters=self.clusters)
 
 

@@ -55,13 +55,15 @@ def handler(event: Any, context: Any) -> dict[str, Any]:
     if not isinstance(spot, SpotEvent):  # the registry's spot family parses to SpotEvent
         return _rejected(f"not a spot event: {type(spot).__name__}")
     logger.append_keys(instance_id=spot.instance_id, spot_event=spot.kind.value)
+    managed = common.managed(rt)
     try:
         result = handle_spot_event(
             now=now,
             event=spot,
             ports=rt.ports,
             locator=locator(rt),
-            config=common.managed(rt).spot_config(),  # its locator looks in the clusters managed by tag too
+            config=managed.spot_config(),  # its locator looks in the clusters managed by tag too
+            config_for=managed.config_for,  # and the cluster found is handled with its profile's settings
             owner=common.owner_of(context),
             lease_wait=LEASE_WAIT,
         )

@@ -246,13 +246,22 @@ def failure_notice(cluster_id: str, *, what: str, error: BaseException, now: dat
     return _notice(KIND_FAILURE, cluster_id, subject, lines)
 
 
-def cluster_gone_notice(cluster_id: str, *, why: str, now: datetime) -> Notice:
+def cluster_gone_notice(
+    cluster_id: str, *, why: str, now: datetime, in_clusters_setting: bool = True
+) -> Notice:
+    """`in_clusters_setting`: the cluster is in the static `clusters` setting (the operator removes it) rather
+    than managed by tag (discovery releases it: nothing for the operator to do)."""
     subject = f"sparkscale {cluster_id}: cluster is gone, no longer managed"
+    cleanup = (
+        "Remove it from the `clusters` setting when convenient."
+        if in_clusters_setting
+        else "It was managed by tag: the next discovery sweep deletes its alarms and releases it; "
+        "nothing to do."
+    )
     lines = [
         f"EMR cluster {cluster_id} is terminating, terminated or unknown ({why}), seen at {_ts(now)}.",
         "",
-        "sparkscale stops evaluating it and will not notify about it again. Remove it from the `clusters` "
-        "setting when convenient.",
+        f"sparkscale stops evaluating it and will not notify about it again. {cleanup}",
     ]
     return _notice(KIND_CLUSTER_GONE, cluster_id, subject, lines)
 

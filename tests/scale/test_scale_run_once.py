@@ -150,6 +150,18 @@ def test_cluster_gone_is_notified_once_and_then_no_longer_read() -> None:
     assert w.emr.resizes == []
 
 
+def test_a_gone_clusters_notice_says_what_the_operator_has_to_do() -> None:
+    # in the static `clusters` setting: the operator removes it; managed by tag: discovery releases it
+    static, tagged = World(), World()
+    for w in (static, tagged):
+        w.emr.clusters[CID] = replace(w.emr.clusters[CID], state=ClusterState.TERMINATED)
+    static.run()
+    tagged.run(config=replace(CFG, clusters=[]))
+    assert "Remove it from the `clusters` setting" in static.notifier.notices[0].body
+    assert "managed by tag" in tagged.notifier.notices[0].body
+    assert "`clusters` setting" not in tagged.notifier.notices[0].body
+
+
 def test_group_busy_holds_and_does_not_start_a_cooldown() -> None:
     w = World()
     r = w.run(capacity=Raising(GroupBusy("instance group ig-TASK1 is RESIZING")))

@@ -692,3 +692,28 @@ def test_after_the_move_no_bookkeeping_failure_makes_lambda_retry_it():
 def test_a_failing_price_source_falls_back_to_the_prices_read_with_the_cluster():
     f = Fakes(C3, price_error=TransientAwsError("DescribeSpotPriceHistory: 500"))
     assert run(f).plan.replacement.id == "ig-b"  # ig-b is cheapest at the prices read with the cluster
+
+
+def test_the_cluster_found_is_handled_with_its_own_settings():
+    # located among every managed cluster with the base settings, then handled with the cluster's (a tagged
+    # cluster's profile): here a profile in dry run moves nothing
+    f = Fakes(C3)
+    asked: list[str] = []
+
+    def config_for(cluster_id: str) -> Config:
+        asked.append(cluster_id)
+        return Config.from_mapping({"dry_run": True})
+
+    res = handle_spot_event(
+        now=NOW,
+        event=_event(),
+        ports=f.ports(),
+        locator=Locator(HERE),
+        config=CFG,
+        owner="me",
+        lease_wait=LeaseWait(sleep=f.sleeps.append),
+        config_for=config_for,
+    )
+    assert asked == ["j-TEST"]
+    assert res.outcome is Outcome.DRY_RUN
+    assert not any(c[0] == "resize" for c in f.calls)

@@ -317,7 +317,14 @@ def _gone(shell: Shell, exc: ClusterGone) -> RunResult:
     first = shell.claim_strictly(KEY_CLUSTER_GONE, GONE_TTL_S)
     log.warning("cluster gone: %s", exc, extra={"cluster_id": shell.cluster_id})
     if first:
-        shell.send(notices.cluster_gone_notice(shell.cluster_id, why=str(exc), now=shell.now))
+        shell.send(
+            notices.cluster_gone_notice(
+                shell.cluster_id,
+                why=str(exc),
+                now=shell.now,
+                in_clusters_setting=shell.cluster_id in shell.config.clusters,
+            )
+        )
     return _result(shell, Outcome.CLUSTER_GONE, None, None, detail=str(exc))
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Final
@@ -59,14 +60,20 @@ def handle_spot_event(
     config: Config,
     owner: str,
     lease_wait: LeaseWait = WAIT_FOR_SCALER,
+    config_for: Callable[[str], Config] | None = None,
 ) -> SpotResult:
     """Raises LeaseHeld when the scaler keeps the cluster's lease for all attempts (the invocation then fails
     and Lambda retries it) and TransientAwsError / Throttled for transient AWS failures; every other expected
-    condition is a SpotResult."""
+    condition is a SpotResult.
+
+    The instance is looked for in `config.clusters`; the cluster it belongs to is then handled with
+    `config_for(cluster_id)` (a cluster managed by tag: its profile's settings), or `config` without it."""
     lookup = locator.locate(event.instance_id, config.clusters)
     if lookup.location is None:
         return SpotResult(Outcome.IGNORED, event, lookup.reason)
     loc = lookup.location
+    if config_for is not None:
+        config = config_for(loc.cluster_id)
     shell = Shell(ports=ports, config=config, now=now, cluster_id=loc.cluster_id)
     with shell.lease(owner, wait=lease_wait, required=True):
         settled = shell.settle()  # any pending intent, this event's (a redelivery) or the scaler's
