@@ -40,7 +40,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
@@ -90,6 +90,21 @@ def _cancelled_by_condition(exc: ClientError) -> bool:
     return _code(exc) == "TransactionCanceledException" and any(
         isinstance(r, Mapping) and r.get("Code") == "ConditionalCheckFailed" for r in reasons
     )
+
+
+def _conditional(call: Callable[..., object], what: str, **request: Any) -> bool:
+    """One conditional write (`call(**request)`). True: written. False: its condition failed, an expected
+    answer rather than an error (the item is someone else's, or holds a larger value already). Every other
+    failure becomes the project's error (errors.translate), named `what`."""
+    try:
+        call(**request)
+    except ClientError as exc:
+        if _code(exc) == _CONDITION_FAILED or _cancelled_by_condition(exc):
+            return False
+        raise translate(exc, what) from exc
+    except BotoCoreError as exc:
+        raise translate(exc, what) from exc
+    return True
 
 
 def _intent_item(intent: Intent) -> dict[str, Any]:
@@ -184,45 +199,33 @@ class DynamoStateStore:
 
     # --- lease ----------------------------------------------------------------------------------------------
     def acquire_lease(self, cluster_id: str, owner: str, now: datetime, ttl_s: int) -> bool:
-        try:
-            self._db.put_item(
-                TableName=self._table,
-                Item={
-                    **self._key(cluster_id, SK_LEASE),
-                    "owner": {"S": owner},
-                    "acquired_at": {"S": now.astimezone(UTC).isoformat()},
-                    TTL: {"N": str(_epoch(now) + int(ttl_s))},
-                },
-                ConditionExpression="attribute_not_exists(#pk) OR #exp <= :now OR #owner = :owner",
-                ExpressionAttributeNames={"#pk": PK, "#exp": TTL, "#owner": "owner"},
-                ExpressionAttributeValues={":now": {"N": str(_epoch(now))}, ":owner": {"S": owner}},
-            )
-        except ClientError as exc:
-            if _code(exc) == _CONDITION_FAILED:
-                return False
-            raise translate(exc, "PutItem(lease)") from exc
-        except BotoCoreError as exc:
-            raise translate(exc, "PutItem(lease)") from exc
-        return True
+        return _conditional(
+            self._db.put_item,
+            "PutItem(lease)",
+            TableName=self._table,
+            Item={
+                **self._key(cluster_id, SK_LEASE),
+                "owner": {"S": owner},
+                "acquired_at": {"S": now.astimezone(UTC).isoformat()},
+                TTL: {"N": str(_epoch(now) + int(ttl_s))},
+            },
+            ConditionExpression="attribute_not_exists(#pk) OR #exp <= :now OR #owner = :owner",
+            ExpressionAttributeNames={"#pk": PK, "#exp": TTL, "#owner": "owner"},
+            ExpressionAttributeValues={":now": {"N": str(_epoch(now))}, ":owner": {"S": owner}},
+        )
 
     def release_lease(self, cluster_id: str, owner: str) -> None:
-        try:
-            self._db.delete_item(
-                TableName=self._table,
-                Key=self._key(cluster_id, SK_LEASE),
-                ConditionExpression="#owner = :owner",
-                ExpressionAttributeNames={"#owner": "owner"},
-                ExpressionAttributeValues={":owner": {"S": owner}},
-            )
-        except ClientError as exc:
-            if (
-                _code(exc) == _CONDITION_FAILED
-            ):  # expired and taken over (or already gone): not ours to delete
-                log.warning("lease of %s was no longer held by %s at release", cluster_id, owner)
-                return
-            raise translate(exc, "DeleteItem(lease)") from exc
-        except BotoCoreError as exc:
-            raise translate(exc, "DeleteItem(lease)") from exc
+        released = _conditional(
+            self._db.delete_item,
+            "DeleteItem(lease)",
+            TableName=self._table,
+            Key=self._key(cluster_id, SK_LEASE),
+            ConditionExpression="#owner = :owner",
+            ExpressionAttributeNames={"#owner": "owner"},
+            ExpressionAttributeValues={":owner": {"S": owner}},
+        )
+        if not released:  # expired and taken over (or already gone): not ours to delete
+            log.warning("lease of %s was no longer held by %s at release", cluster_id, owner)
 
     # --- state and audit ------------------------------------------------------------------------------------
     def load_state(self, cluster_id: str) -> ScalerState:
@@ -287,20 +290,14 @@ class DynamoStateStore:
             return None
 
     def put_intent(self, cluster_id: str, intent: Intent) -> bool:
-        try:
-            self._db.put_item(
-                TableName=self._table,
-                Item={**self._key(cluster_id, SK_INTENT), **_intent_item(intent)},
-                ConditionExpression="attribute_not_exists(#pk)",
-                ExpressionAttributeNames={"#pk": PK},
-            )
-        except ClientError as exc:
-            if _code(exc) == _CONDITION_FAILED:
-                return False
-            raise translate(exc, "PutItem(intent)") from exc
-        except BotoCoreError as exc:
-            raise translate(exc, "PutItem(intent)") from exc
-        return True
+        return _conditional(
+            self._db.put_item,
+            "PutItem(intent)",
+            TableName=self._table,
+            Item={**self._key(cluster_id, SK_INTENT), **_intent_item(intent)},
+            ConditionExpression="attribute_not_exists(#pk)",
+            ExpressionAttributeNames={"#pk": PK},
+        )
 
     def record_intent(self, cluster_id: str, intent: Intent, now: datetime) -> bool:
         items: list[dict[str, Any]] = []
@@ -325,31 +322,21 @@ class DynamoStateStore:
                 }
             }
         )
-        try:
-            self._db.transact_write_items(TransactItems=items)
-        except ClientError as exc:
-            if _cancelled_by_condition(exc):
-                return False
-            raise translate(exc, "TransactWriteItems(intent record)") from exc
-        except BotoCoreError as exc:
-            raise translate(exc, "TransactWriteItems(intent record)") from exc
-        return True
+        return _conditional(
+            self._db.transact_write_items, "TransactWriteItems(intent record)", TransactItems=items
+        )
 
     def clear_intent(self, cluster_id: str, intent_id: str) -> None:
-        try:
-            self._db.delete_item(
-                TableName=self._table,
-                Key=self._key(cluster_id, SK_INTENT),
-                ConditionExpression="#id = :id",
-                ExpressionAttributeNames={"#id": "intent_id"},
-                ExpressionAttributeValues={":id": {"S": intent_id}},
-            )
-        except ClientError as exc:
-            if _code(exc) == _CONDITION_FAILED:
-                return  # another intent (or none) is pending: not ours to remove
-            raise translate(exc, "DeleteItem(intent)") from exc
-        except BotoCoreError as exc:
-            raise translate(exc, "DeleteItem(intent)") from exc
+        # False: another intent (or none) is pending: not ours to remove
+        _conditional(
+            self._db.delete_item,
+            "DeleteItem(intent)",
+            TableName=self._table,
+            Key=self._key(cluster_id, SK_INTENT),
+            ConditionExpression="#id = :id",
+            ExpressionAttributeNames={"#id": "intent_id"},
+            ExpressionAttributeValues={":id": {"S": intent_id}},
+        )
 
     # --- the operator's pause (ports.PauseMark) -------------------------------------------------------------
     def load_pause(self, cluster_id: str) -> PauseMark | None:
@@ -412,22 +399,19 @@ class DynamoStateStore:
             else:
                 condition = "#state = :old"
                 values = {":new": {"S": text}, ":old": {"S": old_text}}
-            try:
-                self._db.update_item(
-                    TableName=self._table,
-                    Key=key,
-                    UpdateExpression="SET #state = :new",
-                    ConditionExpression=condition,
-                    ExpressionAttributeNames=names_,
-                    ExpressionAttributeValues=values,
-                )
-            except ClientError as exc:
-                if _code(exc) == _CONDITION_FAILED:
-                    continue  # changed since the read: read it again
-                raise translate(exc, "UpdateItem(state.capacity_errors)") from exc
-            except BotoCoreError as exc:
-                raise translate(exc, "UpdateItem(state.capacity_errors)") from exc
-            return seen is None
+            written = _conditional(
+                self._db.update_item,
+                "UpdateItem(state.capacity_errors)",
+                TableName=self._table,
+                Key=key,
+                UpdateExpression="SET #state = :new",
+                ConditionExpression=condition,
+                ExpressionAttributeNames=names_,
+                ExpressionAttributeValues=values,
+            )
+            if written:
+                return seen is None
+            # changed since the read: read it again
         raise TransientAwsError(
             f"state of {cluster_id} kept changing while recording a capacity error of {group_id}",
             operation="UpdateItem(state.capacity_errors)",
@@ -515,24 +499,20 @@ class DynamoStateStore:
         b = bucket.astimezone(UTC)
         hour = b.replace(minute=0, second=0, microsecond=0)
         attr = f"m{b.minute:02d}"
-        try:
-            self._db.update_item(
-                TableName=self._table,
-                Key=self._key(cluster_id, _demand_sk(b)),
-                UpdateExpression="SET #m = :v, #exp = :exp",
-                ConditionExpression="attribute_not_exists(#m) OR #m < :v",
-                ExpressionAttributeNames={"#m": attr, "#exp": TTL},
-                ExpressionAttributeValues={
-                    ":v": {"N": repr(round(float(peak_gib), 3))},
-                    ":exp": {"N": str(_epoch(hour) + 3600 + HISTORY_KEEP_S)},
-                },
-            )
-        except ClientError as exc:
-            if _code(exc) == _CONDITION_FAILED:
-                return  # a larger peak is already there
-            raise translate(exc, "UpdateItem(demand)") from exc
-        except BotoCoreError as exc:
-            raise translate(exc, "UpdateItem(demand)") from exc
+        # False: a larger peak is already there
+        _conditional(
+            self._db.update_item,
+            "UpdateItem(demand)",
+            TableName=self._table,
+            Key=self._key(cluster_id, _demand_sk(b)),
+            UpdateExpression="SET #m = :v, #exp = :exp",
+            ConditionExpression="attribute_not_exists(#m) OR #m < :v",
+            ExpressionAttributeNames={"#m": attr, "#exp": TTL},
+            ExpressionAttributeValues={
+                ":v": {"N": repr(round(float(peak_gib), 3))},
+                ":exp": {"N": str(_epoch(hour) + 3600 + HISTORY_KEEP_S)},
+            },
+        )
 
     # --- node report (ports.NodeReportSource) --------------------------------------------------------------
     def load_node_report(self, cluster_id: str) -> NodeReport | None:
@@ -564,21 +544,15 @@ class DynamoStateStore:
         return item
 
     def claim(self, cluster_id: str, key: str, now: datetime, ttl_s: int | None) -> bool:
-        try:
-            self._db.put_item(
-                TableName=self._table,
-                Item=self._claim_item(cluster_id, key, now, ttl_s),
-                ConditionExpression="attribute_not_exists(#pk) OR #exp <= :now",
-                ExpressionAttributeNames={"#pk": PK, "#exp": TTL},
-                ExpressionAttributeValues={":now": {"N": str(_epoch(now))}},
-            )
-        except ClientError as exc:
-            if _code(exc) == _CONDITION_FAILED:
-                return False
-            raise translate(exc, "PutItem(notice)") from exc
-        except BotoCoreError as exc:
-            raise translate(exc, "PutItem(notice)") from exc
-        return True
+        return _conditional(
+            self._db.put_item,
+            "PutItem(notice)",
+            TableName=self._table,
+            Item=self._claim_item(cluster_id, key, now, ttl_s),
+            ConditionExpression="attribute_not_exists(#pk) OR #exp <= :now",
+            ExpressionAttributeNames={"#pk": PK, "#exp": TTL},
+            ExpressionAttributeValues={":now": {"N": str(_epoch(now))}},
+        )
 
     def claimed_at(self, cluster_id: str, key: str, now: datetime) -> datetime | None:
         try:
