@@ -4,8 +4,8 @@ pyspark 4.3.0 (the venv's), master local[2]: tests/agent/spark_streaming_job.py 
 warm-up query with streaming metrics off, then a query that falls behind (100 rows/s of the `rate` source
 into a `foreachBatch` that handles 60 rows/s), then, after a pause, the same query keeping up (no sleep, a
 3 s trigger). The agent publishes every 2 s, so each datum is its own 2 s bucket and the series is read back
-in order with a 2 s period; the job prints when each phase ran, which splits the series. About 75 s on an
-idle two-core machine, up to 150 s when the machine is shared (Spark's start and first batches dominate).
+in order with a 2 s period; the job prints when each phase ran, which splits the series. It took 146 s on
+this project's shared two-core machine with other work running (Spark's start and first batches dominate).
 """
 
 from __future__ import annotations
