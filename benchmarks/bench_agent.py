@@ -5,9 +5,13 @@ publishing every 10 s: six times the production rate, so the publish cost is ove
 under-counted). This script sends the load, lets the agent warm up, then measures for ~30 s: CPU share =
 the agent's CPU time (user+system, from /proc) / wall time, and its resident memory (VmRSS at the end,
 VmHWM = peak). Targets: <= 2 % of one core, <= 50 MB. The lines are real Spark 4.3.0 executor lines
-(tests/fixtures/spark_statsd_lines.txt), one datagram each, re-labelled per executor.
+(tests/fixtures/spark_statsd_lines.txt), one datagram each, re-labelled per executor, plus a driver running
+--streaming-queries Structured Streaming queries (real pyspark 4.3.0 lines,
+tests/fixtures/spark_streaming_statsd_lines.txt, re-labelled per query), so the streaming batch is published
+too.
 
     python benchmarks/bench_agent.py [--seconds 30] [--executors 50] [--lines 200] [--period-s 10]
+                                     [--streaming-queries 4]
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURE = REPO / "tests" / "fixtures" / "spark_statsd_lines.txt"
+STREAMING_FIXTURE = REPO / "tests" / "fixtures" / "spark_streaming_statsd_lines.txt"
 CPU_TARGET_PCT = 2.0
 RSS_TARGET_MB = 50.0
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -36,6 +41,17 @@ def executor_lines(executor: int, count: int) -> list[bytes]:
     template = [line.split(b".", 2)[2] for line in raw if line.split(b".")[1] == b"0"]
     prefix = f"app-20260101000000-0042.{executor}.".encode()
     return [prefix + template[i % len(template)] for i in range(count)]
+
+
+def streaming_driver_lines(queries: int) -> list[bytes]:
+    """One period of a driver's Structured Streaming lines (6 gauges a query), for `queries` queries."""
+    raw = STREAMING_FIXTURE.read_bytes().split(b"\n")
+    one_period = [line for line in raw if b".driver.spark.streaming." in line][-6:]  # the capture's last
+    return [
+        line.replace(b"orders.enriched", f"orders.q{q}".encode())
+        for q in range(queries)
+        for line in one_period
+    ]
 
 
 def cpu_seconds(pid: int) -> float:
@@ -122,6 +138,8 @@ def run(args: argparse.Namespace) -> Figures:
     reader.start()
     stop = threading.Event()
     bursts = [executor_lines(i, args.lines) for i in range(args.executors)]
+    if args.streaming_queries:
+        bursts.append(streaming_driver_lines(args.streaming_queries))
     sent: dict[str, int] = {}
     sender = threading.Thread(
         target=lambda: sent.update(n=send_load(port, bursts, args.period_s, stop)), daemon=True
@@ -143,7 +161,7 @@ def run(args: argparse.Namespace) -> Figures:
         agent.wait(timeout=30)
         reader.join(timeout=5)
         server.stop()
-    publishes = [line for line in log if line.startswith("publish ")]
+    publishes = [line for line in log if line.startswith(("publish ", "streaming "))]
     stopped = next((line for line in log if line.startswith("stopped ")), "")
     return Figures(
         cpu_s=cpu1 - cpu0,
@@ -163,14 +181,15 @@ def main() -> int:
     parser.add_argument("--executors", type=int, default=50)
     parser.add_argument("--lines", type=int, default=200)
     parser.add_argument("--period-s", type=float, default=10.0)
+    parser.add_argument("--streaming-queries", type=int, default=4)
     args = parser.parse_args()
     r = run(args)
     cpu_pct, rss, hwm, final, publishes = r.cpu_pct, r.rss_mb, r.hwm_mb, r.final, r.publishes
-    rate = args.executors * args.lines / args.period_s
+    rate = (args.executors * args.lines + 6 * args.streaming_queries) / args.period_s
     ok = cpu_pct <= CPU_TARGET_PCT and max(rss, hwm) <= RSS_TARGET_MB
     print(
-        f"load: {args.executors} executors x {args.lines} lines every {args.period_s:g} s"
-        f" = {rate:.0f} lines/s"
+        f"load: {args.executors} executors x {args.lines} lines and {args.streaming_queries} streaming"
+        f" queries x 6 lines every {args.period_s:g} s = {rate:.0f} lines/s"
     )
     print(
         f"measured {r.wall_s:.1f} s after a {args.warmup_s:g} s warm-up; agent publishes every 10 s (boto3)"
@@ -179,10 +198,14 @@ def main() -> int:
     print(f"agent memory: VmRSS {rss:.1f} MB, peak VmHWM {hwm:.1f} MB (target <= {RSS_TARGET_MB:g} MB)")
     print(
         f"datagrams sent {r.sent}, received {final.get('packets', '?')}, "
-        f"dropped as bad {final.get('dropped', '?')}, publishes {len(publishes)}"
+        f"dropped as bad {final.get('dropped', '?')}, streaming lines {final.get('streaming_lines', '?')}, "
+        f"publishes {sum(p.startswith('publish ') for p in publishes)} heap, "
+        f"{sum(p.startswith('streaming ') for p in publishes)} streaming"
     )
-    if publishes:
-        print(f"last publish: {publishes[-1][:150]}")
+    for kind in ("publish ", "streaming "):
+        last = [p for p in publishes if p.startswith(kind)]
+        if last:
+            print(f"last {kind.strip()}: {last[-1][:170]}")
     print("| benchmark | load | CPU (% of one core) | RSS / peak (MB) | target | result |")
     print("|---|---|---|---|---|---|")
     print(

@@ -17,6 +17,9 @@
 #   3. writes Spark's metrics config (StatsdSink → 127.0.0.1:8125 every 10 s, JvmSource on driver and
 #      executors) to /etc/sparkscale/metrics.properties, and into /etc/spark/conf/metrics.properties as a
 #      marked block: now if Spark is installed, else from a background job that waits for Spark's install;
+#      and likewise spark.sql.streaming.metricsEnabled=true into
+#      /etc/spark/conf/spark-defaults.conf, so Structured Streaming queries report their rates and latency
+#      (docs/streaming.md; SPARKSCALE_STREAMING_METRICS=0 leaves spark-defaults.conf alone);
 #   4. on the master node only (isMaster in /mnt/var/lib/info/instance.json), turns on the agent's YARN
 #      collector (--yarn-rm-url): the ResourceManager's REST API, polled every 10 s, published to
 #      Sparkscale/Yarn once a minute. The RM address: SPARKSCALE_YARN_RM_URL, else
@@ -29,7 +32,8 @@
 # SPARKSCALE_PYTHON (/usr/bin/python3), SPARKSCALE_STATSD_PORT (8125), SPARKSCALE_INTERVAL_S (60),
 # SPARKSCALE_RUN_AS (nobody), SPARKSCALE_SPARK_CONF_WAIT_S (1800; 0 = no background job),
 # SPARKSCALE_YARN (auto: on the master only; off), SPARKSCALE_YARN_RM_URL (http://HOST:PORT),
-# SPARKSCALE_YARN_HIGH_RESOLUTION (0; 1 = a datapoint every 10 s, StorageResolution 1; see agent/yarn.py for cost).
+# SPARKSCALE_YARN_HIGH_RESOLUTION (0; 1 = a datapoint every 10 s, StorageResolution 1; see agent/yarn.py for cost),
+# SPARKSCALE_STREAMING_METRICS (1; 0 = do not add spark.sql.streaming.metricsEnabled to spark-defaults.conf).
 set -euo pipefail
 
 ROOT="${SPARKSCALE_ROOT:-}"
@@ -44,6 +48,7 @@ readonly INSTANCE_JSON="$ROOT/mnt/var/lib/info/instance.json"
 readonly YARN_SITE_XML="$ROOT/etc/hadoop/conf/yarn-site.xml"
 readonly YARN_MODE="${SPARKSCALE_YARN:-auto}"
 readonly YARN_HIGH_RESOLUTION="${SPARKSCALE_YARN_HIGH_RESOLUTION:-0}"
+readonly STREAMING_METRICS="${SPARKSCALE_STREAMING_METRICS:-1}"
 STATE_TABLE="${SPARKSCALE_STATE_TABLE:-}"
 readonly CONF_DIR="$ROOT/etc/sparkscale"
 readonly SPARK_CONF_DIR="$ROOT/etc/spark/conf"
@@ -166,25 +171,54 @@ $BLOCK_END
 EOF
 }
 
-# Replace our block in Spark's metrics.properties, keeping every other line. Fails when Spark is not installed.
-patch_spark_conf() {
-  local file="$SPARK_CONF_DIR/metrics.properties" tmp
+# The streaming metrics switch (the same as sparkscale.emr_setup's spark-defaults classification).
+spark_defaults() {
+  cat <<EOF
+$BLOCK_BEGIN (bootstrap/install-heap-agent.sh; as sparkscale emr-configurations' spark-defaults)
+spark.sql.streaming.metricsEnabled true
+$BLOCK_END
+EOF
+}
+
+# The Spark conf files we keep a block in: metrics.properties, and spark-defaults.conf unless turned off.
+spark_conf_files() {
+  echo metrics.properties
+  if [[ "$STREAMING_METRICS" == "1" ]]; then
+    echo spark-defaults.conf
+  fi
+}
+
+# Replace our block in one of Spark's conf files, keeping every other line. Fails when Spark is not installed.
+patch_spark_file() {
+  local name="$1" file="$SPARK_CONF_DIR/$1" tmp
   [[ -d "$SPARK_CONF_DIR" ]] || return 1
   tmp="$(mktemp)"
   if [[ -f "$file" ]]; then
     sed "/^$BLOCK_BEGIN/,/^$BLOCK_END/d" "$file" >"$tmp"
   fi
-  cat "$CONF_DIR/metrics.properties" >>"$tmp"
+  cat "$CONF_DIR/$name" >>"$tmp"
   install -m 0644 "$tmp" "$file"
   rm -f "$tmp"
 }
 
-# Bootstrap actions run before EMR installs Spark: wait for it, and re-patch if provisioning rewrites the file.
+patch_spark_conf() {
+  local name
+  [[ -d "$SPARK_CONF_DIR" ]] || return 1
+  for name in $(spark_conf_files); do
+    patch_spark_file "$name"
+  done
+}
+
+# Bootstrap actions run before EMR installs Spark: wait for it, and re-patch if provisioning rewrites a file.
 keep_spark_conf_patched() {
-  local deadline=$((SECONDS + SPARK_CONF_WAIT_S))
+  local deadline=$((SECONDS + SPARK_CONF_WAIT_S)) name
   while ((SECONDS < deadline)); do
-    if [[ -d "$SPARK_CONF_DIR" ]] && ! grep -qs "^$BLOCK_BEGIN" "$SPARK_CONF_DIR/metrics.properties"; then
-      patch_spark_conf || true
+    if [[ -d "$SPARK_CONF_DIR" ]]; then
+      for name in $(spark_conf_files); do
+        if ! grep -qs "^$BLOCK_BEGIN" "$SPARK_CONF_DIR/$name"; then
+          patch_spark_file "$name" || true
+        fi
+      done
     fi
     sleep 10
   done
@@ -252,6 +286,7 @@ main() {
   [[ "$CLUSTER_ID" =~ ^j-[A-Za-z0-9]+$ ]] || die "bad jobFlowId '$CLUSTER_ID' in $JOB_FLOW_JSON"
   log "cluster $CLUSTER_ID, region $REGION, agent $agent_url"
   [[ "$YARN_HIGH_RESOLUTION" =~ ^[01]$ ]] || die "bad SPARKSCALE_YARN_HIGH_RESOLUTION '$YARN_HIGH_RESOLUTION'"
+  [[ "$STREAMING_METRICS" =~ ^[01]$ ]] || die "bad SPARKSCALE_STREAMING_METRICS '$STREAMING_METRICS'"
   YARN_ARGS="$(yarn_args)"
   if [[ -n "$YARN_ARGS" ]]; then
     log "master node: YARN collector on:$YARN_ARGS"
@@ -263,13 +298,15 @@ main() {
   install -d -m 0755 "$CONF_DIR"
   metrics_properties >"$CONF_DIR/metrics.properties"
   chmod 0644 "$CONF_DIR/metrics.properties"
+  spark_defaults >"$CONF_DIR/spark-defaults.conf"
+  chmod 0644 "$CONF_DIR/spark-defaults.conf"
   if patch_spark_conf; then
-    log "patched $SPARK_CONF_DIR/metrics.properties"
+    log "patched $(spark_conf_files | tr '\n' ' ')in $SPARK_CONF_DIR"
   fi
   if ((SPARK_CONF_WAIT_S > 0)); then
     keep_spark_conf_patched </dev/null >/dev/null 2>&1 &
     disown
-    log "background job keeps $SPARK_CONF_DIR/metrics.properties patched for ${SPARK_CONF_WAIT_S}s"
+    log "background job keeps $(spark_conf_files | tr '\n' ' ')in $SPARK_CONF_DIR patched for ${SPARK_CONF_WAIT_S}s"
   fi
 
   write_unit

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from sparkscale.agent.bundle import MAIN, agent_sources, build_agent_pyz, build_bootstrap_dir
+from sparkscale.emr_setup import SPARK_STREAMING_METRICS
 
 from tests.agent.conftest import REPO, LineReader, free_udp_port, spark_lines
 
@@ -179,6 +180,40 @@ def test_install_writes_agent_unit_and_spark_config_and_starts_the_service(sandb
     assert again == patched
     assert again.count("# BEGIN sparkscale") == 1
     assert (sandbox.root / UNIT).read_text() == unit
+
+
+def test_install_turns_streaming_metrics_on_in_spark_defaults_unless_told_not_to(sandbox):
+    """The same property as sparkscale.emr_setup's spark-defaults classification, as a marked block kept once;
+    SPARKSCALE_STREAMING_METRICS=0 leaves Spark's spark-defaults.conf as it was."""
+    spark_conf = sandbox.root / "etc/spark/conf"
+    spark_conf.mkdir(parents=True)
+    (spark_conf / "spark-defaults.conf").write_text("spark.master yarn\n")
+    for _ in range(2):  # a re-run replaces the block
+        done = sandbox.run("s3://assets-bucket/sparkscale/heap-agent.pyz", "eu-west-1")
+        assert done.returncode == 0, done.stderr
+    patched = (spark_conf / "spark-defaults.conf").read_text()
+    assert patched.startswith("spark.master yarn\n")
+    assert patched.count("# BEGIN sparkscale") == 1
+    lines = [line.split() for line in patched.splitlines() if line and not line.startswith("#")]
+    assert lines == [["spark.master", "yarn"], ["spark.sql.streaming.metricsEnabled", "true"]]
+    assert (
+        dict(lines)["spark.sql.streaming.metricsEnabled"]
+        == SPARK_STREAMING_METRICS["spark.sql.streaming.metricsEnabled"]
+    )
+    assert "patched metrics.properties spark-defaults.conf in" in done.stderr
+
+    (spark_conf / "spark-defaults.conf").write_text("spark.master yarn\n")
+    done = sandbox.run(
+        "s3://assets-bucket/sparkscale/heap-agent.pyz", "eu-west-1", SPARKSCALE_STREAMING_METRICS="0"
+    )
+    assert done.returncode == 0, done.stderr
+    assert (spark_conf / "spark-defaults.conf").read_text() == "spark.master yarn\n"
+    assert "# BEGIN sparkscale" in (spark_conf / "metrics.properties").read_text()
+    bad = sandbox.run(
+        "s3://assets-bucket/sparkscale/heap-agent.pyz", "eu-west-1", SPARKSCALE_STREAMING_METRICS="yes"
+    )
+    assert bad.returncode != 0
+    assert "bad SPARKSCALE_STREAMING_METRICS" in bad.stderr
 
 
 @pytest.mark.parametrize("form", ["prefix", "zip"])

@@ -16,10 +16,11 @@ def _classes(label: str | None, **kwargs: bool) -> list[str]:
 @pytest.mark.parametrize(
     ("label", "expected"),
     [
-        ("emr-5.18.1", []),  # no node labels yet: EMR's own patch keeps AMs on CORE nodes
-        ("emr-5.36.2", []),  # node labels with AMs on CORE are the default; Spark 2.4
-        ("emr-6.0.0", ["yarn-site"]),  # node labels off by default from 6.0.0
-        ("emr-6.11.1", ["yarn-site"]),  # Spark 3.3: ignores YARN node decommissioning
+        # spark-defaults everywhere: the streaming metrics switch
+        ("emr-5.18.1", ["spark-defaults"]),  # no node labels yet: EMR's own patch keeps AMs on CORE nodes
+        ("emr-5.36.2", ["spark-defaults"]),  # node labels with AMs on CORE are the default; Spark 2.4
+        ("emr-6.0.0", ["yarn-site", "spark-defaults"]),  # node labels off by default from 6.0.0
+        ("emr-6.11.1", ["yarn-site", "spark-defaults"]),  # Spark 3.3: ignores YARN node decommissioning
         ("emr-6.12.0", ["yarn-site", "spark-defaults"]),  # Spark 3.4.0
         ("emr-7.2.0", ["yarn-site", "spark-defaults"]),
         (None, ["yarn-site", "spark-defaults"]),
@@ -53,3 +54,21 @@ def test_cli_prints_the_json_and_rejects_a_bad_label(capsys: pytest.CaptureFixtu
     assert json.loads(capsys.readouterr().out) == safe_scale_in_configurations("emr-6.15.0")
     assert main(["emr-configurations", "--release-label", "seven"]) == 2
     assert "not an EMR release label" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("label", ["emr-5.36.2", "emr-6.11.1", "emr-7.2.0", None])
+def test_streaming_metrics_are_on_in_the_one_spark_defaults_of_every_release(label: str | None) -> None:
+    configurations = safe_scale_in_configurations(label)
+    spark = [c["Properties"] for c in configurations if c["Classification"] == "spark-defaults"]
+    assert len(spark) == 1  # EMR gets each classification once
+    assert spark[0]["spark.sql.streaming.metricsEnabled"] == "true"
+    assert "spark.decommission.enabled" not in spark[0] or label in ("emr-7.2.0", None)
+    without = safe_scale_in_configurations(label, streaming_metrics=False)
+    assert all("spark.sql.streaming.metricsEnabled" not in c["Properties"] for c in without)
+
+
+def test_before_6_12_spark_defaults_holds_only_the_streaming_switch() -> None:
+    assert safe_scale_in_configurations("emr-6.9.0")[1]["Properties"] == {
+        "spark.sql.streaming.metricsEnabled": "true"
+    }
+    assert _classes("emr-6.9.0", streaming_metrics=False) == ["yarn-site"]

@@ -135,6 +135,8 @@ def test_heap_node_permissions_read_two_objects_and_put_one_namespace(parts: Par
     assert "*" not in json.dumps(read["Resource"])  # the two object keys, no wildcard
     (put,) = [st for st in statements if st["Action"] == "cloudwatch:PutMetricData"]
     assert put["Condition"] == {
-        "StringEquals": {"cloudwatch:namespace": [names.HEAP_NAMESPACE, names.YARN_NAMESPACE]}
+        "StringEquals": {
+            "cloudwatch:namespace": [names.HEAP_NAMESPACE, names.YARN_NAMESPACE, names.STREAMING_NAMESPACE]
+        }
     }
     assert len(statements) == 2

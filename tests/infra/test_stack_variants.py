@@ -142,7 +142,9 @@ def test_emr_instance_role_reads_the_two_assets_and_publishes_heap_metrics_only(
     (put,) = [st for st in statements if st["Action"] == "cloudwatch:PutMetricData"]
     assert put["Resource"] == "*"
     assert put["Condition"] == {
-        "StringEquals": {"cloudwatch:namespace": [names.HEAP_NAMESPACE, names.YARN_NAMESPACE]}
+        "StringEquals": {
+            "cloudwatch:namespace": [names.HEAP_NAMESPACE, names.YARN_NAMESPACE, names.STREAMING_NAMESPACE]
+        }
     }
 
 

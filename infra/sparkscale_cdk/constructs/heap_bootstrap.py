@@ -89,15 +89,21 @@ class HeapBootstrapAssets(Construct):
         return grant_on(grantee, ("s3:GetObject",), objects)
 
     def grant_publish_heap_metrics(self, grantee: iam.IGrantable) -> iam.Grant:
-        """`cloudwatch:PutMetricData` to the agent's two namespaces only (the heap; the YARN collector's on
-        the master node): it has no resource type, the namespace condition scopes it
+        """`cloudwatch:PutMetricData` to the agent's three namespaces only (the heap, Spark streaming, the
+        YARN collector's on the master node): it has no resource type, the namespace condition scopes it
         (`Metric.grant_put_metric_data` has no condition)."""
         grant = iam.Grant.add_to_principal(
             grantee=grantee,
             actions=["cloudwatch:PutMetricData"],
             resource_arns=["*"],
             conditions={
-                "StringEquals": {"cloudwatch:namespace": [names.HEAP_NAMESPACE, names.YARN_NAMESPACE]}
+                "StringEquals": {
+                    "cloudwatch:namespace": [
+                        names.HEAP_NAMESPACE,
+                        names.YARN_NAMESPACE,
+                        names.STREAMING_NAMESPACE,
+                    ]
+                }
             },
         )
         acknowledge(

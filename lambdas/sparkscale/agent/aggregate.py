@@ -7,9 +7,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sparkscale.agent.statsd import Counters, HeapReading
+from sparkscale.agent.statsd import Counters, HeapReading, StreamReading
 
 DEFAULT_MAX_JVMS = 4096  # a node runs tens of executors; the cap only bounds memory under junk input
+DEFAULT_MAX_STREAMS = 1024  # a driver runs a few queries; the cap only bounds memory under junk input
 
 
 class _Jvm:
@@ -124,4 +125,107 @@ class HeapAggregator:
             allocation_drivers=alloc_drivers,
             executors_needed=needed,
             executors_target=target,
+        )
+
+
+class _Stream:
+    __slots__ = (
+        "batch_latency_ms",
+        "dstream",
+        "input_rows_per_s",
+        "last_seen",
+        "processed_rows_per_s",
+        "scheduling_delay_ms",
+        "waiting_batches",
+    )
+
+    def __init__(self, dstream: bool, now: float) -> None:
+        self.dstream = dstream
+        self.input_rows_per_s: float | None = None
+        self.processed_rows_per_s: float | None = None
+        self.batch_latency_ms: float | None = None
+        self.scheduling_delay_ms: float | None = None
+        self.waiting_batches: float | None = None
+        self.last_seen = now
+
+
+@dataclass(frozen=True)
+class StreamingSnapshot:
+    """One node's streaming queries at one moment. None: no query on this node reported it (no datum then;
+    a zero would read as "nothing arriving" or "caught up")."""
+
+    queries: int  # Structured Streaming queries reporting
+    dstream_apps: int  # DStreams applications reporting
+    input_rows_per_s: float | None  # sum over queries
+    processed_rows_per_s: float | None  # sum over queries
+    batch_latency_ms: float | None  # the slowest query's last batch
+    scheduling_delay_ms: float | None  # the worst DStreams application's last completed batch
+    waiting_batches: float | None  # sum over DStreams applications
+
+    @property
+    def empty(self) -> bool:
+        return not (self.queries or self.dstream_apps)
+
+
+def _sum(values: list[float]) -> float | None:
+    return sum(values) if values else None
+
+
+def _max(values: list[float]) -> float | None:
+    return max(values) if values else None
+
+
+class StreamingAggregator:
+    """The last value of each streaming gauge per query (or DStreams application); forgets a silent one."""
+
+    def __init__(
+        self, *, silent_after_s: float, counters: Counters, max_streams: int = DEFAULT_MAX_STREAMS
+    ) -> None:
+        if silent_after_s <= 0 or max_streams <= 0:
+            raise ValueError("silent_after_s and max_streams must be positive")
+        self.silent_after_s = silent_after_s
+        self.max_streams = max_streams
+        self.counters = counters
+        self._streams: dict[str, _Stream] = {}
+
+    def __len__(self) -> int:
+        return len(self._streams)
+
+    def add(self, reading: StreamReading, now: float) -> bool:
+        """Record one reading; False when it was dropped because the table is full."""
+        stream = self._streams.get(reading.source)
+        if stream is None:
+            if len(self._streams) >= self.max_streams and self.evict(now) == 0:
+                self.counters.stream_limit_dropped += 1
+                return False
+            stream = self._streams[reading.source] = _Stream(reading.dstream, now)
+        stream.last_seen = now
+        setattr(stream, reading.field, reading.value)
+        return True
+
+    def evict(self, now: float) -> int:
+        """Forget every query not heard from for `silent_after_s` (it stopped, or its driver did)."""
+        oldest_allowed = now - self.silent_after_s
+        stale = [key for key, stream in self._streams.items() if stream.last_seen < oldest_allowed]
+        for key in stale:
+            del self._streams[key]
+        self.counters.evicted_jvms += len(stale)
+        return len(stale)
+
+    def snapshot(self, now: float) -> StreamingSnapshot:
+        self.evict(now)
+        structured = [s for s in self._streams.values() if not s.dstream]
+        dstreams = [s for s in self._streams.values() if s.dstream]
+
+        def present(streams: list[_Stream], field: str) -> list[float]:
+            return [v for v in (getattr(s, field) for s in streams) if v is not None]
+
+        return StreamingSnapshot(
+            queries=len(structured),
+            dstream_apps=len(dstreams),
+            input_rows_per_s=_sum(present(structured, "input_rows_per_s")),
+            processed_rows_per_s=_sum(present(structured, "processed_rows_per_s")),
+            batch_latency_ms=_max(present(structured, "batch_latency_ms")),
+            scheduling_delay_ms=_max(present(dstreams, "scheduling_delay_ms")),
+            waiting_batches=_sum(present(dstreams, "waiting_batches")),
         )

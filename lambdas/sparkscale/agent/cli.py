@@ -235,6 +235,9 @@ def run_from_args(args: argparse.Namespace) -> int:
             max_packets_per_s=args.max_packets_per_s,
         )
         publisher = Publisher(sink=sink, max_pending_batches=args.max_pending_batches)
+        streaming = Publisher(
+            sink=sink, namespace=names.STREAMING_NAMESPACE, max_pending_batches=args.max_pending_batches
+        )
         yarn = _yarn_loop(args, cluster_id=cluster_id, sink=sink)
         stop = threading.Event()
         previous = _install_stop_handlers(stop)
@@ -261,6 +264,7 @@ def run_from_args(args: argparse.Namespace) -> int:
                 monotonic=time.monotonic,
                 log=_log,
                 yarn=yarn,
+                streaming=streaming,
             )
         finally:
             _restore_handlers(previous)
@@ -270,7 +274,8 @@ def run_from_args(args: argparse.Namespace) -> int:
     _log(
         f"stopped sent_batches={publisher.sent_batches} pending={publisher.pending_batches} "
         f"dropped_batches={publisher.dropped_batches} packets={counters.packets} "
-        f"heap_lines={counters.heap_lines} dropped={counters.dropped}"
+        f"heap_lines={counters.heap_lines} streaming_lines={counters.streaming_lines} "
+        f"streaming_sent_batches={streaming.sent_batches} dropped={counters.dropped}"
     )
     return 0
 

@@ -24,7 +24,7 @@ from sparkscale import names
 if TYPE_CHECKING:  # pragma: no cover - annotations only (never evaluated: the node may run Python 3.7)
     from collections.abc import Callable, Mapping
 
-    from sparkscale.agent.aggregate import HeapSnapshot
+    from sparkscale.agent.aggregate import HeapSnapshot, StreamingSnapshot
 
     Datum = dict[str, Any]
 MAX_DATUMS_PER_CALL = 1000  # the PutMetricData limit
@@ -67,6 +67,16 @@ ALLOCATION_METRICS = (
 )
 
 
+# Spark streaming (namespace Sparkscale/SparkStreaming, its own call): a datum only for what a query reported.
+STREAMING_METRICS = (
+    (names.STREAMING_INPUT_ROWS_PER_S, "Count/Second", "input_rows_per_s"),
+    (names.STREAMING_PROCESSED_ROWS_PER_S, "Count/Second", "processed_rows_per_s"),
+    (names.STREAMING_BATCH_LATENCY_MS, "Milliseconds", "batch_latency_ms"),
+    (names.STREAMING_SCHEDULING_DELAY_MS, "Milliseconds", "scheduling_delay_ms"),
+    (names.STREAMING_WAITING_BATCHES, "Count", "waiting_batches"),
+)
+
+
 def iso_utc(epoch_s: float) -> str:
     """Epoch seconds → `YYYY-MM-DDTHH:MM:SSZ` (what both boto3 and the CLI accept as a Timestamp)."""
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch_s))
@@ -87,6 +97,27 @@ def metric_data(snapshot: HeapSnapshot, *, cluster_id: str, timestamp: float) ->
         }
         for metric, unit, attr in metrics
     ]
+
+
+def streaming_metric_data(snapshot: StreamingSnapshot, *, cluster_id: str, timestamp: float) -> list[Datum]:
+    """The interval's streaming datums (dimension JobFlowId only): none at all when no query reported, and
+    none for a metric no query reported (never a zero for missing data)."""
+    dims = [{"Name": names.DIM_JOB_FLOW_ID, "Value": cluster_id}]
+    stamp = iso_utc(timestamp)
+    out: list[Datum] = []
+    for metric, unit, attr in STREAMING_METRICS:
+        value = getattr(snapshot, attr)
+        if value is not None:
+            out.append(
+                {
+                    "MetricName": metric,
+                    "Dimensions": dims,
+                    "Timestamp": stamp,
+                    "Value": float(value),
+                    "Unit": unit,
+                }
+            )
+    return out
 
 
 class PublishError(Exception):

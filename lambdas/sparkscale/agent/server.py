@@ -14,9 +14,9 @@ import sys
 import threading
 from typing import TYPE_CHECKING, Any
 
-from sparkscale.agent.aggregate import HeapAggregator, HeapSnapshot
-from sparkscale.agent.publish import PublishAttempt, Publisher, metric_data
-from sparkscale.agent.statsd import MAX_PACKET_BYTES, Counters, parse_packet
+from sparkscale.agent.aggregate import HeapAggregator, HeapSnapshot, StreamingAggregator, StreamingSnapshot
+from sparkscale.agent.publish import PublishAttempt, Publisher, metric_data, streaming_metric_data
+from sparkscale.agent.statsd import MAX_PACKET_BYTES, Counters, HeapReading, parse_packet
 
 if TYPE_CHECKING:  # pragma: no cover
     from collections.abc import Callable
@@ -30,7 +30,7 @@ _SO_RCVBUFFORCE = 33  # Linux; lets root exceed net.core.rmem_max
 
 
 class HeapAgent:
-    """Datagrams in, batches out; owns the counters and the JVM table. Thread-safe."""
+    """Datagrams in, batches out; owns the counters, the JVM table and the streaming table. Thread-safe."""
 
     def __init__(
         self,
@@ -43,6 +43,7 @@ class HeapAgent:
         self.cluster_id = cluster_id
         self.counters = Counters()
         self.table = HeapAggregator(silent_after_s=silent_after_s, counters=self.counters, max_jvms=max_jvms)
+        self.streams = StreamingAggregator(silent_after_s=silent_after_s, counters=self.counters)
         self.max_packets_per_s = max_packets_per_s
         self._lock = threading.Lock()
         self._window_start = 0.0
@@ -60,7 +61,10 @@ class HeapAgent:
             return
         with self._lock:
             for reading in parse_packet(data, self.counters):
-                self.table.add(reading, now)
+                if isinstance(reading, HeapReading):
+                    self.table.add(reading, now)
+                else:
+                    self.streams.add(reading, now)
 
     def on_oversized(self) -> None:
         with self._lock:
@@ -74,6 +78,14 @@ class HeapAgent:
     def batch(self, now: float, timestamp: float) -> tuple[HeapSnapshot, list[dict[str, object]]]:
         snap = self.snapshot(now)
         return snap, metric_data(snap, cluster_id=self.cluster_id, timestamp=timestamp)
+
+    def streaming_batch(
+        self, now: float, timestamp: float
+    ) -> tuple[StreamingSnapshot, list[dict[str, object]]]:
+        """The streaming datums of the interval: an empty list when no query reported."""
+        with self._lock:
+            snap = self.streams.snapshot(now)
+        return snap, streaming_metric_data(snap, cluster_id=self.cluster_id, timestamp=timestamp)
 
 
 def open_socket(bind: str, port: int, rcvbuf_bytes: int = DEFAULT_RCVBUF_BYTES) -> socket.socket:
@@ -149,6 +161,46 @@ def format_line(
     return " ".join(parts)
 
 
+def format_streaming_line(
+    event: str, snap: StreamingSnapshot | None, outcome: PublishAttempt, publisher: Publisher
+) -> str:
+    """One line per interval with streaming data (and per retry): what went to Sparkscale/SparkStreaming."""
+    parts = [event, "ok" if outcome.sent else ("failed" if outcome.error else "deferred")]
+    if snap is not None:
+        parts += [f"queries={snap.queries}", f"dstream_apps={snap.dstream_apps}"]
+        for key, value in (
+            ("input_rows_per_s", snap.input_rows_per_s),
+            ("processed_rows_per_s", snap.processed_rows_per_s),
+            ("latency_ms", snap.batch_latency_ms),
+            ("scheduling_delay_ms", snap.scheduling_delay_ms),
+            ("waiting_batches", snap.waiting_batches),
+        ):
+            parts.append(f"{key}={'-' if value is None else format(value, '.2f')}")
+    parts += [
+        f"datums={outcome.datums}",
+        f"pending={publisher.pending_batches}",
+        f"failures={publisher.consecutive_failures}",
+        f"dropped_batches={publisher.dropped_batches}",
+    ]
+    if outcome.error:
+        parts.append(f"error={outcome.error!r}")
+    return " ".join(parts)
+
+
+def _publish_streaming(
+    agent: HeapAgent, streaming: Publisher, now: float, bucket: float, log: Callable[[str], None]
+) -> None:
+    """Enqueue the interval's streaming batch, if any query reported, and send it (its own call: its own
+    namespace) when the streaming publisher is not backing off."""
+    snap, batch = agent.streaming_batch(now, timestamp=bucket)
+    if batch:
+        streaming.enqueue(batch)
+    if streaming.due(now):
+        log(format_streaming_line("streaming", snap, streaming.attempt(now), streaming))
+    elif batch:
+        log(format_streaming_line("streaming", snap, PublishAttempt(sent=False, datums=0), streaming))
+
+
 def publish_loop(
     *,
     agent: HeapAgent,
@@ -158,12 +210,16 @@ def publish_loop(
     wall_clock: Callable[[], float],
     monotonic: Callable[[], float],
     log: Callable[[str], None],
+    streaming: Publisher | None = None,
 ) -> None:
     """Until `stop`: on each wall-clock boundary, enqueue a batch and send it; in between, retry when due.
 
     One batch per interval bucket: if the clock steps back within the bucket just sent, the bucket is not sent
     again (a Sum over nodes would count this node twice); a larger step back restarts the schedule.
+    `streaming` (namespace Sparkscale/SparkStreaming) gets the streaming batch of the same bucket, only when a
+    query reported; it has its own buffer and backoff, so a failure of one namespace never holds the other.
     """
+    publishers = [publisher] if streaming is None else [publisher, streaming]
     next_boundary = align_down(wall_clock(), interval_s) + interval_s
     last_bucket: float | None = None
     while True:
@@ -171,8 +227,9 @@ def publish_loop(
         if next_boundary - wall_clock() > interval_s:
             next_boundary = align_down(wall_clock(), interval_s) + interval_s
         wait_s = min(max(0.0, next_boundary - wall_clock()), interval_s)
-        if publisher.pending_batches:
-            wait_s = min(wait_s, max(0.0, publisher.next_attempt_at - monotonic()))
+        for each in publishers:
+            if each.pending_batches:
+                wait_s = min(wait_s, max(0.0, each.next_attempt_at - monotonic()))
         if stop.wait(wait_s):
             break
         now_wall, now = wall_clock(), monotonic()
@@ -186,10 +243,17 @@ def publish_loop(
             publisher.enqueue(batch)
             outcome = publisher.attempt(now) if publisher.due(now) else PublishAttempt(sent=False, datums=0)
             log(format_line("publish", snap, outcome, publisher, agent.counters))
-        elif publisher.due(now):
+            if streaming is not None:
+                _publish_streaming(agent, streaming, now, bucket, log)
+            continue
+        if publisher.due(now):
             log(format_line("retry", None, publisher.attempt(now), publisher, agent.counters))
+        if streaming is not None and streaming.due(now):
+            log(format_streaming_line("streaming-retry", None, streaming.attempt(now), streaming))
     if publisher.pending_batches:  # one last try on the way out; never a new batch (its minute may be sent)
         log(format_line("final", None, publisher.attempt(monotonic()), publisher, agent.counters))
+    if streaming is not None and streaming.pending_batches:
+        log(format_streaming_line("streaming-final", None, streaming.attempt(monotonic()), streaming))
 
 
 def receive_loop(
@@ -227,6 +291,7 @@ def serve(
     monotonic: Callable[[], float],
     log: Callable[[str], None] | None = None,
     yarn: YarnLoop | None = None,
+    streaming: Publisher | None = None,
 ) -> None:
     """Run both loops (and the YARN loop, when given) until `stop` is set; returns after the final flush.
 
@@ -253,6 +318,7 @@ def serve(
             "wall_clock": wall_clock,
             "monotonic": monotonic,
             "log": emit,
+            "streaming": streaming,
         },
         daemon=True,
     )

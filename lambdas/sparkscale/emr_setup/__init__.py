@@ -14,6 +14,10 @@ sparkscale removes TASK nodes: the stack outputs them and `sparkscale emr-config
   so these settings turn it off and turn on dynamic allocation's shuffle tracking instead, which dynamic
   allocation needs without it. `keep_shuffle_service=True` leaves both alone (and Spark then only
   decommissions, instead of killing, the executors dynamic allocation removes).
+- `spark-defaults`, every release: `spark.sql.streaming.metricsEnabled`, so each Structured Streaming query
+  reports its input rate, processing rate and batch latency through Spark's metrics system, which the node
+  agent's StatsdSink forwards (docs/streaming.md). Off by default in every Spark; Spark 2.2 and later read it
+  (an older Spark ignores an unknown `spark.sql.*` key). A job can still turn it off for itself.
 
 Pure data: no I/O. See docs/safe-scale-in.md for why and for which releases.
 """
@@ -40,6 +44,8 @@ WITHOUT_SHUFFLE_SERVICE: Final = {
     "spark.shuffle.service.enabled": "false",
     "spark.dynamicAllocation.shuffleTracking.enabled": "true",
 }
+# Structured Streaming queries register their metrics source only with this on (SQLConf, off by default).
+SPARK_STREAMING_METRICS: Final = {"spark.sql.streaming.metricsEnabled": "true"}
 # The first release of each behaviour (EMR release guide, Spark release history: emr-6.12.0 ships 3.4.0).
 NODE_LABELS_OFF_BY_DEFAULT_FROM: Final = (6, 0, 0)
 NODE_LABELS_ON_BY_DEFAULT_FROM: Final = (5, 19, 0)
@@ -57,20 +63,26 @@ def parse_release(label: str) -> tuple[int, int, int]:
 
 
 def safe_scale_in_configurations(
-    release_label: str | None = None, *, keep_shuffle_service: bool = False
+    release_label: str | None = None, *, keep_shuffle_service: bool = False, streaming_metrics: bool = True
 ) -> list[dict[str, Any]]:
     """The EMR configurations for `release_label` (None: a current release, 6.12.0 or later).
 
-    Empty for a release that needs none or cannot use them: before 5.19.0 (no node labels; EMR then
-    kept application masters on CORE nodes with its own patch), 5.19.0-5.36.x (the default; Spark 2)."""
+    No yarn-site for a release that needs none: before 5.19.0 (no node labels; EMR then kept application
+    masters on CORE nodes with its own patch), 5.19.0-5.36.x (the default; Spark 2). The spark-defaults
+    classification holds the decommission settings from 6.12.0 and, unless `streaming_metrics` is False, the
+    streaming metrics switch for every release; one classification, so it never appears twice."""
     release = parse_release(release_label) if release_label is not None else SPARK_YARN_DECOMMISSION_FROM
     out: list[dict[str, Any]] = []
     if release >= NODE_LABELS_OFF_BY_DEFAULT_FROM:
         out.append({"Classification": "yarn-site", "Properties": dict(YARN_NODE_LABELS)})
+    spark: dict[str, str] = {}
     if release >= SPARK_YARN_DECOMMISSION_FROM:
-        spark = dict(SPARK_DECOMMISSION)
+        spark.update(SPARK_DECOMMISSION)
         if not keep_shuffle_service:
             spark.update(WITHOUT_SHUFFLE_SERVICE)
+    if streaming_metrics:
+        spark.update(SPARK_STREAMING_METRICS)
+    if spark:
         out.append({"Classification": "spark-defaults", "Properties": spark})
     return out
 
@@ -92,4 +104,8 @@ def release_notes(release_label: str | None = None) -> list[str]:
         )
     else:
         notes.append("spark-defaults: executors on a decommissioning node migrate shuffle and RDD blocks")
+    notes.append(
+        "spark-defaults: Structured Streaming queries report input rate, processing rate and latency "
+        "(spark.sql.streaming.metricsEnabled; Spark 2.2 and later)"
+    )
     return notes
