@@ -138,6 +138,24 @@ YARN_METRICS: Final = (  # every metric the collector publishes, in this order
     YARN_APPS_RUNNING,
 )
 
+# --- Spark Streaming metrics (issue 17), published by the node agent, dimension JobFlowId only ------------
+# From the same StatsD stream as the heap (Spark's StatsdSink on the driver). Every node's agent publishes to
+# the same per-cluster metric, so read each with the statistic beside it. No datum when no query reports.
+STREAMING_NAMESPACE: Final = "Sparkscale/SparkStreaming"
+STREAMING_PERIOD_S: Final = 60
+STREAMING_INPUT_ROWS_PER_S: Final = "StreamingInputRowsPerSecond"  # Sum over queries and nodes
+STREAMING_PROCESSED_ROWS_PER_S: Final = "StreamingProcessedRowsPerSecond"  # Sum over queries and nodes
+STREAMING_BATCH_LATENCY_MS: Final = "StreamingBatchLatencyMs"  # Maximum over queries and nodes
+STREAMING_SCHEDULING_DELAY_MS: Final = "StreamingSchedulingDelayMs"  # Maximum (DStreams)
+STREAMING_WAITING_BATCHES: Final = "StreamingWaitingBatches"  # Sum (DStreams)
+STREAMING_METRICS: Final = (  # every streaming metric the agent publishes, in this order
+    STREAMING_INPUT_ROWS_PER_S,
+    STREAMING_PROCESSED_ROWS_PER_S,
+    STREAMING_BATCH_LATENCY_MS,
+    STREAMING_SCHEDULING_DELAY_MS,
+    STREAMING_WAITING_BATCHES,
+)
+
 # --- Alarm names (prefix + cluster id + kind); the handlers recognise their own alarms by these -------------
 ALARM_KIND_TOTAL_LOAD: Final = "total-load"
 ALARM_KIND_YARN_MEMORY: Final = "yarn-memory-low"
