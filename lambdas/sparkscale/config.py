@@ -187,6 +187,65 @@ class Config:
         "YARN lets their containers finish); unset: EMR's decommissioning timeout.",
     )
     dry_run: bool = _f(False, unit="bool", doc="Decide, log and notify, but never resize.")
+    # --- streaming (docs/streaming.md) ---------------------------------------------------------------------
+    streams: list[str] = field(
+        default_factory=list,
+        metadata=_meta(
+            unit="Kinesis stream names",
+            doc="The Amazon Kinesis streams the cluster consumes: their GetRecords.IteratorAgeMilliseconds "
+            "is read with the other metrics, an alarm wakes the scaler when it keeps rising, and the "
+            "streaming signal is on. Per cluster also by its tag sparkscale:kinesis-streams=a,b.",
+        ),
+    )
+    streaming_signal: bool = _f(
+        False,
+        unit="bool",
+        doc="Read Spark's streaming metrics (Sparkscale/SparkStreaming) and scale on how far behind the "
+        "streaming queries are; on by itself when `streams` names a stream.",
+    )
+    streaming_trigger_interval_s: float = _f(
+        60.0,
+        unit="s",
+        lo=1,
+        doc="The streaming queries' trigger (micro-batch) interval; Spark publishes no metric of it.",
+    )
+    streaming_latency_target_s: float = _f(
+        0.0,
+        unit="s",
+        lo=0,
+        doc="A batch latency or scheduling delay above this means the stream is behind; 0: the trigger "
+        "interval (streaming_trigger_interval_s).",
+    )
+    streaming_rate_tolerance_pct: float = _f(
+        10.0,
+        unit="% of input rate",
+        lo=0,
+        hi=100,
+        doc="Behind when the rows processed per second are below the rows arriving per second by more than "
+        "this share.",
+    )
+    streaming_iterator_age_rising_minutes: int = _f(
+        5,
+        unit="minutes",
+        lo=2,
+        hi=60,
+        doc="Behind when the Kinesis iterator age (the most of the streams) has risen every minute for this "
+        "many minutes; also the alarm's number of rising minutes.",
+    )
+    streaming_caught_up_iterator_age_s: float = _f(
+        60.0,
+        unit="s",
+        lo=0,
+        doc="Caught up (scale-in allowed) only when the Kinesis iterator age is at most this, and the batch "
+        "latency under its target.",
+    )
+    streaming_metric_max_age_s: int = _f(
+        180,
+        unit="s",
+        lo=60,
+        doc="A Spark streaming metric (the agent's, 60 s) or a Kinesis iterator age older than this is "
+        "ignored.",
+    )
     # --- spot market ----------------------------------------------------------------------------------------
     max_share_per_instance_type: float = _f(
         1.0,
@@ -393,6 +452,11 @@ class Config:
         cfg._check_relations(where)
         return cfg
 
+    @property
+    def streaming(self) -> bool:
+        """The streaming signal is on: its metrics are read and it may drive a decision."""
+        return self.streaming_signal or bool(self.streams)
+
     @cached_property
     def _default_bounds(self) -> GroupBounds:
         return GroupBounds(self.group_min_nodes, self.group_max_nodes)
@@ -429,6 +493,7 @@ class Config:
         for c in self.clusters:
             if not (c.startswith("j-") and len(c) > 2 and c[2:].isalnum()):
                 raise ConfigError("clusters", f"{c!r} is not an EMR cluster id (j-XXXXXXXX)", source=source)
+        self._check_streams(source)
         for k in self.email_notice_kinds:
             if k not in names.NOTICE_KINDS:
                 raise ConfigError(
@@ -443,11 +508,30 @@ class Config:
             raise ConfigError("alarm_prefix", "use letters, digits, '-' and '_' only", source=source)
         self._check_digest(source)
 
+    def _check_streams(self, source: str) -> None:
+        for stream in self.streams:
+            why = stream_name_problem(stream)
+            if why:
+                raise ConfigError("streams", why, source=source)
+
     def _check_digest(self, source: str) -> None:
         if not _is_time_zone(self.digest_time_zone):
             raise ConfigError(
                 "digest_time_zone", f"{self.digest_time_zone!r} is not an IANA time zone name", source=source
             )
+
+
+_STREAM_NAME_CHARS: Final = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
+
+
+def stream_name_problem(name: str) -> str | None:
+    """Why `name` is not a Kinesis stream name (1 to 128 of a-z, A-Z, 0-9, '_', '.', '-'), or None."""
+    if not 1 <= len(name) <= 128:
+        return f"{name[:40]!r} is not a Kinesis stream name (1 to 128 characters)"
+    bad = sorted(set(name) - _STREAM_NAME_CHARS)
+    if bad:
+        return f"{name!r} is not a Kinesis stream name (only a-z, A-Z, 0-9, '_', '.' and '-'; not {bad[0]!r})"
+    return None
 
 
 def _is_time_zone(name: str) -> bool:
@@ -474,7 +558,7 @@ def _coerce(name: str, value: Any, default: Any, meta: Mapping[str, Any], source
         return _coerce_bounds(value, bad)
     if name == "profiles":
         return _coerce_profiles(value, bad)
-    if name in ("clusters", "operator_emails", "email_notice_kinds"):
+    if name in ("clusters", "operator_emails", "email_notice_kinds", "streams"):
         return _coerce_strings(value, bad)
     if default is MISSING:  # pragma: no cover - every field has a default
         raise bad("no default")

@@ -153,6 +153,9 @@ class SignalSource(StrEnum):
     EMR = "emr"  # AWS/ElasticMapReduce, 300 s, ~2 minutes late: emr_metric_max_age_s
     HEAP_AGENT = "heap_agent"  # the agent's Spark metrics (Sparkscale/SparkHeap, 60 s): heap_metric_max_age_s
     YARN_COLLECTOR = "yarn_collector"  # the agent's RM poll (Sparkscale/Yarn, 60 s): yarn_metric_max_age_s
+    # the agent's Spark streaming metrics (Sparkscale/SparkStreaming, 60 s): streaming_metric_max_age_s
+    STREAMING = "streaming"
+    KINESIS = "kinesis"  # AWS/Kinesis GetRecords.IteratorAgeMilliseconds (60 s): streaming_metric_max_age_s
 
 
 class Signal(StrEnum):
@@ -186,6 +189,14 @@ class Signal(StrEnum):
     # Spark dynamic allocation, from the drivers through the heap agent (only with dynamic allocation on)
     SPARK_EXECUTORS_NEEDED = "SparkExecutorsNeeded"  # executors the running apps could use now, summed
     SPARK_EXECUTORS_TARGET = "SparkExecutorsTarget"  # executors the apps ask YARN for now, summed
+    # Spark streaming, from the drivers through the agent (names.STREAMING_*; only with streaming configured)
+    STREAMING_INPUT_ROWS_PER_S = "StreamingInputRowsPerSecond"  # Structured Streaming, summed over queries
+    STREAMING_PROCESSED_ROWS_PER_S = "StreamingProcessedRowsPerSecond"  # summed over queries
+    STREAMING_BATCH_LATENCY_MS = "StreamingBatchLatencyMs"  # the slowest query's last batch
+    STREAMING_SCHEDULING_DELAY_MS = "StreamingSchedulingDelayMs"  # DStreams: the longest scheduling delay
+    STREAMING_WAITING_BATCHES = "StreamingWaitingBatches"  # DStreams: batches waiting, summed
+    # Kinesis: GetRecords.IteratorAgeMilliseconds, the most of the cluster's streams (config.streams)
+    KINESIS_ITERATOR_AGE_MS = "GetRecords.IteratorAgeMilliseconds"
 
     @property
     def source(self) -> SignalSource:
@@ -204,6 +215,17 @@ _SOURCE: dict[Signal, SignalSource] = {
             Signal.SPARK_EXECUTORS_TARGET,
         )
     },
+    **{
+        s: SignalSource.STREAMING
+        for s in (
+            Signal.STREAMING_INPUT_ROWS_PER_S,
+            Signal.STREAMING_PROCESSED_ROWS_PER_S,
+            Signal.STREAMING_BATCH_LATENCY_MS,
+            Signal.STREAMING_SCHEDULING_DELAY_MS,
+            Signal.STREAMING_WAITING_BATCHES,
+        )
+    },
+    Signal.KINESIS_ITERATOR_AGE_MS: SignalSource.KINESIS,
     **{
         s: SignalSource.YARN_COLLECTOR
         for s in (
@@ -280,9 +302,14 @@ class MetricsSnapshot:
     """The latest datapoint of each signal that had one. A signal with no datapoint is simply absent."""
 
     samples: Mapping[Signal, Sample] = field(default_factory=dict)
+    # recent datapoints of the few signals whose trend the policy reads (the Kinesis iterator age: is it
+    # rising?), oldest first; empty for every other signal and for a cluster without streaming
+    history: Mapping[Signal, tuple[Sample, ...]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "samples", _freeze(self.samples))
+        if self.history:
+            object.__setattr__(self, "history", MappingProxyType(dict(self.history)))
 
     @classmethod
     def of_batches(cls, batches: Sequence[SampleBatch]) -> MetricsSnapshot:

@@ -28,6 +28,8 @@ class Readings(NamedTuple):
     # derived from `values` once, in read_signals/read_some (several steps ask): see fresh_yarn, heap_used_pct
     yarn_demand_fresh: bool = False
     heap_pct: float | None = None
+    # MetricsSnapshot.history: the recent datapoints of the signals whose trend is read (streaming)
+    history: Mapping[Signal, tuple[Sample, ...]] = MappingProxyType({})
 
     def get(self, signal: Signal) -> float | None:
         return self.values.get(signal)
@@ -50,12 +52,25 @@ def max_age_s(signal: Signal, config: Config) -> int:
     return _limits(config)[_SRC[signal]]
 
 
-def _limits(config: Config) -> tuple[int, int, int]:
-    """The maximum ages, indexed like _SRC: EMR, heap agent, YARN collector."""
-    return (config.emr_metric_max_age_s, config.heap_metric_max_age_s, config.yarn_metric_max_age_s)
+def _limits(config: Config) -> tuple[int, int, int, int, int]:
+    """The maximum ages, indexed like _SRC: EMR, heap agent, YARN collector, Spark streaming, Kinesis."""
+    streaming = config.streaming_metric_max_age_s
+    return (
+        config.emr_metric_max_age_s,
+        config.heap_metric_max_age_s,
+        config.yarn_metric_max_age_s,
+        streaming,
+        streaming,
+    )
 
 
-_SOURCE_INDEX = {SignalSource.EMR: 0, SignalSource.HEAP_AGENT: 1, SignalSource.YARN_COLLECTOR: 2}
+_SOURCE_INDEX = {
+    SignalSource.EMR: 0,
+    SignalSource.HEAP_AGENT: 1,
+    SignalSource.YARN_COLLECTOR: 2,
+    SignalSource.STREAMING: 3,
+    SignalSource.KINESIS: 4,
+}
 _SRC = {s: _SOURCE_INDEX[s.source] for s in Signal}
 _YARN = frozenset(s for s in Signal if s.source is SignalSource.YARN_COLLECTOR)
 
@@ -73,7 +88,7 @@ def read_signals(metrics: MetricsSnapshot, *, now: datetime, config: Config) -> 
     # a batch's datapoints share their timestamp (MetricsSnapshot.batches): one age for all of them
     for at, batch in metrics.batches:
         age = (now - at).total_seconds()
-        fresh = (age <= limits[0], age <= limits[1], age <= limits[2])
+        fresh = (age <= limits[0], age <= limits[1], age <= limits[2], age <= limits[3], age <= limits[4])
         for signal, v in batch.items():
             src = _SRC[signal]
             if not 0 <= v < math.inf:  # NaN too
@@ -96,7 +111,9 @@ def read_signals(metrics: MetricsSnapshot, *, now: datetime, config: Config) -> 
         ignored += [(order, why) for order, why, _ in yarn_stale]
     ignored.sort()  # enum order: deterministic reasons
     texts = tuple([text for _, text in ignored])
-    return Readings(values, texts, metrics.samples, now, stale, _yarn_demand(values), _heap_pct(values))
+    return Readings(
+        values, texts, metrics.samples, now, stale, _yarn_demand(values), _heap_pct(values), metrics.history
+    )
 
 
 def active_from(readings: Readings) -> bool | None:
