@@ -113,7 +113,7 @@ class StreamParams:
 
     rows_per_s_per_node: float = 10_000.0  # rows/s one TASK node processes (any instance type)
     core_share: float = 0.5  # a CORE node processes this share of a TASK node's rate (it also runs HDFS)
-    trigger_s: float = 10.0  # the micro-batch trigger interval (batch latency model)
+    trigger_s: float = 60.0  # the micro-batch trigger interval (the replay uses the config's)
     memory_gib: float = 48.0  # YARN memory the job holds all along (its executors): what memory metrics see
     stream_name: str = "clicks"  # the Kinesis stream (dimension StreamName of the iterator age)
     kinesis_lag_s: float = 60.0  # AWS/Kinesis publishes a minute's Maximum about a minute after it ends

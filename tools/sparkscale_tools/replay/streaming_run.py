@@ -194,8 +194,8 @@ def oracle_stream_run(
 
 def streaming_config(config: Config, stream_name: str) -> Config:
     """The config with the simulated stream as the cluster's Kinesis stream, unless it names streams."""
-    if hasattr(config, "streams") and not getattr(config, "streams", ()):
-        return dataclasses.replace(config, streams=(stream_name,))  # type: ignore[call-arg,unused-ignore]
+    if not config.streams:
+        return dataclasses.replace(config, streams=[stream_name])
     return config
 
 
@@ -222,6 +222,8 @@ def run_streaming_replay(
         )
     rates = list(input_rows_per_s)
     config = streaming_config(config, stream.stream_name)
+    # the job's trigger interval is the one the scaler is told (it has no metric of it)
+    stream = dataclasses.replace(stream, trigger_s=config.streaming_trigger_interval_s)
     core_nodes = sum(g.nodes for g in cluster.core)
     offer = cheapest_node_group(cluster)
     oracle = oracle_stream_run(rates, offer=offer, core_nodes=core_nodes, stream=stream, step_s=params.step_s)
