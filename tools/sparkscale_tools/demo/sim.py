@@ -98,6 +98,9 @@ class Scenario(Protocol):
 
     def publish(self, t_s: float) -> None: ...
 
+    def finish(self) -> None:
+        """After the run (the World's last events done)."""
+
 
 class DemoController:
     """replay.engine.Controller: schedules the alarm evaluations and the reconcile runs on the World."""
