@@ -56,6 +56,7 @@ from sparkscale.policy.reasons import Reason, ReasonCode
 from sparkscale.policy.scale_in import scale_in
 from sparkscale.policy.scale_out import heap_pressure, scale_out
 from sparkscale.policy.signals import active_from, read_signals
+from sparkscale.policy.streaming import STREAMING_SIGNALS
 
 __all__ = ["METRICS_MISSING", "decide", "evaluate"]
 
@@ -177,9 +178,26 @@ def _by_pressure(ctx: Context, driving: Need) -> StepResult:
             "Only the executor heap reports, and it is not over its target: the heap alone never scales in."
         )
         why = Reason(ReasonCode.HEAP_ONLY, text)
+    elif lower.signal in STREAMING_SIGNALS and _others_want_less(est.needs, cap, band):
+        why = _stream_holds(lower)
     else:
         why = _WITHIN_DEADBAND
     return hold(why, ctx, cap.task_nodes, cap.task_gib)
+
+
+def _others_want_less(needs: tuple[Need, ...], cap: Capacity, band: float) -> bool:
+    """A signal that may ask for less, other than a stream's, wants less than the deadband allows."""
+    return any(
+        n.scale_in and n.signal not in STREAMING_SIGNALS and _capacity_ratio(n.desired_gib, cap) < 1.0 - band
+        for n in needs
+    )
+
+
+def _stream_holds(need: Need) -> Reason:
+    """A stream behind or not caught up holds a scale-in the other signals want."""
+    what = need.text if isinstance(need.text, str) else need.text()
+    text = f"{what}. No scale-in while a stream is behind or catching up."
+    return Reason(ReasonCode.STREAM_NOT_CAUGHT_UP, text, dict(need.values or {}), need.signal)
 
 
 # --- forecast_mode act: size for the demand expected when new nodes would be usable -------------------------

@@ -28,6 +28,10 @@ Signals (all in GiB of usable memory, the capacity's units):
   ask for more, never for less.
 - TotalLoad per running CORE+TASK node, when total_load_target_per_node > 0, wants the running memory x
   per-node / target.
+- a stream (Spark's streaming metrics, the Kinesis iterator age: policy/streaming.py) that is behind wants
+  the memory running x what it asks for (input / processed rate, latency / target, or from the iterator
+  age's slope), never less than the capacity counted; one not caught up yet wants the capacity counted (no
+  scale-in); one caught up says nothing (the other signals decide, within the stabilization window).
 """
 
 from __future__ import annotations
@@ -53,6 +57,7 @@ from sparkscale.policy.capacity import (
 from sparkscale.policy.model import Signal
 from sparkscale.policy.reasons import Reason, ReasonCode, gib
 from sparkscale.policy.signals import Readings, pending_now
+from sparkscale.policy.streaming import STREAMING_SIGNALS, StreamStatus, assess, observe
 
 __all__ = [
     "HUGE_RATIO",
@@ -420,6 +425,28 @@ def total_load_need(readings: Readings, cap: Capacity, config: Config) -> Need |
     )
 
 
+def streaming_need(readings: Readings, cap: Capacity, config: Config) -> Need | None:
+    """A stream behind asks for the memory running x its ratio (at least the capacity counted: while it is
+    behind or catching up nothing may go); caught up, or no streaming metric fresh: None."""
+    values = readings.values
+    if not any(s in values for s in STREAMING_SIGNALS):  # most clusters: no streaming metric at all
+        return None
+    found = assess(observe(values, readings.history), config)
+    if found is None or found.status is StreamStatus.CAUGHT_UP:
+        return None
+    counted = cap.counted_gib
+    desired = max(counted, cap.running_gib * found.ratio)
+    return Need(
+        found.signal,
+        found.value,
+        found.ratio,
+        desired,
+        found.text,
+        True,  # scale_in: it asks for at least the capacity counted, so it holds every scale-in
+        found.values(),
+    )
+
+
 # Every capacity signal (needs are ordered by desired memory, ties by Signal's enum order): a new signal is
 # one function of the SignalNeed shape added here.
 SIGNALS: tuple[SignalNeed, ...] = (
@@ -429,6 +456,7 @@ SIGNALS: tuple[SignalNeed, ...] = (
     spark_executors_need,
     heap_need,
     total_load_need,
+    streaming_need,
 )
 
 

@@ -36,6 +36,9 @@ class ReasonCode(StrEnum):
     HEAP_ONLY = "heap_only"  # only the heap reports, under its target: it never scales in
     NODES_COMING = "nodes_coming"  # scale-in held: only nodes not yet running may go, none fits
     NO_NODE_FITS = "no_node_fits"  # scale-in held: no whole node fits in the surplus
+    # scale-in held: a stream is behind or not caught up yet, although other signals want less (subject: the
+    # streaming metric that says so; values: the streaming numbers, policy/streaming.py)
+    STREAM_NOT_CAUGHT_UP = "stream_not_caught_up"
     # forecast (forecast_mode act): sizing for the demand expected when new nodes would be usable
     FORECAST = "forecast"  # the forecast drives a scale-out, or keeps a scale-in above it
     BURST_ENDS_BEFORE_NODES = "burst_ends_before_nodes"  # a signal wants more, the forecast does not: hold

@@ -207,7 +207,7 @@ class StreamingAssessment:
             how = ", ".join(_BEHIND_TEXT[b] for b in self.behind_by)
             text = f"Stream behind ({how}): {numbers}; asks for {self.ratio:.2f} x the capacity running"
         elif self.status is StreamStatus.CATCHING_UP:
-            text = f"Stream not caught up yet: {numbers}; no scale-in until it is"
+            text = f"Stream not caught up yet: {numbers}"
         else:
             text = f"Stream caught up: {numbers}"
         if o.receiver_based:
