@@ -228,9 +228,10 @@ class Config:
         5,
         unit="minutes",
         lo=2,
-        hi=60,
+        hi=15,
         doc="Behind when the Kinesis iterator age (the most of the streams) has risen every minute for this "
-        "many minutes; also the alarm's number of rising minutes.",
+        "many minutes; also the alarm's number of rising minutes (at most 15: the metrics are read 20 "
+        "minutes back).",
     )
     streaming_caught_up_iterator_age_s: float = _f(
         60.0,

@@ -156,6 +156,12 @@ STREAMING_METRICS: Final = (  # every streaming metric the agent publishes, in t
     STREAMING_WAITING_BATCHES,
 )
 
+# --- Kinesis streams a streaming cluster consumes (issue 17; Config.streams, tag TAG_KINESIS_STREAMS) ---
+KINESIS_NAMESPACE: Final = "AWS/Kinesis"
+KINESIS_ITERATOR_AGE: Final = "GetRecords.IteratorAgeMilliseconds"  # stream level, read with Maximum
+KINESIS_PERIOD_S: Final = 60
+DIM_STREAM_NAME: Final = "StreamName"
+
 # --- Alarm names (prefix + cluster id + kind); the handlers recognise their own alarms by these -------------
 ALARM_KIND_TOTAL_LOAD: Final = "total-load"
 ALARM_KIND_YARN_MEMORY: Final = "yarn-memory-low"
@@ -167,6 +173,8 @@ ALARM_KIND_HEAP_MISSING: Final = "heap-agent-silent"
 ALARM_KIND_HEAP_CRITICAL: Final = "heap-critical"
 ALARM_KIND_YARN_PENDING: Final = "yarn-pending-memory"  # the YARN collector: memory waits (wakes the scaler)
 ALARM_KIND_YARN_MISSING: Final = "yarn-collector-silent"  # the YARN collector stopped publishing (operators)
+# a Kinesis stream's iterator age keeps rising (wakes the scaler): one alarm per stream, "-<stream>" after it
+ALARM_KIND_KINESIS_AGE: Final = "kinesis-age-rising"
 
 # --- EventBridge events the stack routes to the handlers (the rules in infra/ and the parsers in events/) ---
 EVENT_SOURCE_CLOUDWATCH: Final = "aws.cloudwatch"
@@ -187,6 +195,7 @@ EMR_FLEET_SPOT_TIMEOUT_CODE: Final = "Spot Provisioning timeout"
 # --- Clusters managed by tag (docs/clusters-by-tag.md; the opt-in tag itself is a setting) ------------------
 TAG_PROFILE: Final = "sparkscale:profile"  # the cluster's settings profile (Config.profiles)
 TAG_PAUSED: Final = "sparkscale:paused"  # "true": this cluster is decided on but never resized (dry run)
+TAG_KINESIS_STREAMS: Final = "sparkscale:kinesis-streams"  # "a,b": the Kinesis streams it consumes (streams)
 EVENT_SOURCE_SCHEDULE: Final = "aws.events"  # EventBridge's own schedule: the discovery sweep
 DETAIL_SCHEDULED_EVENT: Final = "Scheduled Event"
 # EMR cluster states in which a tagged cluster is adopted (the sweep lists these, the rule routes them)

@@ -48,6 +48,19 @@ class MetricsSource(Protocol):
         ...
 
 
+@runtime_checkable
+class StreamingMetricsSource(Protocol):
+    """A MetricsSource that can also read a streaming cluster's metrics (checked with supports(): the
+    replay's and the in-memory sources may not)."""
+
+    def read_streaming_metrics(
+        self, cluster_id: str, now: datetime, streams: Sequence[str]
+    ) -> MetricsSnapshot:
+        """read_metrics, plus Spark's streaming metrics and the Kinesis iterator age of `streams` (with its
+        recent minutes in MetricsSnapshot.history), in the same one GetMetricData call."""
+        ...
+
+
 class CapacityWriter(Protocol):
     def resize(self, cluster_id: str, changes: Sequence[GroupTarget]) -> None:
         """ModifyInstanceGroups on TASK groups only.

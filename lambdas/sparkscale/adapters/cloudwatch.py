@@ -11,13 +11,20 @@ percentage is computed here as 100 * sum(used) / sum(max) from the SAME period, 
 per-node percentages. SparkExecutorsNeeded/Target ride in the heap namespace (Sum: every driver's). The YARN
 collector's metrics (Sparkscale/Yarn, dimension JobFlowId, 60 s, one publisher: the master node) are read with
 Maximum (demand at its peak of the minute), YarnAvailableMemoryMB with Minimum (free room at its lowest).
+
+Only for a cluster with streaming configured (Config.streaming; `read_streaming_metrics`), the same one call
+also reads Spark's streaming metrics (Sparkscale/SparkStreaming, dimension JobFlowId, 60 s: rates and waiting
+batches with Sum over the drivers' nodes, latency and scheduling delay with Maximum) and, per Kinesis stream
+it consumes, GetRecords.IteratorAgeMilliseconds (AWS/Kinesis, dimension StreamName, Maximum, 60 s): the most
+of the streams per minute is the signal, and its minutes in the window are the snapshot's history (is it
+rising?). Other clusters' requests are unchanged.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
@@ -43,6 +50,7 @@ class MetricQuery:
     metric_name: str
     stat: str
     period_s: int
+    dimension: tuple[str, str] | None = None  # (name, value); None: JobFlowId = the cluster id
 
 
 EMR_SIGNALS: Final = tuple(s for s in Signal if s.source is SignalSource.EMR)
@@ -66,6 +74,40 @@ YARN_STATS: Final[tuple[tuple[Signal, str, str], ...]] = (
     (Signal.YARN_APPS_PENDING, names.YARN_APPS_PENDING, "Maximum"),
     (Signal.YARN_APPS_RUNNING, names.YARN_APPS_RUNNING, "Maximum"),
 )
+
+
+# Spark's streaming metrics (the agent on the drivers' nodes, names.STREAMING_*): rates and waiting batches
+# summed over queries and nodes, latency and scheduling delay the slowest
+STREAMING_STATS: Final[tuple[tuple[Signal, str, str], ...]] = (
+    (Signal.STREAMING_INPUT_ROWS_PER_S, names.STREAMING_INPUT_ROWS_PER_S, "Sum"),
+    (Signal.STREAMING_PROCESSED_ROWS_PER_S, names.STREAMING_PROCESSED_ROWS_PER_S, "Sum"),
+    (Signal.STREAMING_BATCH_LATENCY_MS, names.STREAMING_BATCH_LATENCY_MS, "Maximum"),
+    (Signal.STREAMING_SCHEDULING_DELAY_MS, names.STREAMING_SCHEDULING_DELAY_MS, "Maximum"),
+    (Signal.STREAMING_WAITING_BATCHES, names.STREAMING_WAITING_BATCHES, "Sum"),
+)
+
+
+def streaming_queries(streams: Sequence[str]) -> tuple[MetricQuery, ...]:
+    """The streaming queries: Spark's metrics, then one iterator-age query per Kinesis stream."""
+    qs = [
+        MetricQuery(
+            f"stream_{metric.lower()}", s, names.STREAMING_NAMESPACE, metric, stat, names.STREAMING_PERIOD_S
+        )
+        for s, metric, stat in STREAMING_STATS
+    ]
+    qs += [
+        MetricQuery(
+            f"kinesis_{i}",
+            Signal.KINESIS_ITERATOR_AGE_MS,
+            names.KINESIS_NAMESPACE,
+            names.KINESIS_ITERATOR_AGE,
+            "Maximum",
+            names.KINESIS_PERIOD_S,
+            (names.DIM_STREAM_NAME, stream),
+        )
+        for i, stream in enumerate(dict.fromkeys(streams))
+    ]
+    return tuple(qs)
 
 
 def metric_queries() -> tuple[MetricQuery, ...]:
@@ -100,6 +142,9 @@ def _points(result: Mapping[str, Any]) -> dict[datetime, float]:
     return out
 
 
+_PER_NODE: Final = frozenset(
+    (SignalSource.HEAP_AGENT, SignalSource.STREAMING)
+)  # every node's agent publishes
 _ALIGN_S: Final = 300  # the longest period read (EMR's), a multiple of every other
 
 
@@ -119,8 +164,11 @@ class CloudWatchMetricsSource:
         self._queries = metric_queries()
         self.calls = 0  # GetMetricData requests made (pages included), for tests
 
-    def request(self, cluster_id: str, now: datetime) -> dict[str, Any]:
-        """The GetMetricData parameters for `cluster_id` at `now` (public for tests and the CLI)."""
+    def request(
+        self, cluster_id: str, now: datetime, queries: Sequence[MetricQuery] | None = None
+    ) -> dict[str, Any]:
+        """The GetMetricData parameters for `cluster_id` at `now` (public for tests and the CLI); `queries`:
+        the cluster's (default: every signal but the streaming ones)."""
         end = now.astimezone(UTC).replace(microsecond=0) + timedelta(seconds=1)
         # The window starts on a 5-minute clock boundary, a multiple of every period read (60 s, 300 s):
         # CloudWatch rounds StartTime down to the minute anyway and answers faster for aligned times, and
@@ -134,13 +182,19 @@ class CloudWatchMetricsSource:
                 {
                     "Id": q.query_id,
                     "MetricStat": {
-                        "Metric": {"Namespace": q.namespace, "MetricName": q.metric_name, "Dimensions": dims},
+                        "Metric": {
+                            "Namespace": q.namespace,
+                            "MetricName": q.metric_name,
+                            "Dimensions": dims
+                            if q.dimension is None
+                            else [{"Name": q.dimension[0], "Value": q.dimension[1]}],
+                        },
                         "Period": q.period_s,
                         "Stat": q.stat,
                     },
                     "ReturnData": True,
                 }
-                for q in self._queries
+                for q in (self._queries if queries is None else queries)
             ],
             "StartTime": start,
             "EndTime": end,
@@ -148,8 +202,18 @@ class CloudWatchMetricsSource:
         }
 
     def read_metrics(self, cluster_id: str, now: datetime) -> MetricsSnapshot:
-        params = self.request(cluster_id, now)
-        by_id: dict[str, dict[datetime, float]] = {q.query_id: {} for q in self._queries}
+        return self._read(cluster_id, now, self._queries)
+
+    def read_streaming_metrics(
+        self, cluster_id: str, now: datetime, streams: Sequence[str]
+    ) -> MetricsSnapshot:
+        """ports.StreamingMetricsSource: every signal, Spark's streaming metrics and the iterator age of
+        `streams`, in the same one GetMetricData call."""
+        return self._read(cluster_id, now, self._queries + streaming_queries(streams))
+
+    def _read(self, cluster_id: str, now: datetime, queries: tuple[MetricQuery, ...]) -> MetricsSnapshot:
+        params = self.request(cluster_id, now, queries)
+        by_id: dict[str, dict[datetime, float]] = {q.query_id: {} for q in queries}
         token: str | None = None
         try:
             for _ in range(_MAX_PAGES):
@@ -169,18 +233,30 @@ class CloudWatchMetricsSource:
                     break
         except (ClientError, BotoCoreError) as exc:
             raise translate(exc, "GetMetricData") from exc
-        return self.snapshot(by_id, now)
+        return self.snapshot(by_id, now, queries)
 
-    def snapshot(self, by_id: Mapping[str, Mapping[datetime, float]], now: datetime) -> MetricsSnapshot:
-        """The latest datapoint per signal from the per-query series (pure; public for tests)."""
+    def snapshot(
+        self,
+        by_id: Mapping[str, Mapping[datetime, float]],
+        now: datetime,
+        queries: Sequence[MetricQuery] | None = None,
+    ) -> MetricsSnapshot:
+        """The latest datapoint per signal from the per-query series (pure; public for tests). The Kinesis
+        queries' series are combined first: the most of the streams, per minute."""
         samples: dict[Signal, Sample] = {}
-        for q in self._queries:
+        history: dict[Signal, tuple[Sample, ...]] = {}
+        ages: dict[datetime, float] = {}
+        for q in self._queries if queries is None else queries:
             series = by_id.get(q.query_id) or {}
             if not series:
                 continue
-            # the heap agent runs on every node: its newest period may still miss some (see _settled); EMR
+            if q.signal is Signal.KINESIS_ITERATOR_AGE_MS:
+                for at, v in series.items():
+                    ages[at] = max(v, ages.get(at, v))
+                continue
+            # the agent runs on every node: its newest period may still miss some (see _settled); EMR
             # and the YARN collector are one publisher each, so their newest datapoint is complete
-            heap = q.signal.source is SignalSource.HEAP_AGENT
+            heap = q.signal.source in _PER_NODE
             at = self._settled(series, now) if heap else max(series)
             samples[q.signal] = Sample(series[at], at)
         used = by_id.get(f"heap_{names.HEAP_EXECUTOR_USED_BYTES.lower()}") or {}
@@ -192,7 +268,10 @@ class CloudWatchMetricsSource:
             samples[Signal.HEAP_USED_PCT] = Sample(100.0 * u / m, at)
             samples[Signal.HEAP_USED_BYTES] = Sample(u, at)
             samples[Signal.HEAP_MAX_BYTES] = Sample(m, at)
-        return MetricsSnapshot(samples)
+        if ages:
+            history[Signal.KINESIS_ITERATOR_AGE_MS] = tuple(Sample(ages[t], t) for t in sorted(ages))
+            samples[Signal.KINESIS_ITERATOR_AGE_MS] = history[Signal.KINESIS_ITERATOR_AGE_MS][-1]
+        return MetricsSnapshot(samples, history)
 
     def _settled(self, series: Iterable[datetime], now: datetime) -> datetime:
         """The newest heap period every node has published into: the agents stamp a snapshot with the

@@ -48,9 +48,19 @@ from sparkscale.errors import (
 )
 from sparkscale.policy import Reason, ReasonCode, evaluate, next_state
 from sparkscale.policy.forecast import DemandHistory, bucket_start, history_ranges, lead_time_s
-from sparkscale.policy.model import Cluster, Decision, DemandSample, Direction, ScalerState
+from sparkscale.policy.model import Cluster, Decision, DemandSample, Direction, MetricsSnapshot, ScalerState
 from sparkscale.policy.node_choice import InstanceShrink
-from sparkscale.ports import INTENT_SCALE, DemandHistoryStore, Intent, Notice, PauseMark, Ports, supports
+from sparkscale.ports import (
+    INTENT_SCALE,
+    DemandHistoryStore,
+    Intent,
+    MetricsSource,
+    Notice,
+    PauseMark,
+    Ports,
+    StreamingMetricsSource,
+    supports,
+)
 from sparkscale.usecases.safe_scale_in import NO_SHRINKS, choose_nodes, resize
 from sparkscale.usecases.shell import GONE_TTL_S, KEY_CLUSTER_GONE, Outcome, Shell
 
@@ -161,6 +171,15 @@ def reconcile_once(
     return run_once(now=now, cluster_id=cluster_id, ports=ports, config=config, owner=owner)
 
 
+def read_metrics(source: MetricsSource, cluster_id: str, now: datetime, config: Config) -> MetricsSnapshot:
+    """The cluster's metrics: with streaming configured (Config.streaming) and a source that can, Spark's
+    streaming metrics and its Kinesis streams' iterator age too, in the same one read; else only the
+    others (a cluster without streaming pays for no streaming query)."""
+    if config.streaming and supports(source, StreamingMetricsSource):
+        return cast(StreamingMetricsSource, source).read_streaming_metrics(cluster_id, now, config.streams)
+    return source.read_metrics(cluster_id, now)
+
+
 def _evaluate(shell: Shell) -> RunResult:
     ports, cid, now, config = shell.ports, shell.cluster_id, shell.now, shell.config
     try:
@@ -168,7 +187,7 @@ def _evaluate(shell: Shell) -> RunResult:
         if settled is not None and settled.applied and settled.intent.kind == INTENT_SCALE:
             return _result(shell, Outcome.APPLIED, settled.intent.decision, None, detail=settled.detail)
         cluster = shell.priced(ports.clusters.read_cluster(cid))
-        metrics = ports.metrics.read_metrics(cid, now)
+        metrics = read_metrics(ports.metrics, cid, now, config)
     except ClusterGone as exc:
         return _gone(shell, exc)
     except Throttled as exc:
