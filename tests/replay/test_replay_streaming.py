@@ -122,12 +122,16 @@ def test_batch_latency_is_the_trigger_while_keeping_up_and_more_when_behind() ->
     assert batch_latency_s(30_000.0, 1000.0, 2000.0, p) == 20.0
 
 
-def test_capacity_and_the_nodes_that_keep_up() -> None:
+def test_capacity_grows_with_vcpus_and_the_nodes_that_keep_up() -> None:
     p = StreamParams(rows_per_s_per_node=10_000.0, core_share=0.5)
-    assert p.capacity_rows_per_s(3, 2) == 40_000.0  # (3 + 0.5 × 2) × 10 000
-    assert p.task_nodes_for(40_000.0, 2) == 3
-    assert p.task_nodes_for(40_001.0, 2) == 4
-    assert p.task_nodes_for(5_000.0, 2) == 0  # the core's share is enough
+    assert p.node_rows_per_s(16) == 10_000.0
+    assert p.node_rows_per_s(8) == 5_000.0
+    # two 8-vCPU CORE nodes at half a TASK node's rate: 2 × 0.5 × 5 000
+    assert p.core_rows_per_s([(2, 8)]) == 5_000.0
+    # (35 000 − 5 000) / 10 000 = 3 nodes of 16 vCPUs; a row more needs a fourth
+    assert p.task_nodes_for(35_000.0, 5_000.0, 10_000.0) == 3
+    assert p.task_nodes_for(35_001.0, 5_000.0, 10_000.0) == 4
+    assert p.task_nodes_for(4_000.0, 5_000.0, 10_000.0) == 0  # the core's share is enough
     with pytest.raises(ValueError, match="rows_per_s_per_node"):
         StreamParams(rows_per_s_per_node=0.0)
 
@@ -169,11 +173,11 @@ class _Idle:
 
 
 def test_a_cluster_that_does_not_scale_falls_behind_linearly_and_publishes_it() -> None:
-    # 2 core nodes × 0.5 × 10 000 = 10 000 rows/s against 60 000: 3 000 000 rows more behind each minute,
-    # 50 s of input: after step k, 50·(k+1) s behind
+    # 2 CORE r5.2xlarge (8 vCPU) × 0.5 × 5 000 = 5 000 rows/s against 10 000: 300 000 rows more behind each
+    # minute, 30 s of input: after step k, 30·(k+1) s behind
     stream = StreamParams(rows_per_s_per_node=10_000.0, core_share=0.5)
     world = StreamingWorld(
-        input_rows_per_s=[60_000.0] * 10,
+        input_rows_per_s=[10_000.0] * 10,
         stream=stream,
         cluster=default_cluster(),
         config=Config(),
@@ -183,27 +187,27 @@ def test_a_cluster_that_does_not_scale_falls_behind_linearly_and_publishes_it() 
     )
     world.run(_Idle())
     out = world.run_out
-    assert out.behind_s == pytest.approx([50.0 * (k + 1) for k in range(10)])
-    assert out.capacity_rows_per_s == [10_000.0] * 10
+    assert out.behind_s == pytest.approx([30.0 * (k + 1) for k in range(10)])
+    assert out.capacity_rows_per_s == [5_000.0] * 10
     # the agent's minute at 30 + 60·j: step j's numbers
     t, first = world.streaming.times[0], world.streaming.values[0]
     assert t == 90.0
-    assert first[names.STREAMING_INPUT_ROWS_PER_S] == 60_000.0
-    assert first[names.STREAMING_PROCESSED_ROWS_PER_S] == 10_000.0
-    # a batch takes everything there: 3 000 000 behind after step 0 + one 60 s trigger of 60 000 rows/s,
-    # at 10 000 rows/s = 660 s
-    assert first[names.STREAMING_BATCH_LATENCY_MS] == pytest.approx(660_000.0)
-    # Kinesis: the minute's Maximum, in milliseconds: the end of the minute
-    assert world.kinesis.values[3][KINESIS_ITERATOR_AGE_MS] == pytest.approx(200_000.0)
+    assert first[names.STREAMING_INPUT_ROWS_PER_S] == 10_000.0
+    assert first[names.STREAMING_PROCESSED_ROWS_PER_S] == 5_000.0
+    # a batch takes everything there: 300 000 behind after step 0 + one 60 s trigger of 10 000 rows/s,
+    # at 5 000 rows/s = 180 s
+    assert first[names.STREAMING_BATCH_LATENCY_MS] == pytest.approx(180_000.0)
+    # Kinesis: the minute's Maximum, in milliseconds: the end of the minute (step 3: 120 s)
+    assert world.kinesis.values[3][KINESIS_ITERATOR_AGE_MS] == pytest.approx(120_000.0)
     assert set(world.extra_streams) == {names.STREAMING_NAMESPACE, KINESIS_NAMESPACE}
 
 
 def test_the_oracle_is_never_behind_and_pays_for_the_nodes_it_needs() -> None:
     cluster = default_cluster()
-    offer = min(cluster.task_groups, key=lambda g: g.usd_per_hour)
+    offer = next(g for g in cluster.task_groups if g.vcpu == 16)
     stream = StreamParams(rows_per_s_per_node=10_000.0, core_share=0.5)
     run = oracle_stream_run(
-        [5_000.0, 35_000.0, 35_000.0, 0.0], offer=offer, core_nodes=2, stream=stream, step_s=60
+        [5_000.0, 35_000.0, 35_000.0, 0.0], offer=offer, core_rows_per_s=5_000.0, stream=stream, step_s=60
     )
     assert run.task_nodes == [0, 3, 3, 0]
     assert run.behind_s == [0.0] * 4

@@ -44,6 +44,7 @@ from sparkscale_tools.replay.streaming_run import (
     StreamingWorld,
     StreamRun,
     cheapest_node_group,
+    core_rows,
     run_streaming_replay,
 )
 
@@ -164,9 +165,9 @@ def streaming_start(
     minute's input needs (within its bounds and max_task_nodes)."""
     start = {g.id: config.bounds_for(g.id, g.name).min_nodes for g in cluster.task_groups}
     group = cheapest_node_group(cluster, market=Market.SPOT)
-    core = sum(g.nodes for g in cluster.core)
+    first = stream.task_nodes_for(rates[0], core_rows(cluster, stream), stream.node_rows_per_s(group.vcpu))
     hi = min(config.max_task_nodes, config.bounds_for(group.id, group.name).max_nodes)
-    start[group.id] = max(start[group.id], min(hi, stream.task_nodes_for(rates[0], core)))
+    start[group.id] = max(start[group.id], min(hi, first))
     return start
 
 
@@ -218,8 +219,8 @@ def run_streaming_demo(
         console.lines(demo_run._setup_lines(tpl, setup)[:-1])
         console.line(
             f"Kinesis stream {stream_name} ({DEMO_SHARDS} shards, moto): the model puts {RECORDS_PER_MINUTE} "
-            f"records a minute and publishes its iterator age; {sp.rows_per_s_per_node:,.0f} rows/s per TASK "
-            f"node, CORE nodes {sp.core_share:g} of that"
+            f"records a minute and publishes its iterator age; {sp.rows_per_s_per_node:,.0f} rows/s per "
+            f"16-vCPU TASK node, CORE nodes {sp.core_share:g} of that"
         )
         console.line("")
         record = RunRecord(demo_run.DEMO_RUN)

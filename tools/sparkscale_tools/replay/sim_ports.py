@@ -34,7 +34,9 @@ _SIGNAL_BY_METRIC: dict[str, Signal] = {s.value: s for s in Signal}
 # The YARN collector's metrics the policy reads: a stream no Signal reads is not looked at, so its datapoints
 # cost nothing.
 _YARN_READ = any(m in _SIGNAL_BY_METRIC for m in names.YARN_METRICS)
-_TREND_SIGNALS = (Signal.KINESIS_ITERATOR_AGE_MS,)  # MetricsSnapshot.history: the signals read as a trend
+_TREND_SIGNALS = (Signal.KINESIS_ITERATOR_AGE_MS,)
+# how many of their minutes: the real adapter's query window (adapters.cloudwatch, lookback_s=1200)
+_HISTORY_MINUTES = 20  # MetricsSnapshot.history: the signals read as a trend
 _NO_STATE = ScalerState()  # a cluster's state before its first save (immutable: one for every load)
 
 
@@ -134,7 +136,7 @@ class SimMetricsSource:
             (s, 0, None) for s in world.extra_streams.values()
         ]
         # the recent datapoints of the signals whose trend the policy reads (the Kinesis iterator age)
-        self._history_n = world.config.streaming_iterator_age_rising_minutes + 2
+        self._history_n = _HISTORY_MINUTES
         self._history: dict[Signal, tuple[Sample, ...]] = {}
         # by a datum's metrics, those a Signal reads with that Signal, in the datum's order: a stream's
         # datapoints have a few sets of metrics, each looked up once (not each metric of each datum)

@@ -16,7 +16,10 @@ The lag model, per step k of Δt seconds, with input rate r_k rows/s and process
                                     unread record while the rate holds, what Kinesis reports as iterator age)
                    = backlog / c   when nothing arrives (r = 0)
 
-Capacity c_k = rows_per_s_per_node · (running TASK nodes + core_share · CORE nodes), sampled at the step.
+Capacity c_k, sampled at the step: a node processes in proportion to its vCPUs, rows_per_s_per_node for a
+node of REFERENCE_VCPU (16: a 4xlarge); a CORE node core_share of what a TASK node of its size does:
+
+    c_k = Σ running TASK nodes rows_per_s_per_node · vCPU / 16 + core_share · Σ CORE nodes (the same)
 """
 
 from __future__ import annotations
@@ -33,10 +36,11 @@ from sparkscale_tools.replay.trace import TIME_COLUMN, Trace, TraceError, _numbe
 
 STREAM_COLUMN = "input_rows_per_s"
 # Kinesis's own metric (the contract of issue 17): stream level, Maximum over 60 s
-KINESIS_NAMESPACE = "AWS/Kinesis"
-KINESIS_ITERATOR_AGE_MS = "GetRecords.IteratorAgeMilliseconds"
-DIM_STREAM_NAME = "StreamName"
+KINESIS_NAMESPACE = names.KINESIS_NAMESPACE
+KINESIS_ITERATOR_AGE_MS = names.KINESIS_ITERATOR_AGE
+DIM_STREAM_NAME = names.DIM_STREAM_NAME
 DAY_S = 86_400
+REFERENCE_VCPU = 16  # rows_per_s_per_node is for a node of this many vCPUs
 
 
 # --- the trace ----------------------------------------------------------------------------------------------
@@ -111,7 +115,7 @@ def to_csv_text(trace: Trace) -> str:
 class StreamParams:
     """What the streaming job does with the cluster it runs on (the assumptions of the lag model)."""
 
-    rows_per_s_per_node: float = 10_000.0  # rows/s one TASK node processes (any instance type)
+    rows_per_s_per_node: float = 10_000.0  # rows/s one TASK node of REFERENCE_VCPU vCPUs processes
     core_share: float = 0.5  # a CORE node processes this share of a TASK node's rate (it also runs HDFS)
     trigger_s: float = 60.0  # the micro-batch trigger interval (the replay uses the config's)
     memory_gib: float = 48.0  # YARN memory the job holds all along (its executors): what memory metrics see
@@ -130,12 +134,18 @@ class StreamParams:
         if not self.stream_name:
             raise ValueError("stream_name must not be empty")
 
-    def capacity_rows_per_s(self, task_nodes: float, core_nodes: float) -> float:
-        return self.rows_per_s_per_node * (task_nodes + self.core_share * core_nodes)
+    def node_rows_per_s(self, vcpu: int) -> float:
+        """What one TASK node of `vcpu` vCPUs processes."""
+        return self.rows_per_s_per_node * vcpu / REFERENCE_VCPU
 
-    def task_nodes_for(self, input_rows_per_s: float, core_nodes: float) -> int:
-        """The fewest TASK nodes whose capacity (with the core's share) keeps up with `input_rows_per_s`."""
-        need = input_rows_per_s / self.rows_per_s_per_node - self.core_share * core_nodes
+    def core_rows_per_s(self, core: Sequence[tuple[int, int]]) -> float:
+        """What the CORE nodes process, from (nodes, vCPUs per node) of each CORE group."""
+        return self.core_share * sum(n * self.node_rows_per_s(v) for n, v in core)
+
+    def task_nodes_for(self, input_rows_per_s: float, core_rows_per_s: float, node_rows_per_s: float) -> int:
+        """The fewest TASK nodes of `node_rows_per_s` each that keep up with `input_rows_per_s` beside the
+        core's share."""
+        need = (input_rows_per_s - core_rows_per_s) / node_rows_per_s
         return max(0, math.ceil(need - 1e-9))
 
     def to_dict(self) -> dict[str, Any]:

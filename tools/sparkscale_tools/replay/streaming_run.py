@@ -84,7 +84,8 @@ class StreamingWorld(World):
         )
         self.input = list(input_rows_per_s)
         self.sp = stream
-        self.core_nodes = sum(g.nodes for g in cluster.core)
+        self.core_rows_per_s = stream.core_rows_per_s([(g.nodes, g.vcpu) for g in cluster.core])
+        self._node_rows = [stream.node_rows_per_s(g.spec.vcpu) for g in self.task]
         self.run_out = StreamRun(record.name, record)
         self._backlog = 0.0
         self._processed: list[float] = []
@@ -94,7 +95,9 @@ class StreamingWorld(World):
         self.extra_streams = {names.STREAMING_NAMESPACE: self.streaming, KINESIS_NAMESPACE: self.kinesis}
 
     def capacity_rows_per_s(self) -> float:
-        return self.sp.capacity_rows_per_s(sum(g.running for g in self.task), self.core_nodes)
+        return self.core_rows_per_s + sum(
+            g.running * r for g, r in zip(self.task, self._node_rows, strict=True)
+        )
 
     def _lag_tick(self, t: float) -> None:
         """Step k = t / Δt: its input against the capacity now; then Kinesis's datum for it."""
@@ -160,28 +163,39 @@ class StreamingResult:
 
 
 def cheapest_node_group(cluster: ClusterSpec, *, market: Market | None = None) -> GroupSpec:
-    """The TASK group with the lowest price per node-hour (every node processes the same rows/s)."""
+    """The TASK group with the lowest price per vCPU-hour (a node processes in proportion to its vCPUs);
+    ties: the first listed."""
     groups = [g for g in cluster.task_groups if market is None or g.market is market]
     if not groups:
         groups = list(cluster.task_groups)
-    return min(groups, key=lambda g: g.usd_per_hour)
+    return min(groups, key=lambda g: g.usd_per_hour / max(1, g.vcpu))
+
+
+def core_rows(cluster: ClusterSpec, stream: StreamParams) -> float:
+    return stream.core_rows_per_s([(g.nodes, g.vcpu) for g in cluster.core])
 
 
 def oracle_stream_run(
-    input_rows_per_s: Sequence[float], *, offer: GroupSpec, core_nodes: int, stream: StreamParams, step_s: int
+    input_rows_per_s: Sequence[float],
+    *,
+    offer: GroupSpec,
+    core_rows_per_s: float,
+    stream: StreamParams,
+    step_s: int,
 ) -> StreamRun:
-    """Each step the fewest nodes of the cheapest node-hour offering that keep up with that step's input, with
-    no delay: never behind, the least a policy that is never behind can cost."""
+    """Each step the fewest nodes of the cheapest offering per rows/s that keep up with that step's input,
+    with no delay: never behind, the least a policy that is never behind can cost."""
     rec = RunRecord(pol.ORACLE)
     run = StreamRun(pol.ORACLE, rec)
     prev: int | None = None
+    node = stream.node_rows_per_s(offer.vcpu)
     for k, r in enumerate(input_rows_per_s):
-        n = stream.task_nodes_for(r, core_nodes)
+        n = stream.task_nodes_for(r, core_rows_per_s, node)
         rate = n * offer.usd_per_hour
         rec.cost_usd_per_h.append(rate)
         rec.cost_usd += rate * step_s / 3600.0
         run.task_nodes.append(n)
-        run.capacity_rows_per_s.append(stream.capacity_rows_per_s(n, core_nodes))
+        run.capacity_rows_per_s.append(core_rows_per_s + n * node)
         run.backlog_rows.append(0.0)
         run.behind_s.append(0.0)
         if prev is not None and n != prev:
@@ -224,9 +238,9 @@ def run_streaming_replay(
     config = streaming_config(config, stream.stream_name)
     # the job's trigger interval is the one the scaler is told (it has no metric of it)
     stream = dataclasses.replace(stream, trigger_s=config.streaming_trigger_interval_s)
-    core_nodes = sum(g.nodes for g in cluster.core)
+    core = core_rows(cluster, stream)
     offer = cheapest_node_group(cluster)
-    oracle = oracle_stream_run(rates, offer=offer, core_nodes=core_nodes, stream=stream, step_s=params.step_s)
+    oracle = oracle_stream_run(rates, offer=offer, core_rows_per_s=core, stream=stream, step_s=params.step_s)
     runs: dict[str, StreamRun] = {}
     for name in policies:
         if name == pol.ORACLE:
@@ -243,7 +257,8 @@ def run_streaming_replay(
             group = controller.group
             lo, hi = controller.min_nodes, controller.max_nodes
         start = {g.id: config.bounds_for(g.id, g.name).min_nodes for g in cluster.task_groups}
-        start[group.id] = max(start[group.id], lo, min(hi, stream.task_nodes_for(rates[0], core_nodes)))
+        first = stream.task_nodes_for(rates[0], core, stream.node_rows_per_s(group.vcpu))
+        start[group.id] = max(start[group.id], lo, min(hi, first))
         world = StreamingWorld(
             input_rows_per_s=rates,
             stream=stream,
@@ -286,7 +301,8 @@ def run_streaming_replay(
         runs=runs,
         scores=scores,
         oracle_cost_usd=oracle.record.cost_usd,
-        offer=f"{offer.id} ({offer.instance_type} {offer.market.value}, ${offer.usd_per_hour:.4f}/node-hour)",
+        offer=f"{offer.id} ({offer.instance_type} {offer.market.value}, {offer.vcpu} vCPU, "
+        f"${offer.usd_per_hour:.4f}/node-hour)",
         notes=notes,
     )
 
@@ -308,7 +324,7 @@ def summary_text(result: StreamingResult) -> str:
     lines = [
         f"stream: {len(result.input_rows_per_s)} steps of {result.step_s} s, peak "
         f"{max(result.input_rows_per_s):,.0f} rows/s; {result.stream.rows_per_s_per_node:,.0f} rows/s per "
-        f"TASK node, CORE nodes {result.stream.core_share:g} of that",
+        f"16-vCPU TASK node, CORE nodes {result.stream.core_share:g} of that",
         head,
         "-" * len(head),
     ]
