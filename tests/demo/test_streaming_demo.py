@@ -116,7 +116,6 @@ def test_lag_episodes_by_hand() -> None:
     [
         (["--streaming", "--synthetic", "diurnal"], "--synthetic is a memory shape"),
         (["--streaming", "--peak-gib", "10"], "--peak-gib rescales a memory trace"),
-        (["--streaming", "--tagged-cluster"], "separate demos"),
         (["--streaming", "--rows-per-node", "0"], "rows_per_s_per_node must be > 0"),
         (["--rows-per-node", "5"], "--rows-per-node goes with --streaming"),
         (["--streaming", "--trace", "{tmp}/bad.csv"], "negative input rate"),

@@ -30,8 +30,6 @@ def streaming_demo(args: argparse.Namespace, out_dir: Path) -> int:
     from sparkscale_tools.replay.trace import TraceError  # noqa: PLC0415
 
     try:
-        if args.tagged_cluster:
-            raise tp.DemoError("--streaming and --tagged-cluster are separate demos")
         if args.emails < 0:
             raise tp.DemoError("--emails must be >= 0")
         trace = _trace(args)
@@ -48,6 +46,8 @@ def streaming_demo(args: argparse.Namespace, out_dir: Path) -> int:
             config_file = streaming_config_file(base, out_dir)
             template = synth_with_config(config_file, out_dir / "cdk.out")
             print(f"synthesized the stack with a Kinesis stream in `streams` ({config_file}) -> {template}")
+        if args.tagged_cluster:  # `make demo` passes it by default (DEMO_CLUSTERS)
+            print("--streaming runs the streaming cluster alone: --tagged-cluster is not part of it")
         opts = DemoOptions(
             template=template,
             trace=trace,
