@@ -18,6 +18,11 @@ fires where the policy's dead band ends:
   ResourceManager saw it, where EMR's ContainerPendingRatio takes five to seven.
 - YARN collector silent: no YarnTotalMemoryMB datapoint for ceil(yarn_metric_max_age_s / 60) minutes (missing
   data breaching) tells operators; the scaler falls back to EMR's YARN metrics meanwhile by itself.
+- Kinesis iterator age rising (one alarm per stream of `streams`): metric math on the stream's
+  GetRecords.IteratorAgeMilliseconds (Maximum, 60 s), IF(age > caught-up age, RATE(age), 0) > 0 for
+  streaming_iterator_age_rising_minutes minutes in a row: the age keeps rising beyond what counts as caught
+  up, the policy's own "behind" test. It names no JobFlowId (the metric is the stream's): the cluster is in
+  its name, `<prefix>-<cluster id>-kinesis-age-rising-<stream>` (events/alarm.py reads it from there).
 """
 
 from __future__ import annotations
@@ -326,7 +331,7 @@ def alarm_specs(
         ),
     ]
     if not include_heap:
-        return specs + (yarn_collector() if yarn else [])
+        return specs + (yarn_collector() if yarn else []) + kinesis_alarm_specs(config, cluster_id)
 
     heap_threshold = heap_used_threshold_pct(config)
     specs.append(
@@ -379,4 +384,47 @@ def alarm_specs(
             to_operators=True,
         )
     )
-    return specs + (yarn_collector() if yarn else [])
+    return specs + (yarn_collector() if yarn else []) + kinesis_alarm_specs(config, cluster_id)
+
+
+KINESIS_AGE_METRIC_ID: Final = "age"
+
+
+def kinesis_age_expression(config: Config) -> str:
+    """The rising-age expression: the age's rate of change (ms per second) while the age is above the
+    caught-up age (streaming_caught_up_iterator_age_s), else 0."""
+    caught_up_ms = config.streaming_caught_up_iterator_age_s * 1000.0
+    return f"IF({KINESIS_AGE_METRIC_ID} > {caught_up_ms:g}, RATE({KINESIS_AGE_METRIC_ID}), 0)"
+
+
+def kinesis_alarm_specs(config: Config, cluster_id: str) -> list[AlarmSpec]:
+    """One alarm per Kinesis stream the cluster consumes (config.streams, each once): its iterator age rose
+    every minute for streaming_iterator_age_rising_minutes minutes while above the caught-up age; wakes the
+    scaler, which reads the age's minutes itself and decides (policy/streaming.py)."""
+    minutes = config.streaming_iterator_age_rising_minutes
+    caught_up_s = config.streaming_caught_up_iterator_age_s
+    return [
+        AlarmSpec(
+            name=names.alarm_name(
+                config.alarm_prefix, cluster_id, f"{names.ALARM_KIND_KINESIS_AGE}-{stream}"
+            ),
+            kind=f"{names.ALARM_KIND_KINESIS_AGE}-{stream}",
+            cluster_id=cluster_id,
+            namespace=names.KINESIS_NAMESPACE,
+            metric_name=None,
+            statistic=None,
+            period_s=names.KINESIS_PERIOD_S,
+            evaluation_periods=minutes,
+            datapoints_to_alarm=minutes,
+            threshold=0.0,
+            comparison="GreaterThanThreshold",
+            treat_missing_data="notBreaching",
+            to_operators=False,
+            description=f"sparkscale {cluster_id}: Kinesis stream {stream} iterator age above "
+            f"{caught_up_s:g} s and rising for {minutes} minutes: the cluster is behind; wakes the scaler.",
+            dimensions=((names.DIM_STREAM_NAME, stream),),
+            metrics=(AlarmMetric(KINESIS_AGE_METRIC_ID, names.KINESIS_ITERATOR_AGE, "Maximum"),),
+            expression=kinesis_age_expression(config),
+        )
+        for stream in dict.fromkeys(config.streams)
+    ]

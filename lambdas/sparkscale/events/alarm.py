@@ -369,6 +369,11 @@ def _job_flow(raw: Any) -> str | None:
     return None
 
 
+_KINESIS_AGE: Final = (names.KINESIS_NAMESPACE, names.KINESIS_ITERATOR_AGE)
+# `<prefix>-<cluster id>-kinesis-age-rising-<stream>` (alarms.kinesis_alarm_specs)
+_KINESIS_ALARM: Final = re.compile(r"-(j-[A-Za-z0-9]{1,64})-" + re.escape(names.ALARM_KIND_KINESIS_AGE) + "-")
+
+
 def _pick(alarm: str, candidates: list[tuple[str, str, Any]]) -> tuple[str, str, str]:
     """(namespace, metric name, cluster id) of the first metric that names a cluster (JobFlowId): sparkscale's
     namespaces first, then any other (a user's own alarm on a managed cluster's metric is a wake-up too)."""
@@ -380,6 +385,12 @@ def _pick(alarm: str, candidates: list[tuple[str, str, Any]]) -> tuple[str, str,
         if not _CLUSTER_ID.fullmatch(cid):
             raise BadEvent(f"alarm {alarm!r}: JobFlowId {quote(cid)!r} is not an EMR cluster id")
         return ns, metric, cid
+    kinesis = next((c for c in candidates if c[:2] == _KINESIS_AGE), None)
+    if kinesis is not None:  # a stream's metric names no cluster: the alarm's name does (alarms.py)
+        m = _KINESIS_ALARM.search(alarm)
+        if m is None:
+            raise BadEvent(f"alarm {alarm!r} on a Kinesis iterator age names no cluster")
+        return kinesis[0], kinesis[1], m.group(1)
     if not ours:
         seen = ", ".join(f"{ns or '?'} {m or '?'}" for ns, m, _ in candidates[:3]) or "no metric"
         more = f" and {len(candidates) - 3} more" if len(candidates) > 3 else ""
