@@ -10,9 +10,11 @@ from pathlib import Path
 
 import pytest
 from sparkscale import names
+from sparkscale.alarms import kinesis_alarm_specs
 from sparkscale.config import Config
 from sparkscale_tools.cli import main
 from sparkscale_tools.replay import policies as pol
+from sparkscale_tools.replay.cloudwatch_sim import AlarmEvaluator, compile_expression
 from sparkscale_tools.replay.cluster import default_cluster
 from sparkscale_tools.replay.engine import RunRecord, World
 from sparkscale_tools.replay.model import SimParams
@@ -30,7 +32,12 @@ from sparkscale_tools.replay.streaming import (
     stream_score,
     synthetic_stream,
 )
-from sparkscale_tools.replay.streaming_run import StreamingWorld, oracle_stream_run, run_streaming_replay
+from sparkscale_tools.replay.streaming_run import (
+    StreamingWorld,
+    oracle_stream_run,
+    run_streaming_replay,
+    streaming_config,
+)
 from sparkscale_tools.replay.trace import TraceError
 
 
@@ -299,3 +306,50 @@ def test_streaming_options_need_a_stream(tmp_path: Path, capsys: pytest.CaptureF
     p.write_text("time_s,demand_gib\n0,10\n60,20\n", encoding="utf-8")
     assert main(["replay", "--trace", str(p), "--rows-per-node", "5"]) == 2
     assert "go with a streaming trace" in capsys.readouterr().err
+
+
+# --- the real policy on a stream ----------------------------------------------------------------------------
+def test_the_kinesis_alarms_metric_math_rate_and_if() -> None:
+    # the stack's alarm (alarms.kinesis_alarm_specs): the age's change per second above the caught-up age
+    f = compile_expression("IF(age > 60000, RATE(age), 0)", {"age"})
+    assert f({"age": 120_000.0}, {"age": 60_000.0}, 60.0) == 1000.0  # 60 000 ms more in 60 s
+    assert f({"age": 50_000.0}, {"age": 0.0}, 60.0) == 0.0  # rising, but under the caught-up age
+    assert f({"age": 120_000.0}) is None  # RATE has no value at the first datapoint
+    assert compile_expression("IF(m >= 2, m * 2, -1)", {"m"})({"m": 2.0}) == 4.0
+
+
+def test_the_kinesis_alarm_goes_off_on_a_stream_that_keeps_falling_behind() -> None:
+    config = streaming_config(Config(), "clicks")
+    (spec,) = kinesis_alarm_specs(config, "j-REPLAYSIM0001")
+    world = StreamingWorld(
+        input_rows_per_s=[10_000.0] * 15,  # 30 s more behind each minute (as above)
+        stream=StreamParams(),
+        cluster=default_cluster(),
+        config=config,
+        params=SimParams(),
+        seed=0,
+        record=RunRecord("idle"),
+    )
+    alarm = AlarmEvaluator(spec, world.kinesis)
+    world.run(_Idle())
+    # over 60 s behind from minute 2; five rising minutes of it are visible by 08:10
+    assert alarm.evaluate(4 * 60 + 50)[0] != "ALARM"
+    assert alarm.evaluate(8 * 60 + 50)[0] == "ALARM"
+    assert alarm.window(8 * 60 + 50) == pytest.approx([500.0] * config.streaming_iterator_age_rising_minutes)
+
+
+def test_sparkscale_scales_out_on_lag_where_emr_custom_rules_do_not() -> None:
+    rates = [20_000.0] * 30 + [120_000.0] * 90
+    result = run_streaming_replay(
+        rates,
+        policies=[pol.SPARKSCALE, pol.EMR_CUSTOM_RULES, pol.ORACLE],
+        config=Config(),
+        cluster=default_cluster(),
+        params=SimParams(),
+        stream=StreamParams(),
+    )
+    ours, rules = result.scores[pol.SPARKSCALE], result.scores[pol.EMR_CUSTOM_RULES]
+    nodes = result.runs[pol.SPARKSCALE].task_nodes
+    assert max(nodes[30:]) > max(nodes[:30])  # scaled out for the burst
+    assert ours.catch_up_s_max is not None  # and caught up at least once
+    assert ours.p95_s_behind < rules.p95_s_behind / 3

@@ -237,8 +237,12 @@ class DemoController:
             expr = self._exprs[a.spec.name]
             periods = {p for qid in inputs.values() for p in by_query.get(qid, {})}
             values: dict[int, float | None] = {}
-            for p in periods:
-                v = expr({mid: by_query[qid][p] for mid, qid in inputs.items() if p in by_query.get(qid, {})})
+            before: tuple[int, dict[str, float]] | None = None  # for RATE: the previous datapoint's inputs
+            for p in sorted(periods):
+                now = {mid: by_query[qid][p] for mid, qid in inputs.items() if p in by_query.get(qid, {})}
+                gap_s = None if before is None else (p - before[0]) * a.spec.period_s
+                v = expr(now) if before is None else expr(now, before[1], gap_s)
+                before = (p, now)
                 if v is not None and math.isfinite(v):
                     values[p] = v
             out[a.spec.name] = values

@@ -120,7 +120,8 @@ class StreamParams:
     trigger_s: float = 60.0  # the micro-batch trigger interval (the replay uses the config's)
     memory_gib: float = 48.0  # YARN memory the job holds all along (its executors): what memory metrics see
     stream_name: str = "clicks"  # the Kinesis stream (dimension StreamName of the iterator age)
-    kinesis_lag_s: float = 60.0  # AWS/Kinesis publishes a minute's Maximum about a minute after it ends
+    # AWS/Kinesis: a minute's Maximum, timestamped at its start, visible this long after the minute ends
+    kinesis_lag_s: float = 10.0
     agent_lag_s: float = 10.0  # the agent's Sparkscale/SparkStreaming PutMetricData lag
     caught_up_s: float = 1.0  # at most this many seconds behind counts as caught up (scores)
 
