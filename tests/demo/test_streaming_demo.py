@@ -29,7 +29,7 @@ from sparkscale_tools.replay.streaming import KINESIS_NAMESPACE, StreamParams, s
 
 from tests.infra.stack_testlib import synth
 
-HOURS = 1.5  # seed 0: a burst within the first hour and a half
+HOURS = 1.0  # seed 0: caught up, scaled in on memory, behind from 00:13, the Kinesis alarm at 00:19
 
 
 @pytest.fixture(scope="module")
@@ -82,6 +82,24 @@ def test_the_model_writes_records_to_the_kinesis_stream_and_puts_its_metrics(
     assert not result.failed
     assert not result.stats.fixed_groups_changed
     assert not result.stats.failures
+
+
+def test_the_handlers_scale_the_cluster_out_on_its_lag(demo: tuple[StreamingDemoResult, str]) -> None:
+    result, printed = demo
+    on_lag = [
+        d
+        for d in result.stats.decisions
+        if d["direction"] == "scale_out" and any(str(r).startswith("Stream behind") for r in d["reasons"])
+    ]
+    assert on_lag, [d["reasons"][:1] for d in result.stats.decisions]
+    assert any("kinesis-age-rising" in d["trigger"] for d in on_lag)  # woken by the iterator-age alarm
+    assert any(d["driving_signal"].startswith(("Streaming", "GetRecords")) for d in on_lag)
+    assert "alarm kinesis-age-rising-sparkscale-demo-clicks: OK -> ALARM" in printed
+    # after the scale-out, more capacity than at the lowest, while EMR's memory rules never scale out
+    assert max(result.run.task_nodes[30:]) > min(result.run.task_nodes)
+    rules = result.replay.runs["emr-custom-rules"] if result.replay else None
+    assert rules is not None
+    assert max(rules.task_nodes[1:]) <= rules.task_nodes[0]
 
 
 def test_the_summary_says_how_far_behind_when_it_caught_up_and_the_cost_beside_emr_rules(
