@@ -343,6 +343,9 @@ class Registration:
     alarms: tuple[str, ...] = ()  # the alarms discovery created for it
     released_at: datetime | None = None  # no longer managed (terminated, or the tag removed)
     why: str = ""  # why it was released
+    streams: tuple[
+        str, ...
+    ] = ()  # the Kinesis streams of its tag sparkscale:kinesis-streams (Config.streams)
 
     @property
     def active(self) -> bool:

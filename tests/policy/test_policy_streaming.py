@@ -135,7 +135,7 @@ _maybe = st.one_of(st.none(), st.floats(min_value=0, max_value=1e9, allow_nan=Fa
     delay=_maybe,
     waiting=_maybe,
     ages=st.lists(st.floats(min_value=0, max_value=1e9, allow_nan=False), max_size=12),
-    rising=st.integers(min_value=2, max_value=60),
+    rising=st.integers(min_value=2, max_value=15),
 )
 def test_assess_invariants(inp, done, lat, delay, waiting, ages, rising):  # noqa: PLR0917 - hypothesis draws
     hist = tuple(Sample(a, ago((len(ages) - 1 - i) * 60)) for i, a in enumerate(ages))
@@ -264,3 +264,27 @@ def test_stale_streaming_metrics_are_ignored():
         {**m.samples, Signal.STREAMING_BATCH_LATENCY_MS: Sample(300_000.0, ago(181))},
     )
     assert run(stale).direction is Direction.HOLD
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    used=st.floats(min_value=0, max_value=100),
+    latency_s=st.floats(min_value=0, max_value=3600),
+    inp=st.floats(min_value=0, max_value=1e6),
+    done=st.floats(min_value=0, max_value=1e6),
+    requested=st.integers(min_value=0, max_value=20),
+)
+def test_never_scales_in_unless_caught_up(used, latency_s, inp, done, requested):
+    """Whatever the memory says, no decision removes nodes while the stream is not caught up, and none
+    goes outside the bounds."""
+    m = metrics(
+        **yarn(96 + 48 * requested, used),
+        StreamingInputRowsPerSecond=inp,
+        StreamingProcessedRowsPerSecond=done,
+        StreamingBatchLatencyMs=latency_s * 1000,
+    )
+    d = run(m, requested=requested)
+    found = assess(StreamingObservation(inp, done, latency_s * 1000), cfg())
+    if found.status is not StreamStatus.CAUGHT_UP:
+        assert d.direction is not Direction.IN
+    assert all(0 <= t.target <= 20 for t in d.targets)

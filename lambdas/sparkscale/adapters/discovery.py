@@ -247,6 +247,7 @@ def registration_to_json(r: Registration) -> str:
             "alarms": list(r.alarms),
             "released_at": None if r.released_at is None else r.released_at.astimezone(UTC).isoformat(),
             "why": r.why,
+            **({"streams": list(r.streams)} if r.streams else {}),
         },
         sort_keys=True,
     )
@@ -264,4 +265,5 @@ def registration_from_json(text: str) -> Registration:
         alarms=tuple(str(a) for a in d.get("alarms", [])),
         released_at=None if released is None else datetime.fromisoformat(released),
         why=str(d.get("why", "")),
+        streams=tuple(str(x) for x in d.get("streams", []) if isinstance(x, str)),
     )

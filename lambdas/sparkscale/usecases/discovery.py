@@ -11,8 +11,10 @@ its termination, without redeploying (docs/clusters-by-tag.md).
   `<alarm_prefix>-j-…` whose cluster is not managed (orphans).
 
 The managed set is then the static `clusters` setting plus the registry (`managed_clusters`); a registered
-cluster is evaluated with its profile's settings, in dry run while it carries sparkscale:paused=true
-(`cluster_config`). A cluster in the static list is never adopted: its alarms are the stack's.
+cluster is evaluated with its profile's settings, in dry run while it carries sparkscale:paused=true, with
+the Kinesis streams of its tag sparkscale:kinesis-streams=a,b (`cluster_config`; an invalid stream name
+refuses the cluster, like an unknown profile). A cluster in the static list is never adopted: its alarms are
+the stack's.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from typing import Final
 
 from sparkscale import names, notices
 from sparkscale.alarms import alarm_specs
-from sparkscale.config import Config, ConfigError
+from sparkscale.config import Config, ConfigError, stream_name_problem
 from sparkscale.ports import ClusterInfo, DiscoveryPorts, Ports, Registration
 from sparkscale.usecases.shell import KEY_CLUSTER_GONE, Shell
 
@@ -49,7 +51,7 @@ class Action(StrEnum):
     UNCHANGED = "unchanged"  # already managed as tagged
     RELEASED = "released"  # terminated (confirmed) or untagged: alarms deleted, registry item released
     KEPT = "kept"  # a TERMINATED event, but EMR still reports the cluster active: still managed
-    REFUSED = "refused"  # tagged, but cannot be managed (unknown profile)
+    REFUSED = "refused"  # tagged, but cannot be managed (unknown profile, invalid Kinesis stream name)
     IGNORED = "ignored"  # not tagged, in the static list, or nothing to do
 
 
@@ -115,9 +117,26 @@ def profile_of(info: ClusterInfo) -> tuple[str, bool]:
     return profile, info.tags.get(names.TAG_PAUSED, "").strip().lower() == "true"
 
 
+def streams_of(info: ClusterInfo) -> tuple[tuple[str, ...], str | None]:
+    """(the Kinesis streams of the tag sparkscale:kinesis-streams=a,b, why it is invalid or None). No tag,
+    or an empty one: no stream (the settings' `streams` apply)."""
+    raw = info.tags.get(names.TAG_KINESIS_STREAMS, "")
+    streams = tuple(dict.fromkeys(s.strip() for s in raw.split(",") if s.strip()))
+    for stream in streams:
+        why = stream_name_problem(stream)
+        if why:
+            return (), f"tag {names.TAG_KINESIS_STREAMS}: {why}"
+    return streams, None
+
+
+def with_streams(config: Config, streams: tuple[str, ...]) -> Config:
+    """The settings with the cluster's own Kinesis streams (its tag), when it names some."""
+    return replace(config, streams=list(streams)) if streams else config
+
+
 def cluster_config(config: Config, registration: Registration | None) -> Config:
-    """The settings one cluster is evaluated with: its profile's, and dry run while paused. A profile that
-    is no longer defined falls back to the base settings (logged)."""
+    """The settings one cluster is evaluated with: its profile's, its tag's Kinesis streams, and dry run
+    while paused. A profile that is no longer defined falls back to the base settings (logged)."""
     if registration is None:
         return config
     try:
@@ -125,6 +144,7 @@ def cluster_config(config: Config, registration: Registration | None) -> Config:
     except ConfigError as exc:
         log.warning("%s: %s; using the base settings", registration.cluster_id, exc.why)
         cfg = config
+    cfg = with_streams(cfg, registration.streams)
     return replace(cfg, dry_run=True) if registration.paused and not cfg.dry_run else cfg
 
 
@@ -188,14 +208,21 @@ def _adopt(run: Discovery, info: ClusterInfo, existing: set[str]) -> ClusterChan
     except ConfigError as exc:
         kept = f" (still managed with {reg.profile or 'the base settings'})" if reg and reg.active else ""
         return _refuse(run, cid, exc.why + kept)
+    streams, bad = streams_of(info)
+    if bad is not None:
+        kept = " (still managed as it was)" if reg and reg.active else ""
+        return _refuse(run, cid, bad + kept)
+    cfg = with_streams(cfg, streams)
     specs = alarm_specs(cfg, cid, include_heap=run.include_heap)
     wanted = tuple(s.name for s in specs)
     fresh = reg is None or not reg.active
-    same = not fresh and reg is not None and (reg.profile, reg.paused) == (profile, paused)
+    same = (
+        not fresh and reg is not None and (reg.profile, reg.paused, reg.streams) == (profile, paused, streams)
+    )
     if same and set(wanted) <= existing:
         return ClusterChange(cid, Action.UNCHANGED, "managed", profile, paused)
     since = run.now if fresh or reg is None else reg.since
-    new = Registration(cid, info.name, profile, paused, since, alarms=wanted)
+    new = Registration(cid, info.name, profile, paused, since, alarms=wanted, streams=streams)
     stale = tuple(n for n in (reg.alarms if reg is not None else ()) if n not in wanted)
     if not run.dry_run:
         run.discovery.alarms.put_alarms(specs)
