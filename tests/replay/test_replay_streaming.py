@@ -290,6 +290,7 @@ def test_the_cli_replays_a_synthetic_stream(tmp_path: Path, capsys: pytest.Captu
         (["--rows-per-node", "0"], "rows_per_s_per_node must be > 0"),
         (["--core-share", "-1"], "core_share must be a finite number >= 0"),
         (["--backlog"], "--backlog is for memory traces"),
+        (["--step-s", "300"], "must divide a minute"),
     ],
 )
 def test_bad_streaming_arguments_exit_2(

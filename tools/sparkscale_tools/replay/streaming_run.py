@@ -90,8 +90,8 @@ class StreamingWorld(World):
         self._backlog = 0.0
         self._processed: list[float] = []
         self.streaming = MetricStream(stream.agent_lag_s)
-        # a minute's Maximum is timestamped at the minute's start and published after it ends
-        self.kinesis = MetricStream(params.step_s + stream.kinesis_lag_s)
+        # a step's age is timestamped at the step's start and published once its minute has ended
+        self.kinesis = MetricStream(names.KINESIS_PERIOD_S + stream.kinesis_lag_s)
         self.extra_streams = {names.STREAMING_NAMESPACE: self.streaming, KINESIS_NAMESPACE: self.kinesis}
 
     def capacity_rows_per_s(self) -> float:
@@ -228,6 +228,10 @@ def run_streaming_replay(
         raise StreamingReplayError("the trace has no step to replay")
     if not cluster.task_groups:
         raise StreamingReplayError("the cluster has no TASK group")
+    if names.STREAMING_PERIOD_S % params.step_s:
+        raise StreamingReplayError(
+            f"--step-s {params.step_s}: a streaming replay's step must divide a minute (the metrics' period)"
+        )
     unknown = [p for p in policies if p not in STREAMING_POLICIES]
     if unknown:
         raise StreamingReplayError(
