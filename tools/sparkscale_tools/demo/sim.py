@@ -239,10 +239,10 @@ class DemoController:
             values: dict[int, float | None] = {}
             before: tuple[int, dict[str, float]] | None = None  # for RATE: the previous datapoint's inputs
             for p in sorted(periods):
-                now = {mid: by_query[qid][p] for mid, qid in inputs.items() if p in by_query.get(qid, {})}
+                got = {mid: by_query[qid][p] for mid, qid in inputs.items() if p in by_query.get(qid, {})}
                 gap_s = None if before is None else (p - before[0]) * a.spec.period_s
-                v = expr(now) if before is None else expr(now, before[1], gap_s)
-                before = (p, now)
+                v = expr(got) if before is None else expr(got, before[1], gap_s)
+                before = (p, got)
                 if v is not None and math.isfinite(v):
                     values[p] = v
             out[a.spec.name] = values

@@ -158,9 +158,10 @@ def compile_expression(expression: str, ids: set[str]) -> Callable[..., float | 
         seconds: float | None = None,
     ) -> float | None:
         try:
-            return fn(inputs, previous, seconds) if rate else fn(inputs)
+            value: float | None = fn(inputs, previous, seconds) if rate else fn(inputs)
         except (TypeError, ZeroDivisionError, AttributeError):
             return None
+        return value
 
     return run
 
