@@ -428,3 +428,20 @@ def kinesis_alarm_specs(config: Config, cluster_id: str) -> list[AlarmSpec]:
         )
         for stream in dict.fromkeys(config.streams)
     ]
+
+
+def kinesis_age_datapoints(ages_ms: Sequence[float | None], config: Config) -> list[float | None]:
+    """The iterator-age alarm's expression, period by period, from a stream's per-minute iterator ages (oldest
+    first; None: no datapoint), for the replay and the demo (`AlarmSpec.state_for` then evaluates it):
+    IF(age > caught-up age, RATE(age), 0), RATE being the change from the previous minute per second. A
+    minute without a datapoint, or without one before it, has no value (None)."""
+    caught_up_ms = config.streaming_caught_up_iterator_age_s * 1000.0
+    out: list[float | None] = []
+    previous: float | None = None
+    for age in ages_ms:
+        if age is None or previous is None:
+            out.append(None)
+        else:
+            out.append((age - previous) / names.KINESIS_PERIOD_S if age > caught_up_ms else 0.0)
+        previous = age
+    return out

@@ -63,8 +63,8 @@ def test_rising_run_counts_minutes_up_to_the_newest_and_its_slope():
 @pytest.mark.parametrize(
     ("obs", "status", "ratio", "behind_by"),
     [
-        # 1500 arriving / 1000 processed: 1.5
-        (StreamingObservation(1500.0, 1000.0), StreamStatus.BEHIND, 1.5, ("rate",)),
+        # 1500 arriving / 1000 processed / (1 - 10 % tolerance to spare) = 1.667
+        (StreamingObservation(1500.0, 1000.0), StreamStatus.BEHIND, 1.5 / 0.9, ("rate",)),
         # 1050 / 1000: within the 10 % tolerance, no latency or age: caught up
         (StreamingObservation(1050.0, 1000.0), StreamStatus.CAUGHT_UP, 1.0, ()),
         # nothing processed at all: the most a ratio may ask for
@@ -84,7 +84,7 @@ def test_rising_run_counts_minutes_up_to_the_newest_and_its_slope():
         ),
         # latency exactly at its target is not under it: catching up
         (StreamingObservation(batch_latency_ms=60_000.0), StreamStatus.CATCHING_UP, 1.0, ()),
-        # rate 1.5 and latency 2.5: both named, the larger asked for
+        # rate 1.667 and latency 2.5: both named, the larger asked for
         (StreamingObservation(1500.0, 1000.0, 150_000.0), StreamStatus.BEHIND, 2.5, ("rate", "latency")),
     ],
 )
@@ -169,17 +169,17 @@ def test_no_streaming_metric_changes_nothing():
 
 
 def test_behind_by_rate_asks_in_proportion():
-    # 1500 / 1000 = 1.5 x 192 GiB running = 288 GiB: +96 GiB -> 2 nodes of 48 GiB
+    # 1500 / 1000 / 0.9 = 1.667 x 192 GiB running = 320 GiB: +128 GiB -> 3 nodes of 48 GiB
     d = run(metrics(**yarn(192, 80), StreamingInputRowsPerSecond=1500, StreamingProcessedRowsPerSecond=1000))
     assert d.direction is Direction.OUT
-    assert targets(d) == {"ig-a": 4}
+    assert targets(d) == {"ig-a": 5}
     assert d.driving_signal is Signal.STREAMING_PROCESSED_ROWS_PER_S
     assert d.driving_value == 1000
     lead = d.reasons[0]
     assert lead.code is ReasonCode.NEED
     assert lead.subject == Signal.STREAMING_PROCESSED_ROWS_PER_S
     assert lead.values["input_rows_per_s"] == 1500
-    assert lead.values["ratio"] == pytest.approx(1.5)
+    assert lead.values["ratio"] == pytest.approx(1.5 / 0.9)
     assert "1500 rows/s arriving, 1000 rows/s processed" in lead.text
 
 
@@ -203,12 +203,30 @@ def test_behind_by_a_rising_iterator_age():
 
 
 def test_nodes_in_flight_count_against_a_stream_behind():
-    # the same 1.5 x 192 GiB running = 288 GiB, but 2 TASK nodes are already requested (counted 288): hold
-    c = cluster(group("ig-a", requested=4, running=2))
+    # the same 1.667 x 192 GiB running = 320 GiB, but 3 TASK nodes are already requested (counted 336): hold
+    c = cluster(group("ig-a", requested=5, running=2))
     m = metrics(**yarn(192, 80), StreamingInputRowsPerSecond=1500, StreamingProcessedRowsPerSecond=1000)
     d = decide(now=NOW, cluster=c, metrics=m, config=cfg(), state=ScalerState())
     assert d.direction is Direction.HOLD
     assert ReasonCode.COVERED in codes(d)
+
+
+def test_the_latency_asks_nothing_more_while_nodes_are_coming_or_the_backlog_drains():
+    # latency 300 s / 60 s = 5 x 192 GiB: but 1 node is coming (the backlog grows until it runs): hold
+    coming = cluster(group("ig-a", requested=3, running=2))
+    m = metrics(**yarn(192, 80), StreamingBatchLatencyMs=300_000)
+    d = decide(now=NOW, cluster=coming, metrics=m, config=cfg(), state=ScalerState())
+    assert d.direction is Direction.HOLD
+    # processing 2000 rows/s for 1000 arriving: the backlog drains by itself; no scale-in, no scale-out
+    m = metrics(
+        **yarn(192, 30),
+        StreamingBatchLatencyMs=300_000,
+        StreamingInputRowsPerSecond=1000,
+        StreamingProcessedRowsPerSecond=2000,
+    )
+    d = run(m)
+    assert d.direction is Direction.HOLD
+    assert d.reasons[0].code is ReasonCode.STREAM_NOT_CAUGHT_UP
 
 
 def test_never_scales_in_while_behind():

@@ -435,11 +435,12 @@ def streaming_need(readings: Readings, cap: Capacity, config: Config) -> Need | 
     if found is None or found.status is StreamStatus.CAUGHT_UP:
         return None
     counted = cap.counted_gib
-    desired = max(counted, cap.running_gib * found.ratio)
+    ratio = found.sizing_ratio(nodes_coming=cap.in_flight_gib > 1e-9)
+    desired = max(counted, cap.running_gib * ratio)
     return Need(
         found.signal,
         found.value,
-        found.ratio,
+        ratio,
         desired,
         found.text,
         True,  # scale_in: it asks for at least the capacity counted, so it holds every scale-in

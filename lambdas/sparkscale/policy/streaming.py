@@ -12,10 +12,13 @@ the most of the cluster's streams), `assess` says one of three things:
     (streaming_latency_target_s, else the trigger interval streaming_trigger_interval_s);
   - iterator age: the Kinesis iterator age has risen every minute for streaming_iterator_age_rising_minutes
     minutes and is above streaming_caught_up_iterator_age_s.
-  It asks for the capacity running times the largest of: input / processed rate; latency / target; and,
-  from the iterator age's slope s (ms of age gained per ms), 1 / (1 - s): a consumer that reads records
-  at a share r of their arrival rate sees their age grow by 1 - r every second, so arrival / reading =
-  1 / (1 - s). The usual step, bounds and budget limit what is added.
+  It asks for the capacity running times the largest of: input / processed rate / (1 - tolerance) (the
+  tolerance to spare, so a backlog drains); latency / target (not while nodes are coming, nor while the
+  processed rate beats the input rate by the tolerance: the latency measures the backlog, which then grows
+  until the nodes run, or drains by itself); and, from the iterator age's slope s (ms of age gained per ms),
+  1 / (1 - s): a consumer that reads records at a share r of their arrival rate sees their age grow by
+  1 - r every second, so arrival / reading = 1 / (1 - s). The usual step, bounds and budget limit what is
+  added.
 - CAUGHT_UP when the iterator age (if reported) is at most streaming_caught_up_iterator_age_s, the latency
   (if reported) under its target and no rate is behind: the other signals may then scale in (the
   stabilization window keeps the highest recommendation of its last seconds, so scale-in waits until the
@@ -160,6 +163,16 @@ class StreamingAssessment:
     rising_minutes: int = 0
     slope: float = 0.0  # iterator age gained per ms, over the rising minutes
     behind_by: tuple[str, ...] = ()  # "rate", "latency", "iterator_age": the conditions that hold
+    ratios: tuple[float, ...] = ()  # what each of them asks for, in the same order
+
+    def sizing_ratio(self, *, nodes_coming: bool) -> float:
+        """The ratio to size for. While nodes are coming the latency's is left out: a backlog keeps growing
+        until they run, and so does the latency (it measures the backlog, not the shortfall of rate), so it
+        would ask again for what is already coming; the rates and the iterator age's slope do not."""
+        if not nodes_coming:
+            return self.ratio
+        kept = [r for b, r in zip(self.behind_by, self.ratios, strict=True) if b != "latency"]
+        return min(MAX_RATIO, max([1.0, *kept]))
 
     @property
     def behind(self) -> bool:
@@ -248,7 +261,8 @@ def assess(obs: StreamingObservation, config: Config) -> StreamingAssessment | N
     if inp is not None and done is not None and inp > 0:
         rate_behind = done < inp * (1.0 - tolerance)
         if rate_behind:
-            ratio = inp / done if done > 0 else MAX_RATIO
+            # enough to process the input with the tolerance to spare, so that a backlog drains
+            ratio = inp / done / (1.0 - tolerance) if done > 0 else MAX_RATIO
             behind.append(("rate", ratio, Signal.STREAMING_PROCESSED_ROWS_PER_S, done))
     latency = obs.latency_ms
     if latency is not None and latency > target_ms:
@@ -257,7 +271,10 @@ def assess(obs: StreamingObservation, config: Config) -> StreamingAssessment | N
             if obs.batch_latency_ms is not None and obs.batch_latency_ms >= (obs.scheduling_delay_ms or 0.0)
             else Signal.STREAMING_SCHEDULING_DELAY_MS
         )
-        behind.append(("latency", latency / target_ms, lat_signal, latency))
+        # processing clearly faster than the input: the backlog behind the latency drains by itself, and
+        # the latency (which measures the backlog, not a shortfall of rate) asks for nothing more
+        draining = inp is not None and done is not None and done > inp * (1.0 + tolerance)
+        behind.append(("latency", 1.0 if draining else latency / target_ms, lat_signal, latency))
     minutes, slope = rising_run(obs.iterator_age_history)
     age = obs.iterator_age_ms
     if age is not None and age > caught_up_ms and minutes >= config.streaming_iterator_age_rising_minutes:
@@ -275,6 +292,7 @@ def assess(obs: StreamingObservation, config: Config) -> StreamingAssessment | N
             minutes,
             slope,
             tuple(b[0] for b in behind),
+            tuple(b[1] for b in behind),
         )
     caught_up = (age is None or age <= caught_up_ms) and (latency is None or latency < target_ms)
     signal, value = _reported(obs)
