@@ -21,6 +21,7 @@ from sparkscale_tools.replay.model import SimParams
 from sparkscale_tools.replay.streaming import (
     KINESIS_ITERATOR_AGE_MS,
     KINESIS_NAMESPACE,
+    MicroBatches,
     StreamParams,
     batch_latency_s,
     behind_episodes,
@@ -129,6 +130,20 @@ def test_batch_latency_is_the_trigger_while_keeping_up_and_more_when_behind() ->
     assert batch_latency_s(30_000.0, 1000.0, 2000.0, p) == 20.0
 
 
+def test_micro_batches_report_the_last_completed_batch() -> None:
+    b = MicroBatches(trigger_s=60.0)
+    # keeping up: 1 000 rows/s × 60 s = 60 000 rows at 2 000 rows/s: 30 s, ends at 30 s
+    b.step(0.0, 60.0, backlog_rows=0.0, input_rows_per_s=1000.0, capacity=2000.0)
+    assert b.latency_at(29.0) is None
+    assert b.latency_at(30.0) == 30.0
+    # the next starts a trigger after the last start (60 s): 10 000 behind + 60 000 at 500 rows/s = 140 s;
+    # nodes come at 120 s: the 40 000 rows left at 4 000 rows/s take 10 s more: ends at 130 s, 70 s long
+    b.step(60.0, 60.0, backlog_rows=10_000.0, input_rows_per_s=1000.0, capacity=500.0)
+    b.step(120.0, 60.0, backlog_rows=0.0, input_rows_per_s=1000.0, capacity=4000.0)
+    assert b.latency_at(125.0) == 30.0  # still the first one's
+    assert b.latency_at(130.0) == 70.0
+
+
 def test_capacity_grows_with_vcpus_and_the_nodes_that_keep_up() -> None:
     p = StreamParams(rows_per_s_per_node=10_000.0, core_share=0.5)
     assert p.node_rows_per_s(16) == 10_000.0
@@ -201,9 +216,15 @@ def test_a_cluster_that_does_not_scale_falls_behind_linearly_and_publishes_it() 
     assert t == 90.0
     assert first[names.STREAMING_INPUT_ROWS_PER_S] == 10_000.0
     assert first[names.STREAMING_PROCESSED_ROWS_PER_S] == 5_000.0
-    # a batch takes everything there: 300 000 behind after step 0 + one 60 s trigger of 10 000 rows/s,
-    # at 5 000 rows/s = 180 s
-    assert first[names.STREAMING_BATCH_LATENCY_MS] == pytest.approx(180_000.0)
+    # the first batch (one 60 s trigger of 10 000 rows/s at 5 000 rows/s: 120 s) has not ended at 90 s: no
+    # latency yet; it ends at 120 s, the minute at 150 s reports it; the second starts at 120 s with the
+    # 600 000 rows behind then + 600 000: 240 s, reported from the minute at 390 s
+    assert names.STREAMING_BATCH_LATENCY_MS not in first
+    latency = {
+        t: v.get(names.STREAMING_BATCH_LATENCY_MS)
+        for t, v in zip(world.streaming.times, world.streaming.values, strict=True)
+    }
+    assert (latency[150.0], latency[330.0], latency[390.0]) == (120_000.0, 120_000.0, 240_000.0)
     # Kinesis: the minute's Maximum, in milliseconds: the end of the minute (step 3: 120 s)
     assert world.kinesis.values[3][KINESIS_ITERATOR_AGE_MS] == pytest.approx(120_000.0)
     assert set(world.extra_streams) == {names.STREAMING_NAMESPACE, KINESIS_NAMESPACE}

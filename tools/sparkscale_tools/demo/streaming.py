@@ -372,6 +372,7 @@ def summary_text(result: StreamingDemoResult, *, epoch: Any) -> str:
 
 def streaming_config_file(base: Config, out_dir: Path) -> Path:
     """`base` with the demo's stream as `streams` (unless it names some), as a settings file for synth."""
+    out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / "streaming-config.json"
     raw = json.loads(base.to_json())
     if not raw.get("streams"):

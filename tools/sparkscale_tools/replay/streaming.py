@@ -197,22 +197,61 @@ def batch_latency_s(
     return rows / capacity_rows_per_s if capacity_rows_per_s > 0 else math.inf
 
 
+class MicroBatches:
+    """The micro-batches behind the batch latency metric, which Spark reports for the last COMPLETED batch:
+    a batch that runs for an hour reports nothing until it ends. A batch starts at a step boundary, once the
+    one before has ended and a trigger interval has passed since it started; it takes the rows
+    `batch_latency_s` counts (the backlog and one trigger interval of input) and processes them at the
+    cluster's capacity step by step (nodes that come while it runs speed it up)."""
+
+    def __init__(self, trigger_s: float) -> None:
+        self.trigger_s = trigger_s
+        self._running: tuple[float, float] | None = None  # (start time, rows left)
+        self._next_start = 0.0
+        self._done: list[tuple[float, float]] = []  # (end time, latency s), in time order
+        self._read = 0
+        self.last_latency_s: float | None = None
+
+    def step(
+        self, t_s: float, step_s: float, *, backlog_rows: float, input_rows_per_s: float, capacity: float
+    ) -> None:
+        """The step [t_s, t_s + step_s): maybe a batch starts at t_s; the running one progresses."""
+        if self._running is None and t_s >= self._next_start:
+            self._running = (t_s, backlog_rows + input_rows_per_s * self.trigger_s)
+        if self._running is None:
+            return
+        start, left = self._running
+        work = capacity * step_s
+        if work >= left:
+            end = t_s + (left / capacity if capacity > 0 else 0.0)
+            self._done.append((end, end - start))
+            self._running = None
+            self._next_start = max(end, start + self.trigger_s)
+        else:
+            self._running = (start, left - work)
+
+    def latency_at(self, t_s: float) -> float | None:
+        """The latency of the last batch completed by `t_s` (None before the first completes)."""
+        done, i = self._done, self._read
+        while i < len(done) and done[i][0] <= t_s:
+            self.last_latency_s = done[i][1]
+            i += 1
+        self._read = i
+        return self.last_latency_s
+
+
 def streaming_metrics(
-    *,
-    input_rows_per_s: float,
-    processed_rows_per_s: float,
-    backlog_rows: float,
-    capacity_rows_per_s: float,
-    p: StreamParams,
+    *, input_rows_per_s: float, processed_rows_per_s: float, batch_latency_s: float | None
 ) -> dict[str, float]:
     """One minute of what the agent publishes (Sparkscale/SparkStreaming, Structured Streaming: the
-    DStreams-only scheduling delay and waiting batches are not sent)."""
-    latency = batch_latency_s(backlog_rows, input_rows_per_s, capacity_rows_per_s, p)
-    return {
+    DStreams-only scheduling delay and waiting batches are not sent); no latency before a batch completes."""
+    out = {
         names.STREAMING_INPUT_ROWS_PER_S: input_rows_per_s,
         names.STREAMING_PROCESSED_ROWS_PER_S: processed_rows_per_s,
-        names.STREAMING_BATCH_LATENCY_MS: min(latency, 1e12) * 1000.0,
     }
+    if batch_latency_s is not None:
+        out[names.STREAMING_BATCH_LATENCY_MS] = min(batch_latency_s, 1e9) * 1000.0
+    return out
 
 
 # --- scores -------------------------------------------------------------------------------------------------

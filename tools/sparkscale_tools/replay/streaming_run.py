@@ -27,6 +27,7 @@ from sparkscale_tools.replay.model import SimParams
 from sparkscale_tools.replay.streaming import (
     KINESIS_ITERATOR_AGE_MS,
     KINESIS_NAMESPACE,
+    MicroBatches,
     StreamParams,
     StreamScores,
     lag_step,
@@ -89,6 +90,7 @@ class StreamingWorld(World):
         self.run_out = StreamRun(record.name, record)
         self._backlog = 0.0
         self._processed: list[float] = []
+        self._batches = MicroBatches(stream.trigger_s)
         self.streaming = MetricStream(stream.agent_lag_s)
         # a step's age is timestamped at the step's start and published once its minute has ended
         self.kinesis = MetricStream(names.KINESIS_PERIOD_S + stream.kinesis_lag_s)
@@ -106,6 +108,9 @@ class StreamingWorld(World):
             return
         cap = self.capacity_rows_per_s()
         before = self.run_out.behind_s[-1] if self.run_out.behind_s else 0.0
+        self._batches.step(
+            t, self.step_s, backlog_rows=self._backlog, input_rows_per_s=self.input[k], capacity=cap
+        )
         st = lag_step(self._backlog, self.input[k], cap, self.step_s)
         self._backlog = st.backlog_rows
         out = self.run_out
@@ -127,9 +132,7 @@ class StreamingWorld(World):
             streaming_metrics(
                 input_rows_per_s=self.input[k],
                 processed_rows_per_s=self._processed[k],
-                backlog_rows=self.run_out.backlog_rows[k],
-                capacity_rows_per_s=self.run_out.capacity_rows_per_s[k],
-                p=self.sp,
+                batch_latency_s=self._batches.latency_at(t),
             ),
         )
 
