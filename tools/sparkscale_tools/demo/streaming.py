@@ -30,6 +30,7 @@ from sparkscale_tools.demo.console import Console, sim_time
 from sparkscale_tools.demo.sim import DemoController, DemoStats
 from sparkscale_tools.replay import policies as pol
 from sparkscale_tools.replay.cloudwatch_sim import MetricStream
+from sparkscale_tools.replay.cluster import ClusterSpec
 from sparkscale_tools.replay.engine import RunRecord, World
 from sparkscale_tools.replay.streaming import (
     DIM_STREAM_NAME,
@@ -149,9 +150,8 @@ class StreamingDemoResult:
     wall_s: float
     files: dict[str, Path]
     notes: list[str]
-    episodes: list[tuple[float, float | None, float]] = field(
-        default_factory=list
-    )  # (start, caught up, worst)
+    # each time it fell behind: (when, when it caught up or None, the most seconds behind)
+    episodes: list[tuple[float, float | None, float]] = field(default_factory=list)
 
     @property
     def failed(self) -> bool:
@@ -159,7 +159,7 @@ class StreamingDemoResult:
 
 
 def streaming_start(
-    rates: Sequence[float], cluster: Any, config: Config, stream: StreamParams
+    rates: Sequence[float], cluster: ClusterSpec, config: Config, stream: StreamParams
 ) -> dict[str, int]:
     """TASK nodes at the start: each group at its minimum, the cheapest SPOT group up to what the first
     minute's input needs (within its bounds and max_task_nodes)."""
