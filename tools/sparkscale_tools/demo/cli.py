@@ -77,6 +77,19 @@ def register(sub: Any) -> None:
         "of the way through and its alarms deleted (the stack is synthesized with the discovery feature on)",
     )
     p.add_argument(
+        "--streaming",
+        action="store_true",
+        help="a streaming cluster reading a Kinesis stream (in moto), scaled on how far behind it is: the "
+        "trace is input rows/s (default: the synthetic streaming shape, 6 h); the stack is synthesized with "
+        "the stream in `streams`",
+    )
+    p.add_argument(
+        "--rows-per-node",
+        type=float,
+        default=None,
+        help="--streaming: rows/s one TASK node processes (default 10000)",
+    )
+    p.add_argument(
         "--progress",
         choices=("auto", "on", "off"),
         default="auto",
@@ -114,6 +127,12 @@ def _demo(args: argparse.Namespace) -> int:
 
     require_modules("moto", "aws_lambda_powertools", "matplotlib", extra="demo", what="the demo")
     out_dir = new_output_dir(args.out, flag="--out")
+    if args.streaming:
+        from sparkscale_tools.demo.streaming_cli import streaming_demo  # noqa: PLC0415
+
+        return streaming_demo(args, out_dir)
+    if args.rows_per_node is not None:
+        return _fail("--rows-per-node goes with --streaming")
     try:
         trace = _trace(args)
         cluster = load_cluster(args.cluster) if args.cluster else default_cluster()

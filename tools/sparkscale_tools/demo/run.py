@@ -29,7 +29,7 @@ from sparkscale.policy.model import Role
 from sparkscale_tools.demo import aws
 from sparkscale_tools.demo import template as tp
 from sparkscale_tools.demo.console import Console
-from sparkscale_tools.demo.sim import DemoController, DemoStats
+from sparkscale_tools.demo.sim import DemoController, DemoStats, Scenario
 from sparkscale_tools.demo.tagged import TaggedScenario, TaggedStats
 from sparkscale_tools.demo.tagged import summary_lines as tagged_lines
 from sparkscale_tools.replay import outputs
@@ -286,8 +286,11 @@ def _drive(
     record: RunRecord,
     console: Console,
     handler_log: Path,
+    make_world: Callable[..., World] = World,
+    make_scenario: Callable[[_Setup], Scenario] | None = None,
 ) -> tuple[DemoStats, list[str], World, TaggedStats | None]:
-    """The World driven by the real handlers (in the alarm function's environment, on the simulated clock)."""
+    """The World driven by the real handlers (in the alarm function's environment, on the simulated clock).
+    `make_world` and `make_scenario` (demo/streaming.py) replace the World and the scenario."""
     prov, spec = setup.prov, setup.spec
     notes: list[str] = []
     if prov.skipped_alarms:
@@ -311,7 +314,7 @@ def _drive(
             rt = common.build_runtime({**_environ(), **prov.function_env[h]})
             aws.check_endpoints(setup.endpoint, _runtime_clients(rt))
             runtimes[h] = rt
-        world = World(
+        world = make_world(
             demand_gib=demand,
             cluster=spec,
             config=setup.tpl.config,
@@ -331,7 +334,7 @@ def _drive(
         ):
             if not priced:
                 notes.append("moto's EC2 internals changed: the handlers saw moto's fake spot prices")
-            scenario = _scenario(opts, setup, demand)
+            scenario = make_scenario(setup) if make_scenario else _scenario(opts, setup, demand)
             controller = DemoController(
                 tpl=setup.tpl,
                 prov=prov,
@@ -356,7 +359,8 @@ def _drive(
                 console.finish()
                 overlay.close()
                 common.set_runtime(None)
-    return controller.stats, notes, world, (scenario.stats if scenario is not None else None)
+    tagged = scenario.stats if isinstance(scenario, TaggedScenario) else None
+    return controller.stats, notes, world, tagged
 
 
 def _functions(opts: DemoOptions) -> tuple[str, ...]:

@@ -98,6 +98,9 @@ class Scenario(Protocol):
 
     def publish(self, t_s: float) -> None: ...
 
+    def finish(self) -> None:
+        """After the run (the World's last events done)."""
+
 
 class DemoController:
     """replay.engine.Controller: schedules the alarm evaluations and the reconcile runs on the World."""
@@ -234,8 +237,12 @@ class DemoController:
             expr = self._exprs[a.spec.name]
             periods = {p for qid in inputs.values() for p in by_query.get(qid, {})}
             values: dict[int, float | None] = {}
-            for p in periods:
-                v = expr({mid: by_query[qid][p] for mid, qid in inputs.items() if p in by_query.get(qid, {})})
+            before: tuple[int, dict[str, float]] | None = None  # for RATE: the previous datapoint's inputs
+            for p in sorted(periods):
+                got = {mid: by_query[qid][p] for mid, qid in inputs.items() if p in by_query.get(qid, {})}
+                gap_s = None if before is None else (p - before[0]) * a.spec.period_s
+                v = expr(got) if before is None else expr(got, before[1], gap_s)
+                before = (p, got)
                 if v is not None and math.isfinite(v):
                     values[p] = v
             out[a.spec.name] = values

@@ -34,7 +34,11 @@ def register(sub: Any) -> None:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--trace", metavar="FILE.csv", help="CSV with time_s and a demand column (GiB)")
     src.add_argument("--cloudwatch", metavar="CLUSTER_ID", help="build the trace from this cluster's metrics")
-    src.add_argument("--synthetic", choices=("diurnal", "bursty-batch"), help="a generated demand shape")
+    src.add_argument(
+        "--synthetic",
+        choices=("diurnal", "bursty-batch", "streaming"),
+        help="a generated demand shape (streaming: input rows/s of a stream, a daily rhythm and bursts)",
+    )
     p.add_argument(
         "--days",
         type=float,
@@ -78,6 +82,19 @@ def register(sub: Any) -> None:
         "--no-dynamic-allocation",
         action="store_true",
         help="no SparkExecutorsNeeded/SparkExecutorsTarget (Spark dynamic allocation off)",
+    )
+    p.add_argument(
+        "--rows-per-node",
+        type=float,
+        default=None,
+        help="streaming (a trace with input_rows_per_s, or --synthetic streaming): rows/s one TASK node "
+        "processes (default 10000)",
+    )
+    p.add_argument(
+        "--core-share",
+        type=float,
+        default=None,
+        help="streaming: a CORE node processes this share of a TASK node's rows/s (default 0.5)",
     )
     p.add_argument("--json", metavar="OUT.json", help="write the scores as JSON")
     p.add_argument("--timeline", metavar="OUT.csv", help="write demand, supply and cost per step")
@@ -137,7 +154,7 @@ def _check_outputs(args: argparse.Namespace) -> None:
             raise CliError(f"--plot {args.plot}: not an image format matplotlib writes: {suffix!r} ({known})")
 
 
-def _replay(args: argparse.Namespace) -> int:
+def _replay(args: argparse.Namespace) -> int:  # noqa: PLR0911 - one return per way out, each plain
     from sparkscale.config import ConfigError  # noqa: PLC0415 - keep `sparkscale --help` fast
 
     from sparkscale_tools.replay import outputs  # noqa: PLC0415
@@ -147,6 +164,12 @@ def _replay(args: argparse.Namespace) -> int:
     from sparkscale_tools.replay.trace import TraceError  # noqa: PLC0415
 
     _check_outputs(args)
+    if _is_streaming(args):
+        from sparkscale_tools.replay.streaming_cli import stream_replay  # noqa: PLC0415
+
+        return stream_replay(args)
+    if args.rows_per_node is not None or args.core_share is not None:
+        return _fail("--rows-per-node and --core-share go with a streaming trace or --synthetic streaming")
     try:
         inputs = _inputs(args)
     except (ConfigError, ClusterSpecError, ReplayError, TraceError) as exc:
@@ -183,6 +206,13 @@ def _replay(args: argparse.Namespace) -> int:
     sys.stdout.write(f"trace: {inputs.trace.name}, peak {inputs.trace.peak_gib:.1f} GiB\n")
     sys.stdout.write(outputs.summary_text(result))
     return 0
+
+
+def _is_streaming(args: argparse.Namespace) -> bool:
+    """A stream to replay: --synthetic streaming, or a trace whose header has input_rows_per_s."""
+    from sparkscale_tools.replay.streaming import is_stream_csv  # noqa: PLC0415
+
+    return args.synthetic == "streaming" or bool(args.trace and is_stream_csv(args.trace))
 
 
 @dataclass(frozen=True)

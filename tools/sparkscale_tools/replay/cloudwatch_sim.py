@@ -17,12 +17,16 @@ from bisect import bisect_right
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
+from typing import Any
 
 from sparkscale.alarms import AlarmSpec, AlarmState
 
 Query = tuple[str, str, str]  # (query id, metric name, statistic); a single-metric alarm's id is "m"
 SeriesKey = tuple[int, tuple[Query, ...], str | None]  # (period s, queries, metric math expression)
 MathFn = Callable[[Mapping[str, float | None]], float | None]  # compiled metric math over its inputs `v`
+# metric math with RATE: over the inputs `v`, the previous datapoint's inputs `p` and the seconds between them
+RateFn = Callable[[Mapping[str, float | None], Mapping[str, float | None] | None, float | None], float | None]
+_COMPARISONS = (ast.Gt, ast.GtE, ast.Lt, ast.LtE)
 
 
 @dataclass
@@ -65,17 +69,42 @@ class MetricStream:
         return found
 
 
-def _compile(expression: str, inputs: Mapping[str, str]) -> MathFn:
+def uses_rate(expression: str) -> bool:
+    """The expression reads RATE(…): its value needs the previous datapoint's too (`compile_rate`)."""
+    return "RATE(" in expression.upper()
+
+
+def _compile(expression: str, inputs: Mapping[str, str], *, rate: bool = False) -> Any:
     """Metric math as a Python function of one mapping `v`, each query id read from it by the Python
     expression `inputs[id]`: its arithmetic raises TypeError on a missing input (None) and ZeroDivisionError
-    on a division by zero."""
+    on a division by zero. IF(condition, a, b) and the comparisons > >= < <= (1 or 0) are CloudWatch's.
+    With `rate`, a function of (v, p, d): RATE(id) is (v[id] − p[id]) / d, the change per second since the
+    previous datapoint's inputs `p`, `d` seconds earlier (none for the first datapoint: TypeError)."""
     try:
         tree = ast.parse(expression, mode="eval")
     except SyntaxError as exc:
         raise ValueError(f"unsupported metric math {expression!r}: {exc.msg}") from None
 
+    def call(node: ast.Call) -> ast.expr:
+        name = node.func.id if isinstance(node.func, ast.Name) else ""
+        if name == "IF" and len(node.args) == 3 and not node.keywords:
+            cond, yes, no = (checked(a) for a in node.args)
+            return ast.IfExp(ast.Compare(cond, [ast.NotEq()], [ast.Constant(0.0)]), yes, no)
+        arg = node.args[0] if len(node.args) == 1 else None
+        if rate and name == "RATE" and isinstance(arg, ast.Name) and arg.id in inputs and not node.keywords:
+            now = ast.parse(inputs[arg.id], mode="eval").body
+            before = ast.parse(inputs[arg.id].replace("v.get(", "p.get(", 1), mode="eval").body
+            return ast.BinOp(ast.BinOp(now, ast.Sub(), before), ast.Div(), ast.Name("d", ast.Load()))
+        raise ValueError(f"unsupported metric math {expression!r}: {ast.dump(node)[:60]}")
+
     def checked(node: ast.AST) -> ast.expr:
-        """`node` made of numbers, query ids, unary minus and + − × ÷ only: nothing else can run."""
+        """`node` made of numbers, query ids, unary minus, + − × ÷, comparisons, IF and RATE only: nothing
+        else can run."""
+        if isinstance(node, ast.Call):
+            return call(node)
+        if isinstance(node, ast.Compare) and len(node.ops) == 1 and isinstance(node.ops[0], _COMPARISONS):
+            test = ast.Compare(checked(node.left), [type(node.ops[0])()], [checked(node.comparators[0])])
+            return ast.IfExp(test, ast.Constant(1.0), ast.Constant(0.0))
         if (
             isinstance(node, ast.Constant)
             and isinstance(node.value, (int, float))
@@ -90,11 +119,11 @@ def _compile(expression: str, inputs: Mapping[str, str]) -> MathFn:
             return ast.BinOp(checked(node.left), type(node.op)(), checked(node.right))
         raise ValueError(f"unsupported metric math {expression!r}: {ast.dump(node)[:60]}")
 
-    args = ast.arguments(posonlyargs=[], args=[ast.arg("v")], kwonlyargs=[], kw_defaults=[], defaults=[])
+    params = [ast.arg("v"), ast.arg("p"), ast.arg("d")] if rate else [ast.arg("v")]
+    args = ast.arguments(posonlyargs=[], args=params, kwonlyargs=[], kw_defaults=[], defaults=[])
     tree = ast.Expression(ast.Lambda(args, checked(tree.body)))
     code = compile(ast.fix_missing_locations(tree), "<metric math>", "eval")
-    fn: MathFn = eval(code, {"__builtins__": {}})  # noqa: S307 - checked: arithmetic only
-    return fn
+    return eval(code, {"__builtins__": {}})  # noqa: S307 - checked: arithmetic only
 
 
 def _get(key: str) -> str:
@@ -116,16 +145,23 @@ def _finite(fn: MathFn, v: Mapping[str, float | None]) -> float | None:
     return None if x is None or not math.isfinite(x) else x
 
 
-def compile_expression(expression: str, ids: set[str]) -> Callable[[Mapping[str, float]], float | None]:
-    """Metric math with + − × ÷, parentheses, numbers and query ids; None where CloudWatch has no value
-    (an input missing, or division by zero)."""
-    fn = _compile(expression, {i: _get(i) for i in ids})
+def compile_expression(expression: str, ids: set[str]) -> Callable[..., float | None]:
+    """Metric math with + − × ÷, parentheses, numbers, query ids, comparisons, IF and RATE; None where
+    CloudWatch has no value (an input missing, division by zero, RATE of the first datapoint). Call it with
+    the period's inputs, and for RATE the previous datapoint's inputs and the seconds since it."""
+    rate = uses_rate(expression)
+    fn = _compile(expression, {i: _get(i) for i in ids}, rate=rate)
 
-    def run(inputs: Mapping[str, float]) -> float | None:
+    def run(
+        inputs: Mapping[str, float],
+        previous: Mapping[str, float] | None = None,
+        seconds: float | None = None,
+    ) -> float | None:
         try:
-            return fn(inputs)
-        except (TypeError, ZeroDivisionError):
+            value: float | None = fn(inputs, previous, seconds) if rate else fn(inputs)
+        except (TypeError, ZeroDivisionError, AttributeError):
             return None
+        return value
 
     return run
 
@@ -177,6 +213,8 @@ class PeriodRows:
     def _restart(self) -> None:
         for series in self.series:
             series.values.clear()
+            if series.stateful:
+                series._inputs.clear()
         self._consumed = 0
         self.open_period, self._open_rows = None, []
 
@@ -230,10 +268,14 @@ class PeriodRows:
         """Every series' value of `period` from its datapoints `rows`."""
         if len(rows) == 1:  # one datapoint per period (the usual case): every statistic is the value
             for series in self.series:
-                series.values[period] = series.value_of_one(rows[0])
+                series.values[period] = (
+                    series.value_at(period, rows) if series.stateful else series.value_of_one(rows[0])
+                )
         else:
             for series in self.series:
-                series.values[period] = series.value_of_many(rows)
+                series.values[period] = (
+                    series.value_at(period, rows) if series.stateful else series.value_of_many(rows)
+                )
 
     def last_period(self, end: int) -> int:
         """The last period of an evaluation window when now is in period `end`: that one, or if its datapoint
@@ -253,6 +295,7 @@ class PeriodSeries:
         self.values: dict[int, float | None] = {}  # period index -> value, every period with a datapoint
         self.value_of_one: Callable[[Mapping[str, float]], float | None]
         self.value_of_many: Callable[[list[Mapping[str, float]]], float | None]
+        self.stateful = False  # metric math with RATE: value_at
         if expression is None:
             _, metric, stat = queries[0]
             if stat == "SampleCount":
@@ -260,6 +303,11 @@ class PeriodSeries:
             else:
                 self.value_of_one = lambda row: row.get(metric)
             self.value_of_many = lambda rows: _stat(rows, metric, stat)
+        elif uses_rate(expression):  # the previous datapoint's inputs too: PeriodRows._close calls value_at
+            self._stat_of = {qid: (metric, stat) for qid, metric, stat in queries}
+            self._rate: RateFn = _compile(expression, {qid: _get(qid) for qid in self._stat_of}, rate=True)
+            self._inputs: dict[int, dict[str, float | None]] = {}
+            self.stateful = True
         else:
             stat_of = {qid: (metric, stat) for qid, metric, stat in queries}
             one = _compile(expression, {qid: _value_in_one(m, s) for qid, (m, s) in stat_of.items()})
@@ -269,6 +317,25 @@ class PeriodSeries:
                 many, {qid: _stat(rows, m, s) for qid, (m, s) in stat_of.items()}
             )
         rows.add(self)
+
+    def value_at(self, period: int, rows: list[Mapping[str, float]]) -> float | None:
+        """RATE metric math of `period` from its datapoints and the latest earlier period's inputs."""
+        inputs = {qid: _stat(rows, m, s) for qid, (m, s) in self._stat_of.items()}
+        kept = self._inputs
+        kept[period] = inputs
+        earlier = [p for p in kept if p < period]
+        if len(kept) > 8 * self.rows.horizon + 16:  # older periods are never read again
+            for old in sorted(earlier)[: len(earlier) // 2]:
+                del kept[old]
+            earlier = [p for p in kept if p < period]
+        if not earlier:
+            return None
+        before = max(earlier)
+        try:
+            x = self._rate(inputs, kept[before], (period - before) * self.period_s)
+        except (TypeError, ZeroDivisionError):
+            return None
+        return None if x is None or not math.isfinite(x) else x
 
     @property
     def horizon(self) -> int:

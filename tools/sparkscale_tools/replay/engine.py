@@ -182,6 +182,8 @@ class World:
         self.heap = MetricStream(params.heap_lag_s)
         # a minute's YARN datum is timestamped at the minute's start and sent when it closes; made when read
         self.yarn = PulledStream(params.yarn_period_s + params.yarn_lag_s, self._fill_yarn)
+        # more namespaces a World subclass publishes (streaming_run: Spark streaming, Kinesis)
+        self.extra_streams: dict[str, MetricStream] = {}
         self._epoch = params.epoch
         # set by a controller that handles EC2 Spot Instance Interruption Warnings: (group, node token, time)
         self.interruption_hook: Callable[[GroupRuntime, int, float], None] | None = None

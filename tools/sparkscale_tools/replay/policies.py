@@ -59,6 +59,7 @@ class SparkscaleController:
             names.EMR_NAMESPACE: world.emr,
             names.HEAP_NAMESPACE: world.heap,
             names.YARN_NAMESPACE: world.yarn,
+            **world.extra_streams,
         }
         self.alarms = AlarmBank(
             [

@@ -20,6 +20,7 @@ from sparkscale.policy.model import (
     Market,
     MetricsSnapshot,
     Role,
+    Sample,
     SampleBatch,
     ScalerState,
     Signal,
@@ -33,6 +34,9 @@ _SIGNAL_BY_METRIC: dict[str, Signal] = {s.value: s for s in Signal}
 # The YARN collector's metrics the policy reads: a stream no Signal reads is not looked at, so its datapoints
 # cost nothing.
 _YARN_READ = any(m in _SIGNAL_BY_METRIC for m in names.YARN_METRICS)
+_TREND_SIGNALS = (Signal.KINESIS_ITERATOR_AGE_MS,)
+# how many of their minutes: the real adapter's query window (adapters.cloudwatch, lookback_s=1200)
+_HISTORY_MINUTES = 20  # MetricsSnapshot.history: the signals read as a trend
 _NO_STATE = ScalerState()  # a cluster's state before its first save (immutable: one for every load)
 
 
@@ -127,6 +131,13 @@ class SimMetricsSource:
         self._emr: tuple[int, SampleBatch | None] = (0, None)
         self._heap: tuple[int, SampleBatch | None] = (0, None)
         self._yarn: tuple[int, SampleBatch | None] = (0, None)
+        # the World's further streams (streaming_run: Spark streaming, Kinesis): (stream, visible, batch)
+        self._extra: list[tuple[MetricStream, int, SampleBatch | None]] = [
+            (s, 0, None) for s in world.extra_streams.values()
+        ]
+        # the recent datapoints of the signals whose trend the policy reads (the Kinesis iterator age)
+        self._history_n = _HISTORY_MINUTES
+        self._history: dict[Signal, tuple[Sample, ...]] = {}
         # by a datum's metrics, those a Signal reads with that Signal, in the datum's order: a stream's
         # datapoints have a few sets of metrics, each looked up once (not each metric of each datum)
         self._read_of: dict[tuple[str, ...], tuple[tuple[str, Signal], ...]] = {}
@@ -152,7 +163,20 @@ class SimMetricsSource:
         emr_n, heap_n = w.emr.visible_count(t), w.heap.visible_count(t)
         yarn_n = w.yarn.visible_count(t) if _YARN_READ else 0
         cached = self._cached
-        if cached is not None and cached[0] == emr_n and cached[1] == heap_n and cached[2] == yarn_n:
+        extra_changed = False
+        for i, (stream, seen, _) in enumerate(self._extra):
+            n = stream.visible_count(t)
+            if n != seen:
+                self._extra[i] = (stream, n, self._batch(stream, n))
+                self._note_history(stream, n)
+                extra_changed = True
+        if (
+            cached is not None
+            and not extra_changed
+            and cached[0] == emr_n
+            and cached[1] == heap_n
+            and cached[2] == yarn_n
+        ):
             return cached[3]
         if self._emr[0] != emr_n:
             self._emr = (emr_n, self._batch(w.emr, emr_n))
@@ -160,15 +184,29 @@ class SimMetricsSource:
             self._heap = (heap_n, self._batch(w.heap, heap_n))
         if self._yarn[0] != yarn_n:
             self._yarn = (yarn_n, self._batch(w.yarn, yarn_n))
-        batches = tuple([b for _, b in (self._emr, self._heap, self._yarn) if b is not None])
+        batches = tuple(
+            [b for _, b in (self._emr, self._heap, self._yarn) if b is not None]
+            + [b for _, _, b in self._extra if b is not None]
+        )
         # what MetricsSnapshot.of_batches checks (no signal in two batches), once per set of signals
         signals = tuple([tuple(b.values) for b in batches])
         if signals not in self._disjoint:
             MetricsSnapshot.of_batches(batches)  # raises ValueError when a signal is in two
             self._disjoint.add(signals)
-        snap = MetricsSnapshot(BatchSamples(batches))
+        snap = MetricsSnapshot(BatchSamples(batches), history=self._history)
         self._cached = (emr_n, heap_n, yarn_n, snap)
         return snap
+
+    def _note_history(self, stream: MetricStream, n: int) -> None:
+        """The last few visible datapoints of each trend-read signal of `stream`, oldest first."""
+        for signal in _TREND_SIGNALS:
+            if n and signal.value in stream.values[n - 1]:
+                first = max(0, n - self._history_n)
+                self._history[signal] = tuple(
+                    Sample(stream.values[i][signal.value], self._w.dt(stream.times[i]))
+                    for i in range(first, n)
+                    if signal.value in stream.values[i]
+                )
 
 
 class SimCapacityWriter:
