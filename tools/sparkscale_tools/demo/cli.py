@@ -60,7 +60,8 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--cluster",
         metavar="FILE.json",
-        help="the EMR cluster's groups, or its TASK fleet (replay --cluster format: task_groups or task_fleet)",
+        help="the EMR cluster's groups, or its TASK fleet (the replay --cluster format: task_groups or "
+        "task_fleet)",
     )
     p.add_argument(
         "--fleet",

@@ -1,8 +1,8 @@
 """`sparkscale demo --fleet`: the demo's cluster as an instance-fleet cluster, on a moto that has no fleets.
 
 moto 5.2.5 accepts RunJobFlow's `Instances.InstanceFleets` and ignores it, and implements neither
-ListInstanceFleets nor ModifyInstanceFleet. `FleetOverlay` fills that in on the moto server's EMR responses (in
-process, as aws.py's overlays do; undone by `close`), for the demo's cluster only:
+ListInstanceFleets nor ModifyInstanceFleet. `FleetOverlay` fills that in on the moto server's EMR responses
+(in process, as aws.py's overlays do; undone by `close`), for the demo's cluster only:
 
 - DescribeCluster reports `InstanceCollectionType: INSTANCE_FLEET`;
 - ListInstanceGroups fails as EMR fails on a fleet cluster (InvalidRequestException,
@@ -15,8 +15,8 @@ process, as aws.py's overlays do; undone by `close`), for the demo's cluster onl
   the targets; the demo's model follows them.
 
 Every response the overlay makes is checked against botocore's EMR service model (`check_output`: the
-operation's output shape, with its enums) and every ModifyInstanceFleet request against the input shape, so the
-overlay cannot drift from the real API. What is checked against what: docs/instance-fleets.md.
+operation's output shape, with its enums) and every ModifyInstanceFleet request against the input shape, so
+the overlay cannot drift from the real API. What is checked against what: docs/instance-fleets.md.
 """
 
 from __future__ import annotations
@@ -54,8 +54,8 @@ DEFAULT_FLEET_CLUSTER: Final[Mapping[str, Any]] = {
             {"instance_type": "r5.4xlarge", "weighted_capacity": 1},
             {"instance_type": "r6g.8xlarge", "weighted_capacity": 2},
         ],
-        "shortfall_episodes_per_day": 3.0,
-        "shortfall_duration_s": 5400.0,
+        "shortfall_episodes_per_day": 6.0,
+        "shortfall_duration_s": 3600.0,
     },
 }
 # MASTER and CORE are fleets too on a fleet cluster (a cluster is groups or fleets, never both).
@@ -89,9 +89,10 @@ def with_fleet_ids(spec: ClusterSpec) -> ClusterSpec:
 
 
 def spot_price_table(spec: ClusterSpec) -> dict[str, float]:
-    """Instance type -> spot USD per hour for the TASK fleet's types: the fleet's spot unit price × the type's
-    WeightedCapacity. The scaler prices a spot unit at the dearest per unit among the types (adapters/prices.py),
-    which is then the replay's spot unit price, so the demo and the replay's baselines buy at the same price."""
+    """Instance type -> spot USD per hour for the TASK fleet's types: the fleet's spot unit price × the
+    type's WeightedCapacity. The scaler prices a spot unit at the dearest per unit among the types
+    (adapters/prices.py), which is then the replay's spot unit price: the demo and the replay's baselines buy
+    at the same price."""
     out: dict[str, float] = {}
     for g in spec.task_groups:
         if g.market is Market.SPOT and g.fleet_id is not None:
@@ -229,10 +230,10 @@ class FleetRequest:
 
 
 class FleetOverlay:
-    """ListInstanceFleets / ModifyInstanceFleet (and DescribeCluster's collection type, and ListInstanceGroups'
-    failure) for the demo's fleet cluster on the moto server (see the module docstring). `show` is
-    EmrOverlay's: the model's provisioned units and state of one market group. `available` is False when
-    moto's internals are not what this was written against: then the demo cannot run a fleet cluster."""
+    """ListInstanceFleets / ModifyInstanceFleet (and DescribeCluster's collection type, and
+    ListInstanceGroups' failure) for the demo's fleet cluster on the moto server (see the module docstring).
+    `show` is EmrOverlay's: the model's provisioned units and state of one market group. `available` is False
+    when moto's internals are not what this was written against: then the demo cannot run a fleet cluster."""
 
     def __init__(self, spec: ClusterSpec, *, created: datetime) -> None:
         self.cluster_id = spec.cluster_id
@@ -365,7 +366,7 @@ class FleetOverlay:
             from moto.emr.models import emr_backends  # noqa: PLC0415
             from moto.emr.responses import ElasticMapReduceResponse as Responses  # noqa: PLC0415
 
-            cluster = emr_backends[ACCOUNT_ID][REGION].clusters[self.cluster_id]
+            cluster: Any = emr_backends[ACCOUNT_ID][REGION].clusters[self.cluster_id]
             original_groups = Responses.__dict__["list_instance_groups"]
         except (ImportError, KeyError, AttributeError) as exc:
             log.warning("moto EMR internals not as expected (%s): no fleet cluster", exc)

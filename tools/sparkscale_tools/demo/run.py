@@ -66,7 +66,7 @@ DEFAULT_CLUSTER: Final[Mapping[str, Any]] = {
 
 
 def default_cluster(*, fleet: bool = False) -> ClusterSpec:
-    """The demo's cluster: TASK groups, or with `fleet` a TASK instance fleet (fleet.DEFAULT_FLEET_CLUSTER)."""
+    """The demo's cluster: TASK groups, or with `fleet` a TASK instance fleet (DEFAULT_FLEET_CLUSTER)."""
     if fleet:
         return fl.with_fleet_ids(cluster_from_mapping(dict(fl.DEFAULT_FLEET_CLUSTER)))
     spec = cluster_from_mapping(dict(DEFAULT_CLUSTER))
@@ -399,7 +399,7 @@ def _drive(
 def _functions(opts: DemoOptions, tpl: tp.StackTemplate) -> tuple[str, ...]:
     """The functions the demo invokes: with a fleet cluster also the EMR-events function, if the stack has
     it (it gets EMR's spot-timeout events)."""
-    extra = (tp.DISCOVERY_HANDLER,) if opts.tagged_cluster else ()
+    extra: tuple[str, ...] = (tp.DISCOVERY_HANDLER,) if opts.tagged_cluster else ()
     if opts.fleet and tp.EMR_EVENTS_HANDLER in tpl.functions:
         extra += (tp.EMR_EVENTS_HANDLER,)
     return (tp.ALARM_HANDLER, tp.RECONCILE_HANDLER, *extra)
@@ -487,9 +487,10 @@ def _fleet_lines(setup: _Setup) -> list[str]:
     return [
         f"EMR cluster {spec.cluster_id} (RunJobFlow, instance fleets; ListInstanceFleets/ModifyInstanceFleet "
         f"by the demo's overlay on moto): {fixed}",
-        f"TASK fleet {spot.fleet_id}: {types}; a unit counts as {spot.memory_gib:g} GiB (the smallest per unit); "
-        f"spot ${spot.usd_per_hour:.4f}/unit-h, on-demand ${od.usd_per_hour:.4f}/unit-h; spot resize timeout "
-        f"{timeout}; {setup.start.get(spot.id, 0)} spot + {setup.start.get(od.id, 0)} on-demand units at start",
+        f"TASK fleet {spot.fleet_id}: {types}; a unit counts as {spot.memory_gib:g} GiB (the smallest per "
+        f"unit); spot ${spot.usd_per_hour:.4f}/unit-h, on-demand ${od.usd_per_hour:.4f}/unit-h; spot resize "
+        f"timeout {timeout}; {setup.start.get(spot.id, 0)} spot + {setup.start.get(od.id, 0)} on-demand "
+        "units at start",
     ]
 
 
@@ -794,8 +795,8 @@ def fleet_summary_lines(result: DemoResult, fixed: str) -> list[str]:
         f"({len(task)} on the TASK fleet, {others} on any other; {with_id} with the cluster id), read back "
         f"from ListInstanceFleets; {fixed}",
         f"TASK units requested {start} at start ({start * unit:,.0f} GiB), {peak} at most "
-        f"({peak * unit:,.0f} GiB of instance memory at {unit:g} GiB a unit); spot target at most {most_spot} "
-        f"units, on-demand target at most {most_od} units (the fallback)",
+        f"({peak * unit:,.0f} GiB of instance memory at {unit:g} GiB a unit); spot target at most "
+        f"{most_spot} units, on-demand target at most {most_od} units (the fallback)",
         f"spot timeouts (EMR Instance Fleet Resize, Spot Provisioning timeout): {len(s.spot_timeouts)}, "
         f"{given_up} spot units given up on ({given_up * unit:,.0f} GiB); the EMR-events handler answered: "
         f"{answers}",
