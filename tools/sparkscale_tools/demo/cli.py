@@ -129,10 +129,6 @@ def _demo(args: argparse.Namespace) -> int:
         cluster = load_cluster(args.cluster) if args.cluster else default_cluster(fleet=args.fleet)
         if args.fleet and not any(g.fleet_id for g in cluster.task_groups):
             raise DemoError(f"--fleet: {args.cluster} has task_groups, not a task_fleet")
-        if args.fleet and args.tagged_cluster:
-            raise DemoError(
-                "--fleet and --tagged-cluster cannot be combined (clusters managed by tag are groups)"
-            )
         params = SimParams(provisioning_s=args.provisioning_s)
         if args.emails < 0:
             raise DemoError("--emails must be >= 0")

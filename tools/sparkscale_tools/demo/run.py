@@ -249,10 +249,6 @@ def run_demo(opts: DemoOptions, *, out: TextIO, err: TextIO) -> DemoResult:
             f"{tpl.source}: --tagged-cluster needs a stack with the `discovery` feature "
             "(no function with handler handlers.discovery.handler)"
         )
-    if opts.fleet and opts.tagged_cluster:
-        raise tp.DemoError(
-            "--fleet and --tagged-cluster: the clusters managed by tag are instance-group clusters"
-        )
     console.line(f"template: {tpl.source} (stack {tpl.stack_name}; managed cluster {tpl.cluster_ids[0]})")
     with aws.moto_server() as endpoint, aws.patched_environ({"AWS_ENDPOINT_URL": endpoint}):
         console.line(f"embedded AWS: moto server at {endpoint} (fake credentials, region {tp.REGION})")
@@ -352,7 +348,8 @@ def _drive(
             if not fleet.available:
                 raise tp.DemoError("moto's EMR internals changed: the demo cannot show a fleet cluster")
             fleet.start(setup.start)
-            prices = fl.spot_price_table(spec)
+            # the clusters managed by tag (--tagged-cluster) are the group demo's cluster
+            prices = {**aws.spot_price_table(default_cluster()), **fl.spot_price_table(spec)}
         else:
             overlay = aws.EmrOverlay(spec.cluster_id, [g.id for g in spec.task_groups])
             if not overlay.available:
@@ -414,7 +411,7 @@ def _scenario(opts: DemoOptions, setup: _Setup, demand: Sequence[float]) -> Tagg
         tpl=setup.tpl,
         prov=setup.prov,
         clients=setup.clients,
-        spec=opts.cluster,
+        spec=default_cluster() if opts.fleet else opts.cluster,  # with --fleet: instance-group clusters
         discovery_env=dict(setup.prov.function_env[tp.DISCOVERY_HANDLER]),
         start_s=float(end_s // 3 // 60 * 60) + 30.0,
         stop_s=float(2 * end_s // 3 // 60 * 60) + 30.0,
