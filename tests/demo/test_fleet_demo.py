@@ -5,8 +5,8 @@ units; when spot units do not come (the model withholds spot capacity, EMR's spo
 resize and its "EMR Instance Fleet Resize" event goes to the EMR-events handler) they are bought on demand;
 the summary's figures are those of the requests.
 
-The scenario: 3.5 h of bursty-batch (seed 0) on the demo's fleet cluster, whose spot market is short of capacity
-from 02:27 to 03:27 (the replay's shortfall model, seed 0), while the scaler scales out at 02:37."""
+The scenario: 3.5 h of bursty-batch (seed 0) on the demo's fleet cluster, whose spot market is short of
+capacity from 02:27 to 03:27 (the replay's shortfall model, seed 0), while the scaler scales out at 02:37."""
 
 from __future__ import annotations
 
@@ -203,9 +203,12 @@ def test_the_summary_counts_the_requests_in_units_and_gib(demo: tuple[DemoResult
         in text
     )
     assert f"{peak} at most ({peak * 128:,} GiB of instance memory at 128 GiB a unit)" in text
-    assert f"on-demand target at most {most_od} units (the fallback)" in text
+    assert f"on-demand target at most {most_od} unit{'s' if most_od != 1 else ''} (the fallback)" in text
     given_up = sum(u for _, u, _ in result.stats.spot_timeouts)
-    assert f"{len(result.stats.spot_timeouts)}, {given_up} spot units given up on" in text
+    assert (
+        f"{len(result.stats.spot_timeouts)}, {given_up} spot unit{'s' if given_up != 1 else ''} given up on"
+        in text
+    )
     # compared with the replay's baselines on the same fleet cluster
     assert {"sparkscale (demo)", "sparkscale (replay)", "emr-custom-rules", "oracle"} <= set(
         result.replay.scores

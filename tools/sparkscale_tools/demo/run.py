@@ -793,8 +793,12 @@ def fleet_summary_lines(result: DemoResult, fixed: str) -> list[str]:
         f"from ListInstanceFleets; {fixed}",
         f"TASK units requested {start} at start ({start * unit:,.0f} GiB), {peak} at most "
         f"({peak * unit:,.0f} GiB of instance memory at {unit:g} GiB a unit); spot target at most "
-        f"{most_spot} units, on-demand target at most {most_od} units (the fallback)",
+        f"{_units(most_spot)}, on-demand target at most {_units(most_od)} (the fallback)",
         f"spot timeouts (EMR Instance Fleet Resize, Spot Provisioning timeout): {len(s.spot_timeouts)}, "
-        f"{given_up} spot units given up on ({given_up * unit:,.0f} GiB); the EMR-events handler answered: "
-        f"{answers}",
+        f"{_units(given_up, 'spot unit')} given up on ({given_up * unit:,.0f} GiB); the EMR-events handler "
+        f"answered: {answers}",
     ]
+
+
+def _units(n: int, what: str = "unit") -> str:
+    return f"{n} {what}{'s' if n != 1 else ''}"

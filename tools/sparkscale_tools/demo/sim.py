@@ -498,7 +498,7 @@ class DemoController:
         )
         self._console.line(
             f"{self.when(t_s)}  EMR Instance Fleet Resize: {fid} Spot Provisioning timeout "
-            f"({units} spot units not provisioned) -> EMR-events handler"
+            f"({units} spot unit{'s' if units != 1 else ''} not provisioned) -> EMR-events handler"
         )
         self._w.schedule(t_s + self._w.p.sns_lambda_latency_s, partial(self._deliver_emr_event, event, units))
 
