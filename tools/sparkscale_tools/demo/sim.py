@@ -378,7 +378,7 @@ class DemoController:
                 self.stats.failures.append(msg)
                 self._console.line(msg)
         results = response.get("results", []) if isinstance(response, dict) else []
-        if isinstance(response, dict) and "results" not in response and "outcome" in response:
+        if handler == EMR_EVENTS_HANDLER and isinstance(response, dict) and "outcome" in response:
             results = [response]  # the EMR-events handler: its one run's result at the top level
         notices = 0
         for r in results:
