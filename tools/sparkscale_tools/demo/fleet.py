@@ -145,7 +145,12 @@ def check_input(operation: str, value: Mapping[str, Any]) -> None:
 
 
 # --- the cluster --------------------------------------------------------------------------------------------
-def _fleet_config(g: GroupSpec, *, spot_timeout_min: int | None = None) -> dict[str, Any]:
+def spot_timeout_minutes(spot: GroupSpec) -> int:
+    """The spot market's timeout as SpotResizeSpecification.TimeoutDurationMinutes (EMR's minimum is 5)."""
+    return max(5, round((spot.spot_timeout_s or 3600) / 60))
+
+
+def _fleet_config(g: GroupSpec) -> dict[str, Any]:
     """RunJobFlow's InstanceFleetConfig of a MASTER or CORE group (on-demand units)."""
     return {
         "Name": g.name,
@@ -162,7 +167,7 @@ def create_fleet_cluster(emr: Any, spec: ClusterSpec, task_units: Mapping[str, i
     spec = with_fleet_ids(spec)
     fid = task_fleet_id(spec)
     spot = next(g for g in spec.task_groups if g.market is Market.SPOT)
-    timeout_min = max(5, round((spot.spot_timeout_s or 3600) / 60))
+    timeout_min = spot_timeout_minutes(spot)
     fleets = [_fleet_config(g) for g in spec.groups if g.role is not Role.TASK]
     fleets.append(
         {
@@ -263,7 +268,7 @@ class FleetOverlay:
                 for t in spot.fleet_types
             ],
             target_on_demand=0,
-            spot_timeout_min=max(5, round((spot.spot_timeout_s or 3600) / 60)),
+            spot_timeout_min=spot_timeout_minutes(spot),
         )
         self.available = False
         self._patched: dict[str, Any] = {}
