@@ -29,6 +29,7 @@ from sparkscale_tools.demo.template import (
     ACCOUNT_ID,
     ALARM_HANDLER,
     DISCOVERY_HANDLER,
+    EMR_EVENTS_HANDLER,
     RECONCILE_HANDLER,
     REGION,
     DemoError,
@@ -224,7 +225,7 @@ def provision(tpl: StackTemplate, c: Clients, cluster_id: str) -> Provisioned:
     arn_of = {a["AlarmName"]: a["AlarmArn"] for a in described}
     env = {
         h: {k: str(resolve(v)) for k, v in tpl.functions[h].environment.items()}
-        for h in (ALARM_HANDLER, RECONCILE_HANDLER, DISCOVERY_HANDLER)
+        for h in (ALARM_HANDLER, RECONCILE_HANDLER, DISCOVERY_HANDLER, EMR_EVENTS_HANDLER)
         if h in tpl.functions
     }
     return Provisioned(

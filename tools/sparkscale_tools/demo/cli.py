@@ -58,7 +58,17 @@ def register(sub: Any) -> None:
         help="sparkscale settings: the stack is synthesized again with them (CDK CLI, offline)",
     )
     p.add_argument(
-        "--cluster", metavar="FILE.json", help="the EMR cluster's groups (replay --cluster format)"
+        "--cluster",
+        metavar="FILE.json",
+        help="the EMR cluster's groups, or its TASK fleet (the replay --cluster format: task_groups or "
+        "task_fleet)",
+    )
+    p.add_argument(
+        "--fleet",
+        action="store_true",
+        help="an instance-fleet cluster: the TASK fleet is resized in capacity units, spot first, on-demand "
+        "when spot does not come (moto has no fleets: the demo overlays them); implied by a --cluster file "
+        "with task_fleet",
     )
     p.add_argument("--out", default="demo-out", metavar="DIR", help="output directory (default demo-out)")
     p.add_argument(
@@ -135,7 +145,9 @@ def _demo(args: argparse.Namespace) -> int:
         return _fail("--rows-per-node goes with --streaming")
     try:
         trace = _trace(args)
-        cluster = load_cluster(args.cluster) if args.cluster else default_cluster()
+        cluster = load_cluster(args.cluster) if args.cluster else default_cluster(fleet=args.fleet)
+        if args.fleet and not any(g.fleet_id for g in cluster.task_groups):
+            raise DemoError(f"--fleet: {args.cluster} has task_groups, not a task_fleet")
         params = SimParams(provisioning_s=args.provisioning_s)
         if args.emails < 0:
             raise DemoError("--emails must be >= 0")

@@ -24,9 +24,10 @@ from typing import Any, Final, TextIO
 
 from sparkscale import names
 from sparkscale.config import Config
-from sparkscale.policy.model import Role
+from sparkscale.policy.model import Market, Role
 
 from sparkscale_tools.demo import aws
+from sparkscale_tools.demo import fleet as fl
 from sparkscale_tools.demo import template as tp
 from sparkscale_tools.demo.console import Console
 from sparkscale_tools.demo.sim import DemoController, DemoStats, Scenario
@@ -64,7 +65,10 @@ DEFAULT_CLUSTER: Final[Mapping[str, Any]] = {
 }
 
 
-def default_cluster() -> ClusterSpec:
+def default_cluster(*, fleet: bool = False) -> ClusterSpec:
+    """The demo's cluster: TASK groups, or with `fleet` a TASK instance fleet (DEFAULT_FLEET_CLUSTER)."""
+    if fleet:
+        return fl.with_fleet_ids(cluster_from_mapping(dict(fl.DEFAULT_FLEET_CLUSTER)))
     spec = cluster_from_mapping(dict(DEFAULT_CLUSTER))
     named = {Role.MASTER: "master", Role.CORE: "core"}
     return replace(spec, groups=tuple(replace(g, name=named.get(g.role, g.name)) for g in spec.groups))
@@ -84,6 +88,11 @@ class DemoOptions:
     # a tagged and an untagged cluster from a third to two thirds of the run (needs the `discovery` feature)
     tagged_cluster: bool = False
 
+    @property
+    def fleet(self) -> bool:
+        """The cluster is an instance-fleet cluster (its TASK fleet's markets are the TASK groups)."""
+        return fl.is_fleet_cluster(self.cluster)
+
 
 @dataclass
 class DemoResult:
@@ -100,6 +109,10 @@ class DemoResult:
     notes: list[str]
     signals: outputs.FreshSignals | None = None  # the plot's signal panel
     tagged: TaggedStats | None = None  # with DemoOptions.tagged_cluster
+    fleet_requests: list[fl.FleetRequest] = field(
+        default_factory=list
+    )  # a fleet cluster: ModifyInstanceFleet
+    unit_gib: float | None = None  # a fleet cluster: instance memory of one capacity unit
 
     @property
     def tagged_failures(self) -> list[str]:
@@ -149,7 +162,7 @@ class DemoResult:
 
 
 # --- the handlers ---------------------------------------------------------------------------------------
-def import_handlers(*, discovery: bool = False) -> dict[str, ModuleType]:
+def import_handlers(*, discovery: bool = False, emr_events: bool = False) -> dict[str, ModuleType]:
     """handlers.alarm, handlers.reconcile and handlers.common (and handlers.discovery): the package the
     construct deploys
     (`sparkscale_cdk.lambda_asset.handlers_dir`: lambdas/handlers in a checkout,
@@ -175,6 +188,8 @@ def import_handlers(*, discovery: bool = False) -> dict[str, ModuleType]:
     }
     if discovery:
         mods[tp.DISCOVERY_HANDLER] = importlib.import_module("handlers.discovery")
+    if emr_events:
+        mods[tp.EMR_EVENTS_HANDLER] = importlib.import_module("handlers.emr_events")
     where = Path(mods["common"].__file__ or "").resolve().parent
     if where != root.resolve():
         raise tp.DemoError(f"`handlers` is imported from {where}, not from {root}")
@@ -208,7 +223,7 @@ class _Setup:
     tpl: tp.StackTemplate  # the template naming the moto cluster
     prov: aws.Provisioned
     spec: ClusterSpec  # the cluster with moto's ids
-    start: dict[str, int]  # TASK group id -> nodes at the start
+    start: dict[str, int]  # TASK group id -> nodes at the start (a fleet: market group id -> units)
 
 
 def run_demo(opts: DemoOptions, *, out: TextIO, err: TextIO) -> DemoResult:
@@ -240,7 +255,7 @@ def run_demo(opts: DemoOptions, *, out: TextIO, err: TextIO) -> DemoResult:
         setup = _set_up(opts, tpl, endpoint, start)
         console.lines(_setup_lines(tpl, setup))
         record = RunRecord(DEMO_RUN)
-        stats, notes, world, tagged = _drive(
+        stats, notes, world, tagged, requests = _drive(
             opts, setup, demand=demand, record=record, console=console, handler_log=files["handler_log"]
         )
     wall = time.perf_counter() - t0
@@ -263,6 +278,8 @@ def run_demo(opts: DemoOptions, *, out: TextIO, err: TextIO) -> DemoResult:
         notes=notes + list(replay.notes),
         signals=signals,
         tagged=tagged,
+        fleet_requests=requests,
+        unit_gib=spec.task_groups[0].memory_gib if opts.fleet else None,
     )
     files["summary"].write_text(summary_text(result, trace_name=opts.trace.name), encoding="utf-8")
     return result
@@ -271,7 +288,10 @@ def run_demo(opts: DemoOptions, *, out: TextIO, err: TextIO) -> DemoResult:
 def _set_up(opts: DemoOptions, tpl: tp.StackTemplate, endpoint: str, start: Mapping[str, int]) -> _Setup:
     """The EMR cluster (RunJobFlow), then everything the template defines, naming that cluster."""
     c = aws.clients(endpoint)
-    spec = aws.create_cluster(c.emr, opts.cluster, start)
+    if opts.fleet:
+        spec = fl.create_fleet_cluster(c.emr, opts.cluster, start)
+    else:
+        spec = aws.create_cluster(c.emr, opts.cluster, start)
     ids = {old.id: new.id for old, new in zip(opts.cluster.groups, spec.groups, strict=True)}
     tpl_c = tp.for_cluster(tpl, spec.cluster_id)
     prov = aws.provision(tpl_c, c, spec.cluster_id)
@@ -288,7 +308,7 @@ def _drive(
     handler_log: Path,
     make_world: Callable[..., World] = World,
     make_scenario: Callable[[_Setup], Scenario] | None = None,
-) -> tuple[DemoStats, list[str], World, TaggedStats | None]:
+) -> tuple[DemoStats, list[str], World, TaggedStats | None, list[fl.FleetRequest]]:
     """The World driven by the real handlers (in the alarm function's environment, on the simulated clock).
     `make_world` and `make_scenario` (demo/streaming.py) replace the World and the scenario."""
     prov, spec = setup.prov, setup.spec
@@ -307,10 +327,11 @@ def _drive(
         )
     env = {"AWS_ENDPOINT_URL": setup.endpoint, **prov.function_env[tp.ALARM_HANDLER]}
     with aws.patched_environ(env):
-        mods = import_handlers(discovery=opts.tagged_cluster)
+        functions = _functions(opts, setup.tpl)
+        mods = import_handlers(discovery=opts.tagged_cluster, emr_events=tp.EMR_EVENTS_HANDLER in functions)
         common = mods["common"]
         runtimes = {}
-        for h in _functions(opts):  # one warm container per function
+        for h in functions:  # one warm container per function
             rt = common.build_runtime({**_environ(), **prov.function_env[h]})
             aws.check_endpoints(setup.endpoint, _runtime_clients(rt))
             runtimes[h] = rt
@@ -323,13 +344,11 @@ def _drive(
             record=record,
             initial_task_nodes=setup.start,
         )
-        overlay = aws.EmrOverlay(spec.cluster_id, [g.id for g in spec.task_groups])
-        if not overlay.available:
-            notes.append("moto's EMR internals changed: the handlers saw new nodes as running at once")
+        overlay, fleet, prices = _overlay(opts, setup, notes)
         since = opts.params.epoch.replace(year=opts.params.epoch.year - 1)
         with (
             handler_log.open("w", encoding="utf-8") as hlog,
-            aws.spot_prices(aws.spot_price_table(spec), since) as priced,
+            aws.spot_prices(prices, since) as priced,
             handler_logs(mods, hlog),
         ):
             if not priced:
@@ -347,6 +366,7 @@ def _drive(
                 handler_log=hlog,
                 full_emails=opts.full_emails,
                 scenario=scenario,
+                fleet=fleet,
             )
             for rt in runtimes.values():  # the handlers read `now` from their Runtime: the simulated clock
                 rt.clock = controller.now
@@ -360,11 +380,35 @@ def _drive(
                 overlay.close()
                 common.set_runtime(None)
     tagged = scenario.stats if isinstance(scenario, TaggedScenario) else None
-    return controller.stats, notes, world, tagged
+    requests = list(fleet.requests) if fleet is not None else []
+    return controller.stats, notes, world, tagged, requests
 
 
-def _functions(opts: DemoOptions) -> tuple[str, ...]:
-    extra = (tp.DISCOVERY_HANDLER,) if opts.tagged_cluster else ()
+def _overlay(
+    opts: DemoOptions, setup: _Setup, notes: list[str]
+) -> tuple[aws.EmrOverlay | fl.FleetOverlay, fl.FleetOverlay | None, dict[str, float]]:
+    """What the demo lays over moto's EMR (new nodes starting, or a whole TASK fleet), the fleet overlay
+    when there is one, and the spot prices the handlers read."""
+    spec = setup.spec
+    if opts.fleet:
+        fleet = fl.FleetOverlay(spec, created=opts.params.epoch)
+        if not fleet.available:
+            raise tp.DemoError("moto's EMR internals changed: the demo cannot show a fleet cluster")
+        fleet.start(setup.start)
+        # the clusters managed by tag (--tagged-cluster) are the group demo's cluster
+        return fleet, fleet, {**aws.spot_price_table(default_cluster()), **fl.spot_price_table(spec)}
+    overlay = aws.EmrOverlay(spec.cluster_id, [g.id for g in spec.task_groups])
+    if not overlay.available:
+        notes.append("moto's EMR internals changed: the handlers saw new nodes as running at once")
+    return overlay, None, aws.spot_price_table(spec)
+
+
+def _functions(opts: DemoOptions, tpl: tp.StackTemplate) -> tuple[str, ...]:
+    """The functions the demo invokes: with a fleet cluster also the EMR-events function, if the stack has
+    it (it gets EMR's spot-timeout events)."""
+    extra: tuple[str, ...] = (tp.DISCOVERY_HANDLER,) if opts.tagged_cluster else ()
+    if opts.fleet and tp.EMR_EVENTS_HANDLER in tpl.functions:
+        extra += (tp.EMR_EVENTS_HANDLER,)
     return (tp.ALARM_HANDLER, tp.RECONCILE_HANDLER, *extra)
 
 
@@ -377,7 +421,7 @@ def _scenario(opts: DemoOptions, setup: _Setup, demand: Sequence[float]) -> Tagg
         tpl=setup.tpl,
         prov=setup.prov,
         clients=setup.clients,
-        spec=opts.cluster,
+        spec=default_cluster() if opts.fleet else opts.cluster,  # with --fleet: instance-group clusters
         discovery_env=dict(setup.prov.function_env[tp.DISCOVERY_HANDLER]),
         start_s=float(end_s // 3 // 60 * 60) + 30.0,
         stop_s=float(2 * end_s // 3 // 60 * 60) + 30.0,
@@ -418,15 +462,43 @@ def _runtime_clients(rt: Any) -> dict[str, Any]:
 
 
 def _progress(console: Console, world: World, controller: DemoController) -> Callable[[int, int], None]:
+    what = "units" if any(g.spec.fleet_id for g in world.task) else "nodes"
+
     def update(done: int, total: int) -> None:
         nodes = sum(g.running for g in world.task)
         label = (
-            f"sim {controller.when(world.now_s)}  TASK nodes {nodes:3d}  "
+            f"sim {controller.when(world.now_s)}  TASK {what} {nodes:3d}  "
             f"resizes {controller.stats.modifications}"
         )
         console.progress(done, total, label=label)
 
     return update
+
+
+def _fleet_lines(setup: _Setup) -> list[str]:
+    """The fleet cluster as RunJobFlow created it and the overlay shows it, in units and GiB."""
+    spec = setup.spec
+    fixed = ", ".join(
+        f"{g.role.value} fleet {g.id} {g.instance_type} x{g.nodes}"
+        for g in spec.groups
+        if g.role is not Role.TASK
+    )
+    spot = next(g for g in spec.task_groups if g.market is Market.SPOT)
+    od = next(g for g in spec.task_groups if g.market is Market.ON_DEMAND)
+    types = ", ".join(
+        f"{t.instance_type} ({t.weighted_capacity} unit{'s' if t.weighted_capacity != 1 else ''}, "
+        f"{t.memory_gib:g} GiB)"
+        for t in spot.fleet_types
+    )
+    timeout = f"{(spot.spot_timeout_s or 3600) / 60:g} min"
+    return [
+        f"EMR cluster {spec.cluster_id} (RunJobFlow, instance fleets; ListInstanceFleets/ModifyInstanceFleet "
+        f"by the demo's overlay on moto): {fixed}",
+        f"TASK fleet {spot.fleet_id}: {types}; a unit counts as {spot.memory_gib:g} GiB (the smallest per "
+        f"unit); spot ${spot.usd_per_hour:.4f}/unit-h, on-demand ${od.usd_per_hour:.4f}/unit-h; spot resize "
+        f"timeout {timeout}; {setup.start.get(spot.id, 0)} spot + {setup.start.get(od.id, 0)} on-demand "
+        "units at start",
+    ]
 
 
 def _setup_lines(tpl: tp.StackTemplate, setup: _Setup) -> list[str]:
@@ -441,8 +513,13 @@ def _setup_lines(tpl: tp.StackTemplate, setup: _Setup) -> list[str]:
         for g in spec.groups
     )
     kinds = ", ".join(a.spec.kind for a in prov.alarms)
+    cluster = (
+        _fleet_lines(setup)
+        if any(g.fleet_id for g in spec.task_groups)
+        else [f"EMR cluster {spec.cluster_id} (RunJobFlow): {groups}"]
+    )
     return [
-        f"EMR cluster {spec.cluster_id} (RunJobFlow): {groups}",
+        *cluster,
         f"from the template ({tpl.cluster_ids[0]} -> {spec.cluster_id}): DynamoDB table {prov.table_name}; "
         f"alarm topic and operator topic; {len(prov.alarms)} alarms ({kinds}); "
         f"reconcile every {setup.tpl.reconcile_rate_s} s",
@@ -670,13 +747,20 @@ def summary_text(result: DemoResult, *, trace_name: str) -> str:
         if not s.fixed_groups_changed
         else f"MASTER/CORE CHANGED: {s.fixed_groups_changed}"
     )
+    cluster = (
+        fleet_summary_lines(result, fixed)
+        if result.unit_gib is not None
+        else [
+            f"EMR cluster {result.cluster_id} (moto): {s.modifications} requested-count changes read back "
+            f"from ListInstanceGroups, TASK nodes requested {sum(result.initial_task_nodes.values())} at "
+            f"start, {result.max_requested} at most; {fixed}"
+        ]
+    )
     lines = [
         "",
         f"== sparkscale demo: {hours:.1f} h of {trace_name} in {result.wall_s:.0f} s "
         f"({speed:,.0f}x real time) ==",
-        f"EMR cluster {result.cluster_id} (moto): {s.modifications} requested-count changes read back from "
-        f"ListInstanceGroups, TASK nodes requested {sum(result.initial_task_nodes.values())} at start, "
-        f"{result.max_requested} at most; {fixed}",
+        *cluster,
         f"handler invocations: {invocations}; outcomes: {counts(s.outcomes)}",
         f"alarm state changes: {counts(s.transitions)}",
         f"notices on the operator topic (chat, other subscribers): {len(s.notices)} "
@@ -684,7 +768,7 @@ def summary_text(result: DemoResult, *, trace_name: str) -> str:
         f"emails an operator's address received (the stack's filter policy, on SQS): {len(s.emails)} "
         f"({counts(by_kind(s.emails))})",
     ]
-    lines[2:2] = [*outputs.plain_words(result.replay), ""]
+    lines[2:2] = [*outputs.plain_words(result.replay), ""]  # under the heading
     if result.tagged is not None:
         lines += tagged_lines(result.tagged)
         lines += [f"FAILED: {f}" for f in result.tagged_failures]
@@ -693,3 +777,38 @@ def summary_text(result: DemoResult, *, trace_name: str) -> str:
     lines += ["", outputs.summary_text(result.replay, words=False).rstrip("\n"), "", "files:"]
     lines += [f"  {k:<12}{p}" for k, p in result.files.items()]
     return "\n".join(lines) + "\n"
+
+
+def fleet_summary_lines(result: DemoResult, fixed: str) -> list[str]:
+    """The fleet cluster's part of the summary, in capacity units and GiB (as the fleet notices say it):
+    ModifyInstanceFleet calls and the units they asked for per market, the on-demand fallback, EMR's spot
+    timeouts and what the EMR-events handler did with them."""
+    s, unit = result.stats, result.unit_gib or 0.0
+    reqs = result.fleet_requests
+    task = [r for r in reqs if r.role == Role.TASK.value]
+    start = sum(result.initial_task_nodes.values())
+    peak = result.max_requested
+    most_od = max((r.on_demand or 0 for r in task), default=0)
+    most_spot = max((r.spot or 0 for r in task), default=0)
+    with_id = sum(1 for r in reqs if r.cluster_id == result.cluster_id)
+    others = len(reqs) - len(task)
+    handled: dict[str, int] = {}
+    for _, _, res in s.spot_timeouts:
+        handled[res] = handled.get(res, 0) + 1
+    answers = ", ".join(f"{k} {v}" for k, v in sorted(handled.items())) or "none"
+    given_up = sum(u for _, u, _ in s.spot_timeouts)
+    return [
+        f"EMR cluster {result.cluster_id} (moto, instance fleets): {len(reqs)} ModifyInstanceFleet calls "
+        f"({len(task)} on the TASK fleet, {others} on any other; {with_id} with the cluster id), read back "
+        f"from ListInstanceFleets; {fixed}",
+        f"TASK units requested {start} at start ({start * unit:,.0f} GiB), {peak} at most "
+        f"({peak * unit:,.0f} GiB of instance memory at {unit:g} GiB a unit); spot target at most "
+        f"{_units(most_spot)}, on-demand target at most {_units(most_od)} (the fallback)",
+        f"spot timeouts (EMR Instance Fleet Resize, Spot Provisioning timeout): {len(s.spot_timeouts)}, "
+        f"{_units(given_up, 'spot unit')} given up on ({given_up * unit:,.0f} GiB); the EMR-events handler "
+        f"answered: {answers}",
+    ]
+
+
+def _units(n: int, what: str = "unit") -> str:
+    return f"{n} {what}{'s' if n != 1 else ''}"

@@ -14,7 +14,10 @@ to the embedded AWS, in simulated time:
 - schedule: the reconcile handler runs every `reconcile_rate_s` (the template's rule) with a Scheduled Event;
 - capacity: after every invocation ListInstanceGroups is read back from moto and the model follows the
   RequestedInstanceCount of each TASK group (nodes come up after the provisioning delay; the EMR overlay shows
-  the model's running count and RESIZING state to the handlers);
+  the model's running count and RESIZING state to the handlers); on a fleet cluster (demo/fleet.py)
+  ListInstanceFleets is read back instead and the model follows the TASK fleet's target units per market
+  after each ModifyInstanceFleet, and when the spot part of a resize times out (the model's spot timeout) the
+  "EMR Instance Fleet Resize" event goes to the EMR-events handler, as EventBridge would deliver it;
 - operators: when a handler sent notices, the operator queue (subscribed to the operator topic) is drained.
 """
 
@@ -34,13 +37,22 @@ from typing import Any, Final, Protocol, TextIO
 from sparkscale import names
 from sparkscale.adapters.dynamodb import DynamoStateStore
 from sparkscale.notices import subject_line
-from sparkscale.policy.model import Direction, Role
+from sparkscale.policy.fleet import market_group_id
+from sparkscale.policy.model import Direction, Market, Role
 
 from sparkscale_tools.demo import console as con
-from sparkscale_tools.demo.aws import Clients, DemoAlarm, EmrOverlay, Provisioned, drain
-from sparkscale_tools.demo.template import ACCOUNT_ID, ALARM_HANDLER, RECONCILE_HANDLER, REGION, StackTemplate
+from sparkscale_tools.demo.aws import Clients, DemoAlarm, Provisioned, drain
+from sparkscale_tools.demo.fleet import FleetOverlay, spot_timeout_event
+from sparkscale_tools.demo.template import (
+    ACCOUNT_ID,
+    ALARM_HANDLER,
+    EMR_EVENTS_HANDLER,
+    RECONCILE_HANDLER,
+    REGION,
+    StackTemplate,
+)
 from sparkscale_tools.replay.cloudwatch_sim import compile_expression
-from sparkscale_tools.replay.engine import World
+from sparkscale_tools.replay.engine import GroupRuntime, World
 
 REGION_NAME: Final = "US East (N. Virginia)"  # how CloudWatch names us-east-1 in alarm messages
 SHOWN_OUTCOMES: Final = frozenset({"applied", "dry_run", "group_busy", "throttled", "invalid"})
@@ -82,12 +94,21 @@ class DemoStats:
     emails: list[dict[str, Any]] = field(default_factory=list)  # SNS envelopes an operator's address got
     notices: list[dict[str, Any]] = field(default_factory=list)  # every notice on the operator topic
     requested: list[tuple[float, dict[str, int]]] = field(default_factory=list)  # (t, group -> requested)
-    modifications: int = 0  # requested-count changes seen in moto EMR (one per ModifyInstanceGroups)
+    modifications: int = 0  # requested-count changes seen in moto EMR (one per ModifyInstanceGroups/-Fleet)
+    # a fleet cluster: each spot timeout of the TASK fleet (time s, units given up on, what the EMR-events
+    # handler answered: its "result", or "failed")
+    spot_timeouts: list[tuple[float, int, str]] = field(default_factory=list)
     fixed_groups_changed: list[str] = field(default_factory=list)  # MASTER/CORE changes (must stay empty)
     result_clusters: set[str] = field(default_factory=set)  # every cluster a handler's result named
 
     def bump(self, d: dict[str, int], key: str) -> None:
         d[key] = d.get(key, 0) + 1
+
+
+class CapacityOverlay(Protocol):
+    """Shows the model's running nodes (units) and state of a TASK group (fleet market) to the handlers."""
+
+    def show(self, group_id: str, *, running: int, state: str) -> None: ...
 
 
 class Scenario(Protocol):
@@ -116,11 +137,12 @@ class DemoController:
         cluster_id: str,
         handlers: Mapping[str, ModuleType],
         set_runtime: Callable[[str], None],
-        overlay: EmrOverlay,
+        overlay: CapacityOverlay,
         console: con.Console,
         handler_log: TextIO,
         full_emails: int,
         scenario: Scenario | None = None,
+        fleet: FleetOverlay | None = None,
     ) -> None:
         self._tpl = tpl
         self._prov = prov
@@ -133,6 +155,8 @@ class DemoController:
         self._log = handler_log
         self._full_emails = full_emails
         self._scenario = scenario
+        self._fleet = fleet  # a fleet cluster: ListInstanceFleets / ModifyInstanceFleet (it is `overlay` too)
+        self._fleet_requests_seen = 0
         self._store = DynamoStateStore(clients.dynamodb, prov.table_name)
         self.stats = DemoStats()
         self._published = {names.EMR_NAMESPACE: 0, names.HEAP_NAMESPACE: 0, names.YARN_NAMESPACE: 0}
@@ -175,9 +199,17 @@ class DemoController:
         world.every(p.alarm_eval_offset_s, p.alarm_eval_period_s, self._evaluate_alarms)
         if self._scenario is not None:
             self._scenario.attach(world, self)
-        for g in self._c.emr.list_instance_groups(ClusterId=self._cid)["InstanceGroups"]:
-            if g["InstanceGroupType"] != Role.TASK.value:
-                self._fixed[str(g["Id"])] = int(g["RequestedInstanceCount"])
+        if self._fleet is not None:
+            self._fleet.clock = self.now
+            for f in self._c.emr.list_instance_fleets(ClusterId=self._cid)["InstanceFleets"]:
+                if f["InstanceFleetType"] != Role.TASK.value:
+                    self._fixed[str(f["Id"])] = _fleet_units(f)
+            if EMR_EVENTS_HANDLER in self._tpl.functions:
+                world.spot_timeout_hook = self._spot_timeout
+        else:
+            for g in self._c.emr.list_instance_groups(ClusterId=self._cid)["InstanceGroups"]:
+                if g["InstanceGroupType"] != Role.TASK.value:
+                    self._fixed[str(g["Id"])] = int(g["RequestedInstanceCount"])
         self._sync_overlay()
 
     def now(self) -> datetime:
@@ -353,6 +385,8 @@ class DemoController:
                 self.stats.failures.append(msg)
                 self._console.line(msg)
         results = response.get("results", []) if isinstance(response, dict) else []
+        if handler == EMR_EVENTS_HANDLER and isinstance(response, dict) and "outcome" in response:
+            results = [response]  # the EMR-events handler: its one run's result at the top level
         notices = 0
         for r in results:
             outcome = str(r.get("outcome", "?"))
@@ -396,6 +430,9 @@ class DemoController:
     # --- EMR ------------------------------------------------------------------------------------------------
     def _read_back(self, t_s: float) -> None:
         """ListInstanceGroups from moto; the model follows each TASK group's RequestedInstanceCount."""
+        if self._fleet is not None:
+            self._read_back_fleet(t_s)
+            return
         w = self._w
         groups = self._c.emr.list_instance_groups(ClusterId=self._cid)["InstanceGroups"]
         requested: dict[str, int] = {}
@@ -418,12 +455,76 @@ class DemoController:
             self.stats.requested.append((t_s, requested))
             self._sync_overlay()
 
+    def _read_back_fleet(self, t_s: float) -> None:
+        """ListInstanceFleets from moto after a ModifyInstanceFleet; the model follows the TASK fleet's target
+        units of each market, and asks again for the spot units a timed-out resize gave up on (a new resize
+        asks for its whole target)."""
+        assert self._fleet is not None
+        new = len(self._fleet.requests) - self._fleet_requests_seen
+        if new <= 0:
+            return
+        self._fleet_requests_seen = len(self._fleet.requests)
+        w = self._w
+        requested: dict[str, int] = {}
+        for f in self._c.emr.list_instance_fleets(ClusterId=self._cid)["InstanceFleets"]:
+            fid = str(f["Id"])
+            if f["InstanceFleetType"] != Role.TASK.value:
+                requested[fid] = n = _fleet_units(f)
+                if n != self._fixed.get(fid):
+                    self.stats.fixed_groups_changed.append(
+                        f"{self.when(t_s)} {fid} {self._fixed.get(fid)}->{n}"
+                    )
+                continue
+            requested[market_group_id(fid, Market.SPOT)] = int(f.get("TargetSpotCapacity", 0))
+            requested[market_group_id(fid, Market.ON_DEMAND)] = int(f.get("TargetOnDemandCapacity", 0))
+        scale_out = False
+        for gid, n in requested.items():
+            rt = w.by_id.get(gid)
+            if rt is not None and rt.requested != n:
+                scale_out = scale_out or n > rt.requested
+                w.set_requested(rt, n)
+        for rt in w.task:
+            if rt.spec.market is Market.SPOT:
+                w.retry_missing(rt)
+        w.record_request(scale_out=scale_out)
+        self.stats.modifications += new
+        self.stats.requested.append((t_s, requested))
+        self._sync_overlay()
+
+    def _spot_timeout(self, g: GroupRuntime, units: int, t_s: float) -> None:
+        """The model's spot timeout of the TASK fleet: EMR's "EMR Instance Fleet Resize" event, delivered to
+        the EMR-events handler by EventBridge (the SNS delivery latency stands in for EventBridge's)."""
+        fid = g.spec.fleet_id or ""
+        event = spot_timeout_event(
+            cluster_id=self._cid,
+            cluster_name=f"sparkscale-{self._w.cluster.name}",
+            fleet_id=fid,
+            at=self._w.dt(t_s),
+            event_id=str(uuid.uuid4()),
+            types=[t.instance_type for t in g.spec.fleet_types],
+        )
+        self._console.line(
+            f"{self.when(t_s)}  EMR Instance Fleet Resize: {fid} Spot Provisioning timeout "
+            f"({units} spot unit{'s' if units != 1 else ''} not provisioned) -> EMR-events handler"
+        )
+        self._w.schedule(t_s + self._w.p.sns_lambda_latency_s, partial(self._deliver_emr_event, event, units))
+
+    def _deliver_emr_event(self, event: dict[str, Any], units: int, t_s: float) -> None:
+        response = self._invoke(EMR_EVENTS_HANDLER, event, t_s, "EMR Instance Fleet Resize")
+        result = str(response.get("result")) if isinstance(response, dict) else "failed"
+        self.stats.spot_timeouts.append((t_s, units, result))
+
     def _sync_overlay(self) -> None:
         for g in self._w.task:
             self._overlay.show(g.spec.id, running=g.running, state=g.status.value)
 
 
 # --- payloads -----------------------------------------------------------------------------------------------
+def _fleet_units(f: Mapping[str, Any]) -> int:
+    """A MASTER or CORE fleet's target units (both markets)."""
+    return int(f.get("TargetOnDemandCapacity", 0)) + int(f.get("TargetSpotCapacity", 0))
+
+
 def _alarm_queries(alarms: tuple[DemoAlarm, ...]) -> tuple[list[dict[str, Any]], dict[str, dict[str, str]]]:
     """The MetricDataQueries of every alarm's metrics (deduplicated), and per alarm: its metric id ("m" for a
     single-metric alarm, else the template's query ids) -> query id."""

@@ -224,7 +224,7 @@ def run_streaming_demo(
         )
         console.line("")
         record = RunRecord(demo_run.DEMO_RUN)
-        stats, notes, world, _ = demo_run._drive(
+        stats, notes, world, _, _ = demo_run._drive(
             opts,
             setup,
             demand=[sp.memory_gib] * len(rates),

@@ -28,6 +28,7 @@ from sparkscale.config import Config, ConfigError
 ALARM_HANDLER: Final = "handlers.alarm.handler"
 RECONCILE_HANDLER: Final = "handlers.reconcile.handler"
 DISCOVERY_HANDLER: Final = "handlers.discovery.handler"  # only in a template with the `discovery` feature
+EMR_EVENTS_HANDLER: Final = "handlers.emr_events.handler"  # with the `emr_events` feature (cdk.json: on)
 REGION: Final = "us-east-1"
 ACCOUNT_ID: Final = "123456789012"  # moto's default account
 PSEUDO: Final = {

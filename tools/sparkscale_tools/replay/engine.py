@@ -187,6 +187,9 @@ class World:
         self._epoch = params.epoch
         # set by a controller that handles EC2 Spot Instance Interruption Warnings: (group, node token, time)
         self.interruption_hook: Callable[[GroupRuntime, int, float], None] | None = None
+        # set by a controller that delivers EMR's "EMR Instance Fleet Resize" spot-timeout event: (the fleet's
+        # spot market, units given up on, time)
+        self.spot_timeout_hook: Callable[[GroupRuntime, int, float], None] | None = None
         for gid, n in (initial_task_nodes or {}).items():
             g = self.by_id[gid]
             g.requested = g.running = n
@@ -354,9 +357,11 @@ class World:
         if not g.waiting:
             return
         self._accrue()
-        g.waiting = 0
+        given_up, g.waiting = g.waiting, 0
         self.record.bump("spot_timeouts")
         self._changed(g)
+        if self.spot_timeout_hook is not None:
+            self.spot_timeout_hook(g, given_up, self.now_s)
 
     def retry_missing(self, g: GroupRuntime) -> None:
         """A ModifyInstanceFleet starts a new resize towards both targets: the units given up on are asked
