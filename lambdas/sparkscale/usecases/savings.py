@@ -66,6 +66,7 @@ class TaskUsage:
     records: int
     groups: tuple[GroupUse, ...]
     steps: tuple[tuple[datetime, int], ...]  # total requested TASK nodes from each instant on
+    group_steps: tuple[tuple[datetime, tuple[tuple[str, int], ...]], ...]  # the same per group id
     scale_outs: int  # applied
     scale_ins: int  # applied
     at_max_s: float  # from each decision at the maximum and still under pressure to the next record
@@ -190,6 +191,7 @@ def task_usage(
                 g.nodes = [None] * n  # there before the period: billed from its start, no minimum
                 g.peak = n
     steps: list[tuple[datetime, int]] = [(start, sum(len(g.nodes) for g in groups.values()))]
+    group_steps = [(start, tuple((gid, len(g.nodes)) for gid, g in sorted(groups.items())))]
     cursor, at_max, at_max_s = start, False, 0.0
     outs = ins = 0
     for at, r in timed:
@@ -208,6 +210,9 @@ def task_usage(
         total = sum(len(g.nodes) for g in groups.values())
         if total != steps[-1][1]:
             steps.append((at, total))
+        counts = tuple((gid, len(g.nodes)) for gid, g in sorted(groups.items()))
+        if counts != group_steps[-1][1]:
+            group_steps.append((at, counts))
         cursor, at_max = at, bool(r.get("at_max_under_pressure"))
     at_max_s += (end - cursor).total_seconds() if at_max else 0.0
     uses = []
@@ -233,6 +238,7 @@ def task_usage(
         records=len(timed),
         groups=tuple(uses),
         steps=tuple(steps),
+        group_steps=tuple(group_steps),
         scale_outs=outs,
         scale_ins=ins,
         at_max_s=at_max_s,
