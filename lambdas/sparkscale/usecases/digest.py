@@ -79,21 +79,21 @@ class DigestResult:
 
 
 # --- pure ---------------------------------------------------------------------------------------------------
-def _zone(name: str) -> tzinfo:
+def zone(name: str) -> tzinfo:
     """The time zone `name`; "UTC" needs no time zone data (ZoneInfo("UTC") reads the tz database)."""
     return UTC if name == "UTC" else ZoneInfo(name)
 
 
 def digest_day(now: datetime, config: Config) -> date | None:
     """The local day the digest sent at `now` covers (the day before), or None outside `digest_hour`."""
-    local = now.astimezone(_zone(config.digest_time_zone))
+    local = now.astimezone(zone(config.digest_time_zone))
     return local.date() - timedelta(days=1) if local.hour == config.digest_hour else None
 
 
 def week_of(day: date, now: datetime, config: Config) -> tuple[date, date] | None:
     """The first and last local days of the weekly section of the digest of `day`, sent at `now`: the seven
     days ending with `day`, when `now` is on the local weekday `digest_weekly_day`; else None."""
-    local = now.astimezone(_zone(config.digest_time_zone))
+    local = now.astimezone(zone(config.digest_time_zone))
     if config.digest_weekly_day not in WEEKDAYS or WEEKDAYS[local.weekday()] != config.digest_weekly_day:
         return None
     return day - timedelta(days=WEEK_DAYS - 1), day
@@ -102,7 +102,7 @@ def week_of(day: date, now: datetime, config: Config) -> tuple[date, date] | Non
 def day_bounds(day: date, time_zone: str) -> tuple[datetime, datetime]:
     """The local day's first instant and the next day's, in UTC (23 or 25 hours apart across a DST change:
     two datetimes of the same ZoneInfo subtract as wall-clock times, so they are converted)."""
-    tz = _zone(time_zone)
+    tz = zone(time_zone)
     start = datetime.combine(day, time.min, tzinfo=tz).astimezone(UTC)
     end = datetime.combine(day + timedelta(days=1), time.min, tzinfo=tz).astimezone(UTC)
     return start, end
