@@ -16,6 +16,7 @@ from sparkscale.ports import Notice, Ports
 from sparkscale.usecases.digest import run_digest, zone
 
 CONSOLE_LINES = 14  # the body lines printed on the console; the whole email goes to the digest file
+EXPLAINED = "Costs are estimates"  # the email's paragraph on its method: docs/email.md has it
 
 
 def demo_day(
@@ -59,7 +60,7 @@ def console_lines(notice: Notice | None) -> list[str]:
     """The digest, short: its subject and the first lines of its body (the file has it all)."""
     if notice is None:
         return ["daily digest: nothing recorded, nothing would be sent"]
-    body = [line for line in notice.body.splitlines() if line.strip()]
+    body = [line for line in notice.body.splitlines() if line.strip() and not line.startswith(EXPLAINED)]
     more = len(body) - CONSOLE_LINES
     return [
         f"daily digest the operators would get the next morning: {notice.subject!r}",

@@ -245,13 +245,14 @@ def run_demo(opts: DemoOptions, *, out: TextIO, err: TextIO) -> DemoResult:
         stats, notes, world, tagged = _drive(
             opts, setup, demand=demand, record=record, console=console, handler_log=files["handler_log"]
         )
-        digest = demo_digest.digest_notice(
-            setup.clients.dynamodb,
-            setup.prov.table_name,
-            setup.tpl.config,
-            [setup.spec.cluster_id, *([tagged.tagged_id] if tagged is not None else [])],
-            since=opts.params.epoch - timedelta(days=1),
-        )
+        with _quiet("sparkscale"):
+            digest = demo_digest.digest_notice(
+                setup.clients.dynamodb,
+                setup.prov.table_name,
+                setup.tpl.config,
+                [setup.spec.cluster_id, *([tagged.tagged_id] if tagged is not None else [])],
+                since=opts.params.epoch - timedelta(days=1),
+            )
     console.lines(["", *demo_digest.console_lines(digest)])
     files["digest"].write_text(digest.subject + "\n\n" + digest.message if digest else "", encoding="utf-8")
     wall = time.perf_counter() - t0
