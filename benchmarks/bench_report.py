@@ -112,7 +112,7 @@ def write_history(aws: Any, cid: str, epoch: datetime, demand: list[float], reco
         aws.cloudwatch.put_metric_data(Namespace=names.EMR_NAMESPACE, MetricData=data[i : i + 500])
 
 
-def run(write_docs: bool) -> str:
+def run(write_docs: bool, plot: str | None = None) -> str:
     os.environ.update(
         {
             "AWS_ACCESS_KEY_ID": "testing",
@@ -160,7 +160,10 @@ def run(write_docs: bool) -> str:
         out = io.StringIO()
         t = time.perf_counter()
         with redirect_stdout(out):
-            code = main(["report", "--cluster", emr.cluster_id, "--days", str(DAYS), "--table", TABLE])
+            code = main(
+                ["report", "--cluster", emr.cluster_id, "--days", str(DAYS), "--table", TABLE]
+                + (["--plot", plot] if plot else [])
+            )
         report_s = time.perf_counter() - t
     if code != 0:
         raise SystemExit(f"sparkscale report exited {code}")
@@ -204,9 +207,10 @@ def _write_docs(text: str, timing: str) -> None:
 def main_() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--write-docs", action="store_true", help="rewrite the example block of the docs page")
+    ap.add_argument("--plot", metavar="FILE", help="also write the report's figure")
     args = ap.parse_args()
     write = args.write_docs or os.environ.get("SPARKSCALE_BENCH_WRITE_DOCS") == "1"
-    print(run(write))
+    print(run(write, args.plot))
 
 
 if __name__ == "__main__":
