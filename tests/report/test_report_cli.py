@@ -247,3 +247,23 @@ def test_no_data_exits_2_with_one_line(
     code, _, err = _cli(capsys, "report", "--cluster", account.cid, "--stack", "Nope")
     assert code == 2
     assert "stack Nope" in _one_line(err)
+
+
+def test_a_malformed_audit_item_is_one_line_not_a_traceback(
+    account: Account, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from sparkscale.adapters.dynamodb import AUDIT_PREFIX, cluster_pk
+
+    _history(account)
+    at = (account.base + timedelta(hours=1, minutes=30)).isoformat()
+    account.aws.dynamodb.put_item(
+        TableName=TABLE,
+        Item={
+            "pk": {"S": cluster_pk(account.cid)},
+            "sk": {"S": f"{AUDIT_PREFIX}{at}"},
+            "decision": {"S": "{not json"},
+        },
+    )
+    code, out, err = _cli(capsys, "report", "--cluster", account.cid, "--days", "1", "--table", TABLE)
+    assert (code, out) == (2, "")
+    assert "unreadable data: JSONDecodeError" in _one_line(err)

@@ -85,6 +85,8 @@ def _report(args: argparse.Namespace) -> int:
         raise CliError(f"{args.cluster}: EMR does not know it ({exc})") from None
     except (StackError, TraceError, savings.ReportError, ReplayError) as exc:
         raise CliError(str(exc)) from None
+    except (ValueError, KeyError, TypeError) as exc:  # a malformed record or answer: one line, never a trace
+        raise CliError(f"unreadable data: {type(exc).__name__}: {exc}", exit_code=EXIT_FAILED) from None
     except (SparkscaleError, ClientError, BotoCoreError) as exc:
         raise CliError(f"{type(exc).__name__}: {exc}", exit_code=EXIT_FAILED) from None
     if args.plot:
