@@ -179,6 +179,8 @@ def run(write_docs: bool, plot: str | None = None) -> str:
     )
     baselines_s = time.perf_counter() - t
     timing = (
+        f"the simulation's own bill for sparkscale's nodes: ${record.cost_usd:,.2f} (it also bills the "
+        "minutes nodes take to start and drain); "
         f"{len(audit)} audit records, {len(demand)} one-minute steps; simulating the week "
         f"{sim_s:.1f} s, `sparkscale report` {report_s:.1f} s, of which the three baselines' replay "
         f"about {baselines_s:.1f} s"

@@ -202,12 +202,16 @@ def cluster_shape(cluster: Cluster, prices: Sequence[PriceLine]) -> ClusterSpec:
 
 
 # --- the report ---------------------------------------------------------------------------------------------
-def _held_at(points: Mapping[datetime, float], at: datetime) -> float | None:
-    """The value of the last point at or before `at` (the first one before any)."""
-    before = [t for t in points if t <= at]
-    if before:
-        return points[max(before)]
-    return points[min(points)] if points else None
+def _held(points: Mapping[datetime, float], times: Sequence[datetime]) -> list[float | None]:
+    """The value of the last point at or before each of `times` (sorted), the first point's before any."""
+    stamps = sorted(points)
+    out: list[float | None] = []
+    j = 0
+    for at in times:
+        while j + 1 < len(stamps) and stamps[j + 1] <= at:
+            j += 1
+        out.append(points[stamps[j]] if stamps else None)
+    return out
 
 
 def build_report(
@@ -242,10 +246,8 @@ def build_report(
         raise ReportError(
             f"{cluster_id}: no {names.EMR_MEMORY_TOTAL_MB} datapoints in the last {days:g} days"
         )
-    supply: list[float] = []
-    for k in range(len(demand)):
-        mb = _held_at(total, t0 + timedelta(seconds=k * step))
-        supply.append(max(0.0, (mb or 0.0) / 1024.0))
+    held = _held(total, [t0 + timedelta(seconds=k * step) for k in range(len(demand))])
+    supply = [max(0.0, (mb or 0.0) / 1024.0) for mb in held]
     by_group = {p.group_id: p for p in prices}
     by_type = {(p.instance_type, p.market): p for p in prices}
 
@@ -394,7 +396,8 @@ def write_plot(r: SavingsReport, path: str) -> None:
     words = textwrap.wrap(r.headline().replace("$", r"\$"), width=150)  # "$" would start mathtext
     top.set_title("\n".join([f"sparkscale report {r.cluster_id}", *words]), fontsize=9)
     top.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
-    nodes = [r.usage.nodes_at(r.start + timedelta(seconds=k * r.step_s)) for k in range(n)]
+    steps = {at: float(count) for at, count in r.usage.steps}
+    nodes = [v or 0.0 for v in _held(steps, [r.start + timedelta(seconds=k * r.step_s) for k in range(n)])]
     bottom.step(x, [*nodes, nodes[-1]], where="post", color="tab:blue", label="sparkscale (requested)")
     if emr_usd:
         emr_nodes = [c / emr_usd for c in emr.cost_usd_per_h]
