@@ -21,6 +21,16 @@ from sparkscale import names
 CONTEXT_KEY: Final = "sparkscale"  # cdk.json: {"context": {"sparkscale": {...}}}
 FORECAST_MODES: Final = ("off", "observe", "act")
 FLEET_UNIT_MEMORY_RULES: Final = ("smallest", "average")  # policy.fleet.UNIT_MEMORY_RULES
+DIGEST_WEEKLY_DAYS: Final = (
+    "monday",
+    "tuesday",
+    "wednesday",
+    "thursday",
+    "friday",
+    "saturday",
+    "sunday",
+    "never",
+)
 
 
 class ConfigError(ValueError):
@@ -369,6 +379,13 @@ class Config:
         doc="The time zone of digest_hour and of the digest's day (for example Europe/Paris).",
         kind="deploy",
     )
+    digest_weekly_day: str = _f(
+        "monday",
+        unit="weekday \\| never",
+        doc="The local weekday whose daily digest also sums up the seven days before it (TASK nodes, their "
+        "cost, time at max, actions per cluster); never: no weekly section.",
+        kind="deploy",
+    )
     powertools_layer_version: str = _f(
         "latest",
         unit="text",
@@ -516,6 +533,12 @@ class Config:
                 raise ConfigError("streams", why, source=source)
 
     def _check_digest(self, source: str) -> None:
+        if self.digest_weekly_day not in DIGEST_WEEKLY_DAYS:
+            raise ConfigError(
+                "digest_weekly_day",
+                f"{self.digest_weekly_day!r} is not one of {', '.join(DIGEST_WEEKLY_DAYS)}",
+                source=source,
+            )
         if not _is_time_zone(self.digest_time_zone):
             raise ConfigError(
                 "digest_time_zone", f"{self.digest_time_zone!r} is not an IANA time zone name", source=source
@@ -682,6 +705,8 @@ def config_json_schema() -> dict[str, Any]:
         schema = _type_schema(hints[f.name])
         if f.name == "forecast_mode":
             schema = {"enum": list(FORECAST_MODES)}
+        elif f.name == "digest_weekly_day":
+            schema = {"enum": list(DIGEST_WEEKLY_DAYS)}
         elif f.name == "group_bounds":  # _coerce_bounds: min_nodes defaults to 0
             whole = {"type": "integer", "minimum": 0}
             schema["additionalProperties"] = {

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from datetime import date
 
     from sparkscale.usecases.digest import ClusterDay
+    from sparkscale.usecases.savings import TaskUsage
     from sparkscale.usecases.scale import RunResult
 
 KIND_ACTION: Final = names.NOTICE_KIND_ACTION
@@ -471,15 +472,48 @@ def _digest_cluster_lines(c: ClusterDay) -> list[str]:
     return lines
 
 
-def digest_notice(*, day: date, time_zone: str, clusters: Sequence[ClusterDay]) -> Notice:
-    """The daily digest: one section per cluster that recorded a decision on `day` (local, `time_zone`)."""
+def _weekly_lines(first: date, last: date, week: Sequence[TaskUsage]) -> list[str]:
+    """The weekly section: per cluster, what its requested TASK nodes were over the seven days."""
+    cost = sum(w.cost_usd for w in week)
+    lines = [
+        f"The week {first.isoformat()} to {last.isoformat()}: {len(week)} cluster(s), about ${cost:,.2f} of "
+        "TASK nodes (requested nodes billed per second, at least a minute per node, at the decisions' "
+        "prices).",
+    ]
+    for w in week:
+        lines += [
+            "",
+            f"{w.cluster_id} over the week ({w.records} decisions recorded)",
+            f"  TASK nodes cost:    ${w.cost_usd:,.2f} for {w.node_hours:,.1f} node-hours",
+            f"  TASK nodes:         peak {w.peak_nodes}, average {w.average_nodes:.1f} "
+            "(requested, time-weighted)",
+            f"  Time at max:        {_hours(w.at_max_s)}",
+            f"  Actions taken:      {w.scale_outs} scale-out(s), {w.scale_ins} scale-in(s)",
+            f"  Against EMR's rules: sparkscale report --cluster {w.cluster_id} --days 7",
+        ]
+    if not week:
+        lines.append("No decision recorded that week.")
+    return lines
+
+
+def digest_notice(
+    *,
+    day: date,
+    time_zone: str,
+    clusters: Sequence[ClusterDay],
+    week: tuple[date, Sequence[TaskUsage]] | None = None,
+) -> Notice:
+    """The daily digest: one section per cluster that recorded a decision on `day` (local, `time_zone`);
+    with `week` (its first day, and the clusters with records in the seven days ending with `day`), the
+    weekly section after them."""
     outs = sum(c.scale_outs for c in clusters)
     ins = sum(c.scale_ins for c in clusters)
     failed = sum(c.failed for c in clusters)
     cost = sum(c.cost_usd for c in clusters)
+    weekly = " + weekly" if week is not None else ""
     subject = (
-        f"sparkscale daily digest {day.isoformat()}: {len(clusters)} cluster(s), {outs} out, {ins} in, "
-        f"{failed} failed, ~${cost:,.0f}"
+        f"sparkscale daily digest {day.isoformat()}{weekly}: {len(clusters)} cluster(s), {outs} out, "
+        f"{ins} in, {failed} failed, ~${cost:,.0f}"
     )
     lines = [
         f"sparkscale's day {day.isoformat()} ({time_zone}), from the audit records: {len(clusters)} "
@@ -492,5 +526,9 @@ def digest_notice(*, day: date, time_zone: str, clusters: Sequence[ClusterDay]) 
     ]
     for c in clusters:
         lines += ["", *_digest_cluster_lines(c)]
+    if not clusters:
+        lines += ["", "No decision recorded that day."]
+    if week is not None:
+        lines += ["", *_weekly_lines(week[0], day, week[1])]
     lines += ["", "(One email a day; a day without any decision sends nothing.)"]
     return _notice(KIND_DIGEST, DIGEST_CLUSTER, subject, lines)

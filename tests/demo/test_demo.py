@@ -402,3 +402,21 @@ def test_a_handler_client_pointing_elsewhere_stops_the_demo() -> None:
 
     with pytest.raises(tp.DemoError, match="refusing to run"):
         aws.check_endpoints("http://127.0.0.1:9", {"emr": Client()})
+
+
+@pytest.mark.slow
+def test_the_demo_prints_the_digest_it_would_send_for_its_day(demo: tuple[DemoResult, str, bool]) -> None:
+    result, printed, _ = demo
+    day = SimParams().epoch.date().isoformat()  # the demo's day starts at the replay's epoch
+    assert (
+        f"daily digest the operators would get the next morning: 'sparkscale daily digest {day}:" in printed
+    )
+    text = result.files["digest"].read_text(encoding="utf-8")
+    assert text.startswith(f"sparkscale daily digest {day}: 1 cluster(s)")
+    assert f"{result.cluster_id} (" in text
+    # the digest reads the audit records; the demo read the requested counts back from moto EMR: they agree
+    assert f"TASK nodes:         peak {result.max_requested}, average" in text
+    assert text.rstrip().endswith(f"kind {names.NOTICE_KIND_DIGEST}")
+    # short on the console: the subject and at most the first lines of the body
+    shown = printed.split("daily digest the operators would get the next morning:")[1].split("\n\n")[0]
+    assert len(shown.splitlines()) <= 16

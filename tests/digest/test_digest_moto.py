@@ -137,3 +137,62 @@ def test_the_handler_end_to_end(account: Account, monkeypatch: pytest.MonkeyPatc
     assert again["outcome"] == "duplicate"
     assert len(account.sent()) == 1
     json.dumps(out)
+
+
+# --- the weekly section (digest_weekly_day, default Monday) -------------------------------------------------
+# Monday 16 March 2026, 08:15 in Paris: the digest of Sunday 15 March, and the week Monday 9 to Sunday
+# 15 March (local days: from 8 March 23:00 UTC to 15 March 23:00 UTC)
+MONDAY_SEND = datetime(2026, 3, 16, 7, 15, tzinfo=UTC)
+WEEK_START = datetime(2026, 3, 8, 23, tzinfo=UTC)
+
+
+def _week_records(account: Account) -> None:
+    account.save(WEEK_START - timedelta(minutes=1), 0, 9)  # the Sunday before the week: not in it
+    account.save(datetime(2026, 3, 10, 10, tzinfo=UTC), 0, 4)  # Tuesday: 4 nodes for 2 h
+    account.save(datetime(2026, 3, 10, 12, tzinfo=UTC), 4, 0)
+    account.save(datetime(2026, 3, 15, 10, tzinfo=UTC), 0, 2, cid="j-DIGEST2")  # Sunday: 2 nodes for 1 h
+    account.save(datetime(2026, 3, 15, 11, tzinfo=UTC), 2, 0, cid="j-DIGEST2")
+
+
+def test_the_monday_digest_adds_the_week(account: Account) -> None:
+    _week_records(account)
+    assert account.digest(MONDAY_SEND) is Outcome.APPLIED
+    [msg] = account.sent()
+    assert msg["Subject"].startswith("sparkscale daily digest 2026-03-15 + weekly: 1 cluster(s)")
+    body = msg["Message"]
+    # the day: j-DIGEST2 only; the week: both, 4 x 2 = 8 and 2 x 1 = 2 node-hours at $0.25
+    assert "j-DIGEST2 (2 decisions recorded)" in body
+    assert "j-DIGEST1 (" not in body.split("The week")[0]
+    week = body.split("The week 2026-03-09 to 2026-03-15: 2 cluster(s), about $2.50 of TASK nodes")[1]
+    assert "j-DIGEST1 over the week (2 decisions recorded)" in week
+    assert "  TASK nodes cost:    $2.00 for 8.0 node-hours" in week
+    assert "  TASK nodes:         peak 4, average 0.0 (requested, time-weighted)" in week
+    assert "j-DIGEST2 over the week (2 decisions recorded)" in week
+    assert "  TASK nodes cost:    $0.50 for 2.0 node-hours" in week
+    assert "sparkscale report --cluster j-DIGEST1 --days 7" in week
+
+
+def test_a_quiet_sunday_still_sends_the_monday_week(account: Account) -> None:
+    account.save(datetime(2026, 3, 10, 10, tzinfo=UTC), 0, 4)
+    assert account.digest(MONDAY_SEND) is Outcome.APPLIED
+    [msg] = account.sent()
+    assert "No decision recorded that day." in msg["Message"]
+    assert "j-DIGEST1 over the week (1 decisions recorded)" in msg["Message"]
+
+
+@pytest.mark.parametrize("weekly_day", ["never", "tuesday"])
+def test_no_weekly_section_on_other_days_or_when_off(account: Account, weekly_day: str) -> None:
+    _week_records(account)
+    config = Config(
+        clusters=PARIS.clusters,
+        digest_hour=8,
+        digest_time_zone="Europe/Paris",
+        digest_weekly_day=weekly_day,
+    )
+    result = run_digest(
+        ports=account.ports, audit=account.store, config=config, clusters=config.clusters, now=MONDAY_SEND
+    )
+    assert (result.outcome, result.week) == (Outcome.APPLIED, ())
+    [msg] = account.sent()
+    assert "weekly" not in msg["Subject"]
+    assert "over the week" not in msg["Message"]

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -192,6 +192,71 @@ class SpotPriceSource:
             # One AZ: one entry per type. No AZ known: the dearest AZ, since nodes may land in any of them.
             prices[itype] = max(usd, prices.get(itype, 0.0))
         return prices
+
+
+# --- a period's prices (sparkscale report) ---------------------------------------------------------------
+def time_weighted_mean(
+    changes: Sequence[tuple[datetime, float]], start: datetime, end: datetime
+) -> float | None:
+    """The mean over [start, end) of a price that changes at the given times and holds until the next change
+    (DescribeSpotPriceHistory's form: it also returns the last change before `start`). The part of the period
+    before the first change is not covered and not counted; None when no change covers any of it."""
+    ordered = sorted(changes)
+    total = covered = 0.0
+    for i, (at, usd) in enumerate(ordered):
+        until = ordered[i + 1][0] if i + 1 < len(ordered) else end
+        lo, hi = max(at, start), min(until, end)
+        span = (hi - lo).total_seconds()
+        if span > 0:
+            total, covered = total + usd * span, covered + span
+    return total / covered if covered > 0 else None
+
+
+def mean_spot_prices(
+    ec2: Any,
+    *,
+    instance_types: Sequence[str],
+    availability_zone: str | None,
+    start: datetime,
+    end: datetime,
+    product_description: str = LINUX_UNIX,
+) -> dict[str, float]:
+    """The time-weighted mean spot price of each instance type over [start, end), from
+    DescribeSpotPriceHistory (90 days of history at most), in the availability zone, or without one the
+    dearest zone's mean. Types without history are left out. ClientError / BotoCoreError propagate: the
+    caller says what it uses instead."""
+    types = frozenset(instance_types)
+    if not types:
+        return {}
+    request: dict[str, Any] = {
+        "InstanceTypes": sorted(types),
+        "ProductDescriptions": [product_description],
+        "StartTime": start,
+        "EndTime": end,
+        "PaginationConfig": {"PageSize": _PAGE_SIZE},
+    }
+    if availability_zone:
+        request["AvailabilityZone"] = availability_zone
+    changes: dict[tuple[str, str], list[tuple[datetime, float]]] = {}
+    pages = ec2.get_paginator("describe_spot_price_history").paginate(**request)
+    for n, page in enumerate(pages):
+        if n >= _MAX_PAGES * 10:  # a week of a few types is a page or two
+            log.warning("DescribeSpotPriceHistory: stopped after %d pages", n)
+            break
+        for item in page.get("SpotPriceHistory", []):
+            parsed = _parse_item(item, types)
+            if parsed is None:
+                continue
+            itype, item_az, at, usd = parsed
+            if availability_zone and item_az and item_az != availability_zone:
+                continue
+            changes.setdefault((itype, item_az), []).append((at, usd))
+    out: dict[str, float] = {}
+    for (itype, _az), points in changes.items():
+        mean = time_weighted_mean(points, start, end)
+        if mean is not None:
+            out[itype] = max(mean, out.get(itype, 0.0))
+    return out
 
 
 def _fleet_types(fleets: Mapping[str, InstanceFleet], fleet_id: str) -> tuple[str, ...]:

@@ -11,6 +11,12 @@ was applied (a resize made), else at its `current` counts (a hold, a dry run, a 
 the day's first record they stand at that record's `current` counts. Nodes and their cost (nodes x the
 per-node-hour price the decision carries) are step functions between records, integrated over the day; the
 time at max is the time from each at-max decision to the next record (or the day's end).
+
+The weekly section: the digest sent on the local weekday `digest_weekly_day` also sums up the seven local days
+that end with the digest's day, per cluster (usecases/savings.py: requested TASK nodes, their cost billed per
+second with a one-minute minimum at the decisions' prices, time at max, actions). It is computed from the
+audit records only, in the Lambda; the comparison with EMR's rules, static peak and the oracle needs the
+replay, which is not part of the Lambda asset: `sparkscale report` (docs/savings-report.md).
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from sparkscale.config import Config
 from sparkscale.policy.model import Direction
 from sparkscale.policy.reasons import ReasonCode
 from sparkscale.ports import AuditReader, Ports
+from sparkscale.usecases.savings import TaskUsage, task_usage
 from sparkscale.usecases.shell import Outcome, Shell
 
 log = logging.getLogger(__name__)
@@ -37,6 +44,8 @@ DIGEST_KEY_TTL_S: Final = 3 * 24 * 3600  # a day's mark outlives every retry of 
 TOP_REASONS: Final = 3
 MAX_RECORDS_PER_DAY: Final = 5000  # a record every 20 s all day; more are not read
 FAILURE_TEXT_MAX: Final = 160
+WEEK_DAYS: Final = 7
+WEEKDAYS: Final = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,24 +75,34 @@ class DigestResult:
     day: date | None
     clusters: tuple[ClusterDay, ...] = ()
     detail: str = ""
+    week: tuple[TaskUsage, ...] = ()  # the weekly section (on `digest_weekly_day`), clusters with records
 
 
 # --- pure ---------------------------------------------------------------------------------------------------
-def _zone(name: str) -> tzinfo:
+def zone(name: str) -> tzinfo:
     """The time zone `name`; "UTC" needs no time zone data (ZoneInfo("UTC") reads the tz database)."""
     return UTC if name == "UTC" else ZoneInfo(name)
 
 
 def digest_day(now: datetime, config: Config) -> date | None:
     """The local day the digest sent at `now` covers (the day before), or None outside `digest_hour`."""
-    local = now.astimezone(_zone(config.digest_time_zone))
+    local = now.astimezone(zone(config.digest_time_zone))
     return local.date() - timedelta(days=1) if local.hour == config.digest_hour else None
+
+
+def week_of(day: date, now: datetime, config: Config) -> tuple[date, date] | None:
+    """The first and last local days of the weekly section of the digest of `day`, sent at `now`: the seven
+    days ending with `day`, when `now` is on the local weekday `digest_weekly_day`; else None."""
+    local = now.astimezone(zone(config.digest_time_zone))
+    if config.digest_weekly_day not in WEEKDAYS or WEEKDAYS[local.weekday()] != config.digest_weekly_day:
+        return None
+    return day - timedelta(days=WEEK_DAYS - 1), day
 
 
 def day_bounds(day: date, time_zone: str) -> tuple[datetime, datetime]:
     """The local day's first instant and the next day's, in UTC (23 or 25 hours apart across a DST change:
     two datetimes of the same ZoneInfo subtract as wall-clock times, so they are converted)."""
-    tz = _zone(time_zone)
+    tz = zone(time_zone)
     start = datetime.combine(day, time.min, tzinfo=tz).astimezone(UTC)
     end = datetime.combine(day + timedelta(days=1), time.min, tzinfo=tz).astimezone(UTC)
     return start, end
@@ -176,21 +195,35 @@ def run_digest(
     key = f"digest#{day.isoformat()}"
     if shell.claimed_at(key) is not None:
         return DigestResult(Outcome.DUPLICATE, day, detail="already sent")
+    week = week_of(day, now, config)
+    read_from = start if week is None else day_bounds(week[0], config.digest_time_zone)[0]
+    limit = MAX_RECORDS_PER_DAY * (1 if week is None else WEEK_DAYS)
     days: list[ClusterDay] = []
+    weeks: list[TaskUsage] = []
     for cid in sorted(dict.fromkeys(clusters)):
-        records = audit.audit_since(cid, start, limit=MAX_RECORDS_PER_DAY)  # an error fails the run: retried
+        records = audit.audit_since(cid, read_from, limit=limit)  # an error fails the run: retried
         summary = summarize(cid, records, start, end)
         if summary is not None:
             days.append(summary)
-    if not days:
+        usage = None if week is None else task_usage(cid, records, read_from, end)
+        if usage is not None:
+            weeks.append(usage)
+    if not days and not weeks:
         return DigestResult(Outcome.HOLD, day, detail="no record that day: nothing sent")
     if not shell.claim(key, DIGEST_KEY_TTL_S):
-        return DigestResult(Outcome.DUPLICATE, day, tuple(days), detail="already sent")
-    notice = notices.digest_notice(day=day, time_zone=config.digest_time_zone, clusters=days)
+        return DigestResult(Outcome.DUPLICATE, day, tuple(days), detail="already sent", week=tuple(weeks))
+    notice = notices.digest_notice(
+        day=day,
+        time_zone=config.digest_time_zone,
+        clusters=days,
+        week=None if week is None else (week[0], tuple(weeks)),
+    )
     if not shell.send(notice):
-        return DigestResult(Outcome.FAILED, day, tuple(days), detail="the notice was not sent")
-    log.info("digest of %s sent for %d cluster(s)", day, len(days))
-    return DigestResult(Outcome.APPLIED, day, tuple(days))
+        return DigestResult(
+            Outcome.FAILED, day, tuple(days), detail="the notice was not sent", week=tuple(weeks)
+        )
+    log.info("digest of %s sent for %d cluster(s), weekly section: %s", day, len(days), week is not None)
+    return DigestResult(Outcome.APPLIED, day, tuple(days), week=tuple(weeks))
 
 
 def result_dict(result: DigestResult) -> dict[str, Any]:
@@ -200,4 +233,5 @@ def result_dict(result: DigestResult) -> dict[str, Any]:
         "day": None if result.day is None else result.day.isoformat(),
         "clusters": [c.cluster_id for c in result.clusters],
         "detail": result.detail,
+        "week_clusters": [w.cluster_id for w in result.week],
     }

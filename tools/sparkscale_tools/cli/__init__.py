@@ -22,6 +22,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "sparkscale_tools.cli.plan",
     "sparkscale_tools.cli.events",
     "sparkscale_tools.cli.operate",
+    "sparkscale_tools.cli.report",
     "sparkscale_tools.cli.discover",
     "sparkscale_tools.demo.cli",
     "sparkscale_tools.cli.emr_setup",

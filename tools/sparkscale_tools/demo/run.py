@@ -27,6 +27,7 @@ from sparkscale.config import Config
 from sparkscale.policy.model import Market, Role
 
 from sparkscale_tools.demo import aws
+from sparkscale_tools.demo import digest as demo_digest
 from sparkscale_tools.demo import fleet as fl
 from sparkscale_tools.demo import template as tp
 from sparkscale_tools.demo.console import Console
@@ -242,6 +243,7 @@ def run_demo(opts: DemoOptions, *, out: TextIO, err: TextIO) -> DemoResult:
         "emails": opts.out_dir / "operator-emails.txt",
         "handler_log": opts.out_dir / "handler-logs.jsonl",
         "summary": opts.out_dir / "summary.txt",
+        "digest": opts.out_dir / "digest.txt",
     }
     start = pol.warm_start(demand[0], cluster=opts.cluster, config=tpl.config)
     if opts.tagged_cluster and tp.DISCOVERY_HANDLER not in tpl.functions:
@@ -258,6 +260,16 @@ def run_demo(opts: DemoOptions, *, out: TextIO, err: TextIO) -> DemoResult:
         stats, notes, world, tagged, requests = _drive(
             opts, setup, demand=demand, record=record, console=console, handler_log=files["handler_log"]
         )
+        with _quiet("sparkscale"):
+            digest = demo_digest.digest_notice(
+                setup.clients.dynamodb,
+                setup.prov.table_name,
+                setup.tpl.config,
+                [setup.spec.cluster_id, *([tagged.tagged_id] if tagged is not None else [])],
+                since=opts.params.epoch - timedelta(days=1),
+            )
+    console.lines(["", *demo_digest.console_lines(digest)])
+    files["digest"].write_text(digest.subject + "\n\n" + digest.message if digest else "", encoding="utf-8")
     wall = time.perf_counter() - t0
     config, spec = setup.tpl.config, setup.spec
     with _quiet("sparkscale"):  # the baselines' own run_once calls log like the handlers: not on the console

@@ -9,6 +9,7 @@ three metrics together), 300 s periods (3600 s beyond CloudWatch's 63-day retent
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -29,8 +30,17 @@ def period_for(days: float) -> int:
 
 
 def fetch_series(
-    cloudwatch: Any, *, cluster_id: str, start: datetime, end: datetime, period_s: int
+    cloudwatch: Any,
+    *,
+    cluster_id: str,
+    start: datetime,
+    end: datetime,
+    period_s: int,
+    extra: Sequence[tuple[str, str]] = (),
 ) -> dict[str, dict[datetime, float]]:
+    """The three demand metrics (ids alloc, pending, calloc) and any `extra` (id, EMR metric name), Average
+    per period, in one GetMetricData query per page."""
+    wanted = (*_QUERIES, *extra)
     queries = [
         {
             "Id": qid,
@@ -45,9 +55,9 @@ def fetch_series(
             },
             "ReturnData": True,
         }
-        for qid, metric in _QUERIES
+        for qid, metric in wanted
     ]
-    out: dict[str, dict[datetime, float]] = {qid: {} for qid, _ in _QUERIES}
+    out: dict[str, dict[datetime, float]] = {qid: {} for qid, _ in wanted}
     token: str | None = None
     for _page in range(1000):
         kwargs: dict[str, Any] = {
@@ -81,6 +91,15 @@ def trace_from_cloudwatch(
     period = period_for(days)
     start = end - timedelta(days=days)
     series = fetch_series(cloudwatch, cluster_id=cluster_id, start=start, end=end, period_s=period)
+    return trace_from_series(
+        series, cluster_id=cluster_id, days=days, default_container_mb=default_container_mb
+    )
+
+
+def trace_from_series(
+    series: dict[str, dict[datetime, float]], *, cluster_id: str, days: float, default_container_mb: int
+) -> Trace:
+    """The demand trace from what fetch_series returned (time 0 at the first datapoint)."""
     alloc, pending, calloc = series["alloc"], series["pending"], series["calloc"]
     stamps = sorted(set(alloc) | set(pending))
     if not stamps:
