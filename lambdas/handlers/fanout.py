@@ -59,9 +59,12 @@ def _idempotent(rt: common.Runtime) -> Any:
             boto3_client=rt.dynamodb,
         )
         cfg = IdempotencyConfig(event_key_jmespath="key", expires_after_seconds=IDEMPOTENCY_TTL_S)
-        rt.cache["fanout_idempotent"] = idempotent_function(
-            data_keyword_argument="evaluation", persistence_store=store, config=cfg
-        )(evaluate)
+        rt.cache["fanout_idempotent"] = (
+            idempotent_function(data_keyword_argument="evaluation", persistence_store=store, config=cfg)(
+                evaluate
+            ),
+            cfg,
+        )
     return rt.cache["fanout_idempotent"]
 
 
@@ -80,7 +83,11 @@ def handler(event: Any, context: Any) -> dict[str, Any]:
         return {"batchItemFailures": []}
     rt = common.runtime(logger)
     clusters = common.managed(rt).clusters
-    fn = _idempotent(rt) if rt.dynamodb is not None else evaluate
+    fn: Any = evaluate
+    if rt.dynamodb is not None:
+        fn, cfg = _idempotent(rt)
+        if context is not None and hasattr(context, "get_remaining_time_in_millis"):
+            cfg.register_lambda_context(context)  # an in-progress record expires with the invocation
 
     def record_handler(record: Any) -> dict[str, Any]:
         return _one(fn, record, clusters)
