@@ -12,8 +12,9 @@ retried and never acted on.
 from __future__ import annotations
 
 import os
+import time
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from aws_lambda_powertools import Logger, Metrics
 from sparkscale import names
@@ -23,6 +24,7 @@ from handlers import common
 
 logger = Logger(service=os.environ.get(names.ENV_POWERTOOLS_SERVICE_NAME, names.SERVICE_NAME))
 metrics = Metrics(namespace=names.SCALER_NAMESPACE, service="")  # dimension ClusterId only
+MANAGED_CACHE_S = 60.0  # how long a warm container reuses the list of managed clusters and their settings
 IDEMPOTENCY_TTL_S = 3600  # a message's key names its period: an hour outlives every retry of it
 
 
@@ -33,7 +35,7 @@ def evaluate(evaluation: dict[str, Any], owner: str) -> dict[str, Any]:
 
     rt = common.runtime(logger)
     cid = evaluation["cluster_id"]
-    config = common.managed(rt).config_for(cid)
+    config = _managed(rt).config_for(cid)
     todo = Evaluation(cid, datetime.fromisoformat(evaluation["period"]), bool(evaluation["in_alarm"]))
     result, ms = common.timed(
         lambda: evaluate_once(todo, now=rt.clock(), ports=rt.ports, config=config, owner=owner)
@@ -82,7 +84,7 @@ def handler(event: Any, context: Any) -> dict[str, Any]:
         common.emit_count(metrics, names.M_REJECTED_EVENTS, None, reason="not an SQS batch")
         return {"batchItemFailures": []}
     rt = common.runtime(logger)
-    clusters = common.managed(rt).clusters
+    managed = _managed(rt)
     fn: Any = evaluate
     if rt.dynamodb is not None:
         fn, cfg = _idempotent(rt)
@@ -90,19 +92,36 @@ def handler(event: Any, context: Any) -> dict[str, Any]:
             cfg.register_lambda_context(context)  # an in-progress record expires with the invocation
 
     def record_handler(record: Any) -> dict[str, Any]:
-        return _one(fn, record, clusters)
+        return _one(fn, record, managed)
 
     # a processor per invocation: it keeps the batch's outcomes on itself
     processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
     return dict(process_partial_response(event=event, record_handler=record_handler, processor=processor))
 
 
-def _one(fn: Any, record: Any, clusters: list[str]) -> dict[str, Any]:
+def _managed(rt: common.Runtime, *, refresh: bool = False) -> common.Managed:
+    """The managed clusters, read at most every MANAGED_CACHE_S per warm container: a message names one
+    cluster, and reading the whole registry for each would cost one Query of every registration per
+    evaluation. A cluster missing from it is looked for again (`refresh`) before its message is rejected."""
+    cached = rt.cache.get("fanout_managed")
+    now = time.monotonic()
+    if refresh or cached is None or now - cached[0] > MANAGED_CACHE_S:
+        cached = (now, common.managed(rt))
+        rt.cache["fanout_managed"] = cached
+    return cast(common.Managed, cached[1])
+
+
+def _one(fn: Any, record: Any, managed: common.Managed) -> dict[str, Any]:
     """One record: rejected (logged, counted, done) or evaluated; raises when it must be retried."""
     from sparkscale.usecases.fanout import parse_body  # noqa: PLC0415 - lazy: small cold import
 
     try:
-        todo = parse_body(record.body, managed=clusters)
+        try:
+            todo = parse_body(record.body, managed=managed.clusters)
+        except BadEvent as exc:
+            if exc.cluster_id is None:
+                raise
+            todo = parse_body(record.body, managed=_managed(common.runtime(), refresh=True).clusters)
     except BadEvent as exc:
         logger.warning("rejected message: %s", exc.reason, extra={"cluster_id": exc.cluster_id})
         common.emit_count(metrics, names.M_REJECTED_EVENTS, exc.cluster_id, reason=exc.reason)

@@ -72,7 +72,7 @@ def test_dead_letter_queues_and_their_alarms_follow_the_flags(s: Synth, flags: d
     if flags["emr_events"]:
         expected |= {"emr-events-fn", "emr-rule"}
     assert set(s.stack.autoscaler.dead_letter_queues) == expected
-    assert len(s.props("AWS::SQS::Queue")) == len(expected) == 6
+    assert len(s.props("AWS::SQS::Queue")) == len(expected) + 1 == 9  # the DLQs and the evaluation queue
     dlq_alarms = {p["AlarmName"] for p in s.props("AWS::CloudWatch::Alarm") if "-dlq-" in p["AlarmName"]}
     assert dlq_alarms == {f"{s.settings.config.alarm_prefix}-dlq-{label}" for label in expected}
 
