@@ -242,10 +242,12 @@ def evaluate(
 ) -> Any:
     """One queued evaluation: `reconcile_once` (or `run`, with the same keywords). Raises EvaluateLater when
     it did not happen, so the queue retries the message."""
-    if run is None:
-        from sparkscale.usecases.scale import reconcile_once as run  # noqa: PLC0415 - lazy: cold import
+    runner = run
+    if runner is None:
+        from sparkscale.usecases.scale import reconcile_once  # noqa: PLC0415 - lazy: cold import
 
-    result = run(
+        runner = reconcile_once
+    result = runner(
         now=now,
         cluster_id=evaluation.cluster_id,
         ports=ports,
