@@ -276,6 +276,17 @@ def worker(sqs: Any, url: str, stop: threading.Event, failures: collections.Coun
                 sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
 
 
+def cpu_s(pid: int | None = None) -> float:
+    """CPU seconds (user + system) used so far by this process, or by the process `pid` (Linux /proc)."""
+    if pid is None:
+        return time.process_time()
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @dataclass
 class RunFigures:
     period_s: float
@@ -285,9 +296,12 @@ class RunFigures:
     throttled: int
     failed_messages: int
     within_two_periods: bool
+    cpu_ms_per_evaluation: float  # this process's and the moto server's CPU, per evaluation
 
 
-def run(sqs: Any, url: str, ids: list[str], rec: Recorder, *, periods: int, throttle: float) -> RunFigures:
+def run(
+    sqs: Any, url: str, ids: list[str], rec: Recorder, *, periods: int, throttle: float, moto_pid: int
+) -> RunFigures:
     from handlers import common, reconcile
     from sparkscale import clock
 
@@ -300,6 +314,7 @@ def run(sqs: Any, url: str, ids: list[str], rec: Recorder, *, periods: int, thro
     for t in threads:
         t.start()
     scaled_period = PERIOD_S / TIME_SCALE
+    cpu0 = cpu_s() + cpu_s(moto_pid)
     t0 = time.perf_counter()
     base = clock.utcnow()
     for k in range(periods):
@@ -318,6 +333,7 @@ def run(sqs: Any, url: str, ids: list[str], rec: Recorder, *, periods: int, thro
             shown = time.perf_counter()
             print(f"  ... {len(rec.done)} evaluated, {len(rec.calls)} calls", file=sys.stderr)
     elapsed = max(rec.done.values(), default=t0) - t0
+    cpu = cpu_s() + cpu_s(moto_pid) - cpu0
     stop.set()
     for t in threads:
         t.join()
@@ -331,6 +347,7 @@ def run(sqs: Any, url: str, ids: list[str], rec: Recorder, *, periods: int, thro
         throttled=rec.throttled,
         failed_messages=sum(failures.values()),
         within_two_periods=bool(rec.done) and elapsed <= 2 * scaled_period and len(rec.done) == len(ids),
+        cpu_ms_per_evaluation=1000 * cpu / max(len(rec.done), 1),
     )
 
 
@@ -353,7 +370,7 @@ def _rates(calls: list[tuple[float, str]], span_s: float) -> dict[str, tuple[flo
 
 
 @contextlib.contextmanager
-def moto_process() -> Iterator[str]:
+def moto_process() -> Iterator[tuple[str, int]]:
     """A moto server on 127.0.0.1 in its own process: the handlers' threads do not share its interpreter
     lock (on this 2-core machine: one core each)."""
     with socket.socket() as s:
@@ -371,7 +388,7 @@ def moto_process() -> Iterator[str]:
                     break
             except OSError:
                 time.sleep(0.1)
-        yield url
+        yield url, proc.pid
     finally:
         proc.terminate()
         try:
@@ -393,7 +410,7 @@ def main() -> None:
     os.environ["POWERTOOLS_LOG_LEVEL"] = "ERROR"
     t_start = time.perf_counter()
     rec = Recorder()
-    with moto_process() as url, contextlib.redirect_stdout(io.StringIO()) as emf:
+    with moto_process() as (url, moto_pid), contextlib.redirect_stdout(io.StringIO()) as emf:
         os.environ["AWS_ENDPOINT_URL"] = url
         _aws, sqs, queue_url, ids = setup(url)
         from handlers import common
@@ -414,8 +431,8 @@ def main() -> None:
         watch_evaluations(rec)
         compress_backoff()
         setup_s = time.perf_counter() - t_start
-        normal = run(sqs, queue_url, ids, rec, periods=1, throttle=0.0)
-        faulty = run(sqs, queue_url, ids, rec, periods=2, throttle=THROTTLED_SHARE)
+        normal = run(sqs, queue_url, ids, rec, periods=1, throttle=0.0, moto_pid=moto_pid)
+        faulty = run(sqs, queue_url, ids, rec, periods=2, throttle=THROTTLED_SHARE, moto_pid=moto_pid)
     total_s = time.perf_counter() - t_start
     emf_documents = emf.getvalue().count('"_aws"')  # the handlers' EMF output, kept off the figures
     load = os.getloadavg()[0]
@@ -432,7 +449,8 @@ def main() -> None:
             f"(compressed period {PERIOD_S / TIME_SCALE:.0f} s = {PERIOD_S} s deployed), "
             f"{f.overlaps} evaluations of one cluster at once, {f.throttled} throttled answers, "
             f"{f.failed_messages} messages retried, within two periods: {f.within_two_periods}; "
-            f"the harness evaluated {f.evaluated / max(f.period_s, 1e-9):.1f} clusters a second"
+            f"the harness evaluated {f.evaluated / max(f.period_s, 1e-9):.1f} clusters a second, "
+            f"{f.cpu_ms_per_evaluation:.0f} ms of CPU each (handlers and moto)"
         )
         for api, (mean, peak) in f.rates.items():
             pace = mean / TIME_SCALE
@@ -460,7 +478,8 @@ def write_row(normal: RunFigures, faulty: RunFigures) -> None:
         f"GetMetricData {pace(normal, 'cloudwatch:GetMetricData')}; "
         f"throttled: {faulty.evaluated}/{CLUSTERS} in {faulty.period_s * TIME_SCALE:.0f} s, "
         f"{faulty.failed_messages} messages retried, {faulty.overlaps} concurrent; the harness's pace "
-        f"{normal.evaluated / max(normal.period_s, 1e-9):.1f} evaluations/s at a load average of "
+        f"{normal.evaluated / max(normal.period_s, 1e-9):.1f} evaluations/s, "
+        f"{normal.cpu_ms_per_evaluation:.0f} ms of CPU each (handlers and moto), at a load average of "
         f"{os.getloadavg()[0]:.0f} on {os.cpu_count()} cores (the period needs "
         f"{CLUSTERS * TIME_SCALE / PERIOD_S:.1f}/s)"
     )

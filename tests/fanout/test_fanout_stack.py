@@ -68,9 +68,9 @@ def test_the_reconcile_function_may_only_send_to_the_queue_and_knows_its_url(
     reconcile = s.stack.autoscaler.scaler.reconcile
     env = s.function("handlers.reconcile.handler")["Environment"]["Variables"]
     assert env[names.ENV_EVALUATION_QUEUE_URL] == s.ref(fan.queue.queue_url)
-    sqs = [st for st in s.role_statements(reconcile.role) if any("sqs:" in a for a in as_list(st["Action"]))]
-    send = [st for st in sqs if as_list(st["Resource"]) == [s.ref(fan.queue.queue_arn)]]
-    assert [as_list(st["Action"]) for st in send] == [["sqs:SendMessage"]]
+    queue_arn = s.ref(fan.queue.queue_arn)
+    on_queue = [st for st in s.role_statements(reconcile.role) if queue_arn in as_list(st["Resource"])]
+    assert [as_list(st["Action"]) for st in on_queue] == [["sqs:SendMessage"]]  # with its own DLQ's
     consume = {a for st in s.role_statements(fan.handler.role) for a in as_list(st["Action"])}
     assert {"sqs:ReceiveMessage", "sqs:DeleteMessage"} <= consume
     # the evaluation queue is not the alarm function's business

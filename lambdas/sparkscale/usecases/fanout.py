@@ -180,7 +180,7 @@ class EvaluationQueue(Protocol):
 
 
 @dataclass(frozen=True)
-class Plan:
+class FanOutPlan:
     evaluations: tuple[Evaluation, ...]
     deferred: tuple[str, ...]  # left to a later period: over the rate budget
     budget: Budget
@@ -192,7 +192,7 @@ def period_start(now: datetime, period_s: int) -> datetime:
     return datetime.fromtimestamp(ts - ts % period_s, tz=UTC)
 
 
-def plan(clusters: Sequence[str], in_alarm: Iterable[str], *, now: datetime, config: Config) -> Plan:
+def plan(clusters: Sequence[str], in_alarm: Iterable[str], *, now: datetime, config: Config) -> FanOutPlan:
     """Every cluster with an alarm in ALARM (delay 0: they are what pressure looks like), then the others in
     turns: when they do not all fit in the budget, period k takes every m-th of them (m = how many periods
     they need), so each is evaluated at least every m periods. Delays spread the rest over the period."""
@@ -216,7 +216,7 @@ def plan(clusters: Sequence[str], in_alarm: Iterable[str], *, now: datetime, con
     out = [Evaluation(c, start, True, 0) for c in urgent]
     n = len(chosen)
     out += [Evaluation(c, start, False, (i * window) // n) for i, c in enumerate(chosen)]
-    return Plan(tuple(out), tuple(deferred), b, room)
+    return FanOutPlan(tuple(out), tuple(deferred), b, room)
 
 
 # --- the evaluation -------------------------------------------------------------------------------------
