@@ -179,3 +179,26 @@ def test_an_event_that_is_not_an_sqs_batch_is_rejected_without_raising(
     deployment: Deployment, event: Any
 ) -> None:
     assert fanout.handler(event, FakeLambdaContext()) == {"batchItemFailures": []}
+
+
+def test_a_cluster_registered_after_the_list_was_read_is_evaluated_not_rejected(
+    deployment: Deployment, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from sparkscale.ports import Registration
+
+    d = deployment
+    rt = d.runtime()
+    period = period_start(clock.utcnow(), 120)
+    first = fanout.handler(
+        {"Records": [_record("m-1", _body(d.cluster.cluster_id, period))]}, FakeLambdaContext()
+    )
+    assert first == {"batchItemFailures": []}
+    late = create_cluster(d.aws.emr).cluster_id  # tagged and registered after the list was cached
+    assert rt.registry is not None
+    rt.registry.register(Registration(late, "analytics", "", False, clock.utcnow()))
+    capsys.readouterr()
+    out = fanout.handler({"Records": [_record("m-late", _body(late, period))]}, FakeLambdaContext())
+    assert out == {"batchItemFailures": []}
+    docs = [doc for doc in emf_documents(capsys.readouterr().out) if doc.get(names.DIM_CLUSTER_ID) == late]
+    assert [doc.get("outcome") for doc in docs] == ["hold"]  # evaluated (no metrics yet: held), not rejected
+    assert not any(names.M_REJECTED_EVENTS in doc for doc in docs)
