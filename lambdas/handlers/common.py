@@ -24,6 +24,7 @@ from sparkscale.ports import AlarmReader, ClusterRegistry, Ports, Registration
 
 if TYPE_CHECKING:
     from aws_lambda_powertools import Logger, Metrics
+    from sparkscale.usecases.fanout import EvaluationQueue
     from sparkscale.usecases.scale import RunResult
 
 # Metrics keep one shared set per process: one EMF document at a time
@@ -44,6 +45,7 @@ class Runtime:
     cache: dict[str, Any] = field(default_factory=dict)
     clock: Callable[[], datetime] = utcnow  # the wall clock; the demo injects its simulated one
     registry: ClusterRegistry | None = None  # clusters managed by tag (None: the static list only)
+    evaluations: EvaluationQueue | None = None  # the reconcile fan-out's queue (None: evaluate in turn)
 
 
 @dataclass(frozen=True)
@@ -106,7 +108,12 @@ def set_clock(clock: Callable[[], datetime] | None) -> None:
 
 def build_runtime(environ: Mapping[str, str]) -> Runtime:
     """The real Runtime from the Lambda environment (names.ENV_*). Imports boto3 and the adapters."""
-    from sparkscale.adapters.aws import alarm_reader, aws_ports, make_clients  # noqa: PLC0415 - lazy: cold start
+    from sparkscale.adapters.aws import (  # noqa: PLC0415 - lazy: cold start
+        alarm_reader,
+        aws_ports,
+        evaluation_queue,
+        make_clients,
+    )
     from sparkscale.adapters.discovery import DynamoClusterRegistry  # noqa: PLC0415
 
     config = from_environment(environ)
@@ -118,6 +125,7 @@ def build_runtime(environ: Mapping[str, str]) -> Runtime:
         ]
         raise RuntimeError(f"environment variable(s) {', '.join(missing)} not set")
     clients = make_clients()
+    queue_url = environ.get(names.ENV_EVALUATION_QUEUE_URL, "")
     return Runtime(
         config=config,
         ports=aws_ports(clients=clients, config=config, table_name=table, topic_arn=topic),
@@ -128,6 +136,7 @@ def build_runtime(environ: Mapping[str, str]) -> Runtime:
         clients=clients,
         clock=_clock,
         registry=DynamoClusterRegistry(clients.dynamodb, table),
+        evaluations=evaluation_queue(queue_url) if queue_url else None,
     )
 
 
@@ -199,13 +208,15 @@ def emit_result(metrics: Metrics, result: RunResult, latency_ms: float) -> None:
         metrics.flush_metrics()
 
 
-def emit_count(metrics: Metrics, name: str, cluster_id: str | None, **metadata: str) -> None:
-    """A single count (RejectedEvents, Failures) for a cluster ("unknown" when the event named none)."""
+def emit_count(
+    metrics: Metrics, name: str, cluster_id: str | None, *, count: int = 1, **metadata: str
+) -> None:
+    """A count (RejectedEvents, Failures: 1) for a cluster ("unknown" when the event named none)."""
     from aws_lambda_powertools.metrics import MetricUnit  # noqa: PLC0415
 
     with METRICS_LOCK:
         metrics.add_dimension(name=names.DIM_CLUSTER_ID, value=cluster_id or "unknown")
-        metrics.add_metric(name=name, unit=MetricUnit.Count, value=1)
+        metrics.add_metric(name=name, unit=MetricUnit.Count, value=count)
         for k, v in metadata.items():
             metrics.add_metadata(key=k, value=v)
         metrics.flush_metrics()

@@ -1,6 +1,11 @@
 """Reconcile Lambda (EventBridge schedule, every `reconcile_rate_s`, 120 s by default): re-evaluate every
 managed cluster that has one of the stack's alarms in ALARM or whose TASK groups are above their minimum.
 
+Deployed, it fans out (usecases/fanout.py): it reads the alarm states (DescribeAlarms, every page) and the
+managed clusters, and queues one message per cluster to evaluate this period, spread over the period within
+the rate budget; the fanout Lambda evaluates them. Without a queue (the demo, the CLI) it evaluates every
+cluster in turn, as below.
+
 CloudWatch notifies once per state change, so without this an alarm that stays in ALARM would stop the scaling
 after one step. One failing cluster never stops the others: its error is logged and counted (Failures), and
 the next minute's run tries again.
@@ -36,6 +41,8 @@ def handler(event: Any, context: Any) -> dict[str, Any]:
         except SparkscaleError as exc:  # without alarm states, evaluate every cluster
             logger.warning("DescribeAlarms failed (%s): evaluating every managed cluster", exc)
             in_alarm = {c: ["unknown"] for c in managed.clusters}
+    if rt.evaluations is not None:  # the fan-out: one queued message per cluster, evaluated elsewhere
+        return _fan_out(rt, managed.clusters, in_alarm)
     owner = common.owner_of(context)
     out: list[dict[str, Any]] = []
     for cid in managed.clusters:
@@ -60,3 +67,27 @@ def handler(event: Any, context: Any) -> dict[str, Any]:
         common.emit_result(metrics, result, ms)  # skipped clusters too: continuous node-count series
         out.append(common.result_to_dict(result, ms))
     return {"results": out, "in_alarm": sorted(in_alarm)}
+
+
+def _fan_out(rt: common.Runtime, clusters: list[str], in_alarm: dict[str, Any]) -> dict[str, Any]:
+    from sparkscale.usecases.fanout import plan  # noqa: PLC0415 - lazy: small cold import
+
+    assert rt.evaluations is not None
+    p = plan(clusters, in_alarm, now=rt.clock(), config=rt.config)
+    if p.deferred:
+        logger.warning(
+            "%d clusters left to a later period: the rate budget allows %d evaluations a period (%s)",
+            len(p.deferred),
+            p.room,
+            p.budget.bound_by,
+        )
+    sent = rt.evaluations.send(p.evaluations)  # raises when nothing could be queued: EventBridge retries
+    common.emit_count(metrics, names.M_EVALUATIONS_SENT, "all", count=sent)
+    if p.deferred:
+        common.emit_count(metrics, names.M_EVALUATIONS_DEFERRED, "all", count=len(p.deferred))
+    return {
+        "queued": sent,
+        "deferred": list(p.deferred),
+        "in_alarm": sorted(in_alarm),
+        "budget_per_period": p.room,
+    }

@@ -403,6 +403,33 @@ class Config:
     reserved_concurrency: int = _f(
         5, unit="invocations", lo=1, doc="Reserved concurrency of each scaler Lambda.", kind="deploy"
     )
+    fanout_max_concurrency: int = _f(
+        10,
+        unit="invocations",
+        lo=2,
+        hi=1000,
+        doc="Most evaluations of the reconcile schedule running at once (the evaluation queue's maximum "
+        "concurrency; also the evaluating function's reserved concurrency).",
+        kind="deploy",
+    )
+    api_share_pct: float = _f(
+        50.0,
+        unit="%",
+        lo=1,
+        hi=100,
+        doc="Share of the account's per-API AWS rate limits the reconcile schedule plans to use; the rest "
+        "is left to everything else in the account (docs/many-clusters.md).",
+        kind="deploy",
+    )
+    emr_read_rate_per_s: float = _f(
+        1.0,
+        unit="calls/s",
+        lo=0.1,
+        hi=1000,
+        doc="The replenishment rate of the account's DescribeCluster and ListInstanceGroups quotas (AWS's "
+        "default: 1 a second each); set it after raising them (docs/many-clusters.md).",
+        kind="deploy",
+    )
 
     # -------------------------------------------------------------------------------------------------------
     @classmethod

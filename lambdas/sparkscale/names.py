@@ -17,6 +17,7 @@ ENV_ALARM_PREFIX: Final = "SPARKSCALE_ALARM_PREFIX"  # prefix of every alarm the
 ENV_ALARM_TOPIC_ARN: Final = "SPARKSCALE_ALARM_TOPIC_ARN"  # discovery: where the alarms it creates notify
 ENV_HEAP_ALARMS: Final = "SPARKSCALE_HEAP_ALARMS"  # discovery: "false" leaves out the heap agent's alarms
 ENV_DRY_RUN: Final = "SPARKSCALE_DRY_RUN"  # "true" overrides the config's dry_run (an emergency brake)
+ENV_EVALUATION_QUEUE_URL: Final = "SPARKSCALE_EVALUATION_QUEUE_URL"  # reconcile: fan out to this queue
 # Powertools' own variables, set by the stack
 ENV_POWERTOOLS_SERVICE_NAME: Final = "POWERTOOLS_SERVICE_NAME"
 ENV_POWERTOOLS_METRICS_NAMESPACE: Final = "POWERTOOLS_METRICS_NAMESPACE"
@@ -32,6 +33,8 @@ M_RUNNING_TASK_NODES: Final = "RunningTaskNodes"
 M_DECISION_LATENCY_MS: Final = "DecisionLatencyMs"
 M_REJECTED_EVENTS: Final = "RejectedEvents"
 M_FAILURES: Final = "Failures"
+M_EVALUATIONS_SENT: Final = "EvaluationsSent"  # reconcile: evaluation messages queued
+M_EVALUATIONS_DEFERRED: Final = "EvaluationsDeferred"  # reconcile: left to a later period (rate budget)
 M_AT_MAX_UNDER_PRESSURE: Final = "AtMaxUnderPressure"
 M_SPOT_EVENTS: Final = "SpotEvents"  # spot interruption warnings and rebalance recommendations handled
 M_SPOT_REPLACEMENTS: Final = "SpotReplacements"  # nodes moved to another pool after one of those

@@ -18,6 +18,7 @@ from sparkscale.config_io import from_cdk_context
 from sparkscale_cdk import names
 from sparkscale_cdk.constructs.clusters import UNSCOPED_ACTIONS
 from sparkscale_cdk.constructs.emr_events import EMR_EVENTS_HANDLER
+from sparkscale_cdk.constructs.fanout import FANOUT_HANDLER
 from sparkscale_cdk.constructs.function import powertools_parameter_name
 from sparkscale_cdk.constructs.scaler import ALARM_HANDLER, RECONCILE_HANDLER
 from sparkscale_cdk.constructs.spot_events import EVENTS_HANDLER
@@ -26,7 +27,7 @@ from stack_testlib import Synth, as_list, cfn_lint, nag_findings, synth
 
 pytestmark = pytest.mark.slow
 
-HANDLERS = (ALARM_HANDLER, RECONCILE_HANDLER, EVENTS_HANDLER, EMR_EVENTS_HANDLER)
+HANDLERS = (ALARM_HANDLER, RECONCILE_HANDLER, FANOUT_HANDLER, EVENTS_HANDLER, EMR_EVENTS_HANDLER)
 
 
 @pytest.fixture(scope="module")
@@ -124,7 +125,7 @@ def test_no_alarm_beyond_the_specs_and_the_dlq_alarms(
     alarm_names = {p["AlarmName"] for p in s.props("AWS::CloudWatch::Alarm")}
     dlq = {n for n in alarm_names if n.startswith(f"{config.alarm_prefix}-dlq-")}
     assert alarm_names - dlq == {spec.name for spec in specs}
-    assert len(dlq) == 8  # 4 function DLQs, subscription, schedule, spot rules, EMR rule
+    assert len(dlq) == 10  # 5 function DLQs, subscription, schedule, evaluation queue, spot rules, EMR rule
     assert all(n.startswith(f"{config.alarm_prefix}-") for n in alarm_names)  # the topic policies need it
 
 
@@ -179,7 +180,8 @@ def test_powertools_layer_resolved_from_public_ssm_parameter_at_deploy_time(s: S
 def test_reserved_concurrency_memory_and_timeout_inside_the_lease(s: Synth, config: Config) -> None:
     for handler in HANDLERS:
         fn = s.function(handler)
-        assert fn["ReservedConcurrentExecutions"] == config.reserved_concurrency
+        expected = config.fanout_max_concurrency if handler == FANOUT_HANDLER else config.reserved_concurrency
+        assert fn["ReservedConcurrentExecutions"] == expected
         assert fn["MemorySize"] == 256
         assert 0 < fn["Timeout"] < config.lease_ttl_s
         assert fn["Timeout"] == s.settings.handler_timeout_s
@@ -206,7 +208,7 @@ def test_dry_run_parameter_defaults_to_false(s: Synth) -> None:
 
 def test_async_invocations_retry_then_go_to_each_functions_dlq(s: Synth) -> None:
     configs = s.props("AWS::Lambda::EventInvokeConfig")
-    assert len(configs) == 4
+    assert len(configs) == 5
     assert {(c["MaximumRetryAttempts"], c["MaximumEventAgeInSeconds"]) for c in configs} == {(2, 300)}
     for fn in s.stack.autoscaler.functions:
         props = s.function(fn.function.node.default_child.handler)  # type: ignore[union-attr]
@@ -311,7 +313,7 @@ def test_emr_actions_only_on_managed_cluster_arns(s: Synth, config: Config) -> N
     statements = [
         st for _, st in s.policy_statements() if any("elasticmapreduce:" in a for a in as_list(st["Action"]))
     ]
-    assert len(statements) == 4  # alarm, reconcile, spot events, EMR events
+    assert len(statements) == 5  # alarm, reconcile, fanout, spot events, EMR events
     for st in statements:
         assert as_list(st["Resource"]) == expected
         assert ":cluster/j-EXAMPLE12345" in json.dumps(st["Resource"])
@@ -346,7 +348,7 @@ def test_sns_publish_only_to_the_operator_topic(s: Synth) -> None:
             assert as_list(st["Action"]) == ["sns:Publish"]
             assert as_list(st["Resource"]) == [operator_topic]
             found += 1
-    assert found == 4
+    assert found == 5
 
 
 def test_dynamodb_actions_only_on_the_table(s: Synth) -> None:
@@ -357,7 +359,7 @@ def test_dynamodb_actions_only_on_the_table(s: Synth) -> None:
             resources = [r for r in as_list(st["Resource"]) if r != {"Ref": "AWS::NoValue"}]
             assert resources == [table_arn]
             found += 1
-    assert found == 4
+    assert found == 5
 
 
 def test_describe_alarms_only_on_the_stacks_alarms(s: Synth, config: Config) -> None:
@@ -408,7 +410,7 @@ def test_topics_and_queues_are_kms_encrypted_with_the_stack_key(s: Synth) -> Non
     topics = s.props("AWS::SNS::Topic")
     queues = s.props("AWS::SQS::Queue")
     assert len(topics) == 3  # alarm, operator (notices), operator alarm
-    assert len(queues) == 8  # 4 function DLQs, subscription, schedule, spot rules, EMR rule
+    assert len(queues) == 11  # 5 function DLQs, subscription, schedule, evaluations + DLQ, spot, EMR rules
     for t in topics:
         assert t["KmsMasterKeyId"] == key_arn
     for q in queues:

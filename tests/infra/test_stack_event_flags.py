@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from sparkscale_cdk import names
 from sparkscale_cdk.constructs.emr_events import EMR_EVENTS_HANDLER
+from sparkscale_cdk.constructs.fanout import FANOUT_HANDLER
 from sparkscale_cdk.constructs.scaler import ALARM_HANDLER, RECONCILE_HANDLER
 from sparkscale_cdk.constructs.spot_events import EVENTS_HANDLER
 from stack_testlib import Synth, as_list, cfn_lint, nag_findings, synth
@@ -52,7 +53,7 @@ def test_each_flag_switches_its_own_rules_and_function_only(s: Synth, flags: dic
         flags["spot_events"],
         flags["emr_events"],
     )
-    expected_handlers = [ALARM_HANDLER, RECONCILE_HANDLER]
+    expected_handlers = [ALARM_HANDLER, RECONCILE_HANDLER, FANOUT_HANDLER]
     expected_sources = []
     if flags["spot_events"]:
         expected_handlers.append(EVENTS_HANDLER)
@@ -65,13 +66,13 @@ def test_each_flag_switches_its_own_rules_and_function_only(s: Synth, flags: dic
 
 
 def test_dead_letter_queues_and_their_alarms_follow_the_flags(s: Synth, flags: dict[str, bool]) -> None:
-    expected = {"alarm-fn", "reconcile-fn", "alarm-subscription", "schedule"}
+    expected = {"alarm-fn", "reconcile-fn", "alarm-subscription", "schedule", "fanout-queue", "fanout-fn"}
     if flags["spot_events"]:
         expected |= {"events-fn", "spot-rules"}
     if flags["emr_events"]:
         expected |= {"emr-events-fn", "emr-rule"}
     assert set(s.stack.autoscaler.dead_letter_queues) == expected
-    assert len(s.props("AWS::SQS::Queue")) == len(expected) == 6
+    assert len(s.props("AWS::SQS::Queue")) == len(expected) + 1 == 9  # the DLQs and the evaluation queue
     dlq_alarms = {p["AlarmName"] for p in s.props("AWS::CloudWatch::Alarm") if "-dlq-" in p["AlarmName"]}
     assert dlq_alarms == {f"{s.settings.config.alarm_prefix}-dlq-{label}" for label in expected}
 

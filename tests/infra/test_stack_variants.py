@@ -93,10 +93,13 @@ def test_both_event_flags_off_means_no_rules_and_no_events_functions(s: Synth) -
         "reconcile-fn",
         "alarm-subscription",
         "schedule",
+        "fanout-queue",
+        "fanout-fn",
     }
     assert [p for p in s.props("AWS::Events::Rule") if "EventPattern" in p] == []
     assert sorted(p["Handler"] for p in s.props("AWS::Lambda::Function")) == [
         "handlers.alarm.handler",
+        "handlers.fanout.handler",
         "handlers.reconcile.handler",
     ]
 
@@ -106,7 +109,8 @@ def test_pinned_powertools_version_and_settings_reach_the_functions(s: Synth) ->
     (key,) = [k for k, v in s.doc["Parameters"].items() if v.get("Default") == path]
     for fn in s.props("AWS::Lambda::Function"):
         assert fn["Layers"] == [{"Ref": key}]
-        assert fn["ReservedConcurrentExecutions"] == 2
+        fanout = fn["Handler"] == "handlers.fanout.handler"  # reserves its maximum concurrency (10)
+        assert fn["ReservedConcurrentExecutions"] == (10 if fanout else 2)
         assert fn["Timeout"] == 35  # lease 45 s - 10 s margin
 
 

@@ -54,6 +54,7 @@ def _roles(s: Synth) -> dict[str, Any]:
     return {
         "alarm": a.scaler.alarm.role,
         "reconcile": a.scaler.reconcile.role,
+        "fanout": a.fanout.handler.role,
         "emr_events": a.emr_events.handler.role,
         "spot_events": a.spot_events.handler.role,
     }
@@ -64,7 +65,7 @@ def test_the_constants_are_the_documented_actions() -> None:
     assert set(DEMAND_READ_ACTIONS) == {"dynamodb:Query"}
 
 
-@pytest.mark.parametrize("fn", ["alarm", "reconcile", "emr_events"])
+@pytest.mark.parametrize("fn", ["alarm", "reconcile", "fanout", "emr_events"])
 def test_run_once_functions_get_item_actions_and_query_only(s: Synth, fn: str) -> None:
     actions, resources = _dynamodb(s, _roles(s)[fn])
     assert actions == ITEMS | {"dynamodb:Query"}

@@ -5,6 +5,7 @@ It composes one construct per concern and does the grants between them:
     Notifications (key, alarm topic, operator topic)     StateTable (DynamoDB)
     ManagedClusters (the EMR clusters' ARNs; not created here)
     ScalerFunctions (alarm + reconcile Lambdas, subscription, schedule)
+    EvaluationFanOut (evaluation queue + DLQ, fanout Lambda)
     SpotEvents (EventBridge rules + events Lambda)        ClusterAlarms + ClusterDashboard per cluster
     EmrEvents (EMR capacity/termination rule + Lambda)
     HeapBootstrapAssets (bootstrap action on S3)          DLQ alarms
@@ -43,6 +44,7 @@ from sparkscale_cdk.constructs.dashboard import ClusterDashboard
 from sparkscale_cdk.constructs.digest import DailyDigest
 from sparkscale_cdk.constructs.discovery import ClusterDiscovery
 from sparkscale_cdk.constructs.emr_events import EmrEvents
+from sparkscale_cdk.constructs.fanout import EvaluationFanOut
 from sparkscale_cdk.constructs.function import FunctionOptions, ScalerFunction, lambda_code, powertools_layer
 from sparkscale_cdk.constructs.grants import acknowledge, grant_on
 from sparkscale_cdk.constructs.heap_bootstrap import HeapBootstrapAssets
@@ -68,6 +70,7 @@ class SparkAutoscaler(Construct):
     state: StateTable
     clusters: ManagedClusters
     scaler: ScalerFunctions
+    fanout: EvaluationFanOut
     spot_events: SpotEvents | None
     emr_events: EmrEvents | None
     discovery: ClusterDiscovery | None
@@ -157,6 +160,13 @@ class SparkAutoscaler(Construct):
             alarm_topic=self.notifications.alarm_topic,
             reconcile_rate_minutes=settings.reconcile_rate_minutes,
         )
+        self.fanout = EvaluationFanOut(
+            self,
+            "FanOut",
+            options=options,
+            reconcile=self.scaler.reconcile,
+            max_concurrency=settings.config.fanout_max_concurrency,
+        )
         self.spot_events = SpotEvents(self, "SpotEvents", options=options) if features.spot_events else None
         by_tag = settings.discovers
         self.emr_events = (
@@ -179,7 +189,7 @@ class SparkAutoscaler(Construct):
             if by_tag
             else None
         )
-        self.functions = [self.scaler.alarm, self.scaler.reconcile]
+        self.functions = [self.scaler.alarm, self.scaler.reconcile, self.fanout.handler]
         self.functions += [e.handler for e in (self.spot_events, self.emr_events, self.discovery) if e]
         # not in `functions`: it neither scales nor writes state (its grants: _grant_digest)
         self.digest = DailyDigest(self, "Digest", options=options) if features.digest else None
@@ -202,7 +212,7 @@ class SparkAutoscaler(Construct):
         if self.discovery is not None:
             self.clusters.grant_discover(self.discovery.handler.function)
             self.grant_manage_alarms(self.discovery.handler.function)
-        run_once = [self.scaler.alarm, self.scaler.reconcile]
+        run_once = [self.scaler.alarm, self.scaler.reconcile, self.fanout.handler]
         if self.emr_events is not None:
             run_once.append(self.emr_events.handler)
         for fn in run_once:
@@ -340,6 +350,8 @@ class SparkAutoscaler(Construct):
             "reconcile-fn": self.scaler.reconcile.dead_letter_queue,
             "alarm-subscription": self.scaler.subscription_dlq,
             "schedule": self.scaler.schedule_dlq,
+            "fanout-queue": self.fanout.dead_letter_queue,
+            "fanout-fn": self.fanout.handler.dead_letter_queue,
         }
         if self.spot_events is not None:
             queues["events-fn"] = self.spot_events.handler.dead_letter_queue

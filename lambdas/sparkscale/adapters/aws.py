@@ -19,6 +19,7 @@ from sparkscale.adapters.dynamodb import DynamoStateStore
 from sparkscale.adapters.emr import EmrCapacityWriter, EmrClusterReader
 from sparkscale.adapters.prices import SpotPriceSource
 from sparkscale.adapters.sns import SnsNotifier
+from sparkscale.adapters.sqs import SqsEvaluationQueue
 from sparkscale.config import Config
 from sparkscale.ports import Ports
 
@@ -96,3 +97,9 @@ def aws_ports(*, clients: AwsClients, config: Config, table_name: str, topic_arn
 
 def alarm_reader(clients: AwsClients) -> CloudWatchAlarmReader:
     return CloudWatchAlarmReader(clients.cloudwatch)
+
+
+def evaluation_queue(queue_url: str, session: boto3.session.Session | None = None) -> SqsEvaluationQueue:
+    """The reconcile schedule's queue of evaluations (SQS, same retries as every other client)."""
+    s = session or boto3.session.Session()
+    return SqsEvaluationQueue(s.client("sqs", config=boto_config()), queue_url)
