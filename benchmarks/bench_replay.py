@@ -3,6 +3,7 @@
     python benchmarks/bench_replay.py                 # print the figures
     python benchmarks/bench_replay.py --write-docs  # also rewrite docs/benchmarks.md's replay block
     python benchmarks/bench_replay.py --quick         # shorter traces (a smoke run)
+    python benchmarks/bench_replay.py --speed-only    # only the speed table (for iterating on speed)
     SPARKSCALE_BENCH_WRITE_DOCS=1 make bench        # `make bench` keeping the docs' table true
 
 Speed: 30 days at 60 s steps (43 200 steps) of the diurnal shape, wall seconds per policy (target ≤ 2 s).
@@ -26,7 +27,6 @@ import re
 import sys
 import time
 from dataclasses import dataclass, replace
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +35,6 @@ sys.path.insert(0, str(REPO / "lambdas"))
 
 from sparkscale.alarms import heap_used_threshold_pct  # noqa: E402
 from sparkscale.config import Config  # noqa: E402
-from sparkscale.ports import Ports  # noqa: E402
 from sparkscale.usecases.scale import RunResult  # noqa: E402
 from sparkscale_tools.replay import synthetic  # noqa: E402
 from sparkscale_tools.replay.cluster import ClusterSpec, default_cluster  # noqa: E402
@@ -178,24 +177,26 @@ def timed_replay(demand: list[float], spec: PolicySpec, config: Config) -> float
 
 
 def simulator_overhead(demand: list[float], config: Config) -> tuple[int, float]:
-    """(run_once calls, seconds) of a sparkscale replay whose run_once only reads the cluster and metrics."""
+    """(evaluations, seconds) of a sparkscale replay whose evaluations (run_once under its lease, for the
+    alarm and the reconcile Lambdas alike) only read the cluster and the metrics."""
     import sparkscale.usecases.scale as service_module
+    from sparkscale.usecases.shell import Shell
 
     calls = [0]
-    real = service_module.run_once
+    real = service_module._run_under_lease
 
-    def stub(*, now: datetime, cluster_id: str, ports: Ports, config: Config, owner: str) -> RunResult:
+    def stub(shell: Shell, owner: str) -> RunResult:
         calls[0] += 1
-        ports.clusters.read_cluster(cluster_id)
-        ports.metrics.read_metrics(cluster_id, now)
-        return RunResult(cluster_id, "hold", None)
+        shell.ports.clusters.read_cluster(shell.cluster_id)
+        shell.ports.metrics.read_metrics(shell.cluster_id, shell.now)
+        return RunResult(shell.cluster_id, "hold", None)
 
-    setattr(service_module, "run_once", stub)  # noqa: B010 - measure the simulator alone
+    setattr(service_module, "_run_under_lease", stub)  # noqa: B010 - measure the simulator alone
     try:
         seconds = timed_replay(demand, PolicySpec("sparkscale", "sparkscale"), config)
         return calls[0], seconds
     finally:
-        setattr(service_module, "run_once", real)  # noqa: B010
+        setattr(service_module, "_run_under_lease", real)  # noqa: B010
 
 
 # --- the comparison table --------------------------------------------------------------------------------
@@ -525,11 +526,16 @@ def main() -> int:
         "--quick", action="store_true", help="3-day traces (a smoke run; never written to the docs)"
     )
     ap.add_argument("--profile", action="store_true", help="cProfile one 30-day sparkscale replay")
+    ap.add_argument(
+        "--speed-only", action="store_true", help="only the speed table (never written to the docs)"
+    )
     args = ap.parse_args()
     config = Config.from_mapping(BENCH_CONFIG)
     t0 = time.perf_counter()
     speed_lines, _ = speed(config, profile=args.profile)
     print("\n".join(speed_lines), "\n", flush=True)
+    if args.speed_only:
+        return 0
     table_lines, verdicts, results = table(config, args.quick)
     print("\n".join(table_lines), "\n", flush=True)
     spot_lines = spot_table(config, args.quick)
