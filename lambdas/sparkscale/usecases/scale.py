@@ -129,6 +129,13 @@ def run_once(*, now: datetime, cluster_id: str, ports: Ports, config: Config, ow
     shell = Shell(ports=ports, config=config, now=now, cluster_id=cluster_id)
     if shell.is_gone():
         return _gone_result(cluster_id)
+    return _run_under_lease(shell, owner)
+
+
+def _run_under_lease(shell: Shell, owner: str) -> RunResult:
+    """run_once after its gone check, on the caller's Shell (reconcile_once's too: one Shell and one gone
+    check per invocation)."""
+    cluster_id = shell.cluster_id
     with shell.lease(owner) as held:
         if not held:
             return RunResult(cluster_id, Outcome.LEASE_HELD.value, None, detail="evaluation in progress")
@@ -168,7 +175,7 @@ def reconcile_once(
                     running_task_nodes=running,
                     requested_task_nodes=requested,
                 )
-    return run_once(now=now, cluster_id=cluster_id, ports=ports, config=config, owner=owner)
+    return _run_under_lease(shell, owner)  # run_once, its gone check done above
 
 
 def read_metrics(source: MetricsSource, cluster_id: str, now: datetime, config: Config) -> MetricsSnapshot:
