@@ -22,6 +22,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Final
 
+from sparkscale import names
 from sparkscale.alarms import AlarmSpec
 from sparkscale.policy.model import Market, Role
 
@@ -223,8 +224,13 @@ def provision(tpl: StackTemplate, c: Clients, cluster_id: str) -> Provisioned:
         raise DemoError(f"{tpl.source}: no alarm named {tpl.alarm_prefix}-{cluster_id}-* in the template")
     described = c.cloudwatch.describe_alarms(AlarmNames=[s.name for s, _ in created])["MetricAlarms"]
     arn_of = {a["AlarmName"]: a["AlarmArn"] for a in described}
+    # Without the evaluation queue (nothing here consumes it) the reconcile handler evaluates in turn.
     env = {
-        h: {k: str(resolve(v)) for k, v in tpl.functions[h].environment.items()}
+        h: {
+            k: str(resolve(v))
+            for k, v in tpl.functions[h].environment.items()
+            if k != names.ENV_EVALUATION_QUEUE_URL
+        }
         for h in (ALARM_HANDLER, RECONCILE_HANDLER, DISCOVERY_HANDLER, EMR_EVENTS_HANDLER)
         if h in tpl.functions
     }
