@@ -58,8 +58,8 @@ SPIKY_GRID = {
     "scale_in_stabilization_s": (600, 300, 180),
     "yarn_memory_used_target_pct": (85.0, 95.0),
 }
-# How often it may add: cooldown_after_scale_out_s holds every action for that long after a scale-out. With one
-# node per decision this is EMR's own cadence (one node, then wait): the rows that show the SWIM target
+# How often it may add: cooldown_after_scale_out_s holds every action for that long after a scale-out. With
+# one node per decision this is EMR's own cadence (one node, then wait): the rows that show the SWIM target
 # reachable and what the same cadence does to bursty-batch.
 SPIKY_CADENCE: tuple[dict[str, Any], ...] = (
     {
@@ -82,10 +82,10 @@ SPIKY_CADENCE: tuple[dict[str, Any], ...] = (
     },
 )
 SMOOTH_GRID = {"yarn_memory_used_target_pct": (85.0, 90.0, 93.0), "forecast_mode": ("off", "act")}
-# A target above 100 / (1 + deadband) puts the scale-out edge at or above 100 % of the capacity counted (93 %
-# with the 8 % deadband: 100.4 %): it then scales out only once demand is unserved. These rows narrow the
-# deadband, and leave out the r5.2xlarge group (48 GiB nodes at 21 % more per GiB-hour than r6g.4xlarge, bought
-# for small increments: a quarter of the default's cost on diurnal).
+# A target above 100 / (1 + deadband) puts the scale-out edge at or above 100 % of the capacity counted
+# (93 % with the 8 % deadband: 100.4 %): it then scales out only once demand is unserved. These rows narrow
+# the deadband, and leave out the r5.2xlarge group (48 GiB nodes at 21 % more per GiB-hour than r6g.4xlarge,
+# bought for small increments: a quarter of the default's cost on diurnal).
 NO_SMALL_NODES = {"ig-TASKR52X": {"max_nodes": 0}}
 SMOOTH_MORE: tuple[dict[str, Any], ...] = (
     {"yarn_memory_used_target_pct": 93.0, "deadband_pct": 3.5},
@@ -163,8 +163,8 @@ def spiky_table() -> list[str]:
     lines = [
         "Spiky traces: target τ_U ≤ emr-custom-rules' at a cost ≤ emr-custom-rules'. Each setting's τ_U, "
         "its cost as a multiple of emr-custom-rules' on the same trace, and its longest reaction (target ≤ "
-        "150 s); ✓ where τ_U and cost hold. The last rows add `cooldown_after_scale_out_s` (no action for that "
-        "long after a scale-out): with one node at a time, EMR's own cadence.",
+        "150 s); ✓ where τ_U and cost hold. The last rows add `cooldown_after_scale_out_s` (no action for "
+        "that long after a scale-out): with one node at a time, EMR's own cadence.",
         "",
     ]
     settings = [*grid(SPIKY_GRID), *SPIKY_CADENCE]
@@ -196,10 +196,11 @@ def spiky_table() -> list[str]:
         + (", ".join(winners) if winners else "none")
         + ". On SWIM alone: "
         + (", ".join(swim) if swim else "none")
-        + ". SWIM's bursts ramp up over 10–50 minutes: buying one node at a time and waiting, as EMR's rules "
-        "do, serves the minutes just above the core at little cost and leaves the peaks short; bursty-batch's "
-        "jobs jump to their size at once, and the same cadence leaves them short for longer than EMR's rules. "
-        "No setting does both; a policy that would have to tell the two shapes apart as they begin.",
+        + ". SWIM's bursts ramp up over 10–50 minutes: buying one node at a time and waiting, as EMR's "
+        "rules do, serves the minutes just above the core at little cost and leaves the peaks short; "
+        "bursty-batch's jobs jump to their size at once, and the same cadence leaves them short for longer "
+        "than EMR's rules. No setting does both: a policy would have to tell the two shapes apart as they "
+        "begin.",
     ]
     return lines
 
@@ -227,8 +228,10 @@ def smooth_table() -> list[str]:
             met_everywhere[label(s)] &= ok
             rows[label(s)].append(f"{r.tau_u_pct:.2f} % at {ratio:.3f} ×{' ✓' if ok else ''}")
         h, lr = least_headroom(case.trace)
-        shown = "none up to 30 %" if lr is None or not foresight else (
-            f"h {h} %: {lr.tau_u_pct:.2f} % at {lr.cost_usd / foresight:.3f} ×"
+        shown = (
+            "none up to 30 %"
+            if lr is None or not foresight
+            else (f"h {h} %: {lr.tau_u_pct:.2f} % at {lr.cost_usd / foresight:.3f} ×")
         )
         causal.append(f"{case.name} {shown}")
     lines += ["| settings | " + " | ".join(c.name for c in cases) + " |", "|---" * (len(cases) + 1) + "|"]
@@ -240,22 +243,23 @@ def smooth_table() -> list[str]:
         + (", ".join(winners) if winners else "none")
         + ".",
         "",
-        f"Is it the forecast error on the ramps? A causal sizing rule, replayed on the same cluster and model: "
-        f"every minute, whole nodes of the cheapest offering for the demand of {LAG_S:.0f} s earlier × (1 + h), "
-        "released at once, with h the least whole percentage that keeps τ_U ≤ 1 % (chosen on the trace, as a "
-        "setting would be): "
+        "Is it the forecast error on the ramps? A causal sizing rule, replayed on the same cluster and "
+        f"model: every minute, whole nodes of the cheapest offering for the demand of {LAG_S:.0f} s earlier "
+        "× (1 + h), released at once, with h the least whole percentage that keeps τ_U ≤ 1 % (chosen on the "
+        "trace, as a setting would be): "
         + "; ".join(causal)
-        + ". Where it meets the target, what a 7-minute start-up leaves unknown on the ramps is not what keeps "
-        "sparkscale above it: its 85 % target holds 1/0.85 − 1 = 18 % headroom where a few % do, and its "
-        "planner buys 48 GiB r5.2xlarge nodes for small increments.",
+        + ". Where it meets the target, what a 7-minute start-up leaves unknown on the ramps is not what "
+        "keeps sparkscale above it: its 85 % target holds 1/0.85 − 1 = 18 % headroom where a few % do, and "
+        "its planner buys 48 GiB r5.2xlarge nodes for small increments.",
     ]
     return lines
 
 
 class LaggedHeadroom:
-    """A causal sizing rule for the smooth traces (not a policy of the product): every step, the whole nodes of
-    the cheapest offering that cover the demand of `lag_s` earlier × (1 + headroom) above core; released at
-    once. Run on the replay's simulated cluster, so start-up and release are billed as for every policy."""
+    """A causal sizing rule for the smooth traces (not a policy of the product): every step, the whole nodes
+    of the cheapest offering that cover the demand of `lag_s` earlier × (1 + headroom) above core; released
+    at once. Run on the replay's simulated cluster, so start-up and release are billed as for every
+    policy."""
 
     name = "lagged-headroom"
 
