@@ -34,9 +34,12 @@ sys.path.insert(0, str(REPO / "tools"))
 
 from sparkscale.config import Config  # noqa: E402
 from sparkscale_tools.replay import synthetic  # noqa: E402
-from sparkscale_tools.replay.cluster import default_cluster  # noqa: E402
+from sparkscale_tools.replay.cluster import ClusterSpec, default_cluster  # noqa: E402
+from sparkscale_tools.replay.engine import RunRecord, World  # noqa: E402
 from sparkscale_tools.replay.model import SimParams  # noqa: E402
+from sparkscale_tools.replay.policies import nodes_for  # noqa: E402
 from sparkscale_tools.replay.run import PolicySpec, ReplayResult, run_replay  # noqa: E402
+from sparkscale_tools.replay.scores import Scores, score  # noqa: E402
 from sparkscale_tools.replay.trace import Trace, load_csv  # noqa: E402
 
 BENCH_PAGE = REPO / "docs" / "benchmarks.md"
@@ -55,13 +58,50 @@ SPIKY_GRID = {
     "scale_in_stabilization_s": (600, 300, 180),
     "yarn_memory_used_target_pct": (85.0, 95.0),
 }
+# How often it may add: cooldown_after_scale_out_s holds every action for that long after a scale-out. With
+# one node per decision this is EMR's own cadence (one node, then wait): the rows that show the SWIM target
+# reachable and what the same cadence does to bursty-batch.
+SPIKY_CADENCE: tuple[dict[str, Any], ...] = (
+    {
+        "max_scale_out_step_nodes": 1,
+        "cooldown_after_scale_out_s": 300,
+        "scale_in_stabilization_s": 600,
+        "yarn_memory_used_target_pct": 95.0,
+    },
+    {
+        "max_scale_out_step_nodes": 1,
+        "cooldown_after_scale_out_s": 600,
+        "scale_in_stabilization_s": 600,
+        "yarn_memory_used_target_pct": 85.0,
+    },
+    {
+        "max_scale_out_step_nodes": 2,
+        "cooldown_after_scale_out_s": 420,
+        "scale_in_stabilization_s": 300,
+        "yarn_memory_used_target_pct": 85.0,
+    },
+)
 SMOOTH_GRID = {"yarn_memory_used_target_pct": (85.0, 90.0, 93.0), "forecast_mode": ("off", "act")}
+# A target above 100 / (1 + deadband) puts the scale-out edge at or above 100 % of the capacity counted
+# (93 % with the 8 % deadband: 100.4 %): it then scales out only once demand is unserved. These rows narrow
+# the deadband, and leave out the r5.2xlarge group (48 GiB nodes at 21 % more per GiB-hour than r6g.4xlarge,
+# bought for small increments: a quarter of the default's cost on diurnal).
+NO_SMALL_NODES = {"ig-TASKR52X": {"max_nodes": 0}}
+SMOOTH_MORE: tuple[dict[str, Any], ...] = (
+    {"yarn_memory_used_target_pct": 93.0, "deadband_pct": 3.5},
+    {"yarn_memory_used_target_pct": 93.0, "deadband_pct": 3.5, "group_bounds": NO_SMALL_NODES},
+)
 SHORT = {
     "max_scale_out_step_nodes": "step",
     "scale_in_stabilization_s": "stab",
     "yarn_memory_used_target_pct": "target",
     "forecast_mode": "forecast",
+    "cooldown_after_scale_out_s": "cooldown",
+    "deadband_pct": "band",
 }
+# The smooth traces' causal sizing rule (lagged_headroom): the demand this long ago, plus a constant headroom
+LAG_S = 120.0
+MAX_HEADROOM_PCT = 30
 
 
 @dataclass(frozen=True)
@@ -72,7 +112,7 @@ class Case:
 
 def spiky_cases() -> list[Case]:
     out = [Case("swim-fb2009", load_csv(TRACES / "swim_fb2009_hadoop.csv"))]
-    for seed in (1, 7, 13):
+    for seed in (1, 7, 13, 29):
         mark = "" if seed == 1 else "*"
         out.append(
             Case(
@@ -87,7 +127,7 @@ def smooth_cases() -> list[Case]:
         Case("google2019", load_csv(TRACES / "google2019_assigned_mem.csv")),
         Case("azure2019", load_csv(TRACES / "azure2019_assigned_mem.csv")),
     ]
-    for seed in (1, 7):
+    for seed in (1, 7, 23):
         mark = "" if seed == 1 else "*"
         out.append(Case(f"diurnal s{seed}{mark}", synthetic.diurnal(days=DAYS, peak_gib=PEAK_GIB, seed=seed)))
     return out
@@ -99,13 +139,17 @@ def grid(axes: dict[str, tuple[Any, ...]]) -> list[dict[str, Any]]:
 
 
 def label(settings: dict[str, Any]) -> str:
-    return " ".join(
-        f"{SHORT[k]} {v:g}" if isinstance(v, float) else f"{SHORT[k]} {v}" for k, v in settings.items()
-    )
+    parts = []
+    for k, v in settings.items():
+        if k == "group_bounds":
+            parts.append("no r5.2xlarge")
+        else:
+            parts.append(f"{SHORT[k]} {v:g}" if isinstance(v, float) else f"{SHORT[k]} {v}")
+    return " ".join(parts)
 
 
-def replay(trace: Trace, name: str, config: Config) -> ReplayResult:
-    params = SimParams()
+def replay(trace: Trace, name: str, config: Config, *, backlog: bool = False) -> ReplayResult:
+    params = SimParams(backlog=backlog)
     return run_replay(
         trace.resample(params.step_s),
         policies=[PolicySpec(name, name, config)],
@@ -117,11 +161,13 @@ def replay(trace: Trace, name: str, config: Config) -> ReplayResult:
 
 def spiky_table() -> list[str]:
     lines = [
-        "Spiky traces: target τ_U ≤ emr-custom-rules' at a cost ≤ emr-custom-rules'. Each setting's τ_U, and "
-        "its cost as a multiple of emr-custom-rules' on the same trace; ✓ where both hold.",
+        "Spiky traces: target τ_U ≤ emr-custom-rules' at a cost ≤ emr-custom-rules'. Each setting's τ_U, "
+        "its cost as a multiple of emr-custom-rules' on the same trace, and its longest reaction (target ≤ "
+        "150 s); ✓ where τ_U and cost hold. The last rows add `cooldown_after_scale_out_s` (no action for "
+        "that long after a scale-out): with one node at a time, EMR's own cadence.",
         "",
     ]
-    settings = grid(SPIKY_GRID)
+    settings = [*grid(SPIKY_GRID), *SPIKY_CADENCE]
     cases = spiky_cases()
     header = "| settings | " + " | ".join(c.name for c in cases) + " |"
     rows: dict[str, list[str]] = {label(s): [] for s in settings}
@@ -136,19 +182,63 @@ def spiky_table() -> list[str]:
             ratio = r.cost_usd / emr.cost_usd if emr.cost_usd > 0 else float("inf")
             ok = r.tau_u_pct <= emr.tau_u_pct + 1e-9 and ratio <= 1.0 + 1e-9
             met_everywhere[label(s)] &= ok
-            rows[label(s)].append(f"{r.tau_u_pct:.1f} % at {ratio:.2f} ×{' ✓' if ok else ''}")
+            react = "–" if r.reaction_s_max is None else f"{r.reaction_s_max:.0f} s"
+            rows[label(s)].append(f"{r.tau_u_pct:.1f} % at {ratio:.2f} ×, {react}{' ✓' if ok else ''}")
     lines += [header, "|---" * (len(cases) + 1) + "|"]
     lines += [f"| {k} | " + " | ".join(v) + " |" for k, v in rows.items()]
     winners = [k for k, ok in met_everywhere.items() if ok]
+    swim = [k for k, cells in rows.items() if cells[0].endswith("✓")]
     lines += [
         "",
         "emr-custom-rules: " + "; ".join(refs) + ".",
         "",
         "Settings meeting the target on every spiky trace: "
         + (", ".join(winners) if winners else "none")
-        + ".",
+        + ". On SWIM alone: "
+        + (", ".join(swim) if swim else "none")
+        + ". SWIM's bursts ramp up over 10–50 minutes: buying one node at a time and waiting, as EMR's "
+        "rules do, serves the minutes just above the core at little cost and leaves the peaks short; "
+        "bursty-batch's jobs jump to their size at once, and the same cadence leaves them short for longer "
+        "than EMR's rules. No setting does both: a policy would have to tell the two shapes apart as they "
+        "begin.",
     ]
     return lines
+
+
+def backlog_table() -> list[str]:
+    """Issue 14's --backlog target on the spiky traces: fewer queued GiB-hours than emr-custom-rules at no
+    more cost, for the defaults and the cadence rows."""
+    lines = [
+        "With `--backlog` (work that does not fit waits and runs later): target fewer queued GiB-hours than "
+        "emr-custom-rules at no more cost. Each setting's queued GiB-hours, its cost as a multiple of "
+        "emr-custom-rules' and its longest reaction; ✓ where queue and cost hold.",
+        "",
+    ]
+    settings = [{}, *SPIKY_CADENCE]
+    cases = spiky_cases()
+    rows: dict[str, list[str]] = {label(s) or "defaults": [] for s in settings}
+    refs = []
+    for case in cases:
+        base = Config.from_mapping(BASE)
+        res = replay(case.trace, "emr-custom-rules", base, backlog=True)
+        emr, emr_q = res.scores["emr-custom-rules"], _queued(res, "emr-custom-rules")
+        refs.append(f"{case.name} {emr_q:,.0f} GiB-h, ${emr.cost_usd:,.0f}")
+        for s in settings:
+            res = replay(case.trace, "sparkscale", Config.from_mapping({**BASE, **s}), backlog=True)
+            r, q = res.scores["sparkscale"], _queued(res, "sparkscale")
+            ratio = r.cost_usd / emr.cost_usd if emr.cost_usd > 0 else float("inf")
+            ok = q < emr_q and ratio <= 1.0 + 1e-9
+            react = "–" if r.reaction_s_max is None else f"{r.reaction_s_max:.0f} s"
+            rows[label(s) or "defaults"].append(f"{q:,.0f} at {ratio:.2f} ×, {react}{' ✓' if ok else ''}")
+    lines += ["| settings | " + " | ".join(c.name for c in cases) + " |", "|---" * (len(cases) + 1) + "|"]
+    lines += [f"| {k} | " + " | ".join(v) + " |" for k, v in rows.items()]
+    lines += ["", "emr-custom-rules with `--backlog`: " + "; ".join(refs) + "."]
+    return lines
+
+
+def _queued(res: ReplayResult, name: str) -> float:
+    scores = res.backlog_scores or {}
+    return scores[name].queued_gib_hours if name in scores else float("nan")
 
 
 def smooth_table() -> list[str]:
@@ -158,18 +248,28 @@ def smooth_table() -> list[str]:
         "bound; ✓ where both hold.",
         "",
     ]
-    settings = grid(SMOOTH_GRID)
+    settings = [*grid(SMOOTH_GRID), *SMOOTH_MORE]
     cases = smooth_cases()
     rows: dict[str, list[str]] = {label(s): [] for s in settings}
     met_everywhere = {label(s): True for s in settings}
+    causal: list[str] = []
     for case in cases:
+        foresight = None
         for s in settings:
             res = replay(case.trace, "sparkscale", Config.from_mapping({**BASE, **s}))
             r = res.scores["sparkscale"]
+            foresight = res.foresight_cost_usd
             ratio = r.cost_usd / res.foresight_cost_usd if res.foresight_cost_usd else float("inf")
             ok = r.tau_u_pct <= 1.0 and ratio <= 1.15
             met_everywhere[label(s)] &= ok
             rows[label(s)].append(f"{r.tau_u_pct:.2f} % at {ratio:.3f} ×{' ✓' if ok else ''}")
+        h, lr = least_headroom(case.trace)
+        shown = (
+            "none up to 30 %"
+            if lr is None or not foresight
+            else (f"h {h} %: {lr.tau_u_pct:.2f} % at {lr.cost_usd / foresight:.3f} ×")
+        )
+        causal.append(f"{case.name} {shown}")
     lines += ["| settings | " + " | ".join(c.name for c in cases) + " |", "|---" * (len(cases) + 1) + "|"]
     lines += [f"| {k} | " + " | ".join(v) + " |" for k, v in rows.items()]
     winners = [k for k, ok in met_everywhere.items() if ok]
@@ -178,8 +278,83 @@ def smooth_table() -> list[str]:
         "Settings meeting the target on every smooth trace: "
         + (", ".join(winners) if winners else "none")
         + ".",
+        "",
+        "Is it the forecast error on the ramps? A causal sizing rule, replayed on the same cluster and "
+        f"model: every minute, whole nodes of the cheapest offering for the demand of {LAG_S:.0f} s earlier "
+        "× (1 + h), released at once, with h the least whole percentage that keeps τ_U ≤ 1 % (chosen on the "
+        "trace, as a setting would be): "
+        + "; ".join(causal)
+        + ". Where it meets the target, what a 7-minute start-up leaves unknown on the ramps is not what "
+        "keeps sparkscale above it: its 85 % target holds 1/0.85 − 1 = 18 % headroom where a few % do, and "
+        "its planner buys 48 GiB r5.2xlarge nodes for small increments.",
     ]
     return lines
+
+
+class LaggedHeadroom:
+    """A causal sizing rule for the smooth traces (not a policy of the product): every step, the whole nodes
+    of the cheapest offering that cover the demand of `lag_s` earlier × (1 + headroom) above core; released
+    at once. Run on the replay's simulated cluster, so start-up and release are billed as for every
+    policy."""
+
+    name = "lagged-headroom"
+
+    def __init__(self, cluster: ClusterSpec, config: Config, headroom: float, lag_s: float) -> None:
+        f = config.usable_memory_fraction
+        self.group = cluster.cheapest_task_group(f)
+        self.usable_gib = self.group.usable_gib(f)
+        self.headroom, self.lag_s = headroom, lag_s
+
+    def target(self, demand_gib: float, core_gib: float) -> int:
+        return nodes_for(demand_gib * (1.0 + self.headroom) - core_gib, self.usable_gib)
+
+    def attach(self, world: World) -> None:
+        self._w, self._g = world, world.by_id[self.group.id]
+        world.every(0.0, float(world.step_s), self._tick)
+
+    def _tick(self, t: float) -> None:
+        w, g = self._w, self._g
+        target = self.target(w.demand_at(t - self.lag_s), w.core_gib)
+        if target != g.requested:
+            scale_out = target > g.requested
+            w.set_requested(g, target)
+            w.record_request(scale_out=scale_out)
+
+
+def lagged_headroom(trace: Trace, headroom: float) -> Scores:
+    params, cluster, config = SimParams(), default_cluster(), Config.from_mapping(BASE)
+    demand = list(trace.resample(params.step_s))
+    rule = LaggedHeadroom(cluster, config, headroom, LAG_S)
+    core = cluster.core_gib(config.usable_memory_fraction)
+    rec = RunRecord(rule.name)
+    world = World(
+        demand_gib=demand,
+        cluster=cluster,
+        config=config,
+        params=params,
+        seed=0,
+        record=rec,
+        initial_task_nodes={rule.group.id: rule.target(demand[0], core)},
+    )
+    world.run(rule)
+    return score(
+        demand=demand,
+        supply=rec.supply_gib,
+        step_s=params.step_s,
+        cost_usd=rec.cost_usd,
+        oracle_cost_usd=None,
+        actions=rec.actions,
+        scale_out_times_s=rec.scale_out_times_s,
+    )
+
+
+def least_headroom(trace: Trace) -> tuple[int, Scores | None]:
+    """The least whole-percent headroom for which lagged_headroom keeps τ_U ≤ 1 %, and its scores."""
+    for h in range(MAX_HEADROOM_PCT + 1):
+        r = lagged_headroom(trace, h / 100.0)
+        if r.tau_u_pct <= 1.0:
+            return h, r
+    return MAX_HEADROOM_PCT, None
 
 
 def write_docs(block: str) -> None:
@@ -202,7 +377,16 @@ def main() -> None:
         default=os.environ.get(WRITE_DOCS_ENV, "") == "1",
         help=f"rewrite the frontier block of docs/benchmarks.md (also: {WRITE_DOCS_ENV}=1, for `make bench`)",
     )
+    ap.add_argument(
+        "--only",
+        choices=("spiky", "backlog", "smooth"),
+        help="run one of the two tables (printed only: the docs block needs both)",
+    )
     args = ap.parse_args()
+    if args.only:
+        table = {"spiky": spiky_table, "backlog": backlog_table, "smooth": smooth_table}[args.only]
+        print("\n".join(table()))
+        return
     t0 = time.perf_counter()
     lines = [
         "### The settings' frontier (`benchmarks/bench_frontier.py`)",
@@ -213,6 +397,8 @@ def main() -> None:
         "settings reach, not a proof for every policy.",
         "",
         *spiky_table(),
+        "",
+        *backlog_table(),
         "",
         *smooth_table(),
     ]

@@ -60,6 +60,8 @@ def test_emr_custom_rules_on_the_golden_trace_by_hand() -> None:
     run = result.runs["emr-custom-rules"]
     assert run.supply_gib == [48.0] * 19 + [144.0] * 14 + [48.0] * 27
     assert run.scale_out_times_s == [770.0]
+    # the node requested at 770 s is launching at the samples of steps 13..18 (780-1080 s), usable at 1130
+    assert run.launching_gib == [0.0] * 13 + [96.0] * 6 + [0.0] * 41
     s = result.scores["emr-custom-rules"]
     assert s.cost_usd == pytest.approx(0.11)
     assert s.actions == 2

@@ -7,7 +7,14 @@ from replay_helpers import tiny_cluster
 from sparkscale.config import Config
 from sparkscale_tools.replay import policies as pol
 from sparkscale_tools.replay.model import SimParams
-from sparkscale_tools.replay.scores import episodes, exact_onsets, heap_reaction_times, reaction_times, score
+from sparkscale_tools.replay.scores import (
+    covered_steps,
+    episodes,
+    exact_onsets,
+    heap_reaction_times,
+    reaction_times,
+    score,
+)
 
 
 def test_elasticity_metrics_by_hand() -> None:
@@ -46,6 +53,55 @@ def test_reaction_only_counts_requests_inside_the_episode() -> None:
     assert reaction_times(flags, [10.0, 100.0, 400.0], 60) == [40.0]
     assert reaction_times([True, True], [], 60) == []
     assert heap_reaction_times([50.0, 80.0, 90.0, float("nan")], 77.0, [150.0], 60) == [90.0]
+
+
+def test_an_episode_answered_before_it_began_is_timed_from_its_first_uncovered_step() -> None:
+    # The SWIM case: a request at 52 s (before the episode) launches 48 GiB; steps of 60 s.
+    # step  demand  supply  launching  short  covered (supply + launching >= demand)
+    #  0     90     192       0        no     yes
+    #  1    202     192      48        yes    yes  (240 >= 202)  <- episode starts at 60 s
+    #  2    216     192      48        yes    yes
+    #  3    281     192      48        yes    no   (240 < 281)   <- the demand outgrew what was asked for
+    #  4    300     240       0        yes    no
+    #  5    200     336       0        no     yes
+    demand = [90.0, 202.0, 216.0, 281.0, 300.0, 200.0]
+    supply = [192.0, 192.0, 192.0, 192.0, 240.0, 336.0]
+    launching = [0.0, 48.0, 48.0, 48.0, 0.0, 0.0]
+    covered = covered_steps(demand, supply, launching)
+    assert covered == [True, True, True, False, False, True]
+    flags = [s < d for d, s in zip(demand, supply, strict=True)]
+    requests = [52.0, 232.0]
+    # counting only requests within the episode: 232 - 60 = 172 s
+    assert reaction_times(flags, requests, 60) == [172.0]
+    # the 52 s request answered its start; the next one answers the uncovered step 3: 232 - 180 = 52 s
+    assert reaction_times(flags, requests, 60, covered=covered) == [52.0]
+    # covered to its end: no reaction time (like an episode that ends without a request)
+    assert reaction_times(flags[:3], [52.0], 60, covered=covered[:3]) == []
+
+    # the same through score(), and without `launching` (the oracle's runs) the strict rule
+    def scored(launching: list[float]) -> float | None:
+        return score(
+            demand=demand,
+            supply=supply,
+            step_s=60,
+            cost_usd=1.0,
+            oracle_cost_usd=1.0,
+            actions=2,
+            scale_out_times_s=requests,
+            launching=launching,
+        ).reaction_s_max
+
+    assert scored(launching) == 52.0
+    assert scored([]) == 172.0
+    assert covered_steps(demand, supply, []) is None
+
+
+def test_a_request_within_the_first_step_stays_the_answer_even_when_its_nodes_cover_the_demand() -> None:
+    # the episode starts at 60 s; a request at 60 s launches 96 GiB at once (covered at step 1): its
+    # reaction is that request (0 s), not skipped as answered before the episode began
+    demand, supply, launching = [50.0, 150.0, 150.0], [100.0, 100.0, 100.0], [0.0, 96.0, 96.0]
+    covered = covered_steps(demand, supply, launching)
+    assert reaction_times([False, True, True], [60.0], 60, covered=covered) == [0.0]
 
 
 def test_an_episode_that_starts_between_steps_is_timed_from_the_supply_drop() -> None:

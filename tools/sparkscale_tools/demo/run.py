@@ -591,6 +591,7 @@ def _score(demand: list[float], rec: RunRecord, params: SimParams, oracle_cost: 
         actions=rec.actions,
         scale_out_times_s=rec.scale_out_times_s,
         supply_changes=rec.supply_changes,
+        launching=rec.launching_gib,
     )
 
 

@@ -95,6 +95,9 @@ class RunRecord:
     # steps (nodes decommissioned or reclaimed), and its reaction time is measured from that moment
     supply_changes: list[tuple[float, float]] = field(default_factory=list)
     backlog: Backlog | None = None  # SimParams.backlog: the run's queue of waiting work
+    # per step, the usable memory of TASK nodes launched and not yet usable (waiting for capacity excluded):
+    # an episode that starts while they cover the demand was answered before it began (scores.reaction_times)
+    launching_gib: list[float] = field(default_factory=list)
 
     def bump(self, key: str, n: int = 1) -> None:
         self.counters[key] = self.counters.get(key, 0) + n
@@ -471,6 +474,7 @@ class World:
             g.spec.interruption_rate_per_node_hour > 0 and g.spec.market is Market.SPOT for g in self.task
         )
         supply, cost, heap = rec.supply_gib, rec.cost_usd_per_h, rec.heap_used_pct
+        launching, task = rec.launching_gib, self.task
         demand, step = self.demand, self.step_s
         backlog, arrivals, wanted = self.backlog, self.arrivals, self._wanted
         for k in range(n):
@@ -480,6 +484,7 @@ class World:
             if spot_risk:
                 self._interruptions(t)
             supply.append(self.supply_gib)
+            launching.append(sum([len(g.provisioning) * g.usable_gib for g in task]))
             cost.append(self.rate_usd_per_h)
             pct = heap_used_pct(demand[k], self.supply_gib, p)
             heap.append(math.nan if pct is None else pct)

@@ -157,6 +157,7 @@ def run_replay(
             actions=rec.actions,
             scale_out_times_s=rec.scale_out_times_s,
             supply_changes=rec.supply_changes,
+            launching=rec.launching_gib,
         )
         for name, rec in runs.items()
     }
@@ -212,6 +213,7 @@ def _renamed(rec: RunRecord, name: str) -> RunRecord:
         dict(rec.counters),
         rec.supply_changes,
         rec.backlog,
+        rec.launching_gib,
     )
 
 

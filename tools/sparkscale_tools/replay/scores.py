@@ -11,6 +11,11 @@ without a request (demand fell on its own, or the policy was at its maximum) hav
 changes only at a step, but supply also drops between steps (nodes decommissioned or reclaimed): an episode
 whose supply fell below the previous step's demand after that step starts at that moment (from the run's
 supply changes), not at the next step, so a request made in between is its answer, not an earlier one's.
+An episode answered before it began: when no request falls between its start and its first step, and the
+supply plus the TASK nodes launching at that step (requested earlier, not yet usable) cover its demand, the
+policy had already asked for enough; its reaction is measured from its first step those nodes do not cover
+(the demand outgrew what was asked for) to the first request at or after it, and it has none when they cover
+every step (docs/replay.md, "Scores and outputs").
 """
 
 from __future__ import annotations
@@ -84,19 +89,44 @@ def exact_onsets(
 
 
 def reaction_times(
-    flags: Sequence[bool], scale_out_times_s: Sequence[float], step_s: float, *, onset: Onset | None = None
+    flags: Sequence[bool],
+    scale_out_times_s: Sequence[float],
+    step_s: float,
+    *,
+    onset: Onset | None = None,
+    covered: Sequence[bool] | None = None,
 ) -> list[float]:
     """Per episode of `flags`, seconds from its start (its first step, or `onset(first step)`) to the first
-    scale-out request within it."""
+    scale-out request within it. With `covered` (per step: the supply plus the nodes launching cover the
+    demand), an episode whose first step is covered and that has no request between its start and that step
+    was answered before it began: it is timed from its first uncovered step instead, and skipped when it has
+    none (the module docstring)."""
     times = sorted(scale_out_times_s)
     out: list[float] = []
     for first, end in episodes(flags):
         t0 = first * step_s if onset is None else onset(first)
         t1 = end * step_s
         i = bisect.bisect_left(times, t0)
+        answered_in_first_step = i < len(times) and times[i] <= first * step_s
+        if covered is not None and covered[first] and not answered_in_first_step:
+            uncovered = next((k for k in range(first, end) if not covered[k]), None)
+            if uncovered is None:
+                continue  # what was asked for before it began covered all of it
+            t0 = uncovered * step_s
+            i = bisect.bisect_left(times, t0)
         if i < len(times) and times[i] < t1:
             out.append(times[i] - t0)
     return out
+
+
+def covered_steps(
+    demand: Sequence[float], supply: Sequence[float], launching: Sequence[float]
+) -> list[bool] | None:
+    """Per step, whether the supply plus the memory launching covers the demand (None without `launching`,
+    as for the oracle and static-peak, which launch nothing)."""
+    if len(launching) != len(demand):
+        return None
+    return [s + n >= d for d, s, n in zip(demand, supply, launching, strict=True)]
 
 
 def median(xs: Sequence[float]) -> float | None:
@@ -117,7 +147,10 @@ def score(
     actions: int,
     scale_out_times_s: Sequence[float],
     supply_changes: Sequence[tuple[float, float]] = (),
+    launching: Sequence[float] = (),
 ) -> Scores:
+    """`launching`: per step, the memory of nodes launched and not yet usable (RunRecord.launching_gib); with
+    it an episode answered before it began is timed as the module docstring says."""
     if len(demand) != len(supply) or not demand:
         raise ValueError(f"demand ({len(demand)}) and supply ({len(supply)}) need the same, non-zero length")
     k = len(demand)
@@ -137,7 +170,8 @@ def score(
             flags.append(False)
     # 100/T · Σ x·Δt = 100 · Σ x / K
     onset = exact_onsets(demand, supply_changes, step_s, lambda d, s: s < d)
-    reactions = reaction_times(flags, scale_out_times_s, step_s, onset=onset)
+    covered = covered_steps(demand, supply, launching)
+    reactions = reaction_times(flags, scale_out_times_s, step_s, onset=onset, covered=covered)
     ratio = None
     if oracle_cost_usd is not None and oracle_cost_usd > 0:
         ratio = cost_usd / oracle_cost_usd
