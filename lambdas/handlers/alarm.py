@@ -39,30 +39,17 @@ def evaluate(trigger: dict[str, Any], owner: str) -> dict[str, Any]:
     return common.result_to_dict(result, ms)
 
 
-def _idempotent(rt: common.Runtime) -> Any:
-    """`evaluate` wrapped by Powertools Idempotency (built once per warm container)."""
-    if "idempotent" not in rt.cache:
-        from aws_lambda_powertools.utilities.idempotency import (  # noqa: PLC0415
-            DynamoDBPersistenceLayer,
-            IdempotencyConfig,
-            idempotent_function,
-        )
-
-        store = DynamoDBPersistenceLayer(
-            table_name=rt.table_name,
-            key_attr=names.TABLE_PK,
-            sort_key_attr=names.TABLE_SK,
-            expiry_attr=names.TABLE_TTL_ATTR,
-            boto3_client=rt.dynamodb,
-        )
-        cfg = IdempotencyConfig(event_key_jmespath="message_id", expires_after_seconds=IDEMPOTENCY_TTL_S)
-        rt.cache["idempotent"] = (
-            idempotent_function(data_keyword_argument="trigger", persistence_store=store, config=cfg)(
-                evaluate
-            ),
-            cfg,
-        )
-    return rt.cache["idempotent"]
+def _idempotent(rt: common.Runtime, context: Any = None) -> Any:
+    """`evaluate`, once per SNS message id (SNS retries a failed delivery)."""
+    return common.idempotent(
+        rt,
+        evaluate,
+        cache_key="idempotent",
+        argument="trigger",
+        key_jmespath="message_id",
+        expires_after_s=IDEMPOTENCY_TTL_S,
+        context=context,
+    )
 
 
 @logger.inject_lambda_context(clear_state=True)
@@ -88,9 +75,7 @@ def _run(rt: common.Runtime, trigger: dict[str, Any], context: Any) -> dict[str,
         IdempotencyAlreadyInProgressError,
     )
 
-    fn, cfg = _idempotent(rt)
-    if context is not None and hasattr(context, "get_remaining_time_in_millis"):
-        cfg.register_lambda_context(context)
+    fn = _idempotent(rt, context)
     try:
         return dict(fn(trigger=trigger, owner=common.owner_of(context)))
     except IdempotencyAlreadyInProgressError:

@@ -174,6 +174,43 @@ def owner_of(context: Any) -> str:
     return str(getattr(context, "aws_request_id", "") or f"local-{os.getpid()}-{time.monotonic_ns()}")
 
 
+def idempotent(
+    rt: Runtime,
+    fn: Callable[..., dict[str, Any]],
+    *,
+    cache_key: str,
+    argument: str,
+    key_jmespath: str,
+    expires_after_s: int,
+    context: Any = None,
+) -> Callable[..., dict[str, Any]]:
+    """`fn` wrapped by Powertools Idempotency on `argument` (keyed by `key_jmespath` in it), with its records
+    in the state table; built once per warm container under `rt.cache[cache_key]` (where tests put their
+    own). With a Lambda context, an in-progress record expires with the invocation (a timed-out one can be
+    retried at once)."""
+    if cache_key not in rt.cache:
+        from aws_lambda_powertools.utilities.idempotency import (  # noqa: PLC0415 - lazy: cold start
+            DynamoDBPersistenceLayer,
+            IdempotencyConfig,
+            idempotent_function,
+        )
+
+        store = DynamoDBPersistenceLayer(
+            table_name=rt.table_name,
+            key_attr=names.TABLE_PK,
+            sort_key_attr=names.TABLE_SK,
+            expiry_attr=names.TABLE_TTL_ATTR,
+            boto3_client=rt.dynamodb,
+        )
+        cfg = IdempotencyConfig(event_key_jmespath=key_jmespath, expires_after_seconds=expires_after_s)
+        wrapped = idempotent_function(data_keyword_argument=argument, persistence_store=store, config=cfg)(fn)
+        rt.cache[cache_key] = (wrapped, cfg)
+    wrapped, cfg = rt.cache[cache_key]
+    if context is not None and hasattr(context, "get_remaining_time_in_millis"):
+        cfg.register_lambda_context(context)
+    return wrapped  # type: ignore[no-any-return]
+
+
 def timed(fn: Callable[[], RunResult]) -> tuple[RunResult, float]:
     t0 = time.perf_counter()
     result = fn()

@@ -44,30 +44,17 @@ def evaluate(evaluation: dict[str, Any], owner: str) -> dict[str, Any]:
     return common.result_to_dict(result, ms)
 
 
-def _idempotent(rt: common.Runtime) -> Any:
-    """`evaluate` wrapped by Powertools Idempotency (built once per warm container)."""
-    if "fanout_idempotent" not in rt.cache:
-        from aws_lambda_powertools.utilities.idempotency import (  # noqa: PLC0415
-            DynamoDBPersistenceLayer,
-            IdempotencyConfig,
-            idempotent_function,
-        )
-
-        store = DynamoDBPersistenceLayer(
-            table_name=rt.table_name,
-            key_attr=names.TABLE_PK,
-            sort_key_attr=names.TABLE_SK,
-            expiry_attr=names.TABLE_TTL_ATTR,
-            boto3_client=rt.dynamodb,
-        )
-        cfg = IdempotencyConfig(event_key_jmespath="key", expires_after_seconds=IDEMPOTENCY_TTL_S)
-        rt.cache["fanout_idempotent"] = (
-            idempotent_function(data_keyword_argument="evaluation", persistence_store=store, config=cfg)(
-                evaluate
-            ),
-            cfg,
-        )
-    return rt.cache["fanout_idempotent"]
+def _idempotent(rt: common.Runtime, context: Any = None) -> Any:
+    """`evaluate`, once per cluster and period (a message's key; SQS delivers at least once)."""
+    return common.idempotent(
+        rt,
+        evaluate,
+        cache_key="fanout_idempotent",
+        argument="evaluation",
+        key_jmespath="key",
+        expires_after_s=IDEMPOTENCY_TTL_S,
+        context=context,
+    )
 
 
 @logger.inject_lambda_context(clear_state=True)
@@ -87,9 +74,7 @@ def handler(event: Any, context: Any) -> dict[str, Any]:
     managed = _managed(rt)
     fn: Any = evaluate
     if rt.dynamodb is not None:
-        fn, cfg = _idempotent(rt)
-        if context is not None and hasattr(context, "get_remaining_time_in_millis"):
-            cfg.register_lambda_context(context)  # an in-progress record expires with the invocation
+        fn = _idempotent(rt, context)
 
     def record_handler(record: Any) -> dict[str, Any]:
         return _one(fn, record, managed)
