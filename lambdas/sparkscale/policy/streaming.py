@@ -279,6 +279,13 @@ def assess(obs: StreamingObservation, config: Config) -> StreamingAssessment | N
             behind.append(("rate", ratio, Signal.STREAMING_PROCESSED_ROWS_PER_S, done))
     latency = obs.latency_ms
     keep_up = keep_up_ratio(obs, config)
+    # The latency grows with the backlog and the iterator age with the backlog over the input rate (it jumps
+    # when the input falls), neither with the shortfall of rate: with both rates reported, they ask at most
+    # for what processes the input with the tolerance or the headroom to spare, or they overshoot as the
+    # backlog grows (the rate's own ratio still asks for what is missing).
+    rate_bound = MAX_RATIO
+    if keep_up is not None and inp is not None and done is not None:
+        rate_bound = max(1.0, inp / done * max(1.0 / (1.0 - tolerance), 1.0 + headroom))
     if latency is not None and latency > target_ms:
         lat_signal = (
             Signal.STREAMING_BATCH_LATENCY_MS
@@ -289,17 +296,12 @@ def assess(obs: StreamingObservation, config: Config) -> StreamingAssessment | N
         # the latency (which measures the backlog, not a shortfall of rate) asks for nothing more
         draining = inp is not None and done is not None and done > inp * (1.0 + tolerance)
         lat_ratio = 1.0 if draining else latency / target_ms
-        if keep_up is not None and inp is not None and done is not None and done > 0:
-            # the latency grows with the backlog, not with the shortfall of rate: with both rates reported,
-            # ask at most for what processes the input with the tolerance or the headroom to spare (more
-            # would overshoot as the backlog grows; the rate's own ratio still asks for what it misses)
-            lat_ratio = min(lat_ratio, max(1.0, inp / done * max(1.0 / (1.0 - tolerance), 1.0 + headroom)))
-        behind.append(("latency", lat_ratio, lat_signal, latency))
+        behind.append(("latency", min(lat_ratio, rate_bound), lat_signal, latency))
     minutes, slope = rising_run(obs.iterator_age_history)
     age = obs.iterator_age_ms
     if age is not None and age > caught_up_ms and minutes >= config.streaming_iterator_age_rising_minutes:
         ratio = 1.0 / (1.0 - min(max(slope, 0.0), _MAX_SLOPE))
-        behind.append(("iterator_age", ratio, Signal.KINESIS_ITERATOR_AGE_MS, age))
+        behind.append(("iterator_age", min(ratio, rate_bound), Signal.KINESIS_ITERATOR_AGE_MS, age))
     if behind:
         _, ratio, signal, value = max(behind, key=lambda b: b[1])
         return StreamingAssessment(
