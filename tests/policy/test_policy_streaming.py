@@ -84,8 +84,11 @@ def test_rising_run_counts_minutes_up_to_the_newest_and_its_slope():
         ),
         # latency exactly at its target is not under it: catching up
         (StreamingObservation(batch_latency_ms=60_000.0), StreamStatus.CATCHING_UP, 1.0, ()),
-        # rate 1.667 and latency 2.5: both named, the larger asked for
-        (StreamingObservation(1500.0, 1000.0, 150_000.0), StreamStatus.BEHIND, 2.5, ("rate", "latency")),
+        # rate 1.667 and latency 2.5: both named; the latency's ask is bounded by the rates' evidence,
+        # 1500 / 1000 x max(1 / (1 - 10 % tolerance), 1 + 20 % headroom) = 1.8, the larger asked for
+        (StreamingObservation(1500.0, 1000.0, 150_000.0), StreamStatus.BEHIND, 1.8, ("rate", "latency")),
+        # latency 600 s (10 x its target) with the rates level: at most 1.2 (the headroom), not 10
+        (StreamingObservation(1000.0, 1000.0, 600_000.0), StreamStatus.BEHIND, 1.2, ("latency",)),
     ],
 )
 def test_assess(obs, status, ratio, behind_by):
