@@ -321,8 +321,9 @@ def assess(obs: StreamingObservation, config: Config) -> StreamingAssessment | N
     caught_up = (age is None or age <= caught_up_ms) and (latency is None or latency < target_ms)
     signal, value = _reported(obs)
     status = StreamStatus.CAUGHT_UP if caught_up else StreamStatus.CATCHING_UP
+    headroom_pct = config.streaming_headroom_pct
     return StreamingAssessment(
-        status, 1.0, signal, value, obs, target_ms, minutes, slope, (), (), keep_up, config.streaming_headroom_pct
+        status, 1.0, signal, value, obs, target_ms, minutes, slope, (), (), keep_up, headroom_pct
     )
 
 

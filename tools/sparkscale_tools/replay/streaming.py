@@ -243,9 +243,10 @@ class MicroBatches:
         return self.last_latency_s
 
     def processed_rate_at(self, t_s: float) -> float | None:
-        """Spark's processingRate-total at `t_s`: the last completed batch's rows over its own duration (None
-        before the first completes; 0 for a batch of no rows). A query that keeps up finishes each batch early,
-        so this is the cluster's capacity, at or above the input rate, not the rows processed per second."""
+        """Spark's processingRate-total at `t_s`: the last completed batch's rows over its own duration
+        (None before the first completes; 0 for a batch of no rows). A query that keeps up finishes each batch
+        early, so this is the cluster's capacity, at or above the input rate, not the rows processed per
+        second."""
         latency = self.latency_at(t_s)
         if latency is None:
             return None
