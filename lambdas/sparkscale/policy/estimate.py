@@ -31,7 +31,9 @@ Signals (all in GiB of usable memory, the capacity's units):
 - a stream (Spark's streaming metrics, the Kinesis iterator age: policy/streaming.py) that is behind wants
   the memory running x what it asks for (input / processed rate, latency / target, or from the iterator
   age's slope), never less than the capacity counted; one not caught up yet wants the capacity counted (no
-  scale-in); one caught up says nothing (the other signals decide, within the stabilization window).
+  scale-in); one caught up sets a floor, the memory running x input / processed rate x (1 +
+  streaming_headroom_pct) but never more than the capacity counted (without both rates it says nothing: the
+  other signals decide, within the stabilization window).
 """
 
 from __future__ import annotations

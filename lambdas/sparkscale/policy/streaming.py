@@ -17,12 +17,16 @@ the most of the cluster's streams), `assess` says one of three things:
   processed rate beats the input rate by the tolerance: the latency measures the backlog, which then grows
   until the nodes run, or drains by itself); and, from the iterator age's slope s (ms of age gained per ms),
   1 / (1 - s): a consumer that reads records at a share r of their arrival rate sees their age grow by
-  1 - r every second, so arrival / reading = 1 / (1 - s). The usual step, bounds and budget limit what is
-  added.
+  1 - r every second, so arrival / reading = 1 / (1 - s). With both rates reported, the latency's and the
+  iterator age's asks are bounded by input / processed x max(1 / (1 - tolerance), 1 + headroom): both grow
+  with the backlog, not with the shortfall of rate, and would overshoot. The usual step, bounds and budget
+  limit what is added.
 - CAUGHT_UP when the iterator age (if reported) is at most streaming_caught_up_iterator_age_s, the latency
-  (if reported) under its target and no rate is behind: the other signals may then scale in (the
-  stabilization window keeps the highest recommendation of its last seconds, so scale-in waits until the
-  stream has been caught up for the whole window).
+  (if reported) under its target and no rate is behind: the other signals may then scale in, never below the
+  capacity that keeps up (keep_up_ratio: input / processed x (1 + streaming_headroom_pct); Spark's processed
+  rate is a batch's rows over its own duration, what the capacity running can process); the stabilization
+  window keeps the highest recommendation of its last seconds, so scale-in waits until the stream has been
+  caught up for the whole window.
 - CATCHING_UP otherwise (neither behind nor caught up): no scale-in.
 
 Receiver-based DStreams (a scheduling delay or waiting batches, no Structured Streaming rates) read Kinesis
