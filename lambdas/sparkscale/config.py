@@ -234,6 +234,15 @@ class Config:
         doc="Behind when the rows processed per second are below the rows arriving per second by more than "
         "this share.",
     )
+    streaming_headroom_pct: float = _f(
+        20.0,
+        unit="% of the capacity that keeps up",
+        lo=0,
+        hi=400,
+        doc="Spare capacity kept for a stream: scale-in never goes below the capacity running x input rate / "
+        "processed rate x (1 + this share), and a stream behind asks for at most that much with the latency "
+        "alone.",
+    )
     streaming_iterator_age_rising_minutes: int = _f(
         5,
         unit="minutes",

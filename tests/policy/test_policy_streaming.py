@@ -18,9 +18,11 @@ from sparkscale.policy import Direction, ReasonCode, Recommendation, ScalerState
 from sparkscale.policy.model import MetricsSnapshot, Sample
 from sparkscale.policy.streaming import (
     MAX_RATIO,
+    STREAMING_SIGNALS,
     StreamingObservation,
     StreamStatus,
     assess,
+    keep_up_ratio,
     observe,
     rising_run,
 )
@@ -84,8 +86,11 @@ def test_rising_run_counts_minutes_up_to_the_newest_and_its_slope():
         ),
         # latency exactly at its target is not under it: catching up
         (StreamingObservation(batch_latency_ms=60_000.0), StreamStatus.CATCHING_UP, 1.0, ()),
-        # rate 1.667 and latency 2.5: both named, the larger asked for
-        (StreamingObservation(1500.0, 1000.0, 150_000.0), StreamStatus.BEHIND, 2.5, ("rate", "latency")),
+        # rate 1.667 and latency 2.5: both named; the latency's ask is bounded by the rates' evidence,
+        # 1500 / 1000 x max(1 / (1 - 10 % tolerance), 1 + 20 % headroom) = 1.8, the larger asked for
+        (StreamingObservation(1500.0, 1000.0, 150_000.0), StreamStatus.BEHIND, 1.8, ("rate", "latency")),
+        # latency 600 s (10 x its target) with the rates level: at most 1.2 (the headroom), not 10
+        (StreamingObservation(1000.0, 1000.0, 600_000.0), StreamStatus.BEHIND, 1.2, ("latency",)),
     ],
 )
 def test_assess(obs, status, ratio, behind_by):
@@ -306,3 +311,100 @@ def test_never_scales_in_unless_caught_up(used, latency_s, inp, done, requested)
     if found.status is not StreamStatus.CAUGHT_UP:
         assert d.direction is not Direction.IN
     assert all(0 <= t.target <= 20 for t in d.targets)
+
+
+# --- caught up: the capacity that keeps up is a floor -------------------------------------------------------
+@pytest.mark.parametrize(
+    ("obs", "keep_up"),
+    [
+        # 3000 arriving, the capacity running processes 10 000: 0.3 of it keeps up, x 1.2 headroom = 0.36
+        (StreamingObservation(3000.0, 10_000.0), 0.36),
+        # processing level with the input: all of it, x 1.2
+        (StreamingObservation(1000.0, 1000.0), 1.2),
+        # nothing arriving: nothing to keep up with
+        (StreamingObservation(0.0, 5000.0), 0.0),
+        # before the first batch Spark reports 0 for both rates: no evidence
+        (StreamingObservation(0.0, 0.0), None),
+        # one rate only, or only a latency: no evidence
+        (StreamingObservation(3000.0, None, 10_000.0), None),
+        (StreamingObservation(batch_latency_ms=10_000.0), None),
+    ],
+)
+def test_keep_up_ratio_is_input_over_processed_with_the_headroom(obs, keep_up):
+    found = assess(obs, cfg())
+    assert found is not None
+    if keep_up is None:
+        assert found.keep_up_ratio is None
+        assert keep_up_ratio(obs, cfg()) is None
+    else:
+        assert found.keep_up_ratio == pytest.approx(keep_up)
+        assert keep_up_ratio(obs, cfg(streaming_headroom_pct=0)) == pytest.approx(keep_up / 1.2)
+
+
+def caught_up_run(requested: int, used: float, inp: float, done: float, *, state=None, config=None):
+    """Caught up (processed above the input, latency 10 s, iterator age 2 s) with `requested` TASK nodes all
+    running: 96 GiB of CORE + 48 GiB a TASK node."""
+    m = metrics(
+        **yarn(96 + 48 * requested, used),
+        StreamingInputRowsPerSecond=inp,
+        StreamingProcessedRowsPerSecond=done,
+        StreamingBatchLatencyMs=10_000,
+    )
+    return run(with_history(m, [2.0]), requested=requested, state=state, config=config)
+
+
+def test_caught_up_scales_in_no_lower_than_the_capacity_that_keeps_up():
+    # 10 nodes running (480 GiB); YARN used 10 % wants 56 GiB (0 TASK nodes); the stream keeps up with
+    # 3000 / 10 000 x 1.2 = 0.36 x 480 = 172.8 GiB: 96 CORE + 2 TASK nodes (192 GiB), not 1 (144 GiB)
+    d = caught_up_run(8, 10, 3000, 10_000, config=cfg(max_scale_in_step_nodes=20))
+    assert d.direction is Direction.IN
+    assert targets(d) == {"ig-a": 2}
+    lead = d.reasons[0]
+    assert lead.subject == Signal.STREAMING_PROCESSED_ROWS_PER_S
+    assert lead.values["keep_up_ratio"] == pytest.approx(0.36)
+    assert lead.values["floor_gib"] == pytest.approx(172.8)
+    assert "keeping up needs 0.36 x the capacity running" in lead.text
+    assert "3000 rows/s arriving, 10000 rows/s processed" in lead.text
+    # without the rates (the iterator age and latency only) the memory decides alone, down to 0 TASK nodes
+    m = metrics(**yarn(480, 10), StreamingBatchLatencyMs=10_000)
+    alone = run(with_history(m, [2.0]), requested=8, config=cfg(max_scale_in_step_nodes=20))
+    assert targets(alone) == {"ig-a": 0}
+
+
+def test_caught_up_at_the_floor_holds_and_says_why():
+    # 2 TASK nodes (192 GiB); the stream needs 1000 / 1100 x 1.2 = 1.09 x 192 GiB: above the capacity, it
+    # asks for no more (caught up) and holds what runs while YARN memory wants less
+    d = caught_up_run(2, 10, 1000, 1100)
+    assert d.direction is Direction.HOLD
+    assert d.reasons[0].code is ReasonCode.STREAM_KEEP_UP_FLOOR
+    assert "keeps up with the input" in d.reasons[0].text
+
+
+def test_the_floor_never_asks_for_more_when_caught_up():
+    # processing within the tolerance below the input (1000 / 950), YARN used 80 %: caught up, no scale-out
+    d = caught_up_run(2, 80, 1000, 950)
+    assert d.direction is Direction.HOLD
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    used=st.floats(min_value=0, max_value=100),
+    inp=st.floats(min_value=1, max_value=1e6),
+    spare=st.floats(min_value=1.0, max_value=20.0),
+    requested=st.integers(min_value=0, max_value=20),
+    headroom=st.sampled_from([0.0, 20.0, 50.0]),
+)
+def test_never_scales_in_below_the_floor_while_the_input_is_steady(used, inp, spare, requested, headroom):
+    """A steady input (caught up: processed = `spare` x input, latency 10 s, age 2 s): whatever YARN memory
+    says, the capacity after the decision is at least min(running, running x input / processed x (1 +
+    headroom)), the capacity that keeps up."""
+    done = inp * spare
+    config = cfg(streaming_headroom_pct=headroom, max_scale_in_step_nodes=20)
+    d = caught_up_run(requested, used, inp, done, config=config)
+    running = 96.0 + 48.0 * requested
+    floor = min(running, running * inp / done * (1.0 + headroom / 100.0))
+    after = 96.0 + 48.0 * targets(d).get("ig-a", requested)
+    assert after >= floor - 1e-6
+    # caught up, the stream never asks for more: only memory over its target may add nodes
+    if d.direction is Direction.OUT:
+        assert d.driving_signal not in STREAMING_SIGNALS

@@ -375,3 +375,41 @@ def test_sparkscale_scales_out_on_lag_where_emr_custom_rules_do_not() -> None:
     assert max(nodes[30:]) > max(nodes[:30])  # scaled out for the burst
     assert ours.catch_up_s_max is not None  # and caught up at least once
     assert ours.p95_s_behind < rules.p95_s_behind / 3
+
+
+def test_micro_batches_report_sparks_processed_rate() -> None:
+    # Spark's processingRate-total: the last completed batch's rows over its own duration, so a query that
+    # keeps up reports what its capacity processes (2 000 rows/s), not the 1 000 rows/s arriving
+    b = MicroBatches(trigger_s=60.0)
+    b.step(0.0, 60.0, backlog_rows=0.0, input_rows_per_s=1000.0, capacity=2000.0)
+    assert b.processed_rate_at(29.0) is None  # no batch completed yet
+    assert b.processed_rate_at(30.0) == 2000.0  # 60 000 rows in 30 s
+    # the second batch: 70 000 rows in 70 s (500 rows/s, then 4 000 once the nodes come)
+    b.step(60.0, 60.0, backlog_rows=10_000.0, input_rows_per_s=1000.0, capacity=500.0)
+    b.step(120.0, 60.0, backlog_rows=0.0, input_rows_per_s=1000.0, capacity=4000.0)
+    assert b.processed_rate_at(125.0) == 2000.0  # still the first one's
+    assert b.processed_rate_at(130.0) == pytest.approx(1000.0)
+
+
+def test_a_steady_stream_keeps_the_capacity_it_needs_and_no_more() -> None:
+    # 60 000 rows/s for 2 hours (the cluster starts with 65 000 rows/s: 5 000 CORE + 6 TASK nodes), then
+    # 20 000 for 4 hours. Caught up, the scaler removes nodes down to what keeps up with the input (input /
+    # processed rate x 1.2 headroom: 24 000 -> 2 TASK nodes, 25 000 rows/s), not to what YARN memory (a
+    # constant 48 GiB) would leave: before this floor it fell to 0 TASK nodes every ~40 minutes and was
+    # behind 56 % of the time (3.1 x the oracle's cost)
+    rates = [60_000.0] * 120 + [20_000.0] * 240
+    result = run_streaming_replay(
+        rates,
+        policies=[pol.SPARKSCALE, pol.ORACLE],
+        config=Config(),
+        cluster=default_cluster(),
+        params=SimParams(),
+        stream=StreamParams(),
+    )
+    run, score = result.runs[pol.SPARKSCALE], result.scores[pol.SPARKSCALE]
+    assert min(run.capacity_rows_per_s[:120]) >= 60_000.0
+    assert run.capacity_rows_per_s[-1] == 25_000.0  # scaled in, to what keeps up with the headroom
+    assert min(run.capacity_rows_per_s) >= 20_000.0  # never below the input
+    assert (score.max_s_behind, score.falls_behind) == (0.0, 0)
+    assert score.cost_ratio_vs_oracle is not None
+    assert score.cost_ratio_vs_oracle < 1.1

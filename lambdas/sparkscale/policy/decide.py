@@ -196,8 +196,12 @@ def _others_want_less(needs: tuple[Need, ...], cap: Capacity, band: float) -> bo
 def _stream_holds(need: Need) -> Reason:
     """A stream behind or not caught up holds a scale-in the other signals want."""
     what = need.text if isinstance(need.text, str) else need.text()
+    values = dict(need.values or {})
+    if values.get("caught_up"):
+        text = f"{what}. No scale-in below the capacity that keeps up with the input."
+        return Reason(ReasonCode.STREAM_KEEP_UP_FLOOR, text, values, need.signal)
     text = f"{what}. No scale-in while a stream is behind or catching up."
-    return Reason(ReasonCode.STREAM_NOT_CAUGHT_UP, text, dict(need.values or {}), need.signal)
+    return Reason(ReasonCode.STREAM_NOT_CAUGHT_UP, text, values, need.signal)
 
 
 # --- forecast_mode act: size for the demand expected when new nodes would be usable -------------------------

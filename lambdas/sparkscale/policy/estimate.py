@@ -31,7 +31,9 @@ Signals (all in GiB of usable memory, the capacity's units):
 - a stream (Spark's streaming metrics, the Kinesis iterator age: policy/streaming.py) that is behind wants
   the memory running x what it asks for (input / processed rate, latency / target, or from the iterator
   age's slope), never less than the capacity counted; one not caught up yet wants the capacity counted (no
-  scale-in); one caught up says nothing (the other signals decide, within the stabilization window).
+  scale-in); one caught up sets a floor, the memory running x input / processed rate x (1 +
+  streaming_headroom_pct) but never more than the capacity counted (without both rates it says nothing: the
+  other signals decide, within the stabilization window).
 """
 
 from __future__ import annotations
@@ -432,9 +434,24 @@ def streaming_need(readings: Readings, cap: Capacity, config: Config) -> Need | 
     if not any(s in values for s in STREAMING_SIGNALS):  # most clusters: no streaming metric at all
         return None
     found = assess(observe(values, readings.history), config)
-    if found is None or found.status is StreamStatus.CAUGHT_UP:
+    if found is None:
         return None
     counted = cap.counted_gib
+    if found.status is StreamStatus.CAUGHT_UP:
+        # caught up: a floor, never more than the capacity counted, at the capacity that keeps up with the
+        # input (no floor without both rates: the other signals decide, within the stabilization window)
+        if found.keep_up_ratio is None:
+            return None
+        floor = min(counted, cap.running_gib * found.keep_up_ratio)
+        return Need(
+            Signal.STREAMING_PROCESSED_ROWS_PER_S,
+            found.observation.processed_rows_per_s or 0.0,
+            floor / counted if counted > 0 else 0.0,
+            floor,
+            found.text,
+            True,  # scale_in: it may go down to the floor, never below
+            {**found.values(), "caught_up": 1.0, "floor_gib": floor},
+        )
     ratio = found.sizing_ratio(nodes_coming=cap.in_flight_gib > 1e-9)
     desired = max(counted, cap.running_gib * ratio)
     return Need(
@@ -444,7 +461,7 @@ def streaming_need(readings: Readings, cap: Capacity, config: Config) -> Need | 
         desired,
         found.text,
         True,  # scale_in: it asks for at least the capacity counted, so it holds every scale-in
-        found.values(),
+        {**found.values(), "caught_up": 0.0},
     )
 
 

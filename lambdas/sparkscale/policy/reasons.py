@@ -39,6 +39,8 @@ class ReasonCode(StrEnum):
     # scale-in held: a stream is behind or not caught up yet, although other signals want less (subject: the
     # streaming metric that says so; values: the streaming numbers, policy/streaming.py)
     STREAM_NOT_CAUGHT_UP = "stream_not_caught_up"
+    # a stream caught up keeps the capacity that keeps up with its input (values: keep_up_ratio, floor_gib)
+    STREAM_KEEP_UP_FLOOR = "stream_keep_up_floor"
     # forecast (forecast_mode act): sizing for the demand expected when new nodes would be usable
     FORECAST = "forecast"  # the forecast drives a scale-out, or keeps a scale-in above it
     BURST_ENDS_BEFORE_NODES = "burst_ends_before_nodes"  # a signal wants more, the forecast does not: hold

@@ -17,12 +17,16 @@ the most of the cluster's streams), `assess` says one of three things:
   processed rate beats the input rate by the tolerance: the latency measures the backlog, which then grows
   until the nodes run, or drains by itself); and, from the iterator age's slope s (ms of age gained per ms),
   1 / (1 - s): a consumer that reads records at a share r of their arrival rate sees their age grow by
-  1 - r every second, so arrival / reading = 1 / (1 - s). The usual step, bounds and budget limit what is
-  added.
+  1 - r every second, so arrival / reading = 1 / (1 - s). With both rates reported, the latency's and the
+  iterator age's asks are bounded by input / processed x max(1 / (1 - tolerance), 1 + headroom): both grow
+  with the backlog, not with the shortfall of rate, and would overshoot. The usual step, bounds and budget
+  limit what is added.
 - CAUGHT_UP when the iterator age (if reported) is at most streaming_caught_up_iterator_age_s, the latency
-  (if reported) under its target and no rate is behind: the other signals may then scale in (the
-  stabilization window keeps the highest recommendation of its last seconds, so scale-in waits until the
-  stream has been caught up for the whole window).
+  (if reported) under its target and no rate is behind: the other signals may then scale in, never below the
+  capacity that keeps up (keep_up_ratio: input / processed x (1 + streaming_headroom_pct); Spark's processed
+  rate is a batch's rows over its own duration, what the capacity running can process); the stabilization
+  window keeps the highest recommendation of its last seconds, so scale-in waits until the stream has been
+  caught up for the whole window.
 - CATCHING_UP otherwise (neither behind nor caught up): no scale-in.
 
 Receiver-based DStreams (a scheduling delay or waiting batches, no Structured Streaming rates) read Kinesis
@@ -164,6 +168,10 @@ class StreamingAssessment:
     slope: float = 0.0  # iterator age gained per ms, over the rising minutes
     behind_by: tuple[str, ...] = ()  # "rate", "latency", "iterator_age": the conditions that hold
     ratios: tuple[float, ...] = ()  # what each of them asks for, in the same order
+    # the capacity that keeps up with the input, over the capacity running: input / processed rate x
+    # (1 + streaming_headroom_pct); None without both rates (or with nothing processed)
+    keep_up_ratio: float | None = None
+    headroom_pct: float = 0.0
 
     def sizing_ratio(self, *, nodes_coming: bool) -> float:
         """The ratio to size for. While nodes are coming the latency's is left out: a backlog keeps growing
@@ -182,6 +190,9 @@ class StreamingAssessment:
         """The numbers the reason states, by name (Reason.values)."""
         o = self.observation
         out: dict[str, float] = {"ratio": self.ratio, "latency_target_ms": self.latency_target_ms}
+        if self.keep_up_ratio is not None:
+            out["keep_up_ratio"] = self.keep_up_ratio
+            out["headroom_pct"] = self.headroom_pct
         named = {
             "input_rows_per_s": o.input_rows_per_s,
             "processed_rows_per_s": o.processed_rows_per_s,
@@ -223,6 +234,11 @@ class StreamingAssessment:
             text = f"Stream not caught up yet: {numbers}"
         else:
             text = f"Stream caught up: {numbers}"
+            if self.keep_up_ratio is not None:
+                text += (
+                    f"; keeping up needs {self.keep_up_ratio:.2f} x the capacity running (input / processed "
+                    f"rate, {self.headroom_pct:g} % headroom)"
+                )
         if o.receiver_based:
             text += (
                 " (receiver-based DStreams: one receiver per Kinesis shard reads the stream, so executors "
@@ -253,6 +269,7 @@ def assess(obs: StreamingObservation, config: Config) -> StreamingAssessment | N
         return None
     target_ms = latency_target_ms(config)
     tolerance = config.streaming_rate_tolerance_pct / 100.0
+    headroom = config.streaming_headroom_pct / 100.0
     caught_up_ms = config.streaming_caught_up_iterator_age_s * 1000.0
     # (condition, ratio, driving signal, its value) for each condition that holds
     behind: list[tuple[str, float, Signal, float]] = []
@@ -265,6 +282,14 @@ def assess(obs: StreamingObservation, config: Config) -> StreamingAssessment | N
             ratio = inp / done / (1.0 - tolerance) if done > 0 else MAX_RATIO
             behind.append(("rate", ratio, Signal.STREAMING_PROCESSED_ROWS_PER_S, done))
     latency = obs.latency_ms
+    keep_up = keep_up_ratio(obs, config)
+    # The latency grows with the backlog and the iterator age with the backlog over the input rate (it jumps
+    # when the input falls), neither with the shortfall of rate: with both rates reported, they ask at most
+    # for what processes the input with the tolerance or the headroom to spare, or they overshoot as the
+    # backlog grows (the rate's own ratio still asks for what is missing).
+    rate_bound = MAX_RATIO
+    if keep_up is not None and inp is not None and done is not None:
+        rate_bound = max(1.0, inp / done * max(1.0 / (1.0 - tolerance), 1.0 + headroom))
     if latency is not None and latency > target_ms:
         lat_signal = (
             Signal.STREAMING_BATCH_LATENCY_MS
@@ -274,12 +299,13 @@ def assess(obs: StreamingObservation, config: Config) -> StreamingAssessment | N
         # processing clearly faster than the input: the backlog behind the latency drains by itself, and
         # the latency (which measures the backlog, not a shortfall of rate) asks for nothing more
         draining = inp is not None and done is not None and done > inp * (1.0 + tolerance)
-        behind.append(("latency", 1.0 if draining else latency / target_ms, lat_signal, latency))
+        lat_ratio = 1.0 if draining else latency / target_ms
+        behind.append(("latency", min(lat_ratio, rate_bound), lat_signal, latency))
     minutes, slope = rising_run(obs.iterator_age_history)
     age = obs.iterator_age_ms
     if age is not None and age > caught_up_ms and minutes >= config.streaming_iterator_age_rising_minutes:
         ratio = 1.0 / (1.0 - min(max(slope, 0.0), _MAX_SLOPE))
-        behind.append(("iterator_age", ratio, Signal.KINESIS_ITERATOR_AGE_MS, age))
+        behind.append(("iterator_age", min(ratio, rate_bound), Signal.KINESIS_ITERATOR_AGE_MS, age))
     if behind:
         _, ratio, signal, value = max(behind, key=lambda b: b[1])
         return StreamingAssessment(
@@ -293,11 +319,28 @@ def assess(obs: StreamingObservation, config: Config) -> StreamingAssessment | N
             slope,
             tuple(b[0] for b in behind),
             tuple(b[1] for b in behind),
+            keep_up,
+            config.streaming_headroom_pct,
         )
     caught_up = (age is None or age <= caught_up_ms) and (latency is None or latency < target_ms)
     signal, value = _reported(obs)
     status = StreamStatus.CAUGHT_UP if caught_up else StreamStatus.CATCHING_UP
-    return StreamingAssessment(status, 1.0, signal, value, obs, target_ms, minutes, slope)
+    headroom_pct = config.streaming_headroom_pct
+    return StreamingAssessment(
+        status, 1.0, signal, value, obs, target_ms, minutes, slope, (), (), keep_up, headroom_pct
+    )
+
+
+def keep_up_ratio(obs: StreamingObservation, config: Config) -> float | None:
+    """The capacity that keeps up with the input, over the capacity running: input / processed rate x
+    (1 + streaming_headroom_pct). Spark's processed rate is a batch's rows over the batch's own duration, so
+    it measures what the capacity running can process (at or above the input while the query keeps up):
+    input / processed is the share of that capacity the input needs. None without both rates, or with nothing
+    processed (before a query's first batch Spark reports 0 for both)."""
+    inp, done = obs.input_rows_per_s, obs.processed_rows_per_s
+    if inp is None or done is None or done <= 0 or inp < 0:
+        return None
+    return min(MAX_RATIO, inp / done * (1.0 + config.streaming_headroom_pct / 100.0))
 
 
 def _reported(obs: StreamingObservation) -> tuple[Signal, float]:

@@ -206,38 +206,53 @@ class MicroBatches:
 
     def __init__(self, trigger_s: float) -> None:
         self.trigger_s = trigger_s
-        self._running: tuple[float, float] | None = None  # (start time, rows left)
+        self._running: tuple[float, float, float] | None = None  # (start time, rows left, rows taken)
         self._next_start = 0.0
-        self._done: list[tuple[float, float]] = []  # (end time, latency s), in time order
+        # (end time, latency s, rows), in time order
+        self._done: list[tuple[float, float, float]] = []
         self._read = 0
         self.last_latency_s: float | None = None
+        self._last_rows = 0.0
 
     def step(
         self, t_s: float, step_s: float, *, backlog_rows: float, input_rows_per_s: float, capacity: float
     ) -> None:
         """The step [t_s, t_s + step_s): maybe a batch starts at t_s; the running one progresses."""
         if self._running is None and t_s >= self._next_start:
-            self._running = (t_s, backlog_rows + input_rows_per_s * self.trigger_s)
+            rows = backlog_rows + input_rows_per_s * self.trigger_s
+            self._running = (t_s, rows, rows)
         if self._running is None:
             return
-        start, left = self._running
+        start, left, taken = self._running
         work = capacity * step_s
         if work >= left:
             end = t_s + (left / capacity if capacity > 0 else 0.0)
-            self._done.append((end, end - start))
+            self._done.append((end, end - start, taken))
             self._running = None
             self._next_start = max(end, start + self.trigger_s)
         else:
-            self._running = (start, left - work)
+            self._running = (start, left - work, taken)
 
     def latency_at(self, t_s: float) -> float | None:
         """The latency of the last batch completed by `t_s` (None before the first completes)."""
         done, i = self._done, self._read
         while i < len(done) and done[i][0] <= t_s:
-            self.last_latency_s = done[i][1]
+            self.last_latency_s, self._last_rows = done[i][1], done[i][2]
             i += 1
         self._read = i
         return self.last_latency_s
+
+    def processed_rate_at(self, t_s: float) -> float | None:
+        """Spark's processingRate-total at `t_s`: the last completed batch's rows over its own duration
+        (None before the first completes; 0 for a batch of no rows). A query that keeps up finishes each batch
+        early, so this is the cluster's capacity, at or above the input rate, not the rows processed per
+        second."""
+        latency = self.latency_at(t_s)
+        if latency is None:
+            return None
+        if self._last_rows <= 0:
+            return 0.0
+        return self._last_rows / latency if latency > 0 else math.inf
 
 
 def streaming_metrics(

@@ -127,11 +127,15 @@ class StreamingWorld(World):
         k = int(t // self.step_s) - 1
         if k < 0 or k >= len(self._processed):
             return
+        # Spark's processed rate is the last completed batch's rows over its duration (processed_rate_at);
+        # before the first batch completes, the rows processed in the step stand for it
+        spark_rate = self._batches.processed_rate_at(t)
+        processed = self._processed[k] if spark_rate is None or not math.isfinite(spark_rate) else spark_rate
         self.streaming.add(
             t,
             streaming_metrics(
                 input_rows_per_s=self.input[k],
-                processed_rows_per_s=self._processed[k],
+                processed_rows_per_s=processed,
                 batch_latency_s=self._batches.latency_at(t),
             ),
         )
