@@ -127,13 +127,10 @@ def default_trace() -> Path:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from sparkscale.config import ConfigError  # noqa: PLC0415 - keep `sparkscale --help` fast
-
-    from sparkscale_tools.demo.run import DemoOptions, default_cluster, run_demo, summary_text  # noqa: PLC0415
+    from sparkscale_tools.demo.run import default_cluster, run_demo, summary_text  # noqa: PLC0415
     from sparkscale_tools.demo.template import DemoError  # noqa: PLC0415
-    from sparkscale_tools.replay.cluster import ClusterSpecError, load_cluster  # noqa: PLC0415
+    from sparkscale_tools.replay.cluster import load_cluster  # noqa: PLC0415
     from sparkscale_tools.replay.model import SimParams  # noqa: PLC0415
-    from sparkscale_tools.replay.trace import TraceError  # noqa: PLC0415
 
     require_modules("moto", "aws_lambda_powertools", "matplotlib", extra="demo", what="the demo")
     out_dir = new_output_dir(args.out, flag="--out")
@@ -143,7 +140,7 @@ def _demo(args: argparse.Namespace) -> int:
         return streaming_demo(args, out_dir)
     if args.rows_per_node is not None:
         return _fail("--rows-per-node goes with --streaming")
-    try:
+    with demo_errors():
         trace = _trace(args)
         cluster = load_cluster(args.cluster) if args.cluster else default_cluster(fleet=args.fleet)
         if args.fleet and not any(g.fleet_id for g in cluster.task_groups):
@@ -158,29 +155,68 @@ def _demo(args: argparse.Namespace) -> int:
             parts = (args.config, "the discovery feature on" if args.tagged_cluster else None)
             what = " and ".join(str(x) for x in parts if x)
             print(f"synthesized the stack with {what} -> {template}")
-        opts = DemoOptions(
+        opts = demo_options(
+            args,
             template=template,
             trace=trace,
             out_dir=out_dir,
             cluster=cluster,
             params=params,
-            seed=args.seed,
-            progress=args.progress == "on" or (args.progress == "auto" and sys.stderr.isatty()),
-            full_emails=args.emails,
-            compare=not args.no_compare,
             tagged_cluster=args.tagged_cluster,
         )
         with _terminate_as_interrupt():
             result = run_demo(opts, out=sys.stdout, err=sys.stderr)
-    except (DemoError, ConfigError, TraceError, ClusterSpecError, ValueError) as exc:
-        return _fail(str(exc))
-    except BrokenPipeError:
-        raise  # the reader of stdout has gone: the conventions end the command quietly
-    except OSError as exc:
-        return _fail(f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": "))
     sys.stdout.write(summary_text(result, trace_name=trace.name))
     failed = result.stats.failures or result.stats.fixed_groups_changed or result.tagged_failures
     return 1 if failed else 0
+
+
+@contextmanager
+def demo_errors() -> Iterator[None]:
+    """What a demo's set-up or run can reject (a bad trace, cluster file, setting or template; a file that
+    cannot be read or written) as the CLI's one error line (exit 2)."""
+    from sparkscale.config import ConfigError  # noqa: PLC0415 - keep `sparkscale --help` fast
+
+    from sparkscale_tools.demo.template import DemoError  # noqa: PLC0415
+    from sparkscale_tools.replay.cluster import ClusterSpecError  # noqa: PLC0415
+    from sparkscale_tools.replay.trace import TraceError  # noqa: PLC0415
+
+    try:
+        yield
+    except (DemoError, ConfigError, TraceError, ClusterSpecError, ValueError) as exc:
+        raise CliError(str(exc)) from None
+    except BrokenPipeError:
+        raise  # the reader of stdout has gone: the conventions end the command quietly
+    except OSError as exc:
+        raise CliError(f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": ")) from None
+
+
+def demo_options(args: argparse.Namespace, **fields: Any) -> Any:
+    """The DemoOptions every demo takes from the command line (seed, progress, emails, comparison), with
+    `fields` (template, trace, out_dir, cluster, params, ...) from its own set-up."""
+    from sparkscale_tools.demo.run import DemoOptions  # noqa: PLC0415
+
+    return DemoOptions(
+        seed=args.seed,
+        progress=args.progress == "on" or (args.progress == "auto" and sys.stderr.isatty()),
+        full_emails=args.emails,
+        compare=not args.no_compare,
+        **fields,
+    )
+
+
+def first_hours(trace: Any, hours: float | None) -> Any:
+    """The trace's points before `hours` (all of them for None); DemoError when none is."""
+    from sparkscale_tools.demo.template import DemoError  # noqa: PLC0415
+    from sparkscale_tools.replay.trace import Trace  # noqa: PLC0415
+
+    if hours is None:
+        return trace
+    end = hours * 3600.0
+    points = [(t, v) for t, v in zip(trace.times_s, trace.demand_gib, strict=True) if t < end]
+    if not points:
+        raise DemoError(f"{trace.name}: no point in the first {hours:g} h")
+    return Trace(tuple(t for t, _ in points), tuple(v for _, v in points), trace.name)
 
 
 def _discovers(template: Path) -> bool:
@@ -208,13 +244,7 @@ def _trace(args: argparse.Namespace) -> Any:
         path = Path(args.trace) if args.trace else default_trace()
         peak = args.peak_gib if (args.trace or args.peak_gib) else DEFAULT_TRACE_PEAK_GIB
         trace = load_csv(path, column=args.column, peak_gib=peak)
-    if args.hours is not None:
-        end = args.hours * 3600.0
-        points = [(t, d) for t, d in zip(trace.times_s, trace.demand_gib, strict=True) if t < end]
-        if not points:
-            raise DemoError(f"{trace.name}: no point in the first {args.hours:g} h")
-        trace = Trace(tuple(t for t, _ in points), tuple(d for _, d in points), trace.name)
-    return trace
+    return first_hours(trace, args.hours)
 
 
 def synth_with_config(config_path: Path | None, outdir: Path, *, discovery: bool = False) -> Path:

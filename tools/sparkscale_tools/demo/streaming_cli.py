@@ -7,29 +7,30 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from sparkscale_tools.cli.conventions import CliError
-
 DEFAULT_HOURS = 6.0
 
 
 def streaming_demo(args: argparse.Namespace, out_dir: Path) -> int:
-    from sparkscale.config import ConfigError  # noqa: PLC0415
     from sparkscale.config_io import from_file  # noqa: PLC0415
 
     from sparkscale_tools.demo import template as tp  # noqa: PLC0415
-    from sparkscale_tools.demo.cli import _terminate_as_interrupt, synth_with_config  # noqa: PLC0415
-    from sparkscale_tools.demo.run import DemoOptions, default_cluster  # noqa: PLC0415
+    from sparkscale_tools.demo.cli import (  # noqa: PLC0415
+        _terminate_as_interrupt,
+        demo_errors,
+        demo_options,
+        synth_with_config,
+    )
+    from sparkscale_tools.demo.run import default_cluster  # noqa: PLC0415
     from sparkscale_tools.demo.streaming import (  # noqa: PLC0415
         run_streaming_demo,
         streaming_config_file,
         summary_text,
     )
-    from sparkscale_tools.replay.cluster import ClusterSpecError, load_cluster  # noqa: PLC0415
+    from sparkscale_tools.replay.cluster import load_cluster  # noqa: PLC0415
     from sparkscale_tools.replay.model import SimParams  # noqa: PLC0415
     from sparkscale_tools.replay.streaming import StreamParams  # noqa: PLC0415
-    from sparkscale_tools.replay.trace import TraceError  # noqa: PLC0415
 
-    try:
+    with demo_errors():
         if args.emails < 0:
             raise tp.DemoError("--emails must be >= 0")
         trace = _trace(args)
@@ -48,33 +49,19 @@ def streaming_demo(args: argparse.Namespace, out_dir: Path) -> int:
             print(f"synthesized the stack with a Kinesis stream in `streams` ({config_file}) -> {template}")
         if args.tagged_cluster:  # `make demo` passes it by default (DEMO_CLUSTERS)
             print("--streaming runs the streaming cluster alone: --tagged-cluster is not part of it")
-        opts = DemoOptions(
-            template=template,
-            trace=trace,
-            out_dir=out_dir,
-            cluster=cluster,
-            params=params,
-            seed=args.seed,
-            progress=args.progress == "on" or (args.progress == "auto" and sys.stderr.isatty()),
-            full_emails=args.emails,
-            compare=not args.no_compare,
+        opts = demo_options(
+            args, template=template, trace=trace, out_dir=out_dir, cluster=cluster, params=params
         )
         with _terminate_as_interrupt():
             result = run_streaming_demo(opts, stream, out=sys.stdout, err=sys.stderr)
-    except (tp.DemoError, ConfigError, TraceError, ClusterSpecError, ValueError) as exc:
-        raise CliError(str(exc)) from None
-    except BrokenPipeError:
-        raise
-    except OSError as exc:
-        raise CliError(f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": ")) from None
     sys.stdout.write(summary_text(result, epoch=params.epoch))
     return 1 if result.failed else 0
 
 
 def _trace(args: argparse.Namespace) -> Any:
+    from sparkscale_tools.demo.cli import first_hours  # noqa: PLC0415
     from sparkscale_tools.demo.template import DemoError  # noqa: PLC0415
     from sparkscale_tools.replay.streaming import load_stream_csv, synthetic_stream  # noqa: PLC0415
-    from sparkscale_tools.replay.trace import Trace  # noqa: PLC0415
 
     if args.synthetic:
         raise DemoError(
@@ -86,11 +73,4 @@ def _trace(args: argparse.Namespace) -> Any:
         raise DemoError(f"--hours must be in (0, 9600], got {args.hours:g}")
     if not args.trace:
         return synthetic_stream(days=(args.hours or DEFAULT_HOURS) / 24.0, seed=args.seed)
-    trace = load_stream_csv(args.trace)
-    if args.hours is not None:
-        end = args.hours * 3600.0
-        points = [(t, r) for t, r in zip(trace.times_s, trace.demand_gib, strict=True) if t < end]
-        if not points:
-            raise DemoError(f"{trace.name}: no point in the first {args.hours:g} h")
-        trace = Trace(tuple(t for t, _ in points), tuple(r for _, r in points), trace.name)
-    return trace
+    return first_hours(load_stream_csv(args.trace), args.hours)
