@@ -32,7 +32,7 @@ from typing import Any, NamedTuple
 
 from sparkscale import names
 
-from sparkscale_tools.replay.trace import TIME_COLUMN, Trace, TraceError, _number
+from sparkscale_tools.replay.trace import TIME_COLUMN, Trace, TraceError, _number, read_csv_rows
 
 STREAM_COLUMN = "input_rows_per_s"
 # Kinesis's own metric (the contract of issue 17): stream level, Maximum over 60 s
@@ -79,18 +79,9 @@ def parse_stream_rows(rows: Sequence[Sequence[str]], *, name: str = "trace") -> 
 def load_stream_csv(path: str, *, peak_rows_per_s: float | None = None) -> Trace:
     """Read a streaming trace CSV (TraceError for a missing file, column, a bad or negative number, unsorted
     time, no rows); `peak_rows_per_s` rescales it so that its maximum is that rate."""
-    import csv  # noqa: PLC0415
     from pathlib import Path  # noqa: PLC0415
 
-    p = Path(path)
-    try:
-        with p.open(newline="", encoding="utf-8") as fh:
-            rows = list(csv.reader(fh))
-    except OSError as exc:
-        raise TraceError(f"{p}: cannot read: {exc.strerror or exc}") from None
-    except (UnicodeDecodeError, csv.Error) as exc:
-        raise TraceError(f"{p}: not a text CSV file: {exc}") from None
-    trace = parse_stream_rows(rows, name=str(p))
+    trace = parse_stream_rows(read_csv_rows(path), name=str(Path(path)))
     return trace.rescaled(peak_rows_per_s) if peak_rows_per_s is not None else trace
 
 

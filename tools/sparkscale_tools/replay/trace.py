@@ -140,16 +140,20 @@ def _number(text: str, name: str, line: int, column: str) -> float:
 def load_csv(path: str | Path, *, column: str = DEFAULT_COLUMN, peak_gib: float | None = None) -> Trace:
     """Read a trace CSV. Raises TraceError (one line) for a missing file, a missing column, a non-numeric
     cell, unsorted or negative time, a negative demand or an empty file."""
+    trace = parse_rows(read_csv_rows(path), column=column, name=str(Path(path)))
+    return trace.rescaled(peak_gib) if peak_gib is not None else trace
+
+
+def read_csv_rows(path: str | Path) -> list[list[str]]:
+    """A trace file's CSV rows (memory or stream); TraceError when it cannot be read or is not text."""
     p = Path(path)
     try:
         with p.open(newline="", encoding="utf-8") as fh:
-            rows = list(csv.reader(fh))
+            return list(csv.reader(fh))
     except OSError as exc:
         raise TraceError(f"{p}: cannot read: {exc.strerror or exc}") from None
     except (UnicodeDecodeError, csv.Error) as exc:
         raise TraceError(f"{p}: not a text CSV file: {exc}") from None
-    trace = parse_rows(rows, column=column, name=str(p))
-    return trace.rescaled(peak_gib) if peak_gib is not None else trace
 
 
 def to_csv_text(trace: Trace) -> str:
