@@ -34,7 +34,7 @@ from sparkscale.config import Config
 from sparkscale.policy.model import Direction
 from sparkscale.policy.reasons import ReasonCode
 from sparkscale.ports import AuditReader, Ports
-from sparkscale.usecases.savings import TaskUsage, task_usage
+from sparkscale.usecases.savings import TaskUsage, applied, reason_codes, task_usage
 from sparkscale.usecases.shell import Outcome, Shell
 
 log = logging.getLogger(__name__)
@@ -108,17 +108,9 @@ def day_bounds(day: date, time_zone: str) -> tuple[datetime, datetime]:
     return start, end
 
 
-def _applied(r: Mapping[str, Any]) -> bool:
-    return bool(r.get("is_action")) and not r.get("dry_run") and ReasonCode.NOT_APPLIED.value not in _codes(r)
-
-
-def _codes(r: Mapping[str, Any]) -> list[str]:
-    return [str(c) for c in r.get("reason_codes") or ()]
-
-
 def _stand(r: Mapping[str, Any], *, after: bool) -> tuple[int, float]:
     """(requested TASK nodes, USD per hour of them) before the record, or after it."""
-    key = "target" if after and _applied(r) else "current"
+    key = "target" if after and applied(r) else "current"
     targets = r.get("targets") or ()
     nodes = sum(int(t[key]) for t in targets)
     usd = sum(int(t[key]) * float(t.get("usd_per_hour_per_node") or 0.0) for t in targets)
@@ -126,11 +118,11 @@ def _stand(r: Mapping[str, Any], *, after: bool) -> tuple[int, float]:
 
 
 def _failure(r: Mapping[str, Any]) -> str | None:
-    if ReasonCode.NOT_APPLIED.value not in _codes(r):
+    if ReasonCode.NOT_APPLIED.value not in reason_codes(r):
         return None
     texts = [
         str(t)
-        for c, t in zip(_codes(r), r.get("reasons") or (), strict=False)
+        for c, t in zip(reason_codes(r), r.get("reasons") or (), strict=False)
         if c == ReasonCode.NOT_APPLIED.value
     ]
     what = " ".join(texts[-1].split()) if texts else "Not applied"
@@ -161,16 +153,16 @@ def summarize(
     span = (end - cursor).total_seconds()
     node_s, usd_s, at_max_s = node_s + nodes * span, usd_s + usd * span, at_max_s + (span if at_max else 0.0)
     length = (end - start).total_seconds()
-    applied = [r for _, r in day if _applied(r)]
+    made = [r for _, r in day if applied(r)]
     reasons = Counter(
-        c for _, r in day for c in dict.fromkeys(_codes(r)) if c != ReasonCode.NOT_APPLIED.value
+        c for _, r in day for c in dict.fromkeys(reason_codes(r)) if c != ReasonCode.NOT_APPLIED.value
     )
     failures = Counter(f for _, r in day if (f := _failure(r)) is not None)
     return ClusterDay(
         cluster_id=cluster_id,
         records=len(day),
-        scale_outs=sum(1 for r in applied if r.get("direction") == Direction.OUT.value),
-        scale_ins=sum(1 for r in applied if r.get("direction") == Direction.IN.value),
+        scale_outs=sum(1 for r in made if r.get("direction") == Direction.OUT.value),
+        scale_ins=sum(1 for r in made if r.get("direction") == Direction.IN.value),
         dry_runs=sum(1 for _, r in day if r.get("is_action") and r.get("dry_run")),
         peak_nodes=peak,
         average_nodes=node_s / length if length > 0 else float(nodes),

@@ -98,13 +98,18 @@ class TaskUsage:
         return nodes
 
 
-def _codes(r: Mapping[str, Any]) -> list[str]:
+def reason_codes(r: Mapping[str, Any]) -> list[str]:
+    """An audit record's reason codes, in its order (none for a record without them)."""
     return [str(c) for c in r.get("reason_codes") or ()]
 
 
 def applied(r: Mapping[str, Any]) -> bool:
     """The record's resize was made (not a hold, a dry run, a paused cluster or a resize EMR refused)."""
-    return bool(r.get("is_action")) and not r.get("dry_run") and ReasonCode.NOT_APPLIED.value not in _codes(r)
+    return (
+        bool(r.get("is_action"))
+        and not r.get("dry_run")
+        and ReasonCode.NOT_APPLIED.value not in reason_codes(r)
+    )
 
 
 def _at(r: Mapping[str, Any]) -> datetime | None:
