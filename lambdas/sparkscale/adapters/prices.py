@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -162,36 +162,54 @@ class SpotPriceSource:
     def _fetch(self, az: str | None, types: frozenset[str], now: datetime) -> dict[str, float]:
         """Latest price per instance type (and, without an AZ, the highest over the region's AZs)."""
         self.calls += 1
-        request: dict[str, Any] = {
-            "InstanceTypes": sorted(types),
-            "ProductDescriptions": [self._product],
-            "StartTime": now,
-            "EndTime": now,
-            "PaginationConfig": {"PageSize": _PAGE_SIZE},
-        }
-        if az:
-            request["AvailabilityZone"] = az
         latest: dict[tuple[str, str], tuple[datetime, float]] = {}
-        pages = self._ec2.get_paginator("describe_spot_price_history").paginate(**request)
-        for n, page in enumerate(pages):
-            if n >= _MAX_PAGES:
-                log.warning("DescribeSpotPriceHistory: stopped after %d pages", _MAX_PAGES)
-                break
-            for item in page.get("SpotPriceHistory", []):
-                parsed = _parse_item(item, types)
-                if parsed is None:
-                    continue
-                itype, item_az, at, usd = parsed
-                if az and item_az and item_az != az:
-                    continue  # asked for one zone; a fake (moto) may answer with all of them
-                seen = latest.get((itype, item_az))
-                if seen is None or at > seen[0]:
-                    latest[(itype, item_az)] = (at, usd)
+        history = _spot_history(
+            self._ec2, types, product=self._product, az=az, start=now, end=now, max_pages=_MAX_PAGES
+        )
+        for itype, item_az, at, usd in history:
+            seen = latest.get((itype, item_az))
+            if seen is None or at > seen[0]:
+                latest[(itype, item_az)] = (at, usd)
         prices: dict[str, float] = {}
         for (itype, _az), (_at, usd) in latest.items():
             # One AZ: one entry per type. No AZ known: the dearest AZ, since nodes may land in any of them.
             prices[itype] = max(usd, prices.get(itype, 0.0))
         return prices
+
+
+def _spot_history(
+    ec2: Any,
+    types: frozenset[str],
+    *,
+    product: str,
+    az: str | None,
+    start: datetime,
+    end: datetime,
+    max_pages: int,
+) -> Iterator[tuple[str, str, datetime, float]]:
+    """(type, zone, time, USD/h) of every readable price change DescribeSpotPriceHistory returns for `types`
+    over [start, end], in `az` when given; at most `max_pages` pages (logged when cut)."""
+    request: dict[str, Any] = {
+        "InstanceTypes": sorted(types),
+        "ProductDescriptions": [product],
+        "StartTime": start,
+        "EndTime": end,
+        "PaginationConfig": {"PageSize": _PAGE_SIZE},
+    }
+    if az:
+        request["AvailabilityZone"] = az
+    pages = ec2.get_paginator("describe_spot_price_history").paginate(**request)
+    for n, page in enumerate(pages):
+        if n >= max_pages:
+            log.warning("DescribeSpotPriceHistory: stopped after %d pages", max_pages)
+            return
+        for item in page.get("SpotPriceHistory", []):
+            parsed = _parse_item(item, types)
+            if parsed is None:
+                continue
+            if az and parsed[1] and parsed[1] != az:
+                continue  # asked for one zone; a fake (moto) may answer with all of them
+            yield parsed
 
 
 # --- a period's prices (sparkscale report) ---------------------------------------------------------------
@@ -228,29 +246,19 @@ def mean_spot_prices(
     types = frozenset(instance_types)
     if not types:
         return {}
-    request: dict[str, Any] = {
-        "InstanceTypes": sorted(types),
-        "ProductDescriptions": [product_description],
-        "StartTime": start,
-        "EndTime": end,
-        "PaginationConfig": {"PageSize": _PAGE_SIZE},
-    }
-    if availability_zone:
-        request["AvailabilityZone"] = availability_zone
     changes: dict[tuple[str, str], list[tuple[datetime, float]]] = {}
-    pages = ec2.get_paginator("describe_spot_price_history").paginate(**request)
-    for n, page in enumerate(pages):
-        if n >= _MAX_PAGES * 10:  # a week of a few types is a page or two
-            log.warning("DescribeSpotPriceHistory: stopped after %d pages", n)
-            break
-        for item in page.get("SpotPriceHistory", []):
-            parsed = _parse_item(item, types)
-            if parsed is None:
-                continue
-            itype, item_az, at, usd = parsed
-            if availability_zone and item_az and item_az != availability_zone:
-                continue
-            changes.setdefault((itype, item_az), []).append((at, usd))
+    # a week of a few types is a page or two
+    history = _spot_history(
+        ec2,
+        types,
+        product=product_description,
+        az=availability_zone,
+        start=start,
+        end=end,
+        max_pages=_MAX_PAGES * 10,
+    )
+    for itype, item_az, at, usd in history:
+        changes.setdefault((itype, item_az), []).append((at, usd))
     out: dict[str, float] = {}
     for (itype, _az), points in changes.items():
         mean = time_weighted_mean(points, start, end)
