@@ -33,6 +33,7 @@ M_RUNNING_TASK_NODES: Final = "RunningTaskNodes"
 M_DECISION_LATENCY_MS: Final = "DecisionLatencyMs"
 M_REJECTED_EVENTS: Final = "RejectedEvents"
 M_FAILURES: Final = "Failures"
+M_WEEKLY_COMPARISONS_SKIPPED: Final = "WeeklyComparisonsSkipped"  # digest: a cluster's week not compared
 M_EVALUATIONS_SENT: Final = "EvaluationsSent"  # reconcile: evaluation messages queued
 M_EVALUATIONS_DEFERRED: Final = "EvaluationsDeferred"  # reconcile: left to a later period (rate budget)
 M_AT_MAX_UNDER_PRESSURE: Final = "AtMaxUnderPressure"

@@ -33,7 +33,7 @@ from sparkscale.usecases.shell import Outcome
 if TYPE_CHECKING:
     from datetime import date
 
-    from sparkscale.usecases.digest import ClusterDay
+    from sparkscale.usecases.digest import ClusterDay, WeekComparison, WeekSkipped
     from sparkscale.usecases.savings import TaskUsage
     from sparkscale.usecases.scale import RunResult
 
@@ -53,6 +53,7 @@ DIGEST_CLUSTER: Final = "all"  # the digest's `cluster` attribute: it covers eve
 
 SUBJECT_MAX: Final = 99  # SNS: "must be less than 100 characters"
 _CTRL: Final = re.compile(r"[\x00-\x1f\x7f]+")
+WEEK_COVERED_DAYS: Final = 6.9  # a weekly comparison over fewer days of history says how many
 
 
 def subject_line(text: str) -> str:
@@ -472,15 +473,60 @@ def _digest_cluster_lines(c: ClusterDay) -> list[str]:
     return lines
 
 
-def _weekly_lines(first: date, last: date, week: Sequence[TaskUsage]) -> list[str]:
-    """The weekly section: per cluster, what its requested TASK nodes were over the seven days."""
+_SKIP_TEXT: Final = {  # usecases.digest.SkipReason -> why the email shows no comparison
+    "no_history": "no CloudWatch history of its YARN memory over the week",
+    "fleet": "it uses instance fleets, which the savings report does not replay",
+    "out_of_time": "no time left in this run of the digest",
+    "failed": "the comparison failed",
+    "not_deployed": "the digest function was deployed without the replay engine",
+}
+COMPARISON_FOOTNOTE: Final = (
+    "(*) Replayed from each cluster's own CloudWatch history (YARN memory allocated + pending containers, "
+    "5-minute averages) with the savings report's model: new nodes usable 6 minutes after the request, no "
+    "spot interruption, EMR's rules on the cheapest SPOT group. SPOT groups at their mean spot price over "
+    "the week (EC2 spot price history; the on-demand price where there is none), the same prices for all; "
+    "sparkscale's cost here is at those prices, so it differs from the cost above at the decisions' "
+    "prices. TASK nodes only. The details: sparkscale report --cluster <cluster id> --days 7."
+)
+
+
+def _comparison_line(c: WeekComparison) -> str:
+    gap = c.emr_rules_short_pct - c.short_pct
+    covered = "" if c.days > WEEK_COVERED_DAYS else f" (the {c.days:.1f} days with history)"
+    prices = "" if c.spot_history else " (on-demand prices: no spot price history)"
+    return (
+        f"  Against EMR's rules{covered}: task nodes cost ${c.cost_usd:,.2f}; EMR's default rules would have "
+        f"cost about ${c.emr_rules_usd:,.2f} with {abs(gap):.1f} % {'more' if gap >= 0 else 'less'} time "
+        f"short of memory ({c.emr_rules_short_pct:.1f} % vs {c.short_pct:.1f} %); static peak "
+        f"${c.static_peak_usd:,.2f}; the oracle ${c.oracle_usd:,.2f}{prices} (*)"
+    )
+
+
+def _skipped_line(s: WeekSkipped) -> str:
+    why = _SKIP_TEXT.get(str(s.reason), str(s.reason))
+    run = "" if str(s.reason) == "fleet" else f": run sparkscale report --cluster {s.cluster_id} --days 7"
+    return f"  Against EMR's rules: not compared ({why}){run}"
+
+
+def _weekly_lines(
+    first: date,
+    last: date,
+    week: Sequence[TaskUsage],
+    compared: Sequence[WeekComparison] | None = None,
+    not_compared: Sequence[WeekSkipped] = (),
+) -> list[str]:
+    """The weekly section: per cluster, what its requested TASK nodes were over the seven days, and with
+    `compared` (the digest ran the comparisons) how EMR's rules, static peak and the oracle compare."""
     cost = sum(w.cost_usd for w in week)
     lines = [
         f"The week {first.isoformat()} to {last.isoformat()}: {len(week)} cluster(s), about ${cost:,.2f} of "
         "TASK nodes (requested nodes billed per second, at least a minute per node, at the decisions' "
         "prices).",
     ]
+    by_cluster = {c.cluster_id: _comparison_line(c) for c in compared or ()}
+    by_cluster.update({s.cluster_id: _skipped_line(s) for s in not_compared})
     for w in week:
+        default = f"  Against EMR's rules: sparkscale report --cluster {w.cluster_id} --days 7"
         lines += [
             "",
             f"{w.cluster_id} over the week ({w.records} decisions recorded)",
@@ -489,10 +535,12 @@ def _weekly_lines(first: date, last: date, week: Sequence[TaskUsage]) -> list[st
             "(requested, time-weighted)",
             f"  Time at max:        {_hours(w.at_max_s)}",
             f"  Actions taken:      {w.scale_outs} scale-out(s), {w.scale_ins} scale-in(s)",
-            f"  Against EMR's rules: sparkscale report --cluster {w.cluster_id} --days 7",
+            by_cluster.get(w.cluster_id, default),
         ]
     if not week:
         lines.append("No decision recorded that week.")
+    if compared:
+        lines += ["", COMPARISON_FOOTNOTE]
     return lines
 
 
@@ -502,10 +550,13 @@ def digest_notice(
     time_zone: str,
     clusters: Sequence[ClusterDay],
     week: tuple[date, Sequence[TaskUsage]] | None = None,
+    compared: Sequence[WeekComparison] | None = None,
+    not_compared: Sequence[WeekSkipped] = (),
 ) -> Notice:
     """The daily digest: one section per cluster that recorded a decision on `day` (local, `time_zone`);
     with `week` (its first day, and the clusters with records in the seven days ending with `day`), the
-    weekly section after them."""
+    weekly section after them, with each cluster's comparison (`compared`) or why it has none
+    (`not_compared`)."""
     outs = sum(c.scale_outs for c in clusters)
     ins = sum(c.scale_ins for c in clusters)
     failed = sum(c.failed for c in clusters)
@@ -529,6 +580,6 @@ def digest_notice(
     if not clusters:
         lines += ["", "No decision recorded that day."]
     if week is not None:
-        lines += ["", *_weekly_lines(week[0], day, week[1])]
+        lines += ["", *_weekly_lines(week[0], day, week[1], compared, not_compared)]
     lines += ["", "(One email a day; a day without any decision sends nothing.)"]
     return _notice(KIND_DIGEST, DIGEST_CLUSTER, subject, lines)

@@ -148,10 +148,9 @@ def test_the_replayed_policies_are_the_replay_on_the_same_demand(
     account: Account, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from sparkscale.config import Config
-    from sparkscale_tools.cli.report import read_shape
     from sparkscale_tools.replay.model import SimParams
     from sparkscale_tools.replay.run import PolicySpec, run_replay
-    from sparkscale_tools.replay.savings import REPORT_POLICIES, cluster_shape, period_prices
+    from sparkscale_tools.replay.savings import REPORT_POLICIES, cluster_shape, period_prices, read_shape
 
     _history(account)
     code, out, _ = _cli(capsys, "report", "--cluster", account.cid, "--days", "1", "--table", TABLE, "--json")

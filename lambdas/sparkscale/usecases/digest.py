@@ -14,19 +14,25 @@ time at max is the time from each at-max decision to the next record (or the day
 
 The weekly section: the digest sent on the local weekday `digest_weekly_day` also sums up the seven local days
 that end with the digest's day, per cluster (usecases/savings.py: requested TASK nodes, their cost billed per
-second with a one-minute minimum at the decisions' prices, time at max, actions). It is computed from the
-audit records only, in the Lambda; the comparison with EMR's rules, static peak and the oracle needs the
-replay, which is not part of the Lambda asset: `sparkscale report` (docs/savings-report.md).
+second with a one-minute minimum at the decisions' prices, time at max, actions), and compares each cluster's
+week with EMR's default rules, static peak and the oracle through the injected `CompareWeek` (the savings
+report's own code, tools/sparkscale_tools/replay/savings.py `WeekComparer`, staged into the Lambda asset;
+docs/savings-report.md). The comparisons run one cluster at a time within the invocation's remaining time
+(`remaining_s`, less `COMPARE_RESERVE_S` for the send); a cluster that does not fit, has no CloudWatch
+history, uses instance fleets or fails gets a `WeekSkipped` (one line in the email with the `sparkscale
+report` command to run instead) and never stops the digest.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from collections import Counter
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
-from typing import Any, Final
+from enum import StrEnum
+from typing import Any, Final, Protocol
 from zoneinfo import ZoneInfo
 
 from sparkscale import notices
@@ -46,6 +52,11 @@ MAX_RECORDS_PER_DAY: Final = 5000  # a record every 20 s all day; more are not r
 FAILURE_TEXT_MAX: Final = 160
 WEEK_DAYS: Final = 7
 WEEKDAYS: Final = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+# Left for the claim, the notice and the log once the comparisons stop (a Publish takes well under a second).
+COMPARE_RESERVE_S: Final = 20.0
+# A comparison is not started with less time than this: a week's replay takes 1 to 5 s on one vCPU
+# (benchmarks/bench_report.py) plus its reads; starting it would only cut it.
+COMPARE_MIN_S: Final = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,12 +81,72 @@ class ClusterDay:
 
 
 @dataclass(frozen=True, slots=True)
+class WeekComparison:
+    """One cluster's week next to what EMR's default rules, static peak and the oracle would have cost serving
+    the same demand (the savings report's figures; sparkscale's cost at the period's prices, the same ones
+    the others are priced at)."""
+
+    cluster_id: str
+    days: float  # the span the cluster's CloudWatch history covers within the week
+    cost_usd: float  # sparkscale's requested TASK nodes
+    short_pct: float  # sparkscale: % of the time YARN's memory was below the demand
+    emr_rules_usd: float
+    emr_rules_short_pct: float
+    static_peak_usd: float
+    oracle_usd: float
+    spot_history: bool  # SPOT groups priced at the period's mean spot price (else the on-demand table)
+
+
+class SkipReason(StrEnum):
+    """Why a cluster's week has no comparison (the metric's `reason`)."""
+
+    NO_HISTORY = "no_history"  # no EMR memory metrics in CloudWatch over the week
+    FLEET = "fleet"  # instance fleets: the report replays instance groups only
+    OUT_OF_TIME = "out_of_time"  # the invocation's remaining time did not fit it
+    FAILED = "failed"  # an AWS error or unreadable data
+    NOT_DEPLOYED = "not_deployed"  # the function's code has no replay engine (a custom code path)
+
+
+@dataclass(frozen=True, slots=True)
+class WeekSkipped:
+    cluster_id: str
+    reason: SkipReason
+    detail: str
+
+
+class ComparisonUnavailable(Exception):
+    """A `CompareWeek` that cannot compare this cluster's week, and why."""
+
+    def __init__(self, reason: SkipReason, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+class CompareWeek(Protocol):
+    """One cluster's week compared (the savings report); raises ComparisonUnavailable, and should return
+    within `budget_s` seconds."""
+
+    def __call__(
+        self,
+        cluster_id: str,
+        records: Sequence[Mapping[str, Any]],
+        start: datetime,
+        end: datetime,
+        *,
+        budget_s: float,
+    ) -> WeekComparison: ...
+
+
+@dataclass(frozen=True, slots=True)
 class DigestResult:
     outcome: Outcome  # APPLIED (sent), SKIPPED (not the hour), HOLD (empty day), DUPLICATE (already sent)
     day: date | None
     clusters: tuple[ClusterDay, ...] = ()
     detail: str = ""
     week: tuple[TaskUsage, ...] = ()  # the weekly section (on `digest_weekly_day`), clusters with records
+    compared: tuple[WeekComparison, ...] = ()  # the weekly section's comparisons
+    not_compared: tuple[WeekSkipped, ...] = ()  # ... and the clusters without one
 
 
 # --- pure ---------------------------------------------------------------------------------------------------
@@ -175,10 +246,19 @@ def summarize(
 
 # --- the use case -------------------------------------------------------------------------------------------
 def run_digest(
-    *, ports: Ports, audit: AuditReader, config: Config, clusters: Sequence[str], now: datetime
+    *,
+    ports: Ports,
+    audit: AuditReader,
+    config: Config,
+    clusters: Sequence[str],
+    now: datetime,
+    compare_week: CompareWeek | None = None,
+    remaining_s: Callable[[], float] | None = None,
 ) -> DigestResult:
     """Send the digest of the day before when `now` is in the local `digest_hour` and that day has records,
-    once per day (the notice ledger's mark `digest#<local date>`)."""
+    once per day (the notice ledger's mark `digest#<local date>`). On `digest_weekly_day` the weekly section
+    compares each cluster's week through `compare_week` (none: the audit records' figures only) within
+    `remaining_s()` (none: no time limit)."""
     day = digest_day(now, config)
     if day is None:
         return DigestResult(Outcome.SKIPPED, None, detail=f"not the digest hour ({config.digest_hour})")
@@ -191,7 +271,7 @@ def run_digest(
     read_from = start if week is None else day_bounds(week[0], config.digest_time_zone)[0]
     limit = MAX_RECORDS_PER_DAY * (1 if week is None else WEEK_DAYS)
     days: list[ClusterDay] = []
-    weeks: list[TaskUsage] = []
+    weeks: list[tuple[TaskUsage, Sequence[Mapping[str, Any]]]] = []
     for cid in sorted(dict.fromkeys(clusters)):
         records = audit.audit_since(cid, read_from, limit=limit)  # an error fails the run: retried
         summary = summarize(cid, records, start, end)
@@ -199,23 +279,65 @@ def run_digest(
             days.append(summary)
         usage = None if week is None else task_usage(cid, records, read_from, end)
         if usage is not None:
-            weeks.append(usage)
+            weeks.append((usage, records))
     if not days and not weeks:
         return DigestResult(Outcome.HOLD, day, detail="no record that day: nothing sent")
+    compared, skipped = compare_weeks(weeks, read_from, end, compare_week, remaining_s)
+    result = DigestResult(
+        Outcome.APPLIED,
+        day,
+        tuple(days),
+        week=tuple(u for u, _ in weeks),
+        compared=compared,
+        not_compared=skipped,
+    )
     if not shell.claim(key, DIGEST_KEY_TTL_S):
-        return DigestResult(Outcome.DUPLICATE, day, tuple(days), detail="already sent", week=tuple(weeks))
+        return replace(result, outcome=Outcome.DUPLICATE, detail="already sent")
     notice = notices.digest_notice(
         day=day,
         time_zone=config.digest_time_zone,
         clusters=days,
-        week=None if week is None else (week[0], tuple(weeks)),
+        week=None if week is None else (week[0], result.week),
+        compared=compared if compare_week is not None else None,
+        not_compared=skipped,
     )
     if not shell.send(notice):
-        return DigestResult(
-            Outcome.FAILED, day, tuple(days), detail="the notice was not sent", week=tuple(weeks)
-        )
+        return replace(result, outcome=Outcome.FAILED, detail="the notice was not sent")
     log.info("digest of %s sent for %d cluster(s), weekly section: %s", day, len(days), week is not None)
-    return DigestResult(Outcome.APPLIED, day, tuple(days), week=tuple(weeks))
+    return result
+
+
+def compare_weeks(
+    weeks: Sequence[tuple[TaskUsage, Sequence[Mapping[str, Any]]]],
+    start: datetime,
+    end: datetime,
+    compare_week: CompareWeek | None,
+    remaining_s: Callable[[], float] | None,
+) -> tuple[tuple[WeekComparison, ...], tuple[WeekSkipped, ...]]:
+    """Each cluster's week compared in turn while the time left allows one more; every other cluster
+    skipped with its reason (logged here, counted by the handler). Nothing a comparison raises stops the
+    others or the digest."""
+    if compare_week is None:
+        return (), ()
+    compared: list[WeekComparison] = []
+    skipped: list[WeekSkipped] = []
+    for usage, records in weeks:
+        cid = usage.cluster_id
+        budget = math.inf if remaining_s is None else remaining_s() - COMPARE_RESERVE_S
+        if budget < COMPARE_MIN_S:
+            skip = WeekSkipped(cid, SkipReason.OUT_OF_TIME, f"{max(budget, 0.0):.0f} s left in this run")
+        else:
+            try:
+                compared.append(compare_week(cid, records, start, end, budget_s=budget))
+                continue
+            except ComparisonUnavailable as exc:
+                skip = WeekSkipped(cid, exc.reason, exc.detail)
+            except Exception as exc:  # one cluster's bug must not cost the others their email
+                log.exception("weekly comparison of %s failed", cid)
+                skip = WeekSkipped(cid, SkipReason.FAILED, f"{type(exc).__name__}: {exc}")
+        log.warning("weekly comparison of %s not made: %s (%s)", cid, skip.reason, skip.detail)
+        skipped.append(skip)
+    return tuple(compared), tuple(skipped)
 
 
 def result_dict(result: DigestResult) -> dict[str, Any]:
@@ -226,4 +348,6 @@ def result_dict(result: DigestResult) -> dict[str, Any]:
         "clusters": [c.cluster_id for c in result.clusters],
         "detail": result.detail,
         "week_clusters": [w.cluster_id for w in result.week],
+        "week_compared": [c.cluster_id for c in result.compared],
+        "week_not_compared": {w.cluster_id: str(w.reason) for w in result.not_compared},
     }

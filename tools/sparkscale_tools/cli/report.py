@@ -102,14 +102,14 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def make_report(args: argparse.Namespace, config: Any, now: datetime) -> Any:
-    """Read everything the report needs from AWS and build it (replay/savings.py)."""
+    """Read the audit records and build the report from AWS (replay/savings.py `report_from_aws`, the same
+    code the digest's weekly section runs)."""
     from sparkscale.adapters.aws import boto_config  # noqa: PLC0415
     from sparkscale.adapters.dynamodb import DynamoStateStore  # noqa: PLC0415
-    from sparkscale.policy.model import Market  # noqa: PLC0415
 
     from sparkscale_tools.cli.deployed import OUTPUT_TABLE, StackError, stack_outputs  # noqa: PLC0415
     from sparkscale_tools.replay import savings  # noqa: PLC0415
-    from sparkscale_tools.replay.cloudwatch_trace import fetch_series, period_for  # noqa: PLC0415
+    from sparkscale_tools.replay.cloudwatch_trace import period_for  # noqa: PLC0415
 
     session = aws_session(args.region)
     cfg = boto_config()
@@ -118,8 +118,7 @@ def make_report(args: argparse.Namespace, config: Any, now: datetime) -> Any:
     )
     if not table:
         raise StackError(f"stack {args.stack} has no {OUTPUT_TABLE} output: pass --table")
-    period = period_for(args.days)
-    start = _floor(now - timedelta(days=args.days), period)  # CloudWatch's periods start from StartTime
+    start = savings.floor_to(now - timedelta(days=args.days), period_for(args.days))
     store = DynamoStateStore(session.client("dynamodb", config=cfg), table)
     limit = RECORDS_PER_DAY * math.ceil(args.days)
     records = store.audit_since(args.cluster, start, limit=limit)
@@ -127,71 +126,19 @@ def make_report(args: argparse.Namespace, config: Any, now: datetime) -> Any:
         raise savings.ReportError(
             f"no decision recorded for {args.cluster} in the last {args.days:g} days in table {table}"
         )
-    series = fetch_series(
-        session.client("cloudwatch", config=cfg),
-        cluster_id=args.cluster,
-        start=start,
-        end=now,
-        period_s=period,
-        extra=[savings.SUPPLY_QUERY],
-    )
-    cluster = read_shape(session.client("emr", config=cfg), args.cluster)
-    spot_types = sorted({g.instance_type for g in cluster.task_groups if g.market is Market.SPOT})
-    means, notes = _spot_means(
-        session.client("ec2", config=cfg), spot_types, cluster.availability_zone, start, now
-    )
-    prices = savings.period_prices(cluster, means, availability_zone=cluster.availability_zone)
-    report = savings.build_report(
+    report = savings.report_from_aws(
+        emr=session.client("emr", config=cfg),
+        cloudwatch=session.client("cloudwatch", config=cfg),
+        ec2=session.client("ec2", config=cfg),
         cluster_id=args.cluster,
         records=records,
-        series=series,
+        start=start,
         end=now,
-        days=args.days,
         config=config,
-        shape=savings.cluster_shape(cluster, prices),
-        prices=prices,
         seed=args.seed,
     )
     if len(records) >= limit:
-        notes.append(f"read the newest {limit} audit records only: older ones in the period are not counted")
-    report.notes.extend(notes)
-    return report
-
-
-def _floor(t: datetime, period_s: int) -> datetime:
-    return datetime.fromtimestamp(t.timestamp() // period_s * period_s, tz=t.tzinfo)
-
-
-def read_shape(emr: Any, cluster_id: str) -> Any:
-    """The cluster's groups and zone (policy.model.Cluster), also once it has ended: EMR still lists the
-    groups of a terminated cluster for about two months."""
-    from sparkscale.adapters.emr import EmrClusterReader  # noqa: PLC0415
-    from sparkscale.errors import ClusterGone  # noqa: PLC0415
-    from sparkscale.policy.model import Cluster, ClusterState  # noqa: PLC0415
-
-    reader = EmrClusterReader(emr)
-    try:
-        return reader.read_cluster(cluster_id)
-    except ClusterGone:
-        raw = emr.describe_cluster(ClusterId=cluster_id)["Cluster"]
-        attrs = raw.get("Ec2InstanceAttributes") or {}
-        return Cluster(
-            id=cluster_id,
-            name=str(raw.get("Name", "")),
-            state=ClusterState.TERMINATED,
-            groups=tuple(reader.list_groups(cluster_id)),
-            availability_zone=attrs.get("Ec2AvailabilityZone") or None,
+        report.notes.append(
+            f"read the newest {limit} audit records only: older ones in the period are not counted"
         )
-
-
-def _spot_means(
-    ec2: Any, types: list[str], az: str | None, start: datetime, end: datetime
-) -> tuple[dict[str, float], list[str]]:
-    """The period's mean spot prices, or none (and a note) when EC2 refuses: the on-demand table then."""
-    from botocore.exceptions import BotoCoreError, ClientError  # noqa: PLC0415
-    from sparkscale.adapters.prices import mean_spot_prices  # noqa: PLC0415
-
-    try:
-        return mean_spot_prices(ec2, instance_types=types, availability_zone=az, start=start, end=end), []
-    except (ClientError, BotoCoreError) as exc:
-        return {}, [f"DescribeSpotPriceHistory failed ({exc}): SPOT groups priced at the on-demand table"]
+    return report

@@ -10,6 +10,12 @@ the same demand.
   as EMR lists them, priced like sparkscale's nodes).
 
 Everything is scored with replay/scores.py on the same demand and steps, so the columns compare.
+
+One implementation for both readers: `report_from_aws` reads the history, the shape and the prices and builds
+the report; `sparkscale report` calls it, and so does the digest Lambda's weekly section through
+`WeekComparer` (with a time budget). That is why this module and what it imports are staged into the Lambda
+asset (sparkscale_cdk/lambda_asset.py), and why tabulate and matplotlib are imported only where the CLI
+prints or plots.
 """
 
 from __future__ import annotations
@@ -24,11 +30,12 @@ from typing import Any, Final
 from sparkscale import names
 from sparkscale.adapters import instance_data
 from sparkscale.config import Config
-from sparkscale.policy.model import Cluster, Market, Role
+from sparkscale.policy.model import Cluster, ClusterState, Market, Role
+from sparkscale.usecases.digest import ComparisonUnavailable, SkipReason, WeekComparison
 from sparkscale.usecases.savings import TaskUsage, task_usage
 
 from sparkscale_tools.replay import policies as pol
-from sparkscale_tools.replay.cloudwatch_trace import trace_from_series
+from sparkscale_tools.replay.cloudwatch_trace import fetch_series, period_for, trace_from_series
 from sparkscale_tools.replay.cluster import ClusterSpec, GroupSpec
 from sparkscale_tools.replay.model import SimParams
 from sparkscale_tools.replay.run import PolicySpec, ReplayResult, run_replay
@@ -54,6 +61,18 @@ ASSUMPTIONS: Final = (
 
 class ReportError(ValueError):
     """A report that cannot be made as asked (no data, unknown cluster shape): one line."""
+
+
+class NoHistory(ReportError):
+    """The cluster has no EMR memory metrics in CloudWatch over the period."""
+
+
+class FleetCluster(ReportError):
+    """The cluster uses instance fleets: the report replays instance groups only."""
+
+
+class OutOfTime(ReportError):
+    """The report did not finish within the time it was given (the digest's budget)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,7 +200,7 @@ def cluster_shape(cluster: Cluster, prices: Sequence[PriceLine]) -> ClusterSpec:
     groups: list[GroupSpec] = []
     for g in cluster.groups:
         if g.fleet_id is not None:
-            raise ReportError(f"{cluster.id} has instance fleets: the report handles instance groups only")
+            raise FleetCluster(f"{cluster.id} has instance fleets: the report handles instance groups only")
         if g.role is Role.CORE:
             nodes = g.running or g.requested
             usd = instance_data.on_demand_usd_per_hour(g.instance_type) or 0.0
@@ -243,9 +262,7 @@ def build_report(
     demand = trace.resample(step, (t_end - t0).total_seconds())
     total = dict(series.get(SUPPLY_QUERY[0], {}))
     if not total:
-        raise ReportError(
-            f"{cluster_id}: no {names.EMR_MEMORY_TOTAL_MB} datapoints in the last {days:g} days"
-        )
+        raise NoHistory(f"{cluster_id}: no {names.EMR_MEMORY_TOTAL_MB} datapoints in the last {days:g} days")
     held = _held(total, [t0 + timedelta(seconds=k * step) for k in range(len(demand))])
     supply = [max(0.0, (mb or 0.0) / 1024.0) for mb in held]
     by_group = {p.group_id: p for p in prices}
@@ -304,6 +321,170 @@ def build_report(
         emr_group_usd_per_hour=_emr_group(shape, config).usd_per_hour,
         notes=notes,
     )
+
+
+# --- the report from AWS: `sparkscale report` and the digest's weekly section ------------------------------
+def read_shape(emr: Any, cluster_id: str) -> Cluster:
+    """The cluster's instance groups and zone (DescribeCluster, ListInstanceGroups), also once it has ended:
+    EMR still lists the groups of a terminated cluster for about two months. A cluster of instance fleets is
+    refused before any fleet is read (the report replays instance groups only)."""
+    from botocore.exceptions import BotoCoreError, ClientError  # noqa: PLC0415 - boto only with AWS
+    from sparkscale.adapters.aws_errors import translate  # noqa: PLC0415
+    from sparkscale.adapters.emr import EmrClusterReader  # noqa: PLC0415
+    from sparkscale.adapters.emr_fleet import enum_or_default  # noqa: PLC0415
+
+    try:
+        raw = emr.describe_cluster(ClusterId=cluster_id)["Cluster"]
+    except (ClientError, BotoCoreError) as exc:
+        raise translate(exc, "DescribeCluster") from exc
+    if raw.get("InstanceCollectionType") == "INSTANCE_FLEET":
+        raise FleetCluster(f"{cluster_id} has instance fleets: the report handles instance groups only")
+    state = str((raw.get("Status") or {}).get("State", ""))
+    attrs = raw.get("Ec2InstanceAttributes") or {}
+    return Cluster(
+        id=cluster_id,
+        name=str(raw.get("Name", "")),
+        state=enum_or_default(state, ClusterState, "cluster state", ClusterState.TERMINATED),
+        groups=tuple(EmrClusterReader(emr).list_groups(cluster_id)),
+        availability_zone=attrs.get("Ec2AvailabilityZone") or None,
+    )
+
+
+def spot_means(
+    ec2: Any, types: Sequence[str], az: str | None, start: datetime, end: datetime
+) -> tuple[dict[str, float], list[str]]:
+    """The period's mean spot prices, or none (and a note) when EC2 refuses: the on-demand table then."""
+    from botocore.exceptions import BotoCoreError, ClientError  # noqa: PLC0415
+    from sparkscale.adapters.prices import mean_spot_prices  # noqa: PLC0415
+
+    if ec2 is None:
+        return {}, ["no EC2 client: SPOT groups priced at the on-demand table"]
+    try:
+        return mean_spot_prices(ec2, instance_types=types, availability_zone=az, start=start, end=end), []
+    except (ClientError, BotoCoreError) as exc:
+        return {}, [f"DescribeSpotPriceHistory failed ({exc}): SPOT groups priced at the on-demand table"]
+
+
+def floor_to(t: datetime, period_s: int) -> datetime:
+    """`t` down to a multiple of `period_s` (CloudWatch's periods start from StartTime)."""
+    return datetime.fromtimestamp(t.timestamp() // period_s * period_s, tz=t.tzinfo)
+
+
+def report_from_aws(
+    *,
+    emr: Any,
+    cloudwatch: Any,
+    ec2: Any,
+    cluster_id: str,
+    records: Sequence[Mapping[str, Any]],
+    start: datetime,
+    end: datetime,
+    config: Config,
+    seed: int = 0,
+    progress: Callable[[str], Any] | None = None,
+) -> SavingsReport:
+    """The report of [start, end) from the cluster's CloudWatch history (GetMetricData), its instance groups
+    (EMR) and the period's spot prices (DescribeSpotPriceHistory), with `records` its audit records."""
+    days = (end - start).total_seconds() / 86_400.0
+    series = fetch_series(
+        cloudwatch,
+        cluster_id=cluster_id,
+        start=start,
+        end=end,
+        period_s=period_for(days),
+        extra=[SUPPLY_QUERY],
+    )
+    cluster = read_shape(emr, cluster_id)
+    spot_types = sorted({g.instance_type for g in cluster.task_groups if g.market is Market.SPOT})
+    means, notes = spot_means(ec2, spot_types, cluster.availability_zone, start, end)
+    prices = period_prices(cluster, means, availability_zone=cluster.availability_zone)
+    report = build_report(
+        cluster_id=cluster_id,
+        records=records,
+        series=series,
+        end=end,
+        days=days,
+        config=config,
+        shape=cluster_shape(cluster, prices),
+        prices=prices,
+        seed=seed,
+        progress=progress,
+    )
+    report.notes.extend(notes)
+    return report
+
+
+def week_comparison(r: SavingsReport) -> WeekComparison:
+    """The digest's one-line comparison from a report."""
+    s = r.replay.scores
+    return WeekComparison(
+        cluster_id=r.cluster_id,
+        days=r.days,
+        cost_usd=r.actual.cost_usd,
+        short_pct=r.actual.tau_u_pct,
+        emr_rules_usd=s[pol.EMR_CUSTOM_RULES].cost_usd,
+        emr_rules_short_pct=s[pol.EMR_CUSTOM_RULES].tau_u_pct,
+        static_peak_usd=s[pol.STATIC_PEAK].cost_usd,
+        oracle_usd=s[pol.ORACLE].cost_usd,
+        spot_history=any(p.source.startswith(SPOT_HISTORY) for p in r.prices),
+    )
+
+
+class WeekComparer:
+    """The digest's `CompareWeek` (usecases/digest.py): `report_from_aws` on one cluster's week, cut when
+    it runs past the time it is given (the replay's progress callback checks the clock about 100 times per
+    policy), its errors turned into one `ComparisonUnavailable` reason each."""
+
+    def __init__(
+        self, *, emr: Any, cloudwatch: Any, ec2: Any, config: Config, clock: Callable[[], float]
+    ) -> None:
+        self._clients = {"emr": emr, "cloudwatch": cloudwatch, "ec2": ec2}
+        self._config = config
+        self._clock = clock  # monotonic seconds
+
+    def __call__(
+        self,
+        cluster_id: str,
+        records: Sequence[Mapping[str, Any]],
+        start: datetime,
+        end: datetime,
+        *,
+        budget_s: float,
+    ) -> WeekComparison:
+        from botocore.exceptions import BotoCoreError, ClientError  # noqa: PLC0415
+        from sparkscale.errors import SparkscaleError  # noqa: PLC0415
+
+        from sparkscale_tools.replay.run import ReplayError  # noqa: PLC0415
+        from sparkscale_tools.replay.trace import TraceError  # noqa: PLC0415
+
+        deadline = self._clock() + budget_s
+
+        def check(_policy: str) -> Callable[[int, int], None]:
+            def tick(_done: int, _total: int) -> None:
+                if self._clock() > deadline:
+                    raise OutOfTime(f"the replay took longer than the {budget_s:.0f} s left")
+
+            return tick
+
+        try:
+            report = report_from_aws(
+                **self._clients,
+                cluster_id=cluster_id,
+                records=records,
+                start=floor_to(start, names.EMR_PERIOD_S),
+                end=end,
+                config=self._config,
+                progress=check,
+            )
+        except OutOfTime as exc:
+            raise ComparisonUnavailable(SkipReason.OUT_OF_TIME, str(exc)) from exc
+        except FleetCluster as exc:
+            raise ComparisonUnavailable(SkipReason.FLEET, str(exc)) from exc
+        except (NoHistory, TraceError) as exc:
+            raise ComparisonUnavailable(SkipReason.NO_HISTORY, str(exc)) from exc
+        except (ReportError, ReplayError, SparkscaleError, ClientError, BotoCoreError) as exc:
+            raise ComparisonUnavailable(SkipReason.FAILED, f"{type(exc).__name__}: {exc}") from exc
+        return week_comparison(report)
 
 
 def _emr_group(shape: ClusterSpec, config: Config) -> GroupSpec:
