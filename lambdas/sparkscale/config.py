@@ -392,7 +392,8 @@ class Config:
         "monday",
         unit="weekday \\| never",
         doc="The local weekday whose daily digest also sums up the seven days before it (TASK nodes, their "
-        "cost, time at max, actions per cluster); never: no weekly section.",
+        "cost, time at max, actions per cluster) and compares each cluster's week with EMR's default rules, "
+        "static peak and the oracle (the savings report); never: no weekly section.",
         kind="deploy",
     )
     powertools_layer_version: str = _f(

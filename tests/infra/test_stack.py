@@ -215,7 +215,7 @@ def test_async_invocations_retry_then_go_to_each_functions_dlq(s: Synth) -> None
         assert props["DeadLetterConfig"]["TargetArn"] == s.ref(fn.dead_letter_queue.queue_arn)
 
 
-def test_code_asset_is_the_lambdas_folder_without_replay_and_caches(s: Synth) -> None:
+def test_code_asset_is_the_lambdas_folder_with_the_replay_engine_only(s: Synth) -> None:
     code = s.function(ALARM_HANDLER)["Code"]
     assert set(code) == {"S3Bucket", "S3Key"}  # a plain S3 asset: no Docker bundling
     staged = [d for d in s.outdir.glob("asset.*") if (d / "sparkscale" / "names.py").is_file()]
@@ -224,6 +224,14 @@ def test_code_asset_is_the_lambdas_folder_without_replay_and_caches(s: Synth) ->
     assert (asset / "handlers").is_dir()
     assert (asset / "sparkscale" / "config.py").is_file()
     assert not (asset / "sparkscale" / "replay").exists()
+    # The weekly digest compares each cluster's week with the savings report's own code, so the replay
+    # engine it needs travels beside `sparkscale` (lambda_asset.py); the CLI, the demo and the plots do not.
+    tools = asset / "sparkscale_tools"
+    assert (tools / "replay" / "savings.py").is_file()
+    assert (tools / "replay" / "engine.py").is_file()
+    assert sorted(p.name for p in tools.iterdir()) == ["__init__.py", "replay"]
+    for absent in ("cli.py", "outputs.py", "progress.py", "streaming.py", "streaming_cli.py", "synthetic.py"):
+        assert not (tools / "replay" / absent).exists(), absent
     assert not list(asset.rglob("__pycache__"))
     assert not list(asset.glob("*.egg-info"))
 

@@ -55,6 +55,7 @@ from sparkscale_cdk.constructs.state import StateTable
 from sparkscale_cdk.lambda_asset import staged_lambda_asset
 from sparkscale_cdk.settings import Features, StackSettings
 
+WEEKLY_OFF: Final = "never"  # digest_weekly_day without a weekly section
 DASHBOARD_PLACEHOLDER_CLUSTER: Final = "j-CHOOSEACLUSTER"  # shown when no cluster is listed
 DESCRIBE_ALARMS_ACTIONS: Final = ("cloudwatch:DescribeAlarms",)
 MANAGE_ALARMS_ACTIONS: Final = ("cloudwatch:PutMetricAlarm", "cloudwatch:DeleteAlarms")
@@ -227,13 +228,24 @@ class SparkAutoscaler(Construct):
 
     def _grant_digest(self) -> None:
         """The daily digest: the audit records and the registry (Query), its mark in the notice ledger
-        (GetItem, PutItem), the operator notices. Nothing else: it reads no cluster and scales none."""
+        (GetItem, PutItem), the operator notices. With a weekly section, what the savings report reads to
+        compare each cluster's week: its EMR metrics (GetMetricData), its shape (DescribeCluster,
+        ListInstanceGroups) and the spot price history. It scales nothing."""
         if self.digest is None:
             return
         fn = self.digest.handler.function
         self.state.grant_read_audit(fn)  # also the registry's Query when discovery is on
         self.state.grant_ledger(fn)
         self.notifications.grant_publish_notices(fn)
+        config = self._settings.config
+        if config.digest_weekly_day == WEEKLY_OFF:
+            return
+        self.clusters.grant_read_metrics(fn)
+        self.clusters.grant_read_spot_prices(fn)
+        by_tag = self.discovery is not None
+        self.clusters.grant_read_shape(
+            fn, tagged=(config.discovery_tag_key, config.discovery_tag_value) if by_tag else None
+        )
 
     def _add_cluster_alarms_and_dashboards(self, config: Config, features: Features) -> None:
         self.cluster_alarms = {}

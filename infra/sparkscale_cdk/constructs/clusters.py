@@ -23,6 +23,8 @@ EMR_SCALER_ACTIONS: Final = (
     "elasticmapreduce:ListInstanceFleets",
     "elasticmapreduce:ModifyInstanceFleet",
 )
+# What the savings report reads of a cluster (its shape: replay/savings.py read_shape), for the weekly digest.
+SHAPE_READ_ACTIONS: Final = ("elasticmapreduce:DescribeCluster", "elasticmapreduce:ListInstanceGroups")
 # Actions without resource-level permissions ("*" is the only valid resource), one tuple per grant.
 METRICS_READ_ACTIONS: Final = ("cloudwatch:GetMetricData",)
 SPOT_PRICE_READ_ACTIONS: Final = ("ec2:DescribeSpotPriceHistory",)
@@ -80,6 +82,32 @@ class ManagedClusters(Construct):
             "their ids are not known at deploy time.",
         )
         return grant
+
+    def grant_read_shape(
+        self, grantee: iam.IGrantable, *, tagged: tuple[str, str] | None = None
+    ) -> list[iam.Grant]:
+        """DescribeCluster and ListInstanceGroups: on the managed clusters' ARNs, and with `tagged` (tag key,
+        value) on any cluster carrying that tag (aws:ResourceTag condition)."""
+        grants = []
+        if self.cluster_arns:
+            grants.append(grant_on(grantee, SHAPE_READ_ACTIONS, self.cluster_arns))
+        if tagged is not None:
+            key, value = tagged
+            grants.append(
+                iam.Grant.add_to_principal(
+                    grantee=grantee,
+                    actions=list(SHAPE_READ_ACTIONS),
+                    resource_arns=[self.any_cluster_arn()],
+                    conditions={"StringEquals": {f"aws:ResourceTag/{key}": value}},
+                )
+            )
+            acknowledge(
+                grantee,
+                f"AwsSolutions-IAM5[Resource::{self._nag_cluster_pattern()}]",
+                f"Clusters managed by tag: only those carrying {key}={value} (aws:ResourceTag condition); "
+                "their ids are not known at deploy time.",
+            )
+        return grants
 
     def grant_discover(self, grantee: iam.IGrantable) -> None:
         """ListClusters (no resource type) and DescribeCluster on any cluster of this account and region: the

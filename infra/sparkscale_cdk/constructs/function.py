@@ -32,8 +32,8 @@ MAX_EVENT_AGE: Final = Duration.minutes(5)
 RETRY_ATTEMPTS: Final = 2
 DLQ_RETENTION: Final = Duration.days(14)
 
-# The Lambda asset is the lambdas/ folder (the tools live in tools/, outside it); not shipped: caches and
-# packaging metadata a local install leaves there.
+# The Lambda asset is the lambdas/ folder plus the replay engine the weekly digest runs (lambda_asset.py);
+# not shipped: caches and packaging metadata a local install leaves there.
 ASSET_EXCLUDES: Final = (
     "**/__pycache__",
     "**/*.pyc",
@@ -83,6 +83,7 @@ class FunctionOptions:
     timeout_s: int
     reserved_concurrency: int
     key: kms.IKey
+    memory_mb: int = MEMORY_MB
 
 
 class RolePolicies(Dependable):
@@ -147,7 +148,7 @@ class ScalerFunction(Construct):
             handler=handler,
             code=options.code,
             layers=[options.layer],
-            memory_size=MEMORY_MB,
+            memory_size=options.memory_mb,
             timeout=Duration.seconds(options.timeout_s),
             reserved_concurrent_executions=options.reserved_concurrency,
             environment=dict(options.environment),
