@@ -394,6 +394,11 @@ def report_from_aws(
         period_s=period_for(days),
         extra=[SUPPLY_QUERY],
     )
+    if not (series["alloc"] or series["pending"]):  # before any EMR or EC2 read: nothing to replay
+        raise NoHistory(
+            f"{cluster_id}: no {names.EMR_MEMORY_ALLOCATED_MB} or {names.EMR_CONTAINER_PENDING} datapoints "
+            f"between {_utc(start)} and {_utc(end)} UTC"
+        )
     cluster = read_shape(emr, cluster_id)
     spot_types = sorted({g.instance_type for g in cluster.task_groups if g.market is Market.SPOT})
     means, notes = spot_means(ec2, spot_types, cluster.availability_zone, start, end)
