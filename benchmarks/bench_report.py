@@ -11,8 +11,10 @@ from the simulated cluster's supply and the demand) are written to moto CloudWat
 then reads them back like any deployed stack. moto has no spot price history (every price is 0.00001), so
 the example prices SPOT groups at the replay's assumed spot prices (replay/cluster.py), and says so.
 
-Timing: the report's wall time, and that of the replay of the three baselines alone, which is what a weekly
-section in the digest Lambda would have to run (docs/savings-report.md explains why it does not).
+Timing: the report's wall time, that of the replay of the three baselines alone, and that of the digest's
+weekly comparison of the same cluster (replay/savings.py `WeekComparer`: the CloudWatch, EMR and EC2 reads
+against moto, then the replay), from which the largest number of clusters the weekly digest compares within
+its timeout follows (docs/savings-report.md, "In the weekly digest").
 """
 
 from __future__ import annotations
@@ -112,6 +114,43 @@ def write_history(aws: Any, cid: str, epoch: datetime, demand: list[float], reco
         aws.cloudwatch.put_metric_data(Namespace=names.EMR_NAMESPACE, MetricData=data[i : i + 500])
 
 
+def time_comparison(
+    aws: Any, store: Any, cid: str, epoch: datetime, now: datetime
+) -> tuple[Any, float, float]:
+    """The digest's weekly comparison of the cluster (WeekComparer, reads from moto), on the audit records
+    the digest would have read: the comparison, its wall time, and the part of it spent in build_report
+    (the replay and the scores; the rest is the reads)."""
+    import boto3
+    from sparkscale_tools.replay import savings
+
+    records = store.audit_since(cid, epoch, limit=10**6)
+    comparer = savings.WeekComparer(
+        emr=aws.emr,
+        cloudwatch=aws.cloudwatch,
+        ec2=boto3.client("ec2", region_name="us-east-1"),
+        config=Config(),
+        clock=time.monotonic,
+    )
+    build = savings.build_report
+    spent = [0.0]
+
+    def timed_build(**kw: Any) -> Any:
+        t = time.perf_counter()
+        try:
+            return build(**kw)
+        finally:
+            spent[0] += time.perf_counter() - t
+
+    savings.build_report = timed_build
+    try:
+        t = time.perf_counter()
+        comparison = comparer(cid, records, epoch, now, budget_s=math.inf)
+        total = time.perf_counter() - t
+    finally:
+        savings.build_report = build
+    return comparison, total, spent[0]
+
+
 def run(write_docs: bool, plot: str | None = None) -> str:
     os.environ.update(
         {
@@ -128,6 +167,8 @@ def run(write_docs: bool, plot: str | None = None) -> str:
     from sparkscale.adapters import prices
     from sparkscale.adapters.dynamodb import DynamoStateStore
     from sparkscale.clock import utcnow
+    from sparkscale.usecases.digest import COMPARE_RESERVE_S
+    from sparkscale_cdk.constructs.digest import DIGEST_TIMEOUT_S
     from sparkscale_tools.cli import main
     from sparkscale_tools.replay.run import PolicySpec, run_replay
     from sparkscale_tools.replay.savings import REPORT_POLICIES
@@ -165,6 +206,7 @@ def run(write_docs: bool, plot: str | None = None) -> str:
                 + (["--plot", plot] if plot else [])
             )
         report_s = time.perf_counter() - t
+        comparison, compare_s, compare_replay_s = time_comparison(aws, store, emr.cluster_id, epoch, now)
     if code != 0:
         raise SystemExit(f"sparkscale report exited {code}")
     text = out.getvalue()
@@ -178,12 +220,23 @@ def run(write_docs: bool, plot: str | None = None) -> str:
         params=SimParams(epoch=epoch),
     )
     baselines_s = time.perf_counter() - t
+    clusters = math.floor((DIGEST_TIMEOUT_S - COMPARE_RESERVE_S) / compare_s)
+    print(
+        f"digest comparison: ${comparison.cost_usd:,.2f} vs EMR's rules ${comparison.emr_rules_usd:,.2f} "
+        f"(static peak ${comparison.static_peak_usd:,.2f}, oracle ${comparison.oracle_usd:,.2f}) in "
+        f"{compare_s:.1f} s ({compare_replay_s:.1f} s of it the replay): {clusters} such clusters in the "
+        f"digest's {DIGEST_TIMEOUT_S} s",
+        file=sys.stderr,
+    )
     timing = (
         f"the simulation's own bill for sparkscale's nodes: ${record.cost_usd:,.2f} (it also bills the "
         "minutes nodes take to start and drain); "
         f"{len(audit)} audit records, {len(demand)} one-minute steps; simulating the week "
         f"{sim_s:.1f} s, `sparkscale report` {report_s:.1f} s, of which the three baselines' replay "
-        f"about {baselines_s:.1f} s"
+        f"about {baselines_s:.1f} s; the weekly digest's comparison of this cluster (reads from moto and "
+        f"replay) {compare_s:.1f} s, of which the replay and scores {compare_replay_s:.1f} s, so about "
+        f"{clusters} such clusters within the digest's {DIGEST_TIMEOUT_S} s less {COMPARE_RESERVE_S:.0f} s "
+        "kept for sending"
     )
     if write_docs:
         _write_docs(text, timing)

@@ -288,7 +288,9 @@ def test_the_time_budget_cuts_cleanly(account: Account) -> None:
         account.history(cid)
     account.spot_prices(times=2)
     config = _config(account)
-    left = iter([600.0, 30.0, 25.0])  # before each cluster: the invocation's remaining seconds
+
+    def left() -> float:  # the invocation's remaining seconds: 600, then 30 for the second, 25 for the third
+        return (600.0, 30.0, 25.0)[min(len(seen), 2)]
 
     # the second cluster's replay runs past its 10 s (30 - 20 s kept for the send): cut in the replay
     ticks = {"n": 0.0}
@@ -310,7 +312,7 @@ def test_the_time_budget_cuts_cleanly(account: Account) -> None:
         seen.append(cid)
         return real(cid, *args, **kw)
 
-    result = account.digest(config, compare_week=compare, remaining_s=lambda: next(left))
+    result = account.digest(config, compare_week=compare, remaining_s=left)
     assert result.outcome is Outcome.APPLIED
     assert [c.cluster_id for c in result.compared] == [first]
     assert [(s.cluster_id, s.reason) for s in result.not_compared] == [

@@ -5,9 +5,9 @@ not a cron at the hour: a cron expression is in UTC and a time zone's offset cha
 Sized for the weekly section, which replays each cluster's week (EMR's rules, static peak, the oracle) one
 cluster at a time within the remaining time: 1,769 MB is one full vCPU (Lambda gives CPU in proportion to
 memory; at the other functions' 256 MB a week's replay would take about 7 times longer), and 900 s, Lambda's
-maximum, fits about DIGEST_WEEKLY_CLUSTERS clusters (docs/savings-report.md, from
-benchmarks/bench_report.py). The other 167 runs a week return within a second or so: the memory costs
-little."""
+maximum, fits the comparisons of about 98 clusters (8.9 s each with their reads, measured by
+benchmarks/bench_report.py; docs/savings-report.md). The other 167 runs a week return within a second or
+so: the memory costs little."""
 
 from __future__ import annotations
 

@@ -54,8 +54,8 @@ WEEK_DAYS: Final = 7
 WEEKDAYS: Final = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 # Left for the claim, the notice and the log once the comparisons stop (a Publish takes well under a second).
 COMPARE_RESERVE_S: Final = 20.0
-# A comparison is not started with less time than this: a week's replay takes 1 to 5 s on one vCPU
-# (benchmarks/bench_report.py) plus its reads; starting it would only cut it.
+# A comparison is not started with less time than this: a week's comparison took 8.9 s, of which 1.7 s the
+# replay and the rest the reads (benchmarks/bench_report.py, reads from moto); starting it would only cut it.
 COMPARE_MIN_S: Final = 10.0
 
 
@@ -271,7 +271,7 @@ def run_digest(
     read_from = start if week is None else day_bounds(week[0], config.digest_time_zone)[0]
     limit = MAX_RECORDS_PER_DAY * (1 if week is None else WEEK_DAYS)
     days: list[ClusterDay] = []
-    weeks: list[tuple[TaskUsage, Sequence[Mapping[str, Any]]]] = []
+    weeks: list[TaskUsage] = []
     for cid in sorted(dict.fromkeys(clusters)):
         records = audit.audit_since(cid, read_from, limit=limit)  # an error fails the run: retried
         summary = summarize(cid, records, start, end)
@@ -279,17 +279,19 @@ def run_digest(
             days.append(summary)
         usage = None if week is None else task_usage(cid, records, read_from, end)
         if usage is not None:
-            weeks.append((usage, records))
+            weeks.append(usage)
     if not days and not weeks:
         return DigestResult(Outcome.HOLD, day, detail="no record that day: nothing sent")
-    compared, skipped = compare_weeks(weeks, read_from, end, compare_week, remaining_s)
+    compared, skipped = compare_weeks(
+        [w.cluster_id for w in weeks],
+        lambda cid: audit.audit_since(cid, read_from, limit=limit),
+        start=read_from,
+        end=end,
+        compare_week=compare_week,
+        remaining_s=remaining_s,
+    )
     result = DigestResult(
-        Outcome.APPLIED,
-        day,
-        tuple(days),
-        week=tuple(u for u, _ in weeks),
-        compared=compared,
-        not_compared=skipped,
+        Outcome.APPLIED, day, tuple(days), week=tuple(weeks), compared=compared, not_compared=skipped
     )
     if not shell.claim(key, DIGEST_KEY_TTL_S):
         return replace(result, outcome=Outcome.DUPLICATE, detail="already sent")
@@ -308,7 +310,9 @@ def run_digest(
 
 
 def compare_weeks(
-    weeks: Sequence[tuple[TaskUsage, Sequence[Mapping[str, Any]]]],
+    cluster_ids: Sequence[str],
+    records_of: Callable[[str], Sequence[Mapping[str, Any]]],
+    *,
     start: datetime,
     end: datetime,
     compare_week: CompareWeek | None,
@@ -316,19 +320,23 @@ def compare_weeks(
 ) -> tuple[tuple[WeekComparison, ...], tuple[WeekSkipped, ...]]:
     """Each cluster's week compared in turn while the time left allows one more; every other cluster
     skipped with its reason (logged here, counted by the handler). Nothing a comparison raises stops the
-    others or the digest."""
+    others or the digest. The audit records are read again per cluster (`records_of`), inside its budget:
+    holding every cluster's week of records at once would not fit the function's memory."""
     if compare_week is None:
         return (), ()
     compared: list[WeekComparison] = []
     skipped: list[WeekSkipped] = []
-    for usage, records in weeks:
-        cid = usage.cluster_id
-        budget = math.inf if remaining_s is None else remaining_s() - COMPARE_RESERVE_S
-        if budget < COMPARE_MIN_S:
-            skip = WeekSkipped(cid, SkipReason.OUT_OF_TIME, f"{max(budget, 0.0):.0f} s left in this run")
+
+    def budget() -> float:
+        return math.inf if remaining_s is None else remaining_s() - COMPARE_RESERVE_S
+
+    for cid in cluster_ids:
+        if (left := budget()) < COMPARE_MIN_S:
+            skip = WeekSkipped(cid, SkipReason.OUT_OF_TIME, f"{max(left, 0.0):.0f} s left in this run")
         else:
             try:
-                compared.append(compare_week(cid, records, start, end, budget_s=budget))
+                records = records_of(cid)
+                compared.append(compare_week(cid, records, start, end, budget_s=budget()))
                 continue
             except ComparisonUnavailable as exc:
                 skip = WeekSkipped(cid, exc.reason, exc.detail)
