@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -383,3 +384,16 @@ def test_the_handler_compares_within_its_remaining_time_and_counts_the_rest(
     assert [(d[names.DIM_CLUSTER_ID], d["reason"]) for d in skipped] == [(quiet, "no_history")]
     [msg] = account.sent()
     assert "task nodes cost $0.80;" in msg["Message"]
+
+
+def test_functions_deployed_without_the_replay_engine_say_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A custom code_path holding only handlers/ and sparkscale/: the comparison is one line, not a crash."""
+    monkeypatch.setitem(sys.modules, "sparkscale_tools.replay.savings", None)  # import raises ImportError
+    rt = common.Runtime(config=Config(), ports=None, alarms=None, table_name="t", alarm_prefix="p")  # type: ignore[arg-type]
+    lazy = digest_handler.LazyWeekComparer(rt)
+    with pytest.raises(ComparisonUnavailable) as err:
+        lazy("j-ANY", [], WEEK_START, WEEK_END, budget_s=600.0)
+    assert err.value.reason is SkipReason.NOT_DEPLOYED
+    assert "the digest function was deployed without the replay engine" in _skipped_line(
+        digest.WeekSkipped("j-ANY", err.value.reason, err.value.detail)
+    )
