@@ -481,12 +481,10 @@ _SKIP_TEXT: Final = {  # usecases.digest.SkipReason -> why the email shows no co
     "not_deployed": "the digest function was deployed without the replay engine",
 }
 COMPARISON_FOOTNOTE: Final = (
-    "(*) Replayed from each cluster's own CloudWatch history (YARN memory allocated + pending containers, "
-    "5-minute averages) with the savings report's model: new nodes usable 6 minutes after the request, no "
-    "spot interruption, EMR's rules on the cheapest SPOT group. SPOT groups at their mean spot price over "
-    "the week (EC2 spot price history; the on-demand price where there is none), the same prices for all; "
-    "sparkscale's cost here is at those prices, so it differs from the cost above at the decisions' "
-    "prices. TASK nodes only. The details: sparkscale report --cluster <cluster id> --days 7."
+    "(*) Each cluster's own demand (CloudWatch, 5-minute averages) replayed with the savings report's model "
+    "(new nodes usable after 6 minutes, no spot interruption); every policy, sparkscale included, priced at "
+    "the week's mean spot price (EC2 price history; on-demand where there is none), hence a cost that "
+    "differs from the one above; TASK nodes only. Details: sparkscale report --cluster <id> --days 7."
 )
 
 

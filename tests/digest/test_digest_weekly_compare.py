@@ -26,7 +26,7 @@ from sparkscale.adapters import instance_data
 from sparkscale.adapters.aws import AwsClients, aws_ports
 from sparkscale.adapters.dynamodb import DynamoStateStore
 from sparkscale.config import Config
-from sparkscale.notices import _comparison_line, _skipped_line
+from sparkscale.notices import _SKIP_TEXT, _comparison_line, _skipped_line
 from sparkscale.policy.model import Decision, Direction, GroupTarget, Market, ScalerState
 from sparkscale.policy.reasons import Reason, ReasonCode
 from sparkscale.ports import Ports
@@ -233,8 +233,8 @@ def test_the_weekly_digest_carries_the_report_figures(account: Account) -> None:
         f"  Against EMR's rules: not compared (no CloudWatch history of its YARN memory over the week): run "
         f"sparkscale report --cluster {quiet} --days 7"
     ) in week
-    assert "(*) Replayed from each cluster's own CloudWatch history" in week
-    assert "mean spot price over the week" in week
+    assert week.count("(*)") == 2  # the one comparison and its footnote
+    assert "priced at the week's mean spot price (EC2 price history" in week
     account.stub.assert_no_pending_responses()
 
 
@@ -397,3 +397,7 @@ def test_functions_deployed_without_the_replay_engine_say_so(monkeypatch: pytest
     assert "the digest function was deployed without the replay engine" in _skipped_line(
         digest.WeekSkipped("j-ANY", err.value.reason, err.value.detail)
     )
+
+
+def test_every_reason_has_its_words() -> None:
+    assert set(_SKIP_TEXT) == {str(r) for r in SkipReason}

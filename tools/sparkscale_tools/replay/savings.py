@@ -438,7 +438,8 @@ def week_comparison(r: SavingsReport) -> WeekComparison:
 class WeekComparer:
     """The digest's `CompareWeek` (usecases/digest.py): `report_from_aws` on one cluster's week, cut when
     it runs past the time it is given (the replay's progress callback checks the clock about 100 times per
-    policy), its errors turned into one `ComparisonUnavailable` reason each."""
+    policy; the few AWS reads before it are bounded by the clients' own timeouts and retries, not cut), its
+    errors turned into one `ComparisonUnavailable` reason each."""
 
     def __init__(
         self, *, emr: Any, cloudwatch: Any, ec2: Any, config: Config, clock: Callable[[], float]
