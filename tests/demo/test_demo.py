@@ -136,14 +136,19 @@ def test_the_template_gives_table_topics_schedule_and_function_settings(cdk_out:
 
 
 @pytest.mark.slow
-def test_the_lambda_asset_does_not_ship_the_tools(cdk_out: Path) -> None:
+def test_the_lambda_asset_ships_only_the_replay_engine_of_the_tools(cdk_out: Path) -> None:
     assets = [d for d in cdk_out.glob("asset.*") if (d / "handlers").is_dir()]
     assert assets, "no Lambda asset with handlers/ in the cloud assembly"
     for asset in assets:
         assert (asset / "sparkscale" / "usecases" / "scale.py").is_file()
-        assert not (asset / "sparkscale_tools").exists()
         assert not list(asset.rglob("demo"))
-        assert not list(asset.rglob("replay"))
+        # of the tools, only the replay engine the weekly digest runs (sparkscale_cdk/lambda_asset.py)
+        tools = asset / "sparkscale_tools"
+        assert sorted(p.name for p in tools.iterdir()) == ["__init__.py", "replay"]
+        assert (tools / "replay" / "savings.py").is_file()
+        for left_out in ("cli.py", "outputs.py", "progress.py", "streaming_cli.py"):
+            assert not (tools / "replay" / left_out).exists(), left_out
+        assert not (asset / "sparkscale" / "replay").exists()
 
 
 # --- the shortened scenario ---------------------------------------------------------------------------------
