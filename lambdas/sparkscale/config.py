@@ -274,6 +274,17 @@ class Config:
         hi=1,
         doc="Most of the TASK memory one instance type may hold (diversification).",
     )
+    node_premium_weight: float = _f(
+        8.0,
+        unit="×",
+        lo=1,
+        hi=100,
+        doc="How many times the planner counts an instance type's premium over the cheapest USD per "
+        "GiB-hour when it adds nodes: about how much longer a node bought now stays than the spare memory "
+        "of a larger, cheaper node lasts. 1 buys the cheapest nodes per hour now (a small dear node for a "
+        "small increment, which then stays); higher buys the cheaper memory and lets the next increment use "
+        "its spare part (docs/how-it-decides.md).",
+    )
     spot_fallback_timeout_s: int = _f(
         600,
         unit="s",
