@@ -75,7 +75,7 @@ class Config:
 
     # --- targets: what "enough memory" means (target tracking) ---------------------------------------------
     yarn_memory_used_target_pct: float = _f(
-        85.0,
+        93.0,
         unit="%",
         lo=1,
         hi=100,
@@ -97,7 +97,7 @@ class Config:
         "transfers and stays near 0 for Spark on S3).",
     )
     deadband_pct: float = _f(
-        8.0,
+        3.5,
         unit="% of target",
         lo=0,
         hi=50,
