@@ -164,6 +164,7 @@ class _Search:
         budget limits (the same, unless a premium weight priced the offers)."""
         self.need, self.offers, self.ub = need, offers, ub
         self.real_usd = list(real_usd)
+        self.weighted = any(r != o.usd_per_hour for r, o in zip(self.real_usd, offers, strict=True))
         self.max_nodes, self.max_usd, self.share = limits.max_nodes, limits.max_usd, limits.share
         self.existing, self.max_steps = limits.existing, limits.max_steps
         self.existing_total = sum(limits.existing.values())
@@ -183,10 +184,10 @@ class _Search:
         nodes = sum(counts)
         if nodes > self.max_nodes:
             return None
-        real = sum(n * usd for usd, n in zip(self.real_usd, counts, strict=True))
+        cost = sum(n * o.usd_per_hour for o, n in zip(self.offers, counts, strict=True))
+        real = sum(n * usd for usd, n in zip(self.real_usd, counts, strict=True)) if self.weighted else cost
         if real > self.max_usd + 1e-9:
             return None
-        cost = sum(n * o.usd_per_hour for o, n in zip(self.offers, counts, strict=True))
         added: dict[str, float] = {}
         mem = 0.0
         for o, n in zip(self.offers, counts, strict=True):
@@ -205,12 +206,10 @@ class _Search:
     def run(self) -> bool:
         """Search; True when the whole tree was explored (the result is optimal)."""
         counts = [0] * len(self.offers)
-        self._dfs(0, 0.0, 0.0, 0.0, 0, counts)
+        self._dfs(0, 0.0, 0.0, 0, counts)
         return self.steps < self.max_steps
 
-    def _dfs(  # noqa: PLR0917 - the search path's running totals
-        self, i: int, mem: float, cost: float, real: float, nodes: int, counts: list[int]
-    ) -> None:
+    def _dfs(self, i: int, mem: float, cost: float, nodes: int, counts: list[int]) -> None:
         if self.steps >= self.max_steps:
             return
         sf_best, cost_best, _ = self.best_key
@@ -233,6 +232,8 @@ class _Search:
         hi = min(self.ub[i], self.max_nodes - nodes)
         usd = self.real_usd[i]
         if usd > 0 and math.isfinite(self.max_usd):
+            # the budget is in real USD: the path's real cost (the objective's unless offers are weighted)
+            real = sum(counts[j] * self.real_usd[j] for j in range(i)) if self.weighted else cost
             hi = min(hi, math.floor((self.max_usd - real) / usd + 1e-9))
         hi = max(hi, 0)
         cover = min(hi, max(0, math.ceil((self.need - mem) / o.memory_gib - 1e-9)))
@@ -241,9 +242,7 @@ class _Search:
         for n in itertools.chain(range(cover, -1, -1), range(cover + 1, hi + 1)):
             counts[i] = n
             self.added[t] = before + n * o.memory_gib
-            self._dfs(
-                i + 1, mem + n * o.memory_gib, cost + n * o.usd_per_hour, real + n * usd, nodes + n, counts
-            )
+            self._dfs(i + 1, mem + n * o.memory_gib, cost + n * o.usd_per_hour, nodes + n, counts)
             if self.steps >= self.max_steps:
                 break
         counts[i] = 0
