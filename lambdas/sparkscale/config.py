@@ -75,7 +75,7 @@ class Config:
 
     # --- targets: what "enough memory" means (target tracking) ---------------------------------------------
     yarn_memory_used_target_pct: float = _f(
-        85.0,
+        93.0,
         unit="%",
         lo=1,
         hi=100,
@@ -97,7 +97,7 @@ class Config:
         "transfers and stays near 0 for Spark on S3).",
     )
     deadband_pct: float = _f(
-        8.0,
+        3.5,
         unit="% of target",
         lo=0,
         hi=50,
@@ -273,6 +273,17 @@ class Config:
         lo=0.05,
         hi=1,
         doc="Most of the TASK memory one instance type may hold (diversification).",
+    )
+    node_premium_weight: float = _f(
+        8.0,
+        unit="×",
+        lo=1,
+        hi=100,
+        doc="How many times the planner counts an instance type's premium over the cheapest USD per "
+        "GiB-hour when it adds nodes: about how much longer a node bought now stays than the spare memory "
+        "of a larger, cheaper node lasts. 1 buys the cheapest nodes per hour now (a small dear node for a "
+        "small increment, which then stays); higher buys the cheaper memory and lets the next increment use "
+        "its spare part (docs/how-it-decides.md).",
     )
     spot_fallback_timeout_s: int = _f(
         600,

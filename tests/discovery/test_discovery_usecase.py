@@ -69,8 +69,8 @@ def test_the_profile_tag_sets_the_alarm_thresholds_and_the_settings() -> None:
     big = w.config.for_profile("big")
     yarn = next(s for s in alarm_specs(big, "j-BIG") if s.kind == "yarn-memory-low")
     assert w.alarms.alarms[yarn.name] == yarn
-    # 100 - 70 * 1.08 = 24.4 % (the base settings' 8.2 %)
-    assert yarn.threshold == pytest.approx(24.4)
+    # 100 - 70 * 1.035 = 27.55 % (the base settings' 100 - 93 * 1.035 = 3.745 %)
+    assert yarn.threshold == pytest.approx(27.55)
     reg = w.registry.registrations(NOW)["j-BIG"]
     assert cluster_config(w.config, reg).max_task_nodes == 50
 

@@ -78,7 +78,7 @@ def test_emr_alarms_read_emr_metrics_every_300_s(s: Synth, specs: list[AlarmSpec
     assert {a["Namespace"] for a in emr.values()} == {"AWS/ElasticMapReduce"}
     assert {a["Period"] for a in emr.values()} == {300}
     assert emr["TotalLoad"]["Threshold"] == Config().total_load_alarm_threshold
-    assert emr["YARNMemoryAvailablePercentage"]["Threshold"] == pytest.approx(8.2)  # 100 - 85 * 1.08
+    assert emr["YARNMemoryAvailablePercentage"]["Threshold"] == pytest.approx(3.745)  # 100 - 93 * 1.035
 
 
 def test_every_heap_math_alarm_matches_its_spec(s: Synth, specs: list[AlarmSpec]) -> None:

@@ -3,6 +3,7 @@
 Default numbers (used in the worked comments of the tests):
 - CORE: 2 x r5.2xlarge running, 64 GiB each -> 48 GiB usable each at usable_memory_fraction 0.75.
 - A TASK group: r5.2xlarge (64 GiB -> 48 GiB usable), SPOT at $0.16/h unless told otherwise.
+- cfg(): the defaults, except a YARN memory used target of 85 % and a deadband of 8 % (WORKED_TARGETS).
 """
 
 from __future__ import annotations
@@ -80,8 +81,15 @@ def yarn(total_gib: float, used_pct: float, **extra: float) -> dict[str, float]:
     }
 
 
+# The worked numbers in the policy tests' comments were made at an 85 % target and an 8 % deadband (the
+# defaults before the planner weighed lasting premiums and the defaults moved to 93 % / 3.5 %). These tests
+# check how the policy works out a decision, not which defaults ship (tests/test_config.py and the replay
+# benchmarks do), so they keep those two numbers unless a test sets them.
+WORKED_TARGETS: dict[str, Any] = {"yarn_memory_used_target_pct": 85.0, "deadband_pct": 8.0}
+
+
 def cfg(**kw: Any) -> Config:
-    return Config.from_mapping(kw)
+    return Config.from_mapping({**WORKED_TARGETS, **kw})
 
 
 def targets(decision: Any) -> dict[str, int]:

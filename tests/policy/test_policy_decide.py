@@ -174,6 +174,24 @@ def test_cheapest_memory_first_across_groups():
     assert targets(d) == {"ig-a": 2, "ig-b": 1}
 
 
+@pytest.mark.parametrize(("weight", "bought"), [(None, "ig-big"), (1.0, "ig-a")])
+def test_small_increments_buy_the_cheaper_memory_not_the_small_dear_node(weight, bought):
+    # need 22.59 GiB (as above). ig-a: r5.2xlarge 48 GiB usable at the replay's spot $0.17136/h
+    # ($0.00357/GiB-h); ig-big: r6g.4xlarge 96 GiB usable at $0.28224/h ($0.00294/GiB-h). Cheapest per hour
+    # now: one ig-a node;
+    # but ig-a's premium over the cheaper memory, 0.17136 - 48 x 0.00294 = $0.03024/h, lasts as long as the
+    # node, and counts node_premium_weight times (default 8): 0.17136 + 7 x 0.03024 = $0.38304 > $0.28224,
+    # so one ig-big node, whose 73 spare GiB the next increment uses. Weight 1 is the old planner.
+    big = group("ig-big", instance_type="r6g.4xlarge", memory_gib=128.0, usd=0.28224)
+    config = cfg() if weight is None else cfg(node_premium_weight=weight)
+    d = run(cluster(a(usd=0.17136), big), metrics(**yarn(192, 95)), config=config)
+    assert targets(d) == {
+        "ig-a": 3 if bought == "ig-a" else 2,
+        "ig-big": 1 if bought == "ig-big" else 0,
+    }
+    assert d.usd_per_hour_after == pytest.approx(2 * 0.17136 + (0.28224 if bought == "ig-big" else 0.17136))
+
+
 # --- bounds -------------------------------------------------------------------------------------------------
 def test_step_limit():
     # 100 % + 200 pending containers: (192 + 800) / 0.85 = 1167.1 GiB: far more than 3 nodes; step 3 -> 5

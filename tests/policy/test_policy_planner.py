@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from dataclasses import replace
 
 import pytest
 from hypothesis import given, settings
@@ -66,6 +67,59 @@ def test_share_limit_relaxed_with_a_reason_when_infeasible():
     assert _nodes(plan) == {"A": 2}
     assert "50 %" in plan.reasons[0]
     assert "relaxed" in plan.reasons[0]
+
+
+# Lasting premiums (planner module docstring). The replay's default spot prices: r6g.4xlarge 96 GiB usable for
+# $0.28224/h ($0.00294/GiB-h), r5.2xlarge 48 GiB for $0.17136/h ($0.00357/GiB-h, 21.4 % dearer). The small
+# node's premium over the cheapest rate: 0.17136 - 48 x 0.00294 = $0.03024/h.
+BIG = Offer("ig-big", "r6g.4xlarge", 96.0, 0.28224)
+SMALL = Offer("ig-small", "r5.2xlarge", 48.0, 0.17136)
+
+
+@pytest.mark.parametrize(
+    ("need", "weight", "offers", "expected", "usd"),
+    [
+        # weight 1 (the cheapest plan per hour now): 30 GiB -> one small node ($0.17136 < $0.28224)
+        (30, 1.0, [BIG, SMALL], {"ig-small": 1}, 0.17136),
+        # weight 5: small priced 0.17136 + 4 x 0.03024 = $0.29232 > $0.28224: the big node, whose 66 spare GiB
+        # the next increment uses, instead of a node that stays 21 % dearer per GiB-hour
+        (30, 5.0, [BIG, SMALL], {"ig-big": 1}, 0.28224),
+        # the break-even: 0.17136 + (w - 1) x 0.03024 = 0.28224 at w = 4.667; at 4.5 the small node still wins
+        (30, 4.5, [BIG, SMALL], {"ig-small": 1}, 0.17136),
+        # 130 GiB, weight 5: big + small is 0.45360 real, 0.57456 priced; 2 big $0.56448 covers at less
+        (130, 5.0, [BIG, SMALL], {"ig-big": 2}, 0.56448),
+        # 130 GiB, weight 1: big + small $0.45360 beats 2 big $0.56448
+        (130, 1.0, [BIG, SMALL], {"ig-big": 1, "ig-small": 1}, 0.45360),
+        # nothing dearer to weigh: one offer is the cheapest, its premium 0
+        (30, 20.0, [SMALL], {"ig-small": 1}, 0.17136),
+    ],
+)
+def test_premium_weight_counts_lasting_premiums(need, weight, offers, expected, usd):
+    plan = plan_memory(memory_gib=need, offers=offers, premium_weight=weight)
+    assert _nodes(plan) == expected
+    assert plan.usd_per_hour == pytest.approx(usd)  # the plan reports real USD, never the weighted price
+
+
+def test_a_dear_node_still_wins_when_the_rounding_it_saves_is_larger():
+    # a 480 GiB node at the cheap rate ($1.4112/h) for a 10 GiB need: the small node, priced at weight 5
+    # 0.17136 + 4 x (0.17136 - 48 x 0.00294) = $0.29232, saves far more than its premium
+    huge = Offer("ig-huge", "r6g.16xlarge", 480.0, 1.4112)
+    plan = plan_memory(memory_gib=10, offers=[huge, SMALL], premium_weight=5.0)
+    assert _nodes(plan) == {"ig-small": 1}
+
+
+def test_premium_weight_budget_is_real_usd():
+    # budget $0.20/h: the big node ($0.28224) does not fit; the small one ($0.17136 real, $0.29232 as priced
+    # for choosing) does and covers the 30 GiB
+    plan = plan_memory(memory_gib=30, offers=[BIG, SMALL], premium_weight=5.0, max_usd_per_hour=0.20)
+    assert _nodes(plan) == {"ig-small": 1}
+    assert plan.covers
+
+
+def test_premium_weight_absurd_values_fall_back_to_the_cheapest_per_hour():
+    for weight in (math.nan, math.inf, 0.0, -3.0):
+        plan = plan_memory(memory_gib=30, offers=[BIG, SMALL], premium_weight=weight)
+        assert _nodes(plan) == {"ig-small": 1}
 
 
 # Two falsifying examples of test_planner_is_optimal_and_within_its_limits (need 1 GiB, max share 0.5). With
@@ -264,10 +318,25 @@ def test_planner_never_worse_than_any_single_type_plan(offers, need, lim):
         assert plan.usd_per_hour <= best_single + 1e-9
 
 
+def _weighted(offers, weight):
+    """The offers as the planner prices them for choosing (module docstring), worked out independently."""
+    usable = [o for o in offers if o.memory_gib > 0 and (o.max_nodes is None or o.max_nodes > 0)]
+    if not usable:
+        return offers
+    cheapest = min(o.usd_per_hour / o.memory_gib for o in usable)
+    return [
+        replace(o, usd_per_hour=o.usd_per_hour + (weight - 1) * (o.usd_per_hour - cheapest * o.memory_gib))
+        for o in offers
+    ]
+
+
 @settings(max_examples=200, deadline=None)
-@given(offers=offer_sets(), need=st.floats(0.5, 400.0), lim=limits)
-def test_planner_is_optimal_and_within_its_limits(offers, need, lim):
-    plan = plan_memory(memory_gib=need, offers=offers, **lim)
+@given(
+    offers=offer_sets(), need=st.floats(0.5, 400.0), lim=limits, weight=st.sampled_from([1.0, 1.0, 3.0, 8.0])
+)
+def test_planner_is_optimal_and_within_its_limits(offers, need, lim, weight):
+    plan = plan_memory(memory_gib=need, offers=offers, premium_weight=weight, **lim)
+    priced = _weighted(offers, weight)
     counts = [plan.nodes_for(o.key) for o in offers]
     relaxed = dict(lim, max_share=1.0) if plan.share_relaxed else lim
     assert _feasible(offers, counts, need, relaxed, cover=False) is not None  # bounds, budget, share
@@ -275,19 +344,24 @@ def test_planner_is_optimal_and_within_its_limits(offers, need, lim):
         assert share_ok(memory_by_type(plan.allocations), lim["existing_gib_by_type"], lim["max_share"])
     else:
         assert plan.reasons
-    # brute force over every assignment: nothing covers more, and nothing covering as much is cheaper
+    # brute force over every assignment: nothing covers more, and nothing covering as much is cheaper as
+    # priced for choosing (real USD for the budget)
     best = None
     for c in _all_counts(offers):
         ok = _feasible(offers, c, need, lim, cover=False)
         if ok is None:
             continue
-        key = (round(max(0.0, need - ok[1]), 6), ok[0])
+        priced_cost = sum(n * o.usd_per_hour for o, n in zip(priced, c, strict=True))
+        key = (round(max(0.0, need - ok[1]), 6), priced_cost)
         best = key if best is None or key < best else best
     assert best is not None  # adding nothing is always feasible
     if not plan.share_relaxed:
         assert round(plan.shortfall_gib, 6) <= best[0]
         if round(plan.shortfall_gib, 6) == best[0]:
-            assert plan.usd_per_hour <= best[1] + 1e-9
+            plan_priced = sum(
+                plan.nodes_for(o.key) * p.usd_per_hour for o, p in zip(offers, priced, strict=True)
+            )
+            assert plan_priced <= best[1] + 1e-9
     else:
         assert plan.shortfall_gib < best[0]  # relaxing only happens when it covers more
 

@@ -193,8 +193,8 @@ def test_a_group_in_a_capacity_shortfall_never_delivers_and_the_policy_falls_bac
 def test_with_sparks_executor_demand_the_first_scale_out_is_sized_in_one_step() -> None:
     """The same burst with Spark dynamic allocation modelled: the heap wake-up alarm runs run_once at 652 s,
     as above, but now SparkExecutorsNeeded (visible at 640 s) states the whole demand, 300 GiB of executors,
-    so the first request asks for all of it: 300 / 0.85 target ≈ 353 GiB wanted of the 144 counted → +3
-    nodes of 96 GiB (432 GiB) at once instead of +1 and the rest minutes later."""
+    so the first request asks for all of it: 300 / 0.93 target ≈ 323 GiB wanted of the 144 counted → +2
+    nodes of 96 GiB (336 GiB) at once instead of +1 and the rest minutes later."""
     for collector in (True, False):
         result = run_replay(
             [100.0] * 10 + [300.0] * 20,
@@ -205,5 +205,5 @@ def test_with_sparks_executor_demand_the_first_scale_out_is_sized_in_one_step() 
         )
         run = result.runs["sparkscale"]
         assert run.supply_gib[:17] == [144.0] * 17
-        assert run.supply_gib[17] == 432.0
+        assert run.supply_gib[17] == 336.0
         assert run.scale_out_times_s[0] == pytest.approx(652.0)

@@ -100,6 +100,7 @@ def _buy_spot_back(ctx: Context, od_gib: float, desired: float) -> StepResult | 
         max_nodes=min(cfg.max_scale_out_step_nodes, room),
         max_usd_per_hour=budget_left(cluster, cfg),
         existing_gib_by_type=cap.task_gib_by_type,
+        premium_weight=cfg.node_premium_weight,
     )
     if not plan.nodes:
         return None

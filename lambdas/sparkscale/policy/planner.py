@@ -13,6 +13,16 @@ and `exhausted` says so. When no plan can keep the share limit and cover the mem
 1.0) if that covers more, and a reason says so. When nothing can cover it, the plan with the least shortfall
 (then the lowest cost) is returned: `shortfall_gib` > 0.
 
+Lasting premiums (`premium_weight`): the cheapest plan per hour now is not the cheapest plan over the nodes'
+lives. A node bought for an increment usually stays for hours, while the surplus of a rounded-up larger node
+lasts only until demand grows into it (the next increment is smaller by that surplus) or the next scale-in. So
+a dear small node (48 GiB at 21 % more per GiB-hour) bought to save rounding on a 20 GiB increment pays its
+premium for as long as it stays, and the fleet fills with them. With `premium_weight` w >= 1 every node is
+priced, for choosing only, at its USD/hour plus (w - 1) x its premium over the cheapest USD per GiB-hour among
+the offers: its premium counts w times, the rounding once. A dear node is then chosen only where the rounding
+it saves exceeds its premium over w times the surplus' life (w = 1: the cheapest plan per hour, as before).
+Budgets, shares, node limits and the plan's reported cost stay in real USD.
+
 Removing nodes is `removal.plan_removal`.
 """
 
@@ -21,7 +31,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from sparkscale.policy.model import Market
 from sparkscale.policy.reasons import gib
@@ -147,8 +157,14 @@ class _Limits:
 class _Search:
     """Branch and bound: minimize (shortfall, USD/hour, nodes) over whole-node counts."""
 
-    def __init__(self, need: float, offers: list[Offer], ub: list[int], limits: _Limits) -> None:
+    def __init__(
+        self, need: float, offers: list[Offer], ub: list[int], limits: _Limits, real_usd: Sequence[float]
+    ) -> None:
+        """`offers` carry the prices the objective minimizes; `real_usd` the real USD per node-hour that the
+        budget limits (the same, unless a premium weight priced the offers)."""
         self.need, self.offers, self.ub = need, offers, ub
+        self.real_usd = list(real_usd)
+        self.weighted = any(r != o.usd_per_hour for r, o in zip(self.real_usd, offers, strict=True))
         self.max_nodes, self.max_usd, self.share = limits.max_nodes, limits.max_usd, limits.share
         self.existing, self.max_steps = limits.existing, limits.max_steps
         self.existing_total = sum(limits.existing.values())
@@ -169,7 +185,8 @@ class _Search:
         if nodes > self.max_nodes:
             return None
         cost = sum(n * o.usd_per_hour for o, n in zip(self.offers, counts, strict=True))
-        if cost > self.max_usd + 1e-9:
+        real = sum(n * usd for usd, n in zip(self.real_usd, counts, strict=True)) if self.weighted else cost
+        if real > self.max_usd + 1e-9:
             return None
         added: dict[str, float] = {}
         mem = 0.0
@@ -213,8 +230,11 @@ class _Search:
             return
         o = self.offers[i]
         hi = min(self.ub[i], self.max_nodes - nodes)
-        if o.usd_per_hour > 0 and math.isfinite(self.max_usd):
-            hi = min(hi, math.floor((self.max_usd - cost) / o.usd_per_hour + 1e-9))
+        usd = self.real_usd[i]
+        if usd > 0 and math.isfinite(self.max_usd):
+            # the budget is in real USD: the path's real cost (the objective's unless offers are weighted)
+            real = sum(counts[j] * self.real_usd[j] for j in range(i)) if self.weighted else cost
+            hi = min(hi, math.floor((self.max_usd - real) / usd + 1e-9))
         hi = max(hi, 0)
         cover = min(hi, max(0, math.ceil((self.need - mem) / o.memory_gib - 1e-9)))
         t = o.instance_type
@@ -324,9 +344,28 @@ def _greedy_shared(need: float, offers: list[Offer], ub: list[int], limits: _Lim
     return counts
 
 
-def _solve(need: float, offers: list[Offer], limits: _Limits) -> tuple[list[int], bool]:
+def weighted_offers(offers: Sequence[Offer], premium_weight: float) -> list[Offer]:
+    """The offers priced for choosing: each node's USD/hour plus (premium_weight - 1) x its premium over the
+    cheapest USD per GiB-hour among `offers` (see the module docstring). The order by USD per GiB-hour is
+    kept (the weighted rate is w x rate - (w - 1) x cheapest rate, increasing in the rate for w >= 1)."""
+    extra = max(0.0, premium_weight - 1.0)
+    if extra <= EPS or not offers:
+        return list(offers)
+    cheapest = min(o.usd_per_gib_hour for o in offers)
+    out = []
+    for o in offers:
+        premium = max(0.0, o.usd_per_hour - cheapest * o.memory_gib)
+        out.append(replace(o, usd_per_hour=o.usd_per_hour + extra * premium))
+    return out
+
+
+def _solve(
+    need: float, offers: list[Offer], limits: _Limits, premium_weight: float = 1.0
+) -> tuple[list[int], bool]:
     ub = _upper_bounds(need, offers, limits.share)
-    s = _Search(need, offers, ub, limits)
+    real_usd = [o.usd_per_hour for o in offers]
+    offers = weighted_offers(offers, premium_weight)
+    s = _Search(need, offers, ub, limits, real_usd)
     s.offer(_greedy(need, offers, ub, limits.max_nodes))
     if limits.share < 1.0 - EPS:
         s.offer(_greedy_shared(need, offers, ub, limits))
@@ -345,8 +384,10 @@ def plan_memory(
     max_usd_per_hour: float | None = None,
     existing_gib_by_type: Mapping[str, float] | None = None,
     max_steps: int = DEFAULT_MAX_STEPS,
+    premium_weight: float = 1.0,
 ) -> Plan:
-    """Whole nodes covering `memory_gib` (usable GiB) at the lowest USD per hour. See the module docstring."""
+    """Whole nodes covering `memory_gib` (usable GiB) at the lowest USD per hour, each offer's premium over
+    the cheapest USD per GiB-hour counted `premium_weight` times. See the module docstring."""
     existing = dict(existing_gib_by_type or {})
     need = float(memory_gib) if math.isfinite(memory_gib) else 1e12
     need = min(max(0.0, need), 1e12)
@@ -357,11 +398,13 @@ def plan_memory(
     limit_nodes = max_nodes if max_nodes is not None else 10**9
     limit_usd = max_usd_per_hour if max_usd_per_hour is not None else math.inf
     share = min(1.0, max(0.0, max_share))
-    counts, exhausted = _solve(need, ordered, _Limits(limit_nodes, limit_usd, share, existing, max_steps))
+    weight = premium_weight if math.isfinite(premium_weight) else 1.0
+    limits = _Limits(limit_nodes, limit_usd, share, existing, max_steps)
+    counts, exhausted = _solve(need, ordered, limits, weight)
     plan = Plan(allocations_of(ordered, counts), need, exhausted=exhausted)
     if not plan.covers and share < 1.0 - EPS:
         r_counts, r_exhausted = _solve(
-            need, ordered, _Limits(limit_nodes, limit_usd, 1.0, existing, max_steps)
+            need, ordered, _Limits(limit_nodes, limit_usd, 1.0, existing, max_steps), weight
         )
         relaxed = Plan(allocations_of(ordered, r_counts), need, exhausted=r_exhausted)
         if relaxed.shortfall_gib < plan.shortfall_gib - 1e-6:

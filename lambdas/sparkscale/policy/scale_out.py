@@ -145,6 +145,7 @@ def _ideal(ctx: Context, free: list[Offer], need: float) -> tuple[int, float]:
         offers=free,
         max_share=cfg.max_share_per_instance_type,
         existing_gib_by_type=cap.task_gib_by_type,
+        premium_weight=cfg.node_premium_weight,
     )
     if ideal.allocations:
         return cap.task_nodes + ideal.nodes, cap.task_gib + ideal.memory_gib
@@ -164,6 +165,7 @@ def _buy(ctx: Context, need: float, room: int, budget: float | None, *, od_ok: b
         max_nodes=step_nodes,
         max_usd_per_hour=budget,
         existing_gib_by_type=existing,
+        premium_weight=cfg.node_premium_weight,
     )
     apply(targets, plan, sign=1)
     reasons = planner_reasons(plan)
@@ -197,6 +199,7 @@ def _on_demand(
         max_nodes=step_nodes - bought.nodes,
         max_usd_per_hour=budget,
         existing_gib_by_type=existing,
+        premium_weight=cfg.node_premium_weight,
     )
     if not od.allocations:
         return bought
@@ -239,6 +242,7 @@ def _limits_bind(ctx: Context, markets: Sequence[Market], need: float, planned_g
         max_share=cfg.max_share_per_instance_type,
         max_nodes=cfg.max_scale_out_step_nodes,
         existing_gib_by_type=ctx.cap.task_gib_by_type,
+        premium_weight=cfg.node_premium_weight,
     )
     return unbounded.memory_gib > planned_gib + EPS
 
