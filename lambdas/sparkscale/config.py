@@ -153,6 +153,21 @@ class Config:
     scale_in_stabilization_s: int = _f(
         600, unit="s", lo=0, doc="Scale in only to the highest recommendation of this trailing window."
     )
+    burst_first_step_nodes: int = _f(
+        0,
+        unit="nodes",
+        lo=0,
+        doc="Most TASK nodes the first scale-out of a shortfall episode adds; the whole shortfall is bought "
+        "once the episode has lasted burst_confirm_s (a burst over before new nodes are usable then buys "
+        "little). 0: off, every scale-out buys the whole shortfall.",
+    )
+    burst_confirm_s: int = _f(
+        240,
+        unit="s",
+        lo=0,
+        doc="How long a shortfall episode must last before its whole shortfall is bought "
+        "(burst_first_step_nodes > 0).",
+    )
     forecast_mode: str = _f(
         "off",
         unit="off \\| observe \\| act",

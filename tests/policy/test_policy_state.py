@@ -204,6 +204,7 @@ def test_empty_dict_is_a_fresh_state_and_decimals_are_accepted():
         ({"yarn_memory_scale": "big"}, "yarn_memory_scale"),
         ({"yarn_memory_scale": -1}, "yarn_memory_scale"),
         ({"heap_pressure_since": 3}, "heap_pressure_since"),
+        ({"shortage_since": "soon"}, "shortage_since"),
     ],
 )
 def test_malformed_state_raises_value_error_naming_the_field(raw, field):
@@ -226,6 +227,7 @@ states = st.builds(
     shortfall_running=st.dictionaries(st.text("igab-0123", min_size=1, max_size=6), st.integers(0, 50)),
     yarn_memory_scale=st.none() | st.floats(0.5, 2.0),
     heap_pressure_since=st.none() | when,
+    shortage_since=st.none() | when,
 )
 
 

@@ -409,6 +409,8 @@ class ScalerState:
     lead_times_s: tuple[float, ...] = ()
     # the latest scale-out requested and not yet running (its delay is measured when it runs)
     pending_scale_out: PendingScaleOut | None = None
+    # when the current shortfall episode began (policy/burst.py; burst_first_step_nodes > 0), None: none
+    shortage_since: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -420,6 +422,9 @@ class Observation:
     heap_used_pct: float | None  # the executors' fresh heap used % (signals.heap_used_pct)
     yarn_memory_scale: float | None  # measured now (estimate.yarn_memory_scale); None: not measurable now
     demand: DemandSample | None = None  # the demand observed (forecast_mode observe or act), else None
+    # a signal beyond its deadband asks for more than the capacity counted (burst.short_of_memory); None: not
+    # tracked (burst_first_step_nodes 0)
+    short: bool | None = None
 
 
 class Direction(StrEnum):

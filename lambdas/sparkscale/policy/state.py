@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sparkscale.config import Config
+from sparkscale.policy.burst import shortage_since
 from sparkscale.policy.capacity import yarn_memory_scale
 from sparkscale.policy.constraints import window_start
 from sparkscale.policy.forecast import add_sample, measure_lead
@@ -63,6 +64,8 @@ def next_state(
     - demand_samples, lead_times_s, pending_scale_out (forecast_mode observe or act; kept as they are with
       off): the demand observed added to the trend window (forecast.add_sample); a scale-out's request ->
       usable delay measured once its nodes run (forecast.measure_lead).
+    - shortage_since: when the current shortfall episode began (burst.shortage_since; observed only while
+      burst_first_step_nodes > 0, else None).
     - heap_pressure_since: when the executors' heap went beyond its deadband (the heap alarm's threshold),
       kept while it stays there, None once it is back (or its datapoint is missing).
     """
@@ -111,6 +114,7 @@ def next_state(
         demand_samples=samples,
         lead_times_s=leads,
         pending_scale_out=pending,
+        shortage_since=shortage_since(previous.shortage_since, short=observed.short, now=now),
     )
 
 
@@ -230,6 +234,7 @@ def state_to_dict(state: ScalerState) -> dict[str, Any]:
         "yarn_memory_scale": state.yarn_memory_scale,
         "heap_pressure_since": _iso(state.heap_pressure_since),
         **_forecast_to_dict(state),
+        **({} if state.shortage_since is None else {"shortage_since": _iso(state.shortage_since)}),
     }
 
 
@@ -337,4 +342,5 @@ def state_from_dict(d: Mapping[str, Any]) -> ScalerState:
         demand_samples=samples,
         lead_times_s=leads,
         pending_scale_out=pending,
+        shortage_since=_parse(d.get("shortage_since"), "shortage_since"),
     )
