@@ -1,5 +1,6 @@
-"""Bursts (policy/burst.py): a young shortfall episode buys a small first step, the whole shortfall once it
-has lasted burst_confirm_s. One behaviour per test, numbers worked out in the comments.
+"""Bursts (policy/burst.py): a young burst buys a small first step; the whole shortfall once it has lasted
+burst_confirm_s, unless the cluster's earlier bursts that lasted as long mostly ended too soon for new nodes
+to be useful. One behaviour per test, numbers worked out in the comments.
 
 Cluster as in test_policy_decide: CORE 2 x r5.2xlarge (48 GiB usable each), TASK group ig-a SPOT r5.2xlarge,
 48 GiB usable per node; YARN memory used target 85 %, deadband 8 % (scale out above 91.8 %).
@@ -7,19 +8,25 @@ Cluster as in test_policy_decide: CORE 2 x r5.2xlarge (48 GiB usable each), TASK
 
 from __future__ import annotations
 
-from dataclasses import replace
+from datetime import timedelta
 
 import pytest
 from policy_builders import NOW, ago, cfg, cluster, group, metrics, targets, yarn
 from sparkscale.policy import Direction, ReasonCode, ScalerState, decide
-from sparkscale.policy.burst import shortage_since
+from sparkscale.policy.burst import HISTORY, next_burst, remaining_s
 from sparkscale.policy.decide import evaluate
+from sparkscale.policy.model import BurstLevel, BurstReading
 from sparkscale.policy.state import next_state
 
 # 100 % of 192 GiB used + 40 pending containers x 4 GiB: (192 + 160) / 0.85 = 414.1 GiB wanted, 192 counted:
 # +222.1 GiB = 5 nodes of 48 GiB (240 GiB)
 BURST = yarn(192, 100, ContainerPending=40, AppsRunning=1)
-ON = {"burst_first_step_nodes": 1, "burst_confirm_s": 240}
+DEMAND = 352 / 0.85
+ON = {"burst_first_step_nodes": 1, "burst_confirm_s": 240, "burst_useful_s": 360}
+# lead time 360 s (no delay measured yet) + burst_useful_s 360 s = 720 s: the whole shortfall is bought when
+# the earlier bursts that lasted as long went on for a median of at least 720 s more
+SHORT_ONES = (600.0, 700.0, 800.0, 900.0)  # at 240 s: 360, 460, 560, 660 s more, median 510 s < 720 s
+LONG_ONES = (1200.0, 1500.0, 1800.0, 3600.0)  # at 240 s: median 1410 s more >= 720 s
 
 
 def a(requested=2, **kw):
@@ -32,69 +39,126 @@ def run(state, *, config=None, c=None):
     )
 
 
+def going_on(age_s, *, durations=(), first_step_ago=130):
+    """A burst that began age_s ago on the 192 GiB (base) with its first step requested first_step_ago."""
+    return ScalerState(
+        burst_levels=(BurstLevel(ago(age_s), 192.0, DEMAND),),
+        burst_short=True,
+        burst_durations_s=durations,
+        last_scale_out_at=ago(first_step_ago),
+    )
+
+
 def test_off_by_default_buys_the_whole_shortfall():
     d = run(ScalerState(), config=cfg())
     assert targets(d) == {"ig-a": 7}  # 2 + 5
-    assert all(r.code is not ReasonCode.BURST_UNCONFIRMED for r in d.reasons)
+    assert all(
+        r.code not in {ReasonCode.BURST_UNCONFIRMED, ReasonCode.BURST_ENDS_TOO_SOON} for r in d.reasons
+    )
 
 
-def test_the_first_request_of_an_episode_is_small_and_says_why():
-    d = run(ScalerState())  # no episode yet: this evaluation starts one (age 0 s)
+def test_the_first_request_of_a_burst_is_small_and_says_why():
+    d = run(ScalerState())  # no burst yet: this evaluation starts one (age 0 s)
     assert d.direction is Direction.OUT
     assert targets(d) == {"ig-a": 3}  # 2 + burst_first_step_nodes 1
     why = d.reasons[0]
     assert why.code is ReasonCode.BURST_UNCONFIRMED
-    assert why.values == {"episode_age_s": 0.0, "confirm_s": 240.0, "first_step_nodes": 1.0}
+    assert why.values == {"burst_age_s": 0.0, "confirm_s": 240.0, "first_step_nodes": 1.0}
     assert "240 s" in why.text
     assert "222 GiB" in why.text  # the whole shortfall it waits to buy
     assert d.desired_task_nodes == 7  # the estimate is still the whole need (the audit shows both)
 
 
 def test_a_second_scale_out_before_confirmation_adds_nothing():
-    # episode 200 s old, its first step requested 130 s ago (past the 120 s cooldown): hold
-    state = ScalerState(shortage_since=ago(200), last_scale_out_at=ago(130))
-    d = run(state, c=cluster(a(3, running=2)))
-    # counted 96 + 3 x 48 = 240: (192 + 160) / 0.85 = 414.1 still wants 4 nodes more
+    # burst 200 s old, its first step requested 130 s ago (past the 120 s cooldown): hold
+    d = run(going_on(200), c=cluster(a(3, running=2)))
+    # counted 96 + 3 x 48 = 240: 414.1 still wants 4 nodes more
     assert d.direction is Direction.HOLD
     assert d.reasons[0].code is ReasonCode.BURST_UNCONFIRMED
     assert d.reasons[0].values["first_step_nodes"] == 0.0
 
 
-def test_a_confirmed_episode_buys_the_whole_shortfall():
-    # 240 s old: confirmed. counted 240 GiB; 414.1 - 240 = 174.1 GiB -> 4 nodes (192 GiB)
-    state = ScalerState(shortage_since=ago(240), last_scale_out_at=ago(130))
-    d = run(state, c=cluster(a(3, running=2)))
+@pytest.mark.parametrize("durations", [(), SHORT_ONES[:3], LONG_ONES, (100.0, 150.0, 200.0, 230.0)])
+def test_a_confirmed_burst_buys_the_whole_shortfall_unless_its_history_says_it_ends_too_soon(durations):
+    # 240 s old: confirmed. No history, fewer than 4 bursts, long ones, or none lasted 240 s: nothing says it
+    # ends too soon. counted 240 GiB; 414.1 - 240 = 174.1 GiB -> 4 nodes (192 GiB)
+    d = run(going_on(240, durations=durations), c=cluster(a(3, running=2)))
     assert targets(d) == {"ig-a": 7}
-    assert all(r.code is not ReasonCode.BURST_UNCONFIRMED for r in d.reasons)
+
+
+def test_a_burst_whose_like_ended_too_soon_holds_at_its_first_step():
+    d = run(going_on(240, durations=SHORT_ONES), c=cluster(a(3, running=2)))
+    assert d.direction is Direction.HOLD
+    why = d.reasons[0]
+    assert why.code is ReasonCode.BURST_ENDS_TOO_SOON
+    assert why.values["median_remaining_s"] == pytest.approx(510.0)  # (460 + 560) / 2
+    assert why.values["bursts"] == 4.0
+    assert why.values["lead_time_s"] == 360.0
+    assert "less than the lead time 360 s + burst_useful_s 360 s" in why.text
+
+
+def test_a_rise_on_top_of_a_held_burst_gets_a_first_step_of_its_own():
+    # held at its first step (counted 240 GiB), the demand rises from 414 to 600 GiB wanted: beyond 414 x 1.08
+    # and 600 x 0.85 = 510 GiB used > 240 counted. A new burst: one node now (the reaction target)
+    rise = yarn(192, 100, ContainerPending=80, AppsRunning=1)  # (192 + 320) / 0.85 = 602.4 GiB
+    state = going_on(600, durations=SHORT_ONES)
+    d = decide(
+        now=NOW, cluster=cluster(a(3, running=2)), metrics=metrics(**rise), config=cfg(**ON), state=state
+    )
+    assert targets(d) == {"ig-a": 4}
+    assert d.reasons[0].code is ReasonCode.BURST_UNCONFIRMED
+
+
+def test_remaining_s():
+    assert remaining_s(SHORT_ONES[:3], 0.0) is None  # fewer than MIN_HISTORY
+    assert remaining_s(SHORT_ONES, 1000.0) is None  # none lasted that long
+    assert remaining_s(SHORT_ONES, 650.0) == (pytest.approx(150.0), 3)  # 50, 150, 250 s more
+
+
+READ_SHORT = BurstReading(short=True, demand_gib=400.0, counted_gib=200.0)
 
 
 @pytest.mark.parametrize(
-    ("previous", "short", "expected"),
+    ("levels", "was_short", "reading", "expected_levels", "ended"),
     [
-        (None, True, NOW),  # an episode begins
-        (ago(300), True, ago(300)),  # it goes on
-        (ago(300), False, None),  # it is over (covered, or demand fell)
-        (ago(300), None, None),  # not tracked
-        (NOW.replace(year=2030), True, NOW),  # a start in the future (clock skew) restarts it
+        # a burst begins: base = the capacity counted, its demand remembered
+        ((), False, READ_SHORT, (BurstLevel(NOW, 200.0, 400.0),), ()),
+        # it goes on while demand > base x 1.08 (200 x 1.08 = 216), even when covered
+        ((BurstLevel(ago(300), 200.0, 400.0),), True, BurstReading(False, 300.0, 400.0),
+         (BurstLevel(ago(300), 200.0, 400.0),), ()),
+        # the demand falls to the base: it ends, its 300 s join the history
+        ((BurstLevel(ago(300), 200.0, 400.0),), False, BurstReading(False, 210.0, 400.0), (), (300.0,)),
+        # short again after it was covered: a new burst on top (base 400)
+        ((BurstLevel(ago(300), 200.0, 400.0),), False, BurstReading(True, 500.0, 400.0),
+         (BurstLevel(ago(300), 200.0, 400.0), BurstLevel(NOW, 400.0, 500.0)), ()),
+        # still short, demand within 8 % of where it began: the same burst
+        ((BurstLevel(ago(300), 200.0, 400.0),), True, BurstReading(True, 430.0, 250.0),
+         (BurstLevel(ago(300), 200.0, 400.0),), ()),
     ],
-)
-def test_shortage_since(previous, short, expected):
-    assert shortage_since(previous, short=short, now=NOW) == expected
+)  # fmt: skip
+def test_next_burst(levels, was_short, reading, expected_levels, ended):
+    out_levels, short, durations = next_burst(levels, was_short, (), reading, now=NOW, config=cfg(**ON))
+    assert out_levels == expected_levels
+    assert short is reading.short
+    assert durations == ended
 
 
-def test_next_state_tracks_the_episode_only_when_the_mechanism_is_on():
+def test_next_burst_keeps_a_bounded_history_and_forgets_bursts_when_off():
+    many = tuple(float(i) for i in range(HISTORY))
+    level = (BurstLevel(NOW - timedelta(seconds=99), 200.0, 400.0),)
+    _, _, durations = next_burst(
+        level, False, many, BurstReading(False, 0.0, 400.0), now=NOW, config=cfg(**ON)
+    )
+    assert len(durations) == HISTORY
+    assert durations[-1] == 99.0
+    assert next_burst(level, True, many, None, now=NOW, config=cfg(**ON)) == ((), False, many)
+
+
+def test_next_state_follows_bursts_only_when_the_mechanism_is_on():
     c, m = cluster(a()), metrics(**BURST)
-    for config, expected in ((cfg(**ON), NOW), (cfg(), None)):
+    for config, expected in ((cfg(**ON), (BurstLevel(NOW, 192.0, pytest.approx(DEMAND)),)), (cfg(), ())):
         d, seen = evaluate(now=NOW, cluster=c, metrics=m, config=config, state=ScalerState())
         s = next_state(
             previous=ScalerState(), decision=d, cluster=c, metrics=m, now=NOW, config=config, observed=seen
         )
-        assert s.shortage_since == expected
-    # covered (YARN at 50 %): no episode
-    calm = metrics(**yarn(192, 50, AppsRunning=1))
-    d, seen = evaluate(now=NOW, cluster=c, metrics=calm, config=cfg(**ON), state=ScalerState())
-    prev = replace(ScalerState(), shortage_since=ago(60))
-    s = next_state(
-        previous=prev, decision=d, cluster=c, metrics=calm, now=NOW, config=cfg(**ON), observed=seen
-    )
-    assert s.shortage_since is None
+        assert s.burst_levels == expected

@@ -1,67 +1,154 @@
-"""Bursts: a shortfall that may be over before new nodes are usable buys a small first step, and the rest only
-once it has lasted long enough to be worth it (`burst_first_step_nodes`, `burst_confirm_s`).
+"""Bursts: tell a burst that will outlast the provisioning delay from one that will not, and buy the whole
+shortfall only for the first kind (`burst_first_step_nodes` > 0; off by default).
 
-Why: a node requested now is usable about six minutes later and is billed from its request until it is
-released (after the stabilization window). A burst that ends before then buys nothing but cost, and at its
-start a burst that will last an hour looks the same as one that will last ten minutes. What does tell them
-apart is how long the shortfall has already lasted: bursts that have lasted a few minutes are mostly the long
-ones. So the first request of a shortfall episode is small (it meets the reaction target and serves a
-shortfall of a node or two at once), and the whole shortfall is bought once the episode has lasted
-`burst_confirm_s`.
+Why: a node requested now is usable about six minutes later (the lead time) and is billed from its request
+until it is released, after the stabilization window. A burst that ends before its nodes are usable buys
+nothing but cost, and part of a shortfall bought does not make the cluster short of memory for less time. At
+its start a burst that will last an hour looks the same as one that will last ten minutes; what tells them
+apart is how long it has already lasted, and how long the cluster's earlier bursts went on once they had
+lasted that long. So:
 
-A shortfall episode: the evaluations in a row where a signal beyond its deadband asks for more than the
-capacity counted (running CORE + requested TASK nodes). It is tracked in ScalerState.shortage_since by
-next_state, only while `burst_first_step_nodes` > 0 (otherwise the state is what it was without this module).
+1. The first scale-out of a burst adds at most `burst_first_step_nodes` (it meets the reaction target, and a
+   shortfall of a node or two is served at once); no more until the burst has lasted `burst_confirm_s`.
+2. Then the whole shortfall is bought, unless the cluster's own history says otherwise: of its last
+   bursts (at most HISTORY) that lasted at least as long as this one has, the median went on for less than
+   the lead time + `burst_useful_s` more. Then nodes bought now would be usable for less than
+   `burst_useful_s` before it ends: it holds at the first step, and asks again at every evaluation (a burst
+   that goes on becomes one of the long ones). With fewer than MIN_HISTORY bursts in the history, or when
+   this one has lasted longer than any of them, there is nothing to go by: it buys.
+
+A burst: from the evaluation where a signal beyond its deadband asks for more than the capacity counted
+(running CORE + requested TASK nodes) until the demand no longer needs more than the capacity counted when it
+began (its base): so what was bought for it does not end it, only the demand falling does. A shortfall that
+begins while a burst goes on (after what was bought for it covered it, or when the demand rises beyond the
+deadband above the demand it began with and beyond the capacity counted) is a new burst on top of it, with a
+first step of its own: new memory running out is answered within the reaction target. Kept in ScalerState
+(burst_levels, burst_short, burst_durations_s) by next_state, only while `burst_first_step_nodes` > 0.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
+from statistics import median
 
 from sparkscale.config import Config
 from sparkscale.policy.context import Context
 from sparkscale.policy.estimate import Capacity, Estimate, gib
+from sparkscale.policy.forecast import lead_time_s
+from sparkscale.policy.model import BurstLevel, BurstReading
 from sparkscale.policy.planner import EPS
 from sparkscale.policy.reasons import Reason, ReasonCode
 
-
-def short_of_memory(est: Estimate, cap: Capacity, config: Config) -> bool:
-    """A signal beyond its deadband asks for more than the capacity counted (decide's scale-out condition)."""
-    edge = 1.0 + config.deadband_pct / 100.0
-    return any(n.ratio > edge and n.desired_gib > cap.counted_gib + EPS for n in est.needs)
+HISTORY = 32  # the most burst durations kept (the cluster's recent bursts)
+MAX_LEVELS = 8  # the most bursts followed at once (one on top of another)
+MIN_HISTORY = 4  # fewer bursts in the history than this: nothing to go by, the whole shortfall is bought
 
 
-def shortage_since(previous: datetime | None, *, short: bool | None, now: datetime) -> datetime | None:
-    """When the current shortfall episode began: kept while short, `now` when one begins, None when over
-    (or unknown: `short` None)."""
-    if not short:
+def read_burst(est: Estimate, cap: Capacity, config: Config) -> BurstReading | None:
+    """What next_state needs to follow bursts: short of memory now (decide's scale-out condition), the
+    largest need and the capacity counted. None when the mechanism is off or no signal reports."""
+    if config.burst_first_step_nodes <= 0 or not est.needs:
         return None
-    return now if previous is None or previous > now else previous
+    edge = 1.0 + config.deadband_pct / 100.0
+    short = any(n.ratio > edge and n.desired_gib > cap.counted_gib + EPS for n in est.needs)
+    demand = max(n.desired_gib for n in est.needs)
+    return BurstReading(short, demand, cap.counted_gib)
+
+
+def next_burst(
+    levels: tuple[BurstLevel, ...],
+    was_short: bool,
+    durations_s: tuple[float, ...],
+    reading: BurstReading | None,
+    *,
+    now: datetime,
+    config: Config,
+) -> tuple[tuple[BurstLevel, ...], bool, tuple[float, ...]]:
+    """(burst_levels, burst_short, burst_durations_s) after this evaluation. A burst begins when the cluster
+    becomes short of memory (it was not at the last evaluation, or the demand rose beyond the deadband above
+    the newest burst's), on top of the bursts going on, and goes on
+    while the demand needs more than its base (within the deadband); when it ends its duration joins the
+    history (the last HISTORY kept). Nothing read (off, or no signal): no burst, the history kept."""
+    if reading is None:
+        return (), False, durations_s
+    edge = 1.0 + config.deadband_pct / 100.0
+    kept: list[BurstLevel] = []
+    ended: list[float] = []
+    for level in levels:
+        if level.since <= now and reading.demand_gib > level.base_gib * edge + EPS:
+            kept.append(level)
+        else:
+            ended.append(max(0.0, (now - level.since).total_seconds()))
+    new = not kept or not was_short or _rose(kept[-1], reading.demand_gib, reading.counted_gib, config)
+    if reading.short and new:
+        kept.append(BurstLevel(now, reading.counted_gib, reading.demand_gib))
+    if ended:
+        durations_s = (*durations_s, *ended)[-HISTORY:]
+    return tuple(kept[-MAX_LEVELS:]), reading.short, durations_s
+
+
+def remaining_s(durations_s: Sequence[float], age_s: float) -> tuple[float, int] | None:
+    """The median time the past bursts that lasted at least `age_s` went on after it, and how many there
+    were; None when the history is shorter than MIN_HISTORY or none lasted that long (nothing to go by)."""
+    if len(durations_s) < MIN_HISTORY:
+        return None
+    longer = [d - age_s for d in durations_s if d >= age_s]
+    if not longer:
+        return None
+    return median(longer), len(longer)
+
+
+def _rose(newest: BurstLevel, demand_gib: float, counted_gib: float, config: Config) -> bool:
+    """The demand rose beyond the deadband above what the newest burst began with, and beyond the capacity
+    counted at the target (memory is running out again, not only the headroom): a new burst on top."""
+    edge = 1.0 + config.deadband_pct / 100.0
+    used = demand_gib * config.yarn_memory_used_target_pct / 100.0
+    return demand_gib > newest.demand_gib * edge + EPS and used > counted_gib + EPS
+
+
+def _newest_since(ctx: Context) -> datetime:
+    """When the newest burst began; now when this evaluation starts one (next_burst's rule)."""
+    levels = ctx.state.burst_levels
+    if not levels or not ctx.state.burst_short:
+        return ctx.now
+    demand = max((n.desired_gib for n in ctx.est.needs), default=0.0)
+    return ctx.now if _rose(levels[-1], demand, ctx.cap.counted_gib, ctx.config) else levels[-1].since
 
 
 def first_step(ctx: Context) -> tuple[int, Reason] | None:
-    """The most nodes this scale-out may add while its shortfall episode is younger than burst_confirm_s, and
-    why; None when the whole shortfall may be bought (the mechanism is off, or the episode is confirmed).
-
-    One small request per unconfirmed episode: a second scale-out before confirmation adds nothing."""
-    cfg = ctx.config
+    """The most nodes this scale-out may add, and why; None when the whole shortfall may be bought (the
+    mechanism is off, or the burst is confirmed and its history does not say it ends too soon)."""
+    cfg, state = ctx.config, ctx.state
     if cfg.burst_first_step_nodes <= 0:
         return None
-    since = ctx.state.shortage_since or ctx.now  # no episode yet: this evaluation starts one
-    age = (ctx.now - since).total_seconds()
-    if age >= cfg.burst_confirm_s:
-        return None
-    last = ctx.state.last_scale_out_at
+    since = _newest_since(ctx)
+    age = max(0.0, (ctx.now - since).total_seconds())
+    last = state.last_scale_out_at
     nodes = 0 if last is not None and last >= since else cfg.burst_first_step_nodes
-    short = max(0.0, ctx.est.need_gib)
-    text = (
-        f"Burst not yet confirmed: short of memory for {age:.0f} s of the {cfg.burst_confirm_s} s after "
-        f"which the whole shortfall ({gib(short)}) is bought; "
-        + (
-            f"at most {nodes} node{'s' if nodes != 1 else ''} now (burst_first_step_nodes)."
-            if nodes
-            else "its first step is already requested."
-        )
+    short = gib(max(0.0, ctx.est.need_gib))
+    step = (
+        f"at most {nodes} node{'s' if nodes != 1 else ''} now (burst_first_step_nodes)."
+        if nodes
+        else "its first step is already requested."
     )
-    values = {"episode_age_s": age, "confirm_s": float(cfg.burst_confirm_s), "first_step_nodes": float(nodes)}
-    return nodes, Reason(ReasonCode.BURST_UNCONFIRMED, text, values)
+    values = {"burst_age_s": age, "confirm_s": float(cfg.burst_confirm_s), "first_step_nodes": float(nodes)}
+    if age < cfg.burst_confirm_s:
+        text = (
+            f"Burst not yet confirmed: short of memory for {age:.0f} s of the {cfg.burst_confirm_s} s after "
+            f"which the whole shortfall ({short}) is bought; {step}"
+        )
+        return nodes, Reason(ReasonCode.BURST_UNCONFIRMED, text, values)
+    lead = lead_time_s(state)
+    past = remaining_s(state.burst_durations_s, age)
+    if past is None or past[0] >= lead + cfg.burst_useful_s:
+        return None
+    left, count = past
+    text = (
+        f"Burst likely over before new nodes are useful: it has lasted {age:.0f} s, and the {count} earlier "
+        f"bursts that lasted as long went on for a median {left:.0f} s more, less than the lead time "
+        f"{lead:.0f} s + burst_useful_s {cfg.burst_useful_s} s; the whole shortfall ({short}) is not bought, "
+        + step
+    )
+    values.update(median_remaining_s=left, bursts=float(count), lead_time_s=lead)
+    return nodes, Reason(ReasonCode.BURST_ENDS_TOO_SOON, text, values)

@@ -22,7 +22,7 @@ from dataclasses import replace
 from datetime import datetime
 
 from sparkscale.config import Config
-from sparkscale.policy.burst import short_of_memory
+from sparkscale.policy.burst import read_burst
 from sparkscale.policy.constraints import enforce_bounds, usd_per_hour
 from sparkscale.policy.context import UNCHANGED, Context, StepResult, current, hold
 from sparkscale.policy.estimate import (
@@ -127,8 +127,8 @@ def evaluate(
     decision = _decision(now, cluster=cluster, config=config, out=out, ctx=ctx)
     if fc is not None:
         decision = replace(decision, forecast=fc)
-    short = short_of_memory(est, cap, config) if config.burst_first_step_nodes > 0 else None
-    return decision, Observation(active, est.heap_used_pct, measured, sample, short)
+    burst = read_burst(est, cap, config)
+    return decision, Observation(active, est.heap_used_pct, measured, sample, burst)
 
 
 def _measured_yarn_scale(

@@ -12,11 +12,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sparkscale.config import Config
-from sparkscale.policy.burst import shortage_since
+from sparkscale.policy.burst import next_burst
 from sparkscale.policy.capacity import yarn_memory_scale
 from sparkscale.policy.constraints import window_start
 from sparkscale.policy.forecast import add_sample, measure_lead
 from sparkscale.policy.model import (
+    BurstLevel,
     Cluster,
     Decision,
     DemandSample,
@@ -64,8 +65,8 @@ def next_state(
     - demand_samples, lead_times_s, pending_scale_out (forecast_mode observe or act; kept as they are with
       off): the demand observed added to the trend window (forecast.add_sample); a scale-out's request ->
       usable delay measured once its nodes run (forecast.measure_lead).
-    - shortage_since: when the current shortfall episode began (burst.shortage_since; observed only while
-      burst_first_step_nodes > 0, else None).
+    - burst_levels, burst_short, burst_durations_s: the bursts going on and the last ones' durations
+      (burst.next_burst; followed only while burst_first_step_nodes > 0, else no burst and the history kept).
     - heap_pressure_since: when the executors' heap went beyond its deadband (the heap alarm's threshold),
       kept while it stays there, None once it is back (or its datapoint is missing).
     """
@@ -101,6 +102,14 @@ def next_state(
     shortfall, seen = _shortfall(previous, decision, cluster, acted=acted, now=now)
     errors = _capacity_errors(previous, cluster, shortfall, now=now, config=config)
     samples, leads, pending = _forecast_fields(previous, decision, cluster, observed, acted=acted, now=now)
+    burst = next_burst(
+        previous.burst_levels,
+        previous.burst_short,
+        previous.burst_durations_s,
+        observed.burst,
+        now=now,
+        config=config,
+    )
     return ScalerState(
         last_scale_out_at=last_out,
         last_scale_in_at=last_in,
@@ -114,7 +123,9 @@ def next_state(
         demand_samples=samples,
         lead_times_s=leads,
         pending_scale_out=pending,
-        shortage_since=shortage_since(previous.shortage_since, short=observed.short, now=now),
+        burst_levels=burst[0],
+        burst_short=burst[1],
+        burst_durations_s=burst[2],
     )
 
 
@@ -234,8 +245,48 @@ def state_to_dict(state: ScalerState) -> dict[str, Any]:
         "yarn_memory_scale": state.yarn_memory_scale,
         "heap_pressure_since": _iso(state.heap_pressure_since),
         **_forecast_to_dict(state),
-        **({} if state.shortage_since is None else {"shortage_since": _iso(state.shortage_since)}),
+        **_burst_to_dict(state),
     }
+
+
+def _burst_to_dict(state: ScalerState) -> dict[str, Any]:
+    """The burst fields, only when set (a state without them is stored as before)."""
+    out: dict[str, Any] = {}
+    if state.burst_levels:
+        out["burst_levels"] = [
+            {"since": _iso(b.since), "base_gib": b.base_gib, "demand_gib": b.demand_gib}
+            for b in state.burst_levels
+        ]
+    if state.burst_short:
+        out["burst_short"] = True
+    if state.burst_durations_s:
+        out["burst_durations_s"] = list(state.burst_durations_s)
+    return out
+
+
+def _burst_from_dict(d: Mapping[str, Any]) -> tuple[tuple[BurstLevel, ...], bool, tuple[float, ...]]:
+    """Inverse of _burst_to_dict; ValueError naming the field when malformed."""
+    levels: list[BurstLevel] = []
+    raw_levels = d.get("burst_levels") or []
+    if not isinstance(raw_levels, list | tuple):
+        raise ValueError("state field 'burst_levels': expected a list")
+    for i, r in enumerate(raw_levels):
+        try:
+            since = _req(r.get("since"), f"burst_levels[{i}].since")
+            levels.append(BurstLevel(since, _number(r["base_gib"]), _number(r["demand_gib"])))
+        except (AttributeError, KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"state field 'burst_levels[{i}]': {exc}") from None
+    short = d.get("burst_short", False)
+    if not isinstance(short, bool):
+        raise ValueError(f"state field 'burst_short': expected true or false, got {short!r}")
+    raw = d.get("burst_durations_s") or []
+    try:
+        if not isinstance(raw, list | tuple):
+            raise TypeError
+        durations = tuple(_number(v) for v in raw)
+    except (TypeError, ValueError):
+        raise ValueError("state field 'burst_durations_s': expected a list of numbers") from None
+    return tuple(levels), short, durations
 
 
 def _forecast_to_dict(state: ScalerState) -> dict[str, Any]:
@@ -329,6 +380,7 @@ def state_from_dict(d: Mapping[str, Any]) -> ScalerState:
     if scale is not None and not (math.isfinite(scale) and scale > 0):
         raise ValueError(f"state field 'yarn_memory_scale': expected a number > 0, got {raw_scale!r}")
     samples, leads, pending = _forecast_from_dict(d)
+    burst_levels, burst_short, burst_durations = _burst_from_dict(d)
     return ScalerState(
         last_scale_out_at=_parse(d.get("last_scale_out_at"), "last_scale_out_at"),
         last_scale_in_at=_parse(d.get("last_scale_in_at"), "last_scale_in_at"),
@@ -342,5 +394,7 @@ def state_from_dict(d: Mapping[str, Any]) -> ScalerState:
         demand_samples=samples,
         lead_times_s=leads,
         pending_scale_out=pending,
-        shortage_since=_parse(d.get("shortage_since"), "shortage_since"),
+        burst_levels=burst_levels,
+        burst_short=burst_short,
+        burst_durations_s=burst_durations,
     )
