@@ -162,13 +162,13 @@ class Config:
         "burst_useful_s). 0: off, every scale-out buys the whole shortfall.",
     )
     burst_confirm_s: int = _f(
-        240,
+        120,
         unit="s",
         lo=0,
         doc="How long a burst must last before its whole shortfall is bought (burst_first_step_nodes > 0).",
     )
     burst_useful_s: int = _f(
-        360,
+        900,
         unit="s",
         lo=0,
         doc="A confirmed burst's whole shortfall is not bought when the cluster's earlier bursts that lasted "
