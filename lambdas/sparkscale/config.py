@@ -154,7 +154,7 @@ class Config:
         600, unit="s", lo=0, doc="Scale in only to the highest recommendation of this trailing window."
     )
     burst_first_step_nodes: int = _f(
-        0,
+        1,
         unit="nodes",
         lo=0,
         doc="Most TASK nodes the first scale-out of a burst adds; the whole shortfall is bought once it has "
@@ -168,7 +168,7 @@ class Config:
         doc="How long a burst must last before its whole shortfall is bought (burst_first_step_nodes > 0).",
     )
     burst_useful_s: int = _f(
-        900,
+        720,
         unit="s",
         lo=0,
         doc="A confirmed burst's whole shortfall is not bought when the cluster's earlier bursts that lasted "

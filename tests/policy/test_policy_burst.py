@@ -21,7 +21,6 @@ from sparkscale.policy.state import next_state
 # 100 % of 192 GiB used + 40 pending containers x 4 GiB: (192 + 160) / 0.85 = 414.1 GiB wanted, 192 counted:
 # +222.1 GiB = 5 nodes of 48 GiB (240 GiB)
 BURST = yarn(192, 100, ContainerPending=40, AppsRunning=1)
-DEMAND = 352 / 0.85
 ON = {"burst_first_step_nodes": 1, "burst_confirm_s": 240, "burst_useful_s": 360}
 # lead time 360 s (no delay measured yet) + burst_useful_s 360 s = 720 s: the whole shortfall is bought when
 # the earlier bursts that lasted as long went on for a median of at least 720 s more
@@ -39,18 +38,19 @@ def run(state, *, config=None, c=None):
     )
 
 
-def going_on(age_s, *, durations=(), first_step_ago=130):
+def going_on(age_s, *, durations=(), first_step_ago=130, out_of_memory=True):
     """A burst that began age_s ago on the 192 GiB (base) with its first step requested first_step_ago."""
     return ScalerState(
-        burst_levels=(BurstLevel(ago(age_s), 192.0, DEMAND),),
+        burst_levels=(BurstLevel(ago(age_s), 192.0),),
         burst_short=True,
+        burst_out_of_memory=out_of_memory,
         burst_durations_s=durations,
         last_scale_out_at=ago(first_step_ago),
     )
 
 
-def test_off_by_default_buys_the_whole_shortfall():
-    d = run(ScalerState(), config=cfg())
+def test_off_buys_the_whole_shortfall():
+    d = run(ScalerState(), config=cfg(burst_first_step_nodes=0))
     assert targets(d) == {"ig-a": 7}  # 2 + 5
     assert all(
         r.code not in {ReasonCode.BURST_UNCONFIRMED, ReasonCode.BURST_ENDS_TOO_SOON} for r in d.reasons
@@ -97,16 +97,16 @@ def test_a_burst_whose_like_ended_too_soon_holds_at_its_first_step():
     assert "less than the lead time 360 s + burst_useful_s 360 s" in why.text
 
 
-def test_a_rise_on_top_of_a_held_burst_gets_a_first_step_of_its_own():
-    # held at its first step (counted 240 GiB), the demand rises from 414 to 600 GiB wanted: beyond 414 x 1.08
-    # and 600 x 0.85 = 510 GiB used > 240 counted. A new burst: one node now (the reaction target)
-    rise = yarn(192, 100, ContainerPending=80, AppsRunning=1)  # (192 + 320) / 0.85 = 602.4 GiB
-    state = going_on(600, durations=SHORT_ONES)
-    d = decide(
-        now=NOW, cluster=cluster(a(3, running=2)), metrics=metrics(**rise), config=cfg(**ON), state=state
-    )
+def test_memory_running_out_again_in_a_held_burst_gets_a_first_step_of_its_own():
+    # held at its first step (counted 240 GiB) with the demand within it at the last evaluation; now 414.1 GiB
+    # wanted x 0.85 = 352 GiB > 240 counted: memory runs out again, a new burst: one node now (the reaction
+    # target)
+    state = going_on(600, durations=SHORT_ONES, out_of_memory=False)
+    d = run(state, c=cluster(a(3, running=2)))
     assert targets(d) == {"ig-a": 4}
     assert d.reasons[0].code is ReasonCode.BURST_UNCONFIRMED
+    # ... while it was already out of memory at the last evaluation: the same burst, held
+    assert run(going_on(600, durations=SHORT_ONES), c=cluster(a(3, running=2))).direction is Direction.HOLD
 
 
 def test_remaining_s():
@@ -115,48 +115,47 @@ def test_remaining_s():
     assert remaining_s(SHORT_ONES, 650.0) == (pytest.approx(150.0), 3)  # 50, 150, 250 s more
 
 
-READ_SHORT = BurstReading(short=True, demand_gib=400.0, counted_gib=200.0)
+OLD = BurstLevel(ago(300), 200.0)
 
 
 @pytest.mark.parametrize(
-    ("levels", "was_short", "reading", "expected_levels", "ended"),
+    ("levels", "was", "reading", "expected_levels", "ended"),
     [
-        # a burst begins: base = the capacity counted, its demand remembered
-        ((), False, READ_SHORT, (BurstLevel(NOW, 200.0, 400.0),), ()),
+        # a burst begins: base = the capacity counted
+        ((), (False, False), BurstReading(True, True, 400.0, 200.0), (BurstLevel(NOW, 200.0),), ()),
         # it goes on while demand > base x 1.08 (200 x 1.08 = 216), even when covered
-        ((BurstLevel(ago(300), 200.0, 400.0),), True, BurstReading(False, 300.0, 400.0),
-         (BurstLevel(ago(300), 200.0, 400.0),), ()),
+        ((OLD,), (True, True), BurstReading(False, False, 300.0, 400.0), (OLD,), ()),
         # the demand falls to the base: it ends, its 300 s join the history
-        ((BurstLevel(ago(300), 200.0, 400.0),), False, BurstReading(False, 210.0, 400.0), (), (300.0,)),
+        ((OLD,), (False, False), BurstReading(False, False, 210.0, 400.0), (), (300.0,)),
         # short again after it was covered: a new burst on top (base 400)
-        ((BurstLevel(ago(300), 200.0, 400.0),), False, BurstReading(True, 500.0, 400.0),
-         (BurstLevel(ago(300), 200.0, 400.0), BurstLevel(NOW, 400.0, 500.0)), ()),
-        # still short, demand within 8 % of where it began: the same burst
-        ((BurstLevel(ago(300), 200.0, 400.0),), True, BurstReading(True, 430.0, 250.0),
-         (BurstLevel(ago(300), 200.0, 400.0),), ()),
+        ((OLD,), (False, False), BurstReading(True, False, 500.0, 400.0), (OLD, BurstLevel(NOW, 400.0)), ()),
+        # still short, still out of memory: the same burst
+        ((OLD,), (True, True), BurstReading(True, True, 430.0, 250.0), (OLD,), ()),
+        # still short, out of memory again after it was not: a new burst on top
+        ((OLD,), (True, False), BurstReading(True, True, 430.0, 250.0), (OLD, BurstLevel(NOW, 250.0)), ()),
     ],
-)  # fmt: skip
-def test_next_burst(levels, was_short, reading, expected_levels, ended):
-    out_levels, short, durations = next_burst(levels, was_short, (), reading, now=NOW, config=cfg(**ON))
+)
+def test_next_burst(levels, was, reading, expected_levels, ended):
+    out_levels, seen, durations = next_burst(levels, was, (), reading, now=NOW, config=cfg(**ON))
     assert out_levels == expected_levels
-    assert short is reading.short
+    assert seen == (reading.short, reading.out_of_memory)
     assert durations == ended
 
 
 def test_next_burst_keeps_a_bounded_history_and_forgets_bursts_when_off():
     many = tuple(float(i) for i in range(HISTORY))
-    level = (BurstLevel(NOW - timedelta(seconds=99), 200.0, 400.0),)
-    _, _, durations = next_burst(
-        level, False, many, BurstReading(False, 0.0, 400.0), now=NOW, config=cfg(**ON)
-    )
+    level = (BurstLevel(NOW - timedelta(seconds=99), 200.0),)
+    calm = BurstReading(False, False, 0.0, 400.0)
+    _, _, durations = next_burst(level, (False, False), many, calm, now=NOW, config=cfg(**ON))
     assert len(durations) == HISTORY
     assert durations[-1] == 99.0
-    assert next_burst(level, True, many, None, now=NOW, config=cfg(**ON)) == ((), False, many)
+    off = next_burst(level, (True, True), many, None, now=NOW, config=cfg(**ON))
+    assert off == ((), (False, False), many)
 
 
 def test_next_state_follows_bursts_only_when_the_mechanism_is_on():
     c, m = cluster(a()), metrics(**BURST)
-    for config, expected in ((cfg(**ON), (BurstLevel(NOW, 192.0, pytest.approx(DEMAND)),)), (cfg(), ())):
+    for config, expected in ((cfg(**ON), (BurstLevel(NOW, 192.0),)), (cfg(burst_first_step_nodes=0), ())):
         d, seen = evaluate(now=NOW, cluster=c, metrics=m, config=config, state=ScalerState())
         s = next_state(
             previous=ScalerState(), decision=d, cluster=c, metrics=m, now=NOW, config=config, observed=seen

@@ -1,5 +1,5 @@
 """Bursts: tell a burst that will outlast the provisioning delay from one that will not, and buy the whole
-shortfall only for the first kind (`burst_first_step_nodes` > 0; off by default).
+shortfall only for the first kind (`burst_first_step_nodes` > 0, the default; 0 turns it off).
 
 Why: a node requested now is usable about six minutes later (the lead time) and is billed from its request
 until it is released, after the stabilization window. A burst that ends before its nodes are usable buys
@@ -20,10 +20,11 @@ lasted that long. So:
 A burst: from the evaluation where a signal beyond its deadband asks for more than the capacity counted
 (running CORE + requested TASK nodes) until the demand no longer needs more than the capacity counted when it
 began (its base): so what was bought for it does not end it, only the demand falling does. A shortfall that
-begins while a burst goes on (after what was bought for it covered it, or when the demand rises beyond the
-deadband above the demand it began with and beyond the capacity counted) is a new burst on top of it, with a
-first step of its own: new memory running out is answered within the reaction target. Kept in ScalerState
-(burst_levels, burst_short, burst_durations_s) by next_state, only while `burst_first_step_nodes` > 0.
+begins while a burst goes on (after what was bought for it covered it, or when memory runs out again: the
+demand at the target's fill was within the capacity counted and is beyond it now) is a new burst on top of
+it, with a first step of its own: memory running out again is answered within the reaction target. Kept in
+ScalerState (burst_levels, burst_short, burst_out_of_memory, burst_durations_s) by next_state, only while
+`burst_first_step_nodes` > 0.
 """
 
 from __future__ import annotations
@@ -53,25 +54,33 @@ def read_burst(est: Estimate, cap: Capacity, config: Config) -> BurstReading | N
     edge = 1.0 + config.deadband_pct / 100.0
     short = any(n.ratio > edge and n.desired_gib > cap.counted_gib + EPS for n in est.needs)
     demand = max(n.desired_gib for n in est.needs)
-    return BurstReading(short, demand, cap.counted_gib)
+    return BurstReading(short, _out_of_memory(demand, cap.counted_gib, config), demand, cap.counted_gib)
+
+
+def _out_of_memory(demand_gib: float, counted_gib: float, config: Config) -> bool:
+    """The demand at the target's fill (what runs and waits, for YARN memory) is more than the capacity
+    counted: memory runs out, not only the headroom."""
+    return demand_gib * config.yarn_memory_used_target_pct / 100.0 > counted_gib + EPS
 
 
 def next_burst(
     levels: tuple[BurstLevel, ...],
-    was_short: bool,
+    was: tuple[bool, bool],
     durations_s: tuple[float, ...],
     reading: BurstReading | None,
     *,
     now: datetime,
     config: Config,
-) -> tuple[tuple[BurstLevel, ...], bool, tuple[float, ...]]:
-    """(burst_levels, burst_short, burst_durations_s) after this evaluation. A burst begins when the cluster
-    becomes short of memory (it was not at the last evaluation, or the demand rose beyond the deadband above
-    the newest burst's), on top of the bursts going on, and goes on
-    while the demand needs more than its base (within the deadband); when it ends its duration joins the
-    history (the last HISTORY kept). Nothing read (off, or no signal): no burst, the history kept."""
+) -> tuple[tuple[BurstLevel, ...], tuple[bool, bool], tuple[float, ...]]:
+    """(burst_levels, (burst_short, burst_out_of_memory), burst_durations_s) after this evaluation. `was`:
+    the last evaluation's (short, out of memory). A burst begins when the cluster becomes short of memory (it
+    was not at the last evaluation, or memory runs out again: the demand was within the capacity counted and
+    is beyond it now), on top of the bursts going on, and goes on while the demand needs more than its base
+    (beyond the deadband);
+    when it ends its duration joins the history (the last HISTORY kept). Nothing read (off, or no signal): no
+    burst, the history kept."""
     if reading is None:
-        return (), False, durations_s
+        return (), (False, False), durations_s
     edge = 1.0 + config.deadband_pct / 100.0
     kept: list[BurstLevel] = []
     ended: list[float] = []
@@ -80,12 +89,12 @@ def next_burst(
             kept.append(level)
         else:
             ended.append(max(0.0, (now - level.since).total_seconds()))
-    new = not kept or not was_short or _rose(kept[-1], reading.demand_gib, reading.counted_gib, config)
+    new = not kept or not was[0] or (reading.out_of_memory and not was[1])
     if reading.short and new:
-        kept.append(BurstLevel(now, reading.counted_gib, reading.demand_gib))
+        kept.append(BurstLevel(now, reading.counted_gib))
     if ended:
         durations_s = (*durations_s, *ended)[-HISTORY:]
-    return tuple(kept[-MAX_LEVELS:]), reading.short, durations_s
+    return tuple(kept[-MAX_LEVELS:]), (reading.short, reading.out_of_memory), durations_s
 
 
 def remaining_s(durations_s: Sequence[float], age_s: float) -> tuple[float, int] | None:
@@ -99,21 +108,15 @@ def remaining_s(durations_s: Sequence[float], age_s: float) -> tuple[float, int]
     return median(longer), len(longer)
 
 
-def _rose(newest: BurstLevel, demand_gib: float, counted_gib: float, config: Config) -> bool:
-    """The demand rose beyond the deadband above what the newest burst began with, and beyond the capacity
-    counted at the target (memory is running out again, not only the headroom): a new burst on top."""
-    edge = 1.0 + config.deadband_pct / 100.0
-    used = demand_gib * config.yarn_memory_used_target_pct / 100.0
-    return demand_gib > newest.demand_gib * edge + EPS and used > counted_gib + EPS
-
-
 def _newest_since(ctx: Context) -> datetime:
     """When the newest burst began; now when this evaluation starts one (next_burst's rule)."""
-    levels = ctx.state.burst_levels
-    if not levels or not ctx.state.burst_short:
+    state = ctx.state
+    if not state.burst_levels or not state.burst_short:
         return ctx.now
     demand = max((n.desired_gib for n in ctx.est.needs), default=0.0)
-    return ctx.now if _rose(levels[-1], demand, ctx.cap.counted_gib, ctx.config) else levels[-1].since
+    if _out_of_memory(demand, ctx.cap.counted_gib, ctx.config) and not state.burst_out_of_memory:
+        return ctx.now
+    return state.burst_levels[-1].since
 
 
 def first_step(ctx: Context) -> tuple[int, Reason] | None:

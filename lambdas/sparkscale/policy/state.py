@@ -65,7 +65,8 @@ def next_state(
     - demand_samples, lead_times_s, pending_scale_out (forecast_mode observe or act; kept as they are with
       off): the demand observed added to the trend window (forecast.add_sample); a scale-out's request ->
       usable delay measured once its nodes run (forecast.measure_lead).
-    - burst_levels, burst_short, burst_durations_s: the bursts going on and the last ones' durations
+    - burst_levels, burst_short, burst_out_of_memory, burst_durations_s: the bursts going on, what the last
+      evaluation saw, and the last bursts' durations
       (burst.next_burst; followed only while burst_first_step_nodes > 0, else no burst and the history kept).
     - heap_pressure_since: when the executors' heap went beyond its deadband (the heap alarm's threshold),
       kept while it stays there, None once it is back (or its datapoint is missing).
@@ -104,7 +105,7 @@ def next_state(
     samples, leads, pending = _forecast_fields(previous, decision, cluster, observed, acted=acted, now=now)
     burst = next_burst(
         previous.burst_levels,
-        previous.burst_short,
+        (previous.burst_short, previous.burst_out_of_memory),
         previous.burst_durations_s,
         observed.burst,
         now=now,
@@ -124,7 +125,8 @@ def next_state(
         lead_times_s=leads,
         pending_scale_out=pending,
         burst_levels=burst[0],
-        burst_short=burst[1],
+        burst_short=burst[1][0],
+        burst_out_of_memory=burst[1][1],
         burst_durations_s=burst[2],
     )
 
@@ -149,7 +151,14 @@ def _forecast_fields(
 def _observe(
     previous: ScalerState, cluster: Cluster, metrics: MetricsSnapshot, *, now: datetime, config: Config
 ) -> Observation:
-    """What `evaluate` observes, read from the metrics (next_state called without it)."""
+    """What `evaluate` observes, read from the metrics (next_state called without it). With the burst rule on
+    (burst_first_step_nodes > 0) that needs the whole estimate: evaluate itself observes it."""
+    if config.burst_first_step_nodes > 0:
+        from sparkscale.policy.decide import evaluate  # noqa: PLC0415  (decide's steps import this module's peers)
+
+        seen = evaluate(now=now, cluster=cluster, metrics=metrics, config=config, state=previous)[1]
+        if seen is not None:
+            return seen
     out_at, in_at = previous.last_scale_out_at, previous.last_scale_in_at
     last_resize = in_at if out_at is None else out_at if in_at is None else max(out_at, in_at)
     return Observation(
@@ -253,18 +262,19 @@ def _burst_to_dict(state: ScalerState) -> dict[str, Any]:
     """The burst fields, only when set (a state without them is stored as before)."""
     out: dict[str, Any] = {}
     if state.burst_levels:
-        out["burst_levels"] = [
-            {"since": _iso(b.since), "base_gib": b.base_gib, "demand_gib": b.demand_gib}
-            for b in state.burst_levels
-        ]
+        out["burst_levels"] = [{"since": _iso(b.since), "base_gib": b.base_gib} for b in state.burst_levels]
     if state.burst_short:
         out["burst_short"] = True
+    if state.burst_out_of_memory:
+        out["burst_out_of_memory"] = True
     if state.burst_durations_s:
         out["burst_durations_s"] = list(state.burst_durations_s)
     return out
 
 
-def _burst_from_dict(d: Mapping[str, Any]) -> tuple[tuple[BurstLevel, ...], bool, tuple[float, ...]]:
+def _burst_from_dict(
+    d: Mapping[str, Any],
+) -> tuple[tuple[BurstLevel, ...], tuple[bool, bool], tuple[float, ...]]:
     """Inverse of _burst_to_dict; ValueError naming the field when malformed."""
     levels: list[BurstLevel] = []
     raw_levels = d.get("burst_levels") or []
@@ -273,12 +283,13 @@ def _burst_from_dict(d: Mapping[str, Any]) -> tuple[tuple[BurstLevel, ...], bool
     for i, r in enumerate(raw_levels):
         try:
             since = _req(r.get("since"), f"burst_levels[{i}].since")
-            levels.append(BurstLevel(since, _number(r["base_gib"]), _number(r["demand_gib"])))
+            levels.append(BurstLevel(since, _number(r["base_gib"])))
         except (AttributeError, KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"state field 'burst_levels[{i}]': {exc}") from None
-    short = d.get("burst_short", False)
-    if not isinstance(short, bool):
-        raise ValueError(f"state field 'burst_short': expected true or false, got {short!r}")
+    flags = (d.get("burst_short", False), d.get("burst_out_of_memory", False))
+    for name, flag in zip(("burst_short", "burst_out_of_memory"), flags, strict=True):
+        if not isinstance(flag, bool):
+            raise ValueError(f"state field {name!r}: expected true or false, got {flag!r}")
     raw = d.get("burst_durations_s") or []
     try:
         if not isinstance(raw, list | tuple):
@@ -286,7 +297,7 @@ def _burst_from_dict(d: Mapping[str, Any]) -> tuple[tuple[BurstLevel, ...], bool
         durations = tuple(_number(v) for v in raw)
     except (TypeError, ValueError):
         raise ValueError("state field 'burst_durations_s': expected a list of numbers") from None
-    return tuple(levels), short, durations
+    return tuple(levels), (flags[0], flags[1]), durations
 
 
 def _forecast_to_dict(state: ScalerState) -> dict[str, Any]:
@@ -395,6 +406,7 @@ def state_from_dict(d: Mapping[str, Any]) -> ScalerState:
         lead_times_s=leads,
         pending_scale_out=pending,
         burst_levels=burst_levels,
-        burst_short=burst_short,
+        burst_short=burst_short[0],
+        burst_out_of_memory=burst_short[1],
         burst_durations_s=burst_durations,
     )
