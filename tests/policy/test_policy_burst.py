@@ -12,6 +12,7 @@ from datetime import timedelta
 
 import pytest
 from policy_builders import NOW, ago, cfg, cluster, group, metrics, targets, yarn
+from sparkscale.config import Config
 from sparkscale.policy import Direction, ReasonCode, ScalerState, decide
 from sparkscale.policy.burst import HISTORY, next_burst, remaining_s
 from sparkscale.policy.decide import evaluate
@@ -47,6 +48,14 @@ def going_on(age_s, *, durations=(), first_step_ago=130, out_of_memory=True):
         burst_durations_s=durations,
         last_scale_out_at=ago(first_step_ago),
     )
+
+
+def test_on_by_default_the_first_request_of_a_burst_is_one_node():
+    # the shipped settings (not cfg(), which turns the rule off for the other policy tests)
+    d = run(ScalerState(), config=Config())
+    assert targets(d) == {"ig-a": 3}  # 2 + 1, not the whole 5
+    assert d.reasons[0].code is ReasonCode.BURST_UNCONFIRMED
+    assert (Config().burst_confirm_s, Config().burst_useful_s) == (120, 720)
 
 
 def test_off_buys_the_whole_shortfall():
