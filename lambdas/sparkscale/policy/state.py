@@ -72,12 +72,8 @@ def next_state(
       kept while it stays there, None once it is back (or its datapoint is missing).
     """
     acted = decision.is_action and not decision.dry_run
-    last_out = previous.last_scale_out_at
-    last_in = previous.last_scale_in_at
-    if acted and decision.direction is Direction.OUT:
-        last_out = now
-    elif acted and decision.direction is Direction.IN:
-        last_in = now
+    last_out = now if acted and decision.direction is Direction.OUT else previous.last_scale_out_at
+    last_in = now if acted and decision.direction is Direction.IN else previous.last_scale_in_at
 
     if observed is None:
         observed = _observe(previous, cluster, metrics, now=now, config=config)
@@ -103,14 +99,6 @@ def next_state(
     shortfall, seen = _shortfall(previous, decision, cluster, acted=acted, now=now)
     errors = _capacity_errors(previous, cluster, shortfall, now=now, config=config)
     samples, leads, pending = _forecast_fields(previous, decision, cluster, observed, acted=acted, now=now)
-    burst = next_burst(
-        previous.burst_levels,
-        (previous.burst_short, previous.burst_out_of_memory),
-        previous.burst_durations_s,
-        observed.burst,
-        now=now,
-        config=config,
-    )
     return ScalerState(
         last_scale_out_at=last_out,
         last_scale_in_at=last_in,
@@ -124,11 +112,28 @@ def next_state(
         demand_samples=samples,
         lead_times_s=leads,
         pending_scale_out=pending,
-        burst_levels=burst[0],
-        burst_short=burst[1][0],
-        burst_out_of_memory=burst[1][1],
-        burst_durations_s=burst[2],
+        **_burst_fields(previous, observed, now=now, config=config),
     )
+
+
+def _burst_fields(
+    previous: ScalerState, observed: Observation, *, now: datetime, config: Config
+) -> dict[str, Any]:
+    """burst_levels, burst_short, burst_out_of_memory, burst_durations_s after this evaluation."""
+    levels, (short, out_of_memory), durations = next_burst(
+        previous.burst_levels,
+        (previous.burst_short, previous.burst_out_of_memory),
+        previous.burst_durations_s,
+        observed.burst,
+        now=now,
+        config=config,
+    )
+    return {
+        "burst_levels": levels,
+        "burst_short": short,
+        "burst_out_of_memory": out_of_memory,
+        "burst_durations_s": durations,
+    }
 
 
 def _forecast_fields(
