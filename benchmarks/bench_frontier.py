@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import math
 import os
 import re
 import sys
@@ -35,6 +36,7 @@ sys.path.insert(0, str(REPO / "tools"))
 
 from sparkscale.config import Config  # noqa: E402
 from sparkscale_tools.replay import synthetic  # noqa: E402
+from sparkscale_tools.replay.bounds import delayed_information_bound_usd  # noqa: E402
 from sparkscale_tools.replay.cluster import ClusterSpec, default_cluster  # noqa: E402
 from sparkscale_tools.replay.engine import RunRecord, World  # noqa: E402
 from sparkscale_tools.replay.model import SimParams  # noqa: E402
@@ -48,7 +50,9 @@ WRITE_DOCS_ENV = "SPARKSCALE_BENCH_WRITE_DOCS"
 BEGIN, END = "<!-- bench:frontier -->", "<!-- /bench:frontier -->"
 SECTION_END = "<!-- /section:bench -->"
 TRACES = REPO / "data" / "traces"
-BASE: dict[str, Any] = {"max_task_nodes": 60, "group_max_nodes": 60}
+# The burst rule off in the grid: its rows are the whole-shortfall-at-once policy the grid was built for; the
+# burst rows (SPIKY_BURSTS, the first is the defaults) turn it on
+BASE: dict[str, Any] = {"max_task_nodes": 60, "group_max_nodes": 60, "burst_first_step_nodes": 0}
 PEAK_GIB = 1024.0
 DAYS = 7
 
@@ -82,6 +86,17 @@ SPIKY_CADENCE: tuple[dict[str, Any], ...] = (
         "yarn_memory_used_target_pct": 85.0,
     },
 )
+# Bursts (policy/burst.py): a small first step, the whole shortfall only once the burst has lasted
+# burst_confirm_s and the cluster's earlier bursts that lasted as long went on for at least the lead time +
+# burst_useful_s more. Tuned on SWIM and bursty-batch s1 only; the 93 % / 3.5 % row: the likely next defaults.
+# BURSTS is the defaults' burst rule.
+BURSTS = {"burst_first_step_nodes": 1, "burst_confirm_s": 120, "burst_useful_s": 720}
+SPIKY_BURSTS: tuple[dict[str, Any], ...] = (
+    BURSTS,
+    {**BURSTS, "burst_useful_s": 900},
+    {**BURSTS, "burst_confirm_s": 240},
+    {**BURSTS, "yarn_memory_used_target_pct": 93.0, "deadband_pct": 3.5},
+)
 SMOOTH_GRID = {"yarn_memory_used_target_pct": (85.0, 90.0, 93.0), "forecast_mode": ("off", "act")}
 # A target above 100 / (1 + deadband) puts the scale-out edge at or above 100 % of the capacity counted
 # (93 % with an 8 % deadband: 100.4 %): it then scales out only once demand is unserved. The rows below show
@@ -105,7 +120,11 @@ SHORT = {
     "cooldown_after_scale_out_s": "cooldown",
     "deadband_pct": "band",
     "node_premium_weight": "premium ×",
+    "burst_first_step_nodes": "burst: first",
+    "burst_confirm_s": "confirm",
+    "burst_useful_s": "useful",
 }
+OFF = "burst rule off (the defaults before it)"
 # The smooth traces' causal sizing rule (lagged_headroom): the demand this long ago, plus a constant headroom
 LAG_S = 120.0
 MAX_HEADROOM_PCT = 30
@@ -119,7 +138,7 @@ class Case:
 
 def spiky_cases() -> list[Case]:
     out = [Case("swim-fb2009", load_csv(TRACES / "swim_fb2009_hadoop.csv"))]
-    for seed in (1, 7, 13, 29):
+    for seed in (1, 7, 13, 29, 43, 61, 97):
         mark = "" if seed == 1 else "*"
         out.append(
             Case(
@@ -170,11 +189,15 @@ def spiky_table() -> list[str]:
     lines = [
         "Spiky traces: target τ_U ≤ emr-custom-rules' at a cost ≤ emr-custom-rules'. Each setting's τ_U, "
         "its cost as a multiple of emr-custom-rules' on the same trace, and its longest reaction (target ≤ "
-        "150 s); ✓ where τ_U and cost hold. The last rows add `cooldown_after_scale_out_s` (no action for "
-        "that long after a scale-out): with one node at a time, EMR's own cadence.",
+        "150 s); ✓ where τ_U and cost hold. The cooldown rows add `cooldown_after_scale_out_s` (no action "
+        "for that long after a scale-out): with one node at a time, EMR's own cadence. The burst rows turn "
+        "on the burst rule (`burst_first_step_nodes`, `burst_confirm_s`, `burst_useful_s`: a small first "
+        "step, the whole shortfall only for a burst the cluster's earlier bursts say will outlast the lead "
+        "time). The burst rule was tuned on SWIM and seed 1, its `burst_useful_s` then also on seed 7; seeds "
+        "43 and 61 were looked at while it was changed, seed 97 only once, before it became the default.",
         "",
     ]
-    settings = [*grid(SPIKY_GRID), *SPIKY_CADENCE]
+    settings = [*grid(SPIKY_GRID), *SPIKY_CADENCE, *SPIKY_BURSTS]
     cases = spiky_cases()
     header = "| settings | " + " | ".join(c.name for c in cases) + " |"
     rows: dict[str, list[str]] = {label(s): [] for s in settings}
@@ -206,10 +229,61 @@ def spiky_table() -> list[str]:
         + ". SWIM's bursts ramp up over 10–50 minutes: buying one node at a time and waiting, as EMR's "
         "rules do, serves the minutes just above the core at little cost and leaves the peaks short; "
         "bursty-batch's jobs jump to their size at once, and the same cadence leaves them short for longer "
-        "than EMR's rules. No setting does both: a policy would have to tell the two shapes apart as they "
-        "begin.",
+        "than EMR's rules. No cadence does both: a policy would have to tell the two shapes apart as they "
+        "begin. The burst rows try that: a burst's first step is one node (the reaction target), and the "
+        "whole shortfall is bought only when the cluster's earlier bursts that lasted as long mostly went on "
+        "long enough for new nodes to be useful. Bursty-batch's jobs last 15–120 minutes and are bought; "
+        "SWIM's two 30–40-node spikes last 15 minutes and are not, and its slow ramps get one node each time "
+        "memory runs out again, as EMR's cadence does.",
+        "",
+        *delayed_bound_lines(cases),
     ]
     return lines
+
+
+# The delayed-information bound's delay: EMR's usual request -> usable time (forecast.DEFAULT_LEAD_S) plus a
+# minute for the fresh YARN signal's age
+DELAY_S = 420.0
+
+
+def delayed_bound_lines(cases: list[Case]) -> list[str]:
+    """replay.bounds.delayed_information_bound_usd at emr-custom-rules' τ_U on each spiky trace: the least any
+    policy pays whose supply is a non-decreasing function of the demand it saw DELAY_S earlier."""
+    cluster, config = default_cluster(), Config.from_mapping(BASE)
+    f = config.usable_memory_fraction
+    group = cluster.cheapest_task_group(f)
+    per_gib = group.usd_per_hour / group.usable_gib(f)
+    cells = []
+    for case in cases:
+        res = replay(case.trace, "emr-custom-rules", config)
+        emr, demand = res.scores["emr-custom-rules"], res.demand
+        short = math.floor(emr.tau_u_pct / 100.0 * len(demand) + 1e-9)
+        now, late = (
+            delayed_information_bound_usd(
+                demand,
+                core_gib=res.core_gib,
+                usd_per_gib_hour=per_gib,
+                step_s=res.step_s,
+                delay_s=d,
+                short_steps=short,
+            )
+            for d in (0.0, DELAY_S)
+        )
+        cells.append(
+            f"{case.name} ${late:,.2f} = {late / emr.cost_usd:.2f} × emr-custom-rules' cost (${now:,.2f} "
+            "seeing the demand at once)"
+        )
+    return [
+        "Does the delay itself rule the target out? A lower bound computed in the replay "
+        "(`replay/bounds.py`, `delayed_information_bound_usd`): the least any policy can pay, leaving the "
+        "demand unserved no more often than emr-custom-rules, when its TASK memory at each minute is a "
+        f"non-decreasing function of the demand it saw {DELAY_S:.0f} s earlier (the lead time + the signal's "
+        "age), billed only while usable at the cheapest offering's $ per GiB-hour: " + "; ".join(cells) + ". "
+        "Below 1 ×, the delay alone does not rule the target out for that class of policies; what it adds is "
+        "the ratio of the two figures. It says nothing about policies that remember more than the one "
+        "delayed value (sparkscale and EMR's rules both do): on one fixed trace such a policy could learn "
+        "the trace, so no bound over them is meaningful.",
+    ]
 
 
 def backlog_table() -> list[str]:
@@ -221,9 +295,9 @@ def backlog_table() -> list[str]:
         "emr-custom-rules' and its longest reaction; ✓ where queue and cost hold.",
         "",
     ]
-    settings = [{}, *SPIKY_CADENCE]
+    settings = [{}, *SPIKY_CADENCE, BURSTS]
     cases = spiky_cases()
-    rows: dict[str, list[str]] = {label(s) or "defaults": [] for s in settings}
+    rows: dict[str, list[str]] = {label(s) or OFF: [] for s in settings}
     refs = []
     for case in cases:
         base = Config.from_mapping(BASE)
@@ -236,7 +310,7 @@ def backlog_table() -> list[str]:
             ratio = r.cost_usd / emr.cost_usd if emr.cost_usd > 0 else float("inf")
             ok = q < emr_q and ratio <= 1.0 + 1e-9
             react = "–" if r.reaction_s_max is None else f"{r.reaction_s_max:.0f} s"
-            rows[label(s) or "defaults"].append(f"{q:,.0f} at {ratio:.2f} ×, {react}{' ✓' if ok else ''}")
+            rows[label(s) or OFF].append(f"{q:,.0f} at {ratio:.2f} ×, {react}{' ✓' if ok else ''}")
     lines += ["| settings | " + " | ".join(c.name for c in cases) + " |", "|---" * (len(cases) + 1) + "|"]
     lines += [f"| {k} | " + " | ".join(v) + " |" for k, v in rows.items()]
     lines += ["", "emr-custom-rules with `--backlog`: " + "; ".join(refs) + "."]

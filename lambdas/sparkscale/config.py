@@ -153,6 +153,28 @@ class Config:
     scale_in_stabilization_s: int = _f(
         600, unit="s", lo=0, doc="Scale in only to the highest recommendation of this trailing window."
     )
+    burst_first_step_nodes: int = _f(
+        1,
+        unit="nodes",
+        lo=0,
+        doc="Most TASK nodes the first scale-out of a burst adds; the whole shortfall is bought once it has "
+        "lasted burst_confirm_s and the cluster's earlier bursts do not say it ends too soon (see "
+        "burst_useful_s). 0: off, every scale-out buys the whole shortfall.",
+    )
+    burst_confirm_s: int = _f(
+        120,
+        unit="s",
+        lo=0,
+        doc="How long a burst must last before its whole shortfall is bought (burst_first_step_nodes > 0).",
+    )
+    burst_useful_s: int = _f(
+        720,
+        unit="s",
+        lo=0,
+        doc="A confirmed burst's whole shortfall is not bought when the cluster's earlier bursts that lasted "
+        "as long went on for a median of less than the lead time plus this (nodes bought now would be usable "
+        "for less than this before it ends).",
+    )
     forecast_mode: str = _f(
         "off",
         unit="off \\| observe \\| act",

@@ -49,6 +49,9 @@ FIXTURES = Path(__file__).parents[1] / "fixtures" / "aws-samples" / "eventbridge
 CID = "j-TEST0001"
 CHEAP, NEXT, OD = "ig-SPOTA", "ig-SPOTB", "ig-ONDEM"
 
+# the burst rule off: these tests pin the capacity moved for a whole shortfall bought at once
+WHOLE = {"burst_first_step_nodes": 0}
+
 
 def sample(name: str) -> dict[str, Any]:
     out: dict[str, Any] = json.loads((FIXTURES / name).read_text())
@@ -226,7 +229,7 @@ class World:
         return {g.id: g.requested for g in self.emr.clusters[CID].task_groups}
 
     def handle(self, raw: Any, *, now: datetime = T0, config: Config | None = None, **over: Any) -> Any:
-        cfg = config or Config.from_mapping({"clusters": [CID], "max_task_nodes": 20})
+        cfg = config or Config.from_mapping({"clusters": [CID], "max_task_nodes": 20, **WHOLE})
         return handle_emr_event(
             now=now,
             event=parse_emr_event(raw, managed_clusters=[CID]),
@@ -290,7 +293,7 @@ def test_without_fresh_metrics_nothing_moves_and_the_notice_says_so() -> None:
 
 def test_dry_run_records_the_error_changes_no_group_and_says_so() -> None:
     w = World()
-    cfg = Config.from_mapping({"clusters": [CID], "max_task_nodes": 20, "dry_run": True})
+    cfg = Config.from_mapping({"clusters": [CID], "max_task_nodes": 20, "dry_run": True, **WHOLE})
     r = w.handle(stuck(), config=cfg)
     assert w.store.load_state(CID).capacity_errors == {CHEAP: T0}
     assert w.emr.resizes == []

@@ -44,7 +44,10 @@ TYPES = (
     FleetInstanceType("r5.2xlarge", 2, 64.0, 8, 0.504),
     FleetInstanceType("r5.4xlarge", 4, 128.0, 16, 1.008),
 )
-CONFIG = Config.from_mapping({"yarn_memory_used_target_pct": 75, "deadband_pct": 10})
+# the burst rule off: these tests pin a whole shortfall bought at once, in units
+CONFIG = Config.from_mapping(
+    {"yarn_memory_used_target_pct": 75, "deadband_pct": 10, "burst_first_step_nodes": 0}
+)
 
 
 def fleet_cluster(
@@ -126,7 +129,12 @@ def test_spot_units_first_then_on_demand_when_spot_does_not_come_then_back() -> 
 
 def test_units_are_one_instance_type_so_the_diversification_share_does_not_apply() -> None:
     config = Config.from_mapping(
-        {"yarn_memory_used_target_pct": 75, "deadband_pct": 10, "max_share_per_instance_type": 0.5}
+        {
+            "yarn_memory_used_target_pct": 75,
+            "deadband_pct": 10,
+            "max_share_per_instance_type": 0.5,
+            "burst_first_step_nodes": 0,
+        }
     )
     c = fleet_cluster()
     assert policy_config(config, c).max_share_per_instance_type == 1.0

@@ -39,7 +39,14 @@ class Deployment:
 
     def configure(self, **settings: Any) -> None:
         """(Re)write SPARKSCALE_CONFIG_JSON and drop the cached Runtime."""
-        cfg = {"clusters": [self.cluster.cluster_id], "max_task_nodes": 8, "group_max_nodes": 8, **settings}
+        # the burst rule off unless a test turns it on: these tests pin a whole shortfall bought at once
+        cfg = {
+            "clusters": [self.cluster.cluster_id],
+            "max_task_nodes": 8,
+            "group_max_nodes": 8,
+            "burst_first_step_nodes": 0,
+            **settings,
+        }
         self.monkeypatch.setenv(names.ENV_CONFIG_JSON, json.dumps(cfg))
         common.set_runtime(None)
 

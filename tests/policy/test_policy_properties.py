@@ -37,6 +37,7 @@ from sparkscale.policy import (
     read_signals,
 )
 from sparkscale.policy.fallback import blocked_groups
+from sparkscale.policy.model import BurstLevel
 
 FAST = settings(max_examples=200, deadline=None)
 TYPES = {"r5.xlarge": 32.0, "r5.2xlarge": 64.0, "m5.2xlarge": 32.0, "r5.4xlarge": 128.0}
@@ -105,6 +106,8 @@ def scenarios(draw, *, spot_only=False, stable_window=False):
         "dry_run": draw(st.booleans()),
         "idle_after_s": draw(st.integers(0, 1800)),
         "usable_memory_fraction": draw(st.sampled_from([0.75, 0.9])),
+        "burst_first_step_nodes": draw(st.sampled_from([0, 1, 2])),
+        "burst_confirm_s": draw(st.sampled_from([0, 120, 600])),
     }
     if raw["budget_usd_per_hour"] is not None:  # keep the current spend within the budget
         spend = sum(g.requested * g.usd_per_hour for g in tasks)
@@ -161,6 +164,10 @@ states = st.builds(
     ).map(lambda rs: tuple(sorted(rs, key=lambda r: r.at))),
     shortfall_since=st.dictionaries(st.sampled_from(["ig-0", "ig-1", "ig-2"]), when, max_size=2),
     capacity_errors=st.dictionaries(st.sampled_from(["ig-0", "ig-1", "ig-2"]), when, max_size=2),
+    burst_levels=st.lists(st.builds(BurstLevel, when, st.floats(0, 3000)), max_size=2).map(tuple),
+    burst_short=st.booleans(),
+    burst_out_of_memory=st.booleans(),
+    burst_durations_s=st.lists(st.floats(0, 7200), max_size=6).map(tuple),
 )
 
 
@@ -256,7 +263,14 @@ def _idle(d: Decision) -> bool:
 
 
 # the codes that may lead a decision of each direction
-_LEAD_OUT = {ReasonCode.NEED, ReasonCode.HEAP_PRESSURE, ReasonCode.MOVE_BACK_BUY_SPOT, ReasonCode.BOUNDS}
+_LEAD_OUT = {
+    ReasonCode.NEED,
+    ReasonCode.HEAP_PRESSURE,
+    ReasonCode.MOVE_BACK_BUY_SPOT,
+    ReasonCode.BOUNDS,
+    ReasonCode.BURST_UNCONFIRMED,  # a burst's first step (policy/burst.py)
+    ReasonCode.BURST_ENDS_TOO_SOON,
+}
 _LEAD_IN = {ReasonCode.NEED, ReasonCode.IDLE, ReasonCode.MOVE_BACK_RELEASE, ReasonCode.BOUNDS}
 _NEVER_HOLDS = {
     ReasonCode.HEAP_PRESSURE,

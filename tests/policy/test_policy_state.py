@@ -22,6 +22,7 @@ from sparkscale.policy import (
     state_from_dict,
     state_to_dict,
 )
+from sparkscale.policy.model import BurstLevel
 
 CONFIG = cfg()
 
@@ -204,6 +205,12 @@ def test_empty_dict_is_a_fresh_state_and_decimals_are_accepted():
         ({"yarn_memory_scale": "big"}, "yarn_memory_scale"),
         ({"yarn_memory_scale": -1}, "yarn_memory_scale"),
         ({"heap_pressure_since": 3}, "heap_pressure_since"),
+        ({"burst_levels": {"a": 1}}, "burst_levels"),
+        ({"burst_levels": [{"since": "soon", "base_gib": 1}]}, "burst_levels[0]"),
+        ({"burst_levels": [{"since": "2025-06-01T12:00:00+00:00"}]}, "burst_levels[0]"),
+        ({"burst_short": "yes"}, "burst_short"),
+        ({"burst_out_of_memory": 1}, "burst_out_of_memory"),
+        ({"burst_durations_s": [1, "long"]}, "burst_durations_s"),
     ],
 )
 def test_malformed_state_raises_value_error_naming_the_field(raw, field):
@@ -226,6 +233,13 @@ states = st.builds(
     shortfall_running=st.dictionaries(st.text("igab-0123", min_size=1, max_size=6), st.integers(0, 50)),
     yarn_memory_scale=st.none() | st.floats(0.5, 2.0),
     heap_pressure_since=st.none() | when,
+    burst_levels=st.lists(
+        st.builds(BurstLevel, when, st.floats(0, 1e5, allow_nan=False)),
+        max_size=3,
+    ).map(tuple),
+    burst_short=st.booleans(),
+    burst_out_of_memory=st.booleans(),
+    burst_durations_s=st.lists(st.floats(0, 1e6, allow_nan=False), max_size=4).map(tuple),
 )
 
 

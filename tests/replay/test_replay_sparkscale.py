@@ -199,7 +199,8 @@ def test_with_sparks_executor_demand_the_first_scale_out_is_sized_in_one_step() 
         result = run_replay(
             [100.0] * 10 + [300.0] * 20,
             policies=[PolicySpec("sparkscale", "sparkscale")],
-            config=Config.from_mapping({"max_task_nodes": 5}),
+            # the burst rule off: this pins how Spark's demand sizes a whole shortfall in one request
+            config=Config.from_mapping({"max_task_nodes": 5, "burst_first_step_nodes": 0}),
             cluster=tiny_cluster(),
             params=SimParams(yarn_collector=collector),
         )

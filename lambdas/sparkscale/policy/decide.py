@@ -22,6 +22,7 @@ from dataclasses import replace
 from datetime import datetime
 
 from sparkscale.config import Config
+from sparkscale.policy.burst import read_burst
 from sparkscale.policy.constraints import enforce_bounds, usd_per_hour
 from sparkscale.policy.context import UNCHANGED, Context, StepResult, current, hold
 from sparkscale.policy.estimate import (
@@ -126,7 +127,8 @@ def evaluate(
     decision = _decision(now, cluster=cluster, config=config, out=out, ctx=ctx)
     if fc is not None:
         decision = replace(decision, forecast=fc)
-    return decision, Observation(active, est.heap_used_pct, measured, sample)
+    burst = read_burst(est, cap, config)
+    return decision, Observation(active, est.heap_used_pct, measured, sample, burst)
 
 
 def _measured_yarn_scale(

@@ -409,6 +409,28 @@ class ScalerState:
     lead_times_s: tuple[float, ...] = ()
     # the latest scale-out requested and not yet running (its delay is measured when it runs)
     pending_scale_out: PendingScaleOut | None = None
+    # --- bursts (policy/burst.py; burst_first_step_nodes > 0, else empty) ---
+    burst_levels: tuple[BurstLevel, ...] = ()  # the bursts going on, oldest (lowest) first
+    burst_short: bool = False  # the last evaluation was short of memory (a new shortfall starts a burst)
+    burst_out_of_memory: bool = False  # ... and its demand was more than the capacity counted
+    burst_durations_s: tuple[float, ...] = ()  # the last burst.HISTORY bursts' durations, oldest first
+
+
+class BurstLevel(NamedTuple):
+    """A burst going on (policy/burst.py): since when, and the capacity counted when it began (it goes on
+    while the demand needs more than that)."""
+
+    since: datetime
+    base_gib: float
+
+
+class BurstReading(NamedTuple):
+    """What one evaluation saw of a burst (policy/burst.py)."""
+
+    short: bool  # a signal beyond its deadband asks for more than the capacity counted
+    out_of_memory: bool  # the largest need, at the target's fill, is more than the capacity counted
+    demand_gib: float  # the largest need
+    counted_gib: float  # the capacity counted
 
 
 @dataclass(frozen=True, slots=True)
@@ -420,6 +442,7 @@ class Observation:
     heap_used_pct: float | None  # the executors' fresh heap used % (signals.heap_used_pct)
     yarn_memory_scale: float | None  # measured now (estimate.yarn_memory_scale); None: not measurable now
     demand: DemandSample | None = None  # the demand observed (forecast_mode observe or act), else None
+    burst: BurstReading | None = None  # what burst.next_burst follows (burst_first_step_nodes > 0), else None
 
 
 class Direction(StrEnum):

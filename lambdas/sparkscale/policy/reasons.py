@@ -44,6 +44,10 @@ class ReasonCode(StrEnum):
     # forecast (forecast_mode act): sizing for the demand expected when new nodes would be usable
     FORECAST = "forecast"  # the forecast drives a scale-out, or keeps a scale-in above it
     BURST_ENDS_BEFORE_NODES = "burst_ends_before_nodes"  # a signal wants more, the forecast does not: hold
+    # bursts (policy/burst.py): a small first step only, because the burst is younger than burst_confirm_s, or
+    # because the cluster's earlier bursts that lasted as long ended before new nodes would be useful
+    BURST_UNCONFIRMED = "burst_unconfirmed"
+    BURST_ENDS_TOO_SOON = "burst_ends_too_soon"
     # idle
     IDLE = "idle"
     AT_MINIMUM = "at_minimum"

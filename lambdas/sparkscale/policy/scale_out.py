@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import NamedTuple
 
+from sparkscale.policy.burst import first_step
 from sparkscale.policy.constraints import add_offers, cooldown_blocks, total_requested
 from sparkscale.policy.context import (
     UNCHANGED,
@@ -118,6 +119,12 @@ def scale_out(
         return StepResult(UNCHANGED, [blocker, *reasons], desired_nodes, desired_gib, bounds=False)
     room = max(0, cfg.max_task_nodes - total_requested(cluster))
     budget = budget_left(cluster, cfg)
+    unconfirmed = first_step(ctx) if pressure is None else None
+    if unconfirmed is not None:  # a young shortfall episode: a small first step (policy/burst.py)
+        reasons.insert(0, unconfirmed[1])
+        if unconfirmed[0] == 0:
+            return StepResult(UNCHANGED, reasons, desired_nodes, desired_gib, bounds=False)
+        room = min(room, unconfirmed[0])
     bought = _buy(ctx, need, room, budget, od_ok=od_ok)
     texts = bought.texts
     step_limited = bought.nodes >= cfg.max_scale_out_step_nodes and room > cfg.max_scale_out_step_nodes

@@ -12,10 +12,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sparkscale.config import Config
+from sparkscale.policy.burst import next_burst
 from sparkscale.policy.capacity import yarn_memory_scale
 from sparkscale.policy.constraints import window_start
 from sparkscale.policy.forecast import add_sample, measure_lead
 from sparkscale.policy.model import (
+    BurstLevel,
     Cluster,
     Decision,
     DemandSample,
@@ -63,16 +65,15 @@ def next_state(
     - demand_samples, lead_times_s, pending_scale_out (forecast_mode observe or act; kept as they are with
       off): the demand observed added to the trend window (forecast.add_sample); a scale-out's request ->
       usable delay measured once its nodes run (forecast.measure_lead).
+    - burst_levels, burst_short, burst_out_of_memory, burst_durations_s: the bursts going on, what the last
+      evaluation saw, and the last bursts' durations
+      (burst.next_burst; followed only while burst_first_step_nodes > 0, else no burst and the history kept).
     - heap_pressure_since: when the executors' heap went beyond its deadband (the heap alarm's threshold),
       kept while it stays there, None once it is back (or its datapoint is missing).
     """
     acted = decision.is_action and not decision.dry_run
-    last_out = previous.last_scale_out_at
-    last_in = previous.last_scale_in_at
-    if acted and decision.direction is Direction.OUT:
-        last_out = now
-    elif acted and decision.direction is Direction.IN:
-        last_in = now
+    last_out = now if acted and decision.direction is Direction.OUT else previous.last_scale_out_at
+    last_in = now if acted and decision.direction is Direction.IN else previous.last_scale_in_at
 
     if observed is None:
         observed = _observe(previous, cluster, metrics, now=now, config=config)
@@ -111,7 +112,28 @@ def next_state(
         demand_samples=samples,
         lead_times_s=leads,
         pending_scale_out=pending,
+        **_burst_fields(previous, observed, now=now, config=config),
     )
+
+
+def _burst_fields(
+    previous: ScalerState, observed: Observation, *, now: datetime, config: Config
+) -> dict[str, Any]:
+    """burst_levels, burst_short, burst_out_of_memory, burst_durations_s after this evaluation."""
+    levels, (short, out_of_memory), durations = next_burst(
+        previous.burst_levels,
+        (previous.burst_short, previous.burst_out_of_memory),
+        previous.burst_durations_s,
+        observed.burst,
+        now=now,
+        config=config,
+    )
+    return {
+        "burst_levels": levels,
+        "burst_short": short,
+        "burst_out_of_memory": out_of_memory,
+        "burst_durations_s": durations,
+    }
 
 
 def _forecast_fields(
@@ -134,7 +156,14 @@ def _forecast_fields(
 def _observe(
     previous: ScalerState, cluster: Cluster, metrics: MetricsSnapshot, *, now: datetime, config: Config
 ) -> Observation:
-    """What `evaluate` observes, read from the metrics (next_state called without it)."""
+    """What `evaluate` observes, read from the metrics (next_state called without it). With the burst rule on
+    (burst_first_step_nodes > 0) that needs the whole estimate: evaluate itself observes it."""
+    if config.burst_first_step_nodes > 0:
+        from sparkscale.policy.decide import evaluate  # noqa: PLC0415  (decide's steps import this module's peers)
+
+        seen = evaluate(now=now, cluster=cluster, metrics=metrics, config=config, state=previous)[1]
+        if seen is not None:
+            return seen
     out_at, in_at = previous.last_scale_out_at, previous.last_scale_in_at
     last_resize = in_at if out_at is None else out_at if in_at is None else max(out_at, in_at)
     return Observation(
@@ -230,7 +259,50 @@ def state_to_dict(state: ScalerState) -> dict[str, Any]:
         "yarn_memory_scale": state.yarn_memory_scale,
         "heap_pressure_since": _iso(state.heap_pressure_since),
         **_forecast_to_dict(state),
+        **_burst_to_dict(state),
     }
+
+
+def _burst_to_dict(state: ScalerState) -> dict[str, Any]:
+    """The burst fields, only when set (a state without them is stored as before)."""
+    out: dict[str, Any] = {}
+    if state.burst_levels:
+        out["burst_levels"] = [{"since": _iso(b.since), "base_gib": b.base_gib} for b in state.burst_levels]
+    if state.burst_short:
+        out["burst_short"] = True
+    if state.burst_out_of_memory:
+        out["burst_out_of_memory"] = True
+    if state.burst_durations_s:
+        out["burst_durations_s"] = list(state.burst_durations_s)
+    return out
+
+
+def _burst_from_dict(
+    d: Mapping[str, Any],
+) -> tuple[tuple[BurstLevel, ...], tuple[bool, bool], tuple[float, ...]]:
+    """Inverse of _burst_to_dict; ValueError naming the field when malformed."""
+    levels: list[BurstLevel] = []
+    raw_levels = d.get("burst_levels") or []
+    if not isinstance(raw_levels, list | tuple):
+        raise ValueError("state field 'burst_levels': expected a list")
+    for i, r in enumerate(raw_levels):
+        try:
+            since = _req(r.get("since"), f"burst_levels[{i}].since")
+            levels.append(BurstLevel(since, _number(r["base_gib"])))
+        except (AttributeError, KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"state field 'burst_levels[{i}]': {exc}") from None
+    flags = (d.get("burst_short", False), d.get("burst_out_of_memory", False))
+    for name, flag in zip(("burst_short", "burst_out_of_memory"), flags, strict=True):
+        if not isinstance(flag, bool):
+            raise ValueError(f"state field {name!r}: expected true or false, got {flag!r}")
+    raw = d.get("burst_durations_s") or []
+    try:
+        if not isinstance(raw, list | tuple):
+            raise TypeError
+        durations = tuple(_number(v) for v in raw)
+    except (TypeError, ValueError):
+        raise ValueError("state field 'burst_durations_s': expected a list of numbers") from None
+    return tuple(levels), (flags[0], flags[1]), durations
 
 
 def _forecast_to_dict(state: ScalerState) -> dict[str, Any]:
@@ -324,6 +396,7 @@ def state_from_dict(d: Mapping[str, Any]) -> ScalerState:
     if scale is not None and not (math.isfinite(scale) and scale > 0):
         raise ValueError(f"state field 'yarn_memory_scale': expected a number > 0, got {raw_scale!r}")
     samples, leads, pending = _forecast_from_dict(d)
+    burst_levels, burst_short, burst_durations = _burst_from_dict(d)
     return ScalerState(
         last_scale_out_at=_parse(d.get("last_scale_out_at"), "last_scale_out_at"),
         last_scale_in_at=_parse(d.get("last_scale_in_at"), "last_scale_in_at"),
@@ -337,4 +410,8 @@ def state_from_dict(d: Mapping[str, Any]) -> ScalerState:
         demand_samples=samples,
         lead_times_s=leads,
         pending_scale_out=pending,
+        burst_levels=burst_levels,
+        burst_short=burst_short[0],
+        burst_out_of_memory=burst_short[1],
+        burst_durations_s=burst_durations,
     )

@@ -1,0 +1,157 @@
+"""Bursts: tell a burst that will outlast the provisioning delay from one that will not, and buy the whole
+shortfall only for the first kind (`burst_first_step_nodes` > 0, the default; 0 turns it off).
+
+Why: a node requested now is usable about six minutes later (the lead time) and is billed from its request
+until it is released, after the stabilization window. A burst that ends before its nodes are usable buys
+nothing but cost, and part of a shortfall bought does not make the cluster short of memory for less time. At
+its start a burst that will last an hour looks the same as one that will last ten minutes; what tells them
+apart is how long it has already lasted, and how long the cluster's earlier bursts went on once they had
+lasted that long. So:
+
+1. The first scale-out of a burst adds at most `burst_first_step_nodes` (it meets the reaction target, and a
+   shortfall of a node or two is served at once); no more until the burst has lasted `burst_confirm_s`.
+2. Then the whole shortfall is bought, unless the cluster's own history says otherwise: of its last
+   bursts (at most HISTORY) that lasted at least as long as this one has, the median went on for less than
+   the lead time + `burst_useful_s` more. Then nodes bought now would be usable for less than
+   `burst_useful_s` before it ends: it holds at the first step, and asks again at every evaluation (a burst
+   that goes on becomes one of the long ones). With fewer than MIN_HISTORY bursts in the history, or when
+   this one has lasted longer than any of them, there is nothing to go by: it buys.
+
+A burst: from the evaluation where a signal beyond its deadband asks for more than the capacity counted
+(running CORE + requested TASK nodes) until the demand no longer needs more than the capacity counted when it
+began (its base): so what was bought for it does not end it, only the demand falling does. A shortfall that
+begins while a burst goes on (after what was bought for it covered it, or when memory runs out again: the
+demand at the target's fill was within the capacity counted and is beyond it now) is a new burst on top of
+it, with a first step of its own: memory running out again is answered within the reaction target. Kept in
+ScalerState (burst_levels, burst_short, burst_out_of_memory, burst_durations_s) by next_state, only while
+`burst_first_step_nodes` > 0.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from statistics import median
+
+from sparkscale.config import Config
+from sparkscale.policy.context import Context
+from sparkscale.policy.estimate import Capacity, Estimate, gib
+from sparkscale.policy.forecast import lead_time_s
+from sparkscale.policy.model import BurstLevel, BurstReading
+from sparkscale.policy.planner import EPS
+from sparkscale.policy.reasons import Reason, ReasonCode
+
+HISTORY = 32  # the most burst durations kept (the cluster's recent bursts)
+MAX_LEVELS = 8  # the most bursts followed at once (one on top of another)
+MIN_HISTORY = 4  # fewer bursts in the history than this: nothing to go by, the whole shortfall is bought
+
+
+def read_burst(est: Estimate, cap: Capacity, config: Config) -> BurstReading | None:
+    """What next_state needs to follow bursts: short of memory now (decide's scale-out condition), the
+    largest need and the capacity counted. None when the mechanism is off or no signal reports."""
+    if config.burst_first_step_nodes <= 0 or not est.needs:
+        return None
+    edge = 1.0 + config.deadband_pct / 100.0
+    short = any(n.ratio > edge and n.desired_gib > cap.counted_gib + EPS for n in est.needs)
+    demand = max(n.desired_gib for n in est.needs)
+    return BurstReading(short, _out_of_memory(demand, cap.counted_gib, config), demand, cap.counted_gib)
+
+
+def _out_of_memory(demand_gib: float, counted_gib: float, config: Config) -> bool:
+    """The demand at the target's fill (what runs and waits, for YARN memory) is more than the capacity
+    counted: memory runs out, not only the headroom."""
+    return demand_gib * config.yarn_memory_used_target_pct / 100.0 > counted_gib + EPS
+
+
+def next_burst(
+    levels: tuple[BurstLevel, ...],
+    was: tuple[bool, bool],
+    durations_s: tuple[float, ...],
+    reading: BurstReading | None,
+    *,
+    now: datetime,
+    config: Config,
+) -> tuple[tuple[BurstLevel, ...], tuple[bool, bool], tuple[float, ...]]:
+    """(burst_levels, (burst_short, burst_out_of_memory), burst_durations_s) after this evaluation. `was`:
+    the last evaluation's (short, out of memory). A burst begins when the cluster becomes short of memory (it
+    was not at the last evaluation, or memory runs out again: the demand was within the capacity counted and
+    is beyond it now), on top of the bursts going on, and goes on while the demand needs more than its base
+    (beyond the deadband);
+    when it ends its duration joins the history (the last HISTORY kept). Nothing read (off, or no signal): no
+    burst, the history kept."""
+    if reading is None:
+        return (), (False, False), durations_s
+    edge = 1.0 + config.deadband_pct / 100.0
+    kept: list[BurstLevel] = []
+    ended: list[float] = []
+    for level in levels:
+        if level.since <= now and reading.demand_gib > level.base_gib * edge + EPS:
+            kept.append(level)
+        else:
+            ended.append(max(0.0, (now - level.since).total_seconds()))
+    new = not kept or not was[0] or (reading.out_of_memory and not was[1])
+    if reading.short and new:
+        kept.append(BurstLevel(now, reading.counted_gib))
+    if ended:
+        durations_s = (*durations_s, *ended)[-HISTORY:]
+    return tuple(kept[-MAX_LEVELS:]), (reading.short, reading.out_of_memory), durations_s
+
+
+def remaining_s(durations_s: Sequence[float], age_s: float) -> tuple[float, int] | None:
+    """The median time the past bursts that lasted at least `age_s` went on after it, and how many there
+    were; None when the history is shorter than MIN_HISTORY or none lasted that long (nothing to go by)."""
+    if len(durations_s) < MIN_HISTORY:
+        return None
+    longer = [d - age_s for d in durations_s if d >= age_s]
+    if not longer:
+        return None
+    return median(longer), len(longer)
+
+
+def _newest_since(ctx: Context) -> datetime:
+    """When the newest burst began; now when this evaluation starts one (next_burst's rule)."""
+    state = ctx.state
+    if not state.burst_levels or not state.burst_short:
+        return ctx.now
+    demand = max((n.desired_gib for n in ctx.est.needs), default=0.0)
+    if _out_of_memory(demand, ctx.cap.counted_gib, ctx.config) and not state.burst_out_of_memory:
+        return ctx.now
+    return state.burst_levels[-1].since
+
+
+def first_step(ctx: Context) -> tuple[int, Reason] | None:
+    """The most nodes this scale-out may add, and why; None when the whole shortfall may be bought (the
+    mechanism is off, or the burst is confirmed and its history does not say it ends too soon)."""
+    cfg, state = ctx.config, ctx.state
+    if cfg.burst_first_step_nodes <= 0:
+        return None
+    since = _newest_since(ctx)
+    age = max(0.0, (ctx.now - since).total_seconds())
+    last = state.last_scale_out_at
+    nodes = 0 if last is not None and last >= since else cfg.burst_first_step_nodes
+    short = gib(max(0.0, ctx.est.need_gib))
+    step = (
+        f"at most {nodes} node{'s' if nodes != 1 else ''} now (burst_first_step_nodes)."
+        if nodes
+        else "its first step is already requested."
+    )
+    values = {"burst_age_s": age, "confirm_s": float(cfg.burst_confirm_s), "first_step_nodes": float(nodes)}
+    if age < cfg.burst_confirm_s:
+        text = (
+            f"Burst not yet confirmed: short of memory for {age:.0f} s of the {cfg.burst_confirm_s} s after "
+            f"which the whole shortfall ({short}) is bought; {step}"
+        )
+        return nodes, Reason(ReasonCode.BURST_UNCONFIRMED, text, values)
+    lead = lead_time_s(state)
+    past = remaining_s(state.burst_durations_s, age)
+    if past is None or past[0] >= lead + cfg.burst_useful_s:
+        return None
+    left, count = past
+    text = (
+        f"Burst likely over before new nodes are useful: it has lasted {age:.0f} s, and the {count} earlier "
+        f"bursts that lasted as long went on for a median {left:.0f} s more, less than the lead time "
+        f"{lead:.0f} s + burst_useful_s {cfg.burst_useful_s} s; the whole shortfall ({short}) is not bought, "
+        + step
+    )
+    values.update(median_remaining_s=left, bursts=float(count), lead_time_s=lead)
+    return nodes, Reason(ReasonCode.BURST_ENDS_TOO_SOON, text, values)

@@ -1,0 +1,172 @@
+"""Bursts (policy/burst.py): a young burst buys a small first step; the whole shortfall once it has lasted
+burst_confirm_s, unless the cluster's earlier bursts that lasted as long mostly ended too soon for new nodes
+to be useful. One behaviour per test, numbers worked out in the comments.
+
+Cluster as in test_policy_decide: CORE 2 x r5.2xlarge (48 GiB usable each), TASK group ig-a SPOT r5.2xlarge,
+48 GiB usable per node; YARN memory used target 85 %, deadband 8 % (scale out above 91.8 %).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from policy_builders import NOW, ago, cfg, cluster, group, metrics, targets, yarn
+from sparkscale.config import Config
+from sparkscale.policy import Direction, ReasonCode, ScalerState, decide
+from sparkscale.policy.burst import HISTORY, next_burst, remaining_s
+from sparkscale.policy.decide import evaluate
+from sparkscale.policy.model import BurstLevel, BurstReading
+from sparkscale.policy.state import next_state
+
+# 100 % of 192 GiB used + 40 pending containers x 4 GiB: (192 + 160) / 0.85 = 414.1 GiB wanted, 192 counted:
+# +222.1 GiB = 5 nodes of 48 GiB (240 GiB)
+BURST = yarn(192, 100, ContainerPending=40, AppsRunning=1)
+ON = {"burst_first_step_nodes": 1, "burst_confirm_s": 240, "burst_useful_s": 360}
+# lead time 360 s (no delay measured yet) + burst_useful_s 360 s = 720 s: the whole shortfall is bought when
+# the earlier bursts that lasted as long went on for a median of at least 720 s more
+SHORT_ONES = (600.0, 700.0, 800.0, 900.0)  # at 240 s: 360, 460, 560, 660 s more, median 510 s < 720 s
+LONG_ONES = (1200.0, 1500.0, 1800.0, 3600.0)  # at 240 s: median 1410 s more >= 720 s
+
+
+def a(requested=2, **kw):
+    return group("ig-a", requested=requested, **kw)
+
+
+def run(state, *, config=None, c=None):
+    return decide(
+        now=NOW, cluster=c or cluster(a()), metrics=metrics(**BURST), config=config or cfg(**ON), state=state
+    )
+
+
+def going_on(age_s, *, durations=(), first_step_ago=130, out_of_memory=True):
+    """A burst that began age_s ago on the 192 GiB (base) with its first step requested first_step_ago."""
+    return ScalerState(
+        burst_levels=(BurstLevel(ago(age_s), 192.0),),
+        burst_short=True,
+        burst_out_of_memory=out_of_memory,
+        burst_durations_s=durations,
+        last_scale_out_at=ago(first_step_ago),
+    )
+
+
+def test_on_by_default_the_first_request_of_a_burst_is_one_node():
+    # the shipped settings (not cfg(), which turns the rule off for the other policy tests)
+    d = run(ScalerState(), config=Config())
+    assert targets(d) == {"ig-a": 3}  # 2 + 1, not the whole 5
+    assert d.reasons[0].code is ReasonCode.BURST_UNCONFIRMED
+    assert (Config().burst_confirm_s, Config().burst_useful_s) == (120, 720)
+
+
+def test_off_buys_the_whole_shortfall():
+    d = run(ScalerState(), config=cfg(burst_first_step_nodes=0))
+    assert targets(d) == {"ig-a": 7}  # 2 + 5
+    assert all(
+        r.code not in {ReasonCode.BURST_UNCONFIRMED, ReasonCode.BURST_ENDS_TOO_SOON} for r in d.reasons
+    )
+
+
+def test_the_first_request_of_a_burst_is_small_and_says_why():
+    d = run(ScalerState())  # no burst yet: this evaluation starts one (age 0 s)
+    assert d.direction is Direction.OUT
+    assert targets(d) == {"ig-a": 3}  # 2 + burst_first_step_nodes 1
+    why = d.reasons[0]
+    assert why.code is ReasonCode.BURST_UNCONFIRMED
+    assert why.values == {"burst_age_s": 0.0, "confirm_s": 240.0, "first_step_nodes": 1.0}
+    assert "240 s" in why.text
+    assert "222 GiB" in why.text  # the whole shortfall it waits to buy
+    assert d.desired_task_nodes == 7  # the estimate is still the whole need (the audit shows both)
+
+
+def test_a_second_scale_out_before_confirmation_adds_nothing():
+    # burst 200 s old, its first step requested 130 s ago (past the 120 s cooldown): hold
+    d = run(going_on(200), c=cluster(a(3, running=2)))
+    # counted 96 + 3 x 48 = 240: 414.1 still wants 4 nodes more
+    assert d.direction is Direction.HOLD
+    assert d.reasons[0].code is ReasonCode.BURST_UNCONFIRMED
+    assert d.reasons[0].values["first_step_nodes"] == 0.0
+
+
+@pytest.mark.parametrize("durations", [(), SHORT_ONES[:3], LONG_ONES, (100.0, 150.0, 200.0, 230.0)])
+def test_a_confirmed_burst_buys_the_whole_shortfall_unless_its_history_says_it_ends_too_soon(durations):
+    # 240 s old: confirmed. No history, fewer than 4 bursts, long ones, or none lasted 240 s: nothing says it
+    # ends too soon. counted 240 GiB; 414.1 - 240 = 174.1 GiB -> 4 nodes (192 GiB)
+    d = run(going_on(240, durations=durations), c=cluster(a(3, running=2)))
+    assert targets(d) == {"ig-a": 7}
+
+
+def test_a_burst_whose_like_ended_too_soon_holds_at_its_first_step():
+    d = run(going_on(240, durations=SHORT_ONES), c=cluster(a(3, running=2)))
+    assert d.direction is Direction.HOLD
+    why = d.reasons[0]
+    assert why.code is ReasonCode.BURST_ENDS_TOO_SOON
+    assert why.values["median_remaining_s"] == pytest.approx(510.0)  # (460 + 560) / 2
+    assert why.values["bursts"] == 4.0
+    assert why.values["lead_time_s"] == 360.0
+    assert "less than the lead time 360 s + burst_useful_s 360 s" in why.text
+
+
+def test_memory_running_out_again_in_a_held_burst_gets_a_first_step_of_its_own():
+    # held at its first step (counted 240 GiB) with the demand within it at the last evaluation; now 414.1 GiB
+    # wanted x 0.85 = 352 GiB > 240 counted: memory runs out again, a new burst: one node now (the reaction
+    # target)
+    state = going_on(600, durations=SHORT_ONES, out_of_memory=False)
+    d = run(state, c=cluster(a(3, running=2)))
+    assert targets(d) == {"ig-a": 4}
+    assert d.reasons[0].code is ReasonCode.BURST_UNCONFIRMED
+    # ... while it was already out of memory at the last evaluation: the same burst, held
+    assert run(going_on(600, durations=SHORT_ONES), c=cluster(a(3, running=2))).direction is Direction.HOLD
+
+
+def test_remaining_s():
+    assert remaining_s(SHORT_ONES[:3], 0.0) is None  # fewer than MIN_HISTORY
+    assert remaining_s(SHORT_ONES, 1000.0) is None  # none lasted that long
+    assert remaining_s(SHORT_ONES, 650.0) == (pytest.approx(150.0), 3)  # 50, 150, 250 s more
+
+
+OLD = BurstLevel(ago(300), 200.0)
+
+
+@pytest.mark.parametrize(
+    ("levels", "was", "reading", "expected_levels", "ended"),
+    [
+        # a burst begins: base = the capacity counted
+        ((), (False, False), BurstReading(True, True, 400.0, 200.0), (BurstLevel(NOW, 200.0),), ()),
+        # it goes on while demand > base x 1.08 (200 x 1.08 = 216), even when covered
+        ((OLD,), (True, True), BurstReading(False, False, 300.0, 400.0), (OLD,), ()),
+        # the demand falls to the base: it ends, its 300 s join the history
+        ((OLD,), (False, False), BurstReading(False, False, 210.0, 400.0), (), (300.0,)),
+        # short again after it was covered: a new burst on top (base 400)
+        ((OLD,), (False, False), BurstReading(True, False, 500.0, 400.0), (OLD, BurstLevel(NOW, 400.0)), ()),
+        # still short, still out of memory: the same burst
+        ((OLD,), (True, True), BurstReading(True, True, 430.0, 250.0), (OLD,), ()),
+        # still short, out of memory again after it was not: a new burst on top
+        ((OLD,), (True, False), BurstReading(True, True, 430.0, 250.0), (OLD, BurstLevel(NOW, 250.0)), ()),
+    ],
+)
+def test_next_burst(levels, was, reading, expected_levels, ended):
+    out_levels, seen, durations = next_burst(levels, was, (), reading, now=NOW, config=cfg(**ON))
+    assert out_levels == expected_levels
+    assert seen == (reading.short, reading.out_of_memory)
+    assert durations == ended
+
+
+def test_next_burst_keeps_a_bounded_history_and_forgets_bursts_when_off():
+    many = tuple(float(i) for i in range(HISTORY))
+    level = (BurstLevel(NOW - timedelta(seconds=99), 200.0),)
+    calm = BurstReading(False, False, 0.0, 400.0)
+    _, _, durations = next_burst(level, (False, False), many, calm, now=NOW, config=cfg(**ON))
+    assert len(durations) == HISTORY
+    assert durations[-1] == 99.0
+    off = next_burst(level, (True, True), many, None, now=NOW, config=cfg(**ON))
+    assert off == ((), (False, False), many)
+
+
+def test_next_state_follows_bursts_only_when_the_mechanism_is_on():
+    c, m = cluster(a()), metrics(**BURST)
+    for config, expected in ((cfg(**ON), (BurstLevel(NOW, 192.0),)), (cfg(burst_first_step_nodes=0), ())):
+        d, seen = evaluate(now=NOW, cluster=c, metrics=m, config=config, state=ScalerState())
+        s = next_state(
+            previous=ScalerState(), decision=d, cluster=c, metrics=m, now=NOW, config=config, observed=seen
+        )
+        assert s.burst_levels == expected
