@@ -37,7 +37,12 @@ def evaluate(evaluation: dict[str, Any], owner: str) -> dict[str, Any]:
     rt = common.runtime(logger)
     cid = evaluation["cluster_id"]
     config = _managed(rt).config_for(cid)
-    todo = Evaluation(cid, datetime.fromisoformat(evaluation["period"]), bool(evaluation["in_alarm"]))
+    todo = Evaluation(
+        cid,
+        datetime.fromisoformat(evaluation["period"]),
+        bool(evaluation["in_alarm"]),
+        above_minimum=bool(evaluation.get("above_minimum", False)),
+    )
     result, ms = common.timed(
         lambda: evaluate_once(todo, now=rt.clock(), ports=rt.ports, config=config, owner=owner)
     )
@@ -117,6 +122,7 @@ def _one(fn: Any, record: Any, managed: common.Managed) -> dict[str, Any]:
         "cluster_id": todo.cluster_id,
         "period": todo.period.isoformat(),
         "in_alarm": todo.in_alarm,
+        "above_minimum": todo.above_minimum,
     }
     try:
         return dict(fn(evaluation=evaluation, owner=str(record.message_id)))

@@ -5,6 +5,7 @@ cluster whose lease another evaluation holds."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -226,7 +227,16 @@ def test_the_schedule_leaves_alone_the_clusters_last_found_at_their_minimum(depl
     queue.sent.clear()
     second = reconcile.handler(SCHEDULED, FakeLambdaContext(function_name="sparkscale-reconcile"))
     assert [e.cluster_id for e in queue.sent] == [busy]  # scaled out: resizing, above its minimum
+    assert queue.sent[0].above_minimum
     assert second["at_minimum"] == 3
+    # evaluated in full with one read of the cluster: the budget's one DescribeCluster per evaluation
+    reads: list[str] = []
+    rt.clients.emr.meta.events.register("before-call.emr.DescribeCluster", lambda **_: reads.append("r"))
+    nxt = replace(queue.sent[0], period=datetime.fromtimestamp(queue.sent[0].period.timestamp() + 120, UTC))
+    assert fanout.handler({"Records": [_record("m-next", nxt.body())]}, FakeLambdaContext()) == {
+        "batchItemFailures": []
+    }
+    assert reads == ["r"]
     # a state item rewritten without its record (an older version, a restore): that cluster is queued again
     key = {"pk": {"S": f"cluster#{idle_ids[0]}"}, "sk": {"S": "state"}}
     d.aws.dynamodb.update_item(

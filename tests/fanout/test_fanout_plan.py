@@ -92,6 +92,8 @@ def test_over_the_budget_the_others_take_turns_and_each_comes_within_a_few_perio
         '{"v": 1, "cluster_id": "j-A", "period": "noon", "in_alarm": false}',
         '{"v": 1, "cluster_id": "j-A", "period": "2026-03-02T12:00:00Z", "in_alarm": "yes"}',
         '{"v": 1, "cluster_id": "j-OTHER", "period": "2026-03-02T12:00:00Z", "in_alarm": false}',
+        '{"v": 1, "cluster_id": "j-A", "period": "2026-03-02T12:00:00Z", "in_alarm": false, '
+        '"above_minimum": 1}',
     ],
 )
 def test_a_body_that_is_not_an_evaluation_of_a_managed_cluster_is_rejected(body: object) -> None:
@@ -104,6 +106,10 @@ def test_the_body_round_trips_and_the_key_is_per_cluster_and_period() -> None:
     back = parse_body(e.body(), managed=["j-A"])
     assert (back.cluster_id, back.period, back.in_alarm) == ("j-A", e.period, True)
     assert back.key == e.key == "j-A#2026-03-02T12:00:00Z"
+    assert not back.above_minimum  # absent: an earlier version's message reads as before
+    above = parse_body(Evaluation("j-A", e.period, False, 5, above_minimum=True).body(), managed=["j-A"])
+    assert above.above_minimum
+    assert above.key == e.key  # the same evaluation of the period
 
 
 # --- the selection: which clusters without an alarm in ALARM need this period's evaluation ------------------
@@ -150,6 +156,9 @@ def test_the_plan_leaves_out_clusters_recently_found_at_their_minimum_but_never_
     assert ids == ["j-0001", "j-0002", "j-0003", "j-0004", "j-0007", "j-0008", "j-0009"]
     assert p.at_minimum == ("j-0000", "j-0005", "j-0006")
     assert p.evaluations[0].in_alarm
+    # recorded above its minimum or resizing, freshly: evaluated in full (no at-minimum check, no 2nd read);
+    # an old record or none: the fanout function's at-minimum check decides
+    assert [e.cluster_id for e in p.evaluations if e.above_minimum] == ["j-0002", "j-0003"]
     # the queued ones still spread over the period
     assert [e.delay_s for e in p.evaluations[1:]] == [(i * 120) // 6 for i in range(6)]
     # without records (the store keeps none, or the read failed), every cluster is queued

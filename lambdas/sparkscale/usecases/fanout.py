@@ -133,12 +133,15 @@ def max_clusters(config: Config) -> int:
 # --- the message ----------------------------------------------------------------------------------------
 @dataclass(frozen=True, slots=True)
 class Evaluation:
-    """One queued evaluation: a cluster, the period it belongs to, whether it had an alarm in ALARM."""
+    """One queued evaluation: a cluster, the period it belongs to, whether it had an alarm in ALARM, and
+    whether its size record (fresh) said it is above its minimum or resizing: either way it is evaluated in
+    full, without the at-minimum check's own read of the cluster (a second one)."""
 
     cluster_id: str
     period: datetime  # the start of the reconcile period (UTC)
     in_alarm: bool
     delay_s: int = 0  # SQS DelaySeconds (not part of the body)
+    above_minimum: bool = False
 
     @property
     def key(self) -> str:
@@ -152,6 +155,7 @@ class Evaluation:
                 "cluster_id": self.cluster_id,
                 "period": self.period.strftime("%Y-%m-%dT%H:%M:%SZ"),
                 "in_alarm": self.in_alarm,
+                **({"above_minimum": True} if self.above_minimum else {}),
             },
             separators=(",", ":"),
         )
@@ -166,15 +170,18 @@ def parse_body(body: Any, *, managed: Iterable[str]) -> Evaluation:
     if not isinstance(raw, dict) or raw.get("v") != MESSAGE_VERSION:
         raise BadEvent("not an evaluation message")
     cid, period, in_alarm = raw.get("cluster_id"), raw.get("period"), raw.get("in_alarm")
+    above = raw.get("above_minimum", False)  # absent in a message of an earlier version
     if not isinstance(cid, str) or not isinstance(period, str) or not isinstance(in_alarm, bool):
         raise BadEvent("evaluation message without cluster_id, period or in_alarm")
+    if not isinstance(above, bool):
+        raise BadEvent("evaluation message with a malformed above_minimum", cluster_id=cid)
     if cid not in set(managed):
         raise BadEvent("cluster is not managed", cluster_id=cid)
     try:
         at = datetime.strptime(period, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
     except ValueError:
         raise BadEvent("evaluation message with a malformed period", cluster_id=cid) from None
-    return Evaluation(cid, at, in_alarm)
+    return Evaluation(cid, at, in_alarm, above_minimum=above)
 
 
 # --- a failed message's retry ---------------------------------------------------------------------------
@@ -224,11 +231,16 @@ def due(observed: SizeObservation | None, *, now: datetime, config: Config) -> b
     taken at most `at_minimum_recheck_s` ago, found its TASK groups at their minimum with no resize in
     flight. No record (never evaluated, lost, unreadable), an old one, or one dated ahead of `now` by more
     than MAX_CLOCK_SKEW_S: yes. A recheck of 0 turns the selection off (every cluster, every period)."""
-    limit = config.at_minimum_recheck_s
-    if observed is None or limit <= 0 or observed.needs_evaluation:
+    if observed is None or observed.needs_evaluation:
         return True
+    return not _fresh(observed, now=now, config=config)
+
+
+def _fresh(observed: SizeObservation, *, now: datetime, config: Config) -> bool:
+    """Taken less than at_minimum_recheck_s ago (and not dated ahead of `now` beyond MAX_CLOCK_SKEW_S)."""
+    limit = config.at_minimum_recheck_s
     age_s = (now - observed.observed_at).total_seconds()
-    return not -MAX_CLOCK_SKEW_S <= age_s < limit
+    return limit > 0 and -MAX_CLOCK_SKEW_S <= age_s < limit
 
 
 def period_start(now: datetime, period_s: int) -> datetime:
@@ -273,7 +285,15 @@ def plan(
     window = min(period_s, MAX_DELAY_S)
     out = [Evaluation(c, start, True, 0) for c in urgent]
     n = len(chosen)
-    out += [Evaluation(c, start, False, (i * window) // n) for i, c in enumerate(chosen)]
+    records = observed or {}
+
+    def above(cluster_id: str) -> bool:
+        seen = records.get(cluster_id)
+        return seen is not None and seen.needs_evaluation and _fresh(seen, now=now, config=config)
+
+    out += [
+        Evaluation(c, start, False, (i * window) // n, above_minimum=above(c)) for i, c in enumerate(chosen)
+    ]
     return FanOutPlan(tuple(out), tuple(deferred), b, room, tuple(idle))
 
 
@@ -311,7 +331,8 @@ def evaluate(
         ports=ports,
         config=config,
         owner=owner,
-        in_alarm=evaluation.in_alarm,
+        # no at-minimum check (its read would be a second one) when the record said it needs evaluating
+        in_alarm=evaluation.in_alarm or evaluation.above_minimum,
     )
     if result.outcome in RETRIED_OUTCOMES:
         raise EvaluateLater(evaluation.cluster_id, result.outcome, result.detail)
