@@ -1,15 +1,19 @@
 """Fan-out load test: 500 clusters managed by tag on a moto server (127.0.0.1), a realistic latency injected
-into every AWS call, and the real handlers: the reconcile schedule queues one evaluation per cluster to a
-real (moto) SQS queue, and worker threads standing in for the fanout Lambda's concurrency
+into every AWS call, and the real handlers: the reconcile schedule queues one evaluation per cluster that
+needs one to a real (moto) SQS queue, and worker threads standing in for the fanout Lambda's concurrency
 (`fanout_max_concurrency`) receive each message and call `handlers.fanout.handler` with it.
 
-Measured: the time for one period (schedule to last evaluation), calls per second per API, every cluster
-evaluated, none evaluated twice at once (under the lease); then a fault run in which a share of the EMR and
-DynamoDB calls is throttled: every cluster still evaluated within two periods.
+Runs: stress (every cluster queued: at_minimum_recheck_s = 0), realistic (the default selection: only the
+clusters in ALARM or above their minimum), then SPARKSCALE_FANOUT_FAULT_RUNS (1) throttled runs (every cluster
+queued, a share of the EMR and DynamoDB calls throttled, two periods: every cluster still evaluated within
+two periods). Measured: the time from the schedule to the last queued cluster's first evaluation, calls per
+second per API, every cluster evaluated, none evaluated twice at once (under the lease), where the time goes
+(each evaluation's wall time, botocore's backoff, the retried messages, the CPU of the harness and of moto).
 
-Time may be compressed TIME_SCALE times (default 1: the deployed pace, ~5 minutes): the period's spread (the
-SQS delays), the queue's visibility timeout and botocore's retry backoff are divided by it; the per-call
-latencies are real. Call rates are printed as measured and as they would be at the deployed pace.
+Time may be compressed TIME_SCALE times (default 1: the deployed pace, ~7 minutes): the period's spread (the
+SQS delays), the queue's visibility timeout, a failed message's retry delay and botocore's retry backoff are
+divided by it; the per-call latencies are real. Call rates are printed as measured and as they would be at
+the deployed pace.
 
     python benchmarks/bench_fanout.py             # prints the figures
     SPARKSCALE_BENCH_WRITE_DOCS=1 python benchmarks/bench_fanout.py   # also its row in docs/benchmarks.md
