@@ -17,7 +17,7 @@ from sparkscale.config import Config
 from sparkscale.errors import Throttled
 from sparkscale.memory import CollectingNotifier, FakeEmr, FixedMetrics, InMemoryStateStore
 from sparkscale.policy.model import Decision, Direction, GroupStatus, MetricsSnapshot, ScalerState
-from sparkscale.ports import INTENT_SCALE, Intent, Ports, SizeObservation
+from sparkscale.ports import INTENT_SCALE, INTENT_SPOT, Intent, Ports, SizeObservation
 from sparkscale.usecases.scale import observe, reconcile_once
 
 from tests.scale.shell_support import T0, clients, cluster, create_table, fake_aws_env, group, pressure
@@ -66,6 +66,15 @@ def test_a_recorded_resize_marks_the_cluster_resizing(ddb: tuple[Any, str]) -> N
     assert store.put_intent(CID, intent)
     assert store.record_intent(CID, intent, at)
     assert store.observations([CID]) == {CID: SizeObservation(False, True, at)}
+    # a spot replacement's resize (no state of its own): the record alone, the state kept
+    store.save_observed(CID, ScalerState(last_scale_out_at=T0), _hold(), T0, SizeObservation(True, False, T0))
+    assert store.clear_intent(CID, "i-1") is None
+    later = at + timedelta(minutes=5)
+    spot = Intent(id="i-2", kind=INTENT_SPOT, at=later, owner="me", changes=(), key="spot-event-1")
+    assert store.put_intent(CID, spot)
+    assert store.record_intent(CID, spot, later)
+    assert store.observations([CID]) == {CID: SizeObservation(False, True, later)}
+    assert store.load_state(CID) == ScalerState(last_scale_out_at=T0)
 
 
 def test_a_skipped_cluster_updates_its_record_and_keeps_its_state(ddb: tuple[Any, str]) -> None:
@@ -205,3 +214,15 @@ def test_a_store_that_cannot_record_never_fails_the_skip() -> None:
         now=T0, cluster_id=CID, ports=_ports(emr, store), config=CFG, owner="o", in_alarm=False
     )
     assert result.outcome == "skipped"
+
+
+def test_the_in_memory_store_keeps_the_records_as_the_dynamodb_store() -> None:
+    store = InMemoryStateStore()
+    store.save_observed(CID, ScalerState(), _hold(), T0, SizeObservation(True, False, T0))
+    assert store.observations([CID, "j-NEVER"]) == {CID: SizeObservation(True, False, T0)}
+    store.save(CID, ScalerState(), _hold(), T0)  # a state without an observation drops it
+    assert store.observations([CID]) == {}
+    spot = Intent(id="i-2", kind=INTENT_SPOT, at=T0, owner="me", changes=(), key="spot-event-1")
+    assert store.put_intent(CID, spot)
+    assert store.record_intent(CID, spot, T0)
+    assert store.observations([CID]) == {CID: SizeObservation(False, True, T0)}

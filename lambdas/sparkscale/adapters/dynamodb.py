@@ -337,21 +337,24 @@ class DynamoStateStore:
     # --- size observations (ports.SizeObservationStore) --------------------------------------------------
     def record_observation(self, cluster_id: str, observed: SizeObservation) -> None:
         """The observation alone: an UpdateItem of the state item's groups_* attributes (the state kept)."""
-        attrs = _observation_attributes(observed)
         try:
-            self._db.update_item(
-                TableName=self._table,
-                Key=self._key(cluster_id, SK_STATE),
-                UpdateExpression="SET #m = :m, #r = :r, #t = :t",
-                ExpressionAttributeNames={"#m": AT_MINIMUM, "#r": RESIZING, "#t": OBSERVED_AT},
-                ExpressionAttributeValues={
-                    ":m": attrs[AT_MINIMUM],
-                    ":r": attrs[RESIZING],
-                    ":t": attrs[OBSERVED_AT],
-                },
-            )
+            self._db.update_item(**self._observation_update(cluster_id, observed))
         except (ClientError, BotoCoreError) as exc:
             raise translate(exc, "UpdateItem(state.groups)") from exc
+
+    def _observation_update(self, cluster_id: str, observed: SizeObservation) -> dict[str, Any]:
+        attrs = _observation_attributes(observed)
+        return {
+            "TableName": self._table,
+            "Key": self._key(cluster_id, SK_STATE),
+            "UpdateExpression": "SET #m = :m, #r = :r, #t = :t",
+            "ExpressionAttributeNames": {"#m": AT_MINIMUM, "#r": RESIZING, "#t": OBSERVED_AT},
+            "ExpressionAttributeValues": {
+                ":m": attrs[AT_MINIMUM],
+                ":r": attrs[RESIZING],
+                ":t": attrs[OBSERVED_AT],
+            },
+        }
 
     def observations(self, cluster_ids: Sequence[str]) -> Mapping[str, SizeObservation]:
         """BatchGetItem of the state items' groups_* attributes, 100 keys a call (eventually consistent: a
@@ -416,9 +419,11 @@ class DynamoStateStore:
 
     def record_intent(self, cluster_id: str, intent: Intent, now: datetime) -> bool:
         items: list[dict[str, Any]] = []
+        resized = SizeObservation(at_minimum=False, resizing=True, observed_at=now)  # evaluated again
         if intent.state is not None and intent.decision is not None:
-            resized = SizeObservation(at_minimum=False, resizing=True, observed_at=now)  # evaluated again
             items += self._state_and_audit(cluster_id, intent.state, intent.decision, now, resized)
+        else:  # a resize with no state of its own (a spot replacement): the record alone, the state kept
+            items.append({"Update": self._observation_update(cluster_id, resized)})
         if intent.key:
             claim = self._claim_item(cluster_id, intent.key, now, intent.key_ttl_s)
             items.append({"Put": {"TableName": self._table, "Item": claim}})

@@ -193,9 +193,11 @@ class InMemoryStateStore:
                         now,
                         None if ttl is None else now + timedelta(seconds=ttl),
                     )
+            resized = SizeObservation(at_minimum=False, resizing=True, observed_at=now)
             if intent.state is not None and intent.decision is not None:
-                resized = SizeObservation(at_minimum=False, resizing=True, observed_at=now)
                 self._save_locked(cluster_id, intent.state, intent.decision, now, resized)
+            else:  # a spot replacement: the record alone
+                self.observed[cluster_id] = resized
             self.intents[cluster_id] = replace(pending, recorded=True)
             return True
 
