@@ -2,16 +2,17 @@
 one cluster's evaluation for one reconcile period (usecases/fanout.py).
 
 Powertools batch processing reports each failed message (ReportBatchItemFailures): only those are retried,
-after the queue's visibility timeout, and after `MAX_RECEIVES` the DLQ keeps them (its alarm tells
-operators). A message is idempotent per cluster and period (Powertools Idempotency on its key, the same
-DynamoDB table); a message for a cluster another evaluation holds the lease of fails and is retried, never
-evaluated twice at once. A message that is not an evaluation is logged and counted (RejectedEvents), never
-retried and never acted on.
+about ten seconds later, doubling with each receive (ChangeMessageVisibility; the queue's visibility timeout
+when that fails), and after `MAX_RECEIVES` the DLQ keeps them (its alarm tells operators). A message is
+idempotent per cluster and period (Powertools Idempotency on its key, the same DynamoDB table); a message
+for a cluster another evaluation holds the lease of fails and is retried, never evaluated twice at once. A
+message that is not an evaluation is logged and counted (RejectedEvents), never retried and never acted on.
 """
 
 from __future__ import annotations
 
 import os
+import random
 import time
 from datetime import datetime
 from typing import Any, cast
@@ -36,7 +37,12 @@ def evaluate(evaluation: dict[str, Any], owner: str) -> dict[str, Any]:
     rt = common.runtime(logger)
     cid = evaluation["cluster_id"]
     config = _managed(rt).config_for(cid)
-    todo = Evaluation(cid, datetime.fromisoformat(evaluation["period"]), bool(evaluation["in_alarm"]))
+    todo = Evaluation(
+        cid,
+        datetime.fromisoformat(evaluation["period"]),
+        bool(evaluation["in_alarm"]),
+        above_minimum=bool(evaluation.get("above_minimum", False)),
+    )
     result, ms = common.timed(
         lambda: evaluate_once(todo, now=rt.clock(), ports=rt.ports, config=config, owner=owner)
     )
@@ -116,6 +122,7 @@ def _one(fn: Any, record: Any, managed: common.Managed) -> dict[str, Any]:
         "cluster_id": todo.cluster_id,
         "period": todo.period.isoformat(),
         "in_alarm": todo.in_alarm,
+        "above_minimum": todo.above_minimum,
     }
     try:
         return dict(fn(evaluation=evaluation, owner=str(record.message_id)))
@@ -127,4 +134,29 @@ def _one(fn: Any, record: Any, managed: common.Managed) -> dict[str, Any]:
             extra={"cluster_id": todo.cluster_id},
         )
         common.emit_count(metrics, names.M_FAILURES, todo.cluster_id, error=type(exc).__name__)
+        _retry_sooner(record, todo.cluster_id)
         raise
+
+
+def _retry_sooner(record: Any, cluster_id: str) -> None:
+    """Bring a failed message back after retry_delay_s instead of the queue's visibility timeout (six
+    function timeouts: longer than two periods). Without a queue to ask, or when SQS refuses, the visibility
+    timeout stands: the message is retried all the same."""
+    from sparkscale.usecases.fanout import RetryingQueue, retry_delay_s  # noqa: PLC0415 - lazy
+
+    queue = common.runtime().evaluations
+    raw = getattr(record, "raw_event", None)
+    handle = raw.get("receiptHandle") if isinstance(raw, dict) else None
+    if not isinstance(queue, RetryingQueue) or not isinstance(handle, str) or not handle:
+        return
+    attributes = raw.get("attributes") if isinstance(raw, dict) else None
+    count = attributes.get("ApproximateReceiveCount") if isinstance(attributes, dict) else None
+    try:
+        receives = int(count) if count is not None else 1
+    except (TypeError, ValueError):
+        receives = 1
+    delay = retry_delay_s(receives, random.random())  # noqa: S311 - jitter, not a secret
+    try:
+        queue.retry_later(handle, delay)
+    except Exception as exc:  # the visibility timeout stands: retried later, never lost
+        logger.warning("could not bring %s's message back sooner: %s", cluster_id, exc)

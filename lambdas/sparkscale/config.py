@@ -464,6 +464,17 @@ class Config:
         "is left to everything else in the account (docs/many-clusters.md).",
         kind="deploy",
     )
+    at_minimum_recheck_s: int = _f(
+        600,
+        unit="s",
+        lo=0,
+        hi=86400,
+        doc="How long the reconcile schedule trusts an evaluation that found a cluster's TASK groups at "
+        "their minimum with no resize in flight: without an alarm in ALARM, such a cluster is not queued "
+        "again until that record is this old (0: every managed cluster, every period; "
+        "docs/many-clusters.md).",
+        kind="deploy",
+    )
     emr_read_rate_per_s: float = _f(
         1.0,
         unit="calls/s",

@@ -36,6 +36,7 @@ M_FAILURES: Final = "Failures"
 M_WEEKLY_COMPARISONS_SKIPPED: Final = "WeeklyComparisonsSkipped"  # digest: a cluster's week not compared
 M_EVALUATIONS_SENT: Final = "EvaluationsSent"  # reconcile: evaluation messages queued
 M_EVALUATIONS_DEFERRED: Final = "EvaluationsDeferred"  # reconcile: left to a later period (rate budget)
+M_EVALUATIONS_NOT_NEEDED: Final = "EvaluationsNotNeeded"  # reconcile: at minimum, recently evaluated
 M_AT_MAX_UNDER_PRESSURE: Final = "AtMaxUnderPressure"
 M_SPOT_EVENTS: Final = "SpotEvents"  # spot interruption warnings and rebalance recommendations handled
 M_SPOT_REPLACEMENTS: Final = "SpotReplacements"  # nodes moved to another pool after one of those

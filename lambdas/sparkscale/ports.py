@@ -239,6 +239,47 @@ class IntentStore(Protocol):
         ...
 
 
+@dataclass(frozen=True, slots=True)
+class SizeObservation:
+    """What an evaluation saw of a cluster's TASK groups (or fleet units), kept with its state so that the
+    reconcile schedule can leave a cluster at its minimum alone without reading EMR (usecases/fanout.py)."""
+
+    at_minimum: bool  # every TASK group at its minimum (scale.needs_evaluation said no)
+    resizing: bool  # a resize requested and not finished: a group not RUNNING, or running != requested
+    observed_at: datetime
+
+    @property
+    def needs_evaluation(self) -> bool:
+        return self.resizing or not self.at_minimum
+
+
+@runtime_checkable
+class SizeObservationStore(Protocol):
+    """Optional on a StateStore (FAN-OUT addition): the last SizeObservation of each cluster, written with
+    the state it goes with, and read for many clusters at once by the reconcile schedule. Checked with
+    supports(ports.state, SizeObservationStore): without it the schedule queues every cluster. A resize
+    recorded with `record_intent` marks the cluster resizing."""
+
+    def save_observed(
+        self,
+        cluster_id: str,
+        state: ScalerState,
+        decision: Decision,
+        now: datetime,
+        observed: SizeObservation,
+    ) -> None:
+        """`save`, with what the evaluation saw, in the same write."""
+        ...
+
+    def record_observation(self, cluster_id: str, observed: SizeObservation) -> None:
+        """The observation alone (a cluster the schedule's step found at its minimum and skipped)."""
+        ...
+
+    def observations(self, cluster_ids: Sequence[str]) -> Mapping[str, SizeObservation]:
+        """The recorded observation of each cluster that has a readable one; the others are absent."""
+        ...
+
+
 @runtime_checkable
 class AuditReader(Protocol):
     """The audit trail (the daily digest): the decisions a cluster recorded (records.decision_to_dict)."""

@@ -5,6 +5,7 @@ cluster whose lease another evaluation holds."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,6 +16,8 @@ from sparkscale import clock, names
 from sparkscale.adapters.aws import boto_config
 from sparkscale.adapters.cloudwatch import CloudWatchAlarmReader
 from sparkscale.adapters.sqs import SqsEvaluationQueue
+from sparkscale.errors import SparkscaleError
+from sparkscale.ports import SizeObservation
 from sparkscale.usecases.fanout import Evaluation, period_start
 
 from tests.handlers.conftest import Deployment
@@ -202,3 +205,142 @@ def test_a_cluster_registered_after_the_list_was_read_is_evaluated_not_rejected(
     docs = [doc for doc in emf_documents(capsys.readouterr().out) if doc.get(names.DIM_CLUSTER_ID) == late]
     assert [doc.get("outcome") for doc in docs] == ["hold"]  # evaluated (no metrics yet: held), not rejected
     assert not any(names.M_REJECTED_EVENTS in doc for doc in docs)
+
+
+def test_the_schedule_leaves_alone_the_clusters_last_found_at_their_minimum(deployment: Deployment) -> None:
+    """The first period queues every cluster (no records); their evaluations record what they saw; the next
+    period queues only the one above its minimum. A lost or malformed record queues its cluster again."""
+    d = deployment
+    busy = d.cluster.cluster_id  # 2 task nodes, under pressure (no alarm: moto evaluates none)
+    idle_ids = [
+        create_cluster(d.aws.emr, tasks=[("spot-r5", "r5.2xlarge", "SPOT", 0)]).cluster_id for _ in range(3)
+    ]
+    d.configure(clusters=[busy, *idle_ids])
+    rt = d.runtime()
+    rt.evaluations = queue = CollectingQueue()
+    first = reconcile.handler(SCHEDULED, FakeLambdaContext(function_name="sparkscale-reconcile"))
+    assert first["queued"] == 4
+    assert first["at_minimum"] == 0
+    for i, e in enumerate(queue.sent):  # the fanout function evaluates each
+        out = fanout.handler({"Records": [_record(f"m-{i}", e.body())]}, FakeLambdaContext())
+        assert out == {"batchItemFailures": []}
+    queue.sent.clear()
+    second = reconcile.handler(SCHEDULED, FakeLambdaContext(function_name="sparkscale-reconcile"))
+    assert [e.cluster_id for e in queue.sent] == [busy]  # scaled out: resizing, above its minimum
+    assert queue.sent[0].above_minimum
+    assert second["at_minimum"] == 3
+    # evaluated in full with one read of the cluster: the budget's one DescribeCluster per evaluation
+    reads: list[str] = []
+    rt.clients.emr.meta.events.register("before-call.emr.DescribeCluster", lambda **_: reads.append("r"))
+    nxt = replace(queue.sent[0], period=datetime.fromtimestamp(queue.sent[0].period.timestamp() + 120, UTC))
+    assert fanout.handler({"Records": [_record("m-next", nxt.body())]}, FakeLambdaContext()) == {
+        "batchItemFailures": []
+    }
+    assert reads == ["r"]
+    # a state item rewritten without its record (an older version, a restore): that cluster is queued again
+    key = {"pk": {"S": f"cluster#{idle_ids[0]}"}, "sk": {"S": "state"}}
+    d.aws.dynamodb.update_item(
+        TableName=d.table,
+        Key=key,
+        UpdateExpression="SET groups_at_minimum = :bad",
+        ExpressionAttributeValues={":bad": {"S": "yes"}},
+    )
+    queue.sent.clear()
+    third = reconcile.handler(SCHEDULED, FakeLambdaContext(function_name="sparkscale-reconcile"))
+    assert sorted(e.cluster_id for e in queue.sent) == sorted([busy, idle_ids[0]])
+    assert third["at_minimum"] == 2
+
+
+def test_without_readable_records_the_schedule_queues_every_cluster(
+    deployment: Deployment, caplog: pytest.LogCaptureFixture
+) -> None:
+    d = deployment
+    others = [
+        create_cluster(d.aws.emr, tasks=[("spot-r5", "r5.2xlarge", "SPOT", 0)]).cluster_id for _ in range(2)
+    ]
+    d.configure(clusters=[d.cluster.cluster_id, *others])
+    rt = d.runtime()
+    rt.evaluations = CollectingQueue()
+    for cid in others:  # recently found at their minimum ...
+        seen = SizeObservation(True, False, clock.utcnow())
+        rt.ports.state.record_observation(cid, seen)  # type: ignore[attr-defined]
+    with Stubber(rt.dynamodb) as stub:  # ... but the read fails
+        stub.add_client_error("batch_get_item", "InternalServerError", http_status_code=500)
+        out = reconcile.handler(SCHEDULED, FakeLambdaContext(function_name="sparkscale-reconcile"))
+    assert out["queued"] == 3
+    assert out["at_minimum"] == 0
+    assert "size records unreadable" in caplog.text
+    # and with the selection off (at_minimum_recheck_s = 0) nothing is read: every cluster, every period
+    d.configure(clusters=[d.cluster.cluster_id, *others], at_minimum_recheck_s=0)
+    rt = d.runtime()
+    rt.evaluations = CollectingQueue()
+    reads: list[str] = []
+    rt.dynamodb.meta.events.register("before-call.dynamodb.BatchGetItem", lambda **_: reads.append("read"))
+    out = reconcile.handler(SCHEDULED, FakeLambdaContext(function_name="sparkscale-reconcile"))
+    assert out["queued"] == 3
+    assert reads == []
+
+
+class RetryRecorder(CollectingQueue):
+    def __init__(self, fail: Exception | None = None) -> None:
+        super().__init__()
+        self.retries: list[tuple[str, int]] = []
+        self.fail = fail
+
+    def retry_later(self, receipt_handle: str, delay_s: int) -> None:
+        self.retries.append((receipt_handle, delay_s))
+        if self.fail is not None:
+            raise self.fail
+
+
+@pytest.mark.parametrize(("receives", "most_s"), [("1", 10), ("3", 40), (None, 10), ("many", 10)])
+def test_a_failed_message_is_brought_back_in_seconds(
+    deployment: Deployment, receives: str | None, most_s: int
+) -> None:
+    d = deployment
+    rt = d.runtime()
+    rt.evaluations = queue = RetryRecorder()
+    cid = d.cluster.cluster_id
+    assert rt.ports.state.acquire_lease(cid, "another-evaluation", clock.utcnow(), 90)  # it fails: lease held
+    record = _record("m-held", _body(cid, period_start(clock.utcnow(), 120)))
+    if receives is None:
+        del record["attributes"]["ApproximateReceiveCount"]
+    else:
+        record["attributes"]["ApproximateReceiveCount"] = receives
+    out = fanout.handler({"Records": [record]}, FakeLambdaContext())
+    assert out == {"batchItemFailures": [{"itemIdentifier": "m-held"}]}
+    [(handle, delay)] = queue.retries
+    assert handle == "rh-m-held"
+    assert most_s / 2 <= delay <= most_s
+
+
+def test_a_message_sqs_will_not_bring_back_sooner_still_fails_and_is_retried(deployment: Deployment) -> None:
+    from sparkscale.errors import TransientAwsError
+
+    d = deployment
+    rt = d.runtime()
+    rt.evaluations = queue = RetryRecorder(fail=TransientAwsError("ChangeMessageVisibility: 500"))
+    cid = d.cluster.cluster_id
+    assert rt.ports.state.acquire_lease(cid, "another-evaluation", clock.utcnow(), 90)
+    record = _record("m-held", _body(cid, period_start(clock.utcnow(), 120)))
+    out = fanout.handler({"Records": [record]}, FakeLambdaContext())
+    assert out == {"batchItemFailures": [{"itemIdentifier": "m-held"}]}  # the visibility timeout stands
+    assert len(queue.retries) == 1
+    # a succeeding message is never delayed
+    rt.ports.state.release_lease(cid, "another-evaluation")
+    assert fanout.handler({"Records": [record]}, FakeLambdaContext()) == {"batchItemFailures": []}
+    assert len(queue.retries) == 1
+
+
+def test_the_sqs_adapter_brings_a_received_message_back_after_the_delay(deployment: Deployment) -> None:
+    d = deployment
+    url = d.sqs.create_queue(QueueName="evaluations", Attributes={"VisibilityTimeout": "360"})["QueueUrl"]
+    queue = SqsEvaluationQueue(d.sqs, url)
+    queue.send([Evaluation("j-A", period_start(clock.utcnow(), 120), False, 0)])
+    [m] = d.sqs.receive_message(QueueUrl=url)["Messages"]
+    assert d.sqs.receive_message(QueueUrl=url).get("Messages", []) == []  # invisible for 360 s
+    queue.retry_later(m["ReceiptHandle"], 0)  # (0 here: a test does not wait)
+    [again] = d.sqs.receive_message(QueueUrl=url)["Messages"]
+    assert again["MessageId"] == m["MessageId"]
+    with pytest.raises(SparkscaleError):
+        queue.retry_later("not-a-receipt-handle", 10)

@@ -72,7 +72,10 @@ def test_the_reconcile_function_may_only_send_to_the_queue_and_knows_its_url(
     on_queue = [st for st in s.role_statements(reconcile.role) if queue_arn in as_list(st["Resource"])]
     assert [as_list(st["Action"]) for st in on_queue] == [["sqs:SendMessage"]]  # with its own DLQ's
     consume = {a for st in s.role_statements(fan.handler.role) for a in as_list(st["Action"])}
-    assert {"sqs:ReceiveMessage", "sqs:DeleteMessage"} <= consume
+    assert {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility"} <= consume
+    # a failed message is brought back sooner than the visibility timeout: the function knows the queue
+    fanout_env = s.function(FANOUT_HANDLER)["Environment"]["Variables"]
+    assert fanout_env[names.ENV_EVALUATION_QUEUE_URL] == s.ref(fan.queue.queue_url)
     # the evaluation queue is not the alarm function's business
     alarm_fn = s.stack.autoscaler.scaler.alarm
     assert not any(

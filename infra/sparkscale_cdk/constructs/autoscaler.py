@@ -199,7 +199,8 @@ class SparkAutoscaler(Construct):
         """Every function: the state table's items by key and the operator notices (and so the key),
         scaling the managed clusters. Then what each handler reads besides: run_once (alarm, reconcile, EMR
         events) the demand history (Query), the metrics and spot prices, the alarm pair its own alarms'
-        states; the spot events the instances and the spot prices."""
+        states, the reconcile schedule the clusters' size records (BatchGetItem); the spot events the
+        instances and the spot prices."""
         config = self._settings.config
         for fn in self.functions:
             self.state.grant_state(fn.function)
@@ -222,6 +223,7 @@ class SparkAutoscaler(Construct):
             self.clusters.grant_read_spot_prices(fn.function)
         for fn in (self.scaler.alarm, self.scaler.reconcile):
             self.grant_describe_alarms(fn.function)
+        self.state.grant_read_size_records(self.scaler.reconcile.function)  # the schedule's selection
         if self.spot_events is not None:
             self.clusters.grant_describe_instances(self.spot_events.handler.function)
             self.clusters.grant_read_spot_prices(self.spot_events.handler.function)

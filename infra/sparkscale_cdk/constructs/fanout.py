@@ -75,3 +75,6 @@ class EvaluationFanOut(Construct):
         # SendMessage only: the key's producer actions come with every ScalerFunction (its own DLQ)
         grant_on(reconcile.function, SEND_ACTIONS, [self.queue.queue_arn])
         reconcile.function.add_environment(names.ENV_EVALUATION_QUEUE_URL, self.queue.queue_url)
+        # the fanout function brings a failed message back sooner (ChangeMessageVisibility, which the event
+        # source's consume grant includes) than the visibility timeout: it needs the queue's URL too
+        self.handler.function.add_environment(names.ENV_EVALUATION_QUEUE_URL, self.queue.queue_url)

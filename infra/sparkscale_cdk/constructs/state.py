@@ -21,6 +21,8 @@ ITEM_ACTIONS = ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "
 # the demand history the seasonal forecast reads (adapters/dynamodb.py load_demand): run_once only
 DEMAND_READ_ACTIONS = ("dynamodb:Query",)
 REGISTRY_READ_ACTIONS = ("dynamodb:Query",)
+# the reconcile schedule: the size records on the managed clusters' state items, 100 keys a call
+SIZE_RECORD_READ_ACTIONS = ("dynamodb:BatchGetItem",)
 # the daily digest: the audit records of a day (Query) and its once-a-day mark in the notice ledger
 AUDIT_READ_ACTIONS = ("dynamodb:Query",)
 LEDGER_ACTIONS = ("dynamodb:GetItem", "dynamodb:PutItem")
@@ -75,6 +77,11 @@ class StateTable(Construct):
         """`dynamodb:Query` on this table: the registry of the clusters managed by tag (pk "registry"), which
         every handler reads to know the managed clusters when discovery is on."""
         return grant_on(grantee, REGISTRY_READ_ACTIONS, [self.table.table_arn])
+
+    def grant_read_size_records(self, grantee: iam.IGrantable) -> iam.Grant:
+        """`dynamodb:BatchGetItem` on this table: what the reconcile schedule reads of every managed
+        cluster's state item (its size record) to queue only the clusters that need an evaluation."""
+        return grant_on(grantee, SIZE_RECORD_READ_ACTIONS, [self.table.table_arn])
 
     def grant_read_audit(self, grantee: iam.IGrantable) -> iam.Grant:
         """`dynamodb:Query` on this table: the audit records the daily digest reads (`audit_since`)."""

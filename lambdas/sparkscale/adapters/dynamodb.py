@@ -4,7 +4,7 @@ audit trail and the once-only notice ledger. Powertools Idempotency shares the t
 | item | pk | sk | attributes |
 |---|---|---|---|
 | lease | cluster#<id> | lease | owner, acquired_at, expires_at |
-| state | cluster#<id> | state | state (JSON), updated_at, last_direction |
+| state | cluster#<id> | state | state (JSON), updated_at, last_direction, groups_* (below) |
 | audit | cluster#<id> | audit#<ISO time, UTC>#<direction>#<12 hex> | decision (JSON), dry_run, TTL |
 | pause | cluster#<id> | paused | paused_at, paused_by, why (absent: not paused) |
 | notice ledger | cluster#<id> | notice#<key> | claimed_at, expires_at (absent: forever) |
@@ -28,6 +28,13 @@ already holds it. DynamoDB's TTL deletes expired items only eventually, so every
 `now` itself. `record_capacity_error` (EMR capacity events) rewrites only the state item's `state` attribute,
 conditional on the value it read (no audit item: it is an observation, not a decision).
 
+The groups_* attributes are the last SizeObservation (ports.SizeObservationStore): written in the same Put
+as the state (an evaluation), set alone by an UpdateItem (a cluster skipped at its minimum), and marked
+resizing by `record_intent` (a resize just made). A Put of the state without one drops them: the schedule
+then evaluates the cluster (no record means "evaluate"). The schedule reads them for every managed cluster
+with BatchGetItem (100 keys a call, only these attributes); an item that lacks one, or holds another type,
+reads as no record.
+
 The write-ahead intent (ports.IntentStore, one per cluster) is written with a conditional PutItem before the
 resize; `record_intent` is one TransactWriteItems: the state, the audit item, the spot event's ledger key and
 the intent's `recorded` flag (conditional on the intent id and not yet recorded), so a record is written once
@@ -39,6 +46,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
@@ -54,7 +62,7 @@ from sparkscale.policy import state_from_dict, state_to_dict
 from sparkscale.policy.forecast import HISTORY_KEEP_S
 from sparkscale.policy.model import Decision, ScalerState
 from sparkscale.policy.node_choice import NodeReport, YarnNode
-from sparkscale.ports import Intent, Notice, PauseMark
+from sparkscale.ports import Intent, Notice, PauseMark, SizeObservation
 from sparkscale.records import decision_from_dict, decision_to_dict, target_from_dict, target_to_dict
 
 log = logging.getLogger(__name__)
@@ -70,6 +78,11 @@ AUDIT_PREFIX: Final = "audit#"
 NOTICE_PREFIX: Final = "notice#"
 DEMAND_PREFIX: Final = "demand#"
 _CONDITION_FAILED: Final = "ConditionalCheckFailedException"
+AT_MINIMUM: Final = "groups_at_minimum"
+RESIZING: Final = "groups_resizing"
+OBSERVED_AT: Final = "groups_observed_at"
+BATCH_GET_KEYS: Final = 100  # BatchGetItem: at most 100 keys a call
+BATCH_GET_ROUNDS: Final = 4  # calls for the keys DynamoDB left unprocessed before they read as no record
 
 
 def cluster_pk(cluster_id: str) -> str:
@@ -178,6 +191,27 @@ def decode_node_report(item: Mapping[str, Any]) -> NodeReport:
     return NodeReport(collected_at, nodes, frozenset(str(h) for h in am_hosts))
 
 
+def _observation_attributes(observed: SizeObservation) -> dict[str, Any]:
+    return {
+        AT_MINIMUM: {"BOOL": observed.at_minimum},
+        RESIZING: {"BOOL": observed.resizing},
+        OBSERVED_AT: {"N": str(_epoch(observed.observed_at))},
+    }
+
+
+def decode_observation(item: Mapping[str, Any]) -> SizeObservation | None:
+    """A state item's groups_* attributes as a SizeObservation; None when one is missing or malformed (the
+    schedule then evaluates the cluster)."""
+    try:
+        at_minimum, resizing = item[AT_MINIMUM]["BOOL"], item[RESIZING]["BOOL"]
+        seconds = float(item[OBSERVED_AT]["N"])
+        if not isinstance(at_minimum, bool) or not isinstance(resizing, bool) or not math.isfinite(seconds):
+            return None
+        return SizeObservation(at_minimum, resizing, datetime.fromtimestamp(seconds, tz=UTC))
+    except (KeyError, TypeError, ValueError, OverflowError, OSError):
+        return None
+
+
 def _decode_state(cluster_id: str, text: Any) -> ScalerState:
     try:
         return state_from_dict(json.loads(text))
@@ -242,15 +276,41 @@ class DynamoStateStore:
 
     def save(self, cluster_id: str, state: ScalerState, decision: Decision, now: datetime) -> None:
         """The new state and an audit item, in one transaction (both or neither)."""
+        self._save(cluster_id, state, decision, now, None)
+
+    def save_observed(
+        self,
+        cluster_id: str,
+        state: ScalerState,
+        decision: Decision,
+        now: datetime,
+        observed: SizeObservation,
+    ) -> None:
+        """`save` with the evaluation's SizeObservation on the state item (the same write)."""
+        self._save(cluster_id, state, decision, now, observed)
+
+    def _save(
+        self,
+        cluster_id: str,
+        state: ScalerState,
+        decision: Decision,
+        now: datetime,
+        observed: SizeObservation | None,
+    ) -> None:
         try:
             self._db.transact_write_items(
-                TransactItems=self._state_and_audit(cluster_id, state, decision, now)
+                TransactItems=self._state_and_audit(cluster_id, state, decision, now, observed)
             )
         except (ClientError, BotoCoreError) as exc:
             raise translate(exc, "TransactWriteItems(state+audit)") from exc
 
     def _state_and_audit(
-        self, cluster_id: str, state: ScalerState, decision: Decision, now: datetime
+        self,
+        cluster_id: str,
+        state: ScalerState,
+        decision: Decision,
+        now: datetime,
+        observed: SizeObservation | None = None,
     ) -> list[dict[str, Any]]:
         iso = now.astimezone(UTC).isoformat()
         audit_sk = f"{AUDIT_PREFIX}{iso}#{decision.direction.value}#{uuid.uuid4().hex[:12]}"
@@ -260,6 +320,8 @@ class DynamoStateStore:
             "updated_at": {"S": iso},
             "last_direction": {"S": decision.direction.value},
         }
+        if observed is not None:
+            state_item.update(_observation_attributes(observed))
         audit_item = {
             **self._key(cluster_id, audit_sk),
             "decision": {"S": json.dumps(decision_to_dict(decision), sort_keys=True)},
@@ -271,6 +333,62 @@ class DynamoStateStore:
             {"Put": {"TableName": self._table, "Item": state_item}},
             {"Put": {"TableName": self._table, "Item": audit_item}},
         ]
+
+    # --- size observations (ports.SizeObservationStore) --------------------------------------------------
+    def record_observation(self, cluster_id: str, observed: SizeObservation) -> None:
+        """The observation alone: an UpdateItem of the state item's groups_* attributes (the state kept)."""
+        try:
+            self._db.update_item(**self._observation_update(cluster_id, observed))
+        except (ClientError, BotoCoreError) as exc:
+            raise translate(exc, "UpdateItem(state.groups)") from exc
+
+    def _observation_update(self, cluster_id: str, observed: SizeObservation) -> dict[str, Any]:
+        attrs = _observation_attributes(observed)
+        return {
+            "TableName": self._table,
+            "Key": self._key(cluster_id, SK_STATE),
+            "UpdateExpression": "SET #m = :m, #r = :r, #t = :t",
+            "ExpressionAttributeNames": {"#m": AT_MINIMUM, "#r": RESIZING, "#t": OBSERVED_AT},
+            "ExpressionAttributeValues": {
+                ":m": attrs[AT_MINIMUM],
+                ":r": attrs[RESIZING],
+                ":t": attrs[OBSERVED_AT],
+            },
+        }
+
+    def observations(self, cluster_ids: Sequence[str]) -> Mapping[str, SizeObservation]:
+        """BatchGetItem of the state items' groups_* attributes, 100 keys a call (eventually consistent: a
+        hint, not a decision). Keys still unprocessed after BATCH_GET_ROUNDS calls read as no record."""
+        out: dict[str, SizeObservation] = {}
+        ids = list(dict.fromkeys(cluster_ids))
+        prefix = cluster_pk("")
+        for i in range(0, len(ids), BATCH_GET_KEYS):
+            request: dict[str, Any] = {
+                self._table: {
+                    "Keys": [self._key(c, SK_STATE) for c in ids[i : i + BATCH_GET_KEYS]],
+                    "ProjectionExpression": "#pk, #m, #r, #t",
+                    "ExpressionAttributeNames": {
+                        "#pk": PK,
+                        "#m": AT_MINIMUM,
+                        "#r": RESIZING,
+                        "#t": OBSERVED_AT,
+                    },
+                }
+            }
+            for _ in range(BATCH_GET_ROUNDS):
+                try:
+                    resp = self._db.batch_get_item(RequestItems=request)
+                except (ClientError, BotoCoreError) as exc:
+                    raise translate(exc, "BatchGetItem(state.groups)") from exc
+                for item in (resp.get("Responses") or {}).get(self._table, []):
+                    pk = item.get(PK, {}).get("S", "")
+                    observed = decode_observation(item)
+                    if isinstance(pk, str) and pk.startswith(prefix) and observed is not None:
+                        out[pk[len(prefix) :]] = observed
+                request = resp.get("UnprocessedKeys") or {}
+                if not request.get(self._table, {}).get("Keys"):
+                    break
+        return out
 
     # --- write-ahead intents (ports.IntentStore) ------------------------------------------------------------
     def load_intent(self, cluster_id: str) -> Intent | None:
@@ -301,8 +419,11 @@ class DynamoStateStore:
 
     def record_intent(self, cluster_id: str, intent: Intent, now: datetime) -> bool:
         items: list[dict[str, Any]] = []
+        resized = SizeObservation(at_minimum=False, resizing=True, observed_at=now)  # evaluated again
         if intent.state is not None and intent.decision is not None:
-            items += self._state_and_audit(cluster_id, intent.state, intent.decision, now)
+            items += self._state_and_audit(cluster_id, intent.state, intent.decision, now, resized)
+        else:  # a resize with no state of its own (a spot replacement): the record alone, the state kept
+            items.append({"Update": self._observation_update(cluster_id, resized)})
         if intent.key:
             claim = self._claim_item(cluster_id, intent.key, now, intent.key_ttl_s)
             items.append({"Put": {"TableName": self._table, "Item": claim}})

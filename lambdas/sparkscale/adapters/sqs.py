@@ -1,4 +1,5 @@
-"""SQS: the reconcile schedule's evaluation messages (SendMessageBatch, ten at a time, each delayed)."""
+"""SQS: the reconcile schedule's evaluation messages (SendMessageBatch, ten at a time, each delayed), and a
+failed one brought back sooner than the queue's visibility timeout (ChangeMessageVisibility)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ log = logging.getLogger(__name__)
 
 
 class SqsEvaluationQueue:
-    """usecases.fanout.EvaluationQueue on one SQS queue (the client is injected)."""
+    """usecases.fanout.EvaluationQueue and RetryingQueue on one SQS queue (the client is injected)."""
 
     def __init__(self, sqs: Any, queue_url: str) -> None:
         self._sqs = sqs
@@ -51,3 +52,13 @@ class SqsEvaluationQueue:
         if evaluations and not sent:
             raise error or TransientAwsError("SendMessageBatch: every evaluation message was refused")
         return sent
+
+    def retry_later(self, receipt_handle: str, delay_s: int) -> None:
+        """ChangeMessageVisibility of a received message: visible again `delay_s` seconds from now. Raises
+        the project's error when SQS refuses (the queue's visibility timeout then stands)."""
+        try:
+            self._sqs.change_message_visibility(
+                QueueUrl=self._url, ReceiptHandle=receipt_handle, VisibilityTimeout=max(0, int(delay_s))
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise translate(exc, "ChangeMessageVisibility") from exc

@@ -22,7 +22,7 @@ from sparkscale.policy.model import (
     Role,
     ScalerState,
 )
-from sparkscale.ports import Intent, Notice, NoticeLedger, PauseMark, StateStore
+from sparkscale.ports import Intent, Notice, NoticeLedger, PauseMark, SizeObservation, StateStore
 from sparkscale.records import decision_to_dict
 
 _KEEP_BUCKETS = HISTORY_KEEP_S // BUCKET_S
@@ -98,6 +98,7 @@ class InMemoryStateStore:
         self.demand: dict[str, dict[datetime, float]] = {}  # cluster -> bucket start -> peak GiB
         self.pauses: dict[str, PauseMark] = {}
         self.intents: dict[str, Intent] = {}  # cluster -> its pending intent (ports.IntentStore)
+        self.observed: dict[str, SizeObservation] = {}  # ports.SizeObservationStore
 
     def acquire_lease(self, cluster_id: str, owner: str, now: datetime, ttl_s: int) -> bool:
         with self._lock:
@@ -122,7 +123,39 @@ class InMemoryStateStore:
         with self._lock:
             self._save_locked(cluster_id, state, decision, now)
 
-    def _save_locked(self, cluster_id: str, state: ScalerState, decision: Decision, now: datetime) -> None:
+    def save_observed(
+        self,
+        cluster_id: str,
+        state: ScalerState,
+        decision: Decision,
+        now: datetime,
+        observed: SizeObservation,
+    ) -> None:
+        """ports.SizeObservationStore: `save` and the observation together."""
+        with self._lock:
+            self._save_locked(cluster_id, state, decision, now, observed)
+
+    def record_observation(self, cluster_id: str, observed: SizeObservation) -> None:
+        with self._lock:
+            self.observed[cluster_id] = observed
+
+    def observations(self, cluster_ids: Sequence[str]) -> Mapping[str, SizeObservation]:
+        with self._lock:
+            return {c: self.observed[c] for c in cluster_ids if c in self.observed}
+
+    def _save_locked(
+        self,
+        cluster_id: str,
+        state: ScalerState,
+        decision: Decision,
+        now: datetime,
+        observed: SizeObservation | None = None,
+    ) -> None:
+        # as the DynamoDB store: a state written without an observation drops the one it had
+        if observed is not None:
+            self.observed[cluster_id] = observed
+        elif self.observed:
+            self.observed.pop(cluster_id, None)
         self.states[cluster_id] = state
         self.saves += 1
         self.last_decision = decision
@@ -160,8 +193,11 @@ class InMemoryStateStore:
                         now,
                         None if ttl is None else now + timedelta(seconds=ttl),
                     )
+            resized = SizeObservation(at_minimum=False, resizing=True, observed_at=now)
             if intent.state is not None and intent.decision is not None:
-                self._save_locked(cluster_id, intent.state, intent.decision, now)
+                self._save_locked(cluster_id, intent.state, intent.decision, now, resized)
+            else:  # a spot replacement: the record alone
+                self.observed[cluster_id] = resized
             self.intents[cluster_id] = replace(pending, recorded=True)
             return True
 

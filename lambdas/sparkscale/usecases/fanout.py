@@ -1,11 +1,16 @@
 """The fan-out use case: the reconcile schedule decides which clusters to evaluate this period and queues one
 message per cluster; the evaluating function consumes them with bounded concurrency (docs/many-clusters.md).
 
-- `schedule`: which clusters this period (every cluster with an alarm in ALARM, then the others as far as the
-  rate budget allows, taking turns), each message delayed so the evaluations spread over the period;
+- `schedule`: which clusters this period (every cluster with an alarm in ALARM, then the others that need
+  it as far as the rate budget allows, taking turns), each message delayed so the evaluations spread over
+  the period. A cluster needs it unless its last evaluation, at most `at_minimum_recheck_s` ago, found its
+  TASK groups at their minimum with no resize in flight (`due`; the record is a SizeObservation kept with
+  the cluster's state): no record, an old one or an unreadable one all mean "evaluate";
 - `evaluate`: one message -> `reconcile_once` under the cluster's lease. An evaluation that did not happen
   (the lease is held by another evaluation, throttled after retries) raises `EvaluateLater`, so the message
-  is retried, never dropped; an ambiguous AWS failure propagates for the same reason.
+  is retried, never dropped; an ambiguous AWS failure propagates for the same reason. A failed message comes
+  back after `retry_delay_s` (seconds, doubling with each receive), not after the queue's whole visibility
+  timeout (six function timeouts): within the period it was meant for.
 
 The budget: every evaluation reads DescribeCluster, ListInstanceGroups and GetMetricData once; the account's
 per-API rates (AWS's published defaults, `API_LIMITS`) times `api_share_pct` bound how many evaluations a
@@ -19,15 +24,17 @@ import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Final, Protocol
+from typing import Any, Final, Protocol, runtime_checkable
 
 from sparkscale.config import Config
 from sparkscale.errors import BadEvent
-from sparkscale.ports import Ports
+from sparkscale.ports import Ports, SizeObservation
 from sparkscale.usecases.shell import Outcome
 
 MESSAGE_VERSION: Final = 1
 MAX_DELAY_S: Final = 900  # SQS DelaySeconds: at most 15 minutes
+# a record this far ahead of the schedule's clock is not trusted (clocks differ by far less: evaluate)
+MAX_CLOCK_SKEW_S: Final = 60
 SEND_BATCH: Final = 10  # SendMessageBatch: at most 10 entries
 
 
@@ -126,12 +133,15 @@ def max_clusters(config: Config) -> int:
 # --- the message ----------------------------------------------------------------------------------------
 @dataclass(frozen=True, slots=True)
 class Evaluation:
-    """One queued evaluation: a cluster, the period it belongs to, whether it had an alarm in ALARM."""
+    """One queued evaluation: a cluster, the period it belongs to, whether it had an alarm in ALARM, and
+    whether its size record (fresh) said it is above its minimum or resizing: either way it is evaluated in
+    full, without the at-minimum check's own read of the cluster (a second one)."""
 
     cluster_id: str
     period: datetime  # the start of the reconcile period (UTC)
     in_alarm: bool
     delay_s: int = 0  # SQS DelaySeconds (not part of the body)
+    above_minimum: bool = False
 
     @property
     def key(self) -> str:
@@ -145,6 +155,7 @@ class Evaluation:
                 "cluster_id": self.cluster_id,
                 "period": self.period.strftime("%Y-%m-%dT%H:%M:%SZ"),
                 "in_alarm": self.in_alarm,
+                **({"above_minimum": True} if self.above_minimum else {}),
             },
             separators=(",", ":"),
         )
@@ -159,15 +170,42 @@ def parse_body(body: Any, *, managed: Iterable[str]) -> Evaluation:
     if not isinstance(raw, dict) or raw.get("v") != MESSAGE_VERSION:
         raise BadEvent("not an evaluation message")
     cid, period, in_alarm = raw.get("cluster_id"), raw.get("period"), raw.get("in_alarm")
+    above = raw.get("above_minimum", False)  # absent in a message of an earlier version
     if not isinstance(cid, str) or not isinstance(period, str) or not isinstance(in_alarm, bool):
         raise BadEvent("evaluation message without cluster_id, period or in_alarm")
+    if not isinstance(above, bool):
+        raise BadEvent("evaluation message with a malformed above_minimum", cluster_id=cid)
     if cid not in set(managed):
         raise BadEvent("cluster is not managed", cluster_id=cid)
     try:
         at = datetime.strptime(period, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
     except ValueError:
         raise BadEvent("evaluation message with a malformed period", cluster_id=cid) from None
-    return Evaluation(cid, at, in_alarm)
+    return Evaluation(cid, at, in_alarm, above_minimum=above)
+
+
+# --- a failed message's retry ---------------------------------------------------------------------------
+RETRY_FIRST_S: Final = 10  # a failed evaluation's message is received again about this much later
+RETRY_MAX_S: Final = 300  # ... doubling with each receive, up to this (under the queue's visibility timeout)
+
+
+def retry_delay_s(receive_count: int, jitter: float) -> int:
+    """Seconds before a failed evaluation's message is received again: RETRY_FIRST_S, doubling with each
+    receive up to RETRY_MAX_S, times a jitter in [0.5, 1] (`jitter` in [0, 1]) so that the retries of many
+    clusters that failed together (a burst of throttling) do not come back together."""
+    n = min(max(1, receive_count), 16)
+    ceiling = min(RETRY_MAX_S, RETRY_FIRST_S << (n - 1))
+    spread = 0.5 + 0.5 * min(max(jitter, 0.0), 1.0)
+    return max(1, round(ceiling * spread))
+
+
+@runtime_checkable
+class RetryingQueue(Protocol):
+    """Optional on the evaluation queue: bring a received message back sooner than its visibility timeout."""
+
+    def retry_later(self, receipt_handle: str, delay_s: int) -> None:
+        """The message received with `receipt_handle` is received again `delay_s` seconds from now."""
+        ...
 
 
 # --- the schedule ---------------------------------------------------------------------------------------
@@ -185,6 +223,24 @@ class FanOutPlan:
     deferred: tuple[str, ...]  # left to a later period: over the rate budget
     budget: Budget
     room: int  # evaluations this period may start
+    at_minimum: tuple[str, ...] = ()  # not queued: recently found at their minimum, nothing in flight
+
+
+def due(observed: SizeObservation | None, *, now: datetime, config: Config) -> bool:
+    """Does a cluster with no alarm in ALARM need an evaluation this period? Yes, unless its last record,
+    taken at most `at_minimum_recheck_s` ago, found its TASK groups at their minimum with no resize in
+    flight. No record (never evaluated, lost, unreadable), an old one, or one dated ahead of `now` by more
+    than MAX_CLOCK_SKEW_S: yes. A recheck of 0 turns the selection off (every cluster, every period)."""
+    if observed is None or observed.needs_evaluation:
+        return True
+    return not _fresh(observed, now=now, config=config)
+
+
+def _fresh(observed: SizeObservation, *, now: datetime, config: Config) -> bool:
+    """Taken less than at_minimum_recheck_s ago (and not dated ahead of `now` beyond MAX_CLOCK_SKEW_S)."""
+    limit = config.at_minimum_recheck_s
+    age_s = (now - observed.observed_at).total_seconds()
+    return limit > 0 and -MAX_CLOCK_SKEW_S <= age_s < limit
 
 
 def period_start(now: datetime, period_s: int) -> datetime:
@@ -192,10 +248,18 @@ def period_start(now: datetime, period_s: int) -> datetime:
     return datetime.fromtimestamp(ts - ts % period_s, tz=UTC)
 
 
-def plan(clusters: Sequence[str], in_alarm: Iterable[str], *, now: datetime, config: Config) -> FanOutPlan:
-    """Every cluster with an alarm in ALARM (delay 0: they are what pressure looks like), then the others in
-    turns: when they do not all fit in the budget, period k takes every m-th of them (m = how many periods
-    they need), so each is evaluated at least every m periods. Delays spread the rest over the period."""
+def plan(
+    clusters: Sequence[str],
+    in_alarm: Iterable[str],
+    *,
+    now: datetime,
+    config: Config,
+    observed: Mapping[str, SizeObservation] | None = None,
+) -> FanOutPlan:
+    """Every cluster with an alarm in ALARM (delay 0: they are what pressure looks like), then the others
+    that are `due` (all of them when `observed` is None: no records to go by) in turns: when they do not all
+    fit in the budget, period k takes every m-th of them (m = how many periods they need), so each is
+    evaluated at least every m periods. Delays spread the rest over the period."""
     period_s = config.reconcile_rate_s
     start = period_start(now, period_s)
     b = budget(config)
@@ -203,6 +267,12 @@ def plan(clusters: Sequence[str], in_alarm: Iterable[str], *, now: datetime, con
     alarmed = set(in_alarm)
     urgent = [c for c in clusters if c in alarmed]
     rest = sorted(c for c in clusters if c not in alarmed)
+    idle: list[str] = []
+    if observed is not None:
+        idle = [c for c in rest if not due(observed.get(c), now=now, config=config)]
+        if idle:
+            quiet = set(idle)
+            rest = [c for c in rest if c not in quiet]
     left = max(0, room - len(urgent))
     if len(rest) <= left:
         chosen, deferred = rest, []
@@ -215,8 +285,16 @@ def plan(clusters: Sequence[str], in_alarm: Iterable[str], *, now: datetime, con
     window = min(period_s, MAX_DELAY_S)
     out = [Evaluation(c, start, True, 0) for c in urgent]
     n = len(chosen)
-    out += [Evaluation(c, start, False, (i * window) // n) for i, c in enumerate(chosen)]
-    return FanOutPlan(tuple(out), tuple(deferred), b, room)
+    records = observed or {}
+
+    def above(cluster_id: str) -> bool:
+        seen = records.get(cluster_id)
+        return seen is not None and seen.needs_evaluation and _fresh(seen, now=now, config=config)
+
+    out += [
+        Evaluation(c, start, False, (i * window) // n, above_minimum=above(c)) for i, c in enumerate(chosen)
+    ]
+    return FanOutPlan(tuple(out), tuple(deferred), b, room, tuple(idle))
 
 
 # --- the evaluation -------------------------------------------------------------------------------------
@@ -253,7 +331,8 @@ def evaluate(
         ports=ports,
         config=config,
         owner=owner,
-        in_alarm=evaluation.in_alarm,
+        # no at-minimum check (its read would be a second one) when the record said it needs evaluating
+        in_alarm=evaluation.in_alarm or evaluation.above_minimum,
     )
     if result.outcome in RETRIED_OUTCOMES:
         raise EvaluateLater(evaluation.cluster_id, result.outcome, result.detail)

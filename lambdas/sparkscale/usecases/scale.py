@@ -48,7 +48,15 @@ from sparkscale.errors import (
 )
 from sparkscale.policy import Reason, ReasonCode, evaluate, next_state
 from sparkscale.policy.forecast import DemandHistory, bucket_start, history_ranges, lead_time_s
-from sparkscale.policy.model import Cluster, Decision, DemandSample, Direction, MetricsSnapshot, ScalerState
+from sparkscale.policy.model import (
+    Cluster,
+    Decision,
+    DemandSample,
+    Direction,
+    GroupStatus,
+    MetricsSnapshot,
+    ScalerState,
+)
 from sparkscale.policy.node_choice import InstanceShrink
 from sparkscale.ports import (
     INTENT_SCALE,
@@ -58,6 +66,8 @@ from sparkscale.ports import (
     Notice,
     PauseMark,
     Ports,
+    SizeObservation,
+    SizeObservationStore,
     StreamingMetricsSource,
     supports,
 )
@@ -107,6 +117,42 @@ def needs_evaluation(cluster: Cluster, config: Config) -> bool:
         mins += least
         below = below or g.requested < least
     return below or total != max(config.min_task_nodes, mins)
+
+
+def observe(cluster: Cluster, config: Config, now: datetime) -> SizeObservation:
+    """What the reconcile schedule needs to know of the cluster until its next evaluation: whether its TASK
+    groups are at their minimum (needs_evaluation says no) and whether a resize is in flight (a group not
+    RUNNING, or its running nodes not yet what it requested)."""
+    resizing = any(
+        g.status is not GroupStatus.RUNNING or g.running != g.requested for g in cluster.task_groups
+    )
+    return SizeObservation(
+        at_minimum=not needs_evaluation(cluster, config), resizing=resizing, observed_at=now
+    )
+
+
+def _record_observation(shell: Shell, cluster: Cluster) -> None:
+    """A skipped cluster's observation, for the schedule (a failure only logged: the record it had stays, and
+    an old one makes the schedule evaluate the cluster again)."""
+    if not supports(shell.ports.state, SizeObservationStore):
+        return
+    store = cast(SizeObservationStore, shell.ports.state)
+    try:
+        store.record_observation(shell.cluster_id, observe(cluster, shell.config, shell.now))
+    except SparkscaleError as exc:
+        log.warning("size of %s not recorded for the schedule: %s", shell.cluster_id, exc)
+
+
+def _save(shell: Shell, state: ScalerState, decision: Decision, cluster: Cluster) -> None:
+    """The state and the audit record, with what was seen of the groups if the store keeps it (one write)."""
+    store = shell.ports.state
+    if supports(store, SizeObservationStore):
+        observed = observe(cluster, shell.config, shell.now)
+        cast(SizeObservationStore, store).save_observed(
+            shell.cluster_id, state, decision, shell.now, observed
+        )
+    else:
+        store.save(shell.cluster_id, state, decision, shell.now)
 
 
 def _gone_result(cluster_id: str) -> RunResult:
@@ -166,6 +212,7 @@ def reconcile_once(
             return RunResult(cluster_id, Outcome.INVALID.value, None, detail=str(exc))
         else:
             if not needs_evaluation(cluster, config):
+                _record_observation(shell, cluster)
                 running, requested = _task_nodes(cluster)
                 return RunResult(
                     cluster_id,
@@ -240,7 +287,7 @@ def _evaluate(shell: Shell) -> RunResult:
         # next_state counts a decision as applied when it is an action and not a dry run: one refused is not
         unchanged = decision.dry_run or decision.direction is Direction.HOLD
         new_state = state_after(decision if unchanged else replace(decision, direction=Direction.HOLD))
-        ports.state.save(cid, new_state, recorded, now)  # record BEFORE notifying: SNS can fail
+        _save(shell, new_state, recorded, cluster)  # record BEFORE notifying: SNS can fail
     if observed is not None and observed.demand is not None:
         _record_demand(shell, observed.demand)
     if log.isEnabledFor(logging.INFO):  # what log.info checks first: no `extra` built for a dropped record

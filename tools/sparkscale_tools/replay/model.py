@@ -268,8 +268,12 @@ def yarn_signals(
         apps = math.ceil(demand_gib / p.app_gib - 1e-9)
         apps_pending = apps - min(apps, math.ceil(alloc_lo / p.app_gib - 1e-9))
         apps_running = min(apps, math.ceil(alloc_hi / p.app_gib - 1e-9))
+    # memory waits only if the supply fell short of the demand within the minute; otherwise the time-weighted
+    # allocation is the demand itself, up to float rounding, and the residue (±1e-10 MB) must not read as
+    # pending memory: the yarn-pending-memory alarm fires above 0 MB (YARN counts whole MB)
+    pending_avg = demand_gib - alloc_avg if demand_gib > supply_lo_gib else 0.0
     return YarnSample(  # positional, as in heap_signals: one every simulated minute
-        (demand_gib - alloc_avg) * 1024.0,  # pending_memory_mb
+        pending_avg * 1024.0,  # pending_memory_mb
         alloc_avg * 1024.0,  # allocated_memory_mb
         (supply_lo_gib - alloc_lo) * 1024.0,  # available_memory_mb
         supply_hi_gib * 1024.0,  # total_memory_mb
