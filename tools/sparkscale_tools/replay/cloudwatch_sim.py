@@ -455,9 +455,14 @@ class AlarmEvaluator:
         """Evaluate the window ending with period `last` (`PeriodSeries.last_period`), the series being up to
         date: whether the state changed. (`_window` inlined: the bank calls this for every alarm on the
         heap and YARN streams every minute.)"""
-        values = self.series.values
+        get = self.series.values.get
         back = self._back
-        window = tuple(map(values.get, range(last - back, last + 1))) if back else (values.get(last),)
+        if not back:
+            window: tuple[float | None, ...] = (get(last),)
+        elif back == 2:  # the three-period alarms (heap-critical, the silent-agent and silent-collector ones)
+            window = (get(last - 2), get(last - 1), get(last))
+        else:
+            window = tuple(map(get, range(last - back, last + 1)))
         if window == self._last_window:
             return False
         self._last_window = window

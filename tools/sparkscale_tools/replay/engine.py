@@ -477,6 +477,7 @@ class World:
         launching, task = rec.launching_gib, self.task
         demand, step = self.demand, self.step_s
         backlog, arrivals, wanted = self.backlog, self.arrivals, self._wanted
+        version, launching_gib = -1, 0.0  # the TASK memory launching, as of World.version `version`
         for k in range(n):
             t = k * step
             self._run_until(t)  # every event since the previous step, up to and including t
@@ -484,7 +485,10 @@ class World:
             if spot_risk:
                 self._interruptions(t)
             supply.append(self.supply_gib)
-            launching.append(sum([len(g.provisioning) * g.usable_gib for g in task]))
+            if version != self.version:  # nodes are launched or cancelled only with a change (_changed)
+                version = self.version
+                launching_gib = sum([len(g.provisioning) * g.usable_gib for g in task])
+            launching.append(launching_gib)
             cost.append(self.rate_usd_per_h)
             pct = heap_used_pct(demand[k], self.supply_gib, p)
             heap.append(math.nan if pct is None else pct)
