@@ -6,11 +6,13 @@ of it counted (running CORE + requested TASK). Defaults: YARN target 85 %, heap 
 
 from __future__ import annotations
 
+import pickle
+
 import pytest
 from policy_builders import MIB, NOW, ago, cfg, cluster, group, metrics, yarn
 from sparkscale.policy.estimate import SETTLE_S, capacity, estimate, yarn_memory_scale
 from sparkscale.policy.model import MetricsSnapshot, Sample, Signal
-from sparkscale.policy.reasons import ReasonCode
+from sparkscale.policy.reasons import Reason, ReasonCode
 from sparkscale.policy.signals import is_active, read_signals
 
 TASK = group("ig-a", requested=2)
@@ -196,6 +198,29 @@ def test_reason_is_a_sentence_with_numbers_and_units():
     )
     assert "GiB" in text
     assert text.endswith(".")
+
+
+def test_a_need_reason_makes_its_values_once_and_only_when_read():
+    est = _estimate(yarn(192, 93))
+    made = []
+    lazy = Reason(ReasonCode.NEED, "sentence", lambda: made.append(1) or {"ratio": 1.5}, "subject")
+    eager = Reason(ReasonCode.NEED, "sentence", {"ratio": 1.5}, "subject")
+    assert made == []
+    assert lazy == eager
+    assert lazy.values == {"ratio": 1.5}
+    assert made == [1]  # kept once made
+    assert pickle.loads(pickle.dumps(lazy)) == eager
+    assert tuple(lazy) == (ReasonCode.NEED, "sentence", {"ratio": 1.5}, "subject")
+    # the estimate's own: the same numbers as before they were made lazily
+    reason = est.reasons[0]
+    need = est.driving
+    assert need is not None
+    assert dict(reason.values) == {
+        "value": need.value,
+        "ratio": need.ratio,
+        "desired_gib": need.desired_gib,
+        "counted_gib": est.capacity.counted_gib,
+    }
 
 
 def test_no_capacity_signal_means_no_driving_need():

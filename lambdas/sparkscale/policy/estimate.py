@@ -151,11 +151,18 @@ class Estimate(NamedTuple):
 
 
 def _reason(need: Need, have: float) -> Reason:
-    """Estimate.reason, against the capacity counted (`have`); its sentence is made when read."""
+    """Estimate.reason, against the capacity counted (`have`); its sentence and its values are made when
+    read (every evaluation has a reason per need, and a replay reads none of them)."""
+    return Reason(
+        ReasonCode.NEED, lambda: _reason_text(need, have), lambda: _reason_values(need, have), need.signal
+    )
+
+
+def _reason_values(need: Need, have: float) -> dict[str, float]:
     values = {"value": need.value, "ratio": need.ratio, "desired_gib": need.desired_gib, "counted_gib": have}
     if need.values:
         values.update(need.values)
-    return Reason(ReasonCode.NEED, lambda: _reason_text(need, have), values, need.signal)
+    return values
 
 
 def _reason_text(need: Need, have: float) -> str:

@@ -3,7 +3,7 @@
     Reason(code, text, values={name: number}, subject="")   str(reason) == reason.text
 
 `text` is a str, or a zero-argument callable that makes it when first read (the estimate's needs: most
-decisions' sentences are never read).
+decisions' sentences are never read); `values` likewise, a mapping or a callable that makes it.
 
 `code` says which rule spoke (ReasonCode), `values` holds the numbers the sentence states (GiB, seconds, node
 counts, ...), `subject` what the reason is about when that is a name: the signal of a need, the group of a
@@ -85,22 +85,25 @@ class Reason:
     `str(reason)`, equality, hashing) and kept, so a decision nobody reads (a replay's) formats none of its
     sentences. Equality as a tuple of (code, text, values, subject); the hash of (code, text, subject)."""
 
-    __slots__ = ("_make", "_text", "code", "subject", "values")
+    __slots__ = ("_make", "_make_values", "_text", "_values", "code", "subject")
 
     code: ReasonCode
-    values: Mapping[str, float]  # the numbers the sentence states, by name
     subject: str  # what it is about, when that is a name: a signal, a group id, a setting
 
     def __init__(
         self,
         code: ReasonCode,
         text: str | Callable[[], str],
-        values: Mapping[str, float] = NO_VALUES,
+        values: Mapping[str, float] | Callable[[], Mapping[str, float]] = NO_VALUES,
         subject: str = "",
     ) -> None:
         self.code = code
-        self.values = values
         self.subject = subject
+        if callable(values):  # a mapping is not callable
+            self._values: Mapping[str, float] | None = None
+            self._make_values: Callable[[], Mapping[str, float]] | None = values
+        else:
+            self._values, self._make_values = values, None
         if isinstance(text, str):
             self._text: str | None = text
             self._make: Callable[[], str] | None = None
@@ -117,6 +120,17 @@ class Reason:
             t = self._text = make()
             self._make = None  # what it captured may go
         return t
+
+    @property
+    def values(self) -> Mapping[str, float]:
+        """The numbers the sentence states, by name (made on first read when given as a callable)."""
+        v = self._values
+        if v is None:
+            make = self._make_values
+            assert make is not None
+            v = self._values = make()
+            self._make_values = None
+        return v
 
     def __str__(self) -> str:
         return self.text
