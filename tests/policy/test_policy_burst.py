@@ -58,6 +58,21 @@ def test_on_by_default_the_first_request_of_a_burst_is_one_node():
     assert (Config().burst_confirm_s, Config().burst_useful_s) == (120, 720)
 
 
+def test_a_first_step_is_not_at_max_and_names_no_limit():
+    # the rest of the shortfall is left by the burst rule's choice: no "at max" email, no max_task_nodes text
+    d = run(ScalerState())
+    assert targets(d) == {"ig-a": 3}
+    assert not d.at_max_under_pressure
+    assert not any("cannot be added" in r.text for r in d.reasons)
+
+
+def test_a_first_step_at_the_real_maximum_is_at_max():
+    # one node of room left and the first step would be two: the maximum binds, not the rule
+    d = run(ScalerState(), config=cfg(**{**ON, "burst_first_step_nodes": 2}, max_task_nodes=3))
+    assert targets(d) == {"ig-a": 3}
+    assert d.at_max_under_pressure
+
+
 def test_off_buys_the_whole_shortfall():
     d = run(ScalerState(), config=cfg(burst_first_step_nodes=0))
     assert targets(d) == {"ig-a": 7}  # 2 + 5

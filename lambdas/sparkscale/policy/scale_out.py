@@ -120,16 +120,19 @@ def scale_out(
     room = max(0, cfg.max_task_nodes - total_requested(cluster))
     budget = budget_left(cluster, cfg)
     unconfirmed = first_step(ctx) if pressure is None else None
+    # the burst rule's first step leaves the rest of the shortfall by choice: not at max, no limit to name
+    burst_capped = False
     if unconfirmed is not None:  # a young shortfall episode: a small first step (policy/burst.py)
         reasons.insert(0, unconfirmed[1])
         if unconfirmed[0] == 0:
             return StepResult(UNCHANGED, reasons, desired_nodes, desired_gib, bounds=False)
+        burst_capped = unconfirmed[0] < room
         room = min(room, unconfirmed[0])
     bought = _buy(ctx, need, room, budget, od_ok=od_ok)
     texts = bought.texts
     step_limited = bought.nodes >= cfg.max_scale_out_step_nodes and room > cfg.max_scale_out_step_nodes
     at_max = False
-    if bought.short_gib > EPS:
+    if bought.short_gib > EPS and not (burst_capped and bought.nodes):
         at_max = not step_limited and _limits_bind(ctx, markets, need, need - bought.short_gib)
         limit = _limit_reason(ctx, bought.short_gib, step_limited, room, budget, any_offer=bool(free))
         if bought.nodes:
