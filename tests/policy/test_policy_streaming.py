@@ -188,6 +188,15 @@ def test_behind_by_rate_asks_in_proportion():
     assert "1500 rows/s arriving, 1000 rows/s processed" in lead.text
 
 
+def test_a_stream_behind_is_bought_whole_with_the_burst_rule_on():
+    # the burst rule's one-node first step is for memory bursts that may end on their own; a stream's lag
+    # grows until it is caught up (the shipped settings have the rule on; cfg() turns it off for the others)
+    m = metrics(**yarn(192, 80), StreamingInputRowsPerSecond=1500, StreamingProcessedRowsPerSecond=1000)
+    d = run(m, config=cfg(burst_first_step_nodes=1))
+    assert targets(d) == {"ig-a": 5}
+    assert not any(r.code is ReasonCode.BURST_UNCONFIRMED for r in d.reasons)
+
+
 def test_behind_by_latency_is_bounded_by_the_step():
     # latency 300 s / 60 s = 5 x 192 GiB = 960 GiB: +768 GiB = 16 nodes, max_scale_out_step_nodes 3 -> 5
     d = run(

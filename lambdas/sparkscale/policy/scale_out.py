@@ -29,6 +29,7 @@ from sparkscale.policy.model import Market, Signal
 from sparkscale.policy.planner import EPS, Offer, plan_memory
 from sparkscale.policy.reasons import Reason, ReasonCode
 from sparkscale.policy.signals import heap_pressed
+from sparkscale.policy.streaming import STREAMING_SIGNALS
 
 
 def heap_pressure(ctx: Context) -> Reason | None:
@@ -119,7 +120,9 @@ def scale_out(
         return StepResult(UNCHANGED, [blocker, *reasons], desired_nodes, desired_gib, bounds=False)
     room = max(0, cfg.max_task_nodes - total_requested(cluster))
     budget = budget_left(cluster, cfg)
-    unconfirmed = first_step(ctx) if pressure is None else None
+    # a stream behind is bought whole: its lag grows until it is caught up, it does not end on its own
+    burst_rule = pressure is None and driving.signal not in STREAMING_SIGNALS
+    unconfirmed = first_step(ctx) if burst_rule else None
     # the burst rule's first step leaves the rest of the shortfall by choice: not at max, no limit to name
     burst_capped = False
     if unconfirmed is not None:  # a young shortfall episode: a small first step (policy/burst.py)
