@@ -10,6 +10,7 @@ this project's shared two-core machine with other work running (Spark's start an
 
 from __future__ import annotations
 
+import re
 import signal
 import statistics
 import subprocess
@@ -37,6 +38,8 @@ STRUCTURED = {
 }
 INPUT_ROWS_PER_S = 100
 SLOW_SINK_ROWS_PER_S = 60
+# spark_streaming_job.py prints `phase <name> <start epoch s> <end epoch s>`
+PHASE_LINE = re.compile(r"phase (\S+) (\d+(?:\.\d+)?) (\d+(?:\.\d+)?)")
 
 
 def run_job(moto_url: str, tmp_path: Path) -> tuple[str, dict[str, tuple[datetime, datetime]]]:
@@ -66,13 +69,10 @@ def run_job(moto_url: str, tmp_path: Path) -> tuple[str, dict[str, tuple[datetim
             if proc is not None and proc.poll() is None:
                 proc.kill()
     phases = {}
-    for line in log.read_text().splitlines():
-        if line.startswith("phase "):
-            _, name, start, end = line.split()
-            phases[name] = (
-                datetime.fromtimestamp(float(start), UTC),
-                datetime.fromtimestamp(float(end), UTC),
-            )
+    # the JVM writes to the same file from another process: a line of its own may run into the job's
+    # `phase` line, so the three fields are found wherever they are, not by splitting the line
+    for name, start, end in PHASE_LINE.findall(log.read_text()):
+        phases[name] = (datetime.fromtimestamp(float(start), UTC), datetime.fromtimestamp(float(end), UTC))
     return "\n".join(out.rest()), phases
 
 
