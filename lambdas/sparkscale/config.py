@@ -175,6 +175,16 @@ class Config:
         "as long went on for a median of less than the lead time plus this (nodes bought now would be usable "
         "for less than this before it ends).",
     )
+    pending_share_pct: float = _f(
+        100.0,
+        unit="%",
+        lo=1,
+        hi=100,
+        doc="Of the YARN memory waiting beyond what the cluster had when a burst began, the share a "
+        "confirmed burst's scale-out buys (burst_first_step_nodes > 0). 100: all of it, every waiting "
+        "container starts at once; less: the rest waits and runs on the nodes bought, in turn (cheaper for "
+        "a queue of work, slower for a job that needs all its executors at once).",
+    )
     forecast_mode: str = _f(
         "off",
         unit="off \\| observe \\| act",

@@ -48,6 +48,8 @@ class ReasonCode(StrEnum):
     # because the cluster's earlier bursts that lasted as long ended before new nodes would be useful
     BURST_UNCONFIRMED = "burst_unconfirmed"
     BURST_ENDS_TOO_SOON = "burst_ends_too_soon"
+    # a confirmed burst buys only pending_share_pct of the memory waiting (policy/pending_share.py)
+    PENDING_SHARE = "pending_share"
     # idle
     IDLE = "idle"
     AT_MINIMUM = "at_minimum"

@@ -26,6 +26,7 @@ from sparkscale.policy.context import (
 )
 from sparkscale.policy.estimate import Need, gib
 from sparkscale.policy.model import Market, Signal
+from sparkscale.policy.pending_share import share_cap
 from sparkscale.policy.planner import EPS, Offer, plan_memory
 from sparkscale.policy.reasons import Reason, ReasonCode
 from sparkscale.policy.signals import heap_pressed
@@ -131,6 +132,13 @@ def scale_out(
             return StepResult(UNCHANGED, reasons, desired_nodes, desired_gib, bounds=False)
         burst_capped = unconfirmed[0] < room
         room = min(room, unconfirmed[0])
+    elif burst_rule:  # a confirmed burst: a share of the memory waiting (policy/pending_share.py)
+        capped = share_cap(ctx, need)
+        if capped is not None:
+            reasons.insert(0, capped[1])
+            if capped[0] <= EPS:
+                return StepResult(UNCHANGED, reasons, desired_nodes, desired_gib, bounds=False)
+            need = capped[0]
     bought = _buy(ctx, need, room, budget, od_ok=od_ok)
     texts = bought.texts
     step_limited = bought.nodes >= cfg.max_scale_out_step_nodes and room > cfg.max_scale_out_step_nodes
