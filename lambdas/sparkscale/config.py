@@ -185,6 +185,14 @@ class Config:
         "container starts at once; less: the rest waits and runs on the nodes bought, in turn (cheaper for "
         "a queue of work, slower for a job that needs all its executors at once).",
     )
+    pending_whole_multiple: float = _f(
+        0.0,
+        unit="×",
+        lo=0,
+        doc="With pending_share_pct < 100: the memory waiting is bought whole up to this multiple of the "
+        "capacity the burst began with, and pending_share_pct applies only beyond it (a wait that deep is "
+        "a queue of work rather than one job's executors).",
+    )
     forecast_mode: str = _f(
         "off",
         unit="off \\| observe \\| act",

@@ -8,12 +8,14 @@ decommission. Buying a share runs the same work on fewer nodes, in turn, for lon
 for more of the time it is billed. The price is that the work waits longer, and that a job that needs all of
 its executors at once (or a level of demand that does not queue) is short for longer.
 
-The memory bought for is the capacity the bursts going on began with (the lowest burst level's base) plus
-`pending_share_pct` of what waits now (the largest need at the target's fill, less the memory allocated),
-never less than what is allocated. It is measured from the burst's base, not from what runs now: what runs
-includes what earlier steps bought for the queue, and a share of the queue added to it at every evaluation
-would keep adding until the queue is gone (nearly as much as buying it whole). As the queue drains the
-memory bought for shrinks, and the scale-in stabilization window keeps the nodes while it does.
+A wait no deeper than `pending_whole_multiple` times the capacity the bursts going on began with (the lowest
+burst level's base) is bought whole: more than that waiting is a queue of work rather than one job's executors
+(0, the default: every wait is). Beyond it, the memory bought for is that base plus the whole multiple plus
+`pending_share_pct` of the rest of what waits now (the largest need at the target's fill, less the memory
+allocated), never less than what is allocated. It is measured from the burst's base, not from what runs
+now: what runs includes what earlier steps bought for the queue, and a share of the queue added to it at
+every evaluation would keep adding until the queue is gone (nearly as much as buying it whole). As the queue
+drains the memory bought for shrinks, and the scale-in stabilization window keeps the nodes while it does.
 
 Applies only where the burst rule would buy the whole shortfall (policy/burst.py: the burst is confirmed and
 not judged to end too soon); never to heap pressure or a stream behind, which are bought whole.
@@ -41,18 +43,23 @@ def share_cap(ctx: Context, need_gib: float) -> tuple[float, Reason] | None:
     waiting = max(0.0, demand - running)
     base = min(level.base_gib for level in levels)
     share = cfg.pending_share_pct / 100.0
-    target = max(base + share * waiting / fill, running / fill)
+    whole = cfg.pending_whole_multiple * base
+    if waiting <= whole:  # not a queue that deep: bought whole
+        return None
+    target = max(base + (whole + share * (waiting - whole)) / fill, running / fill)
     allowed = max(0.0, target - cap.counted_gib)
     if allowed >= need_gib - EPS:
         return None
     text = (
-        f"Buying {cfg.pending_share_pct:g} % of the memory waiting (pending_share_pct): {gib(waiting)} waits "
-        f"beyond the {gib(running)} running; the capacity the burst began with ({gib(base)}) plus that share "
-        f"asks for {gib(target)}, {gib(allowed)} more than the {gib(cap.counted_gib)} counted, not the whole "
+        f"Buying {cfg.pending_share_pct:g} % of the memory waiting (pending_share_pct) beyond {gib(whole)} "
+        f"(pending_whole_multiple): {gib(waiting)} waits beyond the {gib(running)} running; the capacity the "
+        f"burst began with ({gib(base)}) plus the part bought whole and that share asks for {gib(target)}, "
+        f"{gib(allowed)} more than the {gib(cap.counted_gib)} counted, not the whole "
         f"shortfall ({gib(need_gib)}); the rest runs in turn on the nodes bought."
     )
     values = {
         "waiting_gib": waiting,
+        "whole_gib": whole,
         "running_gib": running,
         "base_gib": base,
         "target_gib": target,
