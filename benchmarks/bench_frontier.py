@@ -464,7 +464,7 @@ class LookAhead:
     only releases (a big node stays rather than be replaced by a small one that is not yet usable), and a
     small node stays until the big node bought in its place is usable. `seasonal=False`: the trend alone;
     `foresight=True`: the true demand at now + provisioning delay instead of any forecast (a reference, not
-    causal)."""
+    causal); `mixed=False`: whole nodes of the cheapest offering only, as reactive-ideal buys."""
 
     name = "look-ahead"
 
@@ -477,11 +477,12 @@ class LookAhead:
         headroom: float,
         seasonal: bool = True,
         foresight: bool = False,
+        mixed: bool = True,
     ) -> None:
         f = config.usable_memory_fraction
         self.big = cluster.cheapest_task_group(f)
         self.big_gib = self.big.usable_gib(f)
-        smaller = [g for g in cluster.task_groups if 0 < g.usable_gib(f) < self.big_gib]
+        smaller = [g for g in cluster.task_groups if mixed and 0 < g.usable_gib(f) < self.big_gib]
         self.small = min(smaller, key=lambda g: g.usd_per_hour) if smaller else None
         self.small_gib = self.small.usable_gib(f) if self.small is not None else 0.0
         self.lead_s, self.lag_s = params.provisioning_s, params.yarn_lag_s
@@ -556,10 +557,14 @@ class LookAhead:
                 w.record_request(scale_out=scale_out)
 
 
-def look_ahead(trace: Trace, headroom: float, *, seasonal: bool = True, foresight: bool = False) -> Scores:
+def look_ahead(
+    trace: Trace, headroom: float, *, seasonal: bool = True, foresight: bool = False, mixed: bool = True
+) -> Scores:
     params, cluster, config = SimParams(), default_cluster(), Config.from_mapping(BASE)
     demand = list(trace.resample(params.step_s))
-    rule = LookAhead(cluster, config, params, headroom=headroom, seasonal=seasonal, foresight=foresight)
+    rule = LookAhead(
+        cluster, config, params, headroom=headroom, seasonal=seasonal, foresight=foresight, mixed=mixed
+    )
     rec = RunRecord(rule.name)
     world = World(
         demand_gib=demand,
@@ -603,10 +608,11 @@ def diurnal_cases() -> list[Case]:
 
 def look_ahead_lines() -> list[str]:
     """What looking ahead can reach on the diurnal shapes, against reactive-ideal on the same seed: the
-    look-ahead rule with no headroom (seasonal, and the trend alone), the product's forecast acted on with
-    little headroom, and the least headroom that keeps the rule within the smooth target's τ_U ≤ 1 %."""
+    look-ahead rule with no headroom (seasonal, the trend alone, the cheapest offering alone, and with the
+    demand at now + lead known exactly), the least headroom that keeps it within the smooth target's
+    τ_U ≤ 1 %, and the product with its forecast acted on with little headroom."""
     rows = []
-    product = {
+    acting = {
         **BASE,
         "burst_first_step_nodes": 1,
         "forecast_mode": "act",
@@ -614,7 +620,9 @@ def look_ahead_lines() -> list[str]:
         "deadband_pct": 0.5,
         "scale_in_stabilization_s": 120,
     }
-    beats_all = True
+    shifted = {**acting, "forecast_seasonal": "shift"}
+    beats_all, single_beats, foresight_single_beats = True, True, True
+    margins: list[float] = []
     for case in diurnal_cases():
         config = Config.from_mapping(BASE)
         params = SimParams()
@@ -622,25 +630,35 @@ def look_ahead_lines() -> list[str]:
             case.trace.resample(params.step_s),
             policies=[
                 PolicySpec("reactive-ideal", "reactive-ideal", config),
-                PolicySpec("forecast act", "sparkscale", Config.from_mapping(product)),
+                PolicySpec("peak", "sparkscale", Config.from_mapping(acting)),
+                PolicySpec("shift", "sparkscale", Config.from_mapping(shifted)),
             ],
             config=config,
             cluster=default_cluster(),
             params=params,
         )
-        ideal, act = res.scores["reactive-ideal"], res.scores["forecast act"]
+        ideal = res.scores["reactive-ideal"]
 
-        def cell(r: Scores, ideal: Scores = ideal) -> str:
-            met = r.cost_usd < ideal.cost_usd and r.tau_u_pct <= ideal.tau_u_pct
-            return f"{r.tau_u_pct:.2f} % at ${r.cost_usd:,.1f}{' ✓' if met else ''}"
+        def below(r: Scores, ideal: Scores = ideal) -> bool:
+            return r.cost_usd < ideal.cost_usd and r.tau_u_pct <= ideal.tau_u_pct
 
-        seasonal, trend_only = look_ahead(case.trace, 0.0), look_ahead(case.trace, 0.0, seasonal=False)
-        beats_all &= seasonal.cost_usd < ideal.cost_usd and seasonal.tau_u_pct <= ideal.tau_u_pct
+        def cell(r: Scores) -> str:
+            return f"{r.tau_u_pct:.2f} % at ${r.cost_usd:,.1f}{' ✓' if below(r) else ''}"
+
+        seasonal = look_ahead(case.trace, 0.0)
+        single = look_ahead(case.trace, 0.0, mixed=False)
+        known_single = look_ahead(case.trace, 0.0, foresight=True, mixed=False)
+        beats_all &= below(seasonal)
+        margins.append(100.0 * (1.0 - seasonal.cost_usd / ideal.cost_usd))
+        single_beats &= below(single)
+        foresight_single_beats &= below(known_single)
         h, tight = look_ahead_within(case.trace, 1.0)
         within = "none" if tight is None else f"h {h:.1f} %: {cell(tight)}"
         rows.append(
-            f"| {case.name} | {ideal.tau_u_pct:.2f} % at ${ideal.cost_usd:,.1f} | {cell(seasonal)} | "
-            f"{cell(trend_only)} | {within} | {cell(act)} |"
+            f"| {case.name} | {cell(ideal)} | {cell(seasonal)} | "
+            f"{cell(look_ahead(case.trace, 0.0, seasonal=False))} | {cell(single)} | "
+            f"{cell(look_ahead(case.trace, 0.0, foresight=True))} | {cell(known_single)} | {within} | "
+            f"{cell(res.scores['peak'])} | {cell(res.scores['shift'])} |"
         )
     return [
         "Looking ahead on the diurnal shapes (issue 14's fourth target: below reactive-ideal's cost at equal "
@@ -648,27 +666,40 @@ def look_ahead_lines() -> list[str]:
         "(`LookAhead`, not a policy of the product) sees the demand 10 s late, forecasts it at now + the "
         "6-minute start-up from yesterday's change over the same minutes (scaled by today's level against "
         "yesterday's over the last half hour; the trend alone before a day of history), holds whole nodes "
-        "for the larger of that and the demand now with no headroom, buys one smaller node for a last "
-        "half-node increment and never swaps node types at a loss. The last column is the product with its "
-        "forecast acted on (`forecast_mode` act, 100 % target, 0.5 % deadband, 120 s scale-in window); ✓ "
-        "where cost and τ_U are both below reactive-ideal's.",
+        "for the larger of that and the demand now with no headroom, buys one 48 GiB node for a last "
+        "half-node increment and never swaps node types at a loss. Its variants: the trend alone; the "
+        "cheapest offering alone (as reactive-ideal buys); the demand at now + start-up known exactly "
+        "(foresight, not causal), mixed and cheapest alone; and the least headroom that keeps it short at "
+        "most 1 % of the time. The last two columns are the product with its forecast acted on "
+        "(`forecast_mode` act, 100 % target, 0.5 % deadband, 120 s scale-in window), with "
+        "`forecast_seasonal` peak and shift. ✓ where cost and τ_U are both below reactive-ideal's.",
         "",
-        "| trace | reactive-ideal | look-ahead, seasonal | look-ahead, trend alone "
-        "| look-ahead within τ_U ≤ 1 % | sparkscale, forecast act |",
-        "|---|---|---|---|---|---|",
+        "| trace | reactive-ideal | look-ahead | trend alone | cheapest offering alone | foresight "
+        "| foresight, cheapest alone | within τ_U ≤ 1 % | sparkscale act, peak | sparkscale act, shift |",
+        "|---" * 10 + "|",
         *rows,
         "",
-        "The seasonal look-ahead rule is "
-        + (
-            "below reactive-ideal's cost at a lower τ_U on every diurnal seed"
-            if beats_all
-            else "not below reactive-ideal on every diurnal seed"
-        )
-        + ", by a small margin: reactive-ideal already pays about the oracle's node-hours, and the rule "
-        "gains by being ready when the ramp arrives and by the half-node increments. Neither target holds at "
-        "once: the headroom that keeps the rule short less than 1 % of the time costs more than "
-        "reactive-ideal.",
+        "The look-ahead rule is "
+        + ("below" if beats_all else "not below")
+        + " reactive-ideal's cost at a lower τ_U on every diurnal seed "
+        f"({min(margins):.1f}–{max(margins):.1f} % cheaper). With the cheapest offering alone it is "
+        + ("below" if single_beats else "not below")
+        + " on every seed, and knowing the demand at now + start-up exactly does "
+        + ("" if foresight_single_beats else "not ")
+        + "get it below. "
+        + ("" if foresight_single_beats else WHY_THE_MIX)
+        + "Neither target holds at once for the causal rule: the headroom that keeps it short at most 1 % of "
+        "the time costs more than reactive-ideal; only knowing the demand ahead exactly (the foresight "
+        "column) is below reactive-ideal within τ_U ≤ 1 %.",
     ]
+
+
+WHY_THE_MIX = (
+    "On one offering, being ready for a ramp costs the node-minutes reactive-ideal spends short instead: "
+    "what a forecast buys on this shape is being ready at about the same cost, and the saving comes from the "
+    "smaller node for the last half-node increment, which the product's planner avoids (a lasting premium, "
+    "`node_premium_weight`) and cannot yet swap for a large node as demand grows. "
+)
 
 
 def reactive_ideal_lines() -> list[str]:
