@@ -112,12 +112,18 @@ SMOOTH_MORE: tuple[dict[str, Any], ...] = (
     {"yarn_memory_used_target_pct": 93.0, "deadband_pct": 3.5, "group_bounds": NO_SMALL_NODES, **OLD_PLANNER},
     {"yarn_memory_used_target_pct": 91.0},
     {"yarn_memory_used_target_pct": 92.0},
+    # the forecast acted on with the seasonal shift (forecast_seasonal): the demand now plus yesterday's
+    # change over the lead time, scaled to today's level, instead of the larger of the trend and yesterday's
+    # peak
+    {"forecast_mode": "act", "forecast_seasonal": "shift"},
+    {"forecast_mode": "act", "forecast_seasonal": "shift", "yarn_memory_used_target_pct": 95.0},
 )
 SHORT = {
     "max_scale_out_step_nodes": "step",
     "scale_in_stabilization_s": "stab",
     "yarn_memory_used_target_pct": "target",
     "forecast_mode": "forecast",
+    "forecast_seasonal": "seasonal",
     "cooldown_after_scale_out_s": "cooldown",
     "deadband_pct": "band",
     "node_premium_weight": "premium ×",
