@@ -28,6 +28,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from statistics import median
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
@@ -122,12 +123,18 @@ SMOOTH_MORE: tuple[dict[str, Any], ...] = (
     {"yarn_memory_used_target_pct": 93.0, "deadband_pct": 3.5, "group_bounds": NO_SMALL_NODES, **OLD_PLANNER},
     {"yarn_memory_used_target_pct": 91.0},
     {"yarn_memory_used_target_pct": 92.0},
+    # the forecast acted on with the seasonal shift (forecast_seasonal): the demand now plus yesterday's
+    # change over the lead time, scaled to today's level, instead of the larger of the trend and yesterday's
+    # peak
+    {"forecast_mode": "act", "forecast_seasonal": "shift"},
+    {"forecast_mode": "act", "forecast_seasonal": "shift", "yarn_memory_used_target_pct": 95.0},
 )
 SHORT = {
     "max_scale_out_step_nodes": "step",
     "scale_in_stabilization_s": "stab",
     "yarn_memory_used_target_pct": "target",
     "forecast_mode": "forecast",
+    "forecast_seasonal": "seasonal",
     "cooldown_after_scale_out_s": "cooldown",
     "deadband_pct": "band",
     "node_premium_weight": "premium ×",
@@ -439,6 +446,8 @@ def smooth_table() -> list[str]:
         "48 GiB r5.2xlarge nodes at 21 % more per GiB-hour) do.",
         "",
         *reactive_ideal_lines(),
+        "",
+        *look_ahead_lines(),
     ]
     return lines
 
@@ -508,6 +517,263 @@ def least_headroom(trace: Trace, max_tau_u_pct: float = 1.0) -> tuple[int, Score
         if r.tau_u_pct <= max_tau_u_pct + 1e-9:
             return h, r
     return MAX_HEADROOM_PCT, None
+
+
+# The look-ahead rule (LookAhead): diurnal seeds first replayed in session 8, after it was written on seed 1
+FRESH_DIURNAL = (59, 83, 131)
+DAY_S = 86_400.0
+SEASON_CHECK_S = 1800.0  # today's level against yesterday's: the median ratio over this trailing window
+TREND_POINTS = 10  # the trend before a day of history: Theil-Sen over this many minutes
+MAX_LOOKAHEAD_HEADROOM_PCT = 5.0
+
+
+class LookAhead:
+    """An informed causal sizing rule for the diurnal shape (not a policy of the product): what looking ahead
+    can reach. Every step it sees the demand `lag_s` late (the YARN collector's lag) and forecasts the demand
+    at now + provisioning delay: the demand seen now plus yesterday's change over the same minutes, scaled by
+    how today compares with yesterday over the last half hour (seasonal); before a day of history, the
+    Theil-Sen trend of the last 10 minutes. It holds whole nodes for the larger of that forecast and the
+    demand seen now, × (1 + headroom), mixing the cheapest offering per GiB with one smaller node for the
+    last half-node increment. It never swaps node types at a loss: when what it holds covers the need it
+    only releases (a big node stays rather than be replaced by a small one that is not yet usable), and a
+    small node stays until the big node bought in its place is usable. `seasonal=False`: the trend alone;
+    `foresight=True`: the true demand at now + provisioning delay instead of any forecast (a reference, not
+    causal); `mixed=False`: whole nodes of the cheapest offering only, as reactive-ideal buys."""
+
+    name = "look-ahead"
+
+    def __init__(
+        self,
+        cluster: ClusterSpec,
+        config: Config,
+        params: SimParams,
+        *,
+        headroom: float,
+        seasonal: bool = True,
+        foresight: bool = False,
+        mixed: bool = True,
+    ) -> None:
+        f = config.usable_memory_fraction
+        self.big = cluster.cheapest_task_group(f)
+        self.big_gib = self.big.usable_gib(f)
+        smaller = [g for g in cluster.task_groups if mixed and 0 < g.usable_gib(f) < self.big_gib]
+        self.small = min(smaller, key=lambda g: g.usd_per_hour) if smaller else None
+        self.small_gib = self.small.usable_gib(f) if self.small is not None else 0.0
+        self.lead_s, self.lag_s = params.provisioning_s, params.yarn_lag_s
+        self.hold_small_s = params.provisioning_s
+        self.headroom, self.seasonal, self.foresight = headroom, seasonal, foresight
+        self.big_up_at = -math.inf
+
+    def forecast(self, t: float) -> float:
+        """The demand expected at t + lead, from what a causal policy knows at t (see the class docstring)."""
+        d = self._w.demand_at
+        ahead = t + self.lead_s
+        if self.foresight:
+            return d(ahead)
+        seen = t - self.lag_s
+        if self.seasonal and seen - SEASON_CHECK_S - DAY_S >= 0:
+            window = range(int(SEASON_CHECK_S // 60))
+            ratio = median([d(seen - 60 * k) / max(d(seen - 60 * k - DAY_S), 1.0) for k in window])
+            return max(0.0, d(seen) + (d(ahead - DAY_S) - d(seen - DAY_S)) * ratio)
+        xs = [seen - 60.0 * k for k in range(TREND_POINTS)]
+        ys = [d(x) for x in xs]
+        n = len(xs)
+        slope = median([(ys[i] - ys[j]) / (xs[i] - xs[j]) for i in range(n) for j in range(i + 1, n)])
+        level = median([y - slope * (x - seen) for x, y in zip(xs, ys, strict=True)])
+        return max(0.0, level + slope * (ahead - seen))
+
+    def split(self, need_gib: float) -> tuple[int, int]:
+        """(big, small) nodes that cover `need_gib` cheapest: big nodes, plus one small one when what is left
+        fits in it."""
+        if need_gib <= 0:
+            return 0, 0
+        big = math.floor(need_gib / self.big_gib + 1e-9)
+        rest = need_gib - big * self.big_gib
+        if rest <= 1e-9:
+            return big, 0
+        if self.small is not None and rest <= self.small_gib + 1e-9:
+            return big, 1
+        return big + 1, 0
+
+    def attach(self, world: World) -> None:
+        self._w, self._big = world, world.by_id[self.big.id]
+        self._small = world.by_id[self.small.id] if self.small is not None else None
+        world.every(0.0, float(world.step_s), self._tick)
+
+    def start(self, demand0: float, core_gib: float) -> dict[str, int]:
+        big, small = self.split(demand0 * (1.0 + self.headroom) - core_gib)
+        out = {self.big.id: big}
+        if self.small is not None:
+            out[self.small.id] = small
+        return out
+
+    def _tick(self, t: float) -> None:
+        w, bg, sg = self._w, self._big, self._small
+        seen = w.demand_at(t) if self.foresight else w.demand_at(t - self.lag_s)
+        need = max(self.forecast(t), seen) * (1.0 + self.headroom) - w.core_gib
+        held_small = sg.requested if sg is not None else 0
+        if bg.requested * self.big_gib + held_small * self.small_gib >= need - 1e-9:  # covered: release only
+            big = min(bg.requested, max(0, math.ceil(need / self.big_gib - 1e-9)))
+            small = held_small if need > big * self.big_gib + 1e-9 else 0
+        else:
+            big, small = self.split(need)
+            big = max(big, bg.requested)
+            if big * self.big_gib >= need - 1e-9:
+                small = 0
+        if big > bg.requested:
+            self.big_up_at = t
+        if small < held_small and t - self.big_up_at < self.hold_small_s + w.step_s:
+            small = held_small  # until the big node bought in its place is usable
+        for g, n in ((bg, big), (sg, small)):
+            if g is not None and n != g.requested:
+                scale_out = n > g.requested
+                w.set_requested(g, n)
+                w.record_request(scale_out=scale_out)
+
+
+def look_ahead(
+    trace: Trace, headroom: float, *, seasonal: bool = True, foresight: bool = False, mixed: bool = True
+) -> Scores:
+    params, cluster, config = SimParams(), default_cluster(), Config.from_mapping(BASE)
+    demand = list(trace.resample(params.step_s))
+    rule = LookAhead(
+        cluster, config, params, headroom=headroom, seasonal=seasonal, foresight=foresight, mixed=mixed
+    )
+    rec = RunRecord(rule.name)
+    world = World(
+        demand_gib=demand,
+        cluster=cluster,
+        config=config,
+        params=params,
+        seed=0,
+        record=rec,
+        initial_task_nodes=rule.start(demand[0], cluster.core_gib(config.usable_memory_fraction)),
+    )
+    world.run(rule)
+    return score(
+        demand=demand,
+        supply=rec.supply_gib,
+        step_s=params.step_s,
+        cost_usd=rec.cost_usd,
+        oracle_cost_usd=None,
+        actions=rec.actions,
+        scale_out_times_s=rec.scale_out_times_s,
+    )
+
+
+def look_ahead_within(trace: Trace, max_tau_u_pct: float) -> tuple[float, Scores | None]:
+    """The least headroom (0.5 % steps, up to MAX_LOOKAHEAD_HEADROOM_PCT) for which the seasonal look-ahead
+    rule keeps τ_U ≤ `max_tau_u_pct`, and its scores."""
+    h = 0.0
+    while h <= MAX_LOOKAHEAD_HEADROOM_PCT + 1e-9:
+        r = look_ahead(trace, h / 100.0)
+        if r.tau_u_pct <= max_tau_u_pct + 1e-9:
+            return h, r
+        h += 0.5
+    return MAX_LOOKAHEAD_HEADROOM_PCT, None
+
+
+def diurnal_cases() -> list[Case]:
+    out = [c for c in smooth_cases() if c.name.startswith("diurnal")]
+    for seed in FRESH_DIURNAL:
+        out.append(Case(f"diurnal s{seed}†", synthetic.diurnal(days=DAYS, peak_gib=PEAK_GIB, seed=seed)))
+    return out
+
+
+def look_ahead_lines() -> list[str]:
+    """What looking ahead can reach on the diurnal shapes, against reactive-ideal on the same seed: the
+    look-ahead rule with no headroom (seasonal, the trend alone, the cheapest offering alone, and with the
+    demand at now + lead known exactly), the least headroom that keeps it within the smooth target's
+    τ_U ≤ 1 %, and the product with its forecast acted on with little headroom."""
+    rows = []
+    acting = {
+        **BASE,
+        "burst_first_step_nodes": 1,
+        "forecast_mode": "act",
+        "yarn_memory_used_target_pct": 100.0,
+        "deadband_pct": 0.5,
+        "scale_in_stabilization_s": 120,
+    }
+    shifted = {**acting, "forecast_seasonal": "shift"}
+    beats_all, single_beats, foresight_single_beats = True, True, True
+    margins: list[float] = []
+    for case in diurnal_cases():
+        config = Config.from_mapping(BASE)
+        params = SimParams()
+        res = run_replay(
+            case.trace.resample(params.step_s),
+            policies=[
+                PolicySpec("reactive-ideal", "reactive-ideal", config),
+                PolicySpec("peak", "sparkscale", Config.from_mapping(acting)),
+                PolicySpec("shift", "sparkscale", Config.from_mapping(shifted)),
+            ],
+            config=config,
+            cluster=default_cluster(),
+            params=params,
+        )
+        ideal = res.scores["reactive-ideal"]
+
+        def below(r: Scores, ideal: Scores = ideal) -> bool:
+            return r.cost_usd < ideal.cost_usd and r.tau_u_pct <= ideal.tau_u_pct
+
+        def cell(r: Scores) -> str:
+            return f"{r.tau_u_pct:.2f} % at ${r.cost_usd:,.1f}{' ✓' if below(r) else ''}"
+
+        seasonal = look_ahead(case.trace, 0.0)
+        single = look_ahead(case.trace, 0.0, mixed=False)
+        known_single = look_ahead(case.trace, 0.0, foresight=True, mixed=False)
+        beats_all &= below(seasonal)
+        margins.append(100.0 * (1.0 - seasonal.cost_usd / ideal.cost_usd))
+        single_beats &= below(single)
+        foresight_single_beats &= below(known_single)
+        h, tight = look_ahead_within(case.trace, 1.0)
+        within = "none" if tight is None else f"h {h:.1f} %: {cell(tight)}"
+        rows.append(
+            f"| {case.name} | {cell(ideal)} | {cell(seasonal)} | "
+            f"{cell(look_ahead(case.trace, 0.0, seasonal=False))} | {cell(single)} | "
+            f"{cell(look_ahead(case.trace, 0.0, foresight=True))} | {cell(known_single)} | {within} | "
+            f"{cell(res.scores['peak'])} | {cell(res.scores['shift'])} |"
+        )
+    return [
+        "Looking ahead on the diurnal shapes (issue 14's fourth target: below reactive-ideal's cost at equal "
+        "or lower τ_U; † = a seed first replayed after the rule was written on seed 1). The look-ahead rule "
+        "(`LookAhead`, not a policy of the product) sees the demand 10 s late, forecasts it at now + the "
+        "6-minute start-up from yesterday's change over the same minutes (scaled by today's level against "
+        "yesterday's over the last half hour; the trend alone before a day of history), holds whole nodes "
+        "for the larger of that and the demand now with no headroom, buys one 48 GiB node for a last "
+        "half-node increment and never swaps node types at a loss. Its variants: the trend alone; the "
+        "cheapest offering alone (as reactive-ideal buys); the demand at now + start-up known exactly "
+        "(foresight, not causal), mixed and cheapest alone; and the least headroom that keeps it short at "
+        "most 1 % of the time. The last two columns are the product with its forecast acted on "
+        "(`forecast_mode` act, 100 % target, 0.5 % deadband, 120 s scale-in window), with "
+        "`forecast_seasonal` peak and shift. ✓ where cost and τ_U are both below reactive-ideal's.",
+        "",
+        "| trace | reactive-ideal | look-ahead | trend alone | cheapest offering alone | foresight "
+        "| foresight, cheapest alone | within τ_U ≤ 1 % | sparkscale act, peak | sparkscale act, shift |",
+        "|---" * 10 + "|",
+        *rows,
+        "",
+        "The look-ahead rule is "
+        + ("below" if beats_all else "not below")
+        + " reactive-ideal's cost at a lower τ_U on every diurnal seed "
+        f"({min(margins):.1f}–{max(margins):.1f} % cheaper). With the cheapest offering alone it is "
+        + ("below" if single_beats else "not below")
+        + " on every seed, and knowing the demand at now + start-up exactly does "
+        + ("" if foresight_single_beats else "not ")
+        + "get it below. "
+        + ("" if foresight_single_beats else WHY_THE_MIX)
+        + "Neither target holds at once for the causal rule: the headroom that keeps it short at most 1 % of "
+        "the time costs more than reactive-ideal; only knowing the demand ahead exactly (the foresight "
+        "column) is below reactive-ideal within τ_U ≤ 1 %.",
+    ]
+
+
+WHY_THE_MIX = (
+    "On one offering, being ready for a ramp costs the node-minutes reactive-ideal spends short instead: "
+    "what a forecast buys on this shape is being ready at about the same cost, and the saving comes from the "
+    "smaller node for the last half-node increment, which the product's planner avoids (a lasting premium, "
+    "`node_premium_weight`) and cannot yet swap for a large node as demand grows. "
+)
 
 
 def reactive_ideal_lines() -> list[str]:

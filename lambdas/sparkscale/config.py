@@ -20,6 +20,7 @@ from sparkscale import names
 
 CONTEXT_KEY: Final = "sparkscale"  # cdk.json: {"context": {"sparkscale": {...}}}
 FORECAST_MODES: Final = ("off", "observe", "act")
+FORECAST_SEASONAL_RULES: Final = ("peak", "shift")
 FLEET_UNIT_MEMORY_RULES: Final = ("smallest", "average")  # policy.fleet.UNIT_MEMORY_RULES
 DIGEST_WEEKLY_DAYS: Final = (
     "monday",
@@ -200,6 +201,15 @@ class Config:
         "delay plus the driving datapoint's age): off; observe (computed, recorded in the decision and the "
         "audit, never acted on); act (sizes for it, never scales in below it, buys nothing for a burst it "
         "forecasts to end before new nodes are usable).",
+    )
+    forecast_seasonal: str = _f(
+        "peak",
+        unit="peak \\| shift",
+        doc="What the forecast reads from the same minutes one day (and one week) earlier, once that "
+        "pattern has repeated over the last half hour: peak (that period's peak at the forecast time; the "
+        "forecast is the larger of it and the recent trend); shift (the demand now plus that period's change "
+        "from now to the forecast time, scaled by today's level against that period's; it replaces the "
+        "trend).",
     )
     idle_after_s: int = _f(
         900,
@@ -578,6 +588,14 @@ class Config:
     def _default_bounds(self) -> GroupBounds:
         return GroupBounds(self.group_min_nodes, self.group_max_nodes)
 
+    def _check_forecast_seasonal(self, source: str) -> None:
+        if self.forecast_seasonal not in FORECAST_SEASONAL_RULES:
+            raise ConfigError(
+                "forecast_seasonal",
+                f"{self.forecast_seasonal!r} is not one of {', '.join(FORECAST_SEASONAL_RULES)}",
+                source=source,
+            )
+
     def _check_relations(self, source: str) -> None:
         if self.min_task_nodes > self.max_task_nodes:
             raise ConfigError(
@@ -601,6 +619,7 @@ class Config:
                 f"{self.forecast_mode!r} is not one of {', '.join(FORECAST_MODES)}",
                 source=source,
             )
+        self._check_forecast_seasonal(source)
         if self.fleet_unit_memory not in FLEET_UNIT_MEMORY_RULES:
             raise ConfigError(
                 "fleet_unit_memory",
@@ -804,6 +823,8 @@ def config_json_schema() -> dict[str, Any]:
         schema = _type_schema(hints[f.name])
         if f.name == "forecast_mode":
             schema = {"enum": list(FORECAST_MODES)}
+        elif f.name == "forecast_seasonal":
+            schema = {"enum": list(FORECAST_SEASONAL_RULES)}
         elif f.name == "digest_weekly_day":
             schema = {"enum": list(DIGEST_WEEKLY_DAYS)}
         elif f.name == "group_bounds":  # _coerce_bounds: min_nodes defaults to 0

@@ -15,6 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from policy_builders import NOW, ago, cfg, cluster, group, metrics, targets, yarn
+from sparkscale.config import ConfigError
 from sparkscale.policy import Direction, GroupStatus, ReasonCode, ScalerState, decide, next_state
 from sparkscale.policy.decide import evaluate
 from sparkscale.policy.forecast import (
@@ -25,6 +26,7 @@ from sparkscale.policy.forecast import (
     lead_time_s,
     measure_lead,
     seasonal,
+    seasonal_shift,
     trend,
 )
 from sparkscale.policy.model import Decision, DemandSample, GroupTarget, Market, PendingScaleOut
@@ -116,6 +118,80 @@ def test_history_ranges_cover_what_seasonal_reads():
     assert ranges[0] == (nb - timedelta(seconds=1800), nb - timedelta(seconds=300))
     assert ranges[1][1] == bucket_start(NOW + timedelta(seconds=360)) - timedelta(days=1)
     assert ranges[2][0] == nb - timedelta(seconds=1800) - timedelta(days=7)
+
+
+def _shifted_day(recent, yesterday, base_yesterday, target_yesterday):
+    """_day, plus a day before the bucket holding NOW (what the shift starts from)."""
+    h = _day(recent, yesterday, target_yesterday)
+    h[bucket_start(NOW) - timedelta(days=1)] = float(base_yesterday)
+    return h
+
+
+def test_seasonal_shift_adds_yesterdays_change_scaled_to_today():
+    # today runs at 1.25 x yesterday (1000 against 800: median error 0.2 <= 0.25, credible); yesterday went
+    # from 800 now to 1200 at the target time: 1000 + 400 x 1.25 = 1500. The peak rule says 1200, the
+    # level yesterday, and misses that today is higher
+    h = _shifted_day([1000] * 6, [800] * 6, 800, 1200)
+    target = NOW + timedelta(seconds=360)
+    assert seasonal_shift(h, NOW, target, 1000.0) == pytest.approx(1500.0)
+    assert seasonal(h, NOW, target) == 1200.0
+    shift = forecast(
+        now=NOW, state=ScalerState(), sample=DemandSample(NOW, 1000.0), history=h, seasonal_rule="shift"
+    )
+    peak = forecast(now=NOW, state=ScalerState(), sample=DemandSample(NOW, 1000.0), history=h)
+    assert (shift.value_gib, shift.method) == (pytest.approx(1500.0), "seasonal")
+    assert (peak.value_gib, peak.method) == (1200.0, "seasonal")
+
+
+def test_seasonal_shift_forecasts_a_fall_the_peak_rule_does_not():
+    # yesterday fell from 800 to 600 over the lead time: 1000 - 200 x 1.25 = 750, below the demand now; the
+    # peak rule keeps the larger of the trend (1000 now) and 600
+    h = _shifted_day([1000] * 6, [800] * 6, 800, 600)
+    now_sample = DemandSample(NOW, 1000.0)
+    shift = forecast(now=NOW, state=ScalerState(), sample=now_sample, history=h, seasonal_rule="shift")
+    peak = forecast(now=NOW, state=ScalerState(), sample=now_sample, history=h)
+    assert shift.value_gib == pytest.approx(750.0)
+    assert peak.value_gib == 1000.0
+
+
+def test_seasonal_shift_falls_back_to_the_trend():
+    # not credible (yesterday half of today), or no bucket a day before now: the trend (here the demand now)
+    target = NOW + timedelta(seconds=360)
+    assert seasonal_shift(_shifted_day([1000] * 6, [500] * 6, 500, 2000), NOW, target, 1000.0) is None
+    assert seasonal_shift(_day([1000] * 6, [900] * 6, 2000), NOW, target, 1000.0) is None
+    assert seasonal_shift({}, NOW, target, 1000.0) is None
+    h = _shifted_day([1000] * 6, [500] * 6, 500, 2000)
+    fc = forecast(
+        now=NOW, state=ScalerState(), sample=DemandSample(NOW, 1000.0), history=h, seasonal_rule="shift"
+    )
+    assert (fc.value_gib, fc.method, fc.seasonal_gib) == (1000.0, "current", None)
+
+
+def test_the_setting_chooses_the_seasonal_rule_in_decide():
+    c, m = cluster(group("ig-a", requested=2)), metrics(**yarn(192, 95))
+    now_gib = run(c, m, mode="act").forecast.current_gib
+    h = _shifted_day([now_gib] * 6, [0.8 * now_gib] * 6, 0.8 * now_gib, 0.8 * now_gib + 100)
+    peak = decide(
+        now=NOW, cluster=c, metrics=m, config=cfg(forecast_mode="act"), state=ScalerState(), history=h
+    )
+    shift = decide(
+        now=NOW,
+        cluster=c,
+        metrics=m,
+        config=cfg(forecast_mode="act", forecast_seasonal="shift"),
+        state=ScalerState(),
+        history=h,
+    )
+    assert peak.forecast is not None
+    assert shift.forecast is not None
+    # the peak rule: the larger of the trend (the demand now) and yesterday's peak at the target time
+    assert peak.forecast.value_gib == pytest.approx(max(now_gib, 0.8 * now_gib + 100))
+    assert shift.forecast.value_gib == pytest.approx(now_gib + 100 * 1.25)
+
+
+def test_an_unknown_seasonal_rule_is_refused():
+    with pytest.raises(ConfigError, match="forecast_seasonal"):
+        cfg(forecast_seasonal="median")
 
 
 # --- lead time --------------------------------------------------------------------------------------------

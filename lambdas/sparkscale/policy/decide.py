@@ -112,7 +112,13 @@ def evaluate(
     if config.forecast_mode != "off" and est.driving is not None:
         at = sample_at(est.driving.signal, readings.samples, now)
         sample = DemandSample(at, est.driving.desired_gib)
-        fc = forecast(now=now, state=state, sample=sample, history=history or {})
+        fc = forecast(
+            now=now,
+            state=state,
+            sample=sample,
+            history=history or {},
+            seasonal_rule=config.forecast_seasonal,
+        )
     acting = fc if config.forecast_mode == "act" else None
     ctx = Context(now, cluster, config, state, readings, blocked, cap, est, acting)
     active = active_from(readings)

@@ -23,6 +23,16 @@ Two forecasts of the demand at now + lead time, and one rule to combine them:
   random burst yesterday predicts nothing today unless today looked like yesterday so far.
 - **combine**: the larger of the trend and the credible seasonal peaks (a forecast sized for the larger of
   what the recent trend and the repeating pattern say); only the trend when no period is credible.
+- **seasonal shift** (setting forecast_seasonal = shift, instead of the two rules above when a period is
+  credible): the demand now plus the period's change from now to the target time, scaled by today's level
+  against the period's (the median ratio over the same completed buckets as the credibility check):
+
+      current + (peak(target - period) - peak(now - period)) x median(actual(b) / peak(b - period))
+
+  On a pattern that repeats up to a slowly drifting level (a diurnal day) it knows the ramp ahead without
+  the headroom the larger-of rule buys: the peak of the target bucket a day earlier, taken whole, carries
+  that day's noise, and the larger of two forecasts is biased up. The larger of the credible periods' shifts;
+  the trend when none is credible.
 """
 
 from __future__ import annotations
@@ -202,6 +212,33 @@ def seasonal(history: DemandHistory, now: datetime, target_at: datetime) -> floa
     return best
 
 
+def seasonal_shift(
+    history: DemandHistory, now: datetime, target_at: datetime, current_gib: float
+) -> float | None:
+    """The larger of the credible periods' shifted forecasts at target_at (module docstring, seasonal shift);
+    None when no period is credible or a period lacks the buckets at now or at target_at."""
+    if not history:
+        return None
+    nb = bucket_start(now)
+    recent = _buckets(nb - timedelta(seconds=CHECK_S), nb - timedelta(seconds=BUCKET_S))
+    best: float | None = None
+    for p in PERIODS_S:
+        back = timedelta(seconds=p)
+        then, base = history.get(bucket_start(target_at) - back), history.get(nb - back)
+        if then is None or base is None:
+            continue
+        errors, ratios = [], []
+        for b in recent:
+            actual, past = history.get(b), history.get(b - back)
+            if actual is not None and past is not None:
+                errors.append(abs(actual - past) / max(actual, past, SEASONAL_FLOOR_GIB))
+                ratios.append(actual / max(past, SEASONAL_FLOOR_GIB))
+        if len(errors) >= MIN_CHECK_BUCKETS and median(errors) <= SEASONAL_TOLERANCE:
+            value = max(0.0, current_gib + (then - base) * median(ratios))
+            best = value if best is None else max(best, value)
+    return best
+
+
 def combine(trend_gib: float, seasonal_gib: float | None) -> tuple[float, str]:
     """The forecast and what decided it: the larger of the trend and a credible seasonal peak."""
     if seasonal_gib is not None and seasonal_gib > trend_gib:
@@ -215,15 +252,22 @@ def forecast(
     state: ScalerState,
     sample: DemandSample,
     history: DemandHistory,
+    seasonal_rule: str = "peak",
 ) -> Forecast:
-    """The demand at now + lead time, from the trend window with `sample` added and the history."""
+    """The demand at now + lead time, from the trend window with `sample` added and the history.
+    `seasonal_rule`: the setting forecast_seasonal (peak: the larger of trend and seasonal peak; shift: the
+    seasonal shift when a period is credible, else the trend)."""
     lead = lead_time_s(state)
     age = max(0.0, (now - sample.at).total_seconds())
     samples = add_sample(state.demand_samples, sample)
     target_at = now + timedelta(seconds=lead)
     projected, slope = trend(samples, (target_at - samples[-1].at).total_seconds())
-    season = seasonal(history, now, target_at)
-    value, method = combine(projected, season)
+    if seasonal_rule == "shift":
+        season = seasonal_shift(history, now, target_at, sample.gib)
+        value, method = (projected, "trend") if season is None else (season, "seasonal")
+    else:
+        season = seasonal(history, now, target_at)
+        value, method = combine(projected, season)
     if len(samples) < MIN_TREND_SAMPLES and season is None:
         method = "current"
     return Forecast(
