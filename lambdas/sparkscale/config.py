@@ -175,6 +175,13 @@ class Config:
         "as long went on for a median of less than the lead time plus this (nodes bought now would be usable "
         "for less than this before it ends).",
     )
+    burst_regrowth: bool = _f(
+        True,
+        unit="bool",
+        doc="A burst held at its first step whose need grows (beyond the deadband) once its last step is the "
+        "lead time + burst_useful_s old is a new burst on top, with a first step of its own. false: it waits "
+        "until memory runs out again, the heap alarm or the end of the burst.",
+    )
     forecast_mode: str = _f(
         "off",
         unit="off \\| observe \\| act",
