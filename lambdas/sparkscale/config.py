@@ -178,9 +178,10 @@ class Config:
     burst_regrowth: bool = _f(
         True,
         unit="bool",
-        doc="A burst held at its first step whose need grows (beyond the deadband) once its last step is the "
-        "lead time + burst_useful_s old is a new burst on top, with a first step of its own. false: it waits "
-        "until memory runs out again, the heap alarm or the end of the burst.",
+        doc="A burst held at its first step gets its first step again when its executors' heap is pressed "
+        "(once per heap-pressure episode), and is a new burst on top, with a first step of its own, when its "
+        "need grows beyond the deadband once its last step is the lead time + burst_useful_s old. false: it "
+        "holds until memory runs out again or the burst ends.",
     )
     forecast_mode: str = _f(
         "off",

@@ -8,6 +8,7 @@ Cluster as in test_policy_decide: CORE 2 x r5.2xlarge (48 GiB usable each), TASK
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
@@ -165,6 +166,24 @@ def test_a_held_burst_holds_while_its_need_has_not_grown_for_long_enough(first_s
     d = run(state, config=config, c=cluster(a(3, running=2)))
     assert d.direction is Direction.HOLD
     assert d.reasons[0].code is ReasonCode.BURST_ENDS_TOO_SOON
+
+
+def test_heap_pressure_in_a_held_burst_gets_its_first_step_again():
+    # held (its step 200 s ago, too young for regrowth) while the executors' heap is pressed (85 % beyond
+    # 70 x 1.08): one node, once per heap-pressure episode, as when YARN asks for nothing more (before, the
+    # burst rule's hold hid the heap rule: bursty-batch s1 waited 181 s, seed 101 up to 661 s)
+    m = metrics(**BURST, JvmHeapUsedPercent=85)
+    c = cluster(a(3, running=2))
+    held = going_on(1500, durations=LATE_ONES, first_step_ago=200)
+    d = decide(now=NOW, cluster=c, metrics=m, config=cfg(**ON), state=held)
+    assert targets(d) == {"ig-a": 4}
+    assert [r.code for r in d.reasons[:2]] == [ReasonCode.HEAP_PRESSURE, ReasonCode.BURST_ENDS_TOO_SOON]
+    # the pressure began before that step: it was answered, the burst holds
+    answered = replace(held, heap_pressure_since=ago(300))
+    assert decide(now=NOW, cluster=c, metrics=m, config=cfg(**ON), state=answered).direction is Direction.HOLD
+    # burst_regrowth off: the hold as before
+    off = cfg(**ON, burst_regrowth=False)
+    assert decide(now=NOW, cluster=c, metrics=m, config=off, state=held).direction is Direction.HOLD
 
 
 def test_the_decision_and_the_state_agree_when_the_bursts_end_at_this_reading():

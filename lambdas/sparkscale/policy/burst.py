@@ -24,7 +24,8 @@ begins while a burst goes on (after what was bought for it covered it, or when m
 demand at the target's fill was within the capacity counted and is beyond it now) is a new burst on top of
 it, with a first step of its own: memory running out again is answered within the reaction target. So is a
 held burst whose need grows (`burst_regrowth`, regrown): once its last step is the lead time +
-`burst_useful_s` old, a need beyond the one that step was asked for (a job joining it) is a new burst on top.
+`burst_useful_s` old, a need beyond the one that step was asked for (a job joining it) is a new burst on top
+(and scale_out gives a held burst whose executors' heap is pressed its first step again).
 One predicate (starts_burst) says when a burst begins, for the state and the decision alike. Kept in
 ScalerState (burst_levels, burst_short, burst_out_of_memory, burst_durations_s) by next_state, only while
 `burst_first_step_nodes` > 0.
