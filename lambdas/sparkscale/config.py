@@ -194,6 +194,14 @@ class Config:
         "capacity the burst began with, and pending_share_pct applies only beyond it (a wait that deep is "
         "a queue of work rather than one job's executors).",
     )
+    burst_regrowth: bool = _f(
+        True,
+        unit="bool",
+        doc="A burst held at its first step gets its first step again when its executors' heap is pressed "
+        "(once per heap-pressure episode), and is a new burst on top, with a first step of its own, when its "
+        "need grows beyond the deadband once its last step is the lead time + burst_useful_s old. false: it "
+        "holds until memory runs out again or the burst ends.",
+    )
     forecast_mode: str = _f(
         "off",
         unit="off \\| observe \\| act",

@@ -8,13 +8,14 @@ Cluster as in test_policy_decide: CORE 2 x r5.2xlarge (48 GiB usable each), TASK
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
 from policy_builders import NOW, ago, cfg, cluster, group, metrics, targets, yarn
 from sparkscale.config import Config
 from sparkscale.policy import Direction, ReasonCode, ScalerState, decide
-from sparkscale.policy.burst import HISTORY, next_burst, remaining_s
+from sparkscale.policy.burst import HISTORY, next_burst, remaining_s, starts_burst
 from sparkscale.policy.decide import evaluate
 from sparkscale.policy.model import BurstLevel, BurstReading
 from sparkscale.policy.state import next_state
@@ -39,10 +40,11 @@ def run(state, *, config=None, c=None):
     )
 
 
-def going_on(age_s, *, durations=(), first_step_ago=130, out_of_memory=True):
-    """A burst that began age_s ago on the 192 GiB (base) with its first step requested first_step_ago."""
+def going_on(age_s, *, durations=(), first_step_ago=130, out_of_memory=True, need_gib=0.0):
+    """A burst that began age_s ago on the 192 GiB (base) with its first step requested first_step_ago,
+    asked for a need of need_gib (0: not known)."""
     return ScalerState(
-        burst_levels=(BurstLevel(ago(age_s), 192.0),),
+        burst_levels=(BurstLevel(ago(age_s), 192.0, need_gib),),
         burst_short=True,
         burst_out_of_memory=out_of_memory,
         burst_durations_s=durations,
@@ -133,6 +135,118 @@ def test_memory_running_out_again_in_a_held_burst_gets_a_first_step_of_its_own()
     assert run(going_on(600, durations=SHORT_ONES), c=cluster(a(3, running=2))).direction is Direction.HOLD
 
 
+# A held burst whose need grows. ON: burst_useful_s 360, lead time 360 s (none measured): a step requested
+# 720 s ago or more. Counted 96 + 3 x 48 = 240 GiB; the need is 414.1 GiB. Durations that say "ends too soon"
+# at 1500 s: 100, 200, 300, 400 s more, median 250 s < 720 s.
+LATE_ONES = (1600.0, 1700.0, 1800.0, 1900.0)
+
+
+def test_a_held_burst_whose_need_grew_gets_a_first_step_of_its_own():
+    # its last step was asked for a need of 300 GiB, 800 s ago; 414.1 > 300 x 1.08: a job joined the burst,
+    # a new burst on top, one node now (the reaction target). Before burst_regrowth it held until the heap
+    # alarm or the end of the burst (bursty-batch seed 211: 292 s).
+    state = going_on(1500, durations=LATE_ONES, first_step_ago=800, need_gib=300.0)
+    d = run(state, c=cluster(a(3, running=2)))
+    assert targets(d) == {"ig-a": 4}
+    assert d.reasons[0].code is ReasonCode.BURST_UNCONFIRMED
+    assert d.reasons[0].values["burst_age_s"] == 0.0
+
+
+@pytest.mark.parametrize(
+    ("first_step_ago", "need_gib", "config"),
+    [
+        (700, 300.0, cfg(**ON)),  # its last step is younger than lead time + burst_useful_s (720 s)
+        (800, 390.0, cfg(**ON)),  # 414.1 is within the deadband of 390 (421.2): the need did not grow
+        (800, 0.0, cfg(**ON)),  # its need is not known (a state stored before it was kept)
+        (800, 300.0, cfg(**ON, burst_regrowth=False)),  # the rule off: held as before
+    ],
+)
+def test_a_held_burst_holds_while_its_need_has_not_grown_for_long_enough(first_step_ago, need_gib, config):
+    state = going_on(1500, durations=LATE_ONES, first_step_ago=first_step_ago, need_gib=need_gib)
+    d = run(state, config=config, c=cluster(a(3, running=2)))
+    assert d.direction is Direction.HOLD
+    assert d.reasons[0].code is ReasonCode.BURST_ENDS_TOO_SOON
+
+
+def test_heap_pressure_in_a_held_burst_gets_its_first_step_again():
+    # held (its step 200 s ago, too young for regrowth) while the executors' heap is pressed (85 % beyond
+    # 70 x 1.08): one node, once per heap-pressure episode, as when YARN asks for nothing more (before, the
+    # burst rule's hold hid the heap rule: bursty-batch s1 waited 181 s, seed 101 up to 661 s)
+    m = metrics(**BURST, JvmHeapUsedPercent=85)
+    c = cluster(a(3, running=2))
+    held = going_on(1500, durations=LATE_ONES, first_step_ago=200)
+    d = decide(now=NOW, cluster=c, metrics=m, config=cfg(**ON), state=held)
+    assert targets(d) == {"ig-a": 4}
+    assert [r.code for r in d.reasons[:2]] == [ReasonCode.HEAP_PRESSURE, ReasonCode.BURST_ENDS_TOO_SOON]
+    # the pressure began before that step: it was answered, the burst holds
+    answered = replace(held, heap_pressure_since=ago(300))
+    assert decide(now=NOW, cluster=c, metrics=m, config=cfg(**ON), state=answered).direction is Direction.HOLD
+    # burst_regrowth off: the hold as before
+    off = cfg(**ON, burst_regrowth=False)
+    assert decide(now=NOW, cluster=c, metrics=m, config=off, state=held).direction is Direction.HOLD
+
+
+def test_the_decision_and_the_state_agree_when_the_bursts_end_at_this_reading():
+    # the stored burst's base (500 GiB) is above this reading's need (414.1 < 500 x 1.08): it ends now, and
+    # the shortfall (414.1 > 240 counted) is a new burst, for next_state and for the decision alike.
+    # (Before, the decision judged against the stored burst: 300 s old, confirmed, nothing in the history:
+    # it bought the whole shortfall while the state started a new burst.)
+    state = ScalerState(
+        burst_levels=(BurstLevel(ago(300), 500.0, 600.0),),
+        burst_short=True,
+        burst_out_of_memory=True,
+        last_scale_out_at=ago(200),
+    )
+    c, m, config = cluster(a(3, running=2)), metrics(**BURST), cfg(**ON)
+    d, seen = evaluate(now=NOW, cluster=c, metrics=m, config=config, state=state)
+    assert targets(d) == {"ig-a": 4}  # a first step: 3 + 1
+    assert d.reasons[0].code is ReasonCode.BURST_UNCONFIRMED
+    after = next_state(
+        previous=state, decision=d, cluster=c, metrics=m, now=NOW, config=config, observed=seen
+    )
+    assert [b.since for b in after.burst_levels] == [NOW]
+
+
+T0 = ago(2000)
+HELD = BurstLevel(T0, 200.0, 300.0)  # began 2000 s ago on 200 GiB; its last step asked for a need of 300 GiB
+SHORT = BurstReading(True, True, 400.0, 250.0)  # short and out of memory: 400 GiB needed, 250 counted
+
+
+@pytest.mark.parametrize(
+    ("kept", "was", "reading", "last_step_ago", "starts"),
+    [
+        ((), (True, True), SHORT, 100, True),  # no burst goes on
+        ((HELD,), (False, False), SHORT, 100, True),  # not short at the last evaluation
+        ((HELD,), (True, False), SHORT, 100, True),  # memory runs out again
+        ((HELD,), (True, True), SHORT, 100, False),  # the same burst, held
+        ((HELD,), (True, True), SHORT, 720, True),  # held 720 s since its step and 400 > 300 x 1.08: regrown
+        ((HELD,), (True, True), SHORT, 719, False),  # ... one second too soon
+        ((HELD,), (True, True), SHORT._replace(demand_gib=324.0), 900, False),  # within the deadband of 300
+        ((HELD,), (True, True), SHORT, 2100, False),  # its last step was before it began: none for it yet
+        ((HELD,), (True, True), SHORT, None, False),  # no step at all
+        ((), (False, False), SHORT._replace(short=False), None, False),  # not short: nothing begins
+        ((HELD,), (True, True), SHORT._replace(short=False), 900, False),
+    ],
+)
+def test_starts_burst_is_the_one_rule(kept, was, reading, last_step_ago, starts):
+    last = None if last_step_ago is None else ago(last_step_ago)
+    assert (
+        starts_burst(kept, was, reading, last_step_at=last, lead_s=360.0, now=NOW, config=cfg(**ON)) is starts
+    )
+
+
+def test_a_step_for_the_newest_burst_sets_the_need_its_growth_is_judged_against():
+    reading = BurstReading(True, True, 320.0, 250.0)  # within the deadband of... nothing: just held
+    common = {"last_step_at": ago(100), "lead_s": 360.0, "now": NOW, "config": cfg(**ON)}
+    stepped, _, _ = next_burst((OLD_HELD,), (True, True), (), reading, stepped=True, **common)
+    assert stepped == (OLD_HELD._replace(need_gib=320.0),)
+    held, _, _ = next_burst((OLD_HELD,), (True, True), (), reading, stepped=False, **common)
+    assert held == (OLD_HELD,)
+
+
+OLD_HELD = BurstLevel(ago(300), 200.0, 280.0)
+
+
 def test_remaining_s():
     assert remaining_s(SHORT_ONES[:3], 0.0) is None  # fewer than MIN_HISTORY
     assert remaining_s(SHORT_ONES, 1000.0) is None  # none lasted that long
@@ -145,22 +259,36 @@ OLD = BurstLevel(ago(300), 200.0)
 @pytest.mark.parametrize(
     ("levels", "was", "reading", "expected_levels", "ended"),
     [
-        # a burst begins: base = the capacity counted
-        ((), (False, False), BurstReading(True, True, 400.0, 200.0), (BurstLevel(NOW, 200.0),), ()),
+        # a burst begins: base = the capacity counted, need = the largest need
+        ((), (False, False), BurstReading(True, True, 400.0, 200.0), (BurstLevel(NOW, 200.0, 400.0),), ()),
         # it goes on while demand > base x 1.08 (200 x 1.08 = 216), even when covered
         ((OLD,), (True, True), BurstReading(False, False, 300.0, 400.0), (OLD,), ()),
         # the demand falls to the base: it ends, its 300 s join the history
         ((OLD,), (False, False), BurstReading(False, False, 210.0, 400.0), (), (300.0,)),
         # short again after it was covered: a new burst on top (base 400)
-        ((OLD,), (False, False), BurstReading(True, False, 500.0, 400.0), (OLD, BurstLevel(NOW, 400.0)), ()),
+        (
+            (OLD,),
+            (False, False),
+            BurstReading(True, False, 500.0, 400.0),
+            (OLD, BurstLevel(NOW, 400.0, 500.0)),
+            (),
+        ),
         # still short, still out of memory: the same burst
         ((OLD,), (True, True), BurstReading(True, True, 430.0, 250.0), (OLD,), ()),
         # still short, out of memory again after it was not: a new burst on top
-        ((OLD,), (True, False), BurstReading(True, True, 430.0, 250.0), (OLD, BurstLevel(NOW, 250.0)), ()),
+        (
+            (OLD,),
+            (True, False),
+            BurstReading(True, True, 430.0, 250.0),
+            (OLD, BurstLevel(NOW, 250.0, 430.0)),
+            (),
+        ),
     ],
 )
 def test_next_burst(levels, was, reading, expected_levels, ended):
-    out_levels, seen, durations = next_burst(levels, was, (), reading, now=NOW, config=cfg(**ON))
+    out_levels, seen, durations = next_burst(
+        levels, was, (), reading, last_step_at=None, stepped=False, lead_s=360.0, now=NOW, config=cfg(**ON)
+    )
     assert out_levels == expected_levels
     assert seen == (reading.short, reading.out_of_memory)
     assert durations == ended
@@ -170,16 +298,38 @@ def test_next_burst_keeps_a_bounded_history_and_forgets_bursts_when_off():
     many = tuple(float(i) for i in range(HISTORY))
     level = (BurstLevel(NOW - timedelta(seconds=99), 200.0),)
     calm = BurstReading(False, False, 0.0, 400.0)
-    _, _, durations = next_burst(level, (False, False), many, calm, now=NOW, config=cfg(**ON))
+    _, _, durations = next_burst(
+        level,
+        (False, False),
+        many,
+        calm,
+        last_step_at=None,
+        stepped=False,
+        lead_s=360.0,
+        now=NOW,
+        config=cfg(**ON),
+    )
     assert len(durations) == HISTORY
     assert durations[-1] == 99.0
-    off = next_burst(level, (True, True), many, None, now=NOW, config=cfg(**ON))
+    off = next_burst(
+        level,
+        (True, True),
+        many,
+        None,
+        last_step_at=None,
+        stepped=False,
+        lead_s=360.0,
+        now=NOW,
+        config=cfg(**ON),
+    )
     assert off == ((), (False, False), many)
 
 
 def test_next_state_follows_bursts_only_when_the_mechanism_is_on():
     c, m = cluster(a()), metrics(**BURST)
-    for config, expected in ((cfg(**ON), (BurstLevel(NOW, 192.0),)), (cfg(burst_first_step_nodes=0), ())):
+    wanted = (192 + 160) / 0.85  # the largest need: 414.1 GiB
+    on = (BurstLevel(NOW, 192.0, pytest.approx(wanted)),)
+    for config, expected in ((cfg(**ON), on), (cfg(burst_first_step_nodes=0), ())):
         d, seen = evaluate(now=NOW, cluster=c, metrics=m, config=config, state=ScalerState())
         s = next_state(
             previous=ScalerState(), decision=d, cluster=c, metrics=m, now=NOW, config=config, observed=seen

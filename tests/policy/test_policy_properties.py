@@ -164,7 +164,9 @@ states = st.builds(
     ).map(lambda rs: tuple(sorted(rs, key=lambda r: r.at))),
     shortfall_since=st.dictionaries(st.sampled_from(["ig-0", "ig-1", "ig-2"]), when, max_size=2),
     capacity_errors=st.dictionaries(st.sampled_from(["ig-0", "ig-1", "ig-2"]), when, max_size=2),
-    burst_levels=st.lists(st.builds(BurstLevel, when, st.floats(0, 3000)), max_size=2).map(tuple),
+    burst_levels=st.lists(
+        st.builds(BurstLevel, when, st.floats(0, 3000), st.floats(0, 3000)), max_size=2
+    ).map(tuple),
     burst_short=st.booleans(),
     burst_out_of_memory=st.booleans(),
     burst_durations_s=st.lists(st.floats(0, 7200), max_size=6).map(tuple),

@@ -190,6 +190,12 @@ def test_empty_dict_is_a_fresh_state_and_decimals_are_accepted():
     assert state_from_dict({"last_active_at": "2025-06-01T12:00:00"}).last_active_at == NOW
 
 
+def test_a_burst_level_stored_before_its_need_was_kept_reads_with_need_unknown():
+    raw = {"burst_levels": [{"since": "2025-06-01T12:00:00+00:00", "base_gib": 192}]}
+    (level,) = state_from_dict(raw).burst_levels
+    assert (level.base_gib, level.need_gib) == (192.0, 0.0)  # 0: not known, no growth judged against it
+
+
 @pytest.mark.parametrize(
     ("raw", "field"),
     [
@@ -208,6 +214,10 @@ def test_empty_dict_is_a_fresh_state_and_decimals_are_accepted():
         ({"burst_levels": {"a": 1}}, "burst_levels"),
         ({"burst_levels": [{"since": "soon", "base_gib": 1}]}, "burst_levels[0]"),
         ({"burst_levels": [{"since": "2025-06-01T12:00:00+00:00"}]}, "burst_levels[0]"),
+        (
+            {"burst_levels": [{"since": "2025-06-01T12:00:00+00:00", "base_gib": 1, "need_gib": "x"}]},
+            "burst_levels",
+        ),
         ({"burst_short": "yes"}, "burst_short"),
         ({"burst_out_of_memory": 1}, "burst_out_of_memory"),
         ({"burst_durations_s": [1, "long"]}, "burst_durations_s"),
@@ -234,7 +244,7 @@ states = st.builds(
     yarn_memory_scale=st.none() | st.floats(0.5, 2.0),
     heap_pressure_since=st.none() | when,
     burst_levels=st.lists(
-        st.builds(BurstLevel, when, st.floats(0, 1e5, allow_nan=False)),
+        st.builds(BurstLevel, when, st.floats(0, 1e5, allow_nan=False), st.floats(0, 1e5, allow_nan=False)),
         max_size=3,
     ).map(tuple),
     burst_short=st.booleans(),

@@ -22,7 +22,11 @@ A burst: from the evaluation where a signal beyond its deadband asks for more th
 began (its base): so what was bought for it does not end it, only the demand falling does. A shortfall that
 begins while a burst goes on (after what was bought for it covered it, or when memory runs out again: the
 demand at the target's fill was within the capacity counted and is beyond it now) is a new burst on top of
-it, with a first step of its own: memory running out again is answered within the reaction target. Kept in
+it, with a first step of its own: memory running out again is answered within the reaction target. So is a
+held burst whose need grows (`burst_regrowth`, regrown): once its last step is the lead time +
+`burst_useful_s` old, a need beyond the one that step was asked for (a job joining it) is a new burst on top
+(and scale_out gives a held burst whose executors' heap is pressed its first step again).
+One predicate (starts_burst) says when a burst begins, for the state and the decision alike. Kept in
 ScalerState (burst_levels, burst_short, burst_out_of_memory, burst_durations_s) by next_state, only while
 `burst_first_step_nodes` > 0.
 """
@@ -63,35 +67,100 @@ def _out_of_memory(demand_gib: float, counted_gib: float, config: Config) -> boo
     return demand_gib * config.yarn_memory_used_target_pct / 100.0 > counted_gib + EPS
 
 
+def going_on(
+    levels: Sequence[BurstLevel], demand_gib: float, *, now: datetime, config: Config
+) -> tuple[list[BurstLevel], list[float]]:
+    """The bursts this demand keeps going (it needs more than their base, beyond the deadband), and how long
+    each of the others lasted (they end now)."""
+    edge = 1.0 + config.deadband_pct / 100.0
+    kept: list[BurstLevel] = []
+    ended: list[float] = []
+    for level in levels:
+        if level.since <= now and demand_gib > level.base_gib * edge + EPS:
+            kept.append(level)
+        else:
+            ended.append(max(0.0, (now - level.since).total_seconds()))
+    return kept, ended
+
+
+def starts_burst(
+    kept: Sequence[BurstLevel],
+    was: tuple[bool, bool],
+    reading: BurstReading,
+    *,
+    last_step_at: datetime | None,
+    lead_s: float,
+    now: datetime,
+    config: Config,
+) -> bool:
+    """Does a new burst begin at this reading? The one rule next_burst (the state) and first_step (the
+    decision) both follow. `kept`: the bursts still going on after this reading (going_on); `was`: the last
+    evaluation's (short, out of memory); `last_step_at`: the last scale-out requested before this reading;
+    `lead_s`: the lead time.
+
+    Only when short of memory now, and: no burst goes on, or the last evaluation was not short, or memory
+    runs out again (the demand at the target's fill was within the capacity counted and is beyond it now),
+    or the newest burst is held and its need grew (regrown)."""
+    if not reading.short:
+        return False
+    if not kept or not was[0] or (reading.out_of_memory and not was[1]):
+        return True
+    return config.burst_regrowth and regrown(
+        kept[-1], reading.demand_gib, last_step_at=last_step_at, lead_s=lead_s, now=now, config=config
+    )
+
+
+def regrown(
+    level: BurstLevel,
+    demand_gib: float,
+    *,
+    last_step_at: datetime | None,
+    lead_s: float,
+    now: datetime,
+    config: Config,
+) -> bool:
+    """A held burst whose need grew: a step was requested for it at least the lead time + burst_useful_s
+    ago, and its largest need is now beyond (the deadband) the one that step was asked for.
+
+    Why that long: a burst is held because the cluster's earlier bursts say it ends before nodes bought now
+    would be useful for burst_useful_s. One that outlasts that since its last step, and needs more than then,
+    has proved the history wrong: it gets a new first step (a job joining a long burst is answered within the
+    reaction target). Any sooner, a slow ramp (SWIM's) would be bought node by node, which costs more than
+    EMR's rules (docs/benchmarks.md, the frontier's burst rows)."""
+    if last_step_at is None or last_step_at < level.since or level.need_gib <= 0:
+        return False
+    if (now - last_step_at).total_seconds() < lead_s + config.burst_useful_s:
+        return False
+    return demand_gib > level.need_gib * (1.0 + config.deadband_pct / 100.0) + EPS
+
+
 def next_burst(
     levels: tuple[BurstLevel, ...],
     was: tuple[bool, bool],
     durations_s: tuple[float, ...],
     reading: BurstReading | None,
     *,
+    last_step_at: datetime | None,
+    stepped: bool,
+    lead_s: float,
     now: datetime,
     config: Config,
 ) -> tuple[tuple[BurstLevel, ...], tuple[bool, bool], tuple[float, ...]]:
     """(burst_levels, (burst_short, burst_out_of_memory), burst_durations_s) after this evaluation. `was`:
-    the last evaluation's (short, out of memory). A burst begins when the cluster becomes short of memory (it
-    was not at the last evaluation, or memory runs out again: the demand was within the capacity counted and
-    is beyond it now), on top of the bursts going on, and goes on while the demand needs more than its base
-    (beyond the deadband);
-    when it ends its duration joins the history (the last HISTORY kept). Nothing read (off, or no signal): no
-    burst, the history kept."""
+    the last evaluation's (short, out of memory); `last_step_at`: the last scale-out requested before it;
+    `stepped`: this evaluation requested one; `lead_s`: the lead time.
+
+    A burst begins when starts_burst says so, on top of the bursts going on, and goes on while the demand
+    needs more than its base (beyond the deadband). A step requested for the newest burst makes its need the
+    one its growth is judged against (regrown). When a burst ends its duration joins the history (the last
+    HISTORY kept). Nothing read (off, or no signal): no burst, the history kept."""
     if reading is None:
         return (), (False, False), durations_s
-    edge = 1.0 + config.deadband_pct / 100.0
-    kept: list[BurstLevel] = []
-    ended: list[float] = []
-    for level in levels:
-        if level.since <= now and reading.demand_gib > level.base_gib * edge + EPS:
-            kept.append(level)
-        else:
-            ended.append(max(0.0, (now - level.since).total_seconds()))
-    new = not kept or not was[0] or (reading.out_of_memory and not was[1])
-    if reading.short and new:
-        kept.append(BurstLevel(now, reading.counted_gib))
+    kept, ended = going_on(levels, reading.demand_gib, now=now, config=config)
+    if starts_burst(kept, was, reading, last_step_at=last_step_at, lead_s=lead_s, now=now, config=config):
+        kept.append(BurstLevel(now, reading.counted_gib, reading.demand_gib))
+    elif stepped and kept:
+        kept[-1] = kept[-1]._replace(need_gib=reading.demand_gib)
     if ended:
         durations_s = (*durations_s, *ended)[-HISTORY:]
     return tuple(kept[-MAX_LEVELS:]), (reading.short, reading.out_of_memory), durations_s
@@ -109,14 +178,20 @@ def remaining_s(durations_s: Sequence[float], age_s: float) -> tuple[float, int]
 
 
 def _newest_since(ctx: Context) -> datetime:
-    """When the newest burst began; now when this evaluation starts one (next_burst's rule)."""
+    """When the newest burst going on after this evaluation's reading began; now when this evaluation starts
+    one (starts_burst: the rule next_burst follows) or there is nothing to read."""
     state = ctx.state
-    if not state.burst_levels or not state.burst_short:
+    reading = read_burst(ctx.est, ctx.cap, ctx.config)
+    if reading is None:
         return ctx.now
-    demand = max((n.desired_gib for n in ctx.est.needs), default=0.0)
-    if _out_of_memory(demand, ctx.cap.counted_gib, ctx.config) and not state.burst_out_of_memory:
+    kept, _ = going_on(state.burst_levels, reading.demand_gib, now=ctx.now, config=ctx.config)
+    was = (state.burst_short, state.burst_out_of_memory)
+    last, lead = state.last_scale_out_at, lead_time_s(state)
+    if not kept or starts_burst(
+        kept, was, reading, last_step_at=last, lead_s=lead, now=ctx.now, config=ctx.config
+    ):
         return ctx.now
-    return state.burst_levels[-1].since
+    return kept[-1].since
 
 
 def first_step(ctx: Context) -> tuple[int, Reason] | None:

@@ -417,11 +417,13 @@ class ScalerState:
 
 
 class BurstLevel(NamedTuple):
-    """A burst going on (policy/burst.py): since when, and the capacity counted when it began (it goes on
-    while the demand needs more than that)."""
+    """A burst going on (policy/burst.py): since when, the capacity counted when it began (it goes on while
+    the demand needs more than that), and its largest need when its last step was asked for (0: not known, a
+    state stored before it was kept)."""
 
     since: datetime
     base_gib: float
+    need_gib: float = 0.0
 
 
 class BurstReading(NamedTuple):

@@ -128,6 +128,10 @@ def scale_out(
     burst_capped = False
     if unconfirmed is not None:  # a young shortfall episode: a small first step (policy/burst.py)
         reasons.insert(0, unconfirmed[1])
+        held = heap_pressure(ctx) if unconfirmed[0] == 0 and cfg.burst_regrowth else None
+        if held is not None:  # a held burst's executors under heap pressure: its first step again
+            reasons.insert(0, held)
+            unconfirmed = (cfg.burst_first_step_nodes, unconfirmed[1])
         if unconfirmed[0] == 0:
             return StepResult(UNCHANGED, reasons, desired_nodes, desired_gib, bounds=False)
         burst_capped = unconfirmed[0] < room

@@ -15,7 +15,7 @@ from sparkscale.config import Config
 from sparkscale.policy.burst import next_burst
 from sparkscale.policy.capacity import yarn_memory_scale
 from sparkscale.policy.constraints import window_start
-from sparkscale.policy.forecast import add_sample, measure_lead
+from sparkscale.policy.forecast import add_sample, lead_time_s, measure_lead
 from sparkscale.policy.model import (
     BurstLevel,
     Cluster,
@@ -112,12 +112,12 @@ def next_state(
         demand_samples=samples,
         lead_times_s=leads,
         pending_scale_out=pending,
-        **_burst_fields(previous, observed, now=now, config=config),
+        **_burst_fields(previous, observed, last_out=last_out, now=now, config=config),
     )
 
 
 def _burst_fields(
-    previous: ScalerState, observed: Observation, *, now: datetime, config: Config
+    previous: ScalerState, observed: Observation, *, last_out: datetime | None, now: datetime, config: Config
 ) -> dict[str, Any]:
     """burst_levels, burst_short, burst_out_of_memory, burst_durations_s after this evaluation."""
     levels, (short, out_of_memory), durations = next_burst(
@@ -125,6 +125,9 @@ def _burst_fields(
         (previous.burst_short, previous.burst_out_of_memory),
         previous.burst_durations_s,
         observed.burst,
+        last_step_at=previous.last_scale_out_at,
+        stepped=last_out == now and previous.last_scale_out_at != now,
+        lead_s=lead_time_s(previous),
         now=now,
         config=config,
     )
@@ -267,7 +270,10 @@ def _burst_to_dict(state: ScalerState) -> dict[str, Any]:
     """The burst fields, only when set (a state without them is stored as before)."""
     out: dict[str, Any] = {}
     if state.burst_levels:
-        out["burst_levels"] = [{"since": _iso(b.since), "base_gib": b.base_gib} for b in state.burst_levels]
+        out["burst_levels"] = [
+            {"since": _iso(b.since), "base_gib": b.base_gib, "need_gib": b.need_gib}
+            for b in state.burst_levels
+        ]
     if state.burst_short:
         out["burst_short"] = True
     if state.burst_out_of_memory:
@@ -288,7 +294,7 @@ def _burst_from_dict(
     for i, r in enumerate(raw_levels):
         try:
             since = _req(r.get("since"), f"burst_levels[{i}].since")
-            levels.append(BurstLevel(since, _number(r["base_gib"])))
+            levels.append(BurstLevel(since, _number(r["base_gib"]), _number(r.get("need_gib", 0.0))))
         except (AttributeError, KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"state field 'burst_levels[{i}]': {exc}") from None
     flags = (d.get("burst_short", False), d.get("burst_out_of_memory", False))
