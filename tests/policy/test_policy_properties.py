@@ -311,8 +311,10 @@ def _world(cluster: Cluster, config: Config, demand: dict, at) -> MetricsSnapsho
         Signal.CONTAINER_ALLOCATED: alloc / size,
         Signal.APPS_RUNNING: 1.0,
     }
-    if demand["heap_gib"] is not None and total > 0:
-        heap_max = 0.9 * total  # executors' heap: 90 % of the YARN memory they hold
+    if demand["heap_gib"] is not None and alloc > 0:
+        # executors' heap: 90 % of the YARN memory they hold (not of the cluster's: removing an idle node
+        # leaves the executors' heap as it was)
+        heap_max = 0.9 * alloc
         values[Signal.HEAP_USED_BYTES] = min(demand["heap_gib"], heap_max) * 2**30
         values[Signal.HEAP_MAX_BYTES] = heap_max * 2**30
     return MetricsSnapshot({s: Sample(v, at) for s, v in values.items()})
