@@ -175,6 +175,14 @@ class Config:
         "as long went on for a median of less than the lead time plus this (nodes bought now would be usable "
         "for less than this before it ends).",
     )
+    burst_buy_without_history: bool = _f(
+        False,
+        unit="bool",
+        doc="With fewer than 4 of the cluster's own bursts to go by (a new cluster, or the first bursts "
+        "after the state is lost): true buys a confirmed burst's whole shortfall; false takes the burst to "
+        "go on for as long again as it has lasted (half of the bursts that have lasted a while do), so it "
+        "is bought once it has lasted the lead time + burst_useful_s.",
+    )
     forecast_mode: str = _f(
         "off",
         unit="off \\| observe \\| act",

@@ -14,7 +14,7 @@ import pytest
 from policy_builders import NOW, ago, cfg, cluster, group, metrics, targets, yarn
 from sparkscale.config import Config
 from sparkscale.policy import Direction, ReasonCode, ScalerState, decide
-from sparkscale.policy.burst import HISTORY, next_burst, remaining_s
+from sparkscale.policy.burst import HISTORY, next_burst, remaining_s, without_history_s
 from sparkscale.policy.decide import evaluate
 from sparkscale.policy.model import BurstLevel, BurstReading
 from sparkscale.policy.state import next_state
@@ -102,12 +102,47 @@ def test_a_second_scale_out_before_confirmation_adds_nothing():
     assert d.reasons[0].values["first_step_nodes"] == 0.0
 
 
-@pytest.mark.parametrize("durations", [(), SHORT_ONES[:3], LONG_ONES, (100.0, 150.0, 200.0, 230.0)])
+@pytest.mark.parametrize("durations", [LONG_ONES, (100.0, 150.0, 200.0, 230.0)])
 def test_a_confirmed_burst_buys_the_whole_shortfall_unless_its_history_says_it_ends_too_soon(durations):
-    # 240 s old: confirmed. No history, fewer than 4 bursts, long ones, or none lasted 240 s: nothing says it
-    # ends too soon. counted 240 GiB; 414.1 - 240 = 174.1 GiB -> 4 nodes (192 GiB)
+    # 240 s old: confirmed. Long ones, or none of the 4 lasted 240 s: nothing says it ends too soon.
+    # counted 240 GiB; 414.1 - 240 = 174.1 GiB -> 4 nodes (192 GiB)
     d = run(going_on(240, durations=durations), c=cluster(a(3, running=2)))
     assert targets(d) == {"ig-a": 7}
+
+
+@pytest.mark.parametrize("durations", [(), SHORT_ONES[:3]])
+def test_without_history_a_burst_is_taken_to_go_on_as_long_again(durations):
+    # fewer than 4 bursts to go by: a burst 240 s old is taken to go on 240 s more, less than the lead time
+    # 360 s + burst_useful_s 360 s = 720 s: held at its first step, and says why
+    d = run(going_on(240, durations=durations), c=cluster(a(3, running=2)))
+    assert d.direction is Direction.HOLD
+    why = d.reasons[0]
+    assert why.code is ReasonCode.BURST_ENDS_TOO_SOON
+    assert why.values["median_remaining_s"] == pytest.approx(240.0)
+    assert why.values["bursts"] == 0.0
+    assert f"with {len(durations)} earlier burst" in why.text
+    assert "as long again, 240 s more (burst_buy_without_history false)" in why.text
+    # 719 s old: 719 s more is still short of 720 s; 720 s old: as likely as not to outlast the start and
+    # the useful time, the whole shortfall (4 nodes) is bought
+    assert run(going_on(719, durations=durations), c=cluster(a(3, running=2))).direction is Direction.HOLD
+    assert targets(run(going_on(720, durations=durations), c=cluster(a(3, running=2)))) == {"ig-a": 7}
+
+
+@pytest.mark.parametrize("durations", [(), SHORT_ONES[:3]])
+def test_burst_buy_without_history_buys_a_confirmed_burst_at_once(durations):
+    # the rule before: with nothing to go by, a confirmed burst (240 s old) buys its whole shortfall
+    config = cfg(**ON, burst_buy_without_history=True)
+    d = run(going_on(240, durations=durations), config=config, c=cluster(a(3, running=2)))
+    assert targets(d) == {"ig-a": 7}
+
+
+def test_without_history_s():
+    off = cfg(**ON)
+    assert Config().burst_buy_without_history is False  # shipped: as long again
+    assert without_history_s((), 300.0, off) == 300.0
+    assert without_history_s(SHORT_ONES[:3], 90.0, off) == 90.0
+    assert without_history_s(SHORT_ONES, 300.0, off) is None  # 4 bursts: the history speaks
+    assert without_history_s((), 300.0, cfg(**ON, burst_buy_without_history=True)) is None
 
 
 def test_a_burst_whose_like_ended_too_soon_holds_at_its_first_step():
