@@ -183,6 +183,13 @@ class Config:
         "go on for as long again as it has lasted (half of the bursts that have lasted a while do), so it "
         "is bought once it has lasted the lead time + burst_useful_s.",
     )
+    burst_step_on_heap_pressure: bool = _f(
+        True,
+        unit="bool",
+        doc="A burst held at its first step (burst_ends_too_soon) gets another first step when the "
+        "executors' heap is pressed again after the last scale-out request: its need outgrew what was asked "
+        "(a job joined it). false: only memory running out again does.",
+    )
     forecast_mode: str = _f(
         "off",
         unit="off \\| observe \\| act",

@@ -39,14 +39,16 @@ def run(state, *, config=None, c=None):
     )
 
 
-def going_on(age_s, *, durations=(), first_step_ago=130, out_of_memory=True):
-    """A burst that began age_s ago on the 192 GiB (base) with its first step requested first_step_ago."""
+def going_on(age_s, *, durations=(), first_step_ago=130, out_of_memory=True, heap_pressed_ago=None):
+    """A burst that began age_s ago on the 192 GiB (base) with its first step requested first_step_ago (and
+    the executors' heap pressed since heap_pressed_ago, when given)."""
     return ScalerState(
         burst_levels=(BurstLevel(ago(age_s), 192.0),),
         burst_short=True,
         burst_out_of_memory=out_of_memory,
         burst_durations_s=durations,
         last_scale_out_at=ago(first_step_ago),
+        heap_pressure_since=None if heap_pressed_ago is None else ago(heap_pressed_ago),
     )
 
 
@@ -166,6 +168,44 @@ def test_memory_running_out_again_in_a_held_burst_gets_a_first_step_of_its_own()
     assert d.reasons[0].code is ReasonCode.BURST_UNCONFIRMED
     # ... while it was already out of memory at the last evaluation: the same burst, held
     assert run(going_on(600, durations=SHORT_ONES), c=cluster(a(3, running=2))).direction is Direction.HOLD
+
+
+# the executors' heap at 90 %, beyond its deadband (heap_used_target_pct 70 x 1.08 = 75.6 %)
+PRESSED = {**BURST, "JvmHeapUsedPercent": 90}
+
+
+@pytest.mark.parametrize("durations", [SHORT_ONES, ()])  # held by its history, or for lack of it
+def test_a_held_burst_whose_heap_is_pressed_again_gets_another_first_step(durations):
+    # held at its first step (requested 130 s ago), memory out all along; the heap went beyond its deadband
+    # 60 s ago, after that request: the need outgrew what was asked, one node now (3 -> 4), not the whole
+    # shortfall
+    c = cluster(a(3, running=2))
+    state = going_on(600, durations=durations, heap_pressed_ago=60)
+    d = decide(now=NOW, cluster=c, metrics=metrics(**PRESSED), config=cfg(**ON), state=state)
+    assert targets(d) == {"ig-a": 4}
+    why = d.reasons[0]
+    assert why.code is ReasonCode.BURST_ENDS_TOO_SOON
+    assert why.values["first_step_nodes"] == 1.0
+    assert "heap is pressed again since the last request: at most 1 node now" in why.text
+    assert not d.at_max_under_pressure
+
+
+@pytest.mark.parametrize(
+    ("heap_pressed_ago", "config"),
+    [
+        (200, cfg(**ON)),  # pressed since before the last request: that request was its answer
+        (60, cfg(**ON, burst_step_on_heap_pressure=False)),  # the rule off: only memory running out again
+    ],
+)
+def test_a_held_burst_gets_no_step_for_a_heap_pressed_before_its_last_request_or_with_the_rule_off(
+    heap_pressed_ago, config
+):
+    c = cluster(a(3, running=2))
+    state = going_on(600, durations=SHORT_ONES, heap_pressed_ago=heap_pressed_ago)
+    d = decide(now=NOW, cluster=c, metrics=metrics(**PRESSED), config=config, state=state)
+    assert d.direction is Direction.HOLD
+    assert d.reasons[0].code is ReasonCode.BURST_ENDS_TOO_SOON
+    assert Config().burst_step_on_heap_pressure is True  # shipped on
 
 
 def test_remaining_s():

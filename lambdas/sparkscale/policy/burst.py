@@ -18,7 +18,8 @@ lasted that long. So:
    nothing to go by: it buys. With fewer than MIN_HISTORY bursts in the history (a new cluster; the demo's
    single day) a burst is taken to go on for as long again as it has lasted (`burst_buy_without_history`
    false, the default; see without_history_s), so it is bought once it has lasted the lead time +
-   `burst_useful_s`; true buys it as soon as it is confirmed.
+   `burst_useful_s`; true buys it as soon as it is confirmed. A held burst whose executors' heap is pressed
+   again after its last request gets another first step (`burst_step_on_heap_pressure`, heap_pressed_anew).
 
 A burst: from the evaluation where a signal beyond its deadband asks for more than the capacity counted
 (running CORE + requested TASK nodes) until the demand no longer needs more than the capacity counted when it
@@ -43,6 +44,7 @@ from sparkscale.policy.forecast import lead_time_s
 from sparkscale.policy.model import BurstLevel, BurstReading
 from sparkscale.policy.planner import EPS
 from sparkscale.policy.reasons import Reason, ReasonCode
+from sparkscale.policy.signals import heap_pressed
 
 HISTORY = 32  # the most burst durations kept (the cluster's recent bursts)
 MAX_LEVELS = 8  # the most bursts followed at once (one on top of another)
@@ -128,6 +130,27 @@ def without_history_s(durations_s: Sequence[float], age_s: float, config: Config
     return age_s
 
 
+def heap_pressed_anew(ctx: Context) -> bool:
+    """The executors' heap is beyond its deadband and went there after the last scale-out request: a new
+    heap-pressure episode. In a burst held at its first step (burst_ends_too_soon) memory never stops running
+    out, so "memory runs out again" cannot tell that its need outgrew what was asked (a job joining it); the
+    heap can: it falls back once the first step's nodes run and is pressed again when more work arrives.
+    With `burst_step_on_heap_pressure` such a burst gets a first step of its own, and the heap-pressure
+    scale-out that the hold would otherwise swallow answers within the reaction target."""
+    heap = ctx.est.heap
+    if heap is None or not heap_pressed(heap.value, ctx.config):
+        return False
+    since = ctx.state.heap_pressure_since or ctx.now
+    last = ctx.state.last_scale_out_at
+    return last is None or last < since
+
+
+def _step_text(nodes: int) -> str:
+    if not nodes:
+        return "its first step is already requested."
+    return f"at most {nodes} node{'s' if nodes != 1 else ''} now (burst_first_step_nodes)."
+
+
 def _newest_since(ctx: Context) -> datetime:
     """When the newest burst began; now when this evaluation starts one (next_burst's rule)."""
     state = ctx.state
@@ -150,11 +173,7 @@ def first_step(ctx: Context) -> tuple[int, Reason] | None:
     last = state.last_scale_out_at
     nodes = 0 if last is not None and last >= since else cfg.burst_first_step_nodes
     short = gib(max(0.0, ctx.est.need_gib))
-    step = (
-        f"at most {nodes} node{'s' if nodes != 1 else ''} now (burst_first_step_nodes)."
-        if nodes
-        else "its first step is already requested."
-    )
+    step = _step_text(nodes)
     values = {"burst_age_s": age, "confirm_s": float(cfg.burst_confirm_s), "first_step_nodes": float(nodes)}
     if age < cfg.burst_confirm_s:
         text = (
@@ -176,6 +195,10 @@ def first_step(ctx: Context) -> tuple[int, Reason] | None:
             f"with {n} earlier burst{'s' if n != 1 else ''} to go by (fewer than {MIN_HISTORY}) it is taken "
             f"to go on for as long again, {left:.0f} s more (burst_buy_without_history false)"
         )
+    if not nodes and cfg.burst_step_on_heap_pressure and heap_pressed_anew(ctx):
+        nodes = cfg.burst_first_step_nodes  # its need outgrew what was asked: a first step of its own
+        step = "the executors' heap is pressed again since the last request: " + _step_text(nodes)
+        values["first_step_nodes"] = float(nodes)
     text = (
         f"Burst likely over before new nodes are useful: it has lasted {age:.0f} s, and {why}, less than "
         f"the lead time {lead:.0f} s + burst_useful_s {cfg.burst_useful_s} s; the whole shortfall ({short}) "
