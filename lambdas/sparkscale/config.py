@@ -190,6 +190,13 @@ class Config:
         "executors' heap is pressed again after the last scale-out request: its need outgrew what was asked "
         "(a job joined it). false: only memory running out again does.",
     )
+    heap_pressure_waits_for_nodes: bool = _f(
+        True,
+        unit="bool",
+        doc="A pressed heap adds no node while the YARN collector shows memory pending and TASK nodes "
+        "already requested are starting (they answer that shortfall); if it is still pressed once they run, "
+        "the node is added then. false: it adds one at once, beyond the nodes coming.",
+    )
     forecast_mode: str = _f(
         "off",
         unit="off \\| observe \\| act",
