@@ -15,9 +15,10 @@ then the lower bounds. Rows:
 - the shipped settings;
 - `burst_buy_without_history` true: the burst rule before, which bought a confirmed burst whole when the
   cluster had fewer than 4 bursts to go by (the day's history starts empty);
+- `heap_pressure_waits_for_nodes` false: the heap-pressure rule before, which added a second node to small
+  bursts while the first step's node was starting, for a shortfall the YARN collector showed;
 - the heap-pressure rule kept from acting (`heap_used_target_pct` 99 puts its threshold above the model's
-  98 % heap ceiling): what the second node it adds in small bursts, while the first step's node is starting,
-  costs and serves.
+  98 % heap ceiling): what the rule costs and serves on this day.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ HEAP_RULE_OFF = {"heap_used_target_pct": 99, "heap_critical_pct": 99.5}
 ROWS: tuple[tuple[str, dict[str, Any]], ...] = (
     ("sparkscale (shipped settings)", {}),
     ("sparkscale, burst_buy_without_history true", {"burst_buy_without_history": True}),
+    ("sparkscale, heap_pressure_waits_for_nodes false", {"heap_pressure_waits_for_nodes": False}),
     ("sparkscale, heap-pressure rule kept from acting", HEAP_RULE_OFF),
 )
 DELAY_S = 420.0  # as bench_frontier.DELAY_S: the lead time + the fresh signal's age
