@@ -202,6 +202,21 @@ class Config:
         "need grows beyond the deadband once its last step is the lead time + burst_useful_s old. false: it "
         "holds until memory runs out again or the burst ends.",
     )
+    burst_buy_without_history: bool = _f(
+        False,
+        unit="bool",
+        doc="With fewer than 4 of the cluster's own bursts to go by (a new cluster, or the first bursts "
+        "after the state is lost): true buys a confirmed burst's whole shortfall; false takes the burst to "
+        "go on for as long again as it has lasted (half of the bursts that have lasted a while do), so it "
+        "is bought once it has lasted the lead time + burst_useful_s.",
+    )
+    heap_pressure_waits_for_nodes: bool = _f(
+        True,
+        unit="bool",
+        doc="A pressed heap adds no node while the YARN collector shows memory pending and TASK nodes "
+        "already requested are starting (they answer that shortfall); if it is still pressed once they run, "
+        "the node is added then. false: it adds one at once, beyond the nodes coming.",
+    )
     forecast_mode: str = _f(
         "off",
         unit="off \\| observe \\| act",

@@ -16,6 +16,7 @@ from policy_builders import NOW, ago, cfg, cluster, group, metrics, targets, yar
 from sparkscale.config import Config
 from sparkscale.policy import Direction, ReasonCode, ScalerState, decide
 from sparkscale.policy.burst import HISTORY, next_burst, remaining_s, starts_burst
+from sparkscale.policy.burst import HISTORY, next_burst, remaining_s, without_history_s
 from sparkscale.policy.decide import evaluate
 from sparkscale.policy.model import BurstLevel, BurstReading
 from sparkscale.policy.state import next_state
@@ -40,15 +41,19 @@ def run(state, *, config=None, c=None):
     )
 
 
-def going_on(age_s, *, durations=(), first_step_ago=130, out_of_memory=True, need_gib=0.0):
+def going_on(
+    age_s, *, durations=(), first_step_ago=130, out_of_memory=True, need_gib=0.0, heap_pressed_ago=None
+):
     """A burst that began age_s ago on the 192 GiB (base) with its first step requested first_step_ago,
-    asked for a need of need_gib (0: not known)."""
+    asked for a need of need_gib (0: not known), and the executors' heap pressed since heap_pressed_ago,
+    when given."""
     return ScalerState(
         burst_levels=(BurstLevel(ago(age_s), 192.0, need_gib),),
         burst_short=True,
         burst_out_of_memory=out_of_memory,
         burst_durations_s=durations,
         last_scale_out_at=ago(first_step_ago),
+        heap_pressure_since=None if heap_pressed_ago is None else ago(heap_pressed_ago),
     )
 
 
@@ -104,12 +109,47 @@ def test_a_second_scale_out_before_confirmation_adds_nothing():
     assert d.reasons[0].values["first_step_nodes"] == 0.0
 
 
-@pytest.mark.parametrize("durations", [(), SHORT_ONES[:3], LONG_ONES, (100.0, 150.0, 200.0, 230.0)])
+@pytest.mark.parametrize("durations", [LONG_ONES, (100.0, 150.0, 200.0, 230.0)])
 def test_a_confirmed_burst_buys_the_whole_shortfall_unless_its_history_says_it_ends_too_soon(durations):
-    # 240 s old: confirmed. No history, fewer than 4 bursts, long ones, or none lasted 240 s: nothing says it
-    # ends too soon. counted 240 GiB; 414.1 - 240 = 174.1 GiB -> 4 nodes (192 GiB)
+    # 240 s old: confirmed. Long ones, or none of the 4 lasted 240 s: nothing says it ends too soon.
+    # counted 240 GiB; 414.1 - 240 = 174.1 GiB -> 4 nodes (192 GiB)
     d = run(going_on(240, durations=durations), c=cluster(a(3, running=2)))
     assert targets(d) == {"ig-a": 7}
+
+
+@pytest.mark.parametrize("durations", [(), SHORT_ONES[:3]])
+def test_without_history_a_burst_is_taken_to_go_on_as_long_again(durations):
+    # fewer than 4 bursts to go by: a burst 240 s old is taken to go on 240 s more, less than the lead time
+    # 360 s + burst_useful_s 360 s = 720 s: held at its first step, and says why
+    d = run(going_on(240, durations=durations), c=cluster(a(3, running=2)))
+    assert d.direction is Direction.HOLD
+    why = d.reasons[0]
+    assert why.code is ReasonCode.BURST_ENDS_TOO_SOON
+    assert why.values["median_remaining_s"] == pytest.approx(240.0)
+    assert why.values["bursts"] == 0.0
+    assert f"with {len(durations)} earlier burst" in why.text
+    assert "as long again, 240 s more (burst_buy_without_history false)" in why.text
+    # 719 s old: 719 s more is still short of 720 s; 720 s old: as likely as not to outlast the start and
+    # the useful time, the whole shortfall (4 nodes) is bought
+    assert run(going_on(719, durations=durations), c=cluster(a(3, running=2))).direction is Direction.HOLD
+    assert targets(run(going_on(720, durations=durations), c=cluster(a(3, running=2)))) == {"ig-a": 7}
+
+
+@pytest.mark.parametrize("durations", [(), SHORT_ONES[:3]])
+def test_burst_buy_without_history_buys_a_confirmed_burst_at_once(durations):
+    # the rule before: with nothing to go by, a confirmed burst (240 s old) buys its whole shortfall
+    config = cfg(**ON, burst_buy_without_history=True)
+    d = run(going_on(240, durations=durations), config=config, c=cluster(a(3, running=2)))
+    assert targets(d) == {"ig-a": 7}
+
+
+def test_without_history_s():
+    off = cfg(**ON)
+    assert Config().burst_buy_without_history is False  # shipped: as long again
+    assert without_history_s((), 300.0, off) == 300.0
+    assert without_history_s(SHORT_ONES[:3], 90.0, off) == 90.0
+    assert without_history_s(SHORT_ONES, 300.0, off) is None  # 4 bursts: the history speaks
+    assert without_history_s((), 300.0, cfg(**ON, burst_buy_without_history=True)) is None
 
 
 def test_a_burst_whose_like_ended_too_soon_holds_at_its_first_step():
@@ -245,6 +285,43 @@ def test_a_step_for_the_newest_burst_sets_the_need_its_growth_is_judged_against(
 
 
 OLD_HELD = BurstLevel(ago(300), 200.0, 280.0)
+# the executors' heap at 90 %, beyond its deadband (heap_used_target_pct 70 x 1.08 = 75.6 %)
+PRESSED = {**BURST, "JvmHeapUsedPercent": 90}
+
+
+@pytest.mark.parametrize("durations", [SHORT_ONES, ()])  # held by its history, or for lack of it
+def test_a_held_burst_whose_heap_is_pressed_again_gets_another_first_step(durations):
+    # held at its first step (requested 130 s ago), memory out all along; the heap went beyond its deadband
+    # 60 s ago, after that request: the need outgrew what was asked, one node now (3 -> 4), not the whole
+    # shortfall
+    c = cluster(a(3, running=2))
+    state = going_on(600, durations=durations, heap_pressed_ago=60)
+    d = decide(now=NOW, cluster=c, metrics=metrics(**PRESSED), config=cfg(**ON), state=state)
+    assert targets(d) == {"ig-a": 4}
+    assert d.reasons[0].code is ReasonCode.HEAP_PRESSURE  # what drove the node leads
+    why = d.reasons[1]
+    assert why.code is ReasonCode.BURST_ENDS_TOO_SOON
+    assert why.values["first_step_nodes"] == 1.0
+    assert "heap is pressed again since the last request: at most 1 node now" in why.text
+    assert not d.at_max_under_pressure
+
+
+@pytest.mark.parametrize(
+    ("heap_pressed_ago", "config"),
+    [
+        (200, cfg(**ON)),  # pressed since before the last request: that request was its answer
+        (60, cfg(**ON, burst_regrowth=False)),  # the rule off: only memory running out again
+    ],
+)
+def test_a_held_burst_gets_no_step_for_a_heap_pressed_before_its_last_request_or_with_the_rule_off(
+    heap_pressed_ago, config
+):
+    c = cluster(a(3, running=2))
+    state = going_on(600, durations=SHORT_ONES, heap_pressed_ago=heap_pressed_ago)
+    d = decide(now=NOW, cluster=c, metrics=metrics(**PRESSED), config=config, state=state)
+    assert d.direction is Direction.HOLD
+    assert d.reasons[0].code is ReasonCode.BURST_ENDS_TOO_SOON
+    assert Config().burst_regrowth is True  # shipped on
 
 
 def test_remaining_s():

@@ -14,8 +14,12 @@ lasted that long. So:
    bursts (at most HISTORY) that lasted at least as long as this one has, the median went on for less than
    the lead time + `burst_useful_s` more. Then nodes bought now would be usable for less than
    `burst_useful_s` before it ends: it holds at the first step, and asks again at every evaluation (a burst
-   that goes on becomes one of the long ones). With fewer than MIN_HISTORY bursts in the history, or when
-   this one has lasted longer than any of them, there is nothing to go by: it buys.
+   that goes on becomes one of the long ones). When this one has lasted longer than any of them, there is
+   nothing to go by: it buys. With fewer than MIN_HISTORY bursts in the history (a new cluster; the demo's
+   single day) a burst is taken to go on for as long again as it has lasted (`burst_buy_without_history`
+   false, the default; see without_history_s), so it is bought once it has lasted the lead time +
+   `burst_useful_s`; true buys it as soon as it is confirmed. A held burst whose executors' heap is pressed
+   again after its last request gets another first step (`burst_regrowth`, heap_restep).
 
 A burst: from the evaluation where a signal beyond its deadband asks for more than the capacity counted
 (running CORE + requested TASK nodes) until the demand no longer needs more than the capacity counted when it
@@ -177,6 +181,39 @@ def remaining_s(durations_s: Sequence[float], age_s: float) -> tuple[float, int]
     return median(longer), len(longer)
 
 
+def without_history_s(durations_s: Sequence[float], age_s: float, config: Config) -> float | None:
+    """How long a burst that has lasted `age_s` is taken to go on when the history holds fewer than
+    MIN_HISTORY bursts: as long again (`burst_buy_without_history` false), or None (true: nothing to go by,
+    it is bought). None as well once the history is long enough (remaining_s then speaks).
+
+    Why as long again: with no bursts of its own to compare, what is known is only how long this one has
+    lasted; of the bursts that have lasted a while, about half go on at least as long again (the median of a
+    scale-free prior on durations, Gott's delta-t argument). Buying the whole shortfall of a burst that is
+    two minutes old would wager on the long half with nothing to go by: on `make demo`'s single day, whose
+    history starts empty, its first two large bursts (15 minutes each) were bought whole and cost twice EMR's
+    rules. Held until it has lasted the lead time + burst_useful_s, a burst is bought only when it is as
+    likely as not to outlast the nodes' start and their useful time."""
+    if config.burst_buy_without_history or len(durations_s) >= MIN_HISTORY:
+        return None
+    return age_s
+
+
+def heap_restep(reason: Reason, nodes: int) -> Reason:
+    """The hold's reason when the executors' heap gives a held burst its first step again (burst_regrowth:
+    the heap-pressure rule in scale_out). In a burst held at its first step memory never stops running out,
+    so "memory runs out again" cannot tell that its need outgrew what was asked (a job joining it); the heap
+    can: it falls back once the first step's nodes run and is pressed again when more work arrives."""
+    head = reason.text.removesuffix(_step_text(0))
+    step = "the executors' heap is pressed again since the last request: " + _step_text(nodes)
+    return Reason(reason.code, head + step, {**reason.values, "first_step_nodes": float(nodes)}, reason.subject)
+
+
+def _step_text(nodes: int) -> str:
+    if not nodes:
+        return "its first step is already requested."
+    return f"at most {nodes} node{'s' if nodes != 1 else ''} now (burst_first_step_nodes)."
+
+
 def _newest_since(ctx: Context) -> datetime:
     """When the newest burst going on after this evaluation's reading began; now when this evaluation starts
     one (starts_burst: the rule next_burst follows) or there is nothing to read."""
@@ -205,11 +242,7 @@ def first_step(ctx: Context) -> tuple[int, Reason] | None:
     last = state.last_scale_out_at
     nodes = 0 if last is not None and last >= since else cfg.burst_first_step_nodes
     short = gib(max(0.0, ctx.est.need_gib))
-    step = (
-        f"at most {nodes} node{'s' if nodes != 1 else ''} now (burst_first_step_nodes)."
-        if nodes
-        else "its first step is already requested."
-    )
+    step = _step_text(nodes)
     values = {"burst_age_s": age, "confirm_s": float(cfg.burst_confirm_s), "first_step_nodes": float(nodes)}
     if age < cfg.burst_confirm_s:
         text = (
@@ -218,15 +251,23 @@ def first_step(ctx: Context) -> tuple[int, Reason] | None:
         )
         return nodes, Reason(ReasonCode.BURST_UNCONFIRMED, text, values)
     lead = lead_time_s(state)
-    past = remaining_s(state.burst_durations_s, age)
+    assumed = without_history_s(state.burst_durations_s, age, cfg)
+    past = remaining_s(state.burst_durations_s, age) if assumed is None else (assumed, 0)
     if past is None or past[0] >= lead + cfg.burst_useful_s:
         return None
     left, count = past
+    if assumed is None:
+        why = f"the {count} earlier bursts that lasted as long went on for a median {left:.0f} s more"
+    else:
+        n = len(state.burst_durations_s)
+        why = (
+            f"with {n} earlier burst{'s' if n != 1 else ''} to go by (fewer than {MIN_HISTORY}) it is taken "
+            f"to go on for as long again, {left:.0f} s more (burst_buy_without_history false)"
+        )
     text = (
-        f"Burst likely over before new nodes are useful: it has lasted {age:.0f} s, and the {count} earlier "
-        f"bursts that lasted as long went on for a median {left:.0f} s more, less than the lead time "
-        f"{lead:.0f} s + burst_useful_s {cfg.burst_useful_s} s; the whole shortfall ({short}) is not bought, "
-        + step
+        f"Burst likely over before new nodes are useful: it has lasted {age:.0f} s, and {why}, less than "
+        f"the lead time {lead:.0f} s + burst_useful_s {cfg.burst_useful_s} s; the whole shortfall ({short}) "
+        "is not bought, " + step
     )
     values.update(median_remaining_s=left, bursts=float(count), lead_time_s=lead)
     return nodes, Reason(ReasonCode.BURST_ENDS_TOO_SOON, text, values)

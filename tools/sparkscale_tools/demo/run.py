@@ -14,6 +14,7 @@ import json
 import logging
 import math
 import sys
+import textwrap
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -781,7 +782,11 @@ def summary_text(result: DemoResult, *, trace_name: str) -> str:
         f"emails an operator's address received (the stack's filter policy, on SQS): {len(s.emails)} "
         f"({counts(by_kind(s.emails))})",
     ]
-    lines[2:2] = [*outputs.plain_words(result.replay), ""]  # under the heading
+    lines[2:2] = [
+        *outputs.plain_words(result.replay),
+        *against_emr_rules(result.replay),
+        "",
+    ]  # under the heading
     if result.tagged is not None:
         lines += tagged_lines(result.tagged)
         lines += [f"FAILED: {f}" for f in result.tagged_failures]
@@ -790,6 +795,36 @@ def summary_text(result: DemoResult, *, trace_name: str) -> str:
     lines += ["", outputs.summary_text(result.replay, words=False).rstrip("\n"), "", "files:"]
     lines += [f"  {k:<12}{p}" for k, p in result.files.items()]
     return "\n".join(lines) + "\n"
+
+
+def against_emr_rules(replay: ReplayResult) -> list[str]:
+    """The demo's run against EMR's default rules in one sentence: its cost as a multiple of theirs and the
+    share of the time each was short of memory, and whether it met "no more cost at no more time short"
+    (the demo's goal), by how much it missed. Nothing when either run is missing (--no-compare)."""
+    ours, theirs = replay.scores.get(DEMO_RUN), replay.scores.get(pol.EMR_CUSTOM_RULES)
+    if ours is None or theirs is None:
+        return []
+    cost, short = ours.cost_usd <= theirs.cost_usd + 0.005, ours.tau_u_pct <= theirs.tau_u_pct + 1e-9
+    verdict = (
+        "no more cost at no more time short: met"
+        if cost and short
+        else "; ".join(
+            text
+            for miss, text in (
+                (not cost, f"${ours.cost_usd - theirs.cost_usd:,.2f} more than EMR's rules"),
+                (not short, f"short {ours.tau_u_pct - theirs.tau_u_pct:.1f} points of the time more often"),
+            )
+            if miss
+        )
+        + " (not met; docs/demo.md says why)"
+    )
+    ratio = f"{ours.cost_usd / theirs.cost_usd:.2f} ×" if theirs.cost_usd > 0 else "∞ ×"
+    text = (
+        f"Against EMR's rules: {DEMO_RUN} cost {ratio} theirs (${ours.cost_usd:,.2f} against "
+        f"${theirs.cost_usd:,.2f}) and was short of memory {ours.tau_u_pct:.1f} % of the time against their "
+        f"{theirs.tau_u_pct:.1f} %: {verdict}."
+    )
+    return textwrap.wrap(text, width=outputs.WRAP, subsequent_indent="    ", break_on_hyphens=False)
 
 
 def fleet_summary_lines(result: DemoResult, fixed: str) -> list[str]:
