@@ -438,7 +438,7 @@ def streaming_need(readings: Readings, cap: Capacity, config: Config) -> Need | 
     """A stream behind asks for the memory running x its ratio (at least the capacity counted: while it is
     behind or catching up nothing may go); caught up, or no streaming metric fresh: None."""
     values = readings.values
-    if not any(s in values for s in STREAMING_SIGNALS):  # most clusters: no streaming metric at all
+    if values.keys().isdisjoint(STREAMING_SIGNALS):  # most clusters: no streaming metric at all
         return None
     found = assess(observe(values, readings.history), config)
     if found is None:
