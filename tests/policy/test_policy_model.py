@@ -4,15 +4,19 @@ MetricsSnapshot.of_batches."""
 from __future__ import annotations
 
 import copy
+import math
 import pickle
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from model_builders import group
 from sparkscale.config import Config
 from sparkscale.policy.model import Cluster, ClusterState, MetricsSnapshot, Role, Sample, SampleBatch, Signal
-from sparkscale.policy.signals import read_signals
+from sparkscale.policy.signals import max_age_s, read_signals
 
 
 def _cluster(requested: int = 3) -> Cluster:
@@ -82,3 +86,64 @@ def test_a_snapshot_of_batches_reads_as_the_same_samples() -> None:
     assert read_signals(batched, now=now, config=config) == read_signals(plain, now=now, config=config)
     with pytest.raises(ValueError, match="two batches"):
         MetricsSnapshot.of_batches([SampleBatch(emr_at, emr), SampleBatch(heap_at, emr)])
+
+
+def test_derived_for_keeps_one_value_for_the_last_setting_asked_with() -> None:
+    c = _cluster()
+    a, b = Config(), Config(min_task_nodes=1)
+    calls: list[Config] = []
+
+    def with_min(cfg: Config) -> Callable[[Cluster], int]:
+        def compute(cl: Cluster) -> int:
+            calls.append(cfg)
+            return sum(g.requested for g in cl.task_groups) - cfg.min_task_nodes
+
+        return compute
+
+    assert c.derived_for("above_min", a, with_min(a)) == 3
+    assert c.derived_for("above_min", a, with_min(a)) == 3
+    assert c.derived_for("above_min", b, with_min(b)) == 2  # an equal-looking key, another setting
+    assert c.derived_for("above_min", a, with_min(a)) == 3  # compared by identity: computed again
+    assert calls == [a, b, a]
+    assert replace(c, name="other").derived_for("above_min", a, with_min(a)) == 3  # a new value: its own
+    assert len(calls) == 4
+
+
+def _reference_read(metrics: MetricsSnapshot, now: datetime, config: Config) -> dict[Signal, float]:
+    """What read_signals keeps, value by value: fresh for its source, a finite number >= 0."""
+    out = {}
+    for signal, sample in metrics.samples.items():
+        fresh = (now - sample.at).total_seconds() <= max_age_s(signal, config)
+        if fresh and 0 <= sample.value < math.inf:
+            out[signal] = sample.value
+    return out
+
+
+_ODD_VALUES = st.sampled_from([math.nan, math.inf, -math.inf, -1.0, -0.0, 0.0, 1e308, 7.5])
+
+
+@given(
+    emr=st.lists(st.one_of(_ODD_VALUES, st.floats(allow_nan=True)), min_size=0, max_size=4),
+    heap=st.lists(st.one_of(_ODD_VALUES, st.floats(min_value=0, max_value=1e12)), min_size=0, max_size=3),
+    emr_age=st.integers(0, 1200),
+    heap_age=st.integers(0, 400),
+)
+def test_read_signals_keeps_exactly_the_fresh_finite_non_negative_values(
+    emr: list[float], heap: list[float], emr_age: int, heap_age: int
+) -> None:
+    # a whole batch kept at once (fresh for every source, every value finite and >= 0) or value by value: the
+    # same values, in the same order, as a check of each value
+    now = datetime(2026, 1, 5, 12, tzinfo=UTC)
+    emr_signals = (Signal.MEMORY_TOTAL_MB, Signal.MEMORY_ALLOCATED_MB, Signal.APPS_RUNNING, Signal.IS_IDLE)
+    heap_signals = (Signal.HEAP_USED_BYTES, Signal.HEAP_MAX_BYTES, Signal.JVM_COUNT)
+    batches = [
+        SampleBatch(now - timedelta(seconds=emr_age), dict(zip(emr_signals, emr, strict=False))),
+        SampleBatch(now - timedelta(seconds=heap_age), dict(zip(heap_signals, heap, strict=False))),
+    ]
+    metrics = MetricsSnapshot.of_batches(batches)
+    config = Config()
+    readings = read_signals(metrics, now=now, config=config)
+    expected = _reference_read(metrics, now, config)
+    assert list(readings.values.items()) == list(expected.items())
+    # every other value is ignored with its reason
+    assert len(readings.values) + len(readings.ignored) == len(emr) + len(heap)

@@ -284,6 +284,16 @@ def _direction(cluster: Cluster, targets: dict[str, int]) -> Direction:
     return Direction.OUT if up else Direction.IN if down else Direction.HOLD
 
 
+def _requested_within_bounds(cluster: Cluster, config: Config) -> bool:
+    """enforce_bounds moves nothing when every group keeps its requested count and no group is blocked: once
+    per Cluster value and Config (Cluster.derived_for)."""
+    return cluster.derived_for(
+        "requested_within_bounds",
+        config,
+        lambda c: not enforce_bounds(c, current(c), blocked={}, config=config),
+    )
+
+
 def _decision(
     now: datetime,
     *,
@@ -292,15 +302,19 @@ def _decision(
     out: StepResult,
     ctx: Context | None = None,
 ) -> Decision:
-    targets = current(cluster)
-    if out.targets:
-        targets.update({k: v for k, v in out.targets.items() if k in targets})
-    # the outcome's own targets, before the bounds (compared only when it has some)
-    planned = targets.copy() if out.bounds and out.targets else targets
     blocked = ctx.blocked if ctx is not None else {}
-    bounded = enforce_bounds(cluster, targets, blocked=blocked, config=config) if out.bounds else []
-    # else every group keeps its requested count: no target from the outcome, none moved by the bounds (they
-    # give a reason for each one they move)
+    if out.targets or (out.bounds and (blocked or not _requested_within_bounds(cluster, config))):
+        targets = current(cluster)
+        if out.targets:
+            targets.update({k: v for k, v in out.targets.items() if k in targets})
+        # the outcome's own targets, before the bounds (compared only when it has some)
+        planned = targets.copy() if out.bounds and out.targets else targets
+        bounded = enforce_bounds(cluster, targets, blocked=blocked, config=config) if out.bounds else []
+    else:  # a hold that the bounds leave as it is (most evaluations): the requested counts, read no further
+        targets = planned = {}
+        bounded = []
+    # without a target from the outcome and none moved by the bounds (they give a reason for each one they
+    # move), every group keeps its requested count
     direction = _direction(cluster, targets) if out.targets or bounded else Direction.HOLD
     reasons = list(out.reasons)
     if bounded:  # when the bounds changed the direction the outcome planned, they drove it: they lead

@@ -81,6 +81,9 @@ __all__ = [
 ]
 
 
+_OVER_TARGET = 1.0 + 1e-9  # a ratio above it is over its target (Need.over_target)
+
+
 # Need and Estimate are NamedTuples: immutable records that never leave the policy, built in a fraction of a
 # frozen dataclass's time (every evaluation builds an Estimate and its Needs)
 class Need(NamedTuple):
@@ -98,7 +101,7 @@ class Need(NamedTuple):
 
     @property
     def over_target(self) -> bool:
-        return self.ratio > 1.0 + 1e-9
+        return self.ratio > _OVER_TARGET
 
 
 class Estimate(NamedTuple):
@@ -128,7 +131,10 @@ class Estimate(NamedTuple):
     @property
     def scale_in_need(self) -> Need | None:
         """The largest need among the signals that may ask for less (not the heap)."""
-        return next((n for n in self.needs if n.scale_in), None)
+        for n in self.needs:  # a loop, not next(generator): asked several times per evaluation
+            if n.scale_in:
+                return n
+        return None
 
     @property
     def scale_in_desired_gib(self) -> float | None:
@@ -143,7 +149,8 @@ class Estimate(NamedTuple):
 
     @property
     def over_target(self) -> tuple[Need, ...]:
-        return tuple(n for n in self.needs if n.over_target)
+        """The needs over their target (Need.over_target, inlined: asked several times per evaluation)."""
+        return tuple([n for n in self.needs if n.ratio > _OVER_TARGET])
 
     def reason(self, need: Need) -> Reason:
         """A full sentence: the signal against its target, and what it asks for."""
@@ -438,7 +445,7 @@ def streaming_need(readings: Readings, cap: Capacity, config: Config) -> Need | 
     """A stream behind asks for the memory running x its ratio (at least the capacity counted: while it is
     behind or catching up nothing may go); caught up, or no streaming metric fresh: None."""
     values = readings.values
-    if not any(s in values for s in STREAMING_SIGNALS):  # most clusters: no streaming metric at all
+    if values.keys().isdisjoint(STREAMING_SIGNALS):  # most clusters: no streaming metric at all
         return None
     found = assess(observe(values, readings.history), config)
     if found is None:

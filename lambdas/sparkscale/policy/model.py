@@ -122,6 +122,19 @@ class Cluster:
             value = self._derived[key] = compute(self)
             return value
 
+    def derived_for(self, key: Hashable, setting: object, compute: Callable[[Cluster], _T]) -> _T:
+        """`derived` for a value that depends on `setting` too (a Config): one slot per key, holding the value
+        for the last `setting` asked with, compared by identity (a Config is immutable, and the same one is
+        passed to every evaluation); another `setting` computes it again and takes the slot."""
+        slot = self._derived.get(key)
+        if slot is not None:
+            held, value = cast(tuple[object, _T], slot)
+            if held is setting:
+                return value
+        value = compute(self)
+        self._derived[key] = (setting, value)
+        return value
+
     @property
     def unchanged_targets(self) -> tuple[GroupTarget, ...]:
         """Every TASK group at its requested count: the targets of a hold."""

@@ -84,10 +84,14 @@ def read_signals(metrics: MetricsSnapshot, *, now: datetime, config: Config) -> 
     values: dict[Signal, float] = {}
     ignored: list[tuple[int, str]] = []
     limits = _limits(config)
+    youngest_limit = min(limits)
     yarn_stale: list[tuple[int, str, float]] = []  # the YARN collector's stale datapoints
     # a batch's datapoints share their timestamp (MetricsSnapshot.batches): one age for all of them
     for at, batch in metrics.batches:
         age = (now - at).total_seconds()
+        if age <= youngest_limit and _all_valid(batch):  # fresh whatever its source, and every value kept
+            values.update(batch)
+            continue
         fresh = (age <= limits[0], age <= limits[1], age <= limits[2], age <= limits[3], age <= limits[4])
         for signal, v in batch.items():
             src = _SRC[signal]
@@ -114,6 +118,16 @@ def read_signals(metrics: MetricsSnapshot, *, now: datetime, config: Config) -> 
     return Readings(
         values, texts, metrics.samples, now, stale, _yarn_demand(values), _heap_pct(values), metrics.history
     )
+
+
+def _all_valid(batch: Mapping[Signal, float]) -> bool:
+    """Every value is a finite number >= 0 (what read_signals keeps), checked without a loop per value: a
+    sum that is finite has no NaN and no infinity in it (fsum raises on an overflow or on inf - inf)."""
+    numbers = batch.values()
+    try:
+        return math.isfinite(math.fsum(numbers)) and min(numbers) >= 0
+    except (ValueError, OverflowError, TypeError):  # inf - inf, an overflow, no value at all, not a number
+        return False
 
 
 def active_from(readings: Readings) -> bool | None:

@@ -108,7 +108,13 @@ class RunResult:
 
 def needs_evaluation(cluster: Cluster, config: Config) -> bool:
     """For the reconcile schedule: True when the TASK groups are above their minimum (the total above
-    max(min_task_nodes, sum of the groups' min_nodes)), or below a minimum."""
+    max(min_task_nodes, sum of the groups' min_nodes)), or below a minimum. Once per Cluster value and
+    Config (Cluster.derived_for): the schedule asks before an evaluation and the record after it, of the
+    same cluster read."""
+    return cluster.derived_for("needs_evaluation", config, lambda c: _needs_evaluation(c, config))
+
+
+def _needs_evaluation(cluster: Cluster, config: Config) -> bool:
     total = mins = 0
     below = False
     for g in cluster.task_groups:  # one pass: the schedule asks this of every cluster every few minutes
@@ -123,12 +129,15 @@ def observe(cluster: Cluster, config: Config, now: datetime) -> SizeObservation:
     """What the reconcile schedule needs to know of the cluster until its next evaluation: whether its TASK
     groups are at their minimum (needs_evaluation says no) and whether a resize is in flight (a group not
     RUNNING, or its running nodes not yet what it requested)."""
-    resizing = any(
-        g.status is not GroupStatus.RUNNING or g.running != g.requested for g in cluster.task_groups
-    )
     return SizeObservation(
-        at_minimum=not needs_evaluation(cluster, config), resizing=resizing, observed_at=now
+        at_minimum=not needs_evaluation(cluster, config),
+        resizing=cluster.derived("resizing", _resizing),
+        observed_at=now,
     )
+
+
+def _resizing(cluster: Cluster) -> bool:
+    return any(g.status is not GroupStatus.RUNNING or g.running != g.requested for g in cluster.task_groups)
 
 
 def _record_observation(shell: Shell, cluster: Cluster) -> None:

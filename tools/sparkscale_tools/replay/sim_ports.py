@@ -141,12 +141,24 @@ class SimMetricsSource:
         # by a datum's metrics, those a Signal reads with that Signal, in the datum's order: a stream's
         # datapoints have a few sets of metrics, each looked up once (not each metric of each datum)
         self._read_of: dict[tuple[str, ...], tuple[tuple[str, Signal], ...]] = {}
-        self._disjoint: set[tuple[tuple[Signal, ...], ...]] = set()  # the batches' signals, checked
+        # the `read` of each stream's latest batch (None: no batch), in the snapshot's batch order
+        self._emr_read: tuple[tuple[str, Signal], ...] | None = None
+        self._heap_read: tuple[tuple[str, Signal], ...] | None = None
+        self._yarn_read: tuple[tuple[str, Signal], ...] | None = None
+        # the combinations of `read`s checked disjoint (by id: each `read` is made once and kept, in
+        # _read_of), with the further streams' signals
+        self._disjoint: set[tuple[object, ...]] = set()
         self.calls = 0
 
     def _batch(self, stream: MetricStream, n: int) -> SampleBatch | None:
+        return self._read_batch(stream, n)[1]
+
+    def _read_batch(
+        self, stream: MetricStream, n: int
+    ) -> tuple[tuple[tuple[str, Signal], ...] | None, SampleBatch | None]:
+        """The latest visible batch of `stream` and which of its metrics it reads as which Signal."""
         if not n:
-            return None
+            return None, None
         row = stream.values[n - 1]
         metrics = tuple(row)
         read = self._read_of.get(metrics)
@@ -154,7 +166,7 @@ class SimMetricsSource:
             read = self._read_of[metrics] = tuple(
                 (m, sig) for m in metrics if (sig := _SIGNAL_BY_METRIC.get(m)) is not None
             )
-        return SampleBatch(self._w.dt(stream.times[n - 1]), {sig: row[metric] for metric, sig in read})
+        return read, SampleBatch(self._w.dt(stream.times[n - 1]), {sig: row[metric] for metric, sig in read})
 
     def read_metrics(self, cluster_id: str, now: datetime) -> MetricsSnapshot:
         self.calls += 1
@@ -179,17 +191,26 @@ class SimMetricsSource:
         ):
             return cached[3]
         if self._emr[0] != emr_n:
-            self._emr = (emr_n, self._batch(w.emr, emr_n))
+            self._emr_read, batch = self._read_batch(w.emr, emr_n)
+            self._emr = (emr_n, batch)
         if self._heap[0] != heap_n:
-            self._heap = (heap_n, self._batch(w.heap, heap_n))
+            self._heap_read, batch = self._read_batch(w.heap, heap_n)
+            self._heap = (heap_n, batch)
         if self._yarn[0] != yarn_n:
-            self._yarn = (yarn_n, self._batch(w.yarn, yarn_n))
+            self._yarn_read, batch = self._read_batch(w.yarn, yarn_n)
+            self._yarn = (yarn_n, batch)
         batches = tuple(
             [b for _, b in (self._emr, self._heap, self._yarn) if b is not None]
             + [b for _, _, b in self._extra if b is not None]
         )
-        # what MetricsSnapshot.of_batches checks (no signal in two batches), once per set of signals
-        signals = tuple([tuple(b.values) for b in batches])
+        # what MetricsSnapshot.of_batches checks (no signal in two batches), once per combination of the
+        # streams' sets of signals (a `read` is one set; the further streams' batches by their signals)
+        signals: tuple[object, ...] = (
+            id(self._emr_read),
+            id(self._heap_read),
+            id(self._yarn_read),
+            *[tuple(b.values) for _, _, b in self._extra if b is not None],
+        )
         if signals not in self._disjoint:
             MetricsSnapshot.of_batches(batches)  # raises ValueError when a signal is in two
             self._disjoint.add(signals)
