@@ -15,8 +15,14 @@ import pytest
 from policy_builders import NOW, ago, cfg, cluster, group, metrics, targets, yarn
 from sparkscale.config import Config
 from sparkscale.policy import Direction, ReasonCode, ScalerState, decide
-from sparkscale.policy.burst import HISTORY, next_burst, remaining_s, starts_burst
-from sparkscale.policy.burst import HISTORY, next_burst, remaining_s, without_history_s
+from sparkscale.policy.burst import (
+    HISTORY,
+    MIN_LONGER,
+    next_burst,
+    remaining_s,
+    starts_burst,
+    without_history_s,
+)
 from sparkscale.policy.decide import evaluate
 from sparkscale.policy.model import BurstLevel, BurstReading
 from sparkscale.policy.state import next_state
@@ -109,11 +115,40 @@ def test_a_second_scale_out_before_confirmation_adds_nothing():
     assert d.reasons[0].values["first_step_nodes"] == 0.0
 
 
-@pytest.mark.parametrize("durations", [LONG_ONES, (100.0, 150.0, 200.0, 230.0)])
-def test_a_confirmed_burst_buys_the_whole_shortfall_unless_its_history_says_it_ends_too_soon(durations):
-    # 240 s old: confirmed. Long ones, or none of the 4 lasted 240 s: nothing says it ends too soon.
-    # counted 240 GiB; 414.1 - 240 = 174.1 GiB -> 4 nodes (192 GiB)
+def test_a_confirmed_burst_buys_the_whole_shortfall_when_its_history_says_it_goes_on():
+    # 240 s old: confirmed; the 4 long ones went on a median 1410 s more. counted 240 GiB; 414.1 - 240 = 174.1
+    # GiB -> 4 nodes (192 GiB)
+    d = run(going_on(240, durations=LONG_ONES), c=cluster(a(3, running=2)))
+    assert targets(d) == {"ig-a": 7}
+
+
+@pytest.mark.parametrize(
+    "durations",
+    [
+        (100.0, 150.0, 200.0, 230.0),  # none of the 4 lasted 240 s
+        (100.0, 150.0, 200.0, 3600.0),  # one did: its 3360 s more alone would decide
+    ],
+)
+def test_a_burst_that_outlasted_all_its_history_but_one_is_taken_to_go_on_as_long_again(durations):
+    # fewer than MIN_LONGER (2) earlier bursts lasted as long: nothing to go by, as with no history
+    assert MIN_LONGER == 2
     d = run(going_on(240, durations=durations), c=cluster(a(3, running=2)))
+    assert d.direction is Direction.HOLD
+    why = d.reasons[0]
+    assert why.code is ReasonCode.BURST_ENDS_TOO_SOON
+    assert why.values["median_remaining_s"] == pytest.approx(240.0)
+    assert "fewer than 2 of the 4 earlier bursts lasted as long" in why.text
+    assert targets(run(going_on(720, durations=durations), c=cluster(a(3, running=2)))) == {"ig-a": 7}
+    # the rule before bought it once confirmed
+    config = cfg(**ON, burst_buy_without_history=True)
+    assert targets(run(going_on(240, durations=durations), config=config, c=cluster(a(3, running=2)))) == {
+        "ig-a": 7
+    }
+
+
+def test_two_earlier_bursts_that_lasted_as_long_are_enough_to_go_by():
+    # two of them lasted 240 s and went on 1160 and 3360 s more: median 2260 s >= 720 s, bought at once
+    d = run(going_on(240, durations=(100.0, 150.0, 1400.0, 3600.0)), c=cluster(a(3, running=2)))
     assert targets(d) == {"ig-a": 7}
 
 

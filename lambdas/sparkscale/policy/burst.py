@@ -14,11 +14,11 @@ lasted that long. So:
    bursts (at most HISTORY) that lasted at least as long as this one has, the median went on for less than
    the lead time + `burst_useful_s` more. Then nodes bought now would be usable for less than
    `burst_useful_s` before it ends: it holds at the first step, and asks again at every evaluation (a burst
-   that goes on becomes one of the long ones). When this one has lasted longer than any of them, there is
-   nothing to go by: it buys. With fewer than MIN_HISTORY bursts in the history (a new cluster; the demo's
-   single day) a burst is taken to go on for as long again as it has lasted (`burst_buy_without_history`
-   false, the default; see without_history_s), so it is bought once it has lasted the lead time +
-   `burst_useful_s`; true buys it as soon as it is confirmed. A held burst whose executors' heap is pressed
+   that goes on becomes one of the long ones). With fewer than MIN_HISTORY bursts in the history (a new
+   cluster; the demo's single day), or fewer than MIN_LONGER of them that lasted as long, a burst is taken
+   to go on for as long again as it has lasted (`burst_buy_without_history` false, the default; see
+   without_history_s), so it is bought once it has lasted the lead time + `burst_useful_s`; true buys it
+   as soon as it is confirmed. A held burst whose executors' heap is pressed
    again after its last request gets another first step (`burst_regrowth`, heap_restep).
 
 A burst: from the evaluation where a signal beyond its deadband asks for more than the capacity counted
@@ -50,6 +50,9 @@ from sparkscale.policy.planner import EPS
 from sparkscale.policy.reasons import Reason, ReasonCode
 
 HISTORY = 32  # the most burst durations kept (the cluster's recent bursts)
+# fewer earlier bursts than this that lasted as long as this one: their median is no evidence (one long burst
+# in the history would decide alone), and the burst is taken to go on for as long again, as with no history
+MIN_LONGER = 2
 MAX_LEVELS = 8  # the most bursts followed at once (one on top of another)
 MIN_HISTORY = 4  # fewer bursts in the history than this: nothing to go by, the whole shortfall is bought
 
@@ -205,7 +208,9 @@ def heap_restep(reason: Reason, nodes: int) -> Reason:
     can: it falls back once the first step's nodes run and is pressed again when more work arrives."""
     head = reason.text.removesuffix(_step_text(0))
     step = "the executors' heap is pressed again since the last request: " + _step_text(nodes)
-    return Reason(reason.code, head + step, {**reason.values, "first_step_nodes": float(nodes)}, reason.subject)
+    return Reason(
+        reason.code, head + step, {**reason.values, "first_step_nodes": float(nodes)}, reason.subject
+    )
 
 
 def _step_text(nodes: int) -> str:
@@ -253,13 +258,22 @@ def first_step(ctx: Context) -> tuple[int, Reason] | None:
     lead = lead_time_s(state)
     assumed = without_history_s(state.burst_durations_s, age, cfg)
     past = remaining_s(state.burst_durations_s, age) if assumed is None else (assumed, 0)
+    # longer than every earlier burst, or than all but one: nothing to go by either, as long again
+    outlasted = (past is None or past[1] < MIN_LONGER) and not cfg.burst_buy_without_history
+    if outlasted:
+        past = (age, 0)  # nothing to go by either: as long again
     if past is None or past[0] >= lead + cfg.burst_useful_s:
         return None
     left, count = past
-    if assumed is None:
+    n = len(state.burst_durations_s)
+    if outlasted and assumed is None:
+        why = (
+            f"fewer than {MIN_LONGER} of the {n} earlier bursts lasted as long, so it is taken to go on "
+            f"for as long again, {left:.0f} s more (burst_buy_without_history false)"
+        )
+    elif assumed is None:
         why = f"the {count} earlier bursts that lasted as long went on for a median {left:.0f} s more"
     else:
-        n = len(state.burst_durations_s)
         why = (
             f"with {n} earlier burst{'s' if n != 1 else ''} to go by (fewer than {MIN_HISTORY}) it is taken "
             f"to go on for as long again, {left:.0f} s more (burst_buy_without_history false)"
