@@ -389,8 +389,9 @@ def backlog_table() -> list[str]:
         "EMR's rules. Four times buys too much whole to keep the cost on bursty-batch.",
         "- Reactions: the longest ones (up to 1,000–1,500 s, with or without a share) are bursts held at "
         "their first step (`burst_ends_too_soon`) while a new job joins them and the need grows; under the "
-        "backlog a burst lasts until its queue is gone, so more jobs join one. That is the burst rule's held-"
-        "burst growth gap, which a share does not change.",
+        "backlog a burst lasts until its queue is gone, so more jobs join one. `burst_regrowth` answers such "
+        "growth only once the burst's last step is the lead time + `burst_useful_s` old (sooner costs the SWIM "
+        "day more than EMR's rules without `--backlog`), and a share does not change it.",
     ]
     return lines
 
