@@ -389,9 +389,9 @@ def backlog_table() -> list[str]:
         "EMR's rules. Four times buys too much whole to keep the cost on bursty-batch.",
         "- Reactions: the longest ones (up to 1,000–1,500 s, with or without a share) are bursts held at "
         "their first step (`burst_ends_too_soon`) while a new job joins them and the need grows; under the "
-        "backlog a burst lasts until its queue is gone, so more jobs join one. `burst_regrowth` answers such "
-        "growth only once the burst's last step is the lead time + `burst_useful_s` old (sooner costs the SWIM "
-        "day more than EMR's rules without `--backlog`), and a share does not change it.",
+        "backlog a burst lasts until its queue is gone, so more jobs join one. `burst_regrowth` answers "
+        "such growth only once the burst's last step is the lead time + `burst_useful_s` old (sooner costs "
+        "the SWIM day more than EMR's rules without `--backlog`), and a share does not change it.",
     ]
     return lines
 
@@ -494,11 +494,10 @@ class LaggedHeadroom:
             w.record_request(scale_out=scale_out)
 
 
-def lagged_headroom(trace: Trace, headroom: float) -> Scores:
+def run_rule(rule: Any, demand: list[float], initial_task_nodes: dict[str, int]) -> Scores:
+    """Replay one of this benchmark's sizing rules (a World policy with a `name`) over `demand` on the
+    default cluster and model, and score it."""
     params, cluster, config = SimParams(), default_cluster(), Config.from_mapping(BASE)
-    demand = list(trace.resample(params.step_s))
-    rule = LaggedHeadroom(cluster, config, headroom, LAG_S)
-    core = cluster.core_gib(config.usable_memory_fraction)
     rec = RunRecord(rule.name)
     world = World(
         demand_gib=demand,
@@ -507,7 +506,7 @@ def lagged_headroom(trace: Trace, headroom: float) -> Scores:
         params=params,
         seed=0,
         record=rec,
-        initial_task_nodes={rule.group.id: rule.target(demand[0], core)},
+        initial_task_nodes=initial_task_nodes,
     )
     world.run(rule)
     return score(
@@ -519,6 +518,14 @@ def lagged_headroom(trace: Trace, headroom: float) -> Scores:
         actions=rec.actions,
         scale_out_times_s=rec.scale_out_times_s,
     )
+
+
+def lagged_headroom(trace: Trace, headroom: float) -> Scores:
+    params, cluster, config = SimParams(), default_cluster(), Config.from_mapping(BASE)
+    demand = list(trace.resample(params.step_s))
+    rule = LaggedHeadroom(cluster, config, headroom, LAG_S)
+    core = cluster.core_gib(config.usable_memory_fraction)
+    return run_rule(rule, demand, {rule.group.id: rule.target(demand[0], core)})
 
 
 def least_headroom(trace: Trace, max_tau_u_pct: float = 1.0) -> tuple[int, Scores | None]:
@@ -651,26 +658,7 @@ def look_ahead(
     rule = LookAhead(
         cluster, config, params, headroom=headroom, seasonal=seasonal, foresight=foresight, mixed=mixed
     )
-    rec = RunRecord(rule.name)
-    world = World(
-        demand_gib=demand,
-        cluster=cluster,
-        config=config,
-        params=params,
-        seed=0,
-        record=rec,
-        initial_task_nodes=rule.start(demand[0], cluster.core_gib(config.usable_memory_fraction)),
-    )
-    world.run(rule)
-    return score(
-        demand=demand,
-        supply=rec.supply_gib,
-        step_s=params.step_s,
-        cost_usd=rec.cost_usd,
-        oracle_cost_usd=None,
-        actions=rec.actions,
-        scale_out_times_s=rec.scale_out_times_s,
-    )
+    return run_rule(rule, demand, rule.start(demand[0], cluster.core_gib(config.usable_memory_fraction)))
 
 
 def look_ahead_within(trace: Trace, max_tau_u_pct: float) -> tuple[float, Scores | None]:

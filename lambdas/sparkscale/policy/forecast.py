@@ -189,25 +189,32 @@ def history_ranges(now: datetime, lead_s: float) -> tuple[tuple[datetime, dateti
     return tuple(out)
 
 
+def _credible_ratio(history: DemandHistory, now: datetime, back: timedelta) -> float | None:
+    """The median ratio of the demand now to the period `back` earlier over the last CHECK_S, when that
+    period is credible (its median relative error over at least MIN_CHECK_BUCKETS buckets is within
+    SEASONAL_TOLERANCE); None when it is not (see the module docstring)."""
+    nb = bucket_start(now)
+    errors, ratios = [], []
+    for b in _buckets(nb - timedelta(seconds=CHECK_S), nb - timedelta(seconds=BUCKET_S)):
+        actual, past = history.get(b), history.get(b - back)
+        if actual is not None and past is not None:
+            errors.append(abs(actual - past) / max(actual, past, SEASONAL_FLOOR_GIB))
+            ratios.append(actual / max(past, SEASONAL_FLOOR_GIB))
+    if len(errors) >= MIN_CHECK_BUCKETS and median(errors) <= SEASONAL_TOLERANCE:
+        return median(ratios)
+    return None
+
+
 def seasonal(history: DemandHistory, now: datetime, target_at: datetime) -> float | None:
     """The larger of the credible periods' peaks at target_at (one day, one week earlier); None when neither
     is credible (see the module docstring)."""
     if not history:
         return None
-    nb = bucket_start(now)
-    recent = _buckets(nb - timedelta(seconds=CHECK_S), nb - timedelta(seconds=BUCKET_S))
     best: float | None = None
     for p in PERIODS_S:
         back = timedelta(seconds=p)
         then = history.get(bucket_start(target_at) - back)
-        if then is None:
-            continue
-        errors = []
-        for b in recent:
-            actual, past = history.get(b), history.get(b - back)
-            if actual is not None and past is not None:
-                errors.append(abs(actual - past) / max(actual, past, SEASONAL_FLOOR_GIB))
-        if len(errors) >= MIN_CHECK_BUCKETS and median(errors) <= SEASONAL_TOLERANCE:
+        if then is not None and _credible_ratio(history, now, back) is not None:
             best = then if best is None else max(best, then)
     return best
 
@@ -220,21 +227,15 @@ def seasonal_shift(
     if not history:
         return None
     nb = bucket_start(now)
-    recent = _buckets(nb - timedelta(seconds=CHECK_S), nb - timedelta(seconds=BUCKET_S))
     best: float | None = None
     for p in PERIODS_S:
         back = timedelta(seconds=p)
         then, base = history.get(bucket_start(target_at) - back), history.get(nb - back)
         if then is None or base is None:
             continue
-        errors, ratios = [], []
-        for b in recent:
-            actual, past = history.get(b), history.get(b - back)
-            if actual is not None and past is not None:
-                errors.append(abs(actual - past) / max(actual, past, SEASONAL_FLOOR_GIB))
-                ratios.append(actual / max(past, SEASONAL_FLOOR_GIB))
-        if len(errors) >= MIN_CHECK_BUCKETS and median(errors) <= SEASONAL_TOLERANCE:
-            value = max(0.0, current_gib + (then - base) * median(ratios))
+        ratio = _credible_ratio(history, now, back)
+        if ratio is not None:
+            value = max(0.0, current_gib + (then - base) * ratio)
             best = value if best is None else max(best, value)
     return best
 
