@@ -279,5 +279,6 @@ def test_a_share_of_a_deep_queue_costs_less_and_waits_longer() -> None:
         )
         assert res.backlog_scores is not None
         out[share] = (res.scores["sparkscale"].cost_usd, res.backlog_scores["sparkscale"].queued_gib_hours)
-    assert out[5.0][0] < 0.7 * out[100.0][0]  # measured: $14.7 against $24.7
-    assert out[5.0][1] > out[100.0][1]  # 36,874 against 29,231 GiB-h
+    # measured with the shipped burst rule (regrowth, no-history prior): $14.5 against $18.9
+    assert out[5.0][0] < 0.85 * out[100.0][0]
+    assert out[5.0][1] > out[100.0][1]  # 32,716 against 25,478 GiB-h
