@@ -18,8 +18,8 @@ lasted that long. So:
    cluster; the demo's single day), or fewer than MIN_LONGER of them that lasted as long, a burst is taken
    to go on for as long again as it has lasted (`burst_buy_without_history` false, the default; see
    without_history_s), so it is bought once it has lasted the lead time + `burst_useful_s`; true buys it
-   as soon as it is confirmed. A held burst whose executors' heap is pressed
-   again after its last request gets another first step (`burst_regrowth`, heap_restep).
+   as soon as it is confirmed. A held burst whose executors' heap is pressed again after its last request
+   gets another first step (`burst_regrowth`, heap_restep).
 
 A burst: from the evaluation where a signal beyond its deadband asks for more than the capacity counted
 (running CORE + requested TASK nodes) until the demand no longer needs more than the capacity counted when it
@@ -54,7 +54,7 @@ HISTORY = 32  # the most burst durations kept (the cluster's recent bursts)
 # in the history would decide alone), and the burst is taken to go on for as long again, as with no history
 MIN_LONGER = 2
 MAX_LEVELS = 8  # the most bursts followed at once (one on top of another)
-MIN_HISTORY = 4  # fewer bursts in the history than this: nothing to go by, the whole shortfall is bought
+MIN_HISTORY = 4  # fewer bursts in the history than this: nothing to go by (without_history_s)
 
 
 def read_burst(est: Estimate, cap: Capacity, config: Config) -> BurstReading | None:
