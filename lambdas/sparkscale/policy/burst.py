@@ -19,7 +19,7 @@ lasted that long. So:
    to go on for as long again as it has lasted (`burst_buy_without_history` false, the default; see
    without_history_s), so it is bought once it has lasted the lead time + `burst_useful_s`; true buys it
    as soon as it is confirmed. A held burst whose executors' heap is pressed again after its last request
-   gets another first step (`burst_regrowth`, heap_restep).
+   gets another first step (`burst_regrowth`, _step).
 
 A burst: from the evaluation where a signal beyond its deadband asks for more than the capacity counted
 (running CORE + requested TASK nodes) until the demand no longer needs more than the capacity counted when it
@@ -37,7 +37,7 @@ ScalerState (burst_levels, burst_short, burst_out_of_memory, burst_durations_s) 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from statistics import median
 
@@ -185,9 +185,10 @@ def remaining_s(durations_s: Sequence[float], age_s: float) -> tuple[float, int]
 
 
 def without_history_s(durations_s: Sequence[float], age_s: float, config: Config) -> float | None:
-    """How long a burst that has lasted `age_s` is taken to go on when the history holds fewer than
-    MIN_HISTORY bursts: as long again (`burst_buy_without_history` false), or None (true: nothing to go by,
-    it is bought). None as well once the history is long enough (remaining_s then speaks).
+    """How long a burst that has lasted `age_s` is taken to go on when its history gives nothing to go by (it
+    holds fewer than MIN_HISTORY bursts, or fewer than MIN_LONGER of them lasted as long): as long again
+    (`burst_buy_without_history` false), or None (true: it is bought). None as well when the history speaks
+    (remaining_s).
 
     Why as long again: with no bursts of its own to compare, what is known is only how long this one has
     lasted; of the bursts that have lasted a while, about half go on at least as long again (the median of a
@@ -195,22 +196,13 @@ def without_history_s(durations_s: Sequence[float], age_s: float, config: Config
     two minutes old would wager on the long half with nothing to go by: on `make demo`'s single day, whose
     history starts empty, its first two large bursts (15 minutes each) were bought whole and cost twice EMR's
     rules. Held until it has lasted the lead time + burst_useful_s, a burst is bought only when it is as
-    likely as not to outlast the nodes' start and their useful time."""
-    if config.burst_buy_without_history or len(durations_s) >= MIN_HISTORY:
+    likely as not to outlast the nodes' start and their useful time. One earlier burst that lasted as long
+    is no evidence either: its time alone would decide (the SWIM day's 07:10 spike was bought whole on it)."""
+    if config.burst_buy_without_history:
+        return None
+    if len(durations_s) >= MIN_HISTORY and sum(1 for d in durations_s if d >= age_s) >= MIN_LONGER:
         return None
     return age_s
-
-
-def heap_restep(reason: Reason, nodes: int) -> Reason:
-    """The hold's reason when the executors' heap gives a held burst its first step again (burst_regrowth:
-    the heap-pressure rule in scale_out). In a burst held at its first step memory never stops running out,
-    so "memory runs out again" cannot tell that its need outgrew what was asked (a job joining it); the heap
-    can: it falls back once the first step's nodes run and is pressed again when more work arrives."""
-    head = reason.text.removesuffix(_step_text(0))
-    step = "the executors' heap is pressed again since the last request: " + _step_text(nodes)
-    return Reason(
-        reason.code, head + step, {**reason.values, "first_step_nodes": float(nodes)}, reason.subject
-    )
 
 
 def _step_text(nodes: int) -> str:
@@ -236,52 +228,82 @@ def _newest_since(ctx: Context) -> datetime:
     return kept[-1].since
 
 
-def first_step(ctx: Context) -> tuple[int, Reason] | None:
-    """The most nodes this scale-out may add, and why; None when the whole shortfall may be bought (the
-    mechanism is off, or the burst is confirmed and its history does not say it ends too soon)."""
+def first_step(
+    ctx: Context, heap_pressure: Callable[[Context], Reason | None]
+) -> tuple[int, Reason, Reason | None] | None:
+    """The most nodes this scale-out may add, why, and the heap-pressure reason that gave a held burst its
+    first step again; None when the whole shortfall may be bought (the mechanism is off, or the burst is
+    confirmed and its history does not say it ends too soon). `heap_pressure`: scale_out's heap-pressure
+    rule, asked only of a burst held at its first step (`burst_regrowth`)."""
     cfg, state = ctx.config, ctx.state
     if cfg.burst_first_step_nodes <= 0:
         return None
     since = _newest_since(ctx)
     age = max(0.0, (ctx.now - since).total_seconds())
-    last = state.last_scale_out_at
-    nodes = 0 if last is not None and last >= since else cfg.burst_first_step_nodes
     short = gib(max(0.0, ctx.est.need_gib))
-    step = _step_text(nodes)
-    values = {"burst_age_s": age, "confirm_s": float(cfg.burst_confirm_s), "first_step_nodes": float(nodes)}
     if age < cfg.burst_confirm_s:
+        nodes, step, pressed = _step(ctx, since, heap_pressure)
         text = (
             f"Burst not yet confirmed: short of memory for {age:.0f} s of the {cfg.burst_confirm_s} s after "
             f"which the whole shortfall ({short}) is bought; {step}"
         )
-        return nodes, Reason(ReasonCode.BURST_UNCONFIRMED, text, values)
+        values = {
+            "burst_age_s": age,
+            "confirm_s": float(cfg.burst_confirm_s),
+            "first_step_nodes": float(nodes),
+        }
+        return nodes, Reason(ReasonCode.BURST_UNCONFIRMED, text, values), pressed
     lead = lead_time_s(state)
     assumed = without_history_s(state.burst_durations_s, age, cfg)
     past = remaining_s(state.burst_durations_s, age) if assumed is None else (assumed, 0)
-    # longer than every earlier burst, or than all but one: nothing to go by either, as long again
-    outlasted = (past is None or past[1] < MIN_LONGER) and not cfg.burst_buy_without_history
-    if outlasted:
-        past = (age, 0)  # nothing to go by either: as long again
     if past is None or past[0] >= lead + cfg.burst_useful_s:
         return None
     left, count = past
     n = len(state.burst_durations_s)
-    if outlasted and assumed is None:
+    if assumed is None:
+        why = f"the {count} earlier bursts that lasted as long went on for a median {left:.0f} s more"
+    elif n >= MIN_HISTORY:
         why = (
             f"fewer than {MIN_LONGER} of the {n} earlier bursts lasted as long, so it is taken to go on "
             f"for as long again, {left:.0f} s more (burst_buy_without_history false)"
         )
-    elif assumed is None:
-        why = f"the {count} earlier bursts that lasted as long went on for a median {left:.0f} s more"
     else:
         why = (
             f"with {n} earlier burst{'s' if n != 1 else ''} to go by (fewer than {MIN_HISTORY}) it is taken "
             f"to go on for as long again, {left:.0f} s more (burst_buy_without_history false)"
         )
+    nodes, step, pressed = _step(ctx, since, heap_pressure)
     text = (
         f"Burst likely over before new nodes are useful: it has lasted {age:.0f} s, and {why}, less than "
         f"the lead time {lead:.0f} s + burst_useful_s {cfg.burst_useful_s} s; the whole shortfall ({short}) "
         "is not bought, " + step
     )
-    values.update(median_remaining_s=left, bursts=float(count), lead_time_s=lead)
-    return nodes, Reason(ReasonCode.BURST_ENDS_TOO_SOON, text, values)
+    values = {
+        "burst_age_s": age,
+        "confirm_s": float(cfg.burst_confirm_s),
+        "first_step_nodes": float(nodes),
+        "median_remaining_s": left,
+        "bursts": float(count),
+        "lead_time_s": lead,
+    }
+    return nodes, Reason(ReasonCode.BURST_ENDS_TOO_SOON, text, values), pressed
+
+
+def _step(
+    ctx: Context, since: datetime, heap_pressure: Callable[[Context], Reason | None]
+) -> tuple[int, str, Reason | None]:
+    """A held burst's step: its first step's nodes unless one was requested since it began; then none,
+    unless its executors' heap is pressed since (`burst_regrowth`): in a burst held at its first step memory
+    never stops running out, so "memory runs out again" cannot tell that its need outgrew what was asked (a
+    job joining it); the heap can: it falls back once the first step's nodes run and is pressed again when
+    more work arrives. The nodes, the sentence that ends the reason, and the heap-pressure reason if any."""
+    cfg, last = ctx.config, ctx.state.last_scale_out_at
+    if last is None or last < since:
+        return cfg.burst_first_step_nodes, _step_text(cfg.burst_first_step_nodes), None
+    pressed = heap_pressure(ctx) if cfg.burst_regrowth else None
+    if pressed is None:
+        return 0, _step_text(0), None
+    step = "the executors' heap is pressed again since the last request: " + _step_text(
+        cfg.burst_first_step_nodes
+    )
+    return cfg.burst_first_step_nodes, step, pressed

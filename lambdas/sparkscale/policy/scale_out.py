@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import NamedTuple
 
-from sparkscale.policy.burst import first_step, heap_restep
+from sparkscale.policy.burst import first_step
 from sparkscale.policy.constraints import add_offers, cooldown_blocks, total_requested
 from sparkscale.policy.context import (
     UNCHANGED,
@@ -139,21 +139,18 @@ def scale_out(
     budget = budget_left(cluster, cfg)
     # a stream behind is bought whole: its lag grows until it is caught up, it does not end on its own
     burst_rule = pressure is None and driving.signal not in STREAMING_SIGNALS
-    unconfirmed = first_step(ctx) if burst_rule else None
+    unconfirmed = first_step(ctx, heap_pressure) if burst_rule else None
     # the burst rule's first step leaves the rest of the shortfall by choice: not at max, no limit to name
     burst_capped = False
     if unconfirmed is not None:  # a young shortfall episode: a small first step (policy/burst.py)
-        held = heap_pressure(ctx) if unconfirmed[0] == 0 and cfg.burst_regrowth else None
-        if held is not None:  # a held burst's executors under heap pressure: its first step again
-            nodes = cfg.burst_first_step_nodes
-            unconfirmed = (nodes, heap_restep(unconfirmed[1], nodes))
-        reasons.insert(0, unconfirmed[1])
-        if held is not None:
-            reasons.insert(0, held)
-        if unconfirmed[0] == 0:
+        step_nodes, hold, pressed = unconfirmed
+        reasons.insert(0, hold)
+        if pressed is not None:  # a held burst's executors under heap pressure gave it its first step again
+            reasons.insert(0, pressed)
+        if step_nodes == 0:
             return StepResult(UNCHANGED, reasons, desired_nodes, desired_gib, bounds=False)
-        burst_capped = unconfirmed[0] < room
-        room = min(room, unconfirmed[0])
+        burst_capped = step_nodes < room
+        room = min(room, step_nodes)
     elif burst_rule:  # a confirmed burst: a share of the memory waiting (policy/pending_share.py)
         capped = share_cap(ctx, need)
         if capped is not None:
